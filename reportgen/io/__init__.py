@@ -1,0 +1,32 @@
+"""Study input: study folders, 3D/4D NIfTI files and DICOM folders become a `Study`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reportgen.errors import InputError
+from reportgen.io.readers import is_nifti, read_nifti_file, read_study_folder
+from reportgen.io.sequences import PROTOCOL, canonical_sequence_name
+from reportgen.io.study import Study, Volume
+
+__all__ = ["PROTOCOL", "Study", "Volume", "canonical_sequence_name", "load_study"]
+
+
+def load_study(
+    path: str | Path, sequence: str | None = None, sequences: list[str] | None = None
+) -> Study:
+    """Read a study from any supported form; refuse with an InputError what cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if path.is_file():
+        if is_nifti(path):
+            return read_nifti_file(path, sequence=sequence, sequences=sequences)
+        raise InputError(path, "not a NIfTI file (.nii/.nii.gz) or a folder")
+    if not any(path.iterdir()):
+        raise InputError(path, "folder is empty")
+    if any(is_nifti(p) for p in path.iterdir() if p.is_file()):
+        return read_study_folder(path)
+    from reportgen.io.dicom import read_dicom_study  # imported lazily: pydicom + dicom2nifti
+
+    return read_dicom_study(path)

@@ -1,0 +1,296 @@
+"""DICOM folders: group series, name them from their headers, convert with dicom2nifti.
+
+Conversion is never hand-built: dicom2nifti converts classic and single-file enhanced
+series (its outputs agree with its own test suite's volumes), and SimpleITK reads
+enhanced series stored one file per time point, which dicom2nifti reduces to the
+first file. Nothing identifying leaves this module: the study id is chosen by the
+caller, and only technical acquisition tags are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from reportgen.errors import InputError
+from reportgen.io.dicom_headers import (
+    SeriesGroup,
+    b_value,
+    classify_series,
+    technical_info,
+    temporal_key,
+)
+from reportgen.io.nifti import as_volume, select_diffusion_volume
+from reportgen.io.study import Study, Volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConvertedSeries:
+    """One converted volume (3D, or 4D for multi-b diffusion) and how it was named."""
+
+    series_number: int
+    kind: str | None  # "T2W" | "DWI" | "ADC" | "DCE" | None (unclassified)
+    reason: str
+    data: np.ndarray
+    affine: np.ndarray
+    order: tuple = ()
+    bvals: list[float] | None = None
+    info: dict = field(default_factory=dict)
+    name: str | None = None  # canonical name, assigned once all series are known
+
+
+@dataclass
+class DicomConversion:
+    converted: list[ConvertedSeries]
+    skipped: list[tuple[int, str]]  # (series number, why)
+    warnings: list[str]
+
+
+def scan_dicom_folder(folder: Path) -> list[SeriesGroup]:
+    """Read every DICOM header under a folder (no pixel data) and group by series."""
+    groups: dict[str, SeriesGroup] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.name.upper() == "DICOMDIR":
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError):
+            continue
+        uid = str(ds.get("SeriesInstanceUID", "") or "")
+        if not uid or "SOPClassUID" not in ds:
+            continue
+        group = groups.setdefault(uid, SeriesGroup(uid=uid))
+        group.files.append(path)
+        group.headers.append(ds)
+    if not groups:
+        raise InputError(folder, "no DICOM image files found")
+    return sorted(groups.values(), key=lambda g: (g.number, g.uid))
+
+
+def _has_geometry(ds: pydicom.Dataset) -> bool:
+    if "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds:
+        return True
+    for seq_kw in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for item in ds.get(seq_kw, [])[:1]:
+            if "PlaneOrientationSequence" in item or "PlanePositionSequence" in item:
+                return True
+    return False
+
+
+def _split_by_time(group: SeriesGroup) -> list[list[int]]:
+    """Indices of the files of each time point, for a classic series holding several."""
+    if group.is_multiframe:
+        return [list(range(len(group.files)))]
+    positions = defaultdict(list)
+    for i, ds in enumerate(group.headers):
+        positions[tuple(round(float(v), 2) for v in ds.get("ImagePositionPatient", []))].append(i)
+    if max(len(v) for v in positions.values()) <= 1:
+        return [list(range(len(group.files)))]
+    phases = defaultdict(list)
+    for i, ds in enumerate(group.headers):
+        phases[temporal_key(ds)[:2]].append(i)
+    return [phases[key] for key in sorted(phases)]
+
+
+def _dicom2nifti(datasets: list[pydicom.Dataset]) -> tuple[nib.Nifti1Image, list[float] | None]:
+    import dicom2nifti.convert_dicom as convert_dicom
+
+    logging.getLogger("dicom2nifti").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="reportgen-dcm-") as tmp:
+        out = Path(tmp) / "series.nii.gz"
+        result = convert_dicom.dicom_array_to_nifti(datasets, str(out), reorient_nifti=True)
+        loaded = nib.load(str(out))
+        image = nib.Nifti1Image(np.asanyarray(loaded.dataobj), loaded.affine)
+        bvals = (
+            [float(b) for b in np.atleast_1d(result["BVAL"])]
+            if result.get("BVAL") is not None
+            else None
+        )
+    return image, bvals
+
+
+def _simpleitk(path: Path) -> nib.Nifti1Image:
+    import SimpleITK as sitk
+
+    with tempfile.TemporaryDirectory(prefix="reportgen-dcm-") as tmp:
+        out = Path(tmp) / "frame.nii.gz"
+        sitk.WriteImage(sitk.ReadImage(str(path)), str(out))
+        loaded = nib.load(str(out))
+        return nib.Nifti1Image(np.asanyarray(loaded.dataobj), loaded.affine)
+
+
+def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[ConvertedSeries]:
+    """Convert one series into one or more volumes (several for dynamic series)."""
+    if not _has_geometry(group.first):
+        raise ValueError("no patient geometry (ImagePositionPatient/ImageOrientationPatient)")
+    info = technical_info(group.first)
+    volumes: list[ConvertedSeries] = []
+    if group.is_multiframe and len(group.files) > 1:
+        # One enhanced file per time point: dicom2nifti would convert only the first.
+        order = sorted(
+            range(len(group.files)),
+            key=lambda i: (temporal_key(group.headers[i]), group.files[i].name),
+        )
+        for rank, i in enumerate(order):
+            image = _simpleitk(group.files[i])
+            frames = int(group.headers[i].get("NumberOfFrames", 1))
+            if image.shape[2] != frames:
+                raise ValueError(
+                    f"file {group.files[i].name}: {frames} frames read as {image.shape[2]} slices"
+                )
+            volumes.append(
+                ConvertedSeries(
+                    group.number,
+                    kind,
+                    reason,
+                    np.asanyarray(image.dataobj),
+                    image.affine,
+                    (*temporal_key(group.headers[i]), rank),
+                    info=info,
+                )
+            )
+        return volumes
+    for rank, indices in enumerate(_split_by_time(group)):
+        datasets = [pydicom.dcmread(group.files[i]) for i in indices]
+        image, bvals = _dicom2nifti(datasets)
+        data = np.asanyarray(image.dataobj)
+        if data.ndim == 4 and not (kind == "DWI" and bvals):
+            # Several volumes in one block (dynamic phases, echoes): each is its own volume.
+            for t in range(data.shape[3]):
+                volumes.append(
+                    ConvertedSeries(
+                        group.number,
+                        kind,
+                        reason,
+                        data[..., t],
+                        image.affine,
+                        (*temporal_key(datasets[0]), rank, t),
+                        info=info,
+                    )
+                )
+            continue
+        if bvals is None and kind == "DWI":
+            found = [b_value(ds) for ds in datasets]
+            bvals = [found[0]] if len(set(found)) == 1 and found[0] is not None else None
+        volumes.append(
+            ConvertedSeries(
+                group.number,
+                kind,
+                reason,
+                data,
+                image.affine,
+                (*temporal_key(datasets[0]), rank),
+                bvals=bvals,
+                info=info,
+            )
+        )
+    return volumes
+
+
+def _dce_pre_first(volumes: list[ConvertedSeries]) -> list[ConvertedSeries]:
+    return sorted(volumes, key=lambda v: v.order)
+
+
+def _assign_names(converted: list[ConvertedSeries], warnings: list[str]) -> None:
+    """Give each volume its canonical name; extra candidates for a name stay unclassified."""
+    by_kind: dict[str, list[ConvertedSeries]] = defaultdict(list)
+    for vol in converted:
+        if vol.kind:
+            by_kind[vol.kind].append(vol)
+    for kind in ("T2W", "ADC"):
+        candidates = sorted(
+            by_kind.get(kind, []), key=lambda v: (-int(np.prod(v.data.shape[:3])), v.series_number)
+        )
+        if candidates:
+            candidates[0].name = kind
+            for extra in candidates[1:]:
+                warnings.append(
+                    f"series {extra.series_number}: a second {kind} candidate, kept as other"
+                )
+    dwi = by_kind.get("DWI", [])
+    if dwi:
+        best = min(
+            dwi,
+            key=lambda v: (
+                min(abs(b - 800) for b in (v.bvals or [1e9]) if b > 0)
+                if any(b > 0 for b in (v.bvals or []))
+                else 1e9
+            ),
+        )
+        best.name = "DWI"
+        for extra in dwi:
+            if extra is not best:
+                warnings.append(
+                    f"series {extra.series_number}: another diffusion series, kept as other"
+                )
+    for phase, vol in enumerate(_dce_pre_first(by_kind.get("DCE", []))):
+        vol.name = f"DCE_{phase}"
+
+
+def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) -> DicomConversion:
+    """Convert every series under a folder; series that cannot be converted are listed, not hidden."""
+    overrides = overrides or {}
+    converted: list[ConvertedSeries] = []
+    skipped: list[tuple[int, str]] = []
+    warnings: list[str] = []
+    for group in scan_dicom_folder(folder):
+        if group.number in overrides:
+            kind, reason = overrides[group.number], "named on the command line"
+        else:
+            kind, reason = classify_series(group)
+        try:
+            volumes = _convert_group(group, kind, reason)
+        except Exception as exc:  # dicom2nifti/SimpleITK raise many types for unusable series
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            skipped.append((group.number, f"cannot be converted ({text})"))
+            continue
+        for vol in volumes:
+            if not np.any(vol.data):
+                skipped.append((group.number, "a converted volume is all zeros; left out"))
+            else:
+                converted.append(vol)
+    if not converted:
+        detail = "; ".join(f"series {n}: {why}" for n, why in skipped) or "nothing to convert"
+        raise InputError(folder, f"no DICOM series could be converted ({detail})")
+    _assign_names(converted, warnings)
+    return DicomConversion(converted, skipped, warnings)
+
+
+def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
+    """A DICOM folder as a Study (no files written)."""
+    conversion = convert_dicom_folder(folder)
+    warnings = list(conversion.warnings) + [f"series {n}: {why}" for n, why in conversion.skipped]
+    sequences: dict[str, Volume] = {}
+    metadata: dict = {"series": {}}
+    for vol in conversion.converted:
+        if vol.name is None:
+            warnings.append(
+                f"series {vol.series_number}: not a protocol sequence ({vol.reason}); ignored"
+            )
+            continue
+        data = vol.data.astype(np.float32)
+        src = Path(folder) / f"series-{vol.series_number}"
+        if data.ndim == 4 and vol.name == "DWI" and vol.bvals:
+            data, _ = select_diffusion_volume(data, vol.bvals, src)
+        sequences[vol.name] = as_volume(data, vol.affine, src, vol.name, warnings)
+        metadata["series"][vol.name] = {"series_number": vol.series_number, "reason": vol.reason}
+    if not sequences:
+        raise InputError(folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence")
+    return Study(
+        study_id or Path(folder).name,
+        sequences,
+        str(folder),
+        "dicom",
+        warnings=warnings,
+        metadata=metadata,
+    )

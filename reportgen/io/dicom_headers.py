@@ -1,0 +1,163 @@
+"""What a DICOM series is, read from its headers: sequence type, b-values, timing.
+
+Kept apart from conversion so the rules can be read (and tested) on their own.
+Every rule works on headers any vendor writes; private tags are only a fallback for
+b-values, where each vendor has its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+# Technical tags safe to copy into outputs (no names, IDs, dates, UIDs, institutions,
+# free-text descriptions): PS3.15 Basic Profile keeps none of the identifying ones.
+TECHNICAL_TAGS = (
+    "Modality",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "MagneticFieldStrength",
+    "MRAcquisitionType",
+    "ScanningSequence",
+    "SequenceVariant",
+    "RepetitionTime",
+    "EchoTime",
+    "InversionTime",
+    "FlipAngle",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+)
+
+_KEYWORDS = {
+    "ADC": re.compile(r"\badc\b|apparent.?diff"),
+    "DWI": re.compile(r"dwi|diff|ep2d_?diff|trace|\bb ?\d{3,4}\b|resolve"),
+    "DCE": re.compile(
+        r"dce|dyn|vibe|thrive|lava|twist|\bt1.*(\+c|post|gd|contrast)|perf|kinetic|drive"
+    ),
+    "T2W": re.compile(r"t2(?!\*)|tse|fse|haste|space|blade|propeller"),
+}
+
+
+@dataclass
+class SeriesGroup:
+    """The files of one SeriesInstanceUID and their headers (read without pixel data)."""
+
+    uid: str
+    files: list[Path] = field(default_factory=list)
+    headers: list[Dataset] = field(default_factory=list)
+
+    @property
+    def first(self) -> Dataset:
+        return self.headers[0]
+
+    @property
+    def number(self) -> int:
+        try:
+            return int(self.first.get("SeriesNumber", 0) or 0)
+        except (TypeError, ValueError):
+            return 0
+
+    @property
+    def is_multiframe(self) -> bool:
+        return int(self.first.get("NumberOfFrames", 1) or 1) > 1
+
+
+def _text(ds: Dataset) -> str:
+    parts = [
+        str(ds.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName")
+    ]
+    return " ".join(parts).lower()
+
+
+def _float(value: object) -> float | None:
+    try:
+        if isinstance(value, bytes):
+            value = value.decode(errors="ignore").strip("\x00 ")
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def b_value(ds: Dataset) -> float | None:
+    """The diffusion b-value of one image, from the standard tag or a vendor's private one."""
+    if "DiffusionBValue" in ds:
+        return _float(ds.DiffusionBValue)
+    for seq_kw in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        for item in ds.get(seq_kw, [])[:1]:
+            for diff in item.get("MRDiffusionSequence", []):
+                if "DiffusionBValue" in diff:
+                    return _float(diff.DiffusionBValue)
+    if (0x0019, 0x100C) in ds:  # Siemens B_value
+        return _float(ds[0x0019, 0x100C].value)
+    if (0x2001, 0x1003) in ds:  # Philips diffusion b-factor
+        return _float(ds[0x2001, 0x1003].value)
+    if (0x0043, 0x1039) in ds:  # GE slop_int_6: b-value, sometimes offset by 1e9
+        raw = ds[0x0043, 0x1039].value
+        first = _float(raw[0] if isinstance(raw, MultiValue | list | tuple) else raw)
+        if first is not None:
+            return first % 1e9 if first >= 1e9 else first
+    return None
+
+
+def temporal_key(ds: Dataset) -> tuple:
+    """Order DCE phases: temporal position, then acquisition time, then series/instance number."""
+    tpos = ds.get("TemporalPositionIdentifier")
+    atime = str(ds.get("AcquisitionTime", "") or ds.get("ContentTime", "") or "")
+    return (
+        int(tpos) if tpos not in (None, "") else 10**6,
+        atime,
+        int(ds.get("SeriesNumber", 0) or 0),
+        int(ds.get("AcquisitionNumber", 0) or 0),
+    )
+
+
+def classify_series(group: SeriesGroup) -> tuple[str | None, str]:
+    """Which protocol sequence a series is ("T2W", "DWI", "ADC", "DCE" or None) and why."""
+    ds = group.first
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    text = _text(ds)
+    if "ADC" in image_type:
+        return "ADC", "ImageType contains ADC"
+    if _KEYWORDS["ADC"].search(text):
+        return "ADC", "series description names an ADC map"
+    bvals = {b for b in (b_value(h) for h in group.headers) if b is not None}
+    if any(b > 0 for b in bvals):
+        return "DWI", f"diffusion b-values {sorted(int(b) for b in bvals)}"
+    if "DIFFUSION" in image_type or _KEYWORDS["DWI"].search(text):
+        return "DWI", "ImageType or series description names diffusion"
+    if _KEYWORDS["DCE"].search(text):
+        return "DCE", "series description names a dynamic contrast series"
+    has_contrast = any(str(h.get("ContrastBolusAgent", "") or "").strip() for h in group.headers)
+    temporal = {h.get("TemporalPositionIdentifier") for h in group.headers} - {None, ""}
+    if len(temporal) > 1 or (has_contrast and "T1" in " ".join(image_type)):
+        return "DCE", "several temporal positions or contrast agent on a T1 series"
+    if _KEYWORDS["T2W"].search(text):
+        return "T2W", "series description names a T2-weighted series"
+    tr, te = _float(ds.get("RepetitionTime")), _float(ds.get("EchoTime"))
+    scanning = ds.get("ScanningSequence") or ""
+    scanning = scanning if isinstance(scanning, str) else " ".join(scanning)
+    if tr and te and tr >= 1500 and te >= 60 and "IR" not in scanning:
+        return "T2W", f"long TR/TE spin echo (TR {tr:g} ms, TE {te:g} ms)"
+    return None, "headers do not identify a protocol sequence"
+
+
+def technical_info(ds: Dataset) -> dict:
+    """Non-identifying acquisition parameters for the sidecar."""
+    info: dict = {}
+    for key in TECHNICAL_TAGS:
+        value = ds.get(key)
+        if value in (None, ""):
+            continue
+        if isinstance(value, MultiValue | list | tuple):
+            value = [str(v) for v in value]
+        elif isinstance(value, int):
+            value = int(value)
+        else:
+            number = _float(value)
+            value = number if number is not None else str(value)
+        info[key] = value
+    return info

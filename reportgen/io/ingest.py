@@ -1,0 +1,80 @@
+"""`reportgen ingest`: a DICOM folder becomes a de-identified study folder.
+
+The output is written to a temporary folder beside OUT and renamed into place only
+when complete, so a failed ingest leaves nothing behind and an existing OUT is never
+touched. NIfTI headers are built fresh (no description or auxiliary text carried
+over) and sidecars hold technical acquisition tags only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from reportgen import __version__
+from reportgen.errors import InputError
+from reportgen.io.dicom import ConvertedSeries, convert_dicom_folder
+
+
+def write_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    """Write with a fresh header: scanner-anchored qform/sform, mm units, nothing else."""
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, str(path))
+
+
+def _sidecar(vol: ConvertedSeries, name: str | None) -> dict:
+    side = {"sequence": name, "series_number": vol.series_number, "classified_by": vol.reason}
+    if vol.bvals:
+        side["bvals"] = vol.bvals
+    side["acquisition"] = vol.info
+    return side
+
+
+def ingest_dicom(dicom_dir: Path, out_dir: Path, overrides: dict[int, str] | None = None) -> dict:
+    """Convert, name and write a DICOM study; returns a summary of what was written."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InputError(out_dir, "output exists and is not an empty folder; choose a new one")
+    conversion = convert_dicom_folder(dicom_dir, overrides)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    written: dict[str, str] = {}
+    try:
+        other_count: dict[int, int] = {}
+        for vol in conversion.converted:
+            if vol.name:
+                stem = vol.name
+            else:
+                k = other_count[vol.series_number] = other_count.get(vol.series_number, 0) + 1
+                stem = f"other_series-{vol.series_number}" + (f"_{k}" if k > 1 else "")
+            write_nifti(vol.data, vol.affine, staging / f"{stem}.nii.gz")
+            if vol.bvals and vol.data.ndim == 4:
+                (staging / f"{stem}.bval").write_text(" ".join(f"{b:g}" for b in vol.bvals) + "\n")
+            (staging / f"{stem}.json").write_text(json.dumps(_sidecar(vol, vol.name), indent=2))
+            written[stem] = vol.reason
+        study = {
+            "study_id": out_dir.name,
+            "source_form": "dicom",
+            "written_by": f"reportgen {__version__}",
+            "deidentified": "no patient, institution, date or UID tags are written",
+            "files": written,
+            "skipped_series": [
+                {"series_number": n, "reason": why} for n, why in conversion.skipped
+            ],
+            "warnings": conversion.warnings,
+        }
+        (staging / "study.json").write_text(json.dumps(study, indent=2))
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, checked above
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return study

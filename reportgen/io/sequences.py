@@ -1,0 +1,90 @@
+"""Canonical MRI sequence names and the aliases real files use for them.
+
+A study's sequences are named by one vocabulary everywhere (loader, model, reports):
+T2W, DWI, ADC and DCE_0..DCE_n (DCE_0 is pre-contrast). File names, BIDS-like
+suffixes and sidecars map onto it here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import re
+
+# The protocol the bundled models expect, in token order. Anything absent is "missing".
+PROTOCOL: tuple[str, ...] = ("T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3")
+MAX_DCE_PHASES = 10
+
+_ALIASES = {
+    "T2W": {"t2w", "t2", "t2wi", "t2tse", "t2fse", "t2weighted", "t2ax", "axt2", "t2space"},
+    "DWI": {"dwi", "dw", "diffusion", "trace", "dwitrace", "b800", "b1000", "dwib800", "dwib1000"},
+    "ADC": {"adc", "adcmap", "apparentdiffusioncoefficient"},
+}
+_DCE_RE = re.compile(r"^(?:dce|dyn|dynamic|t1dce|t1dyn)(?:phase|ph|run|t)?(\d{1,2})$")
+_MASK_TOKENS = ("lesionmask", "mask", "dseg", "seg", "label", "roi")
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def canonical_sequence_name(name: str) -> str | None:
+    """Map a sequence name as users write it ("t2_tse", "DCE-1", "dwi") to PROTOCOL's form."""
+    key = _squash(name)
+    for canonical, aliases in _ALIASES.items():
+        if key in aliases:
+            return canonical
+    match = _DCE_RE.match(key)
+    if match and int(match.group(1)) < MAX_DCE_PHASES:
+        return f"DCE_{int(match.group(1))}"
+    return None
+
+
+def strip_nifti_suffix(filename: str) -> str:
+    for suffix in (".nii.gz", ".nii"):
+        if filename.lower().endswith(suffix):
+            return filename[: -len(suffix)]
+    return filename
+
+
+def is_mask_name(stem: str) -> bool:
+    tokens = [_squash(t) for t in re.split(r"[_\-.]", stem)]
+    joined = _squash(stem)
+    return joined.endswith("lesionmask") or any(t in _MASK_TOKENS for t in tokens[-2:])
+
+
+def sequence_from_filename(filename: str) -> str | None:
+    """Name the sequence a NIfTI file holds from its file name.
+
+    Accepts plain names (``T2W.nii.gz``, ``DCE_1.nii.gz``) and BIDS-like ones
+    (``sub-01_T2w.nii.gz``, ``sub-01_acq-b800_dwi.nii.gz``, ``sub-01_phase-2_dce.nii.gz``).
+    """
+    stem = strip_nifti_suffix(filename)
+    direct = canonical_sequence_name(stem)
+    if direct:
+        return direct
+    parts = stem.split("_")
+    entities = dict(p.split("-", 1) for p in parts if "-" in p and not p.startswith("-"))
+    plain = [p for p in parts if "-" not in p]
+    # Try the last one or two plain tokens ("..._T2w", "..._DCE_1").
+    for candidate in (plain[-1:], plain[-2:]):
+        if candidate:
+            name = canonical_sequence_name("_".join(candidate))
+            if name:
+                return name
+    if plain and _squash(plain[-1]) in {"dce", "dyn", "dynamic"}:
+        for key in ("phase", "run", "echo", "t"):
+            if key in entities and entities[key].isdigit():
+                return canonical_sequence_name(f"DCE_{int(entities[key])}")
+    return None
+
+
+def protocol_order(names: list[str]) -> list[str]:
+    """Sort canonical names in token order (extra DCE phases after DCE_3)."""
+
+    def key(name: str) -> tuple[int, int]:
+        if name in PROTOCOL:
+            return (PROTOCOL.index(name), 0)
+        if name.startswith("DCE_"):
+            return (len(PROTOCOL), int(name[4:]))
+        return (len(PROTOCOL) + 1, 0)
+
+    return sorted(names, key=key)

@@ -1,0 +1,167 @@
+"""From a Study to the model's input: one RAS grid, per-sequence intensity scaling.
+
+Built from TorchIO transforms (TorchIO imports in about 2.5 s here against about 8 s for
+MONAI, which loads every submodule eagerly; this module sits on `reportgen generate`'s
+cold-start path). Every sequence, and the lesion mask, is resampled once, straight
+from its own affine into a RAS-aligned target grid of fixed physical spacing centred on
+the body. That single interpolation reorients (LPS, permuted axes, oblique) and
+regrids (different shapes and fields of view); downsampling is anti-aliased. Fixed
+spacing keeps millimetres meaningful to the model; nothing is cropped blindly, since
+the grid is placed on the foreground of the reference sequence.
+
+Intensity scaling respects what each sequence means:
+- T2W, DWI: divided by their own 99th percentile of foreground;
+- ADC: a fixed physical range (0..3000 x 1e-6 mm^2/s -> 0..1), so restricted diffusion
+  stays comparable between studies;
+- DCE: every phase divided by the *pre-contrast* phase's percentile, so the kinetic
+  curve (wash-in, plateau, washout) survives normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchio as tio
+
+from reportgen.io.sequences import PROTOCOL
+from reportgen.io.study import Study
+
+MASK_KEY = "lesion_mask"
+DCE_KEYS = tuple(name for name in PROTOCOL if name.startswith("DCE_"))
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The model's input grid: voxels per axis and millimetres per voxel (RAS)."""
+
+    shape: tuple[int, int, int] = (64, 64, 32)
+    spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
+
+    @property
+    def field_of_view_mm(self) -> tuple[float, ...]:
+        return tuple(n * s for n, s in zip(self.shape, self.spacing, strict=True))
+
+
+@dataclass
+class PreparedStudy:
+    """Model-ready arrays: a channel per protocol sequence (zeros where missing)."""
+
+    study_id: str
+    image: np.ndarray  # (len(PROTOCOL), X, Y, Z) float32
+    present: np.ndarray  # (len(PROTOCOL),) bool
+    mask: np.ndarray | None  # (X, Y, Z) int16 lesion labels, if the study had a mask
+    affine: np.ndarray  # grid voxel -> world (RAS, mm)
+    grid: GridSpec
+
+    @property
+    def sequences(self) -> list[str]:
+        return [name for name, ok in zip(PROTOCOL, self.present, strict=True) if ok]
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name, ok in zip(PROTOCOL, self.present, strict=True) if not ok]
+
+
+class ScaleByPercentile(tio.IntensityTransform):
+    """Divide images by a percentile of a reference image's non-zero voxels.
+
+    With `reference=None` each image is its own reference; with `reference="DCE_0"`
+    all included images share the pre-contrast scale, preserving enhancement.
+    """
+
+    def __init__(self, percentile: float = 99.0, reference: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.percentile = percentile
+        self.reference = reference
+        self.args_names = ["percentile", "reference"]
+
+    def _scale(self, tensor: torch.Tensor) -> float:
+        values = tensor[tensor > 0]
+        if values.numel() == 0:
+            return 1.0
+        if values.numel() > 200_000:  # a strided sample is plenty for a percentile
+            values = values[:: values.numel() // 200_000 + 1]
+        scale = float(torch.quantile(values.float(), self.percentile / 100.0))
+        return scale if scale > 0 else 1.0
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        shared = None
+        if self.reference is not None and self.reference in subject:
+            shared = self._scale(subject[self.reference].data)
+        for image in self.get_images(subject):
+            image.set_data(
+                image.data.float() / (shared if shared is not None else self._scale(image.data))
+            )
+        return subject
+
+
+def _foreground_centre(image: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """World coordinates of the centre of the bounding box of non-background voxels."""
+    positive = image[image > 0]
+    threshold = 0.1 * np.percentile(positive, 99) if positive.size else 0.0
+    idx = np.argwhere(image > threshold)
+    centre_vox = (
+        (np.asarray(image.shape) - 1) / 2.0
+        if idx.size == 0
+        else (idx.min(axis=0) + idx.max(axis=0)) / 2.0
+    )
+    return (affine @ np.append(centre_vox, 1.0))[:3]
+
+
+def target_affine(grid: GridSpec, centre_world: np.ndarray) -> np.ndarray:
+    """A RAS-aligned grid of `grid.spacing` whose centre is at `centre_world`."""
+    spacing = np.asarray(grid.spacing, dtype=np.float64)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = centre_world - spacing * (np.asarray(grid.shape) - 1) / 2.0
+    return affine
+
+
+def preprocessing_transform(grid: GridSpec, affine: np.ndarray) -> tio.Compose:
+    """The whole chain, in TorchIO's composable form."""
+    return tio.Compose(
+        [
+            tio.Resample(
+                target=(grid.shape, affine),
+                image_interpolation="linear",
+                label_interpolation="nearest",
+                antialias=True,
+            ),
+            ScaleByPercentile(include=["T2W"]),
+            ScaleByPercentile(include=["DWI"]),
+            tio.Clamp(out_min=0.0, out_max=3000.0, include=["ADC"]),
+            tio.RescaleIntensity(out_min_max=(0.0, 1.0), in_min_max=(0.0, 3000.0), include=["ADC"]),
+            ScaleByPercentile(reference="DCE_0", include=list(DCE_KEYS)),
+        ]
+    )
+
+
+def prepare_study(study: Study, grid: GridSpec | None = None) -> PreparedStudy:
+    """Resample every sequence (and the mask) onto one grid and scale intensities."""
+    grid = grid or GridSpec()
+    names = [n for n in study.sequences if n in PROTOCOL]
+    reference = study.sequences["T2W"] if "T2W" in study.sequences else study.sequences[names[0]]
+    affine = target_affine(grid, _foreground_centre(reference.data, reference.affine))
+    images: dict[str, tio.Image] = {
+        name: tio.ScalarImage(
+            tensor=torch.from_numpy(study.sequences[name].data)[None],
+            affine=study.sequences[name].affine,
+        )
+        for name in names
+    }
+    if study.lesion_mask is not None:
+        images[MASK_KEY] = tio.LabelMap(
+            tensor=torch.from_numpy(study.lesion_mask.data)[None], affine=study.lesion_mask.affine
+        )
+    subject = preprocessing_transform(grid, affine)(tio.Subject(images))
+    image = np.zeros((len(PROTOCOL), *grid.shape), dtype=np.float32)
+    present = np.zeros(len(PROTOCOL), dtype=bool)
+    for name in names:
+        channel = PROTOCOL.index(name)
+        image[channel] = torch.nan_to_num(subject[name].data[0].float()).numpy()
+        present[channel] = True
+    mask = None
+    if MASK_KEY in subject:
+        mask = np.rint(subject[MASK_KEY].data[0].numpy()).astype(np.int16)
+    return PreparedStudy(study.study_id, image, present, mask, affine, grid)

@@ -1,0 +1,262 @@
+"""DICOM ingest: agreement with peers' reference volumes, naming, de-identification, refusals."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import DATA, assert_refused, tree_snapshot
+from helpers.dicom_factory import IDENTIFIERS, marker_volume, write_series
+
+from reportgen.io import load_study
+
+VENDORS = DATA / "dicom2nifti"
+AGREEING_SERIES = [
+    "ge/anatomical/001",
+    "ge/dti/001",
+    "generic/anatomical/002_non_isotropic",
+    "generic/compressed_j2k/001",
+    "generic/compressed_jpegls/001",
+    "hitachi/anatomical/001",
+    "philips/anatomical/001",
+    "philips_enhanced/anatomical/001",
+    "philips_enhanced/dti/001",
+    "siemens/anatomical/001",
+    "siemens/dti_classic/001",
+    "siemens_multiframe/anatomical/001",
+]
+
+
+def _canonical(path):
+    image = nib.as_closest_canonical(nib.load(str(path)))
+    data = image.get_fdata()
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    return data, image.affine
+
+
+def _only_volume(out_dir):
+    volumes = sorted(out_dir.glob("*.nii.gz"))
+    assert len(volumes) == 1, volumes
+    return volumes[0]
+
+
+@pytest.mark.parametrize("series", AGREEING_SERIES)
+def test_ingest_agrees_with_dicom2nifti_ground_truth(tmp_path, cli, series):
+    """Shape, orientation, spacing and every voxel value, compared in RAS canonical form."""
+    out = tmp_path / "study"
+    result = cli("ingest", VENDORS / series, out)
+    assert result.code == 0, result.err
+    ours, our_affine = _canonical(_only_volume(out))
+    truth, truth_affine = _canonical(VENDORS / f"{series}_ground_truth.nii.gz")
+    assert ours.shape == truth.shape
+    np.testing.assert_allclose(our_affine, truth_affine, atol=1e-3)
+    np.testing.assert_array_equal(ours, truth)
+    bval_truth = VENDORS / f"{series}_ground_truth.bval"
+    if bval_truth.exists():
+        ours_bval = next(out.glob("*.bval"))
+        assert [float(v) for v in ours_bval.read_text().split()] == [
+            float(v) for v in bval_truth.read_text().split()
+        ]
+
+
+@pytest.mark.parametrize(
+    ("series", "fragment"),
+    [("failing/slicecount/001", "TOO_FEW_SLICES"), ("failing/gantrytilting/001", "GANTRY_TILT")],
+)
+def test_ingest_refuses_where_dicom2nifti_fails(tmp_path, cli, series, fragment):
+    before = tree_snapshot(tmp_path)
+    assert_refused(
+        cli("ingest", VENDORS / series, tmp_path / "out"),
+        "no DICOM series could be converted",
+        fragment,
+    )
+    assert tree_snapshot(tmp_path) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_enhanced_siemens_one_file_per_timepoint_matches_dcm2niix(tmp_path, cli):
+    """dicom2nifti keeps only the first of these files; every time point must survive."""
+    out = tmp_path / "xa10"
+    assert cli("ingest", DATA / "dcm_qa_enh" / "In" / "Siemens" / "XA10", out).code == 0
+    reference, ref_affine = _canonical(
+        DATA / "dcm_qa_enh" / "Ref" / "Siemens_REST1_w_SMS_PF7-8_6.nii"
+    )
+    volumes = sorted(out.glob("*.nii.gz"))
+    assert len(volumes) == reference.shape[3] == 4
+    for t, path in enumerate(volumes):
+        ours, affine = _canonical(path)
+        np.testing.assert_array_equal(ours, reference[..., t])
+        np.testing.assert_allclose(affine, ref_affine, atol=1e-3)
+
+
+def test_enhanced_philips_field_map_matches_dcm2niix_and_zero_volume_is_reported(tmp_path, cli):
+    out = tmp_path / "philips"
+    result = cli("ingest", DATA / "dcm_qa_enh" / "In" / "Philips", out)
+    assert result.code == 0
+    fieldmap, _ = _canonical(
+        DATA / "dcm_qa_enh" / "Ref" / "Philips_WIP_B0_NS_801_e2_fieldmaphz.nii"
+    )
+    ours, _ = _canonical(_only_volume(out))
+    np.testing.assert_allclose(ours, fieldmap, atol=0.01)
+    # dicom2nifti returns the magnitude echo as zeros; it is left out and said so, not written.
+    study = json.loads((out / "study.json").read_text())
+    assert any("all zeros" in s["reason"] for s in study["skipped_series"])
+    assert "all zeros" in result.err
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("MR_small.dcm", "TOO_FEW_SLICES"),
+        ("MR_small_bigendian.dcm", "TOO_FEW_SLICES"),
+        ("MR_truncated.dcm", "cannot be converted"),
+        ("emri_small.dcm", "no patient geometry"),
+    ],
+)
+def test_pydicom_single_files_are_refused(tmp_path, cli, name, fragment):
+    folder = tmp_path / "dcm"
+    folder.mkdir()
+    shutil.copy(DATA / "pydicom" / name, folder / name)
+    before = tree_snapshot(tmp_path)
+    assert_refused(cli("ingest", folder, tmp_path / "out"), fragment)
+    assert_refused(cli("inspect", folder), fragment)
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_siemens_private_b_value_is_read(tmp_path):
+    import io
+
+    import pydicom
+
+    from reportgen.io.dicom_headers import SeriesGroup, b_value, classify_series
+
+    ds = pydicom.dcmread(
+        io.BytesIO(gzip.decompress((DATA / "nibabel" / "siemens_dwi_1000.dcm.gz").read_bytes()))
+    )
+    assert b_value(ds) == 1000.0
+    assert classify_series(SeriesGroup(uid="x", headers=[ds]))[0] == "DWI"
+
+
+def test_folder_with_no_dicom_is_refused(tmp_path, cli):
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("hello")
+    assert_refused(cli("ingest", folder, tmp_path / "out"), "no DICOM image files")
+
+
+def test_existing_output_is_never_overwritten(tmp_path, cli):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert_refused(cli("ingest", VENDORS / "hitachi/anatomical/001", out), "output exists")
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+# A synthetic multiparametric study: naming from headers, geometry, de-identification ------
+
+
+@pytest.fixture
+def mp_dicom(tmp_path):
+    """T2W, a b0+b800 DWI series, ADC, and a 4-phase DCE series with temporal positions."""
+    root = tmp_path / "dicom"
+    shape = (24, 20, 8)
+    marker = (5, 7, 3)
+    write_series(
+        root / "t2", marker_volume(shape, marker), description="t2_tse_tra", series_number=2
+    )
+    dwi_uid = "1.2.826.0.1.3680043.8.498.77"
+    for i, b in enumerate((0, 800)):
+        write_series(
+            root / "dwi",
+            marker_volume(shape, marker, peak=1500 - b),
+            description="ep2d_diff_tra",
+            series_number=3,
+            series_uid=dwi_uid,
+            instance_offset=i * shape[2],
+            extra={"DiffusionBValue": b, "AcquisitionTime": f"10{i}000"},
+        )
+    write_series(
+        root / "adc",
+        marker_volume(shape, marker, base=1400, peak=700),
+        description="ep2d_diff_tra_ADC",
+        series_number=4,
+        extra={"ImageType": ["DERIVED", "PRIMARY", "ADC"]},
+    )
+    dce_uid = "1.2.826.0.1.3680043.8.498.78"
+    for t in range(4):
+        write_series(
+            root / "dce",
+            marker_volume(shape, marker, base=200 + 100 * t, peak=500 + 300 * t),
+            description="t1_vibe_dyn",
+            series_number=5,
+            series_uid=dce_uid,
+            instance_offset=t * shape[2],
+            extra={
+                "TemporalPositionIdentifier": t + 1,
+                "AcquisitionTime": f"11{t}000",
+                "ContrastBolusAgent": "" if t == 0 else "Gd",
+            },
+        )
+    return root, shape, marker
+
+
+def test_multiparametric_dicom_is_named_and_loaded(tmp_path, cli, mp_dicom):
+    root, _shape, _marker = mp_dicom
+    out = tmp_path / "anon-study"
+    result = cli("ingest", root, out)
+    assert result.code == 0, result.err
+    study = load_study(out)
+    assert list(study.sequences) == ["T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3"]
+    assert study.missing == []
+    # DCE phases in temporal order: the marker's value rises 500, 800, 1100, 1400.
+    peaks = [study.sequences[f"DCE_{t}"].data.max() for t in range(4)]
+    assert peaks == sorted(peaks) and peaks[0] == 500
+    # The b=800 volume, not b=0, is the DWI.
+    assert study.sequences["DWI"].data.max() == 700
+    assert json.loads((out / "DWI.json").read_text())["bvals"] == [800.0]
+
+
+def test_dicom_geometry_lands_in_the_right_world_position(tmp_path, cli, mp_dicom):
+    root, _shape, marker = mp_dicom
+    study = load_study(root)  # directly from DICOM, nothing written
+    vol = study.sequences["T2W"]
+    voxel = np.argwhere(vol.data == vol.data.max())[0]
+    world_ras = (vol.affine @ np.append(voxel, 1.0))[:3]
+    spacing, origin = (2.0, 2.0, 3.0), (-60.0, -60.0, -40.0)
+    lps = [origin[a] + marker[a] * spacing[a] for a in range(3)]
+    np.testing.assert_allclose(world_ras, [-lps[0], -lps[1], lps[2]], atol=1e-4)
+
+
+def test_ingest_writes_no_identifiers(tmp_path, cli, mp_dicom):
+    root, _, _ = mp_dicom
+    out = tmp_path / "anon"
+    assert cli("ingest", root, out).code == 0
+    blobs = []
+    for path in out.rglob("*"):
+        raw = path.read_bytes()
+        blobs.append(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
+    everything = b"\n".join(blobs)
+    for value in [*IDENTIFIERS.values(), "1.2.826.0.1.3680043.8.498"]:
+        for variant in {value, value.replace("^", " "), value.split("^")[0]}:
+            assert variant.encode() not in everything, variant
+
+
+def test_series_override_names_an_unclassified_series(tmp_path, cli):
+    out = tmp_path / "study"
+    assert cli("ingest", VENDORS / "hitachi/anatomical/001", out, "--series", "9999=T2W").code == 0
+    assert next(p.name for p in out.glob("*.nii.gz")).startswith("other_series")
+    number = json.loads(next(out.glob("other_series*.json")).read_text())["series_number"]
+    out2 = tmp_path / "study2"
+    assert (
+        cli("ingest", VENDORS / "hitachi/anatomical/001", out2, "--series", f"{number}=T2W").code
+        == 0
+    )
+    assert (out2 / "T2W.nii.gz").exists()
+    assert (
+        json.loads((out2 / "T2W.json").read_text())["classified_by"] == "named on the command line"
+    )
