@@ -1,0 +1,133 @@
+"""The structured report contract, `reportgen.report/1`.
+
+One JSON document that every part speaks: synth writes it as ground truth, the parser
+produces it from text, the model from images, validate checks it, renderers turn it
+into text/FHIR, the review app edits it, and the reward log stores draft and corrected
+versions of it. Field values are template value ids (which are ontology concept ids)
+and carry their code (system, code, display) so a report is self-describing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_ID = "reportgen.report/1"
+
+Scalar = str | int | float | bool
+
+
+class Coding(BaseModel):
+    """A concept code; `local` marks codes in the project's own namespace."""
+
+    model_config = ConfigDict(extra="forbid")
+    system: str
+    code: str
+    display: str
+    local: bool = False
+
+
+class Value(BaseModel):
+    """One field's value: an enum concept id, a number, a boolean or free text."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: Scalar
+    concept: Coding | None = None
+    unit: str | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class Box(BaseModel):
+    """An axis-aligned box in world coordinates (RAS, mm): where a finding is."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_mm: tuple[float, float, float]
+    max_mm: tuple[float, float, float]
+
+
+class Evidence(BaseModel):
+    """Why the model believes a finding: where it looked and which sequences mattered."""
+
+    model_config = ConfigDict(extra="forbid")
+    box: Box | None = None
+    heatmap: str | None = None  # path of a NIfTI overlay, relative to the report
+    key_slice_png: str | None = None
+    sequence_contributions: dict[str, float] = Field(default_factory=dict)
+    malignancy_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    fields: dict[str, Value]
+    derived: dict[str, Value] = Field(default_factory=dict)
+    evidence: Evidence | None = None
+
+
+class TemplateRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    version: str
+
+
+class StudyRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    study_id: str
+    sequences_used: list[str] = Field(default_factory=list)
+    sequences_missing: list[str] = Field(default_factory=list)
+
+
+class Provenance(BaseModel):
+    """Who or what wrote this version of the report."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    source: Literal["model", "human", "synthetic", "parser"]
+    model_name: str | None = None
+    model_version: str | None = None
+    checkpoint_sha256: str | None = None
+    clinician_id: str | None = None
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+class Problem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    severity: Literal["error", "warning"]
+    where: str  # e.g. "fields.fgt_amount", "findings[1].margin", "derived.assessment"
+    message: str
+    rule: str | None = None
+
+
+class Validation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    valid: bool
+    problems: list[Problem] = Field(default_factory=list)
+
+
+class Report(BaseModel):
+    """A structured radiology report (schema `reportgen.report/1`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    schema_id: Literal["reportgen.report/1"] = Field(default=SCHEMA_ID, alias="schema")
+    template: TemplateRef
+    study: StudyRef
+    fields: dict[str, Value] = Field(default_factory=dict)
+    findings: list[Finding] = Field(default_factory=list)
+    derived: dict[str, Value] = Field(default_factory=dict)
+    comment: str = ""
+    provenance: Provenance
+    validation: Validation | None = None
+    notice: str | None = None  # e.g. "trained on synthetic phantoms; not for clinical use"
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        return cls.model_validate_json(text)
+
+
+def report_json_schema() -> dict:
+    """The JSON Schema of the contract, for consumers outside Python."""
+    return Report.model_json_schema(by_alias=True)

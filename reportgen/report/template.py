@@ -1,0 +1,285 @@
+"""Report templates: loading, checking, and the typed view the rest of the code uses.
+
+A template file is validated twice: against `templates/template.schema.json` (its
+shape), then semantically (every concept exists in the ontology, every value a rule
+names is allowed, every field a condition names exists, sections exist).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from ontology.concepts import ConceptTable, default_concepts
+from reportgen.errors import ConfigError
+from reportgen.report.rules import check_condition_shape, referenced_fields
+from templates import TEMPLATE_DIR
+
+Text = dict[str, str]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    id: str
+    concept: str
+    type: str  # enum | number | bool | text
+    level: str  # "report" | "finding"
+    required: bool = False
+    values: tuple[str, ...] = ()
+    negated: str | None = None  # enum value a negated mention of the field means
+    unit: str | None = None
+    range: tuple[float, float] | None = None
+    decimals: int = 0
+    applicable_if: dict | None = None
+    section: str | None = None
+    phrase: Text | None = None
+    phrase_true: Text | None = None
+    phrase_false: Text | None = None
+
+
+@dataclass(frozen=True)
+class DerivedSpec:
+    id: str
+    concept: str
+    level: str
+    values: tuple[str, ...]
+    rules: tuple[tuple[dict, str], ...]
+    default: str | None
+    section: str | None = None
+    phrase: Text | None = None
+
+
+@dataclass(frozen=True)
+class ConsistencyRule:
+    id: str
+    severity: str
+    when: dict
+    message: Text
+
+
+@dataclass
+class Template:
+    id: str
+    version: str
+    title: Text
+    domain: str
+    procedure: str
+    sections: list[tuple[str, Text]]
+    fields: list[FieldSpec]
+    finding_fields: list[FieldSpec]
+    finding_min: int
+    finding_max: int
+    finding_section: str
+    finding_concept: str
+    finding_title: Text
+    finding_none: Text | None
+    derived_finding: list[DerivedSpec]
+    derived_report: list[DerivedSpec]
+    consistency: list[ConsistencyRule]
+    notes: str = ""
+    path: str = ""
+    _by_id: dict[str, FieldSpec] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {f.id: f for f in [*self.fields, *self.finding_fields]}
+
+    def field(self, field_id: str) -> FieldSpec:
+        return self._by_id[field_id]
+
+    def has_field(self, field_id: str) -> bool:
+        return field_id in self._by_id
+
+    @property
+    def derived_ids(self) -> list[str]:
+        return [d.id for d in [*self.derived_finding, *self.derived_report]]
+
+    def derived(self, derived_id: str) -> DerivedSpec:
+        return next(d for d in [*self.derived_finding, *self.derived_report] if d.id == derived_id)
+
+
+def _schema() -> dict:
+    return json.loads((TEMPLATE_DIR / "template.schema.json").read_text())
+
+
+def _field(spec: dict, level: str) -> FieldSpec:
+    return FieldSpec(
+        id=spec["id"],
+        concept=spec["concept"],
+        type=spec["type"],
+        level=level,
+        required=bool(spec["required"]),
+        values=tuple(spec.get("values", ())),
+        negated=spec.get("negated"),
+        unit=spec.get("unit"),
+        range=tuple(spec["range"]) if "range" in spec else None,  # type: ignore[arg-type]
+        decimals=int(spec.get("decimals", 0)),
+        applicable_if=spec.get("applicable_if"),
+        section=spec.get("section"),
+        phrase=spec.get("phrase"),
+        phrase_true=spec.get("phrase_true"),
+        phrase_false=spec.get("phrase_false"),
+    )
+
+
+def _derived(spec: dict, level: str) -> DerivedSpec:
+    return DerivedSpec(
+        id=spec["id"],
+        concept=spec["concept"],
+        level=level,
+        values=tuple(spec["values"]),
+        rules=tuple((rule["when"], rule["value"]) for rule in spec["rules"]),
+        default=spec.get("default"),
+        section=spec.get("section"),
+        phrase=spec.get("phrase"),
+    )
+
+
+def parse_template(
+    raw: dict, path: str = "<memory>", concepts: ConceptTable | None = None
+) -> Template:
+    """Validate a template's shape and meaning; a ConfigError names the first problem."""
+    try:
+        jsonschema.validate(raw, _schema())
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ConfigError(
+            f"{path}: template does not match the template schema at {where}: {exc.message}"
+        ) from exc
+    concepts = concepts or default_concepts()
+    fnd = raw["findings"]
+    template = Template(
+        id=raw["id"],
+        version=raw["version"],
+        title=raw["title"],
+        domain=raw["domain"],
+        procedure=raw["procedure"],
+        sections=[(s["id"], s["title"]) for s in raw["sections"]],
+        fields=[_field(f, "report") for f in raw["fields"]],
+        finding_fields=[_field(f, "finding") for f in fnd["fields"]],
+        finding_min=fnd["min"],
+        finding_max=fnd["max"],
+        finding_section=fnd["section"],
+        finding_concept=fnd["concept"],
+        finding_title=fnd["title"],
+        finding_none=fnd.get("none"),
+        derived_finding=[_derived(d, "finding") for d in raw["derived"].get("finding", [])],
+        derived_report=[_derived(d, "report") for d in raw["derived"].get("report", [])],
+        consistency=[
+            ConsistencyRule(c["id"], c["severity"], c["when"], c["message"])
+            for c in raw.get("consistency", [])
+        ],
+        notes=raw.get("notes", ""),
+        path=path,
+    )
+    _check_meaning(template, concepts, path)
+    return template
+
+
+def _check_meaning(t: Template, concepts: ConceptTable, path: str) -> None:
+    def fail(msg: str) -> None:
+        raise ConfigError(f"{path}: {msg}")
+
+    sections = {sid for sid, _ in t.sections}
+    ids = [f.id for f in [*t.fields, *t.finding_fields]] + t.derived_ids
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        fail(f"ids used twice (report and finding level share one namespace): {sorted(duplicates)}")
+    if t.finding_min > t.finding_max:
+        fail("findings.min is greater than findings.max")
+    for concept in [t.procedure, t.finding_concept]:
+        if concept not in concepts:
+            fail(f"unknown concept {concept!r}")
+    if t.finding_section not in sections:
+        fail(f"findings.section {t.finding_section!r} is not a section")
+    finding_level = {f.id for f in t.finding_fields} | {d.id for d in t.derived_finding}
+    report_level = {f.id for f in t.fields} | {d.id for d in t.derived_report}
+
+    def check_cond(cond: dict, where: str, in_finding: bool) -> None:
+        problem = check_condition_shape(cond)
+        if problem:
+            fail(f"{where}: {problem}")
+        for name, quantified in referenced_fields(cond):
+            visible = report_level | (finding_level if (in_finding or quantified) else set())
+            if name not in visible:
+                fail(f"{where}: condition names unknown field {name!r}")
+
+    for spec in [*t.fields, *t.finding_fields]:
+        where = f"field {spec.id}"
+        if spec.concept not in concepts:
+            fail(f"{where}: unknown concept {spec.concept!r}")
+        for value in spec.values:
+            if value not in concepts:
+                fail(f"{where}: value {value!r} is not an ontology concept")
+            if not concepts.is_a(value, spec.concept):
+                fail(f"{where}: value {value!r} is not a kind of {spec.concept!r} in the ontology")
+        if spec.negated and spec.negated not in spec.values:
+            fail(f"{where}: negated value {spec.negated!r} is not one of its values")
+        if spec.section and spec.section not in sections:
+            fail(f"{where}: section {spec.section!r} does not exist")
+        if spec.range and spec.range[0] >= spec.range[1]:
+            fail(f"{where}: range must be [min, max] with min < max")
+        if spec.applicable_if:
+            check_cond(spec.applicable_if, where, spec.level == "finding")
+    for d in [*t.derived_finding, *t.derived_report]:
+        where = f"derived {d.id}"
+        if d.concept not in concepts:
+            fail(f"{where}: unknown concept {d.concept!r}")
+        for value in d.values:
+            if value not in concepts:
+                fail(f"{where}: value {value!r} is not an ontology concept")
+            if not concepts.is_a(value, d.concept):
+                fail(f"{where}: value {value!r} is not a kind of {d.concept!r} in the ontology")
+        for cond, value in d.rules:
+            if value not in d.values:
+                fail(f"{where}: rule gives {value!r}, which is not one of its values")
+            check_cond(cond, where, d.level == "finding")
+        if d.default is not None and d.default not in d.values:
+            fail(f"{where}: default {d.default!r} is not one of its values")
+    for rule in t.consistency:
+        check_cond(rule.when, f"consistency {rule.id}", False)
+
+
+def template_dirs() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get("REPORTGEN_TEMPLATES", "").split(os.pathsep) if p]
+    return [TEMPLATE_DIR, *extra]
+
+
+def available_templates() -> dict[str, Path]:
+    """Template id -> file, over the shipped folder and REPORTGEN_TEMPLATES."""
+    found: dict[str, Path] = {}
+    for folder in template_dirs():
+        for path in sorted(folder.glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+@lru_cache(maxsize=32)
+def _load_path(path: str) -> Template:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a template is a YAML mapping")
+    template = parse_template(raw, path)
+    if template.id != Path(path).stem:
+        raise ConfigError(f"{path}: template id {template.id!r} must match its file name")
+    return template
+
+
+def load_template(template_id: str) -> Template:
+    """A template by id (or a path to a template file)."""
+    if template_id.endswith((".yaml", ".yml")) and Path(template_id).exists():
+        return _load_path(str(Path(template_id).resolve()))
+    templates = available_templates()
+    if template_id not in templates:
+        raise ConfigError(
+            f"unknown template {template_id!r}; available: {', '.join(sorted(templates))}"
+        )
+    return _load_path(str(templates[template_id]))
