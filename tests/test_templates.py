@@ -1,0 +1,352 @@
+"""Templates: load and validate; rules derive assessment and stage; validation catches errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from reportgen.errors import ConfigError
+from reportgen.report import available_templates, build_report, load_template, validate_report
+from reportgen.report.rules import Scope, evaluate
+from reportgen.report.schema import Provenance, Report, StudyRef
+from reportgen.report.template import parse_template
+from templates import TEMPLATE_DIR
+
+STUDY = StudyRef(study_id="t")
+SYNTH = Provenance(source="synthetic")
+
+BREAST = {
+    "fgt_amount": "fgt_scattered",
+    "bpe_level": "bpe_mild",
+    "bpe_symmetry": "bpe_symmetric",
+    "axillary_adenopathy": False,
+    "skin_thickening": False,
+}
+SPICULATED = {
+    "type": "mass",
+    "laterality": "left",
+    "clock": "clock_2",
+    "depth": "depth_middle",
+    "size_mm": 17,
+    "shape": "shape_irregular",
+    "margin": "margin_spiculated",
+    "internal_enhancement": "enhancement_heterogeneous",
+    "kinetics_initial": "initial_fast",
+    "kinetics_delayed": "delayed_washout",
+    "t2_signal": "t2_isointense",
+    "diffusion": "diffusion_restricted",
+}
+FIBROADENOMA = {
+    **SPICULATED,
+    "laterality": "right",
+    "clock": "clock_10",
+    "shape": "shape_oval",
+    "margin": "margin_circumscribed",
+    "internal_enhancement": "enhancement_dark_septations",
+    "kinetics_initial": "initial_medium",
+    "kinetics_delayed": "delayed_persistent",
+    "t2_signal": "t2_hyperintense",
+    "diffusion": "diffusion_not_restricted",
+}
+CERVIX = {
+    "parametrial_invasion": False,
+    "vaginal_involvement": "vagina_not_involved",
+    "pelvic_sidewall": False,
+    "hydronephrosis": False,
+    "bladder_mucosa": False,
+    "rectal_mucosa": False,
+    "pelvic_nodes": False,
+    "paraaortic_nodes": False,
+}
+ENDOMETRIUM = {
+    k: False
+    for k in [
+        "cervical_stromal_invasion",
+        "serosal_involvement",
+        "adnexal_involvement",
+        "vaginal_or_parametrial_involvement",
+        "pelvic_peritoneal_involvement",
+        "bladder_mucosa",
+        "bowel_mucosa",
+        "pelvic_nodes",
+        "paraaortic_nodes",
+    ]
+}
+
+
+def _report(template_id, fields, findings, **kw) -> Report:
+    return build_report(
+        load_template(template_id), fields, findings, study=STUDY, provenance=SYNTH, **kw
+    )
+
+
+def test_all_four_templates_load():
+    assert {"birads_mri", "figo_cervix_2018", "figo_endometrium_2023", "orads_mri"} <= set(
+        available_templates()
+    )
+    for template_id in available_templates():
+        template = load_template(template_id)
+        assert (template.id == template_id and template.fields) or template.finding_fields
+
+
+def test_rules_do_not_confuse_true_with_one():
+    assert evaluate({"field": "x", "is": True}, Scope({"x": True}))
+    assert not evaluate({"field": "x", "is": True}, Scope({"x": 1}))
+    assert not evaluate({"field": "missing", "is": False}, Scope({}))
+    assert evaluate({"field": "missing", "present": False}, Scope({}))
+    assert evaluate(
+        {"any_finding": {"field": "size_mm", "gt": 40}}, Scope({}, findings=[{"size_mm": 41}])
+    )
+
+
+@pytest.mark.parametrize(
+    ("findings", "extra", "assessment", "management"),
+    [
+        ([], {}, "birads_1", "mgmt_routine_screening"),
+        ([FIBROADENOMA], {}, "birads_2", "mgmt_routine_screening"),
+        ([SPICULATED], {}, "birads_5", "mgmt_tissue_diagnosis"),
+        ([FIBROADENOMA], {"axillary_adenopathy": True}, "birads_4", "mgmt_tissue_diagnosis"),
+        (
+            [
+                {
+                    **FIBROADENOMA,
+                    "diffusion": "diffusion_restricted",
+                    "internal_enhancement": "enhancement_homogeneous",
+                    "t2_signal": "t2_isointense",
+                }
+            ],
+            {},
+            "birads_4",
+            "mgmt_tissue_diagnosis",
+        ),
+        (
+            [{**FIBROADENOMA, "t2_signal": "t2_isointense"}],
+            {},
+            "birads_3",
+            "mgmt_short_interval_followup",
+        ),
+        ([], {"technically_adequate": False}, "birads_0", "mgmt_additional_imaging"),
+        ([SPICULATED], {"known_malignancy": True}, "birads_6", "mgmt_surgical_excision"),
+    ],
+)
+def test_birads_assessment_rules(findings, extra, assessment, management):
+    report = _report("birads_mri", {**BREAST, **extra}, findings)
+    assert report.derived["assessment"].value == assessment
+    assert report.derived["management"].value == management
+    assert report.validation.valid, report.validation.problems
+
+
+def test_quadrant_follows_the_clock_face_per_side():
+    report = _report(
+        "birads_mri", BREAST, [FIBROADENOMA, SPICULATED, {**FIBROADENOMA, "clock": "clock_12"}]
+    )
+    assert (
+        report.findings[0].derived["quadrant"].value == "quadrant_upper_outer"
+    )  # right 10 o'clock
+    assert report.findings[1].derived["quadrant"].value == "quadrant_upper_outer"  # left 2 o'clock
+    assert "quadrant" not in report.findings[2].derived  # 12 o'clock lies between quadrants
+
+
+@pytest.mark.parametrize(
+    ("size", "changes", "stage"),
+    [
+        (15, {}, "figo2018_IB1"),
+        (30, {}, "figo2018_IB2"),
+        (45, {}, "figo2018_IB3"),
+        (30, {"vaginal_involvement": "vagina_upper_two_thirds"}, "figo2018_IIA1"),
+        (45, {"vaginal_involvement": "vagina_upper_two_thirds"}, "figo2018_IIA2"),
+        (30, {"parametrial_invasion": True}, "figo2018_IIB"),
+        (
+            30,
+            {"vaginal_involvement": "vagina_lower_third", "parametrial_invasion": True},
+            "figo2018_IIIA",
+        ),
+        (30, {"hydronephrosis": True}, "figo2018_IIIB"),
+        (30, {"pelvic_nodes": True, "pelvic_sidewall": True}, "figo2018_IIIC1"),
+        (30, {"paraaortic_nodes": True, "pelvic_nodes": True}, "figo2018_IIIC2"),
+        (30, {"bladder_mucosa": True, "paraaortic_nodes": True}, "figo2018_IVA"),
+        (30, {"distant_metastasis": True}, "figo2018_IVB"),
+    ],
+)
+def test_figo_cervix_stages(size, changes, stage):
+    report = _report("figo_cervix_2018", {**CERVIX, **changes}, [{"size_mm": size}])
+    assert report.derived["stage"].value == stage
+    assert report.validation.valid
+
+
+@pytest.mark.parametrize(
+    ("invasion", "changes", "stage"),
+    [
+        ("myometrial_invasion_superficial", {}, "figo2023_IA"),
+        ("myometrial_invasion_deep", {}, "figo2023_IB"),
+        ("myometrial_invasion_deep", {"cervical_stromal_invasion": True}, "figo2023_II"),
+        ("myometrial_invasion_deep", {"adnexal_involvement": True}, "figo2023_IIIA1"),
+        (
+            "myometrial_invasion_deep",
+            {"adnexal_involvement": True, "serosal_involvement": True},
+            "figo2023_IIIA2",
+        ),
+        (
+            "myometrial_invasion_deep",
+            {"vaginal_or_parametrial_involvement": True},
+            "figo2023_IIIB1",
+        ),
+        ("myometrial_invasion_superficial", {"pelvic_nodes": True}, "figo2023_IIIC1"),
+        ("myometrial_invasion_superficial", {"paraaortic_nodes": True}, "figo2023_IIIC2"),
+        ("myometrial_invasion_superficial", {"bowel_mucosa": True}, "figo2023_IVA"),
+    ],
+)
+def test_figo_endometrium_stages(invasion, changes, stage):
+    report = _report(
+        "figo_endometrium_2023",
+        {**ENDOMETRIUM, **changes},
+        [{"size_mm": 30, "myometrial_invasion": invasion}],
+    )
+    assert report.derived["stage"].value == stage
+    assert report.validation.valid
+
+
+def test_orads_scores():
+    cyst = {
+        "laterality": "left",
+        "size_mm": 40,
+        "composition": "composition_unilocular_cyst",
+        "fluid": "fluid_simple",
+        "wall": "wall_not_enhancing",
+        "lipid": False,
+        "solid_tissue": False,
+    }
+    solid = {
+        "laterality": "right",
+        "size_mm": 60,
+        "composition": "composition_cystic_solid",
+        "fluid": "fluid_simple",
+        "lipid": False,
+        "solid_tissue": True,
+        "dark_t2_dwi": False,
+        "tic": "tic_high_risk",
+    }
+    assert (
+        _report("orads_mri", {"peritoneal_implants": False, "ascites": False}, [])
+        .derived["risk_score"]
+        .value
+        == "orads_1"
+    )
+    assert (
+        _report("orads_mri", {"peritoneal_implants": False, "ascites": False}, [cyst])
+        .derived["risk_score"]
+        .value
+        == "orads_2"
+    )
+    report = _report("orads_mri", {"peritoneal_implants": False, "ascites": True}, [cyst, solid])
+    assert [f.derived["score"].value for f in report.findings] == ["orads_2", "orads_5"]
+    assert report.derived["risk_score"].value == "orads_5" and report.validation.valid
+
+
+def _problems(report):
+    return {(p.severity, p.where, p.rule) for p in validate_report(report).problems}
+
+
+def test_validation_catches_missing_inapplicable_out_of_range_and_wrong_code():
+    good = _report("birads_mri", BREAST, [SPICULATED])
+    assert validate_report(good).valid
+    bad = good.model_copy(deep=True)
+    del bad.fields["bpe_level"]
+    bad.findings[0].fields["nme_pattern"] = copy.deepcopy(
+        bad.findings[0].fields["shape"]
+    )  # not for masses
+    bad.findings[0].fields["size_mm"].value = 400
+    bad.findings[0].fields["margin"].concept.code = "RDE1579_smooth"
+    result = validate_report(bad)
+    where = {p.where for p in result.problems if p.severity == "error"}
+    assert not result.valid
+    assert {
+        "fields.bpe_level",
+        "findings[0].nme_pattern",
+        "findings[0].size_mm",
+        "findings[0].margin",
+    } <= where
+
+
+def test_contradiction_from_the_issue_is_an_error():
+    """A spiculated irregular mass with washout, assessed BI-RADS 2 by a clinician."""
+    report = _report(
+        "birads_mri", BREAST, [SPICULATED], stated={"assessment": "birads_2"}, trust_stated=True
+    )
+    assert report.derived["assessment"].value == "birads_2"  # the clinician's call is kept ...
+    assert ("error", "report", "spiculated_washout_called_benign") in _problems(
+        report
+    )  # ... and flagged
+    assert ("warning", "derived.assessment", "derivation") in _problems(report)
+    assert not report.validation.valid
+
+
+def test_model_prediction_that_disagrees_with_rules_is_reported():
+    report = _report("birads_mri", BREAST, [SPICULATED], stated={"assessment": "birads_3"})
+    assert report.derived["assessment"].value == "birads_5"
+    assert any(
+        p.rule == "prediction" and "birads_3" in p.message for p in report.validation.problems
+    )
+
+
+def test_report_json_round_trip_keeps_schema_id():
+    report = _report("figo_cervix_2018", CERVIX, [{"size_mm": 22}])
+    text = report.to_json()
+    assert '"schema": "reportgen.report/1"' in text
+    again = Report.from_json(text)
+    assert again == report
+
+
+# Template files: shape and meaning are checked; a new template is just a new file --------
+
+
+def _birads_raw() -> dict:
+    return yaml.safe_load((TEMPLATE_DIR / "birads_mri.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (lambda t: t.pop("sections"), "template schema"),
+        (lambda t: t["fields"][0].update(colour="red"), "template schema"),
+        (
+            lambda t: t["fields"][0].update(values=["fgt_scattered", "spiculated_pizza"]),
+            "not an ontology concept",
+        ),
+        (
+            lambda t: t["fields"][0].update(values=["fgt_scattered", "margin_spiculated"]),
+            "not a kind of",
+        ),
+        (
+            lambda t: t["derived"]["report"][0]["rules"][0].update(value="birads_9"),
+            "not one of its values",
+        ),
+        (
+            lambda t: t["consistency"][0]["when"]["all"][1].update(field="asessment"),
+            "unknown field",
+        ),
+        (lambda t: t["fields"][0].update(section="nowhere"), "section"),
+    ],
+)
+def test_malformed_templates_are_refused(mutate, fragment):
+    raw = _birads_raw()
+    mutate(raw)
+    with pytest.raises(ConfigError, match=fragment):
+        parse_template(raw, "test.yaml")
+
+
+def test_adding_a_template_is_adding_a_file(tmp_path, monkeypatch):
+    raw = _birads_raw()
+    raw["id"] = "birads_mri_local"
+    raw["title"] = {"en": "Local breast MRI", "zh": "本院乳腺MRI"}
+    (tmp_path / "birads_mri_local.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    monkeypatch.setenv("REPORTGEN_TEMPLATES", str(tmp_path))
+    assert "birads_mri_local" in available_templates()
+    assert load_template("birads_mri_local").title["zh"] == "本院乳腺MRI"
+
+
+def test_unknown_template_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown template 'pirads'"):
+        load_template("pirads")
