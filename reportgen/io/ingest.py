@@ -13,21 +13,17 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from reportgen import __version__
 from reportgen.errors import InputError
 from reportgen.io.dicom import ConvertedSeries, convert_dicom_folder
+from reportgen.io.write import nifti_image, save_nifti
 
 
 def write_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
     """Write with a fresh header: scanner-anchored qform/sform, mm units, nothing else."""
-    image = nib.Nifti1Image(data, affine)
-    image.header.set_xyzt_units("mm", "sec")
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
-    nib.save(image, str(path))
+    save_nifti(nifti_image(data, affine), path)
 
 
 def _sidecar(vol: ConvertedSeries, name: str | None) -> dict:

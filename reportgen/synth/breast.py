@@ -1,0 +1,557 @@
+"""Breast MRI phantoms (BI-RADS MRI): anatomy, lesions whose images show their features.
+
+A latent pathology is drawn per lesion (benign: fibroadenoma, cyst, benign non-mass
+enhancement, focus; malignant: invasive ductal-like, triple-negative-like, DCIS-like
+non-mass enhancement), then descriptors are drawn from distributions that overlap as in
+the literature (spiculation, washout and restricted diffusion favour malignancy; the
+triple-negative-like subtype is often round, circumscribed, rim-enhancing and T2-bright).
+Every descriptor is rendered: kinetics in the DCE phases, T2 signal, ADC, shape and
+margin in 3D geometry, internal enhancement as spatial patterns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reportgen.synth.acquisition import Acquisition
+from reportgen.synth.scene import (
+    Canvas,
+    Harmonics,
+    Tissue,
+    blob,
+    capsule,
+    ellipsoid,
+    half_space,
+    intersect,
+    rotation,
+    shell,
+    smooth_noise,
+)
+
+AIR = Tissue(0.0, 0.0, 0.0, 0.0)
+FAT = Tissue(t2=0.80, s0=0.04, adc=300, t1=0.85, e1=0.02, e2=0.02, e3=0.02)
+FGT = Tissue(t2=0.42, s0=0.45, adc=1700, t1=0.30)
+MUSCLE = Tissue(t2=0.22, s0=0.35, adc=1400, t1=0.35, e1=0.12, e2=0.16, e3=0.18)
+SKIN = Tissue(t2=0.50, s0=0.30, adc=1500, t1=0.40, e1=0.10, e2=0.12, e3=0.12)
+THICK_SKIN = Tissue(t2=0.75, s0=0.45, adc=1900, t1=0.38, e1=0.25, e2=0.30, e3=0.32)
+LUNG = Tissue(t2=0.03, s0=0.02, adc=0, t1=0.02)
+BLOOD = Tissue(t2=0.30, s0=0.10, adc=2500, t1=0.35, e1=2.0, e2=1.4, e3=1.1)
+NODE = Tissue(t2=0.40, s0=0.50, adc=1200, t1=0.35, e1=0.5, e2=0.55, e3=0.55)
+NODE_METASTATIC = Tissue(t2=0.36, s0=0.62, adc=880, t1=0.32, e1=1.1, e2=1.0, e3=0.85)
+CYST = Tissue(t2=1.00, s0=0.70, adc=2800, t1=0.20)
+
+FGT_FRACTION = {
+    "fgt_almost_entirely_fat": 0.10,
+    "fgt_scattered": 0.30,
+    "fgt_heterogeneous": 0.55,
+    "fgt_extreme": 0.80,
+}
+BPE_LEVEL = {"bpe_minimal": 0.08, "bpe_mild": 0.20, "bpe_moderate": 0.40, "bpe_marked": 0.70}
+T2_SIGNAL = {"t2_hyperintense": 0.85, "t2_isointense": 0.42, "t2_hypointense": 0.20}
+INITIAL = {"initial_slow": (0.25, 0.45), "initial_medium": (0.6, 0.9), "initial_fast": (1.1, 1.6)}
+DELAYED = {
+    "delayed_persistent": (1.15, 1.30),
+    "delayed_plateau": (1.03, 0.98),
+    "delayed_washout": (0.90, 0.72),
+}
+
+# Descriptor distributions per latent subtype: {field: {value: probability}}.
+SUBTYPES: dict[str, dict] = {
+    "fibroadenoma": {
+        "type": {"mass": 1.0},
+        "shape": {"shape_oval": 0.75, "shape_round": 0.20, "shape_irregular": 0.05},
+        "margin": {
+            "margin_circumscribed": 0.85,
+            "margin_irregular": 0.13,
+            "margin_spiculated": 0.02,
+        },
+        "internal_enhancement": {
+            "enhancement_homogeneous": 0.50,
+            "enhancement_dark_septations": 0.30,
+            "enhancement_heterogeneous": 0.20,
+        },
+        "kinetics_initial": {"initial_slow": 0.40, "initial_medium": 0.45, "initial_fast": 0.15},
+        "kinetics_delayed": {
+            "delayed_persistent": 0.75,
+            "delayed_plateau": 0.20,
+            "delayed_washout": 0.05,
+        },
+        "t2_signal": {"t2_hyperintense": 0.75, "t2_isointense": 0.20, "t2_hypointense": 0.05},
+        "diffusion": {"diffusion_not_restricted": 0.85, "diffusion_restricted": 0.15},
+        "radius_mm": (4.0, 14.0),
+    },
+    "cyst": {
+        "type": {"breast_cyst": 1.0},
+        "t2_signal": {"t2_hyperintense": 1.0},
+        "diffusion": {"diffusion_not_restricted": 1.0},
+        "radius_mm": (3.5, 12.0),
+    },
+    "benign_nme": {
+        "type": {"non_mass_enhancement": 1.0},
+        "nme_distribution": {
+            "nme_focal": 0.45,
+            "nme_regional": 0.35,
+            "nme_linear": 0.10,
+            "nme_segmental": 0.10,
+        },
+        "nme_pattern": {"nme_homogeneous": 0.50, "nme_heterogeneous": 0.40, "nme_clumped": 0.10},
+        "kinetics_initial": {"initial_slow": 0.50, "initial_medium": 0.40, "initial_fast": 0.10},
+        "kinetics_delayed": {"delayed_persistent": 0.80, "delayed_plateau": 0.20},
+        "t2_signal": {"t2_isointense": 0.80, "t2_hyperintense": 0.20},
+        "diffusion": {"diffusion_not_restricted": 0.85, "diffusion_restricted": 0.15},
+        "radius_mm": (7.0, 16.0),
+    },
+    "focus": {
+        "type": {"focus": 1.0},
+        "kinetics_initial": {"initial_medium": 0.5, "initial_fast": 0.3, "initial_slow": 0.2},
+        "kinetics_delayed": {
+            "delayed_persistent": 0.75,
+            "delayed_plateau": 0.20,
+            "delayed_washout": 0.05,
+        },
+        "t2_signal": {"t2_hyperintense": 0.5, "t2_isointense": 0.5},
+        "diffusion": {"diffusion_not_restricted": 0.9, "diffusion_restricted": 0.1},
+        "radius_mm": (1.6, 2.2),
+    },
+    "invasive_ductal": {
+        "type": {"mass": 1.0},
+        "shape": {"shape_irregular": 0.75, "shape_round": 0.15, "shape_oval": 0.10},
+        "margin": {
+            "margin_spiculated": 0.45,
+            "margin_irregular": 0.45,
+            "margin_circumscribed": 0.10,
+        },
+        "internal_enhancement": {
+            "enhancement_heterogeneous": 0.60,
+            "enhancement_rim": 0.25,
+            "enhancement_homogeneous": 0.15,
+        },
+        "kinetics_initial": {"initial_fast": 0.75, "initial_medium": 0.20, "initial_slow": 0.05},
+        "kinetics_delayed": {
+            "delayed_washout": 0.55,
+            "delayed_plateau": 0.35,
+            "delayed_persistent": 0.10,
+        },
+        "t2_signal": {"t2_isointense": 0.50, "t2_hypointense": 0.35, "t2_hyperintense": 0.15},
+        "diffusion": {"diffusion_restricted": 0.85, "diffusion_not_restricted": 0.15},
+        "radius_mm": (4.0, 18.0),
+    },
+    "triple_negative": {
+        "type": {"mass": 1.0},
+        "shape": {"shape_round": 0.50, "shape_oval": 0.30, "shape_irregular": 0.20},
+        "margin": {
+            "margin_circumscribed": 0.45,
+            "margin_irregular": 0.45,
+            "margin_spiculated": 0.10,
+        },
+        "internal_enhancement": {
+            "enhancement_rim": 0.60,
+            "enhancement_heterogeneous": 0.30,
+            "enhancement_homogeneous": 0.10,
+        },
+        "kinetics_initial": {"initial_fast": 0.85, "initial_medium": 0.15},
+        "kinetics_delayed": {
+            "delayed_washout": 0.50,
+            "delayed_plateau": 0.40,
+            "delayed_persistent": 0.10,
+        },
+        "t2_signal": {"t2_hyperintense": 0.60, "t2_isointense": 0.30, "t2_hypointense": 0.10},
+        "diffusion": {"diffusion_restricted": 0.90, "diffusion_not_restricted": 0.10},
+        "radius_mm": (6.0, 18.0),
+    },
+    "dcis": {
+        "type": {"non_mass_enhancement": 1.0},
+        "nme_distribution": {
+            "nme_segmental": 0.45,
+            "nme_linear": 0.30,
+            "nme_focal": 0.15,
+            "nme_regional": 0.10,
+        },
+        "nme_pattern": {
+            "nme_clumped": 0.45,
+            "nme_clustered_ring": 0.30,
+            "nme_heterogeneous": 0.20,
+            "nme_homogeneous": 0.05,
+        },
+        "kinetics_initial": {"initial_medium": 0.50, "initial_fast": 0.35, "initial_slow": 0.15},
+        "kinetics_delayed": {
+            "delayed_plateau": 0.45,
+            "delayed_persistent": 0.35,
+            "delayed_washout": 0.20,
+        },
+        "t2_signal": {"t2_isointense": 0.70, "t2_hyperintense": 0.20, "t2_hypointense": 0.10},
+        "diffusion": {"diffusion_restricted": 0.60, "diffusion_not_restricted": 0.40},
+        "radius_mm": (8.0, 18.0),
+    },
+}
+BENIGN = {"fibroadenoma": 0.50, "cyst": 0.25, "benign_nme": 0.10, "focus": 0.15}
+MALIGNANT = {"invasive_ductal": 0.70, "triple_negative": 0.20, "dcis": 0.10}
+
+
+def _draw(rng: np.random.Generator, options: dict[str, float]) -> str:
+    keys = list(options)
+    p = np.asarray([options[k] for k in keys], dtype=float)
+    return keys[int(rng.choice(len(keys), p=p / p.sum()))]
+
+
+@dataclass
+class Lesion:
+    label: int
+    pathology: str  # "benign" | "malignant"
+    subtype: str
+    fields: dict
+    centre: np.ndarray
+    radius: float
+    size_mm: float = 0.0
+
+
+@dataclass
+class BreastCase:
+    fields: dict
+    lesions: list[Lesion] = field(default_factory=list)
+    breast_depth: float = 95.0
+    bpe_asymmetric_side: str | None = None
+    adenopathy_side: str | None = None
+
+
+def sample_case(
+    rng: np.random.Generator,
+    malignant_fraction: float = 0.3,
+    n_lesions: tuple[float, float, float] = (0.4, 0.45, 0.15),
+) -> BreastCase:
+    """Draw the ground truth: composition, enhancement, lesions and associated features."""
+    fields = {
+        "fgt_amount": _draw(
+            rng,
+            {
+                "fgt_almost_entirely_fat": 0.10,
+                "fgt_scattered": 0.40,
+                "fgt_heterogeneous": 0.40,
+                "fgt_extreme": 0.10,
+            },
+        ),
+        "bpe_level": _draw(
+            rng, {"bpe_minimal": 0.35, "bpe_mild": 0.40, "bpe_moderate": 0.18, "bpe_marked": 0.07}
+        ),
+        "bpe_symmetry": _draw(rng, {"bpe_symmetric": 0.9, "bpe_asymmetric": 0.1}),
+    }
+    case = BreastCase(fields=fields, breast_depth=float(rng.uniform(85, 105)))
+    if fields["bpe_symmetry"] == "bpe_asymmetric":
+        case.bpe_asymmetric_side = str(rng.choice(["right", "left"]))
+    count = int(rng.choice(3, p=np.asarray(n_lesions) / sum(n_lesions)))
+    for label in range(1, count + 1):
+        malignant = rng.random() < malignant_fraction
+        subtype = _draw(rng, MALIGNANT if malignant else BENIGN)
+        spec = SUBTYPES[subtype]
+        lesion_fields = {key: _draw(rng, dist) for key, dist in spec.items() if key != "radius_mm"}
+        radius = float(rng.uniform(*spec["radius_mm"]))
+        lesion_fields["laterality"] = str(rng.choice(["right", "left"]))
+        lesion_fields["clock"] = f"clock_{int(rng.integers(1, 13))}"
+        lesion_fields["depth"] = str(
+            rng.choice(["depth_anterior", "depth_middle", "depth_posterior"])
+        )
+        case.lesions.append(
+            Lesion(
+                label,
+                "malignant" if malignant else "benign",
+                subtype,
+                lesion_fields,
+                np.zeros(3),
+                radius,
+            )
+        )
+    any_malignant = any(les.pathology == "malignant" for les in case.lesions)
+    fields["axillary_adenopathy"] = bool(rng.random() < (0.35 if any_malignant else 0.03))
+    fields["skin_thickening"] = bool(rng.random() < (0.10 if any_malignant else 0.03))
+    fields["nipple_retraction"] = bool(any_malignant and rng.random() < 0.08)
+    if fields["axillary_adenopathy"]:
+        malignant_sides = [
+            les.fields["laterality"] for les in case.lesions if les.pathology == "malignant"
+        ]
+        case.adenopathy_side = (
+            malignant_sides[0] if malignant_sides else str(rng.choice(["right", "left"]))
+        )
+    return case
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+def _breast_centre(side: str) -> np.ndarray:
+    """Patient right is +x in RAS; each breast sits on the chest wall at y = 2 mm."""
+    return np.array([65.0 if side == "right" else -65.0, 2.0, 0.0], dtype=np.float32)
+
+
+BREAST_AXES = (58.0, 55.0)  # lateral and craniocaudal semi-axes (mm); depth is per case
+
+
+def _place(rng: np.random.Generator, lesion: Lesion, depth: float, placed: list[Lesion]) -> bool:
+    """Choose a centre matching the lesion's side, clock face and depth third."""
+    base = _breast_centre(lesion.fields["laterality"])
+    third = {"depth_posterior": 0, "depth_middle": 1, "depth_anterior": 2}[lesion.fields["depth"]]
+    theta = np.deg2rad(int(lesion.fields["clock"].split("_")[1]) * 30.0)
+    for _ in range(40):
+        frac = (third + rng.uniform(0.25, 0.75)) / 3.0
+        y = base[1] + frac * depth
+        room = min(BREAST_AXES) * np.sqrt(max(0.0, 1 - frac**2)) - lesion.radius - 5.0
+        rho_low = 14.0
+        if room < rho_low:
+            continue
+        rho = rng.uniform(rho_low, room)
+        # Clock face seen from the front: 12 superior (+z), 3 towards patient left (-x).
+        centre = np.array(
+            [base[0] - np.sin(theta) * rho, y, base[2] + np.cos(theta) * rho], dtype=np.float32
+        )
+        if all(
+            np.linalg.norm(centre - other.centre) > lesion.radius + other.radius + 12
+            for other in placed
+        ):
+            lesion.centre = centre
+            return True
+    return False
+
+
+def _enhancement(tissue: Tissue, initial: str, delayed: str, rng: np.random.Generator) -> Tissue:
+    e1 = rng.uniform(*INITIAL[initial])
+    r2, r3 = DELAYED[delayed]
+    return tissue.with_(e1=e1, e2=e1 * r2, e3=e1 * r3)
+
+
+def _lesion_tissue(lesion: Lesion, rng: np.random.Generator) -> Tissue:
+    f = lesion.fields
+    adc = (
+        rng.normal(850, 70)
+        if f.get("diffusion") == "diffusion_restricted"
+        else rng.normal(1600, 120)
+    )
+    base = Tissue(t2=T2_SIGNAL[f["t2_signal"]], s0=0.65, adc=float(adc), t1=0.30)
+    return _enhancement(base, f["kinetics_initial"], f["kinetics_delayed"], rng)
+
+
+def _patterned(tissue: Tissue, pattern: str, rng: np.random.Generator, scale_mm: float = 4.0):
+    """A tissue function whose enhancement varies in space by the descriptor's pattern."""
+    vec = tissue.vector()
+    grid_scale = scale_mm
+
+    def values(points: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        out = np.broadcast_to(vec[:, None, None, None], (len(vec), *dist.shape)).copy()
+        if pattern in ("enhancement_homogeneous", "nme_homogeneous"):
+            return out
+        if pattern in ("enhancement_rim",):
+            depth_in = np.clip(-dist / 3.5, 0.0, 1.0)  # 0 at the edge, 1 deeper than 3.5 mm
+            weight = 1.05 - 0.85 * depth_in
+            out[4:] *= weight[None]
+            out[0] = np.where(
+                depth_in > 0.8, np.maximum(out[0], 0.75), out[0]
+            )  # necrotic core is T2-bright
+            return out
+        noise = smooth_noise(rng, dist.shape, scale=max(1.5, grid_scale / 2.6))
+        if pattern in ("enhancement_heterogeneous", "nme_heterogeneous"):
+            weight = 0.35 + 1.0 * noise
+        elif pattern == "nme_clumped":
+            weight = np.where(noise > 0.55, 1.2, 0.25)
+        elif pattern == "nme_clustered_ring":
+            weight = np.where(np.abs(noise - 0.5) < 0.09, 1.3, 0.2)
+        elif pattern == "enhancement_dark_septations":
+            c = points.mean(axis=(0, 1, 2))
+            d1 = np.abs((points - c) @ np.array([0.8, 0.6, 0.0], dtype=np.float32))
+            d2 = np.abs((points - c) @ np.array([0.0, 0.6, -0.8], dtype=np.float32))
+            septum = (np.minimum(d1, d2) < 1.2).astype(np.float32)
+            weight = 1.0 - 0.9 * septum
+            out[0] = out[0] * (1.0 - 0.7 * septum)
+        else:
+            weight = np.ones_like(noise)
+        out[4:] *= weight[None]
+        return out
+
+    return values
+
+
+def _paint_mass(canvas: Canvas, lesion: Lesion, rng: np.random.Generator) -> None:
+    f = lesion.fields
+    r = lesion.radius
+    rot = rotation(rng)
+    if f["type"] == "breast_cyst":
+        axes = (r, r * rng.uniform(0.7, 0.95), r * rng.uniform(0.7, 0.95))
+        sdf, bounds, size = blob(lesion.centre, axes, rot, Harmonics(rng, 0.0))
+        canvas.paint(sdf, bounds, CYST, label=lesion.label, blur=0.8)
+        lesion.size_mm = size
+        return
+    shape = f.get("shape", "shape_round")
+    margin = f.get("margin", "margin_circumscribed")
+    if shape == "shape_round":
+        axes, low_freq = (r, r * rng.uniform(0.92, 1.0), r * rng.uniform(0.92, 1.0)), 0.0
+    elif shape == "shape_oval":
+        axes, low_freq = (r, r * rng.uniform(0.55, 0.75), r * rng.uniform(0.6, 0.8)), 0.0
+    else:
+        axes, low_freq = (r, r * rng.uniform(0.7, 0.95), r * rng.uniform(0.7, 0.95)), 0.35
+    modulation = Harmonics(rng, low_freq, n_terms=6, max_freq=2.5)
+    blur = 1.0
+    if margin == "margin_irregular":
+        fine = Harmonics(rng, 0.16, n_terms=10, max_freq=7.0)
+        coarse = modulation
+        modulation = _combine(coarse, fine)
+        blur = 1.8
+    tissue = _lesion_tissue(lesion, rng)
+    if f["type"] == "focus":
+        axes = (r, r, r)
+        modulation = Harmonics(rng, 0.0)
+    sdf, bounds, size = blob(lesion.centre, axes, rot, modulation)
+    if margin == "margin_spiculated":
+        for _ in range(int(rng.integers(8, 15))):
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction)
+            start = lesion.centre + direction * r * 0.7
+            end = lesion.centre + direction * r * rng.uniform(1.7, 2.4)
+            s_sdf, s_bounds = capsule(start, end, radius=float(rng.uniform(0.9, 1.3)))
+            canvas.paint(s_sdf, s_bounds, tissue, blur=1.0)
+    pattern = f.get("internal_enhancement", "enhancement_homogeneous")
+    canvas.paint(sdf, bounds, _patterned(tissue, pattern, rng), label=lesion.label, blur=blur)
+    lesion.size_mm = size
+
+
+def _combine(a: Harmonics, b: Harmonics):
+    class Both:
+        amp = np.concatenate([a.amp, b.amp])
+
+        def __call__(self, u: np.ndarray) -> np.ndarray:
+            return a(u) + b(u) - 1.0
+
+    return Both()
+
+
+def _paint_nme(canvas: Canvas, lesion: Lesion, case: BreastCase, rng: np.random.Generator) -> None:
+    f = lesion.fields
+    tissue = _lesion_tissue(lesion, rng)
+    nipple = _breast_centre(f["laterality"]) + np.array(
+        [0.0, case.breast_depth, 0.0], dtype=np.float32
+    )
+    dist = f["nme_distribution"]
+    r = lesion.radius
+    if dist == "nme_linear":
+        towards = (nipple - lesion.centre) / np.linalg.norm(nipple - lesion.centre)
+        length = rng.uniform(25, 40)
+        a = lesion.centre - towards * length / 2
+        b = lesion.centre + towards * length / 2
+        sdf, bounds = capsule(a, b, radius=2.5)
+        size = float(length + 5.0)
+    elif dist == "nme_segmental":
+        axis = (lesion.centre - nipple) / np.linalg.norm(lesion.centre - nipple)
+        length = float(np.linalg.norm(lesion.centre - nipple) + r)
+        half_angle = np.deg2rad(rng.uniform(14, 20))
+
+        def cone(p: np.ndarray, apex=nipple, axis=axis, length=length, ha=half_angle) -> np.ndarray:
+            v = p - apex
+            along = v @ axis
+            across = np.linalg.norm(v - along[..., None] * axis, axis=-1)
+            lateral = across * np.cos(ha) - along * np.sin(ha)
+            return np.maximum(np.maximum(lateral, -along), along - length)
+
+        sdf = cone
+        lo = np.minimum(nipple, lesion.centre + axis * r) - r - 20
+        hi = np.maximum(nipple, lesion.centre + axis * r) + r + 20
+        bounds = (lo, hi)
+        size = length
+    else:  # focal (smaller) or regional (larger) geographic area
+        scale = 0.8 if dist == "nme_focal" else 1.6
+        axes = (r * scale, r * scale * rng.uniform(0.6, 0.9), r * scale * rng.uniform(0.6, 0.9))
+        sdf, bounds, size = blob(
+            lesion.centre, axes, rotation(rng), Harmonics(rng, 0.3, max_freq=3.0)
+        )
+    canvas.paint(
+        sdf,
+        bounds,
+        _patterned(tissue, f["nme_pattern"], rng, scale_mm=3.0),
+        label=lesion.label,
+        blur=1.5,
+    )
+    lesion.size_mm = float(size)
+
+
+def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canvas:
+    """Paint the anatomy and the lesions onto the acquisition's grid."""
+    canvas = Canvas(acq.grid(), AIR)
+    long = 400.0
+    torso, torso_b = ellipsoid((0, -68, 0), (120, 78, long))
+    canvas.paint(torso, torso_b, FAT, extruded=True)
+    muscle, muscle_b = ellipsoid((0, -72, 0), (108, 70, long))
+    canvas.paint(muscle, muscle_b, MUSCLE, extruded=True)
+    chest, chest_b = ellipsoid((0, -80, 0), (95, 56, long))
+    canvas.paint(chest, chest_b, LUNG, extruded=True)
+    heart, heart_b = ellipsoid((-15, -62, -10), (45, 38, 50))
+    canvas.paint(heart, heart_b, BLOOD)
+    # Axillae: normal nodes with a fatty hilum; enlarged round nodes on the side of adenopathy.
+    for side in ("right", "left"):
+        sx = 1.0 if side == "right" else -1.0
+        for k in range(2):
+            centre = np.array(
+                [sx * rng.uniform(100, 110), rng.uniform(-5, 10), 25.0 + 12 * k], dtype=np.float32
+            )
+            if case.adenopathy_side == side and k == 0:
+                r = rng.uniform(7.5, 11)
+                n_sdf, n_b = ellipsoid(centre, (r, r * 0.9, r * 0.95))
+                canvas.paint(n_sdf, n_b, NODE_METASTATIC)
+            else:
+                n_sdf, n_b = ellipsoid(centre, (4.5, 2.8, 3.2))
+                canvas.paint(n_sdf, n_b, NODE)
+                h_sdf, h_b = ellipsoid(centre, (2.0, 1.2, 1.5))
+                canvas.paint(h_sdf, h_b, FAT)
+    fgt_fraction = FGT_FRACTION[case.fields["fgt_amount"]]
+    bpe = BPE_LEVEL[case.fields["bpe_level"]]
+    noise = smooth_noise(rng, canvas.grid.shape, scale=4.0)
+    for side in ("right", "left"):
+        base = _breast_centre(side)
+        axes = (BREAST_AXES[0], case.breast_depth, BREAST_AXES[1])
+        b_sdf, b_bounds = ellipsoid(base, axes)
+        breast_sdf = intersect(b_sdf, half_space(base, (0, 1, 0)))
+        frac = canvas.paint(breast_sdf, b_bounds, FAT)
+        if frac is None:
+            continue
+        box = canvas.grid.box_of(*b_bounds)
+        inside = frac > 0.5
+        pts = canvas.grid.points(box)
+        # FGT: smooth texture thresholded to the composition's volume fraction, denser centrally.
+        q = (pts - base) / np.asarray(axes, np.float32)
+        centrality = 1.0 - np.clip(
+            np.linalg.norm(q * np.array([1.0, 0.6, 1.0], np.float32), axis=-1), 0, 1
+        )
+        texture = noise[box] * 0.6 + centrality * 0.4
+        threshold = np.quantile(texture[inside], 1.0 - fgt_fraction) if inside.any() else 1.0
+        fgt_frac = np.clip((texture - threshold) * 12.0 + 0.5, 0.0, 1.0) * inside
+        side_bpe = bpe * (2.2 if case.bpe_asymmetric_side == side else 1.0)
+        fgt = FGT.with_(e1=side_bpe * 0.6, e2=side_bpe * 0.85, e3=side_bpe)
+        region = canvas.props[(slice(None), *box)]
+        region += fgt_frac[None] * (fgt.vector()[:, None, None, None] - region)
+        thickness = rng.uniform(5.0, 7.0) if case.fields["skin_thickening"] else 1.6
+        skin_tissue = THICK_SKIN if case.fields["skin_thickening"] else SKIN
+        canvas.paint(
+            intersect(shell(b_sdf, thickness), half_space(base, (0, 1, 0))),
+            b_bounds,
+            skin_tissue,
+            blur=0.7,
+        )
+        tip = base + np.array([0.0, case.breast_depth, 0.0], dtype=np.float32)
+        if case.fields.get("nipple_retraction") and any(
+            les.fields["laterality"] == side and les.pathology == "malignant"
+            for les in case.lesions
+        ):
+            notch, notch_b = ellipsoid(tip, (6.0, 7.0, 6.0))
+            canvas.paint(notch, notch_b, AIR)
+        else:
+            nip, nip_b = capsule(tip, tip + np.array([0.0, 7.0, 0.0], dtype=np.float32), radius=4.0)
+            canvas.paint(nip, nip_b, SKIN)
+    placed: list[Lesion] = []
+    for lesion in case.lesions:
+        if not _place(rng, lesion, case.breast_depth, placed):
+            lesion.fields["depth"] = "depth_posterior"
+            if not _place(rng, lesion, case.breast_depth, placed):
+                lesion.radius *= 0.6
+                _place(rng, lesion, case.breast_depth, placed)
+        placed.append(lesion)
+        if lesion.fields["type"] == "non_mass_enhancement":
+            _paint_nme(canvas, lesion, case, rng)
+        else:
+            _paint_mass(canvas, lesion, rng)
+    return canvas

@@ -1,0 +1,219 @@
+"""`reportgen synth`: a dataset of phantom studies with ground truth, deterministic by seed.
+
+Each study draws from its own random stream, seeded by (seed, domain, index), so the
+bytes written do not depend on worker count or scheduling. Output: one study folder
+per study (per-sequence NIfTI, lesion mask, ground-truth report JSON, English and
+Chinese free text) and `manifest.jsonl`, written last and atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.errors import ConfigError, InputError
+from reportgen.io.write import nifti_image, save_nifti
+from reportgen.report import build_report, load_template
+from reportgen.report.schema import Provenance, StudyRef
+from reportgen.synth import breast, gynae
+from reportgen.synth.acquisition import sample_acquisition
+from reportgen.synth.mri import save_int16, synthesise_sequences
+from reportgen.synth.text import free_text
+
+DOMAINS = {
+    "breast": "birads_mri",
+    "cervix": "figo_cervix_2018",
+    "endometrium": "figo_endometrium_2023",
+}
+SYNTH_NOTICE = "Synthetic phantom with known ground truth. " + NOT_FOR_CLINICAL_USE
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    domain: str
+    seed: int = 0
+    shift: str | None = None
+    malignant_fraction: float = 0.3
+    inadequate_fraction: float = 0.01
+
+
+def study_rng(options: SynthOptions, index: int) -> np.random.Generator:
+    return np.random.default_rng([options.seed, zlib.crc32(options.domain.encode()), index])
+
+
+def _breast(rng: np.random.Generator, options: SynthOptions):
+    case = breast.sample_case(rng, options.malignant_fraction)
+    inadequate = bool(rng.random() < options.inadequate_fraction)
+    acq = sample_acquisition(rng, "breast", options.shift, severe_motion=inadequate)
+    canvas = breast.render(case, acq, rng)
+    fields = dict(case.fields)
+    if inadequate:
+        fields["technically_adequate"] = False
+    findings, lesions = [], []
+    for lesion in case.lesions:
+        if not np.any(canvas.labels == lesion.label):
+            continue  # could not be placed on this grid: not part of the truth
+        values = dict(lesion.fields)
+        values["size_mm"] = round(lesion.size_mm)
+        findings.append(values)
+        lesions.append(
+            {
+                "label": lesion.label,
+                "pathology": lesion.pathology,
+                "subtype": lesion.subtype,
+                "size_mm_exact": round(lesion.size_mm, 2),
+                "centre_mm": [round(float(c), 2) for c in lesion.centre],
+            }
+        )
+    labels = {str(les["label"]): f"finding {i + 1}" for i, les in enumerate(lesions)}
+    return acq, canvas, fields, findings, {"lesions": lesions, "labels": labels}
+
+
+def _gynae(rng: np.random.Generator, options: SynthOptions):
+    case = gynae.sample_cervix(rng) if options.domain == "cervix" else gynae.sample_endometrium(rng)
+    acq = sample_acquisition(rng, options.domain, options.shift)
+    render = gynae.render_cervix if options.domain == "cervix" else gynae.render_endometrium
+    canvas = render(case, acq, rng)
+    tumour = dict(case.tumour)
+    tumour["size_mm"] = round(case.size_mm)
+    extra = {
+        "lesions": [
+            {
+                "label": gynae.PRIMARY,
+                "pathology": "malignant",
+                "subtype": f"{options.domain}_carcinoma",
+                "size_mm_exact": round(case.size_mm, 2),
+            }
+        ],
+        "labels": {
+            str(gynae.PRIMARY): "primary tumour",
+            str(gynae.EXTENSION): "tumour extension",
+            str(gynae.NODES): "metastatic lymph node",
+        },
+        "details": case.details,
+    }
+    return acq, canvas, dict(case.fields), [tumour], extra
+
+
+SAMPLERS: dict[str, Callable] = {"breast": _breast, "cervix": _gynae, "endometrium": _gynae}
+
+
+def synth_one(options: SynthOptions, index: int, out_dir: Path) -> dict:
+    """Make, write and describe one study."""
+    rng = study_rng(options, index)
+    acq, canvas, fields, findings, extra = SAMPLERS[options.domain](rng, options)
+    images = synthesise_sequences(canvas, acq, rng)
+    template = load_template(DOMAINS[options.domain])
+    study_id = f"{options.domain}-s{options.seed}-{index:05d}"
+    report = build_report(
+        template,
+        fields,
+        findings,
+        study=StudyRef(study_id=study_id, sequences_used=list(images), sequences_missing=[]),
+        provenance=Provenance(
+            source="synthetic", model_name="reportgen.synth", created_at="1970-01-01T00:00:00+00:00"
+        ),
+        notice=SYNTH_NOTICE,
+    )
+    if not report.validation.valid:  # the generator must only ever write valid truth
+        raise RuntimeError(f"{study_id}: synthetic truth is invalid: {report.validation.problems}")
+    folder = out_dir / study_id
+    folder.mkdir(parents=True, exist_ok=True)
+    affine = canvas.grid.affine
+    for name, image in images.items():
+        save_int16(image, affine, folder / f"{name}.nii.gz", physical=(name == "ADC"))
+    save_nifti(nifti_image(canvas.labels.astype(np.uint8), affine), folder / "lesion_mask.nii.gz")
+    (folder / "study.json").write_text(
+        json.dumps({"study_id": study_id, "synthetic": True, "notice": SYNTH_NOTICE}, indent=2)
+    )
+    (folder / "report.json").write_text(report.to_json())
+    texts = {lang: free_text(report, template, lang, rng) for lang in ("en", "zh")}
+    for lang, text in texts.items():
+        (folder / f"report_{lang}.txt").write_text(text + "\n", encoding="utf-8")
+    return {
+        "id": study_id,
+        "domain": options.domain,
+        "template": template.id,
+        "seed": options.seed,
+        "index": index,
+        "dir": study_id,
+        "sequences": {name: f"{study_id}/{name}.nii.gz" for name in images},
+        "mask": f"{study_id}/lesion_mask.nii.gz",
+        "mask_labels": extra["labels"],
+        "report": json.loads(report.to_json(indent=None)),
+        "text": texts,
+        "truth": {k: v for k, v in extra.items() if k != "labels"},
+        "acquisition": acq.to_dict(),
+    }
+
+
+def _worker(args: tuple[SynthOptions, list[int], str]) -> list[dict]:
+    options, indices, out = args
+    return [synth_one(options, i, Path(out)) for i in indices]
+
+
+def synth_dataset(
+    out_dir: Path,
+    n: int,
+    options: SynthOptions,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write n studies and the manifest; returns the manifest path."""
+    if options.domain not in DOMAINS:
+        raise ConfigError(f"unknown domain {options.domain!r}; choose from {', '.join(DOMAINS)}")
+    if n < 1:
+        raise ConfigError("--n must be at least 1")
+    if options.shift not in (None, "scanner"):
+        raise ConfigError(f"unknown --shift {options.shift!r}; the only shift is 'scanner'")
+    if not 0.0 <= options.malignant_fraction <= 1.0:
+        raise ConfigError("--malignant-fraction must be between 0 and 1")
+    manifest = out_dir / "manifest.jsonl"
+    if manifest.exists():
+        raise InputError(out_dir, "already holds a manifest.jsonl; choose a new folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    workers = max(1, min(workers or os.cpu_count() or 1, n))
+    chunk = max(1, min(8, n // (workers * 4) or 1))
+    jobs = [(options, list(range(i, min(i + chunk, n))), str(out_dir)) for i in range(0, n, chunk)]
+    rows: list[dict] = []
+    if workers == 1:
+        for job in jobs:
+            rows.extend(_worker(job))
+            if progress:
+                progress(len(job[1]))
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for result in pool.map(_worker, jobs):
+                rows.extend(result)
+                if progress:
+                    progress(len(result))
+    rows.sort(key=lambda r: r["index"])
+    tmp = manifest.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(manifest)
+    return manifest
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """Rows of a synth manifest (a folder holding manifest.jsonl, or the file itself)."""
+    path = path / "manifest.jsonl" if path.is_dir() else path
+    if not path.exists():
+        raise InputError(path, "no manifest.jsonl here (make one with `reportgen synth`)")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"line {number} is not valid JSON ({exc.msg})") from exc
+    return rows

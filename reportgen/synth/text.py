@@ -1,0 +1,391 @@
+"""Free-text reports as radiologists write them, in English and Chinese.
+
+Written from a ground-truth report with varied sentence frames, synonyms drawn from
+the ontology, shuffled order, several ways to negate, normal findings sometimes left
+unsaid (as in practice, where unmentioned means absent), size in mm or cm with one or
+two dimensions, and distractor sentences (history, technique, comparison). The parser
+is measured on these texts from seeds it was never developed on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ontology.concepts import ConceptTable, default_concepts
+from reportgen.report.schema import Report
+from reportgen.report.template import Template
+
+NOUN_ENDINGS = {
+    "enhancement",
+    "signal",
+    "curve",
+    "margins",
+    "margin",
+    "shape",
+    "kinetics",
+    "distribution",
+    "pattern",
+    "phase",
+    "septations",
+    "borders",
+    "wash-in",
+    "rise",
+}
+VERBS = {
+    "invades",
+    "restricts",
+    "does",
+    "extends",
+    "involves",
+    "measures",
+    "measuring",
+    "is",
+    "has",
+}
+EN_NEG = [
+    "No {x}.",
+    "There is no {x}.",
+    "No evidence of {x}.",
+    "Negative for {x}.",
+    "{X} is not seen.",
+    "No {x} is identified.",
+]
+ZH_NEG = ["未见{x}。", "无{x}。", "未见明显{x}。", "未发现{x}。", "{x}：无。"]
+EN_POS = [
+    "{X} is present.",
+    "There is {x}.",
+    "{X} is noted.",
+    "{X} is seen.",
+    "Findings include {x}.",
+]
+ZH_POS = ["可见{x}。", "见{x}。", "{x}。", "伴{x}。", "提示{x}。"]
+
+
+class Writer:
+    def __init__(self, lang: str, rng: np.random.Generator, concepts: ConceptTable | None = None):
+        self.lang = lang
+        self.rng = rng
+        self.concepts = concepts or default_concepts()
+
+    # -- helpers -------------------------------------------------------------------------
+    def pick(self, options: list[str]) -> str:
+        return options[int(self.rng.integers(len(options)))]
+
+    def term(self, cid: str, p_pref: float = 0.5) -> str:
+        """The preferred term or a synonym that reads as a noun phrase (verb phrases such as
+        "invades the chest wall" are for the parser, not for writing)."""
+        concept = self.concepts[cid]
+        syns = [
+            s
+            for s in (concept.syn_zh if self.lang == "zh" else concept.syn_en)
+            if s.split()[0] not in VERBS
+        ]
+        if not syns or self.rng.random() < p_pref:
+            return concept.pref(self.lang)
+        return self.pick(syns)
+
+    def side(self, cid: str) -> str:
+        return (
+            self.term(cid, p_pref=0.8) if self.lang == "en" else {"right": "右", "left": "左"}[cid]
+        )
+
+    def cap(self, text: str) -> str:
+        return text[:1].upper() + text[1:] if self.lang == "en" else text
+
+    def mention(self, cid: str, present: bool) -> str:
+        x = self.term(cid)
+        frames = (
+            (EN_POS if present else EN_NEG)
+            if self.lang == "en"
+            else (ZH_POS if present else ZH_NEG)
+        )
+        frame = self.pick(frames)
+        return frame.replace("{X}", self.cap(x)).replace("{x}", x)
+
+    def size(self, mm: float, second_ratio: float | None = None) -> str:
+        mm = float(round(mm))
+        style = int(self.rng.integers(4))
+        if second_ratio is None:
+            second_ratio = float(self.rng.uniform(0.55, 0.9))
+        other = max(1.0, round(mm * second_ratio))
+        x = "x" if self.lang == "en" else self.pick(["×", "x", "*"])
+        if style == 0:
+            return f"{mm:g} mm" if self.lang == "en" else f"{mm:g}mm"
+        if style == 1:
+            return f"{mm / 10:.1f} cm" if self.lang == "en" else f"{mm / 10:.1f}cm"
+        if style == 2:
+            return (
+                f"{mm / 10:.1f} {x} {other / 10:.1f} cm"
+                if self.lang == "en"
+                else f"{mm / 10:.1f}cm{x}{other / 10:.1f}cm"
+            )
+        return f"{mm:g} {x} {other:g} mm" if self.lang == "en" else f"{mm:g}{x}{other:g}mm"
+
+    def clock(self, cid: str) -> str:
+        hour = int(cid.split("_")[1])
+        if self.lang == "en":
+            return self.pick(
+                [f"{hour} o'clock", f"the {hour} o'clock position", f"{hour}:00", f"{hour} o’clock"]
+            )
+        return self.pick([f"{hour}点钟方向", f"{hour}点位置", f"{hour}点钟", f"约{hour}点方向"])
+
+    def join(self, sentences: list[str]) -> str:
+        return (" " if self.lang == "en" else "").join(s for s in sentences if s)
+
+
+def _breast_finding(w: Writer, f: dict) -> list[str]:
+    en = w.lang == "en"
+    side = w.side(f["laterality"])
+    clock = w.clock(f["clock"])
+    depth = w.term(f["depth"])
+    size = w.size(f["size_mm"], second_ratio=1.0 if f["type"] == "focus" else None)
+    kind = w.term(f["type"], p_pref=0.6)
+    if en:
+        where = w.pick(
+            [
+                f"In the {side} breast at {clock}, {depth}",
+                f"{w.cap(side)} breast, {clock}, {depth}:",
+                f"At {clock} of the {side} breast ({depth})",
+            ]
+        )
+        article = "an" if kind[0] in "aeiou" else "a"
+        head = f"{where} there is {article} {kind} measuring {size}."
+    else:
+        where = w.pick(
+            [
+                f"{side}乳{clock}{depth}",
+                f"{side}乳腺{clock}（{depth}）",
+                f"{side}乳{depth}，{clock}",
+            ]
+        )
+        head = f"{where}见一{kind}，大小约{size}。"
+    parts: list[str] = []
+    label = {
+        "shape": ("Shape", "形态"),
+        "margin": ("Margin", "边缘"),
+        "internal_enhancement": ("Internal enhancement", "内部强化"),
+        "nme_distribution": ("Distribution", "分布"),
+        "nme_pattern": ("Internal enhancement pattern", "内部强化模式"),
+        "kinetics_initial": ("Initial phase", "早期强化"),
+        "kinetics_delayed": ("Delayed phase", "延迟期"),
+        "t2_signal": ("T2", "T2信号"),
+    }
+    for key in (
+        "shape",
+        "margin",
+        "internal_enhancement",
+        "nme_distribution",
+        "nme_pattern",
+        "t2_signal",
+        "kinetics_initial",
+        "kinetics_delayed",
+    ):
+        if key not in f:
+            continue
+        term = w.term(f[key])
+        noun_like = len(term.split()) > 1 and term.split()[-1] in NOUN_ENDINGS
+        if w.rng.random() < 0.5 or (en and not noun_like):
+            parts.append(f"{label[key][0]}: {term}." if en else f"{label[key][1]}：{term}。")
+        else:
+            parts.append(
+                f"{w.pick(['It is', 'The lesion shows', 'It demonstrates'])} {term}."
+                if en
+                else f"{w.pick(['呈', '表现为', ''])}{term}。"
+            )
+    if "diffusion" in f:
+        if f["diffusion"] == "diffusion_restricted" or w.rng.random() < 0.5:
+            parts.append(
+                f"{w.pick(['It shows', 'There is', 'Diffusion:'])} {w.term(f['diffusion'])}."
+                if en
+                else f"{w.term(f['diffusion'])}。"
+            )
+        else:
+            parts.append(
+                w.pick(["Without restricted diffusion.", "No restricted diffusion."])
+                if en
+                else w.pick(["未见弥散受限。", "无弥散受限。"])
+            )
+    order = w.rng.permutation(len(parts))
+    return [head, *[parts[i] for i in order]]
+
+
+def write_breast(report: Report, w: Writer) -> str:
+    en = w.lang == "en"
+    f = {k: v.value for k, v in report.fields.items()}
+    out: list[str] = []
+    if w.rng.random() < 0.6:
+        out.append(
+            w.pick(
+                [
+                    "Clinical history: screening.",
+                    "Indication: palpable lump, evaluate.",
+                    "History: high-risk screening.",
+                ]
+            )
+            if en
+            else w.pick(["临床病史：筛查。", "临床资料：触及肿块。", "病史：高危人群筛查。"])
+        )
+    out.append(
+        "Technique: T2-weighted, diffusion-weighted and dynamic contrast-enhanced MRI of both breasts."
+        if en
+        else "检查方法：双乳T2WI、DWI及动态增强扫描。"
+    )
+    out.append("FINDINGS:" if en else "影像所见：")
+    comp = w.term(f["fgt_amount"])
+    out.append(
+        w.pick(
+            [
+                f"Amount of fibroglandular tissue: {comp}.",
+                f"The breasts show {comp}.",
+                f"Breast composition: {comp}.",
+            ]
+        )
+        if en
+        else w.pick([f"纤维腺体组织量：{comp}。", f"双乳{comp}。", f"乳腺构成：{comp}。"])
+    )
+    bpe, sym = w.term(f["bpe_level"]), w.term(f["bpe_symmetry"])
+    out.append(
+        w.pick([f"Background parenchymal enhancement: {bpe}, {sym}.", f"BPE is {bpe} and {sym}."])
+        if en
+        else w.pick([f"背景实质强化：{bpe}，{sym}。", f"背景实质强化{bpe}，双侧{sym}。"])
+    )
+    findings = list(report.findings)
+    w.rng.shuffle(findings)
+    for finding in findings:
+        sentences = _breast_finding(w, {k: v.value for k, v in finding.fields.items()})
+        out.append(w.join(sentences))
+    sides = {fi.fields["laterality"].value for fi in report.findings}
+    for side in ("right", "left"):
+        if side not in sides and w.rng.random() < 0.7:
+            out.append(
+                f"{w.cap(w.concepts[side].en)} breast: no suspicious enhancement."
+                if en
+                else f"{w.side(side)}乳未见可疑强化。"
+            )
+    bools = [
+        k
+        for k in (
+            "axillary_adenopathy",
+            "skin_thickening",
+            "nipple_retraction",
+            "chest_wall_invasion",
+        )
+        if k in f
+    ]
+    w.rng.shuffle(bools)
+    if f.get("technically_adequate") is False:
+        out.append(
+            "Severe motion artefact. The examination is technically inadequate."
+            if en
+            else "运动伪影严重。检查技术不满意。"
+        )
+    for key in bools:
+        value = bool(f[key])
+        if value or w.rng.random() < 0.8:  # normal findings are sometimes left unsaid
+            out.append(w.mention(key, value))
+    out.append("IMPRESSION:" if en else "诊断意见：")
+    out.append(_assessment_line(report, w))
+    return "\n".join(out)
+
+
+def _assessment_line(report: Report, w: Writer) -> str:
+    en = w.lang == "en"
+    d = {k: v.value for k, v in report.derived.items()}
+    if "assessment" in d:
+        n = d["assessment"].split("_")[1]
+        mgmt = w.term(d["management"])
+        if en:
+            cat = w.pick([f"BI-RADS {n}", f"BI-RADS category {n}", f"BI-RADS: {n}"])
+            return w.pick(
+                [
+                    f"{cat}. Recommendation: {mgmt}.",
+                    f"{cat}; {mgmt} is recommended.",
+                    f"Overall assessment {cat}. Management: {mgmt}.",
+                ]
+            )
+        cat = w.pick([f"BI-RADS {n}类", f"BI-RADS分类：{n}类"])
+        return w.pick([f"{cat}。建议：{mgmt}。", f"{cat}，{mgmt}。"])
+    stage = w.term(d["stage"], p_pref=0.5)
+    if en:
+        return w.pick(
+            [
+                f"Imaging stage: {stage}.",
+                f"Findings are consistent with {stage}.",
+                f"MRI stage {stage}." if not stage.lower().startswith("stage") else f"MRI {stage}.",
+            ]
+        )
+    return w.pick([f"影像分期：{stage}。", f"考虑{stage}。", f"符合{stage}。"])
+
+
+def _tumour_line(report: Report, w: Writer) -> list[str]:
+    en = w.lang == "en"
+    t = {k: v.value for k, v in report.findings[0].fields.items()}
+    domain = report.template.id
+    kind = w.term(
+        "cervical_carcinoma" if domain.startswith("figo_cervix") else "endometrial_carcinoma"
+    )
+    size = w.size(t["size_mm"])
+    lines = [
+        w.pick(
+            [
+                f"There is a {kind} measuring {size}.",
+                f"{w.cap(kind)}, greatest dimension {size}.",
+                f"A {kind} is seen, measuring {size}.",
+            ]
+        )
+        if en
+        else w.pick(
+            [f"见{kind}，大小约{size}。", f"{kind}，最大径约{size}。", f"{kind}大小约{size}。"]
+        )
+    ]
+    if "myometrial_invasion" in t:
+        value = t["myometrial_invasion"]
+        if value == "myometrial_invasion_superficial" and w.rng.random() < 0.3:
+            lines.append(
+                w.pick(["No deep myometrial invasion.", "There is no deep myometrial invasion."])
+                if en
+                else w.pick(["未见深肌层浸润。", "无深肌层侵犯。"])
+            )
+        else:
+            lines.append(w.mention(value, True))
+    return lines
+
+
+def write_gynae(report: Report, w: Writer, template: Template) -> str:
+    en = w.lang == "en"
+    f = {k: v.value for k, v in report.fields.items()}
+    out = [
+        w.pick(["Clinical history: staging.", "Indication: biopsy-proven carcinoma, staging."])
+        if en
+        else w.pick(["临床资料：病理证实恶性肿瘤，分期。", "病史：术前分期。"])
+    ]
+    out.append(
+        "Technique: pelvic MRI with T2-weighted, diffusion-weighted and dynamic contrast-enhanced sequences."
+        if en
+        else "检查方法：盆腔MRI平扫、DWI及动态增强扫描。"
+    )
+    out.append("FINDINGS:" if en else "影像所见：")
+    out.extend(_tumour_line(report, w))
+    keys = [spec.id for spec in template.fields if spec.id in f]
+    w.rng.shuffle(keys)
+    for key in keys:
+        spec = template.field(key)
+        value = f[key]
+        if spec.type == "bool":
+            if value or w.rng.random() < 0.85:
+                out.append(w.mention(spec.concept, bool(value)))
+        elif spec.negated is not None and value == spec.negated:
+            if w.rng.random() < 0.85:
+                out.append(w.mention(spec.concept, False))
+        else:
+            out.append(w.mention(str(value), True))
+    out.append("IMPRESSION:" if en else "诊断意见：")
+    out.append(_assessment_line(report, w))
+    return "\n".join(out)
+
+
+def free_text(report: Report, template: Template, lang: str, rng: np.random.Generator) -> str:
+    writer = Writer(lang, rng)
+    if template.id == "birads_mri":
+        return write_breast(report, writer)
+    return write_gynae(report, writer, template)

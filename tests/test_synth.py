@@ -1,0 +1,224 @@
+"""Synthetic bench: deterministic, valid truth, and findings that really show in the images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import assert_refused, tree_snapshot
+from scipy.spatial import ConvexHull
+from scipy.spatial.distance import pdist
+
+from reportgen.io import load_study
+from reportgen.report import Report, validate_report
+from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.synth.pelvis import Layout, vagina_third_z
+
+N = {"breast": 24, "cervix": 12, "endometrium": 12}
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    out = {}
+    for domain, n in N.items():
+        folder = root / domain
+        synth_dataset(
+            folder, n, SynthOptions(domain=domain, seed=11, malignant_fraction=0.6), workers=2
+        )
+        out[domain] = (folder, read_manifest(folder))
+    return out
+
+
+def _digest(folder):
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    synth_dataset(a, 3, SynthOptions(domain="breast", seed=5), workers=1)
+    synth_dataset(b, 3, SynthOptions(domain="breast", seed=5), workers=2)
+    synth_dataset(c, 3, SynthOptions(domain="breast", seed=6), workers=1)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_manifest_rows_are_complete_and_truth_is_valid(datasets):
+    for domain, (folder, rows) in datasets.items():
+        assert len(rows) == N[domain]
+        for row in rows:
+            report = Report.model_validate(row["report"])
+            assert validate_report(report).valid
+            assert row["text"]["en"].strip() and row["text"]["zh"].strip()
+            assert "FINDINGS" in row["text"]["en"] and "影像所见" in row["text"]["zh"]
+            study = load_study(folder / row["dir"])
+            assert study.missing == [] and study.lesion_mask is not None
+            assert "not for clinical use" in report.notice
+
+
+def _voxels_world(mask_img, label):
+    idx = np.argwhere(np.asanyarray(mask_img.dataobj) == label)
+    return idx, nib.affines.apply_affine(mask_img.affine, idx)
+
+
+def _feret(points: np.ndarray) -> float:
+    if len(points) < 5:
+        return float(pdist(points).max()) if len(points) > 1 else 0.0
+    hull = points[ConvexHull(points).vertices]
+    return float(pdist(hull).max())
+
+
+def test_mask_agrees_with_reported_size_within_one_voxel(datasets):
+    checked = 0
+    for _domain, (folder, rows) in datasets.items():
+        for row in rows:
+            mask = nib.load(str(folder / row["mask"]))
+            spacing = max(mask.header.get_zooms()[:3])
+            for finding, lesion in zip(
+                row["report"]["findings"], row["truth"]["lesions"], strict=True
+            ):
+                kind = finding["fields"].get("type", {}).get("value", "tumour")
+                if kind in ("non_mass_enhancement", "focus"):
+                    continue  # NME extent is geographic; a focus is below 2 voxels
+                _, world = _voxels_world(mask, lesion["label"])
+                measured = _feret(world)
+                reported = finding["fields"]["size_mm"]["value"]
+                # Feret between voxel centres runs up to one voxel short of the surface.
+                assert abs(measured + spacing * 0.5 - reported) <= spacing + 0.5, (
+                    row["id"],
+                    measured,
+                    reported,
+                    spacing,
+                )
+                checked += 1
+    assert checked >= 15
+
+
+def _clock_of(offset_x: float, offset_z: float) -> int:
+    angle = np.degrees(np.arctan2(-offset_x, offset_z)) % 360  # 12 o'clock = +z, 3 o'clock = -x
+    hour = round(angle / 30.0) % 12
+    return 12 if hour == 0 else hour
+
+
+def test_breast_mask_agrees_with_reported_location(datasets):
+    folder, rows = datasets["breast"]
+    checked = 0
+    for row in rows:
+        mask = nib.load(str(folder / row["mask"]))
+        for finding, lesion in zip(row["report"]["findings"], row["truth"]["lesions"], strict=True):
+            f = {k: v["value"] for k, v in finding["fields"].items()}
+            _, world = _voxels_world(mask, lesion["label"])
+            centre = world.mean(axis=0)
+            assert ("right" if centre[0] > 0 else "left") == f["laterality"]
+            base_x = 65.0 if f["laterality"] == "right" else -65.0
+            hour = _clock_of(centre[0] - base_x, centre[2])
+            reported = int(f["clock"].split("_")[1])
+            assert min((hour - reported) % 12, (reported - hour) % 12) <= 1, (
+                row["id"],
+                hour,
+                reported,
+            )
+            checked += 1
+    assert checked >= 10
+
+
+def _mean(img_path, mask_bool):
+    return float(np.asanyarray(nib.load(str(img_path)).get_fdata())[mask_bool].mean())
+
+
+def test_breast_attributes_are_visible(datasets):
+    folder, rows = datasets["breast"]
+    adc = {"diffusion_restricted": [], "diffusion_not_restricted": []}
+    late_change = {"delayed_washout": [], "delayed_persistent": [], "delayed_plateau": []}
+    t2 = {"t2_hyperintense": [], "t2_hypointense": []}
+    for row in rows:
+        mask = np.asanyarray(nib.load(str(folder / row["mask"])).dataobj)
+        seq = {k: folder / v for k, v in row["sequences"].items()}
+        for finding, lesion in zip(row["report"]["findings"], row["truth"]["lesions"], strict=True):
+            f = {k: v["value"] for k, v in finding["fields"].items()}
+            inside = mask == lesion["label"]
+            if inside.sum() < 4:
+                continue
+            adc[f["diffusion"]].append(_mean(seq["ADC"], inside))
+            if f["t2_signal"] in t2:
+                t2[f["t2_signal"]].append(_mean(seq["T2W"], inside) / _mean(seq["T2W"], mask == 0))
+            if "kinetics_delayed" in f:
+                e1, _e2, e3 = (_mean(seq[f"DCE_{k}"], inside) for k in (1, 2, 3))
+                late_change[f["kinetics_delayed"]].append((e3 - e1) / e1)
+    assert max(adc["diffusion_restricted"]) < 1150 < min(adc["diffusion_not_restricted"])
+    assert max(late_change["delayed_washout"]) < 0 < min(late_change["delayed_persistent"])
+    if t2["t2_hyperintense"] and t2["t2_hypointense"]:
+        assert min(t2["t2_hyperintense"]) > max(t2["t2_hypointense"])
+
+
+def test_cervix_staging_criteria_are_geometry(datasets):
+    folder, rows = datasets["cervix"]
+    third = vagina_third_z(Layout())
+    for row in rows:
+        f = {k: v["value"] for k, v in row["report"]["fields"].items()}
+        mask = nib.load(str(folder / row["mask"]))
+        _, tumour = _voxels_world(mask, 1)
+        _, extension = _voxels_world(mask, 2)
+        everything = np.concatenate([tumour, extension]) if len(extension) else tumour
+        lateral = np.abs(everything[:, 0]).max()
+        assert (lateral > 20.0) == f["parametrial_invasion"], (row["id"], lateral)
+        lowest = everything[:, 2].min()
+        if f["vaginal_involvement"] == "vagina_lower_third":
+            assert lowest < third
+        else:
+            assert lowest > third - 3.0
+        _, nodes = _voxels_world(mask, 3)
+        assert (len(nodes) > 0) == (f["pelvic_nodes"] or f["paraaortic_nodes"])
+
+
+def test_endometrium_invasion_depth_is_geometry(datasets):
+    _folder, rows = datasets["endometrium"]
+    for row in rows:
+        finding = row["report"]["findings"][0]["fields"]
+        fraction = row["truth"]["details"]["invasion_fraction"]
+        assert (fraction >= 0.5) == (
+            finding["myometrial_invasion"]["value"] == "myometrial_invasion_deep"
+        )
+
+
+def test_scanner_shift_changes_the_acquisition(tmp_path):
+    synth_dataset(
+        tmp_path / "s", 2, SynthOptions(domain="cervix", seed=1, shift="scanner"), workers=1
+    )
+    row = read_manifest(tmp_path / "s")[0]
+    assert row["acquisition"]["storage"] == "LPS" and abs(row["acquisition"]["oblique_deg"]) >= 5
+    study = load_study(tmp_path / "s" / row["dir"])
+    assert study.sequences["T2W"].is_oblique and study.sequences["T2W"].orientation.startswith("L")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--domain", "prostate"], "unknown domain"),
+        (["--n", "0"], "--n must be at least 1"),
+        (["--shift", "vendor"], "unknown --shift"),
+        (["--malignant-fraction", "1.5"], "between 0 and 1"),
+    ],
+)
+def test_synth_refuses_bad_options(tmp_path, cli, args, fragment):
+    before = tree_snapshot(tmp_path)
+    assert_refused(cli("synth", tmp_path / "out", *args), fragment)
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_synth_never_overwrites_a_dataset(tmp_path, cli):
+    assert cli("synth", tmp_path / "d", "--n", "1", "--workers", "1").code == 0
+    before = tree_snapshot(tmp_path)
+    assert_refused(cli("synth", tmp_path / "d", "--n", "1"), "already holds a manifest")
+    assert tree_snapshot(tmp_path) == before
+    assert (
+        json.loads((tmp_path / "d" / "manifest.jsonl").read_text().splitlines()[0])["domain"]
+        == "breast"
+    )
