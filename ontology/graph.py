@@ -161,8 +161,30 @@ def add_templates(g: nx.MultiDiGraph) -> None:
                 g.add_edge(spec.concept, node, key="fills")
 
 
+def merge_extension(g: nx.MultiDiGraph, extension: nx.MultiDiGraph) -> None:
+    """Add an RF2 extension: new nodes, and extra synonyms on concepts that already exist."""
+    for node, data in extension.nodes(data=True):
+        if node in g:
+            known = set(g.nodes[node]["en"]) | set(g.nodes[node]["syn_en"])
+            g.nodes[node]["syn_en"] = g.nodes[node]["syn_en"] + [
+                t for t in [*data["en"], *data["syn_en"]] if t not in known
+            ]
+        else:
+            g.add_node(node, **data)
+    for u, v, key in extension.edges(keys=True):
+        if not g.has_edge(u, v, key):
+            g.add_edge(u, v, key=key)
+
+
 @lru_cache(maxsize=1)
 def default_graph() -> KnowledgeGraph:
+    """The shipped ontology + templates, plus any RF2 extensions in REPORTGEN_GRAPH_EXTENSIONS."""
+    import os
+
+    from ontology.rf2 import read_extension
+
     g = graph_from_owl()
     add_templates(g)
+    for path in filter(None, os.environ.get("REPORTGEN_GRAPH_EXTENSIONS", "").split(os.pathsep)):
+        merge_extension(g, read_extension(Path(path)))
     return KnowledgeGraph(g)

@@ -79,4 +79,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Register subcommands (each module only adds thin command functions to `app`).
-from reportgen.cli import demo_commands, study_commands, synth_commands  # noqa: E402,F401
+from reportgen.cli import (  # noqa: E402,F401
+    demo_commands,
+    ontology_commands,
+    report_commands,
+    study_commands,
+    synth_commands,
+)

@@ -79,6 +79,7 @@ class Template:
     finding_concept: str
     finding_title: Text
     finding_none: Text | None
+    finding_opened_by: list[str]
     derived_finding: list[DerivedSpec]
     derived_report: list[DerivedSpec]
     consistency: list[ConsistencyRule]
@@ -168,6 +169,7 @@ def parse_template(
         finding_concept=fnd["concept"],
         finding_title=fnd["title"],
         finding_none=fnd.get("none"),
+        finding_opened_by=list(fnd.get("opened_by", [])),
         derived_finding=[_derived(d, "finding") for d in raw["derived"].get("finding", [])],
         derived_report=[_derived(d, "report") for d in raw["derived"].get("report", [])],
         consistency=[
@@ -192,7 +194,7 @@ def _check_meaning(t: Template, concepts: ConceptTable, path: str) -> None:
         fail(f"ids used twice (report and finding level share one namespace): {sorted(duplicates)}")
     if t.finding_min > t.finding_max:
         fail("findings.min is greater than findings.max")
-    for concept in [t.procedure, t.finding_concept]:
+    for concept in [t.procedure, t.finding_concept, *t.finding_opened_by]:
         if concept not in concepts:
             fail(f"unknown concept {concept!r}")
     if t.finding_section not in sections:

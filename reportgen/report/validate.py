@@ -209,18 +209,16 @@ def validate_report(
         _check_fields(
             template.finding_fields, finding.fields, scope, f"findings[{i}].", concepts, problems
         )
-    if not any(p.severity == "error" for p in problems):
-        _check_derived(template, report, concepts, problems)
-        values = {**plain(report.fields), **plain(report.derived)}
-        findings = [{**plain(f.fields), **plain(f.derived)} for f in report.findings]
-        for rule in template.consistency:
-            if evaluate(rule.when, Scope(values, findings=findings)):
-                problems.append(
-                    Problem(
-                        severity=rule.severity,
-                        where="report",
-                        rule=rule.id,
-                        message=rule.message["en"],
-                    )
+    # Derivation and consistency run whatever else is wrong: a contradiction is never hidden
+    # behind another error (rules treat a missing or malformed field as not matching).
+    _check_derived(template, report, concepts, problems)
+    values = {**plain(report.fields), **plain(report.derived)}
+    findings = [{**plain(f.fields), **plain(f.derived)} for f in report.findings]
+    for rule in template.consistency:
+        if evaluate(rule.when, Scope(values, findings=findings)):
+            problems.append(
+                Problem(
+                    severity=rule.severity, where="report", rule=rule.id, message=rule.message["en"]
                 )
+            )
     return Validation(valid=not any(p.severity == "error" for p in problems), problems=problems)

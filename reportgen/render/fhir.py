@@ -1,0 +1,134 @@
+"""FHIR R4 (R4B models of fhir.resources): a Bundle with a DiagnosticReport and Observations.
+
+One Observation per report-level field and derived result, one per finding with a
+component per finding field; the DiagnosticReport cites them all, codes the procedure
+from the template, and puts the assessment or stage in `conclusionCode`. fhir.resources
+checks structure but not value sets, so codes come only from the ontology (checked by
+`reportgen validate`) and statuses from a fixed map.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fhir.resources.R4B.bundle import Bundle
+
+from ontology.concepts import ConceptTable, default_concepts
+from reportgen.report.schema import Report, Value
+from reportgen.report.template import FieldSpec, Template, load_template
+
+STATUS = {
+    "model": "preliminary",
+    "synthetic": "preliminary",
+    "parser": "preliminary",
+    "human": "final",
+}
+UCUM = "http://unitsofmeasure.org"
+
+
+def _coding(cid: str, concepts: ConceptTable) -> dict:
+    code = concepts[cid].primary
+    coding = {"system": code.system, "code": code.code, "display": code.display}
+    return {"coding": [coding], "text": concepts[cid].en}
+
+
+def _value(spec_type: str, unit: str | None, value: Value, concepts: ConceptTable) -> dict:
+    if spec_type == "enum":
+        return {"valueCodeableConcept": _coding(str(value.value), concepts)}
+    if spec_type == "number":
+        return {"valueQuantity": {"value": value.value, "unit": unit, "system": UCUM, "code": unit}}
+    if spec_type == "bool":
+        return {"valueBoolean": bool(value.value)}
+    return {"valueString": str(value.value)}
+
+
+def _uid() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+def to_fhir_bundle(
+    report: Report, template: Template | None = None, concepts: ConceptTable | None = None
+) -> Bundle:
+    template = template or load_template(report.template.id)
+    concepts = concepts or default_concepts()
+    status = STATUS[report.provenance.source]
+    subject = {"identifier": {"system": "urn:reportgen:study", "value": report.study.study_id}}
+    entries, refs = [], []
+
+    def observation(code_cid: str, body: dict) -> None:
+        full = _uid()
+        resource = {
+            "resourceType": "Observation",
+            "status": status,
+            "code": _coding(code_cid, concepts),
+            "subject": subject,
+            **body,
+        }
+        entries.append({"fullUrl": full, "resource": resource})
+        refs.append({"reference": full})
+
+    def spec_of(field_id: str) -> FieldSpec:
+        return template.field(field_id)
+
+    for key, value in report.fields.items():
+        spec = spec_of(key)
+        observation(spec.concept, _value(spec.type, spec.unit, value, concepts))
+    for finding in report.findings:
+        components = []
+        for key, value in finding.fields.items():
+            spec = spec_of(key)
+            components.append(
+                {
+                    "code": _coding(spec.concept, concepts),
+                    **_value(spec.type, spec.unit, value, concepts),
+                }
+            )
+        for key, value in finding.derived.items():
+            components.append(
+                {
+                    "code": _coding(template.derived(key).concept, concepts),
+                    **_value("enum", None, value, concepts),
+                }
+            )
+        observation(
+            template.finding_concept,
+            {
+                "component": components,
+                "identifier": [{"system": "urn:reportgen:finding", "value": finding.id}],
+            },
+        )
+    conclusion_codes = []
+    for key, value in report.derived.items():
+        spec = template.derived(key)
+        observation(spec.concept, _value("enum", None, value, concepts))
+        conclusion_codes.append(_coding(str(value.value), concepts))
+    diagnostic = {
+        "resourceType": "DiagnosticReport",
+        "status": status,
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                        "code": "RAD",
+                        "display": "Radiology",
+                    }
+                ]
+            }
+        ],
+        "code": _coding(template.procedure, concepts),
+        "subject": subject,
+        "result": refs,
+        "conclusion": " ".join(
+            template.derived(key).phrase["en"].format(value=concepts[str(v.value)].en)
+            for key, v in report.derived.items()
+            if template.derived(key).phrase
+        ),
+        "conclusionCode": conclusion_codes,
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"fullUrl": _uid(), "resource": diagnostic}, *entries],
+    }
+    return Bundle.model_validate(bundle)
