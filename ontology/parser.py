@@ -157,7 +157,8 @@ class ConceptMatcher:
 
     def __call__(self, doc: Doc) -> Doc:
         spans: list[Span] = []
-        for match_id, start, end in [*self.matcher(doc), *self.gapped(doc)]:
+        matches = [*self.matcher(doc), *(self.gapped(doc) if len(self.gapped) else [])]
+        for match_id, start, end in matches:
             kind, _, key = doc.vocab.strings[match_id].partition("::")
             span = Span(doc, start, end, label="CONCEPT" if kind == "T" else "PHRASE")
             if kind == "T":

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 from reportgen.cli import (  # noqa: E402,F401
     demo_commands,
     ontology_commands,
+    pretrain_commands,
     report_commands,
     study_commands,
     synth_commands,

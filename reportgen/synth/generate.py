@@ -12,7 +12,6 @@ import json
 import os
 import zlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import ConfigError, InputError
 from reportgen.io.write import nifti_image, save_nifti
+from reportgen.parallel import parallel_map
 from reportgen.report import build_report, load_template
 from reportgen.report.schema import Provenance, StudyRef
 from reportgen.synth import breast, gynae
@@ -184,17 +184,10 @@ def synth_dataset(
     chunk = max(1, min(8, n // (workers * 4) or 1))
     jobs = [(options, list(range(i, min(i + chunk, n))), str(out_dir)) for i in range(0, n, chunk)]
     rows: list[dict] = []
-    if workers == 1:
-        for job in jobs:
-            rows.extend(_worker(job))
-            if progress:
-                progress(len(job[1]))
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for result in pool.map(_worker, jobs):
-                rows.extend(result)
-                if progress:
-                    progress(len(result))
+    for result in parallel_map(_worker, jobs, workers):
+        rows.extend(result)
+        if progress:
+            progress(len(result))
     rows.sort(key=lambda r: r["index"])
     tmp = manifest.with_suffix(".jsonl.tmp")
     with tmp.open("w", encoding="utf-8") as fh:

@@ -1,0 +1,311 @@
+"""The pretraining loop: progress, TensorBoard, checkpoints, exact resume, DDP.
+
+Everything random is derived from (seed, step, rank): the data order of each epoch,
+every mask, every dropout draw. A resumed run therefore continues exactly where the
+interrupted one was, and a fixed seed repeats a run. Under `torchrun` the same command
+trains with DistributedDataParallel (gloo on CPU, NCCL on GPU); each rank draws its own
+share of each global batch and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from pretrain_mae.checkpoint import load_pretrained, load_state, save_checkpoint, unwrap
+from pretrain_mae.config import MAEConfig, preset
+from pretrain_mae.data import CachedStudies, build_cache, collate, discover_studies
+from pretrain_mae.masking import MaskingOptions, draw_mask
+from pretrain_mae.model import MaskedAutoencoder3D
+from pretrain_mae.viz import reconstruction_png
+
+
+@dataclass
+class TrainArgs:
+    data: Path
+    out: Path
+    config: str = "base"
+    masking: MaskingOptions = field(default_factory=MaskingOptions)
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    precision: str = "bf16"  # bf16 autocast (CPU and GPU) or fp32
+    compile: bool = False
+    resume: bool = False
+    stop_at: int | None = (
+        None  # end this session after this step (with a checkpoint); --resume continues
+    )
+    cache_dir: Path | None = None
+    detector: Path | None = None
+    model_overrides: dict = field(default_factory=dict)
+    log_every: int = 10
+    device: str = "auto"
+    progress: bool = True
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps(
+            {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()},
+            indent=2,
+            default=str,
+        )
+
+
+def _ranks() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def batch_indices(step: int, n: int, batch: int, world: int, rank: int, seed: int) -> list[int]:
+    """This rank's share of global batch `step`, from a per-epoch permutation of n studies."""
+    start = step * batch * world
+    out = []
+    for p in range(start + rank, start + batch * world, world):
+        epoch, offset = divmod(p, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        out.append(int(perm[offset]))
+    return out
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed((seed * 7_919 + step * 104_729 + rank * 1_299_709) % (2**63 - 1))
+    return g
+
+
+def train(args: TrainArgs, log=print) -> Path:
+    rank, world = _ranks()
+    device = torch.device(
+        "cuda"
+        if (args.device == "auto" and torch.cuda.is_available())
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    is_main = rank == 0
+    last = args.out / "last"
+    if args.resume and last.exists():
+        cfg = MAEConfig.load(last)
+    else:
+        cfg = preset(args.config, **args.model_overrides)
+    cache_dir = args.cache_dir or args.out / "cache"
+    sources = discover_studies(args.data)
+    files = build_cache(sources, cfg, cache_dir) if is_main else None
+    if world > 1:
+        dist.barrier()
+        files = build_cache(sources, cfg, cache_dir)  # every rank now finds them cached
+    dataset = CachedStudies(files)
+    torch.manual_seed(args.seed)
+    model = MaskedAutoencoder3D(cfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": args.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=args.lr,
+        betas=(0.9, 0.95),
+        fused=fused,
+    )
+    warmup = max(1, int(args.warmup_fraction * args.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _schedule(s, args.steps, warmup)
+    )
+    start = 0
+    if args.resume and last.exists():
+        model.load_state_dict(unwrap(load_pretrained(last)).state_dict())
+        state = load_state(last)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+        if is_main:
+            log(f"resuming from step {start}")
+    train_model: torch.nn.Module = model
+    if args.compile:
+        train_model = torch.compile(model)
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    detector = None
+    if args.detector is not None:
+        from pretrain_mae.detector import load_detector
+
+        detector = load_detector(args.detector).to(device)
+    writer = None
+    if is_main:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "training_args.json").write_text(args.to_json())
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(args.out / "tb"), purge_step=start)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    bar = None
+    if is_main and args.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=args.steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True
+        )
+    seen, t0, loss_value = 0, time.perf_counter(), float("nan")
+    end = min(args.steps, args.stop_at) if args.stop_at else args.steps
+    for step in range(start, end):
+        idx = batch_indices(step, len(dataset), args.batch_size, world, rank, args.seed)
+        batch = collate([dataset[i] for i in idx])
+        images, present = batch["image"].to(device), batch["present"].to(device)
+        lesion = batch["lesion"].to(device)
+        if detector is not None and not bool(batch["has_mask"].all()):
+            prior = _prior(detector, images, present)
+            lesion = torch.where(batch["has_mask"].to(device)[:, None, None, None], lesion, prior)
+        g = _step_generator(args.seed, step, rank, device)
+        mask = draw_mask(cfg, present, args.masking, g, lesion=lesion, reference=images[:, 0])
+        torch.manual_seed(args.seed * 31 + step * world + rank)  # drop-path draws
+        with autocast:
+            loss, _ = train_model(images, mask.keep, mask.target, mask.keep_valid)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        seen += len(idx) * world
+        loss_value = float(loss.detach())
+        if world > 1:
+            reduced = torch.tensor([loss_value], device=device)
+            dist.all_reduce(reduced)
+            loss_value = float(reduced) / world
+        if is_main:
+            rate = seen / max(time.perf_counter() - t0, 1e-9)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_value:.4f}", studies_s=f"{rate:.1f}")
+            if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+                writer.add_scalar("loss/train", loss_value, step + 1)
+                writer.add_scalar("lr", scheduler.get_last_lr()[0], step + 1)
+                writer.add_scalar("throughput/studies_per_s", rate, step + 1)
+        if (step + 1) % args.checkpoint_every == 0 or step + 1 in (args.steps, end):
+            if is_main:
+                _checkpoint(
+                    args, cfg, model, optimizer, scheduler, step + 1, dataset, mask, images, present
+                )
+            if world > 1:
+                dist.barrier()
+    if bar is not None:
+        bar.close()
+    replicas_agree = _replicas_agree(model, world, device)
+    if end < args.steps:
+        if is_main:
+            writer.close()
+            log(f"stopped at step {end} of {args.steps}; continue with --resume")
+        return args.out
+    if is_main:
+        writer.close()
+        final = save_checkpoint(args.out / "final.tmp", model, cfg)
+        for item in (
+            final.iterdir()
+        ):  # the encoder for the report model: OUT/config.json + model.safetensors
+            shutil.move(str(item), str(args.out / item.name))
+        final.rmdir()
+        (args.out / "pretrain_summary.json").write_text(
+            json.dumps(
+                {
+                    "steps": args.steps,
+                    "final_loss": loss_value,
+                    "studies": len(dataset),
+                    "world_size": world,
+                    "replicas_agree": replicas_agree,
+                    "config": cfg.to_dict(),
+                    "masking": asdict(args.masking),
+                },
+                indent=2,
+            )
+        )
+    if world > 1:
+        dist.barrier()
+    return args.out
+
+
+@torch.no_grad()
+def _replicas_agree(model: torch.nn.Module, world: int, device: torch.device) -> bool:
+    """Under DDP every rank must end with the same weights; compare a checksum of all of them."""
+    if world == 1:
+        return True
+    flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
+    checksum = torch.stack(
+        [
+            flat.sum(),
+            (
+                flat
+                * torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.float64)
+                % 9973
+            ).sum(),
+        ]
+    ).to(device)
+    gathered = [torch.zeros_like(checksum) for _ in range(world)]
+    dist.all_gather(gathered, checksum)
+    return all(torch.equal(gathered[0], g) for g in gathered[1:])
+
+
+@torch.no_grad()
+def _prior(detector, images: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    from pretrain_mae.detector import lesion_prior
+
+    return lesion_prior(detector, images, present)
+
+
+def _checkpoint(
+    args: TrainArgs,
+    cfg: MAEConfig,
+    model,
+    optimizer,
+    scheduler,
+    step: int,
+    dataset,
+    mask,
+    images,
+    present,
+) -> None:
+    png = reconstruction_png(
+        unwrap(model),
+        cfg,
+        images[0].float().cpu(),
+        mask.keep[0].cpu(),
+        mask.keep_valid[0].cpu(),
+        mask.available[0].cpu(),
+    )
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}
+    folder = save_checkpoint(
+        args.out / f"checkpoint-{step:07d}", model, cfg, state, {"reconstruction.png": png}
+    )
+    last = args.out / "last"
+    tmp = args.out / ".last.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp)
+    shutil.rmtree(last, ignore_errors=True)
+    tmp.rename(last)
+    checkpoints = sorted(args.out.glob("checkpoint-*"))
+    for old in checkpoints[: -args.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,140 @@
+"""`reportgen pretrain`: MAE pretraining on unlabelled studies (and the lesion detector)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from reportgen.cli import app
+from reportgen.errors import ConfigError, InputError
+
+
+@app.command()
+def pretrain(
+    data: Path = typer.Option(..., "--data", help="Folder of studies (or a synth dataset)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: checkpoints, TensorBoard logs, final encoder."
+    ),
+    config: str = typer.Option("base", "--config", help="tiny | base | large"),
+    masking: str = typer.Option("lesion", "--masking", help="random | lesion | anatomy"),
+    cross: str = typer.Option(
+        "independent", "--cross", help="independent | joint | complementary (across sequences)"
+    ),
+    steps: int = typer.Option(1000, "--steps"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    mask_ratio: float = typer.Option(0.75, "--mask-ratio"),
+    keep_core: float = typer.Option(
+        0.3,
+        "--keep-core",
+        help="Lesion masking: relative chance a lesion-core patch stays visible.",
+    ),
+    keep_border: float = typer.Option(3.0, "--keep-border", help="... a lesion-border patch."),
+    keep_background: float = typer.Option(1.0, "--keep-background", help="... a background patch."),
+    sequence_dropout: float = typer.Option(
+        0.2, "--sequence-dropout", help="Chance each sequence is hidden from a study."
+    ),
+    experts: bool = typer.Option(
+        False, "--experts", help="MOME-style modality experts (an MLP per sequence family)."
+    ),
+    multiscale: str = typer.Option(
+        "", "--multiscale", help="Encoder depths to expose, e.g. 2,4,6."
+    ),
+    precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast) | fp32"),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every"),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from OUT/last exactly where it stopped."
+    ),
+    stop_at: int = typer.Option(
+        None, "--stop-at", help="End this session after this step (resume later)."
+    ),
+    detector: Path = typer.Option(
+        None, "--detector", help="Lesion detector for studies without masks."
+    ),
+    train_detector: bool = typer.Option(
+        False,
+        "--train-detector",
+        help="Train the lesion detector (on studies with masks) into OUT.",
+    ),
+    detector_steps: int = typer.Option(200, "--detector-steps"),
+) -> None:
+    """Pretrain the multi-sequence MAE encoder (lesion-aware masking by default)."""
+    from pretrain_mae.masking import MaskingOptions
+
+    if precision not in ("bf16", "fp32"):
+        raise ConfigError(f"--precision must be bf16 or fp32, not {precision!r}")
+    if steps < 1 or batch_size < 1:
+        raise ConfigError("--steps and --batch-size must be at least 1")
+    if resume and not (out / "last").exists():
+        raise InputError(out, "nothing to resume (no 'last' checkpoint here)")
+    if not resume and (out / "last").exists():
+        raise InputError(
+            out, "already holds a run; pass --resume to continue it or choose a new --out"
+        )
+    try:
+        opts = MaskingOptions(
+            strategy=masking,
+            cross=cross,
+            mask_ratio=mask_ratio,
+            keep_core=keep_core,
+            keep_border=keep_border,
+            keep_background=keep_background,
+            sequence_dropout=sequence_dropout,
+        )
+        layers = tuple(int(v) for v in multiscale.split(",") if v.strip())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if train_detector:
+        from pretrain_mae.config import preset
+        from pretrain_mae.data import CachedStudies, build_cache, discover_studies
+        from pretrain_mae.detector import train_detector as fit
+
+        cfg = preset(config)
+        dataset = CachedStudies(build_cache(discover_studies(data), cfg, out / "cache"))
+        stats = fit(dataset, out, steps=detector_steps, seed=seed)
+        typer.echo(
+            f"lesion detector trained on {stats['trained_on']} studies with masks; saved in {out}"
+        )
+        return
+    from pretrain_mae.trainer import TrainArgs, train
+
+    overrides = {"modality_experts": experts, "mask_ratio": mask_ratio}
+    if layers:
+        overrides["multiscale_layers"] = layers
+    args = TrainArgs(
+        data=data,
+        out=out,
+        config=config,
+        masking=opts,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        precision=precision,
+        compile=compile_model,
+        resume=resume,
+        stop_at=stop_at,
+        detector=detector,
+        model_overrides=overrides,
+    )
+    try:
+        train(args, log=lambda m: typer.echo(m, err=True))
+    except ValueError as exc:  # inconsistent config values
+        raise ConfigError(str(exc)) from exc
+    typer.echo(
+        f"pretraining done: encoder in {out} (config.json + model.safetensors); TensorBoard logs in {out / 'tb'}"
+    )
+
+
+def main_torchrun() -> None:  # `python -m reportgen.cli.pretrain_commands ...` under torchrun
+    from reportgen.cli import main
+
+    main(["pretrain", *__import__("sys").argv[1:]])
+
+
+if __name__ == "__main__":
+    main_torchrun()
