@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench demo-model clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# Reproduces the bundled demo model (reportgen/demo_model/) from synthetic phantoms
+# (~15 min on 2 CPU cores). Work files go to $(DEMO_WORK).
+DEMO_WORK ?= /tmp/reportgen-demo-model
+demo-model: $(STAMP)
+	rm -rf $(DEMO_WORK) && mkdir -p $(DEMO_WORK)
+	$(BIN)/reportgen synth $(DEMO_WORK)/train --domain breast --n 600 --seed 11
+	$(BIN)/reportgen pretrain --data $(DEMO_WORK)/train --out $(DEMO_WORK)/mae --config base --masking lesion --steps 600 --batch-size 8 --seed 0
+	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 2000 --batch-size 16 --seed 0
+	rm -rf reportgen/demo_model/birads_mri && mkdir -p reportgen/demo_model
+	cp -r $(DEMO_WORK)/model reportgen/demo_model/birads_mri && rm -rf reportgen/demo_model/birads_mri/tb
 
 clean-venv:
 	rm -rf $(VENV)

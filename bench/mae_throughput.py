@@ -28,7 +28,6 @@ import torch
 from pretrain_mae.config import preset
 from pretrain_mae.masking import MaskingOptions, draw_mask
 from pretrain_mae.model import MaskedAutoencoder3D
-from pretrain_mae.patches import patchify
 
 VARIANTS = {
     "monai_fp32": ("monai", "fp32", False),
@@ -56,6 +55,7 @@ def _monai_model(cfg):
         decoder_num_layers=cfg.decoder_depth,
         decoder_num_heads=cfg.decoder_heads,
         qkv_bias=True,
+        decoder_pos_embed_type="learnable",  # 3D sin-cos needs a width divisible by 6
     )
 
 
@@ -130,11 +130,17 @@ def main() -> None:
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.steps, args.batch, args.warmup)))
         return
-    rows = []
+    rows: list[dict] = []
+    failed: list[dict] = []
     for name in args.variants.split(","):
         cmd = [sys.executable, __file__, "--variant", name, "--steps", str(args.steps)]
         cmd += ["--batch", str(args.batch), "--warmup", str(args.warmup)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:  # e.g. MONAI's MAE does not run under bf16 autocast
+            error = proc.stderr.strip().splitlines()[-1]
+            print(f"{name}: failed: {error}")
+            failed.append({"variant": name, "error": error})
+            continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(rows[-1])
     by = {r["variant"]: r for r in rows}
@@ -142,9 +148,13 @@ def main() -> None:
     result = {
         "benchmark": "mae_throughput",
         "config": {**cfg.to_dict(), "batch": args.batch, "steps": args.steps},
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+        },
         "torch": torch.__version__,
         "variants": rows,
+        "failed": failed,
     }
     if "monai_fp32" in by:
         base = by["monai_fp32"]

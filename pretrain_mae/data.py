@@ -63,13 +63,13 @@ def _fingerprint(source: StudySource, cfg: MAEConfig) -> str:
     return h.hexdigest()[:12]
 
 
-def _prepare(args: tuple[StudySource, str, MAEConfig]) -> str:
-    from reportgen.io import load_study
+def study_arrays(study, cfg: MAEConfig) -> dict[str, np.ndarray]:
+    """A loaded study on the model's grid: image (S, X, Y, Z) in `cfg.sequences` order,
+    which sequences are present, the lesion mask (zeros if none) and the grid's affine.
+    Training, caching and inference all go through here, so they see the same input."""
     from reportgen.io.sequences import PROTOCOL
     from reportgen.preprocessing import GridSpec, prepare_study
 
-    source, target, cfg = args
-    study = load_study(source.path)
     ready = prepare_study(study, GridSpec(tuple(cfg.grid_shape), tuple(cfg.grid_spacing)))
     present = np.array([name in ready.sequences for name in cfg.sequences])
     image = np.stack(
@@ -81,14 +81,28 @@ def _prepare(args: tuple[StudySource, str, MAEConfig]) -> str:
         ]
     )
     mask = ready.mask if ready.mask is not None else np.zeros(cfg.grid_shape, np.int16)
+    return {
+        "image": image.astype(np.float32),
+        "present": present,
+        "mask": mask,
+        "has_mask": np.array(ready.mask is not None),
+        "affine": np.asarray(ready.affine),
+    }
+
+
+def _prepare(args: tuple[StudySource, str, MAEConfig]) -> str:
+    from reportgen.io import load_study
+
+    source, target, cfg = args
+    arrays = study_arrays(load_study(source.path), cfg)
     tmp = f"{target}.tmp.npz"
     np.savez(
         tmp,
-        image=image.astype(np.float16),
-        present=present,
-        mask=mask.astype(np.uint8),
-        has_mask=ready.mask is not None,
-        affine=ready.affine,
+        image=arrays["image"].astype(np.float16),
+        present=arrays["present"],
+        mask=arrays["mask"].astype(np.uint8),
+        has_mask=arrays["has_mask"],
+        affine=arrays["affine"],
     )
     os.replace(tmp, target)
     return target

@@ -155,10 +155,11 @@ class MaskedAutoencoder3D(nn.Module):
         keep: torch.Tensor,
         target: torch.Tensor,
         keep_valid: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return_pred: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """images (B, S, X, Y, Z); keep (B, K) visible token indices, `keep_valid` marking
         padding; target (B, L) bool. Returns the loss (MSE on normalised pixels of target
-        tokens) and the predictions.
+        tokens) and, with `return_pred`, the predictions for every token.
         """
         patches = patchify(images, self.cfg)
         latent, _ = self.encode(self.embed(patches), keep, keep_valid)
@@ -176,14 +177,18 @@ class MaskedAutoencoder3D(nn.Module):
         ).to(full.dtype)
         for block in self.decoder_blocks:
             full = block(full)
-        pred = self.decoder_pred(self.decoder_norm(full))
-        goal = patches
+        hidden = self.decoder_norm(full)
+        # Predict pixels only where the loss looks (the widest layer, so this matters).
+        goal = patches[target]
         if self.cfg.norm_pix_loss:
             mean, var = goal.mean(-1, keepdim=True), goal.var(-1, keepdim=True)
             goal = (goal - mean) / (var + 1e-6).sqrt()
-        per_token = ((pred.float() - goal.float()) ** 2).mean(-1)
-        weight = target.float()
-        loss = (per_token * weight).sum() / weight.sum().clamp(min=1.0)
+        scored = self.decoder_pred(hidden[target])
+        if goal.shape[0]:
+            loss = ((scored.float() - goal.float()) ** 2).mean()
+        else:
+            loss = scored.sum() * 0.0
+        pred = self.decoder_pred(hidden) if return_pred else None
         return loss, pred
 
     # -- features for downstream models ------------------------------------------------------

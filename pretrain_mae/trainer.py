@@ -42,7 +42,9 @@ class TrainArgs:
     seed: int = 0
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
-    precision: str = "bf16"  # bf16 autocast (CPU and GPU) or fp32
+    precision: str = (
+        "auto"  # auto (bf16 on GPU, fp32 on CPU: bench/mae_throughput.py) | bf16 | fp32
+    )
     compile: bool = False
     resume: bool = False
     stop_at: int | None = (
@@ -163,7 +165,11 @@ def train(args: TrainArgs, log=print) -> Path:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(args.out / "tb"), purge_step=start)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    autocast = torch.autocast(
+        device.type,
+        dtype=torch.bfloat16,
+        enabled=args.precision == "bf16" or (args.precision == "auto" and device.type == "cuda"),
+    )
     bar = None
     if is_main and args.progress:
         from tqdm import tqdm

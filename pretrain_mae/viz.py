@@ -25,7 +25,7 @@ def reconstruction_png(
 ) -> bytes:
     """PNG bytes for one study (image (S, X, Y, Z)) at its central slice."""
     model.eval()
-    _, pred = model(image[None], keep[None], available[None], keep_valid[None])
+    _, pred = model(image[None], keep[None], available[None], keep_valid[None], return_pred=True)
     patches = patchify(image[None], cfg)
     if cfg.norm_pix_loss:  # back to image intensities with each patch's own statistics
         pred = pred * (patches.var(-1, keepdim=True) + 1e-6).sqrt() + patches.mean(-1, keepdim=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -16,19 +17,29 @@ def demo(
         None, "--out", help="Keep the example study here (default: a temporary folder)."
     ),
 ) -> None:
-    """Run the main job on the bundled example: synthesise a study and show what is read."""
+    """Run the main job on the bundled example: draft a report with the bundled demo model."""
     from reportgen import NOT_FOR_CLINICAL_USE
-    from reportgen.cli.study_commands import _print_summary
     from reportgen.io import load_study
+    from reportgen.model.generate import GenerateOptions, ReportGenerator
+    from reportgen.render import render_text
     from reportgen.synth import SynthOptions, synth_dataset
 
     folder = out or Path(tempfile.mkdtemp(prefix="reportgen-demo-"))
     manifest = synth_dataset(
         folder, 1, SynthOptions(domain="breast", seed=2026, malignant_fraction=1.0), workers=1
     )
-    row = __import__("json").loads(manifest.read_text().splitlines()[0])
+    row = json.loads(manifest.read_text().splitlines()[0])
     study = load_study(folder / row["dir"])
-    _print_summary(study.summary())
-    typer.echo("\nGround-truth report (free text, English):\n")
+    typer.echo(f"example study: {folder / row['dir']} ({', '.join(study.sequences)})")
+    generator = ReportGenerator()
+    draft = generator.draft(study, GenerateOptions(explain=True, explain_dir=folder / "evidence"))
+    report_path = folder / "draft_report.json"
+    report_path.write_text(draft.report.to_json() + "\n", encoding="utf-8")
+    typer.echo("\nDrafted report (bundled demo model):\n")
+    typer.echo(render_text(draft.report, "en", generator.template))
+    typer.echo("\nGround truth of the phantom:\n")
     typer.echo(row["text"]["en"])
-    typer.echo(f"\n{NOT_FOR_CLINICAL_USE}")
+    typer.echo(
+        f"\nstructured draft: {report_path} (valid: {draft.report.validation.valid}); evidence: {folder / 'evidence'}"
+    )
+    typer.echo(NOT_FOR_CLINICAL_USE)

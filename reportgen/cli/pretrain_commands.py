@@ -41,7 +41,9 @@ def pretrain(
     multiscale: str = typer.Option(
         "", "--multiscale", help="Encoder depths to expose, e.g. 2,4,6."
     ),
-    precision: str = typer.Option("bf16", "--precision", help="bf16 (autocast) | fp32"),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32"
+    ),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     seed: int = typer.Option(0, "--seed"),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every"),
@@ -64,8 +66,8 @@ def pretrain(
     """Pretrain the multi-sequence MAE encoder (lesion-aware masking by default)."""
     from pretrain_mae.masking import MaskingOptions
 
-    if precision not in ("bf16", "fp32"):
-        raise ConfigError(f"--precision must be bf16 or fp32, not {precision!r}")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError(f"--precision must be auto, bf16 or fp32, not {precision!r}")
     if steps < 1 or batch_size < 1:
         raise ConfigError("--steps and --batch-size must be at least 1")
     if resume and not (out / "last").exists():

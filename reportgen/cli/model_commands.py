@@ -1,0 +1,165 @@
+"""`reportgen train | generate | evaluate | similar`: the report model's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from reportgen.cli import app
+from reportgen.errors import ConfigError, InputError
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(
+        ..., "--data", help="Studies with report.json (e.g. a synth dataset)."
+    ),
+    encoder: Path = typer.Option(..., "--encoder", help="A `reportgen pretrain` output folder."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    config: str = typer.Option("base", "--config", help="tiny | base | large (decoder size)."),
+    template: str = typer.Option(None, "--template", help="Only reports of this template."),
+    steps: int = typer.Option(1500, "--steps"),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    freeze: str = typer.Option(None, "--freeze", help="frozen | partial | full encoder."),
+    sequence_dropout: float = typer.Option(None, "--sequence-dropout"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
+) -> None:
+    """Train the report model (cross-attention decoder over the MAE encoder)."""
+    from reportgen.model.config import FREEZE_MODES, PRESETS
+    from reportgen.model.training import ReportTrainArgs, train_report_model
+
+    if config not in PRESETS:
+        raise ConfigError(f"unknown config {config!r}; choose one of {sorted(PRESETS)}")
+    if freeze is not None and freeze not in FREEZE_MODES:
+        raise ConfigError(f"--freeze must be one of {FREEZE_MODES}, not {freeze!r}")
+    if steps < 1 or batch_size < 1:
+        raise ConfigError("--steps and --batch-size must be at least 1")
+    train_report_model(
+        ReportTrainArgs(
+            data=data,
+            encoder=encoder,
+            out=out,
+            config=config,
+            template=template,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            freeze=freeze,
+            sequence_dropout=sequence_dropout,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            resume=resume,
+        ),
+        log=typer.echo,
+    )
+
+
+@app.command()
+def generate(
+    study: Path = typer.Argument(..., help="Study: 3D/4D NIfTI, study folder or DICOM folder."),
+    model: Path = typer.Option(
+        None, "--model", help="Model directory (default: the bundled demo model)."
+    ),
+    fmt: str = typer.Option("json", "--format", help="json | text | fhir"),
+    lang: str = typer.Option("en", "--lang", help="en | zh (text)."),
+    out: Path = typer.Option(None, "--out", help="Write the report here (default: stdout)."),
+    sequence: str = typer.Option(None, "--sequence", help="Name of a single 3D NIfTI's sequence."),
+    beams: int = typer.Option(1, "--beams", help="Beam search width (1: greedy)."),
+    explain: bool = typer.Option(
+        True, "--explain/--no-explain", help="Heat maps, boxes, sequence contributions."
+    ),
+) -> None:
+    """Draft a structured report for a study (template-constrained, valid by construction)."""
+    from reportgen import NOT_FOR_CLINICAL_USE
+    from reportgen.io import load_study
+    from reportgen.model.generate import GenerateOptions, ReportGenerator
+
+    if fmt not in ("json", "text", "fhir"):
+        raise ConfigError(f"--format must be json, text or fhir, not {fmt!r}")
+    if lang not in ("en", "zh"):
+        raise ConfigError(f"--lang must be en or zh, not {lang!r}")
+    if beams < 1:
+        raise ConfigError("--beams must be at least 1")
+    loaded = load_study(study, sequence=sequence)
+    generator = ReportGenerator(model)
+    explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None
+    draft = generator.draft(
+        loaded, GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
+    )
+    report = draft.report
+    if fmt == "json":
+        text = report.to_json()
+    elif fmt == "text":
+        from reportgen.render import render_text
+
+        text = render_text(report, lang, generator.template)
+    else:
+        from reportgen.render import to_fhir_bundle
+
+        text = to_fhir_bundle(report).model_dump_json(indent=2, exclude_none=True)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"report written to {out} (valid: {report.validation.valid})", err=True)
+    else:
+        typer.echo(text)
+    typer.echo(NOT_FOR_CLINICAL_USE, err=True)
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="Held-out studies with report.json."),
+    model: Path = typer.Option(
+        None, "--model", help="Model directory (default: the bundled demo model)."
+    ),
+    out: Path = typer.Option(
+        Path("evaluation"), "--out", help="Folder for metrics JSON, table, confusion PNGs."
+    ),
+    subsets: str = typer.Option(
+        "all", "--subsets", help="Sequence subsets: all, or e.g. all,no_dce,no_diffusion,t2_only."
+    ),
+    baselines: bool = typer.Option(
+        True, "--baselines/--no-baselines", help="Also score retrieval and unconstrained decoding."
+    ),
+    train_data: Path = typer.Option(
+        None, "--train-data", help="Training studies (the retrieval baseline's library)."
+    ),
+    limit: int = typer.Option(0, "--limit", help="Score only the first N studies (0: all)."),
+) -> None:
+    """Score a model on held-out studies: fields, stage/assessment, size, AUROC, IoU, text."""
+    from reportgen.model.evaluate import SUBSETS, evaluate_model
+
+    names = [s.strip() for s in subsets.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SUBSETS]
+    if unknown:
+        raise ConfigError(f"unknown subset(s) {unknown}; choose from {sorted(SUBSETS)}")
+    result = evaluate_model(
+        data, model, out, names, baselines=baselines, train_data=train_data, limit=limit
+    )
+    typer.echo((out / "evaluation.md").read_text())
+    typer.echo(f"metrics written to {out / 'evaluation.json'}", err=True)
+    if not result:
+        raise InputError(data, "nothing was evaluated")
+
+
+@app.command()
+def similar(
+    study: Path = typer.Argument(..., help="The study to match."),
+    library: Path = typer.Option(..., "--library", help="Folder of prior studies to search."),
+    model: Path = typer.Option(
+        None, "--model", help="Model directory (default: the bundled demo model)."
+    ),
+    top: int = typer.Option(5, "--top"),
+) -> None:
+    """The most similar prior studies, by the model's contrastive image embedding."""
+    from reportgen.model.similar import most_similar
+
+    if top < 1:
+        raise ConfigError("--top must be at least 1")
+    for row in most_similar(study, library, model, top):
+        typer.echo(json.dumps(row))

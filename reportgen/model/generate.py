@@ -1,0 +1,213 @@
+"""Study in, structured report out: encode, decode under the template, build, explain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pretrain_mae.data import study_arrays
+from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.errors import InputError
+from reportgen.io.study import Study
+from reportgen.model.decoding import Drafted, draft_tokens
+from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
+from reportgen.model.modeling import WEIGHTS, file_sha256, load_model
+from reportgen.report import Report, build_report, load_template
+from reportgen.report.schema import Problem, Provenance, StudyRef
+
+# Derived values that mean "suspicious for malignancy": the model's probability of them
+# is the malignancy probability the evaluation scores (AUROC).
+SUSPICIOUS = {
+    "category": {"birads_4", "birads_5"},
+    "assessment": {"birads_4", "birads_5", "birads_6"},
+}
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "demo_model" / "birads_mri"
+
+
+@dataclass
+class GenerateOptions:
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    constrained: bool = True
+    explain: bool = True
+    explain_dir: Path | None = None  # heat-map NIfTI + key-slice PNG go here
+
+
+@dataclass
+class Draft:
+    report: Report | None  # None only for an unconstrained draft the template cannot read
+    state: ParseState | None
+    drafted: Drafted
+    malignancy_probability: float | None
+    error: str | None = None
+
+
+class ReportGenerator:
+    """A loaded report model, ready to draft reports for studies."""
+
+    def __init__(self, model_dir: Path | None = None, device: str = "cpu"):
+        self.model_dir = Path(model_dir) if model_dir else BUNDLED_MODEL
+        self.model, self.vocab = load_model(self.model_dir, device)
+        self.template = load_template(self.model.cfg.template)
+        self.grammar = TemplateGrammar(self.template, self.vocab)
+        self.checkpoint = file_sha256(self.model_dir / WEIGHTS)
+        self.device = torch.device(device)
+
+    @property
+    def sequences(self) -> tuple[str, ...]:
+        return self.model.encoder_cfg.sequences
+
+    def tensors(self, study: Study) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        arrays = study_arrays(study, self.model.encoder_cfg)
+        if not arrays["present"].any():
+            raise InputError(
+                study.source,
+                f"has none of the sequences the model reads ({', '.join(self.sequences)})",
+            )
+        image = torch.from_numpy(arrays["image"])[None].to(self.device)
+        present = torch.from_numpy(arrays["present"])[None].to(self.device)
+        return image, present, arrays["affine"]
+
+    def draft(self, study: Study, options: GenerateOptions | None = None) -> Draft:
+        options = options or GenerateOptions()
+        image, present, affine = self.tensors(study)
+        return self.draft_tensors(study.study_id, image, present, affine, options, study.missing)
+
+    def draft_tensors(
+        self,
+        study_id: str,
+        image: torch.Tensor,
+        present: torch.Tensor,
+        affine: np.ndarray | None,
+        options: GenerateOptions,
+        missing: list[str] | None = None,
+    ) -> Draft:
+        with torch.no_grad():
+            memory, memory_mask = self.model.encode(image, present)
+        drafted = draft_tokens(
+            self.model,
+            self.vocab,
+            self.grammar if options.constrained else None,
+            memory,
+            memory_mask,
+            num_beams=options.num_beams,
+            do_sample=options.do_sample,
+            temperature=options.temperature,
+        )[0]
+        try:
+            state = self.grammar.parse(drafted.ids)
+            if not state.done:
+                raise GrammarError("generation stopped before the report was complete")
+        except GrammarError as exc:
+            if options.constrained:  # the automaton makes this impossible; never hide it
+                raise RuntimeError(f"constrained draft broke the template: {exc}") from exc
+            return Draft(None, None, drafted, None, error=str(exc))
+        used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
+        report = self._build(study_id, state, drafted, used, missing)
+        probs = self._finding_malignancy(state, drafted)
+        for finding, p in zip(report.findings, probs, strict=True):
+            if p is not None:
+                finding.evidence = finding.evidence or _evidence()
+                finding.evidence.malignancy_probability = round(p, 4)
+        study_p = max([p for p in probs if p is not None], default=None)
+        if study_p is None:  # no finding (or no per-finding category): the study's assessment
+            study_p = self._suspicious("derived.assessment", "assessment", state, drafted)
+        if options.explain and affine is not None and report.findings:
+            from reportgen.model.explain import explain_findings
+
+            explain_findings(
+                self, report, state, drafted, image, present, affine, options.explain_dir
+            )
+        return Draft(report, state, drafted, study_p)
+
+    # -- pieces ----------------------------------------------------------------------------
+    def _prob(self, drafted: Drafted, position: int) -> float | None:
+        if position >= len(drafted.probs):
+            return None
+        return float(drafted.probs[position][drafted.ids[position]])
+
+    def _suspicious(
+        self, key: str, derived_id: str, state: ParseState, drafted: Drafted
+    ) -> float | None:
+        position = state.value_positions.get(key)
+        if position is None or derived_id not in SUSPICIOUS or position >= len(drafted.probs):
+            return None
+        dist = drafted.probs[position]
+        ids = [
+            self.vocab.id(f"<v:{v}>")
+            for v in SUSPICIOUS[derived_id]
+            if f"<v:{v}>" in self.vocab.tokens
+        ]
+        return float(dist[ids].sum())
+
+    def _finding_malignancy(self, state: ParseState, drafted: Drafted) -> list[float | None]:
+        return [
+            self._suspicious(f"findings[{i}].category", "category", state, drafted)
+            for i in range(len(state.findings))
+        ]
+
+    def _build(
+        self, study_id: str, state: ParseState, drafted: Drafted, used: list[str], missing
+    ) -> Report:
+        conf = {
+            key.split(".", 1)[1]: p
+            for key, pos in state.value_positions.items()
+            if key.startswith("fields.") and (p := self._prob(drafted, pos)) is not None
+        }
+        finding_conf = [
+            {
+                key.split(".", 1)[1]: p
+                for key, pos in state.value_positions.items()
+                if key.startswith(f"findings[{i}].") and (p := self._prob(drafted, pos)) is not None
+            }
+            for i in range(len(state.findings))
+        ]
+        cfg = self.model.cfg
+        report = build_report(
+            self.template,
+            state.fields,
+            state.findings,
+            study=StudyRef(
+                study_id=study_id,
+                sequences_used=used,
+                sequences_missing=[s for s in self.sequences if s not in used]
+                if missing is None
+                else list(missing),
+            ),
+            provenance=Provenance(
+                source="model",
+                model_name=cfg.name,
+                model_version=cfg.version,
+                checkpoint_sha256=self.checkpoint,
+            ),
+            stated=state.stated,
+            confidences=conf,
+            finding_confidences=finding_conf,
+            comment=self.vocab.decode_text(state.comment),
+            notice=NOT_FOR_CLINICAL_USE,
+        )
+        for i, (finding, stated) in enumerate(
+            zip(report.findings, state.finding_stated, strict=True)
+        ):
+            for key, value in stated.items():
+                rule = finding.derived.get(key)
+                if rule is not None and rule.value != value:
+                    report.validation.problems.append(
+                        Problem(
+                            severity="warning",
+                            where=f"findings[{i}].derived.{key}",
+                            rule="prediction",
+                            message=f"predicted {value!r} but the template's rules give {rule.value!r}",
+                        )
+                    )
+        return report
+
+
+def _evidence():
+    from reportgen.report.schema import Evidence
+
+    return Evidence()

@@ -1,0 +1,250 @@
+"""The template automaton: which tokens may come next, and reports <-> token sequences.
+
+A report is written as
+
+    <bos> (<f:field> value)*            report fields in template order (applicable ones)
+          (<finding> (<f:field> value)*)* <findings_end>
+          (<f:derived> <v:value>)*       the model's own derived results (checked by rules)
+          <comment> piece* <eos>
+
+A value is `<v:concept>` (enum: only the field's allowed concepts), `<true>`/`<false>`,
+`<n:…>` (numbers on the field's grid, inside its range) or `<absent>` (optional fields
+only). A field whose condition does not hold is skipped, so it can never be written;
+`<findings_end>` is allowed only once the template's minimum number of findings is
+reached, `<finding>` only below its maximum, and `<eos>` only after the comment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reportgen.model import vocab as V
+from reportgen.model.vocab import ReportVocab
+from reportgen.report.rules import Scope, evaluate
+from reportgen.report.schema import Report
+from reportgen.report.template import FieldSpec, Template
+from reportgen.report.values import plain
+
+MAX_COMMENT_PIECES = 48
+
+
+class GrammarError(ValueError):
+    """A token sequence (or a report) the template does not allow."""
+
+
+@dataclass
+class ParseState:
+    """Where the automaton stands after a prefix; `allowed` are the next token ids."""
+
+    fields: dict = field(default_factory=dict)
+    findings: list[dict] = field(default_factory=list)
+    stated: dict = field(default_factory=dict)
+    finding_stated: list[dict] = field(default_factory=list)
+    comment: list[int] = field(default_factory=list)
+    value_positions: dict[str, int] = field(
+        default_factory=dict
+    )  # "fields.x"/"findings[0].y" -> index
+    finding_spans: list[tuple[int, int]] = field(default_factory=list)
+    allowed: frozenset[int] = frozenset()
+    done: bool = False
+
+
+class TemplateGrammar:
+    def __init__(self, template: Template, vocab: ReportVocab):
+        self.template = template
+        self.vocab = vocab
+        self._check_order()
+        ids = vocab.id
+        self._value_sets: dict[str, frozenset[int]] = {}
+        for spec in [*template.fields, *template.finding_fields]:
+            if spec.type == "enum":
+                allowed = {ids(V.value_token(v)) for v in spec.values}
+            elif spec.type == "bool":
+                allowed = {ids(V.TRUE), ids(V.FALSE)}
+            elif spec.type == "number":
+                allowed = {ids(V.number_token(n)) for n in V.number_grid(spec)}
+            else:
+                continue
+            if not spec.required:
+                allowed.add(ids(V.ABSENT))
+            self._value_sets[spec.id] = frozenset(allowed)
+        for derived in [*template.derived_finding, *template.derived_report]:
+            allowed = {ids(V.value_token(v)) for v in derived.values}
+            if derived.default is None:  # the rules may leave it undetermined
+                allowed.add(ids(V.ABSENT))
+            self._value_sets[derived.id] = frozenset(allowed)
+        self._text_ids = frozenset(range(vocab.sp_offset, len(vocab)))
+
+    def _check_order(self) -> None:
+        """Conditions may only look at earlier fields, or the automaton could not decide."""
+        from reportgen.report.rules import referenced_fields
+
+        for group in (self.template.fields, self.template.finding_fields):
+            seen = (
+                {f.id for f in self.template.fields}
+                if group is self.template.finding_fields
+                else set()
+            )
+            for spec in group:
+                for name, _ in referenced_fields(spec.applicable_if or {}):
+                    if name not in seen:
+                        raise GrammarError(
+                            f"template {self.template.id}: condition of {spec.id!r} uses {name!r}, "
+                            "which is not an earlier field"
+                        )
+                seen.add(spec.id)
+
+    # -- the automaton -------------------------------------------------------------------------
+    def _applicable(self, spec: FieldSpec, values: dict, parent: dict | None) -> bool:
+        if not spec.applicable_if:
+            return True
+        scope = Scope(values, parent=Scope(parent) if parent is not None else None)
+        return evaluate(spec.applicable_if, scope)
+
+    def _value(self, spec: FieldSpec, token: str):
+        if token == V.ABSENT:
+            return None
+        if spec.type == "bool":
+            return token == V.TRUE
+        if spec.type == "number":
+            number = float(token[3:-1])
+            return int(number) if spec.decimals == 0 else number
+        return token[3:-1]
+
+    def parse(self, ids: list[int]) -> ParseState:
+        """Replay a prefix (without <bos>); raises GrammarError on a forbidden token."""
+        state = ParseState()
+        t = self.template
+        pos = 0
+        tokens = self.vocab.token
+
+        def expect(allowed: frozenset[int]) -> int | None:
+            nonlocal pos
+            if pos == len(ids):
+                state.allowed = allowed
+                return None
+            token = ids[pos]
+            if token not in allowed:
+                raise GrammarError(f"token {tokens(token)!r} at {pos} is not allowed here")
+            pos += 1
+            return token
+
+        def fill(specs: list[FieldSpec], values: dict, parent: dict | None, where: str) -> bool:
+            for spec in specs:
+                if spec.type == "text" or not self._applicable(spec, values, parent):
+                    continue
+                if expect(frozenset({self.vocab.id(V.field_token(spec.id))})) is None:
+                    return False
+                token = expect(self._value_sets[spec.id])
+                if token is None:
+                    return False
+                value = self._value(spec, tokens(token))
+                if value is not None:
+                    values[spec.id] = value
+                    state.value_positions[f"{where}.{spec.id}"] = pos - 1
+            return True
+
+        if not fill(t.fields, state.fields, None, "fields"):
+            return state
+        finding, end = self.vocab.id(V.FINDING), self.vocab.id(V.FINDINGS_END)
+        while True:
+            options = set()
+            if len(state.findings) < t.finding_max:
+                options.add(finding)
+            if len(state.findings) >= t.finding_min:
+                options.add(end)
+            token = expect(frozenset(options))
+            if token is None:
+                return state
+            if token == end:
+                break
+            start = pos - 1
+            values: dict = {}
+            state.findings.append(values)
+            where = f"findings[{len(state.findings) - 1}]"
+            if not fill(t.finding_fields, values, state.fields, where):
+                return state
+            stated: dict = {}
+            state.finding_stated.append(stated)
+            if not self._derived(expect, t.derived_finding, stated, state, where, lambda: pos):
+                return state
+            state.finding_spans.append((start, pos))
+        if not self._derived(expect, t.derived_report, state.stated, state, "derived", lambda: pos):
+            return state
+        if expect(frozenset({self.vocab.id(V.COMMENT)})) is None:
+            return state
+        eos = self.vocab.id(V.EOS)
+        while True:
+            text_ok = self._text_ids if len(state.comment) < MAX_COMMENT_PIECES else frozenset()
+            token = expect(text_ok | {eos})
+            if token is None:
+                return state
+            if token == eos:
+                break
+            state.comment.append(token)
+        if pos != len(ids):
+            raise GrammarError("tokens after <eos>")
+        state.done = True
+        state.allowed = frozenset()
+        return state
+
+    def _derived(
+        self, expect, specs, stated: dict, state: ParseState, where: str, position
+    ) -> bool:
+        """The model's own derived results (`<f:id> <v:value>`), checked later against rules."""
+        for derived in specs:
+            if expect(frozenset({self.vocab.id(V.field_token(derived.id))})) is None:
+                return False
+            token = expect(self._value_sets[derived.id])
+            if token is None:
+                return False
+            if token != self.vocab.id(V.ABSENT):
+                stated[derived.id] = self.vocab.token(token)[3:-1]
+            state.value_positions[f"{where}.{derived.id}"] = position() - 1
+        return True
+
+    def allowed(self, ids: list[int]) -> frozenset[int]:
+        return self.parse(ids).allowed
+
+    # -- reports -> tokens (training targets) --------------------------------------------------
+    def encode(self, report: Report) -> list[int]:
+        """The token sequence of a report (with <bos> and <eos>); it follows the grammar."""
+        t, ids = self.template, self.vocab.id
+        out = [self.vocab.bos_id]
+
+        def value_ids(spec: FieldSpec, value) -> int:
+            if value is None:
+                return ids(V.ABSENT)
+            if spec.type == "bool":
+                return ids(V.TRUE if value else V.FALSE)
+            if spec.type == "number":
+                return ids(V.number_token(f"{float(value):.{spec.decimals}f}"))
+            return ids(V.value_token(str(value)))
+
+        def fill(specs: list[FieldSpec], values: dict, parent: dict | None) -> None:
+            for spec in specs:
+                if spec.type == "text" or not self._applicable(spec, values, parent):
+                    continue
+                out.extend([ids(V.field_token(spec.id)), value_ids(spec, values.get(spec.id))])
+
+        def stated(specs, values: dict) -> None:
+            for derived in specs:
+                value = values.get(derived.id)
+                if value is None and derived.default is not None:
+                    raise GrammarError(f"report has no derived {derived.id!r}")
+                token = V.ABSENT if value is None else V.value_token(str(value.value))
+                out.extend([ids(V.field_token(derived.id)), ids(token)])
+
+        report_values = plain(report.fields)
+        fill(t.fields, report_values, None)
+        for finding in report.findings:
+            out.append(ids(V.FINDING))
+            fill(t.finding_fields, plain(finding.fields), report_values)
+            stated(t.derived_finding, finding.derived)
+        out.append(ids(V.FINDINGS_END))
+        stated(t.derived_report, report.derived)
+        out.append(ids(V.COMMENT))
+        out.extend(self.vocab.encode_text(report.comment)[:MAX_COMMENT_PIECES])
+        out.append(self.vocab.eos_id)
+        self.parse(out[1:])  # raises if the report breaks the template
+        return out

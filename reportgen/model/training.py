@@ -1,0 +1,263 @@
+"""`reportgen train`: fit the report decoder (and optionally the encoder) on studies with reports.
+
+With a frozen encoder (the default) the image tokens of every study are computed once;
+sequence dropout then hides a random subset of sequences from the decoder's
+cross-attention, so the model learns to report from any subset. With a trainable
+encoder the dropped sequences are removed before the encoder, as at inference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from pretrain_mae.checkpoint import load_pretrained
+from pretrain_mae.data import collate
+from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.errors import InputError
+from reportgen.model.config import PRESETS, ReportModelConfig
+from reportgen.model.data import load_examples
+from reportgen.model.grammar import TemplateGrammar
+from reportgen.model.modeling import ReportModel, file_sha256, load_model, save_model
+from reportgen.model.vocab import ReportVocab, train_sentencepiece
+from reportgen.render.text import render_text
+from reportgen.report import load_template
+
+
+@dataclass
+class ReportTrainArgs:
+    data: Path
+    encoder: Path
+    out: Path
+    config: str = "base"
+    template: str | None = None
+    steps: int = 1500
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    freeze: str | None = None
+    sequence_dropout: float | None = None
+    sp_vocab_size: int = 256
+    checkpoint_every: int = 500
+    seed: int = 0
+    resume: bool = False
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+def _drop_sequences(present: torch.Tensor, rate: float, g: torch.Generator) -> torch.Tensor:
+    """Hide each present sequence with probability `rate`, keeping at least one."""
+    if rate <= 0:
+        return present
+    drop = (torch.rand(present.shape, generator=g) < rate) & present
+    first = F.one_hot(present.float().argmax(1), present.shape[1]).bool()
+    return present & ~(drop & ~first)
+
+
+def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def train_report_model(args: ReportTrainArgs, log=print) -> Path:
+    """Train and write the model directory `args.out`; returns it."""
+    from tqdm.auto import tqdm
+
+    last = args.out / "last"
+    if args.resume and not last.exists():
+        raise InputError(args.out, "nothing to resume (no 'last' checkpoint here)")
+    if not args.resume and (args.out / "config.json").exists():
+        raise InputError(args.out, "already holds a model; choose a new --out or pass --resume")
+    encoder = load_pretrained(args.encoder)
+    enc_cfg = encoder.cfg
+    examples = load_examples(
+        args.data, enc_cfg, args.cache_dir or args.out / "cache", args.template
+    )
+    template = load_template(examples.reports[0].template.id)
+    if args.resume:
+        model, vocab = load_model(last)
+        cfg = model.cfg
+    else:
+        texts = [render_text(r, lang, template) for r in examples.reports for lang in ("en", "zh")]
+        texts += [r.comment for r in examples.reports if r.comment]
+        vocab = ReportVocab.for_template(template, train_sentencepiece(texts, args.sp_vocab_size))
+        overrides = dict(PRESETS[args.config])
+        if args.freeze:
+            overrides["freeze"] = args.freeze
+        if args.sequence_dropout is not None:
+            overrides["sequence_dropout"] = args.sequence_dropout
+        cfg = ReportModelConfig(
+            template=template.id,
+            encoder=enc_cfg.to_dict(),
+            encoder_source_sha256=file_sha256(args.encoder / "model.safetensors"),
+            vocab_size=len(vocab),
+            use_multiscale=bool(enc_cfg.multiscale_layers),
+            **overrides,
+        )
+        torch.manual_seed(args.seed)
+        model = ReportModel(cfg)
+        missing = model.encoder.load_state_dict(encoder.state_dict(), strict=False).missing_keys
+        if missing:
+            raise InputError(args.encoder, f"encoder weights incomplete: {missing[:3]}")
+    grammar = TemplateGrammar(template, vocab)
+    sequences = [grammar.encode(r) for r in examples.reports]
+    longest = max(len(s) for s in sequences)
+    if longest > cfg.n_positions:
+        raise InputError(
+            args.data, f"a report needs {longest} tokens; the config allows {cfg.n_positions}"
+        )
+
+    n = len(sequences)
+    cached_memory = None
+    if cfg.freeze == "frozen":  # image tokens once; the trainable projection runs per step
+        cached_memory = _encode_all(model, examples.images, n)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    warmup = max(1, args.steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _schedule(s, args.steps, warmup)
+    )
+    start_step = 0
+    if args.resume:
+        state = torch.load(last / "trainer_state.pt", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_step = state["step"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "training_args.json").write_text(json.dumps(args.to_dict(), indent=2))
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(args.out / "tb"), purge_step=start_step)
+    bar = tqdm(
+        total=args.steps, initial=start_step, desc="train", unit="step", disable=not args.progress
+    )
+    model.train()
+    t0, seen = time.perf_counter(), 0
+    out = {}
+    for step in range(start_step, args.steps):
+        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        idx = torch.randint(n, (min(args.batch_size, n),), generator=g).tolist()
+        ids, attn = _pad([sequences[i] for i in idx], vocab.pad_id)
+        if cached_memory is not None:
+            feats, valid, seq_ids = (t[idx] for t in cached_memory)
+            seq_present = (
+                F.one_hot(seq_ids, len(enc_cfg.sequences)).bool() & valid[..., None]
+            ).any(1)
+            kept = _drop_sequences(seq_present, cfg.sequence_dropout, g)
+            valid = valid & torch.gather(kept, 1, seq_ids)
+            memory = (model.memory_proj(feats), valid)
+            out = model(None, None, ids, attn, memory=memory)
+        else:
+            batch = collate([examples.images[i] for i in idx])
+            present = _drop_sequences(batch["present"], cfg.sequence_dropout, g)
+            out = model(batch["image"], present, ids, attn)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        seen += len(idx)
+        rate = seen / max(1e-9, time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{out['loss'].item():.3f}", studies_s=f"{rate:.1f}")
+        bar.update(1)
+        if (step + 1) % 10 == 0:
+            for key in ("loss", "lm_loss", "nce_loss"):
+                writer.add_scalar(f"{key}/train", out[key].item(), step + 1)
+        if (step + 1) % args.checkpoint_every == 0 and step + 1 < args.steps:
+            _checkpoint(model, vocab, optimizer, scheduler, step + 1, last)
+    bar.close()
+    writer.close()
+    model.eval()
+    digest = save_model(model, vocab, args.out)
+    summary = {
+        "template": template.id,
+        "studies": n,
+        "steps": args.steps,
+        "final_loss": round(float(out["loss"].detach()), 4) if out else None,
+        "weights_sha256": digest,
+        "encoder": str(args.encoder),
+        "encoder_sha256": cfg.encoder_source_sha256,
+        "vocab_size": len(vocab),
+        "sentencepiece_pieces": vocab.sp_size,
+    }
+    (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "README.md").write_text(model_card(cfg, summary, args))
+    shutil.rmtree(last, ignore_errors=True)
+    if args.cache_dir is None:  # the default cache lives in the model folder only while training
+        shutil.rmtree(args.out / "cache", ignore_errors=True)
+    log(f"report model ({template.id}) trained on {n} studies; saved in {args.out}")
+    return args.out
+
+
+@torch.no_grad()
+def _encode_all(
+    model: ReportModel, images, n: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Encoder features, validity and sequence index of every token of every study."""
+    model.eval()
+    feats, valids, seqs = [], [], []
+    for start in range(0, n, 16):
+        batch = collate([images[i] for i in range(start, min(n, start + 16))])
+        enc = model.encoder.forward_features(batch["image"], batch["present"])
+        f = enc.features
+        if model.cfg.use_multiscale and enc.multiscale:
+            f = torch.cat([f, *enc.multiscale], -1)
+        feats.append(f)
+        valids.append(enc.valid)
+        seqs.append(enc.sequence_ids)
+    width = max(f.shape[1] for f in feats)
+    return (
+        torch.cat([F.pad(f, (0, 0, 0, width - f.shape[1])) for f in feats]),
+        torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valids]),
+        torch.cat([F.pad(s, (0, width - s.shape[1])) for s in seqs]),
+    )
+
+
+def _checkpoint(model, vocab, optimizer, scheduler, step: int, last: Path) -> None:
+    tmp = last.with_name("last.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, vocab, tmp)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step},
+        tmp / "trainer_state.pt",
+    )
+    shutil.rmtree(last, ignore_errors=True)
+    tmp.rename(last)
+
+
+def model_card(cfg: ReportModelConfig, summary: dict, args: ReportTrainArgs) -> str:
+    return f"""# {cfg.name} ({cfg.template})
+
+**{NOT_FOR_CLINICAL_USE}**
+
+- Template: `{cfg.template}`; vocabulary {summary["vocab_size"]} tokens
+  ({summary["sentencepiece_pieces"]} sentencepiece pieces for comments).
+- Encoder: MAE checkpoint `{args.encoder}` (sha256 {cfg.encoder_source_sha256}), {cfg.freeze}.
+- Decoder: GPT-2 with cross-attention, {cfg.n_layer} layers, width {cfg.n_embd}.
+- Trained on {summary["studies"]} studies from `{args.data}` for {summary["steps"]} steps
+  (final loss {summary["final_loss"]}), weights sha256 {summary["weights_sha256"]}.
+- Training data are synthetic phantoms unless the folder above says otherwise: the model has
+  never seen a patient's images and must not be used for diagnosis.
+"""

@@ -1,0 +1,282 @@
+"""Report model: template automaton, constrained decoding, train -> generate -> evaluate, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import assert_refused
+
+from reportgen.model.decoding import draft_tokens
+from reportgen.model.generate import GenerateOptions, ReportGenerator
+from reportgen.model.grammar import GrammarError, TemplateGrammar
+from reportgen.model.vocab import ReportVocab, value_token
+from reportgen.report import Report, load_template, validate_report
+from reportgen.report.values import plain
+from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """Tiny breast studies, a tiny MAE encoder and a tiny report model trained on them."""
+    from pretrain_mae.masking import MaskingOptions
+    from pretrain_mae.trainer import TrainArgs, train
+    from reportgen.model.training import ReportTrainArgs, train_report_model
+
+    root = tmp_path_factory.mktemp("report-model")
+    synth_dataset(
+        root / "train",
+        12,
+        SynthOptions(domain="breast", seed=31, malignant_fraction=0.6),
+        workers=1,
+    )
+    synth_dataset(
+        root / "heldout",
+        3,
+        SynthOptions(domain="breast", seed=32, malignant_fraction=1.0),
+        workers=1,
+    )
+    train(
+        TrainArgs(
+            data=root / "train",
+            out=root / "mae",
+            config="tiny",
+            steps=2,
+            batch_size=2,
+            checkpoint_every=2,
+            cache_dir=root / "cache",
+            masking=MaskingOptions(strategy="random"),
+            progress=False,
+        ),
+        log=lambda *_: None,
+    )
+    train_report_model(
+        ReportTrainArgs(
+            data=root / "train",
+            encoder=root / "mae",
+            out=root / "model",
+            config="tiny",
+            steps=40,
+            batch_size=6,
+            cache_dir=root / "cache-model",
+            progress=False,
+        ),
+        log=lambda *_: None,
+    )
+    return root
+
+
+def _truth_reports(folder):
+    return [
+        Report.model_validate(row["report"]) for row in read_manifest(folder / "manifest.jsonl")
+    ]
+
+
+def test_grammar_round_trips_reports_and_allows_each_of_their_tokens(bench):
+    template = load_template("birads_mri")
+    grammar = TemplateGrammar(template, ReportVocab.for_template(template))
+    for report in _truth_reports(bench / "train"):
+        ids = grammar.encode(report)
+        state = grammar.parse(ids[1:])
+        assert state.done
+        assert state.fields == plain(report.fields)
+        assert [plain(f.fields) for f in report.findings] == state.findings
+        for k in range(1, len(ids)):
+            assert ids[k] in grammar.allowed(ids[1:k])
+
+
+def test_grammar_offers_only_allowed_values_and_conditional_fields():
+    template = load_template("birads_mri")
+    vocab = ReportVocab.for_template(template)
+    grammar = TemplateGrammar(template, vocab)
+    first = grammar.allowed([])
+    assert first == {vocab.id("<f:fgt_amount>")}
+    values = grammar.allowed([vocab.id("<f:fgt_amount>")])
+    assert values == {vocab.id(value_token(v)) for v in template.field("fgt_amount").values}
+    # a finding of type "focus" never offers mass-only fields (shape, margin)
+    prefix = []
+    while True:
+        allowed = grammar.allowed(prefix)
+        if vocab.id("<finding>") in allowed:
+            break
+        prefix.append(min(allowed))
+    prefix += [vocab.id("<finding>"), vocab.id("<f:type>"), vocab.id(value_token("focus"))]
+    seen = set()
+    for _ in range(40):
+        allowed = grammar.allowed(prefix)
+        seen |= {vocab.token(t) for t in allowed}
+        if vocab.id("<findings_end>") in allowed:
+            break
+        prefix.append(min(allowed))
+    assert "<f:margin>" not in seen and "<f:shape>" not in seen
+    assert "<f:kinetics_initial>" in seen
+    # size only on the field's grid and in its range
+    lo, hi = template.field("size_mm").range
+    sizes = {
+        vocab.token(t) for t in grammar.allowed(prefix[: prefix.index(vocab.id("<f:size_mm>")) + 1])
+    }
+    assert sizes == {f"<n:{k}>" for k in range(int(lo), int(hi) + 1)}
+    with pytest.raises(GrammarError):
+        grammar.parse([vocab.id("<f:bpe_level>")])  # out of order
+
+
+def test_every_decoding_strategy_respects_the_template(bench):
+    generator = ReportGenerator(bench / "model")
+    template = generator.template
+    study = bench / "heldout" / read_manifest(bench / "heldout" / "manifest.jsonl")[0]["dir"]
+    from reportgen.io import load_study
+
+    image, present, _ = generator.tensors(load_study(study))
+    memory, mask = generator.model.encode(image, present)
+    torch.manual_seed(0)
+    for kwargs in ({}, {"num_beams": 3}, {"do_sample": True, "temperature": 1.5}):
+        for draft in draft_tokens(
+            generator.model, generator.vocab, generator.grammar, memory, mask, **kwargs
+        ):
+            assert generator.grammar.parse(draft.ids).done
+    # unconstrained sampling from an under-trained model breaks the template: the constraint is real
+    torch.manual_seed(0)
+    broken = 0
+    for _ in range(5):
+        free = draft_tokens(
+            generator.model,
+            generator.vocab,
+            None,
+            memory,
+            mask,
+            do_sample=True,
+            temperature=2.0,
+            max_new_tokens=60,
+        )[0]
+        try:
+            broken += not generator.grammar.parse(free.ids).done
+        except GrammarError:
+            broken += 1
+    assert broken > 0
+    with pytest.raises(ValueError, match="image tokens"):
+        draft_tokens(generator.model, generator.vocab, generator.grammar, None, None)
+    assert template.id == "birads_mri"
+
+
+def test_generated_reports_are_valid_with_evidence_and_provenance(bench, tmp_path):
+    from reportgen.io import load_study
+
+    generator = ReportGenerator(bench / "model")
+    for row in read_manifest(bench / "heldout" / "manifest.jsonl"):
+        study = load_study(bench / "heldout" / row["dir"])
+        draft = generator.draft(study, GenerateOptions(explain=True, explain_dir=tmp_path))
+        report = draft.report
+        assert validate_report(report, generator.template).valid
+        assert (
+            report.provenance.source == "model" and len(report.provenance.checkpoint_sha256) == 64
+        )
+        assert "not for clinical use" in report.notice
+        for finding in report.findings:
+            ev = finding.evidence
+            assert ev is not None and set(ev.sequence_contributions) == set(
+                report.study.sequences_used
+            )
+            assert (tmp_path / ev.heatmap).exists() and (tmp_path / ev.key_slice_png).exists()
+            assert 0.0 <= ev.malignancy_probability <= 1.0
+    # a subset of sequences: the missing ones are reported as missing
+    study = load_study(
+        bench / "heldout" / read_manifest(bench / "heldout" / "manifest.jsonl")[0]["dir"]
+    )
+    for name in ["DCE_0", "DCE_1", "DCE_2", "DCE_3"]:
+        study.sequences.pop(name)
+    report = generator.draft(study, GenerateOptions(explain=False)).report
+    assert validate_report(report, generator.template).valid
+    assert "DCE_0" in report.study.sequences_missing and "DCE_0" not in report.study.sequences_used
+
+
+def test_cli_generate_evaluate_similar(bench, cli, tmp_path):
+    study = bench / "heldout" / read_manifest(bench / "heldout" / "manifest.jsonl")[0]["dir"]
+    out = tmp_path / "report.json"
+    result = cli("generate", study, "--model", bench / "model", "--out", out)
+    assert result.code == 0, result.err
+    report = Report.from_json(out.read_text())
+    assert report.validation.valid
+    assert cli("validate", out).code == 0
+    text = cli(
+        "generate",
+        study,
+        "--model",
+        bench / "model",
+        "--format",
+        "text",
+        "--lang",
+        "zh",
+        "--no-explain",
+    )
+    assert text.code == 0 and "BI-RADS" in text.out
+    ev = cli(
+        "evaluate",
+        "--data",
+        bench / "heldout",
+        "--model",
+        bench / "model",
+        "--out",
+        tmp_path / "eval",
+        "--subsets",
+        "all,t2_only",
+        "--train-data",
+        bench / "train",
+        "--limit",
+        "2",
+    )
+    assert ev.code == 0, ev.err
+    metrics = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["results"]
+    assert set(metrics) == {
+        "model[all]",
+        "model[t2_only]",
+        "baseline:unconstrained",
+        "baseline:retrieval",
+    }
+    assert metrics["model[all]"]["template_compliance"] == 1.0
+    assert 0.0 <= metrics["model[all]"]["field_accuracy"] <= 1.0
+    sim = cli(
+        "similar", study, "--library", bench / "train", "--model", bench / "model", "--top", "2"
+    )
+    assert sim.code == 0 and len(sim.out.strip().splitlines()) == 2
+
+
+def test_cli_refusals(bench, cli, tmp_path):
+    study = bench / "heldout" / read_manifest(bench / "heldout" / "manifest.jsonl")[0]["dir"]
+    assert_refused(cli("generate", study, "--model", tmp_path), "not a report model directory")
+    assert_refused(
+        cli("generate", study, "--model", bench / "model", "--format", "docx"), "--format"
+    )
+    assert_refused(
+        cli("generate", tmp_path / "nope.nii.gz", "--model", bench / "model"), "no such file"
+    )
+    assert_refused(
+        cli("train", "--data", bench / "train", "--encoder", tmp_path, "--out", tmp_path / "m"),
+        "not a pretraining checkpoint",
+    )
+    assert_refused(
+        cli(
+            "train",
+            "--data",
+            bench / "train",
+            "--encoder",
+            bench / "mae",
+            "--out",
+            tmp_path / "m",
+            "--freeze",
+            "melted",
+        ),
+        "--freeze",
+    )
+    assert_refused(
+        cli(
+            "evaluate",
+            "--data",
+            bench / "heldout",
+            "--model",
+            bench / "model",
+            "--subsets",
+            "no_t1",
+        ),
+        "unknown subset",
+    )
