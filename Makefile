@@ -35,7 +35,7 @@ demo-model: $(STAMP)
 	rm -rf $(DEMO_WORK) && mkdir -p $(DEMO_WORK)
 	$(BIN)/reportgen synth $(DEMO_WORK)/train --domain breast --n 600 --seed 11
 	$(BIN)/reportgen pretrain --data $(DEMO_WORK)/train --out $(DEMO_WORK)/mae --config base --masking lesion --steps 600 --batch-size 8 --seed 0
-	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 2000 --batch-size 16 --seed 0
+	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 1500 --batch-size 16 --seed 0 --cache-dir $(DEMO_WORK)/mae/cache
 	rm -rf reportgen/demo_model/birads_mri && mkdir -p reportgen/demo_model
 	cp -r $(DEMO_WORK)/model reportgen/demo_model/birads_mri && rm -rf reportgen/demo_model/birads_mri/tb
 

@@ -280,3 +280,16 @@ def test_cli_refusals(bench, cli, tmp_path):
         ),
         "unknown subset",
     )
+
+
+def test_demo_drafts_a_valid_report_with_the_bundled_model(cli, tmp_path):
+    from reportgen.model.generate import BUNDLED_MODEL
+
+    size = sum(p.stat().st_size for p in BUNDLED_MODEL.rglob("*") if p.is_file())
+    assert size <= 20 * 1024 * 1024, "the bundled model must stay within 20 MB"
+    assert "not for clinical use" in (BUNDLED_MODEL / "README.md").read_text()
+    result = cli("demo", "--out", tmp_path)
+    assert result.code == 0, result.err
+    report = Report.from_json((tmp_path / "draft_report.json").read_text())
+    assert report.validation.valid and report.provenance.source == "model"
+    assert "not for clinical use" in result.out

@@ -28,6 +28,9 @@ def train(
     checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
+    cache_dir: Path = typer.Option(
+        None, "--cache-dir", help="Preprocessed-study cache (e.g. the pretraining run's)."
+    ),
 ) -> None:
     """Train the report model (cross-attention decoder over the MAE encoder)."""
     from reportgen.model.config import FREEZE_MODES, PRESETS
@@ -54,6 +57,7 @@ def train(
             checkpoint_every=checkpoint_every,
             seed=seed,
             resume=resume,
+            cache_dir=cache_dir,
         ),
         log=typer.echo,
     )

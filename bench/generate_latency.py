@@ -1,0 +1,109 @@
+"""Benchmark: report generation latency (bundled model unless --model).
+
+Warm: one study drafted repeatedly in one process, constrained vs unconstrained
+(greedy, no explanations), and with explanations. Cold: `reportgen generate` as a fresh
+process, wall clock from start to exit.
+
+python bench/generate_latency.py [--model DIR] [--repeats 10] [--out bench/results/generate_latency.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from reportgen.io import load_study
+from reportgen.model.generate import GenerateOptions, ReportGenerator
+from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+
+
+def _timed(fn, repeats: int) -> dict:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "generate_latency.json"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="reportgen-latency-") as tmp:
+        folder = Path(tmp)
+        synth_dataset(
+            folder, 1, SynthOptions(domain="breast", seed=2026, malignant_fraction=1.0), workers=1
+        )
+        study_dir = folder / read_manifest(folder / "manifest.jsonl")[0]["dir"]
+        generator = ReportGenerator(args.model)
+        study = load_study(study_dir)
+        image, present, affine = generator.tensors(study)
+        torch.set_num_threads(torch.get_num_threads())
+
+        def run(**kw):
+            return lambda: generator.draft_tensors(
+                study.study_id, image, present, affine, GenerateOptions(**kw)
+            )
+
+        warm = {
+            "constrained": _timed(run(explain=False), args.repeats),
+            "unconstrained": _timed(run(explain=False, constrained=False), args.repeats),
+            "constrained_with_explanations": _timed(run(explain=True), max(3, args.repeats // 3)),
+            "end_to_end_with_loading": _timed(
+                lambda: generator.draft(study, GenerateOptions(explain=False)), args.repeats
+            ),
+        }
+        tokens = len(
+            generator.draft_tensors(
+                study.study_id, image, present, affine, GenerateOptions(explain=False)
+            ).drafted.ids
+        )
+        cmd = [
+            str(Path(sys.executable).parent / "reportgen"),
+            "generate",
+            str(study_dir),
+            "--no-explain",
+            "--out",
+            str(folder / "r.json"),
+        ]
+        if args.model:
+            cmd += ["--model", str(args.model)]
+        cold = []
+        for _ in range(3):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            cold.append(time.perf_counter() - start)
+    overhead = warm["constrained"]["median_s"] / warm["unconstrained"]["median_s"] - 1
+    result = {
+        "benchmark": "generate_latency",
+        "model": str(args.model or "bundled"),
+        "threads": torch.get_num_threads(),
+        "tokens_generated": tokens,
+        "warm": warm,
+        "constraint_overhead": round(overhead, 4),
+        "cold_start_s": {
+            "median": round(statistics.median(cold), 3),
+            "runs": [round(c, 3) for c in cold],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
