@@ -89,6 +89,16 @@ def anatomy_weights(reference: torch.Tensor, cfg: MAEConfig, opts: MaskingOption
     return w
 
 
+def drop_sequences(present: torch.Tensor, rate: float, draws: torch.Tensor) -> torch.Tensor:
+    """Hide each present sequence when its uniform draw is below `rate`, but never every
+    sequence a study has (its first present one stays)."""
+    if rate <= 0:
+        return present
+    drop = (draws < rate) & present
+    first = F.one_hot(present.float().argmax(1), present.shape[1]).bool()
+    return present & ~(drop & ~first)
+
+
 def draw_mask(
     cfg: MAEConfig,
     present: torch.Tensor,
@@ -109,11 +119,7 @@ def draw_mask(
         return torch.rand(*shape, generator=generator, device=device).clamp_min(1e-12)
 
     present = present.clone()
-    if opts.sequence_dropout > 0:
-        drop = (uniform(b, s) < opts.sequence_dropout) & present
-        # never drop every sequence a study has: keep its first present one
-        first = F.one_hot(present.float().argmax(1), s).bool()
-        present &= ~(drop & ~first)
+    present = drop_sequences(present, opts.sequence_dropout, uniform(b, s))
     if opts.strategy == "lesion":
         if lesion is None:
             raise ValueError("lesion-aware masking needs a lesion prior (mask or detector output)")

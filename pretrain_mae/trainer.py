@@ -81,7 +81,7 @@ def batch_indices(step: int, n: int, batch: int, world: int, rank: int, seed: in
     return out
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
+def lr_schedule(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
@@ -135,7 +135,7 @@ def train(args: TrainArgs, log=print) -> Path:
     )
     warmup = max(1, int(args.warmup_fraction * args.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _schedule(s, args.steps, warmup)
+        optimizer, lambda s: lr_schedule(s, args.steps, warmup)
     )
     start = 0
     if args.resume and last.exists():

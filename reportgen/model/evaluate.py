@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from pretrain_mae.data import collate
 from reportgen.model.data import load_examples
-from reportgen.model.generate import GenerateOptions, ReportGenerator
+from reportgen.model.explain import region_box_mm
+from reportgen.model.generate import SUSPICIOUS, GenerateOptions, ReportGenerator
 from reportgen.render.text import render_text
 from reportgen.report import validate_report
 from reportgen.report.compare import FieldScores, align_findings, slots
@@ -39,19 +39,7 @@ def _truth_boxes(mask: np.ndarray, affine: np.ndarray) -> list[tuple[np.ndarray,
     boxes = []
     for label in [v for v in np.unique(mask) if v > 0]:
         comps, n = ndimage.label(mask == label)
-        for c in range(1, n + 1):
-            region = np.argwhere(comps == c)
-            lo, hi = region.min(0) - 0.5, region.max(0) + 0.5
-            corners = np.array(
-                [
-                    [x, y, z, 1.0]
-                    for x in (lo[0], hi[0])
-                    for y in (lo[1], hi[1])
-                    for z in (lo[2], hi[2])
-                ]
-            )
-            world = (affine @ corners.T).T[:, :3]
-            boxes.append((world.min(0), world.max(0)))
+        boxes += [region_box_mm(comps == c, affine) for c in range(1, n + 1)]
     return boxes
 
 
@@ -211,16 +199,6 @@ def _malignant(truth: dict) -> int | None:
     return int(any(les.get("pathology") == "malignant" for les in lesions))
 
 
-@torch.no_grad()
-def _image_embeddings(generator: ReportGenerator, images) -> torch.Tensor:
-    out = []
-    for start in range(0, len(images), 16):
-        batch = collate([images[i] for i in range(start, min(len(images), start + 16))])
-        memory, mask = generator.model.encode(batch["image"], batch["present"])
-        out.append(generator.model.image_embedding(memory, mask))
-    return torch.cat(out)
-
-
 def evaluate_model(
     data: Path,
     model_dir: Path | None,
@@ -246,7 +224,7 @@ def evaluate_model(
         if train_data is not None:
             systems["baseline:retrieval"] = Scorer(headline)
             lib = load_examples(train_data, enc_cfg, out / "cache-train", template.id)
-            library = (lib.reports, _image_embeddings(generator, lib.images))
+            library = (lib.reports, generator.image_embeddings(lib.images))
     names = list(enc_cfg.sequences)
     for i in tqdm(range(n), desc="evaluate", unit="study"):
         item = examples.images[i]
@@ -299,7 +277,7 @@ def evaluate_model(
                 prob = (
                     1.0
                     if any(
-                        str(f.derived.get("category").value) in ("birads_4", "birads_5")
+                        str(f.derived.get("category").value) in SUSPICIOUS["category"]
                         for f in retrieved.findings
                         if f.derived.get("category") is not None
                     )

@@ -38,15 +38,19 @@ def box_from_heatmap(heat: np.ndarray, affine: np.ndarray, level: float = 0.5) -
         return None
     peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
     labels, _ = ndimage.label(heat >= level * heat.max())
-    region = np.argwhere(labels == labels[peak])
-    lo, hi = region.min(0) - 0.5, region.max(0) + 0.5  # voxel edges
+    low, high = region_box_mm(labels == labels[peak], affine)
+    return Box(min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist()))
+
+
+def region_box_mm(region: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World-coordinate (mm) bounds of a boolean voxel region, to the voxels' outer edges."""
+    voxels = np.argwhere(region)
+    lo, hi = voxels.min(0) - 0.5, voxels.max(0) + 0.5
     corners = np.array(
         [[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
     )
     world = (affine @ corners.T).T[:, :3]
-    return Box(
-        min_mm=tuple(world.min(0).round(2).tolist()), max_mm=tuple(world.max(0).round(2).tolist())
-    )
+    return world.min(0), world.max(0)
 
 
 def explain_findings(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain_mae.data import study_arrays
+from pretrain_mae.data import collate, study_arrays
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import InputError
 from reportgen.io.study import Study
@@ -16,7 +16,7 @@ from reportgen.model.decoding import Drafted, draft_tokens
 from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
 from reportgen.model.modeling import WEIGHTS, file_sha256, load_model
 from reportgen.report import Report, build_report, load_template
-from reportgen.report.schema import Problem, Provenance, StudyRef
+from reportgen.report.schema import Evidence, Problem, Provenance, StudyRef
 
 # Derived values that mean "suspicious for malignancy": the model's probability of them
 # is the malignancy probability the evaluation scores (AUROC).
@@ -111,7 +111,7 @@ class ReportGenerator:
         probs = self._finding_malignancy(state, drafted)
         for finding, p in zip(report.findings, probs, strict=True):
             if p is not None:
-                finding.evidence = finding.evidence or _evidence()
+                finding.evidence = finding.evidence or Evidence()
                 finding.evidence.malignancy_probability = round(p, 4)
         study_p = max([p for p in probs if p is not None], default=None)
         if study_p is None:  # no finding (or no per-finding category): the study's assessment
@@ -123,6 +123,16 @@ class ReportGenerator:
                 self, report, state, drafted, image, present, affine, options.explain_dir
             )
         return Draft(report, state, drafted, study_p)
+
+    @torch.no_grad()
+    def image_embeddings(self, images) -> torch.Tensor:
+        """Contrastive image embeddings of cached studies (retrieval, `similar`)."""
+        out = []
+        for start in range(0, len(images), 16):
+            batch = collate([images[i] for i in range(start, min(len(images), start + 16))])
+            memory, mask = self.model.encode(batch["image"], batch["present"])
+            out.append(self.model.image_embedding(memory, mask))
+        return torch.cat(out)
 
     # -- pieces ----------------------------------------------------------------------------
     def _prob(self, drafted: Drafted, position: int) -> float | None:
@@ -205,9 +215,3 @@ class ReportGenerator:
                         )
                     )
         return report
-
-
-def _evidence():
-    from reportgen.report.schema import Evidence
-
-    return Evidence()

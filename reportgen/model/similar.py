@@ -9,7 +9,6 @@ import torch
 
 from pretrain_mae.data import CachedStudies, build_cache, discover_studies
 from reportgen.io import load_study
-from reportgen.model.evaluate import _image_embeddings
 from reportgen.model.generate import ReportGenerator
 
 
@@ -23,7 +22,7 @@ def most_similar(study: Path, library: Path, model_dir: Path | None, top: int = 
     sources = discover_studies(library)
     with tempfile.TemporaryDirectory(prefix="reportgen-similar-") as cache:
         images = CachedStudies(build_cache(sources, generator.model.encoder_cfg, Path(cache)))
-        scores = _image_embeddings(generator, images) @ query
+        scores = generator.image_embeddings(images) @ query
     order = torch.argsort(scores, descending=True)[:top].tolist()
     return [
         {

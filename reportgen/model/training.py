@@ -9,7 +9,6 @@ encoder the dropped sequences are removed before the encoder, as at inference.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +19,8 @@ import torch.nn.functional as F
 
 from pretrain_mae.checkpoint import load_pretrained
 from pretrain_mae.data import collate
+from pretrain_mae.masking import drop_sequences
+from pretrain_mae.trainer import lr_schedule
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import InputError
 from reportgen.model.config import PRESETS, ReportModelConfig
@@ -55,15 +56,6 @@ class ReportTrainArgs:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
-def _drop_sequences(present: torch.Tensor, rate: float, g: torch.Generator) -> torch.Tensor:
-    """Hide each present sequence with probability `rate`, keeping at least one."""
-    if rate <= 0:
-        return present
-    drop = (torch.rand(present.shape, generator=g) < rate) & present
-    first = F.one_hot(present.float().argmax(1), present.shape[1]).bool()
-    return present & ~(drop & ~first)
-
-
 def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
@@ -72,12 +64,6 @@ def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
     return ids, mask
-
-
-def _schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def train_report_model(args: ReportTrainArgs, log=print) -> Path:
@@ -137,7 +123,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     warmup = max(1, args.steps // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _schedule(s, args.steps, warmup)
+        optimizer, lambda s: lr_schedule(s, args.steps, warmup)
     )
     start_step = 0
     if args.resume:
@@ -165,13 +151,19 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
             seq_present = (
                 F.one_hot(seq_ids, len(enc_cfg.sequences)).bool() & valid[..., None]
             ).any(1)
-            kept = _drop_sequences(seq_present, cfg.sequence_dropout, g)
+            kept = drop_sequences(
+                seq_present, cfg.sequence_dropout, torch.rand(seq_present.shape, generator=g)
+            )
             valid = valid & torch.gather(kept, 1, seq_ids)
             memory = (model.memory_proj(feats), valid)
             out = model(None, None, ids, attn, memory=memory)
         else:
             batch = collate([examples.images[i] for i in idx])
-            present = _drop_sequences(batch["present"], cfg.sequence_dropout, g)
+            present = drop_sequences(
+                batch["present"],
+                cfg.sequence_dropout,
+                torch.rand(batch["present"].shape, generator=g),
+            )
             out = model(batch["image"], present, ids, attn)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
