@@ -165,7 +165,7 @@ def test_generated_reports_are_valid_with_evidence_and_provenance(bench, tmp_pat
     generator = ReportGenerator(bench / "model")
     for row in read_manifest(bench / "heldout" / "manifest.jsonl"):
         study = load_study(bench / "heldout" / row["dir"])
-        draft = generator.draft(study, GenerateOptions(explain=True, explain_dir=tmp_path))
+        draft = generator.draft(study, GenerateOptions(explain=True, explain_dir=tmp_path / "ev"))
         report = draft.report
         assert validate_report(report, generator.template).valid
         assert (
@@ -177,6 +177,8 @@ def test_generated_reports_are_valid_with_evidence_and_provenance(bench, tmp_pat
             assert ev is not None and set(ev.sequence_contributions) == set(
                 report.study.sequences_used
             )
+            # paths are relative to the folder holding the evidence folder (where the report goes)
+            assert ev.heatmap.startswith("ev/")
             assert (tmp_path / ev.heatmap).exists() and (tmp_path / ev.key_slice_png).exists()
             assert 0.0 <= ev.malignancy_probability <= 1.0
     # a subset of sequences: the missing ones are reported as missing

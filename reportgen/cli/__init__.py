@@ -85,6 +85,7 @@ from reportgen.cli import (  # noqa: E402,F401
     ontology_commands,
     pretrain_commands,
     report_commands,
+    review_commands,
     study_commands,
     synth_commands,
 )

@@ -122,4 +122,5 @@ def _save(heat, affine, image, present, names, out_dir: Path, stem: str) -> tupl
     png = out_dir / f"{stem}_key_slice.png"
     fig.savefig(png, dpi=80, bbox_inches="tight")
     plt.close(fig)
-    return nii.name, png.name
+    # Relative to the folder that holds the evidence folder, where the report is written.
+    return f"{out_dir.name}/{nii.name}", f"{out_dir.name}/{png.name}"

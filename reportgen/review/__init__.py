@@ -1,0 +1,1 @@
+"""The clinician review app: worklist, image viewer, report form, signing (`reportgen review`)."""

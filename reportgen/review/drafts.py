@@ -1,0 +1,69 @@
+"""Finding the drafts `reportgen generate` wrote in a studies folder and adding them to the log.
+
+A draft is any report JSON under the folder written by a model. Its study is the item
+in the folder named like the draft's study id (a study folder, or a NIfTI file), or the
+folder the draft sits in when that folder holds NIfTI files. Paths are stored relative
+to the studies folder, so the app can never be pointed outside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from reportgen.errors import ReportgenError
+from reportgen.report import Report
+from rl.db import RewardLog
+
+log = logging.getLogger(__name__)
+MAX_DRAFT_BYTES = 5_000_000
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def find_study(root: Path, draft_file: Path, study_id: str) -> Path | None:
+    for candidate in sorted(root.rglob("*")):
+        if _stem(candidate) == study_id and (
+            candidate.is_dir() or candidate.name.endswith((".nii", ".nii.gz"))
+        ):
+            return candidate
+    folder = draft_file.parent
+    if any(p.name.endswith((".nii", ".nii.gz")) for p in folder.iterdir()):
+        return folder
+    return None
+
+
+def import_drafts(log_db: RewardLog, root: Path) -> tuple[int, int]:
+    """Add every model draft under `root` not yet in the log; returns (added, seen)."""
+    root = root.resolve()
+    added = seen = 0
+    for path in sorted(root.rglob("*.json")):
+        if path.stat().st_size > MAX_DRAFT_BYTES or path.name == "manifest.json":
+            continue
+        try:
+            report = Report.from_json(path.read_text(encoding="utf-8"))
+        except (ValidationError, UnicodeDecodeError, ValueError):
+            continue  # not a report (sidecars, configs)
+        if report.provenance.source != "model":
+            continue
+        seen += 1
+        study = find_study(root, path, report.study.study_id)
+        try:
+            _, new = log_db.add_draft(
+                report,
+                study_path=str(study.relative_to(root)) if study else None,
+                source_path=str(path.relative_to(root)),
+            )
+        except ReportgenError as exc:
+            log.warning("draft %s not added: %s", path.relative_to(root), exc)
+            continue
+        added += int(new)
+    return added, seen

@@ -1,0 +1,213 @@
+"""Every route of the review app, with its refusals; nothing is stored by a refused request."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tree_snapshot
+from fastapi.testclient import TestClient
+from helpers.review import PASSWORD, csrf_from, make_db, page_data, sign_in, studies_with_draft
+
+from reportgen.report import load_template
+from reportgen.review.app import ReviewSettings, create_app
+from reportgen.review.drafts import import_drafts
+from rl.db import RewardLog
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def app_env(request, tmp_path):
+    db = make_db(request.param, tmp_path)
+    root, draft, truth = studies_with_draft(tmp_path / "studies")
+    store = RewardLog(db)
+    assert import_drafts(store, root) == (1, 1)
+    store.add_clinician("alice", "Dr Alice", PASSWORD)
+    client = TestClient(create_app(ReviewSettings(db=db, studies=root), store))
+    yield client, store, root, draft, truth
+    store.close()
+
+
+def signed_in_page(client, draft_id=1):
+    assert sign_in(client).status_code == 303
+    page = client.get(f"/drafts/{draft_id}")
+    assert page.status_code == 200
+    return csrf_from(page.text), page_data(page.text)
+
+
+def test_signed_out_visitors_see_only_the_sign_in_page(app_env):
+    client, store, *_ = app_env
+    for path in ("/", "/drafts/1", "/drafts/1/slice.png?seq=T2W"):
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert client.get("/api/drafts/1").status_code == 401
+    before = store.audit_trail()
+    for path in ("/api/drafts/1/revisions", "/api/drafts/1/sign", "/api/drafts/1/preview"):
+        assert client.post(path, json={"version": 0, "report": {}}).status_code == 401
+    assert store.revision_numbers(1) == [] and store.audit_trail() == before
+    login = client.get("/login")
+    assert login.status_code == 200 and "Sign in" in login.text
+    assert "default-src 'self'" in login.headers["content-security-policy"]
+    assert login.headers["x-frame-options"] == "DENY"
+
+
+def test_sign_in_needs_the_right_password_and_the_csrf_token(app_env):
+    client, *_ = app_env
+    token = csrf_from(client.get("/login").text)
+    wrong = client.post(
+        "/login", data={"username": "alice", "password": "nope nope nope", "csrf_token": token}
+    )
+    assert wrong.status_code == 401 and "wrong password" in wrong.text
+    no_csrf = client.post("/login", data={"username": "alice", "password": PASSWORD})
+    assert no_csrf.status_code == 403
+    assert sign_in(client).status_code == 303
+    worklist = client.get("/")
+    assert worklist.status_code == 200 and "#1" in worklist.text and "draft" in worklist.text
+
+
+def test_review_page_offers_only_the_templates_values(app_env):
+    client, _, _, draft, _ = app_env
+    _, page = signed_in_page(client)
+    margin = next(c for c in page["finding_controls"] if c["id"] == "margin")
+    template = load_template("birads_mri")
+    assert tuple(v for v, _ in margin["options"]) == template.field("margin").values
+    size = next(c for c in page["finding_controls"] if c["id"] == "size_mm")
+    assert size["unit"] == "mm" and size["minimum"] is not None and size["maximum"] is not None
+    assert page["values"]["findings"][0]["size_mm"] == draft.findings[0].fields["size_mm"].value
+    assert set(page["sequences"]) >= {"T2W", "DWI", "ADC"}
+    zh = client.get("/drafts/1?lang=zh")
+    assert "乳腺" in zh.text or "BI-RADS" in zh.text
+
+
+def test_slices_are_pngs_and_paths_outside_the_studies_folder_are_refused(app_env, tmp_path):
+    client, store, root, draft, _ = app_env
+    signed_in_page(client)
+    png = client.get("/drafts/1/slice.png?seq=T2W&z=5&level=100&width=200")
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get("/drafts/1/slice.png?seq=NOPE").status_code == 404
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    for study_path in ("../outside", "link", "/etc"):
+        moved = draft.model_copy(deep=True)
+        moved.study.study_id = f"other-{study_path.strip('./')}"
+        draft_id, _ = store.add_draft(moved, study_path=study_path, source_path="x.json")
+        assert client.get(f"/drafts/{draft_id}/slice.png?seq=T2W").status_code == 403
+    assert client.get("/drafts/999").status_code == 404
+
+
+def test_preview_recomputes_derived_results_and_normalises_the_comment(app_env):
+    client, *_ = app_env
+    csrf, page = signed_in_page(client)
+    form = page["values"]
+    form["findings"][0]["margin"] = "margin_spiculated"
+    form["comment"] = "Margins look spiculated."
+    response = client.post(
+        "/api/drafts/1/preview", json={"report": form}, headers={"X-CSRF-Token": csrf}
+    )
+    assert response.status_code == 200
+    data = response.json()
+    assert data["derived"]["assessment"] in (
+        "birads_4",
+        "birads_4a",
+        "birads_4b",
+        "birads_4c",
+        "birads_5",
+    )
+    assert "Comment" in data["narrative"] and data["valid"]
+    form["findings"][0]["size_mm"] = 99999
+    bad = client.post(
+        "/api/drafts/1/preview", json={"report": form}, headers={"X-CSRF-Token": csrf}
+    ).json()
+    assert not bad["valid"] and any("range" in p["message"] for p in bad["problems"])
+
+
+def test_saves_and_signing_with_every_refusal_storing_nothing(app_env):
+    client, store, root, _, truth = app_env
+    csrf, page = signed_in_page(client)
+    form = page["values"]
+    headers = {"X-CSRF-Token": csrf}
+    snapshot = tree_snapshot(root)
+    before = store.audit_trail()
+    refusals = [
+        ({"version": 0, "report": form}, {}, 403),  # no CSRF token
+        ({"version": 0, "report": form}, {"X-CSRF-Token": "forged"}, 403),
+        ({"report": form}, headers, 422),  # no version
+        ({"version": 0, "report": {**form, "fields": {"no_such_field": 1}}}, headers, 422),
+        (
+            {
+                "version": 0,
+                "report": {**form, "findings": [{**form["findings"][0], "margin": "birads_5"}]},
+            },
+            headers,
+            422,
+        ),
+        (
+            {
+                "version": 0,
+                "report": {**form, "findings": [{**form["findings"][0], "size_mm": "big"}]},
+            },
+            headers,
+            422,
+        ),
+        ({"version": 0, "report": "not an object"}, headers, 422),
+        ({"version": 3, "report": form}, headers, 409),  # a version that does not exist yet
+    ]
+    for body, hdrs, status in refusals:
+        response = client.post("/api/drafts/1/revisions", json=body, headers=hdrs)
+        assert response.status_code == status, (body, response.text)
+        assert "error" in response.json()
+    malformed = client.post(
+        "/api/drafts/1/revisions",
+        content=b"{not json",
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 400
+    assert (
+        client.post(
+            "/api/drafts/999/revisions", json={"version": 0, "report": form}, headers=headers
+        ).status_code
+        == 404
+    )
+    assert store.revision_numbers(1) == [] and store.audit_trail() == before
+    assert tree_snapshot(root) == snapshot
+
+    form["findings"][0]["size_mm"] = truth.findings[0].fields["size_mm"].value
+    saved = client.post(
+        "/api/drafts/1/revisions", json={"version": 0, "report": form}, headers=headers
+    )
+    assert saved.json() == {"version": 1, "status": "in review"}
+    stale = client.post(
+        "/api/drafts/1/revisions", json={"version": 0, "report": form}, headers=headers
+    )
+    assert stale.status_code == 409 and "reload" in stale.json()["error"]
+    assert client.get("/api/drafts/1").json()["version"] == 1
+    form["findings"][0]["margin"] = truth.findings[0].fields["margin"].value
+    signed = client.post("/api/drafts/1/sign", json={"version": 1, "report": form}, headers=headers)
+    assert signed.status_code == 200 and signed.json()["status"] == "signed"
+    again = client.post("/api/drafts/1/sign", json={"version": 2, "report": form}, headers=headers)
+    assert again.status_code == 409
+    [record] = list(store.corrections())
+    assert {c["field"] for c in record["diff"]["changes"]} >= {"size_mm", "margin"}
+    assert "signed" in client.get("/").text
+
+
+def test_shown_text_is_escaped(app_env):
+    client, store, _, draft, _ = app_env
+    evil = draft.model_copy(deep=True)
+    evil.study.study_id = "<script>alert(1)</script>"
+    evil.comment = "<img src=x onerror=alert(1)>"
+    draft_id, _ = store.add_draft(evil)
+    signed_in_page(client)
+    worklist = client.get("/").text
+    assert "<script>alert(1)</script>" not in worklist and "&lt;script&gt;" in worklist
+    page = client.get(f"/drafts/{draft_id}").text
+    assert "<img src=x" not in page and "<script>alert" not in page
+
+
+def test_sign_out_ends_the_session(app_env):
+    client, store, *_ = app_env
+    csrf, _ = signed_in_page(client)
+    assert client.post("/logout", data={"csrf_token": "wrong"}).status_code == 403
+    assert (
+        client.post("/logout", data={"csrf_token": csrf}, follow_redirects=False).status_code == 303
+    )
+    assert client.get("/api/drafts/1").status_code == 401
+    assert [e["action"] for e in store.audit_trail()][-1] == "sign_out"

@@ -1,0 +1,102 @@
+"""A real browser (Debian's Chromium via Playwright) signs in, corrects and signs a draft
+that `reportgen generate` wrote, and the correction is read back from the database."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers.review import PASSWORD
+from helpers.server import ReviewServer
+
+from reportgen.report import Report
+from rl.db import RewardLog
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def chromium_or_skip() -> str:
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if os.environ.get("REPORTGEN_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{CHROMIUM} is missing but CI requires the browser test")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)")
+
+
+def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from reportgen.synth import SynthOptions, synth_dataset
+
+    executable = chromium_or_skip()
+    studies = tmp_path / "studies"
+    synth_dataset(
+        studies, 1, SynthOptions(domain="breast", seed=77, malignant_fraction=1.0), workers=1
+    )
+    study = next(p for p in studies.iterdir() if p.is_dir())
+    result = cli("generate", study, "--out", studies / "draft.json")
+    assert result.code == 0, result.err
+    draft = Report.from_json((studies / "draft.json").read_text())
+    db = str(tmp_path / "log.db")
+    RewardLog(db).add_clinician("alice", "Dr Alice", PASSWORD)
+    server = ReviewServer(db, studies, tmp_path / "server.log")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=executable,
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.goto(f"{server.url}/")
+            page.fill("#username", "alice")
+            page.fill("#password", PASSWORD)
+            page.click("#sign-in")
+            page.click("a.open-draft")
+            expect(page.locator("#problems li").first).to_be_visible()
+            # two corrections: the first finding's size and the breast composition
+            old_size = draft.findings[0].fields["size_mm"].value if draft.findings else None
+            if draft.findings:
+                page.fill("#finding-1-size_mm", str(int(old_size) + 4))
+                page.locator("#finding-1-size_mm").dispatch_event("change")
+            else:
+                page.click("#add-finding")
+            fgt = page.locator("#field-fgt_amount")
+            options = [
+                o for o in fgt.locator("option").evaluate_all("els => els.map(e => e.value)") if o
+            ]
+            new_fgt = next(o for o in options if o != draft.fields["fgt_amount"].value)
+            fgt.select_option(new_fgt)
+            expect(page.locator("#slice-image")).to_have_attribute(
+                "src", re.compile(r"slice\.png\?seq=")
+            )
+            assert (
+                page.locator("#slice-image").evaluate("img => img.complete && img.naturalWidth") > 0
+            )
+            page.wait_for_timeout(600)  # live validation (debounced)
+            shot = os.environ.get("REPORTGEN_SCREENSHOT")
+            page.screenshot(path=shot or str(tmp_path / "review.png"), full_page=True)
+            page.click("#sign")
+            expect(page.locator("#message")).to_contain_text("Signed")
+            browser.close()
+    finally:
+        server.kill()
+        shutil.copy(tmp_path / "server.log", tmp_path / "server.kept.log")
+    [record] = list(RewardLog(db).corrections())
+    changed = {c["field"]: (c["before"], c["after"]) for c in record["diff"]["changes"]}
+    assert changed["fgt_amount"] == (draft.fields["fgt_amount"].value, new_fgt)
+    if old_size is not None:
+        assert changed["size_mm"] == (old_size, int(old_size) + 4)
+    assert record["clinician"] == "alice" and record["draft"]["provenance"]["source"] == "model"

@@ -1,0 +1,88 @@
+"""The reward log under stress: a server killed mid-burst, and 20 clients saving at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from helpers.review import PASSWORD, make_db, studies_with_draft
+from helpers.server import ReviewServer
+
+from reportgen.review.drafts import import_drafts
+from reportgen.review.load import run_load
+from rl.db import RewardLog, integrity_problems
+
+pytestmark = pytest.mark.slow
+
+
+def prepare(tmp_path, kind: str, drafts: int, users: int):
+    db = make_db(kind, tmp_path)
+    root, draft, truth = studies_with_draft(tmp_path / "studies")
+    store = RewardLog(db)
+    import_drafts(store, root)
+    for i in range(1, drafts):
+        copy = draft.model_copy(deep=True)
+        copy.provenance.model_version = f"0.0.{i + 1}"
+        store.add_draft(copy, study_path=truth.study.study_id, source_path=f"copy{i}.json")
+    accounts = [(f"user{i}", PASSWORD) for i in range(users)]
+    for name, password in accounts:
+        store.add_clinician(name, name, password)
+    return db, root, store, accounts
+
+
+def revisions_in_log(store: RewardLog, draft_ids: list[int]) -> list[tuple[int, int]]:
+    return sorted((d, n) for d in draft_ids for n in store.revision_numbers(d))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_every_acknowledged_save_survives_sigkill(tmp_path, kind):
+    db, root, store, accounts = prepare(tmp_path, kind, drafts=2, users=4)
+    server = ReviewServer(db, root, tmp_path / "server.log")
+    stop = threading.Event()
+    outcome = {}
+    burst = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "r", run_load(server.url, accounts, [1, 2], 30, stop=stop)
+        )
+    )
+    burst.start()
+    time.sleep(4.0)  # saves are flowing
+    server.kill(signal.SIGKILL)
+    time.sleep(1.0)
+    stop.set()
+    burst.join()
+    result = outcome["r"]
+    assert result.saves > 5, result.summary()
+    store = RewardLog(db)  # a fresh connection, as after a restart
+    in_log = set(revisions_in_log(store, [1, 2]))
+    assert set(result.acknowledged) <= in_log  # nothing acknowledged was lost
+    for draft_id in (1, 2):  # and the versions are contiguous: no hole, no duplicate
+        numbers = store.revision_numbers(draft_id)
+        assert numbers == list(range(1, len(numbers) + 1))
+    assert integrity_problems(store.engine) == []
+    # the log still works after the crash
+    restarted = ReviewServer(db, root, tmp_path / "server2.log")
+    try:
+        again = run_load(restarted.url, accounts[:1], [1], 1.5)
+        assert again.saves >= 1 and again.errors == 0
+    finally:
+        restarted.kill(signal.SIGTERM)
+
+
+def test_twenty_clients_saving_at_once_lose_and_duplicate_nothing(tmp_path):
+    kind = "postgres" if os.environ.get("REPORTGEN_TEST_POSTGRES_URL") else "sqlite"
+    db, root, _store, accounts = prepare(tmp_path, kind, drafts=5, users=20)
+    server = ReviewServer(db, root, tmp_path / "server.log")
+    try:
+        result = run_load(server.url, accounts, [1, 2, 3, 4, 5], seconds=8)
+    finally:
+        server.kill(signal.SIGTERM)
+    summary = result.summary()
+    assert result.errors == 0, summary
+    assert result.saves >= 20, summary
+    acknowledged = sorted(result.acknowledged)
+    assert len(acknowledged) == len(set(acknowledged))
+    assert acknowledged == revisions_in_log(RewardLog(db), [1, 2, 3, 4, 5]), summary
