@@ -60,6 +60,8 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
                 ],
             )
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(60_000)  # CI machines are shared; generous, not timed
+            expect.set_options(timeout=60_000)
             page.goto(f"{server.url}/")
             page.fill("#username", "alice")
             page.fill("#password", PASSWORD)

@@ -86,6 +86,7 @@ from reportgen.cli import (  # noqa: E402,F401
     pretrain_commands,
     report_commands,
     review_commands,
+    rl_commands,
     study_commands,
     synth_commands,
 )

@@ -124,6 +124,18 @@ class ReportGenerator:
             )
         return Draft(report, state, drafted, study_p)
 
+    def report_of(
+        self, study_id: str, drafted: Drafted, used: list[str] | None = None
+    ) -> Report | None:
+        """The report a (sampled) token sequence spells, or None if it is incomplete."""
+        try:
+            state = self.grammar.parse(drafted.ids)
+        except GrammarError:
+            return None
+        if not state.done:
+            return None
+        return self._build(study_id, state, drafted, list(used or self.sequences), None)
+
     @torch.no_grad()
     def image_embeddings(self, images) -> torch.Tensor:
         """Contrastive image embeddings of cached studies (retrieval, `similar`)."""

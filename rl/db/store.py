@@ -432,17 +432,25 @@ class RewardLog:
         """Every correction record, oldest first, as the JSON-ready dict export writes."""
         with Session(self.engine) as session:
             rows = session.execute(
-                select(Correction, Clinician.username, Draft.study_id, SignedReport.signed_at)
+                select(
+                    Correction,
+                    Clinician.username,
+                    Draft.study_id,
+                    SignedReport.signed_at,
+                    Study.path,
+                )
                 .join(Clinician, Clinician.id == Correction.clinician_id)
                 .join(Draft, Draft.id == Correction.draft_id)
+                .join(Study, Study.id == Draft.study_id)
                 .join(SignedReport, SignedReport.id == Correction.signed_report_id)
                 .order_by(Correction.id)
             )
-            for c, username, study_id, signed_at in rows:
+            for c, username, study_id, signed_at, study_path in rows:
                 yield {
                     "correction_id": c.id,
                     "draft_id": c.draft_id,
                     "study_id": study_id,
+                    "study_path": study_path,
                     "template_id": c.template_id,
                     "clinician": username,
                     "model_version": c.model_version,

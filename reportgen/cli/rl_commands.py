@@ -1,0 +1,159 @@
+"""`reportgen refine` (PPO from the reward log) and `reportgen rewards` (reward statistics)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import typer
+
+from reportgen.cli import app
+from reportgen.cli.review_commands import DB_HELP
+from reportgen.errors import ConfigError, InputError
+
+
+@app.command()
+def refine(
+    model: Path = typer.Option(
+        None, "--model", help="Model to refine (default: the bundled model)."
+    ),
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    studies: Path = typer.Option(
+        ..., "--studies", help="The studies folder the review app served."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (model/, refine_summary.json, tb/)."
+    ),
+    steps: int = typer.Option(200, "--steps"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(5e-5, "--lr"),
+    kl_coef: float = typer.Option(0.05, "--kl-coef", help="Initial KL penalty coefficient."),
+    target_kl: float = typer.Option(
+        1.0, "--target-kl", help="Per-report KL the controller aims for."
+    ),
+    heldout: Path = typer.Option(
+        None, "--heldout", help="Held-out studies with truth (never corrected) for the guard."
+    ),
+    heldout_limit: int = typer.Option(None, "--heldout-limit"),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every"),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
+) -> None:
+    """Refine the report decoder with PPO against clinicians' corrections."""
+    import torch
+
+    from reportgen.model.generate import BUNDLED_MODEL
+    from rl.db import RewardLog
+    from rl.ppo import PPOConfig
+    from rl.refine import refine as run_refine
+
+    if steps < 1 or batch_size < 1:
+        raise ConfigError("--steps and --batch-size must be at least 1")
+    if not studies.is_dir():
+        raise InputError(studies, "not a folder")
+    if heldout is not None and not (heldout / "manifest.jsonl").is_file():
+        raise InputError(
+            heldout, "no manifest.jsonl (held-out studies with truth, e.g. from `reportgen synth`)"
+        )
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    records = list(RewardLog(db).corrections())
+    config = PPOConfig(
+        steps=steps,
+        batch_size=batch_size,
+        minibatch_size=max(1, batch_size // 2),
+        lr=lr,
+        init_kl_coef=kl_coef,
+        target_kl=target_kl,
+        seed=seed,
+    )
+    summary = run_refine(
+        model or BUNDLED_MODEL,
+        records,
+        studies,
+        out,
+        config,
+        heldout=heldout,
+        heldout_limit=heldout_limit,
+        resume=resume,
+        checkpoint_every=checkpoint_every,
+        log=typer.echo,
+    )
+    if "refined_metrics" in summary:
+        for name in ("field_accuracy", "assessment_accuracy", "mean_reward", "size_mae_mm"):
+            ref, new = summary["reference_metrics"][name], summary["refined_metrics"][name]
+            typer.echo(
+                f"{name:22s} reference {ref if ref is None else round(ref, 4)}  refined {new if new is None else round(new, 4)}"
+            )
+    verdict = "RECOMMENDED" if summary["recommended"] else "NOT RECOMMENDED (kept for inspection)"
+    typer.echo(f"refined model: {out / 'model'} — {verdict}")
+
+
+@app.command()
+def rewards(
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Reward statistics of the log's corrections, per field and per clinician."""
+    from reportgen.report import Report
+    from rl.db import RewardLog
+    from rl.rewards import correction_reward
+
+    per_field: dict[str, int] = defaultdict(int)
+    per_clinician: dict[str, list[float]] = defaultdict(list)
+    n = 0
+    for record in RewardLog(db).corrections():
+        n += 1
+        for change in record["diff"]["changes"]:
+            per_field[change["field"]] += 1
+        per_field["finding_added"] += len(record["diff"]["added_findings"])
+        per_field["finding_removed"] += len(record["diff"]["removed_findings"])
+        draft = Report.model_validate(record["draft"])
+        signed = Report.model_validate(record["corrected"])
+        per_clinician[record["clinician"]].append(correction_reward(draft, signed).reward)
+    stats = {
+        "corrections": n,
+        "fields_corrected": {
+            k: {"count": v, "rate": round(v / n, 4)} for k, v in sorted(per_field.items()) if v
+        },
+        "clinicians": {
+            k: {
+                "corrections": len(v),
+                "mean_reward": round(sum(v) / len(v), 4),
+                "min_reward": round(min(v), 4),
+            }
+            for k, v in sorted(per_clinician.items())
+        },
+    }
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    typer.echo(f"corrections: {n}")
+    typer.echo("field                      corrected  rate")
+    for k, v in stats["fields_corrected"].items():
+        typer.echo(f"{k:26s} {v['count']:9d}  {v['rate']:.3f}")
+    typer.echo("clinician                  corrections  mean reward of drafts")
+    for k, v in stats["clinicians"].items():
+        typer.echo(f"{k:26s} {v['corrections']:11d}  {v['mean_reward']:.3f}")
+
+
+@app.command("reward-model")
+def reward_model(
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for the reward model (safetensors + config)."
+    ),
+    epochs: int = typer.Option(30, "--epochs"),
+    heldout_fraction: float = typer.Option(0.2, "--heldout-fraction"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the learned reward model (trl RewardTrainer) on the log's (signed, draft) pairs."""
+    from rl.db import RewardLog
+    from rl.reward_model import train_reward_model
+
+    if not 0.05 <= heldout_fraction <= 0.5:
+        raise ConfigError("--heldout-fraction must be between 0.05 and 0.5")
+    result = train_reward_model(
+        list(RewardLog(db).corrections()), out, heldout_fraction, epochs, seed
+    )
+    typer.echo(json.dumps(result, indent=2))

@@ -1,0 +1,220 @@
+"""`reportgen refine`: PPO from the reward log, guarded by a held-out comparison.
+
+Corrections (draft + signed report) become per-study targets; each PPO step samples
+reports for a batch of corrected studies under the template constraints and scores
+them with `rl.rewards.correction_reward` against what the clinician signed. At the end
+the refined model and the reference are evaluated side by side on held-out studies
+that were never corrected; a refined model that is worse on a headline metric is
+written but marked NOT RECOMMENDED, never presented as the better model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from reportgen.errors import ConfigError, InputError
+from reportgen.io import load_study
+from reportgen.model.generate import GenerateOptions, ReportGenerator
+from reportgen.model.modeling import save_model
+from reportgen.report import Report
+from reportgen.report.compare import slots
+from rl.ppo import PPOConfig, PPOTrainer
+from rl.rewards import correction_reward
+
+MIN_CORRECTIONS = 8
+HEADLINE = ("field_accuracy", "assessment_accuracy", "mean_reward")
+WORSE_BY = 0.01  # one point
+
+
+@dataclass
+class Target:
+    study_id: str
+    image: torch.Tensor
+    present: torch.Tensor
+    signed: Report
+
+
+def corrected_targets(
+    records: list[dict], studies: Path, template_id: str, generator: ReportGenerator
+) -> list[Target]:
+    """The corrected studies' images and signed reports; refuses what PPO cannot use."""
+    templates = {r["template_id"] for r in records}
+    if templates - {template_id}:
+        raise ConfigError(
+            f"the model writes {template_id} reports but the log's corrections are for "
+            f"{', '.join(sorted(templates - {template_id}))}; refine a model of the same template"
+        )
+    if len(records) < MIN_CORRECTIONS:
+        raise ConfigError(
+            f"the reward log holds {len(records)} corrections of {template_id}; refine needs at "
+            f"least {MIN_CORRECTIONS}"
+        )
+    root = studies.resolve()
+    targets = []
+    for record in tqdm(records, desc="loading corrected studies", leave=False):
+        if not record.get("study_path"):
+            continue
+        path = (root / record["study_path"]).resolve()
+        if root not in path.parents and path != root:
+            continue
+        image, present, _ = generator.tensors(load_study(path))
+        targets.append(
+            Target(record["study_id"], image, present, Report.model_validate(record["corrected"]))
+        )
+    if len(targets) < MIN_CORRECTIONS:
+        raise InputError(
+            studies,
+            f"only {len(targets)} corrected studies' images were found here; refine needs at least {MIN_CORRECTIONS}",
+        )
+    return targets
+
+
+def heldout_metrics(generator: ReportGenerator, folder: Path, limit: int | None = None) -> dict:
+    """Greedy drafts of held-out studies vs their truth: the guard's headline metrics."""
+    from reportgen.synth import read_manifest
+
+    rows = read_manifest(folder / "manifest.jsonl")[:limit]
+    correct = total = assess_ok = 0
+    rewards, size_errors = [], []
+    for row in tqdm(rows, desc="held-out evaluation", leave=False):
+        study = load_study(folder / row["dir"])
+        truth = Report.from_json((folder / row["dir"] / "report.json").read_text())
+        draft = generator.draft(study, GenerateOptions(explain=False)).report
+        for slot in slots(draft, truth):
+            if slot.truth is None:
+                continue
+            total += 1
+            correct += int(slot.truth == slot.predicted)
+            if slot.field == "size_mm" and slot.predicted is not None:
+                size_errors.append(abs(float(slot.predicted) - float(slot.truth)))
+        assess_ok += int(draft.derived.get("assessment") == truth.derived.get("assessment"))
+        rewards.append(correction_reward(draft, truth).reward)
+    n = max(len(rows), 1)
+    return {
+        "n": len(rows),
+        "field_accuracy": correct / max(total, 1),
+        "assessment_accuracy": assess_ok / n,
+        "mean_reward": float(np.mean(rewards)) if rewards else 0.0,
+        "size_mae_mm": float(np.mean(size_errors)) if size_errors else None,
+    }
+
+
+def _save_checkpoint(trainer: PPOTrainer, generator: ReportGenerator, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(generator.model, generator.vocab, folder)
+    state = trainer.state_dict()
+    save_file(
+        {k: v.contiguous() for k, v in state["value_head"].items()},
+        str(folder / "value_head.safetensors"),
+    )
+    torch.save(
+        {"optimizer": state["optimizer"], "kl_coef": state["kl_coef"], "step": state["step"]},
+        folder / "trainer_state.pt",
+    )
+
+
+def _load_checkpoint(trainer: PPOTrainer, folder: Path) -> None:
+    from safetensors.torch import load_file as load_weights
+
+    weights = load_weights(str(folder / "model.safetensors"))
+    trainer.generator.model.load_state_dict(weights, strict=False)
+    rest = torch.load(folder / "trainer_state.pt", weights_only=True)
+    trainer.load_state_dict(
+        {"value_head": load_file(str(folder / "value_head.safetensors")), **rest}
+    )
+
+
+def refine(
+    model_dir: Path,
+    records: list[dict],
+    studies: Path,
+    out: Path,
+    config: PPOConfig,
+    heldout: Path | None = None,
+    heldout_limit: int | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 50,
+    log=print,
+) -> dict:
+    generator = ReportGenerator(model_dir)
+    targets = corrected_targets(records, studies, generator.template.id, generator)
+    trainer = PPOTrainer(generator, config)
+    last = out / "last"
+    if resume:
+        if not (last / "trainer_state.pt").is_file():
+            raise InputError(last, "nothing to resume (no checkpoint)")
+        _load_checkpoint(trainer, last)
+    elif out.exists() and any(out.iterdir()):
+        raise InputError(out, "exists and is not empty (use --resume to continue)")
+    out.mkdir(parents=True, exist_ok=True)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"))
+    by_id = {t.study_id: t for t in targets}
+    history = []
+    bar = tqdm(
+        range(trainer.step, config.steps),
+        desc="refine (PPO)",
+        initial=trainer.step,
+        total=config.steps,
+    )
+    for step in bar:
+        rng = random.Random(config.seed * 7919 + step)
+        batch = rng.sample(targets, min(config.batch_size, len(targets)))
+        images = torch.cat([t.image for t in batch])
+        present = torch.cat([t.present for t in batch])
+        ids = [t.study_id for t in batch]
+
+        def score(reports, study_ids):
+            return [
+                correction_reward(r, by_id[i].signed).reward if r is not None else -1.0
+                for r, i in zip(reports, study_ids, strict=True)
+            ]
+
+        stats = trainer.train_step(images, present, ids, score)
+        history.append({"step": step + 1, **stats})
+        for key, value in stats.items():
+            writer.add_scalar(f"ppo/{key}", value, step + 1)
+        bar.set_postfix(
+            reward=f"{stats['reward']:.3f}",
+            kl=f"{stats['kl']:.3f}",
+            clip=f"{stats['clipfrac']:.2f}",
+        )
+        if (step + 1) % checkpoint_every == 0 or step + 1 == config.steps:
+            _save_checkpoint(trainer, generator, last)
+    writer.close()
+    generator.model.cfg.version = f"{generator.model.cfg.version}+ppo{config.steps}"
+    sha = save_model(generator.model, generator.vocab, out / "model")
+    summary = {
+        "reference": str(model_dir),
+        "corrections": len(records),
+        "studies": len(targets),
+        "ppo": config.to_dict(),
+        "checkpoint_sha256": sha,
+        "final": history[-1] if history else None,
+    }
+    if heldout is not None:
+        log("evaluating reference and refined model on held-out studies ...")
+        refined = heldout_metrics(ReportGenerator(out / "model"), heldout, heldout_limit)
+        reference = heldout_metrics(ReportGenerator(model_dir), heldout, heldout_limit)
+        worse = [m for m in HEADLINE if refined[m] < reference[m] - WORSE_BY]
+        summary.update(reference_metrics=reference, refined_metrics=refined, worse_on=worse)
+        summary["recommended"] = not worse
+        if worse:
+            (out / "model" / "NOT_RECOMMENDED").write_text(
+                f"Worse than the reference on held-out {', '.join(worse)} (see refine_summary.json).\n"
+            )
+    else:
+        summary["recommended"] = False
+        summary["note"] = "no --heldout set: the refined model was not compared; not recommended"
+    (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    (out / "refine_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

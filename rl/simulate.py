@@ -1,0 +1,100 @@
+"""Simulated clinicians for the refinement bench: they correct drafts from the phantom's truth.
+
+Real clinicians differ: some fix everything, some only what changes management. Each
+profile decides which wrong fields get fixed, with some noise (a wrong value left in).
+Their edits go through the review app's own code (`report_from_form`, `RewardLog.sign`),
+so the bench exercises the same path a clinician's browser does.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from reportgen.report import Report, load_template
+from reportgen.report.compare import align_findings
+from reportgen.review.forms import form_values, report_from_form
+from rl.db import RewardLog
+
+MAJOR_FIELDS = {"type", "laterality", "margin", "shape", "kinetics_delayed", "internal_enhancement"}
+
+
+@dataclass(frozen=True)
+class ClinicianProfile:
+    name: str
+    major_only: bool = False
+    miss_rate: float = 0.0  # chance a wrong field is left wrong
+    size_tolerance_mm: float = 0.0  # size errors within this are left alone
+
+
+PROFILES = (
+    ClinicianProfile("thorough", miss_rate=0.05),
+    ClinicianProfile("busy", major_only=True, miss_rate=0.1, size_tolerance_mm=5.0),
+    ClinicianProfile("careful", miss_rate=0.0, size_tolerance_mm=1.0),
+)
+
+
+def corrected_form(
+    draft: Report, truth: Report, profile: ClinicianProfile, rng: random.Random
+) -> dict:
+    """The form a clinician of this profile would sign for `draft` of a study with `truth`."""
+    d, t = form_values(draft), form_values(truth)
+
+    def fixes(field: str, before, after) -> bool:
+        if before == after:
+            return False
+        if profile.major_only and field not in MAJOR_FIELDS and field != "size_mm":
+            return False
+        if (
+            field == "size_mm"
+            and before is not None
+            and after is not None
+            and abs(float(before) - float(after)) <= profile.size_tolerance_mm
+        ):
+            return False
+        return rng.random() >= profile.miss_rate
+
+    fields = dict(d["fields"])
+    if not profile.major_only:
+        for key in set(t["fields"]) | set(d["fields"]):
+            if fixes(key, d["fields"].get(key), t["fields"].get(key)):
+                if key in t["fields"]:
+                    fields[key] = t["fields"][key]
+                else:
+                    fields.pop(key, None)
+    findings = []
+    pairs = dict(align_findings(truth.findings, draft.findings))
+    for i, truth_finding in enumerate(t["findings"]):
+        if i not in pairs:
+            findings.append(dict(truth_finding))  # a missed finding is always added
+            continue
+        merged = dict(d["findings"][pairs[i]])
+        for key in set(truth_finding) | set(merged):
+            if fixes(key, merged.get(key), truth_finding.get(key)):
+                if key in truth_finding:
+                    merged[key] = truth_finding[key]
+                else:
+                    merged.pop(key, None)
+        findings.append(merged)
+    return {"fields": fields, "findings": findings, "comment": d["comment"]}
+
+
+def sign_as(
+    log: RewardLog,
+    clinician_id: int,
+    draft_id: int,
+    draft: Report,
+    truth: Report,
+    profile: ClinicianProfile,
+    rng: random.Random,
+) -> Report:
+    """Correct and sign through the app's own code; falls back to the truth if the mix is invalid."""
+    template = load_template(draft.template.id)
+    log.audit("open", clinician_id, draft_id)
+    report, _ = report_from_form(
+        template, draft, corrected_form(draft, truth, profile, rng), clinician_id
+    )
+    if not report.validation.valid:  # a half-fixed finding can break a conditional rule
+        report, _ = report_from_form(template, draft, form_values(truth), clinician_id)
+    log.sign(draft_id, clinician_id, 0, report)
+    return report
