@@ -13,23 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from helpers.review import PASSWORD
-
-from reportgen.io import load_study
-from reportgen.model.generate import BUNDLED_MODEL, GenerateOptions, ReportGenerator
-from reportgen.report import Report
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.model.generate import BUNDLED_MODEL, ReportGenerator
+from reportgen.synth import SynthOptions, synth_dataset
 from rl.db import RewardLog
 from rl.ppo import PPOConfig
 from rl.refine import refine
-from rl.simulate import PROFILES, sign_as
+from rl.simulate import correct_drafts_of
 
 
 def main() -> None:
@@ -56,23 +49,7 @@ def main() -> None:
         workers=1,
     )
     log = RewardLog(str(work / "log.db"))
-    clinicians = [log.add_clinician(p.name, p.name, PASSWORD) for p in PROFILES]
-    generator = ReportGenerator()
-    rng = random.Random(0)
-    for i, row in enumerate(read_manifest(work / "studies" / "manifest.jsonl")):
-        folder = work / "studies" / row["dir"]
-        draft = generator.draft(load_study(folder), GenerateOptions(explain=False)).report
-        truth = Report.from_json((folder / "report.json").read_text())
-        draft_id, _ = log.add_draft(draft, study_path=row["dir"])
-        sign_as(
-            log,
-            clinicians[i % len(PROFILES)],
-            draft_id,
-            draft,
-            truth,
-            PROFILES[i % len(PROFILES)],
-            rng,
-        )
+    correct_drafts_of(log, work / "studies", ReportGenerator(), random.Random(0))
     records = list(log.corrections())
     summary = refine(
         BUNDLED_MODEL,

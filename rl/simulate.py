@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from reportgen.report import Report, load_template
 from reportgen.report.compare import align_findings
 from reportgen.review.forms import form_values, report_from_form
 from rl.db import RewardLog
 
+SIMULATED_PASSWORD = "simulated-clinician"  # accounts of the bench, never of people
 MAJOR_FIELDS = {"type", "laterality", "margin", "shape", "kinetics_delayed", "internal_enhancement"}
 
 
@@ -98,3 +100,22 @@ def sign_as(
         report, _ = report_from_form(template, draft, form_values(truth), clinician_id)
     log.sign(draft_id, clinician_id, 0, report)
     return report
+
+
+def correct_drafts_of(log: RewardLog, studies: Path, generator, rng: random.Random) -> int:
+    """Draft every study of a synthetic folder with `generator` and have the simulated
+    clinicians (in turn) correct and sign each draft in `log`; returns how many."""
+    from reportgen.io import load_study
+    from reportgen.model.generate import GenerateOptions
+    from reportgen.synth import read_manifest
+
+    clinicians = [log.add_clinician(p.name, p.name, SIMULATED_PASSWORD) for p in PROFILES]
+    rows = read_manifest(studies / "manifest.jsonl")
+    for i, row in enumerate(rows):
+        folder = studies / row["dir"]
+        draft = generator.draft(load_study(folder), GenerateOptions(explain=False)).report
+        truth = Report.from_json((folder / "report.json").read_text())
+        draft_id, _ = log.add_draft(draft, study_path=row["dir"])
+        profile = PROFILES[i % len(PROFILES)]
+        sign_as(log, clinicians[i % len(PROFILES)], draft_id, draft, truth, profile, rng)
+    return len(rows)

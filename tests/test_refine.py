@@ -8,17 +8,16 @@ import random
 import pytest
 import torch
 from conftest import assert_refused
-from helpers.review import PASSWORD
 
 from reportgen.io import load_study
-from reportgen.model.generate import GenerateOptions, ReportGenerator
+from reportgen.model.generate import ReportGenerator
 from reportgen.report import Report, build_report, load_template
 from reportgen.report.values import plain
 from reportgen.synth import SynthOptions, read_manifest, synth_dataset
 from rl.db import RewardLog
 from rl.ppo import PPOConfig, PPOTrainer, gae, whiten
 from rl.rewards import correction_reward
-from rl.simulate import PROFILES, sign_as
+from rl.simulate import correct_drafts_of
 
 pytestmark = pytest.mark.slow
 
@@ -49,16 +48,8 @@ def corrected(tmp_path_factory):
         workers=1,
     )
     db = str(root / "log.db")
-    log = RewardLog(db)
-    clinicians = [log.add_clinician(p.name, p.name, PASSWORD) for p in PROFILES]
     generator = ReportGenerator()
-    rng = random.Random(0)
-    for i, row in enumerate(read_manifest(root / "studies" / "manifest.jsonl")):
-        folder = root / "studies" / row["dir"]
-        draft = generator.draft(load_study(folder), GenerateOptions(explain=False)).report
-        truth = Report.from_json((folder / "report.json").read_text())
-        draft_id, _ = log.add_draft(draft, study_path=row["dir"])
-        sign_as(log, clinicians[i % 3], draft_id, draft, truth, PROFILES[i % 3], rng)
+    assert correct_drafts_of(RewardLog(db), root / "studies", generator, random.Random(0)) == 10
     return root, db, generator
 
 

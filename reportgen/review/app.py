@@ -308,32 +308,27 @@ def create_app(settings: ReviewSettings, reward_log: RewardLog | None = None) ->
             raise HTTPException(422, "version: the version you edited (an integer) is required")
         return version
 
-    @app.post("/api/drafts/{draft_id}/revisions")
-    async def save(request: Request, draft_id: int):
+    async def write(request: Request, draft_id: int, action) -> tuple[int, int]:
+        """Guard, parse and store one edit; maps the log's refusals to 409 / 422."""
         clinician_id = write_guard(request)
         body = _json_body(await request.body())
         version = version_of(body)
         _, _, report, _ = edited(request, draft_id, body, clinician_id)
         try:
-            new_version = store.save(draft_id, clinician_id, version, report)
+            return version, action(draft_id, clinician_id, version, report)
         except Conflict as exc:
             raise HTTPException(409, str(exc)) from exc
         except RefusedEdit as exc:
             raise HTTPException(422, str(exc)) from exc
+
+    @app.post("/api/drafts/{draft_id}/revisions")
+    async def save(request: Request, draft_id: int):
+        _, new_version = await write(request, draft_id, store.save)
         return {"version": new_version, "status": "in review"}
 
     @app.post("/api/drafts/{draft_id}/sign")
     async def sign(request: Request, draft_id: int):
-        clinician_id = write_guard(request)
-        body = _json_body(await request.body())
-        version = version_of(body)
-        _, _, report, _ = edited(request, draft_id, body, clinician_id)
-        try:
-            signed_id = store.sign(draft_id, clinician_id, version, report)
-        except Conflict as exc:
-            raise HTTPException(409, str(exc)) from exc
-        except RefusedEdit as exc:
-            raise HTTPException(422, str(exc)) from exc
+        version, signed_id = await write(request, draft_id, store.sign)
         return {"signed_report_id": signed_id, "version": version + 1, "status": "signed"}
 
     return app
