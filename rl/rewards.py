@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reportgen.report import Report, load_template, validate_report
-from reportgen.report.compare import _clock_hours, align_findings, slots
+from reportgen.report.compare import clock_hours, align_findings, slots
 
 DERIVED_WEIGHT = {"assessment": 5.0, "stage": 5.0, "management": 1.0}
 FINDING_PRESENCE_WEIGHT = 3.0
@@ -51,7 +51,7 @@ def _field_error(name: str, truth, predicted) -> float:
     if name == "size_mm":
         return min(1.0, abs(float(predicted) - float(truth)) / max(float(truth), 1.0))
     if name == "clock" and isinstance(truth, str) and isinstance(predicted, str):
-        return _clock_hours(truth, predicted) / 6.0
+        return clock_hours(truth, predicted) / 6.0
     return 1.0
 
 

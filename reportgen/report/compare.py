@@ -19,7 +19,8 @@ from reportgen.report.schema import Finding, Report, Scalar
 NO_MATCH = 1e6
 
 
-def _clock_hours(a: str, b: str) -> int:
+def clock_hours(a: str, b: str) -> int:
+    """Hours apart on the clock face (0-6), shared by finding alignment and the rewards."""
     ha, hb = int(a.split("_")[1]), int(b.split("_")[1])
     return min((ha - hb) % 12, (hb - ha) % 12)
 
@@ -33,7 +34,7 @@ def _cost(a: Finding, b: Finding) -> float:
     if "type" in fa and "type" in fb and fa["type"] != fb["type"]:
         cost += 2.0
     if "clock" in fa and "clock" in fb:
-        cost += 0.5 * _clock_hours(str(fa["clock"]), str(fb["clock"]))
+        cost += 0.5 * clock_hours(str(fa["clock"]), str(fb["clock"]))
     if "size_mm" in fa and "size_mm" in fb:
         sa, sb = float(fa["size_mm"]), float(fb["size_mm"])
         cost += abs(sa - sb) / max(sa, sb, 1.0)
