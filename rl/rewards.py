@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reportgen.report import Report, load_template, validate_report
-from reportgen.report.compare import clock_hours, align_findings, slots
+from reportgen.report.compare import align_findings, clock_hours, slots
 
 DERIVED_WEIGHT = {"assessment": 5.0, "stage": 5.0, "management": 1.0}
 FINDING_PRESENCE_WEIGHT = 3.0
