@@ -200,6 +200,15 @@ class MaskedAutoencoder3D(nn.Module):
         index = order[:, :k]
         return index, torch.gather(available, 1, index)
 
+    def embed_grid(self, images: torch.Tensor, cfg: MAEConfig) -> torch.Tensor:
+        """Every token of images on another grid `cfg` (a zoomed crop), embedded with this
+        encoder's patch and sequence embeddings and positions on that grid."""
+        if cfg.patch != self.cfg.patch or cfg.sequences != self.cfg.sequences:
+            raise ValueError("a grid read by this encoder needs its patch size and sequences")
+        seq_ids, patch_ids = token_ids(cfg)
+        pos = sincos_3d(self.cfg.embed_dim, cfg.patches_per_axis).to(images.device)
+        return self.patch_embed(patchify(images, cfg)) + self.seq_embed[seq_ids] + pos[patch_ids]
+
     def forward_features(self, images: torch.Tensor, present: torch.Tensor) -> EncodedTokens:
         """Encode every token of the sequences each study has (missing ones are left out)."""
         index, valid = self.available_index(present)

@@ -59,6 +59,7 @@ def bench(tmp_path_factory):
             config="tiny",
             steps=40,
             batch_size=6,
+            detector_steps=30,
             cache_dir=root / "cache-model",
             progress=False,
         ),
@@ -241,6 +242,26 @@ def test_cli_generate_evaluate_similar(bench, cli, tmp_path):
         "similar", study, "--library", bench / "train", "--model", bench / "model", "--top", "2"
     )
     assert sim.code == 0 and len(sim.out.strip().splitlines()) == 2
+
+
+def test_lesion_centred_and_whole_study_models_both_train_and_draft(bench, cli, tmp_path):
+    from reportgen.model.modeling import load_model
+
+    model, _ = load_model(bench / "model")
+    assert model.cfg.roi is not None and model.cfg.input_grid()[1] == (4.0, 4.0, 4.0)
+    assert "Lesion-centred reading" in (bench / "model" / "README.md").read_text()
+    whole = tmp_path / "whole"
+    args = ["--data", bench / "train", "--encoder", bench / "mae", "--config", "tiny"]
+    result = cli("train", *args, "--out", whole, "--steps", "2", "--no-roi")
+    assert result.code == 0, result.err
+    plain_model, _ = load_model(whole)
+    assert plain_model.cfg.roi is None and not hasattr(plain_model, "detector")
+    study = bench / "heldout" / read_manifest(bench / "heldout" / "manifest.jsonl")[0]["dir"]
+    drafted = cli("generate", study, "--model", whole, "--no-explain", "--out", tmp_path / "r.json")
+    assert drafted.code == 0, drafted.err
+    assert Report.from_json((tmp_path / "r.json").read_text()).validation.valid
+    refused = cli("train", *args, "--out", tmp_path / "p", "--freeze", "partial")
+    assert_refused(refused, "frozen encoder")
 
 
 def test_cli_refusals(bench, cli, tmp_path):

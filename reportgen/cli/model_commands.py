@@ -26,6 +26,15 @@ def train(
     freeze: str = typer.Option(None, "--freeze", help="frozen | partial | full encoder."),
     sequence_dropout: float = typer.Option(None, "--sequence-dropout"),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
+    roi: bool = typer.Option(
+        True,
+        "--roi/--no-roi",
+        help="Lesion-centred reading: a detector plus zoomed crops of its candidates.",
+    ),
+    detector_steps: int = typer.Option(600, "--detector-steps"),
+    detector_from: Path = typer.Option(
+        None, "--detector-from", help="Reuse the detector of this model directory (ablations)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
     cache_dir: Path = typer.Option(
@@ -55,6 +64,9 @@ def train(
             freeze=freeze,
             sequence_dropout=sequence_dropout,
             checkpoint_every=checkpoint_every,
+            roi=roi,
+            detector_steps=detector_steps,
+            detector_from=detector_from,
             seed=seed,
             resume=resume,
             cache_dir=cache_dir,

@@ -9,6 +9,17 @@ from pathlib import Path
 from reportgen.errors import ConfigError
 
 FREEZE_MODES = ("frozen", "partial", "full")
+# Lesion-centred reading (reportgen.model.candidates): the study is prepared at
+# `input_spacing` mm; the whole-study encoder reads it pooled to its own grid, and a
+# `roi_shape` crop around each of up to `max_candidates` detected lesions is read at
+# full resolution by a second copy of the pretrained encoder.
+ROI_DEFAULTS = {
+    "input_spacing": 2.0,
+    "roi_shape": [32, 32, 32],
+    "max_candidates": 3,
+    "threshold": 0.5,
+    "detector_width": 8,
+}
 
 
 @dataclass
@@ -28,6 +39,7 @@ class ReportModelConfig:
     contrastive_weight: float = 0.1
     temperature: float = 0.07
     sequence_dropout: float = 0.2
+    roi: dict | None = None  # ROI_DEFAULTS keys; None reads the whole study only
     name: str = "reportgen-report"
     version: str = "0.1.0"
     extra: dict = field(default_factory=dict)
@@ -37,6 +49,27 @@ class ReportModelConfig:
             raise ConfigError(f"unknown freeze mode {self.freeze!r}; choose one of {FREEZE_MODES}")
         if self.n_embd % self.n_head:
             raise ConfigError("n_embd must be divisible by n_head")
+        if self.roi is not None:
+            unknown = set(self.roi) - set(ROI_DEFAULTS)
+            if unknown:
+                raise ConfigError(f"unknown roi settings {sorted(unknown)}")
+            self.roi = {**ROI_DEFAULTS, **self.roi}
+            spacing = self.encoder["grid_spacing"]
+            factors = {s / self.roi["input_spacing"] for s in spacing}
+            if len(factors) != 1 or not float(next(iter(factors))).is_integer():
+                raise ConfigError(
+                    f"roi input_spacing {self.roi['input_spacing']} must divide the encoder's "
+                    f"isotropic spacing {spacing} a whole number of times"
+                )
+
+    @property
+    def pool_factor(self) -> int:
+        """How many input voxels make one encoder voxel along each axis."""
+        return pool_factor(self.encoder, self.roi)
+
+    def input_grid(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """(shape, spacing) the study is prepared on before it reaches the model."""
+        return input_grid(self.encoder, self.roi)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -51,9 +84,33 @@ class ReportModelConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def pool_factor(encoder: dict, roi: dict | None) -> int:
+    if roi is None:
+        return 1
+    return int(encoder["grid_spacing"][0] / {**ROI_DEFAULTS, **roi}["input_spacing"])
+
+
+def input_grid(encoder: dict, roi: dict | None) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    f = pool_factor(encoder, roi)
+    shape = tuple(int(n) * f for n in encoder["grid_shape"])
+    spacing = tuple(float(s) / f for s in encoder["grid_spacing"])
+    return shape, spacing
+
+
 # Decoder sizes; the encoder's size comes from the pretraining checkpoint.
 PRESETS: dict[str, dict] = {
-    "tiny": dict(n_embd=32, n_layer=1, n_head=2, contrastive_dim=16),
-    "base": dict(),
-    "large": dict(n_embd=512, n_layer=6, n_head=8, contrastive_dim=256, freeze="partial"),
+    "tiny": dict(
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        contrastive_dim=16,
+        roi={
+            "input_spacing": 4.0,
+            "roi_shape": [16, 16, 16],
+            "max_candidates": 2,
+            "detector_width": 4,
+        },
+    ),
+    "base": dict(roi={}),
+    "large": dict(n_embd=512, n_layer=6, n_head=8, contrastive_dim=256, roi={}),
 }

@@ -212,7 +212,7 @@ def evaluate_model(
 
     generator = ReportGenerator(model_dir)
     template = generator.template
-    enc_cfg = generator.model.encoder_cfg
+    enc_cfg = generator.model.input_cfg
     out.mkdir(parents=True, exist_ok=True)
     examples = load_examples(data, enc_cfg, out / "cache", template.id)
     n = len(examples.reports) if not limit else min(limit, len(examples.reports))

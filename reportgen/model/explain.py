@@ -2,10 +2,10 @@
 
 The heat map is gradient x input of the finding's token log-probability with respect to
 the images (smoothed, summed over sequences), on the model's grid with its world affine,
-so it overlays the study in any viewer. The box is the connected region around the
-map's peak. A sequence's contribution is how much the finding's probability drops when
-that sequence is left out (re-encoded without it).
-"""
+so it overlays the study in any viewer. The box is the detected lesion candidate the
+map peaks in (for a model without a detector, the connected region around the peak).
+A sequence's contribution is how much the finding's probability drops when that
+sequence is left out (re-encoded without it)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,27 @@ def box_from_heatmap(heat: np.ndarray, affine: np.ndarray, level: float = 0.5) -
     peak = np.unravel_index(int(np.argmax(heat)), heat.shape)
     labels, _ = ndimage.label(heat >= level * heat.max())
     low, high = region_box_mm(labels == labels[peak], affine)
+    return Box(min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist()))
+
+
+def box_from_candidates(
+    heat: np.ndarray, candidates: list, pool_factor: int, affine: np.ndarray
+) -> Box | None:
+    """The box of the detected lesion the finding's saliency peaks in (None: no candidates).
+    Candidates live on the encoder grid; the heat map on the (finer) input grid."""
+    if not candidates or not np.isfinite(heat).all() or heat.max() <= 0:
+        return None
+    best, best_peak = None, -1.0
+    for cand in candidates:
+        lo = cand.low * pool_factor
+        hi = (cand.high + 1) * pool_factor
+        peak = float(heat[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].max())
+        if peak > best_peak:
+            best, best_peak = (lo, hi), peak
+    region = np.zeros(heat.shape, dtype=bool)
+    (lo, hi) = best
+    region[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    low, high = region_box_mm(region, affine)
     return Box(min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist()))
 
 
@@ -83,9 +104,16 @@ def explain_findings(
         for f in range(len(positions)):
             for row, s in enumerate(present_idx, start=1):
                 contributions[f][names[s]] = round(float(probs[0, f] - probs[row, f]), 4)
+    regions = None
+    if generator.model.cfg.roi is not None:
+        with torch.no_grad():
+            regions = generator.model.encode_with_regions(image, present)[2]
+    candidates = regions.candidates[0] if regions is not None else []
     for f, finding in enumerate(report.findings):
         evidence = finding.evidence or Evidence()
-        evidence.box = box_from_heatmap(heats[f], affine)
+        evidence.box = box_from_candidates(
+            heats[f], candidates, generator.model.cfg.pool_factor, affine
+        ) or box_from_heatmap(heats[f], affine)
         evidence.sequence_contributions = contributions[f]
         if out_dir is not None:
             evidence.heatmap, evidence.key_slice_png = _save(

@@ -62,7 +62,7 @@ class ReportGenerator:
         return self.model.encoder_cfg.sequences
 
     def tensors(self, study: Study) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        arrays = study_arrays(study, self.model.encoder_cfg)
+        arrays = study_arrays(study, self.model.input_cfg)
         if not arrays["present"].any():
             raise InputError(
                 study.source,

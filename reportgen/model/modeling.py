@@ -9,7 +9,9 @@ for a value head).
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,7 +22,16 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from pretrain_mae.config import MAEConfig
 from pretrain_mae.model import MaskedAutoencoder3D
+from pretrain_mae.patches import token_ids
 from reportgen.errors import InputError
+from reportgen.model.candidates import (
+    GEOMETRY_FEATURES,
+    Candidate,
+    LesionDetector,
+    crop_around,
+    find_candidates,
+    geometry_features,
+)
 from reportgen.model.config import ReportModelConfig
 from reportgen.model.vocab import ReportVocab
 
@@ -42,6 +53,16 @@ def drop_mae_decoder(encoder: MaskedAutoencoder3D) -> MaskedAutoencoder3D:
             delattr(encoder, name)
     encoder.register_buffer("decoder_pos_embed", None, persistent=False)
     return encoder
+
+
+@dataclass
+class RegionsOfInterest:
+    """Fine-resolution crops around the detected lesion candidates of a batch."""
+
+    crops: torch.Tensor  # (B, K, S, X, Y, Z)
+    geometry: torch.Tensor  # (B, K, GEOMETRY_FEATURES)
+    valid: torch.Tensor  # (B, K) bool
+    candidates: list[list[Candidate]]  # per study, on the encoder grid
 
 
 class ReportModel(nn.Module):
@@ -70,10 +91,53 @@ class ReportModel(nn.Module):
         )
         self.image_head = nn.Linear(cfg.n_embd, cfg.contrastive_dim)
         self.text_head = nn.Linear(cfg.n_embd, cfg.contrastive_dim)
+        if cfg.roi is not None:
+            self._build_roi_reader(width)
         self.apply_freeze()
+
+    def _build_roi_reader(self, width: int) -> None:
+        """Detector + a zoomed reading of each candidate: the encoder's frozen lower blocks
+        (shared, so the file stays small) and trainable copies of its last blocks."""
+        roi, enc = self.cfg.roi, self.encoder_cfg
+        _, spacing = self.cfg.input_grid()
+        self.roi_cfg = replace(enc, grid_shape=tuple(roi["roi_shape"]), grid_spacing=spacing)
+        seq_ids, _ = token_ids(self.roi_cfg)
+        self.register_buffer("roi_seq_ids", seq_ids, persistent=False)
+        self.detector = LesionDetector(len(enc.sequences), roi["detector_width"])
+        n = self.cfg.trainable_blocks
+        self.roi_blocks = nn.ModuleList(copy.deepcopy(b) for b in list(self.encoder.blocks)[-n:])
+        self.roi_norm = copy.deepcopy(self.encoder.norm)
+        self.roi_proj = nn.Sequential(
+            nn.Linear(enc.embed_dim, self.cfg.n_embd), nn.LayerNorm(self.cfg.n_embd)
+        )
+        self.geometry_embed = nn.Sequential(
+            nn.Linear(GEOMETRY_FEATURES, self.cfg.n_embd),
+            nn.GELU(),
+            nn.Linear(self.cfg.n_embd, self.cfg.n_embd),
+        )
+        self.candidate_embed = nn.Parameter(
+            0.02 * torch.randn(roi["max_candidates"], self.cfg.n_embd)
+        )
+
+    def init_roi_reader_from_encoder(self) -> None:
+        """Start the zoomed blocks from the (just loaded) pretrained encoder's last blocks."""
+        n = self.cfg.trainable_blocks
+        for own, pretrained in zip(self.roi_blocks, list(self.encoder.blocks)[-n:], strict=True):
+            own.load_state_dict(pretrained.state_dict())
+        self.roi_norm.load_state_dict(self.encoder.norm.state_dict())
+
+    @property
+    def input_cfg(self) -> MAEConfig:
+        """The encoder's config on the grid studies are prepared on (finer with `roi`)."""
+        shape, spacing = self.cfg.input_grid()
+        return replace(self.encoder_cfg, grid_shape=shape, grid_spacing=spacing)
 
     # -- encoder ---------------------------------------------------------------------------
     def apply_freeze(self) -> None:
+        """Encoder per `cfg.freeze`; the detector is trained in its own stage, then fixed."""
+        if self.cfg.roi is not None:
+            for p in self.detector.parameters():
+                p.requires_grad = False
         mode = self.cfg.freeze
         for p in self.encoder.parameters():
             p.requires_grad = mode == "full"
@@ -87,16 +151,124 @@ class ReportModel(nn.Module):
     def encode(
         self, images: torch.Tensor, present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image tokens of the present sequences -> decoder memory (B, K, n_embd) and its mask."""
+        """Images on the input grid -> decoder memory (B, K, n_embd) and its mask."""
+        memory, mask, _ = self.encode_with_regions(images, present)
+        return memory, mask
+
+    def encode_with_regions(
+        self, images: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, RegionsOfInterest | None]:
+        """As `encode`, also returning the lesion candidates the memory was read from."""
         if not bool(present.any(1).all()):
             raise InputError("study", "has none of the sequences the model was trained on")
+        coarse = self.pooled(images)
         frozen = self.cfg.freeze == "frozen" and not images.requires_grad  # saliency needs grads
         with torch.no_grad() if frozen else contextlib.nullcontext():
-            enc = self.encoder.forward_features(images, present)
+            enc = self.encoder.forward_features(coarse, present)
         feats = enc.features
         if self.cfg.use_multiscale and enc.multiscale:
             feats = torch.cat([feats, *enc.multiscale], dim=-1)
-        return self.memory_proj(feats), enc.valid
+        memory, mask = self.memory_proj(feats), enc.valid
+        if self.cfg.roi is None:
+            return memory, mask, None
+        regions = self.propose(images, coarse, present)
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            stem, stem_valid = self.roi_stem(regions.crops, present, regions.valid)
+        roi_memory, roi_mask = self.roi_memory(stem, stem_valid, regions.geometry, regions.valid)
+        return torch.cat([memory, roi_memory], 1), torch.cat([mask, roi_mask], 1), regions
+
+    def pooled(self, images: torch.Tensor) -> torch.Tensor:
+        """Input-grid images -> the whole-study encoder's grid (averaging, so grids align)."""
+        f = self.cfg.pool_factor
+        return (
+            images
+            if f == 1
+            else F.avg_pool3d(images.flatten(0, 1), f).unflatten(0, images.shape[:2])
+        )
+
+    # -- lesion candidates -------------------------------------------------------------------
+    @torch.no_grad()
+    def detect(self, coarse: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Lesion probability on the encoder grid (B, X, Y, Z)."""
+        return torch.sigmoid(self.detector(coarse.detach(), present))
+
+    def propose(
+        self, images: torch.Tensor, coarse: torch.Tensor, present: torch.Tensor
+    ) -> RegionsOfInterest:
+        roi, enc = self.cfg.roi, self.encoder_cfg
+        prob = self.detect(coarse, present).float().cpu().numpy()
+        return self.regions_at(
+            images,
+            [
+                find_candidates(p, enc.grid_spacing, roi["threshold"], roi["max_candidates"])[0]
+                for p in prob
+            ],
+        )
+
+    def regions_at(
+        self, images: torch.Tensor, candidates: list[list[Candidate]]
+    ) -> RegionsOfInterest:
+        """Crops (input resolution) and geometry of given candidates, padded to max_candidates."""
+        roi, enc, f = self.cfg.roi, self.encoder_cfg, self.cfg.pool_factor
+        b, s = images.shape[:2]
+        k = roi["max_candidates"]
+        shape = tuple(roi["roi_shape"])
+        crops = images.new_zeros((b, k, s, *shape))
+        geometry = images.new_zeros((b, k, GEOMETRY_FEATURES))
+        valid = torch.zeros((b, k), dtype=torch.bool, device=images.device)
+        for i, found in enumerate(candidates):
+            for j, cand in enumerate(found[:k]):
+                crops[i, j] = crop_around(images[i], cand.centre * f + (f - 1) / 2, shape)
+                geometry[i, j] = torch.from_numpy(
+                    geometry_features(cand, enc.grid_shape, enc.grid_spacing)
+                )
+                valid[i, j] = True
+        return RegionsOfInterest(crops, geometry, valid, candidates)
+
+    def roi_stem(
+        self, crops: torch.Tensor, present: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shared lower encoder blocks over every valid crop: (N, T, D), token validity."""
+        flat = crops[valid]
+        seen = present[:, None].expand(-1, valid.shape[1], -1)[valid]
+        tokens_valid = seen[:, self.roi_seq_ids]
+        if not len(flat):
+            return crops.new_zeros(
+                (0, len(self.roi_seq_ids), self.encoder_cfg.embed_dim)
+            ), tokens_valid
+        x = self.encoder.embed_grid(flat, self.roi_cfg)
+        attn_mask = tokens_valid[:, None, None, :]
+        for block in list(self.encoder.blocks)[: -self.cfg.trainable_blocks]:
+            x = block(x, attn_mask=attn_mask)
+        return x, tokens_valid
+
+    def roi_memory(
+        self,
+        stem: torch.Tensor,
+        stem_valid: torch.Tensor,
+        geometry: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per candidate slot: a geometry token then its zoomed tokens, (B, K * (1 + T), n_embd)."""
+        b, k = valid.shape
+        t = self.roi_seq_ids.numel()
+        slots = geometry.new_zeros((b, k, 1 + t, self.cfg.n_embd))
+        slots_valid = torch.zeros((b, k, 1 + t), dtype=torch.bool, device=geometry.device)
+        if not len(stem):
+            return (slots + self.candidate_embed[None, :, None, :]).flatten(
+                1, 2
+            ), slots_valid.flatten(1, 2)
+        x = stem
+        attn_mask = stem_valid[:, None, None, :]
+        for block in self.roi_blocks:
+            x = block(x, attn_mask=attn_mask)
+        zoomed = self.roi_proj(self.roi_norm(x))
+        slots[valid] = torch.cat([self.geometry_embed(geometry[valid])[:, None], zoomed], 1).to(
+            slots.dtype
+        )
+        slots_valid[valid] = torch.cat([stem_valid.new_ones((len(stem_valid), 1)), stem_valid], 1)
+        slots = slots + self.candidate_embed[None, :, None, :]
+        return slots.flatten(1, 2), slots_valid.flatten(1, 2)
 
     # -- decoder ---------------------------------------------------------------------------
     def decode(

@@ -21,7 +21,7 @@ def most_similar(study: Path, library: Path, model_dir: Path | None, top: int = 
     query = generator.model.image_embedding(memory, mask)[0]
     sources = discover_studies(library)
     with tempfile.TemporaryDirectory(prefix="reportgen-similar-") as cache:
-        images = CachedStudies(build_cache(sources, generator.model.encoder_cfg, Path(cache)))
+        images = CachedStudies(build_cache(sources, generator.model.input_cfg, Path(cache)))
         scores = generator.image_embeddings(images) @ query
     order = torch.argsort(scores, descending=True)[:top].tolist()
     return [

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,11 +22,20 @@ from pretrain_mae.data import collate
 from pretrain_mae.masking import drop_sequences
 from pretrain_mae.trainer import lr_schedule
 from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.errors import InputError
-from reportgen.model.config import PRESETS, ReportModelConfig
+from reportgen.errors import ConfigError, InputError
+from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
 from reportgen.model.data import load_examples
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.modeling import ReportModel, file_sha256, load_model, save_model
+from reportgen.model.roi_training import (
+    batch_regions,
+    cache_regions,
+    detection_summary,
+    findings_in_candidate_order,
+    load_detector_from,
+    pooled_arrays,
+    train_detector,
+)
 from reportgen.model.vocab import ReportVocab, train_sentencepiece
 from reportgen.render.text import render_text
 from reportgen.report import load_template
@@ -47,6 +56,9 @@ class ReportTrainArgs:
     sequence_dropout: float | None = None
     sp_vocab_size: int = 256
     checkpoint_every: int = 500
+    roi: bool = True  # lesion-centred reading (detector + zoomed crops); False: whole study only
+    detector_steps: int = 600
+    detector_from: Path | None = None  # reuse another model's trained detector (ablations)
     seed: int = 0
     resume: bool = False
     cache_dir: Path | None = None
@@ -77,18 +89,33 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         raise InputError(args.out, "already holds a model; choose a new --out or pass --resume")
     encoder = load_pretrained(args.encoder)
     enc_cfg = encoder.cfg
+    if args.resume:
+        model, vocab = load_model(last)
+        roi = model.cfg.roi
+    else:
+        roi = PRESETS[args.config].get("roi") if args.roi else None
+    if (
+        roi is not None
+        and (args.freeze or PRESETS[args.config].get("freeze", "frozen")) != "frozen"
+    ):
+        raise ConfigError(
+            "lesion-centred reading trains with a frozen encoder (--freeze frozen or --no-roi)"
+        )
+    shape, spacing = input_grid(enc_cfg.to_dict(), roi)
     examples = load_examples(
-        args.data, enc_cfg, args.cache_dir or args.out / "cache", args.template
+        args.data,
+        replace(enc_cfg, grid_shape=shape, grid_spacing=spacing),
+        args.cache_dir or args.out / "cache",
+        args.template,
     )
     template = load_template(examples.reports[0].template.id)
     if args.resume:
-        model, vocab = load_model(last)
         cfg = model.cfg
     else:
         texts = [render_text(r, lang, template) for r in examples.reports for lang in ("en", "zh")]
         texts += [r.comment for r in examples.reports if r.comment]
         vocab = ReportVocab.for_template(template, train_sentencepiece(texts, args.sp_vocab_size))
-        overrides = dict(PRESETS[args.config])
+        overrides = dict(PRESETS[args.config], roi=roi)
         if args.freeze:
             overrides["freeze"] = args.freeze
         if args.sequence_dropout is not None:
@@ -106,18 +133,51 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         missing = model.encoder.load_state_dict(encoder.state_dict(), strict=False).missing_keys
         if missing:
             raise InputError(args.encoder, f"encoder weights incomplete: {missing[:3]}")
+        if cfg.roi is not None:
+            model.init_roi_reader_from_encoder()
+    n = len(examples.reports)
+    reports = examples.reports
+    regions = None
+    if cfg.roi is not None:
+        coarse, present, lesion = pooled_arrays(model, examples.images)
+        if args.detector_from is not None:
+            load_detector_from(model, args.detector_from)
+            log(f"lesion detector taken from {args.detector_from}")
+        elif not args.resume:
+            torch.manual_seed(args.seed)
+            loss = train_detector(
+                model,
+                coarse,
+                present,
+                lesion,
+                [examples.images[i]["has_mask"] for i in range(n)],
+                args.detector_steps,
+                8,
+                2e-3,
+                args.seed,
+                args.progress,
+            )
+            log(f"lesion detector trained ({args.detector_steps} steps, final loss {loss:.3f})")
+        regions = cache_regions(model, examples.images, coarse, present, args.progress)
+        log(detection_summary(regions, [len(r.findings) for r in reports]))
+        reports = [
+            findings_in_candidate_order(r, m) for r, m in zip(reports, regions.matched, strict=True)
+        ]
     grammar = TemplateGrammar(template, vocab)
-    sequences = [grammar.encode(r) for r in examples.reports]
+    sequences = [grammar.encode(r) for r in reports]
     longest = max(len(s) for s in sequences)
     if longest > cfg.n_positions:
         raise InputError(
             args.data, f"a report needs {longest} tokens; the config allows {cfg.n_positions}"
         )
 
-    n = len(sequences)
     cached_memory = None
     if cfg.freeze == "frozen":  # image tokens once; the trainable projection runs per step
-        cached_memory = _encode_all(model, examples.images, n)
+        cached_memory = (
+            _encode_all(model, examples.images, n)
+            if regions is None
+            else _encode_all_coarse(model, coarse, present)
+        )
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
@@ -156,6 +216,8 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
             )
             valid = valid & torch.gather(kept, 1, seq_ids)
             memory = (model.memory_proj(feats), valid)
+            if regions is not None:
+                memory = _with_regions(model, memory, regions, idx, kept)
             out = model(None, None, ids, attn, memory=memory)
         else:
             batch = collate([examples.images[i] for i in idx])
@@ -227,6 +289,35 @@ def _encode_all(
     )
 
 
+@torch.no_grad()
+def _encode_all_coarse(model: ReportModel, coarse: torch.Tensor, present: torch.Tensor):
+    """`_encode_all` for studies already pooled to the encoder grid."""
+    model.eval()
+    feats, valids, seqs = [], [], []
+    for start in range(0, len(coarse), 16):
+        enc = model.encoder.forward_features(
+            coarse[start : start + 16].float(), present[start : start + 16]
+        )
+        feats.append(enc.features)
+        valids.append(enc.valid)
+        seqs.append(enc.sequence_ids)
+    width = max(f.shape[1] for f in feats)
+    return (
+        torch.cat([F.pad(f, (0, 0, 0, width - f.shape[1])) for f in feats]),
+        torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valids]),
+        torch.cat([F.pad(s, (0, width - s.shape[1])) for s in seqs]),
+    )
+
+
+def _with_regions(model: ReportModel, memory, regions, idx: list[int], kept: torch.Tensor):
+    """Append the zoomed candidate tokens (sequence dropout applied as to the whole study)."""
+    stem, stem_valid, geometry, valid = batch_regions(regions, idx, model.cfg.roi["max_candidates"])
+    kept_per_crop = kept[:, None].expand(-1, valid.shape[1], -1)[valid]
+    stem_valid = stem_valid & kept_per_crop[:, model.roi_seq_ids]
+    roi_memory, roi_mask = model.roi_memory(stem, stem_valid, geometry, valid)
+    return torch.cat([memory[0], roi_memory], 1), torch.cat([memory[1], roi_mask], 1)
+
+
 def _checkpoint(model, vocab, optimizer, scheduler, step: int, last: Path) -> None:
     tmp = last.with_name("last.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -248,8 +339,22 @@ def model_card(cfg: ReportModelConfig, summary: dict, args: ReportTrainArgs) -> 
   ({summary["sentencepiece_pieces"]} sentencepiece pieces for comments).
 - Encoder: MAE checkpoint `{args.encoder}` (sha256 {cfg.encoder_source_sha256}), {cfg.freeze}.
 - Decoder: GPT-2 with cross-attention, {cfg.n_layer} layers, width {cfg.n_embd}.
+- {_reading(cfg)}
 - Trained on {summary["studies"]} studies from `{args.data}` for {summary["steps"]} steps
   (final loss {summary["final_loss"]}), weights sha256 {summary["weights_sha256"]}.
 - Training data are synthetic phantoms unless the folder above says otherwise: the model has
   never seen a patient's images and must not be used for diagnosis.
 """
+
+
+def _reading(cfg: ReportModelConfig) -> str:
+    if cfg.roi is None:
+        return "Reads the whole study on the encoder grid."
+    roi = cfg.roi
+    _, spacing = cfg.input_grid()
+    return (
+        f"Lesion-centred reading: studies prepared at {spacing[0]:g} mm; a 3D U-Net detector "
+        f"proposes up to {roi['max_candidates']} lesion candidates, each read as a "
+        f"{'x'.join(map(str, roi['roi_shape']))}-voxel crop by the encoder's frozen lower blocks "
+        f"and {cfg.trainable_blocks} fine-tuned copies of its last blocks."
+    )

@@ -1,0 +1,147 @@
+"""Lesion candidates: where the report model looks closely.
+
+A small 3D segmentation network marks likely lesions on the coarse (encoder) grid; each
+connected region above threshold becomes a candidate with a centre, an extent and a
+score. The report model then reads a fine-resolution crop around each candidate (its
+own ViT tokens) next to the whole-study tokens, so sizes, margins and kinetics are
+judged at the acquisition's resolution rather than from 64 mm patches.
+
+The network is plain torch rather than MONAI's UNet: importing MONAI costs about 5 s,
+which `reportgen generate` pays on every cold start, and three scales are all this
+needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import nn
+
+GEOMETRY_FEATURES = 8
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, 3, stride=stride, padding=1),
+        nn.InstanceNorm3d(cout, affine=True),
+        nn.GELU(),
+    )
+
+
+class LesionDetector(nn.Module):
+    """A three-scale 3D U-Net: sequences (B, S, X, Y, Z) -> lesion logits (B, X, Y, Z)."""
+
+    def __init__(self, in_channels: int, width: int = 8):
+        super().__init__()
+        w = width
+        self.enc1 = nn.Sequential(_conv(in_channels, w), _conv(w, w))
+        self.enc2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
+        self.enc3 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
+        self.up3 = nn.ConvTranspose3d(4 * w, 2 * w, 2, stride=2)
+        self.dec2 = _conv(4 * w, 2 * w)
+        self.up2 = nn.ConvTranspose3d(2 * w, w, 2, stride=2)
+        self.dec1 = _conv(2 * w, w)
+        self.head = nn.Conv3d(w, 1, 1)
+
+    def forward(self, images: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        x1 = self.enc1(images * present[:, :, None, None, None].to(images.dtype))
+        x2 = self.enc2(x1)
+        x3 = self.enc3(x2)
+        y2 = self.dec2(torch.cat([self.up3(x3), x2], 1))
+        y1 = self.dec1(torch.cat([self.up2(y2), x1], 1))
+        return self.head(y1)[:, 0]
+
+
+def detector_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice: lesions are a tiny fraction of the volume.
+    Dice is pooled over the batch: per study it would be ~1 for every lesion-free study
+    whatever the network does, and teach it to mark nothing."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(4.0))
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum()
+    dice = 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
+    return bce + dice
+
+
+@dataclass
+class Candidate:
+    """One suspected lesion on the coarse grid (voxel coordinates)."""
+
+    centre: np.ndarray  # (3,) probability-weighted centre
+    low: np.ndarray  # (3,) first voxel of its bounding box
+    high: np.ndarray  # (3,) last voxel
+    volume_mm3: float
+    peak: float
+    component: int  # label in the component map it came from
+
+
+def find_candidates(
+    prob: np.ndarray, spacing_mm: tuple[float, ...], threshold: float, max_candidates: int
+) -> tuple[list[Candidate], np.ndarray]:
+    """Connected regions of `prob` above `threshold`, strongest (summed probability) first."""
+    components, n = ndimage.label(prob >= threshold)
+    if n == 0:
+        return [], components
+    ids = np.arange(1, n + 1)
+    mass = ndimage.sum_labels(prob, components, ids)
+    voxel_mm3 = float(np.prod(spacing_mm))
+    found = []
+    for k in np.argsort(-mass)[:max_candidates]:
+        region = components == ids[k]
+        where = np.argwhere(region)
+        weights = prob[region]
+        found.append(
+            Candidate(
+                centre=(where * weights[:, None]).sum(0) / weights.sum(),
+                low=where.min(0),
+                high=where.max(0),
+                volume_mm3=float(region.sum() * voxel_mm3),
+                peak=float(weights.max()),
+                component=int(ids[k]),
+            )
+        )
+    return found, components
+
+
+def geometry_features(
+    cand: Candidate, grid_shape: tuple[int, ...], spacing_mm: tuple[float, ...]
+) -> np.ndarray:
+    """What the decoder knows of a candidate besides its pixels: where it is (relative to
+    the grid centre, which sits on the body) and how big the detector found it."""
+    shape = np.asarray(grid_shape, dtype=np.float64)
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    centre = (cand.centre - (shape - 1) / 2) / (shape / 2)
+    extent = (cand.high - cand.low + 1) * spacing / 50.0
+    return np.array(
+        [*centre, *extent, np.log1p(cand.volume_mm3) / 10.0, cand.peak], dtype=np.float32
+    )
+
+
+def crop_around(image: torch.Tensor, centre: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    """A (S, *shape) window of `image` (S, X, Y, Z) centred on `centre` (voxels of `image`),
+    zero outside the volume. Slicing keeps it differentiable for saliency maps."""
+    start = [round(c - s / 2) for c, s in zip(centre.tolist(), shape, strict=True)]
+    lo = [max(0, a) for a in start]
+    hi = [min(n, a + s) for a, s, n in zip(start, shape, image.shape[1:], strict=True)]
+    window = image[:, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    pad = []
+    for a, s, low, high in reversed(list(zip(start, shape, lo, hi, strict=True))):
+        before = low - a
+        pad += [before, s - before - (high - low)]
+    return F.pad(window, pad)
+
+
+def match_to_labels(
+    candidates: list[Candidate], components: np.ndarray, mask: np.ndarray
+) -> list[int]:
+    """For training: the lesion label (finding number) each candidate overlaps most, 0 if none."""
+    matched = []
+    for cand in candidates:
+        labels = mask[components == cand.component]
+        labels = labels[labels > 0]
+        matched.append(int(np.bincount(labels).argmax()) if labels.size else 0)
+    return matched
