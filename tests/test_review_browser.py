@@ -27,6 +27,30 @@ def chromium_or_skip() -> str:
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)")
 
 
+def complete_added_finding(page, rounds: int = 6) -> None:
+    """Fill what live validation lists as missing, as a clinician would, until none is.
+
+    Which fields are required depends on values already chosen (a mass asks for shape
+    and margin), so this answers the validation list round by round.
+    """
+    missing = re.compile(r"findings\[0\]\.(\w+): required but missing")
+    for _ in range(rounds):
+        page.wait_for_timeout(600)  # live validation is debounced
+        texts = page.locator("#problems li").all_inner_texts()
+        fields = [m.group(1) for t in texts if (m := missing.search(t))]
+        if not fields:
+            return
+        for field in fields:
+            control = page.locator(f"#finding-1-{field}")
+            if control.evaluate("el => el.tagName") == "SELECT":
+                values = control.locator("option").evaluate_all("els => els.map(e => e.value)")
+                control.select_option(next(v for v in values if v))
+            else:
+                control.fill("12")
+            control.dispatch_event("change")
+    raise AssertionError(f"the added finding still misses fields after {rounds} rounds")
+
+
 def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -73,8 +97,9 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
             if draft.findings:
                 page.fill("#finding-1-size_mm", str(int(old_size) + 4))
                 page.locator("#finding-1-size_mm").dispatch_event("change")
-            else:
+            else:  # the model missed the lesion: the clinician adds and completes a finding
                 page.click("#add-finding")
+                complete_added_finding(page)
             fgt = page.locator("#field-fgt_amount")
             options = [
                 o for o in fgt.locator("option").evaluate_all("els => els.map(e => e.value)") if o
@@ -101,4 +126,6 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
     assert changed["fgt_amount"] == (draft.fields["fgt_amount"].value, new_fgt)
     if old_size is not None:
         assert changed["size_mm"] == (old_size, int(old_size) + 4)
+    else:
+        assert len(record["corrected"]["findings"]) == 1
     assert record["clinician"] == "alice" and record["draft"]["provenance"]["source"] == "model"
