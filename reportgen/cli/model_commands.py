@@ -31,7 +31,7 @@ def train(
         "--roi/--no-roi",
         help="Lesion-centred reading: a detector plus zoomed crops of its candidates.",
     ),
-    detector_steps: int = typer.Option(600, "--detector-steps"),
+    detector_steps: int = typer.Option(400, "--detector-steps"),
     detector_from: Path = typer.Option(
         None, "--detector-from", help="Reuse the detector of this model directory (ablations)."
     ),

@@ -57,7 +57,7 @@ class ReportTrainArgs:
     sp_vocab_size: int = 256
     checkpoint_every: int = 500
     roi: bool = True  # lesion-centred reading (detector + zoomed crops); False: whole study only
-    detector_steps: int = 600
+    detector_steps: int = 400
     detector_from: Path | None = None  # reuse another model's trained detector (ablations)
     seed: int = 0
     resume: bool = False
