@@ -5,7 +5,11 @@ clinicians (thorough / busy: major errors only / careful, with noise) correct th
 the review app's code into a reward log, refine with PPO, and evaluate reference and
 refined model on held-out seeds that were never corrected.
 
-    python bench/rl_refine.py [--train 48] [--heldout 30] [--steps 60]
+With `--reward learned` the corrections train a reward model (trl RewardTrainer) and PPO
+rolls out on other studies no one corrected, scored by that model alone: does what the
+clinicians corrected generalise?
+
+    python bench/rl_refine.py [--train 48] [--heldout 30] [--steps 60] [--reward learned]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from reportgen.synth import SynthOptions, synth_dataset
 from rl.db import RewardLog
 from rl.ppo import PPOConfig
 from rl.refine import refine
+from rl.reward_model import train_reward_model
 from rl.simulate import correct_drafts_of
 
 
@@ -32,8 +37,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/rl_refine.json"))
+    parser.add_argument("--reward", choices=("corrections", "learned"), default="corrections")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.out is None:
+        suffix = "" if args.reward == "corrections" else "_learned_reward"
+        args.out = Path(f"bench/results/rl_refine{suffix}.json")
     work = Path(tempfile.mkdtemp(prefix="reportgen-rl-"))
     t0 = time.time()
     synth_dataset(
@@ -51,10 +60,21 @@ def main() -> None:
     log = RewardLog(str(work / "log.db"))
     correct_drafts_of(log, work / "studies", ReportGenerator(), random.Random(0))
     records = list(log.corrections())
+    rollout_studies, reward_model, reward_model_eval = work / "studies", None, None
+    if args.reward == "learned":
+        reward_model = work / "reward_model"
+        reward_model_eval = train_reward_model(records, reward_model)
+        rollout_studies = work / "uncorrected"
+        synth_dataset(
+            rollout_studies,
+            args.train,
+            SynthOptions(domain="breast", seed=7171, malignant_fraction=0.5),
+            workers=1,
+        )
     summary = refine(
         BUNDLED_MODEL,
         records,
-        work / "studies",
+        rollout_studies,
         work / "refined",
         PPOConfig(
             steps=args.steps,
@@ -64,11 +84,14 @@ def main() -> None:
         ),
         heldout=work / "heldout",
         checkpoint_every=args.steps,
+        reward_model=reward_model,
     )
     history = [
         json.loads(line) for line in (work / "refined" / "history.jsonl").read_text().splitlines()
     ]
     result = {
+        "reward": args.reward,
+        "reward_model": reward_model_eval,
         "train_corrections": len(records),
         "heldout_studies": args.heldout,
         "steps": args.steps,

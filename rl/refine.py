@@ -6,6 +6,11 @@ them with `rl.rewards.correction_reward` against what the clinician signed. At t
 the refined model and the reference are evaluated side by side on held-out studies
 that were never corrected; a refined model that is worse on a headline metric is
 written but marked NOT RECOMMENDED, never presented as the better model.
+
+With a learned reward model (`reward_model=`), the rollouts are drafts of any studies,
+corrected or not, scored by `rl.reward_model.ReportScorer` minus the same violation
+penalty: the test of whether what clinicians corrected generalises to studies no one
+has looked at.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from reportgen.model.modeling import save_model
 from reportgen.report import Report
 from reportgen.report.compare import slots
 from rl.ppo import PPOConfig, PPOTrainer
-from rl.rewards import correction_reward
+from rl.rewards import VIOLATION_PENALTY, correction_reward, violation_count
 
 MIN_CORRECTIONS = 8
 HEADLINE = ("field_accuracy", "assessment_accuracy", "mean_reward")
@@ -39,7 +44,7 @@ class Target:
     study_id: str
     image: torch.Tensor
     present: torch.Tensor
-    signed: Report
+    signed: Report | None  # None: uncorrected (a learned reward model scores it)
 
 
 def corrected_targets(
@@ -75,6 +80,46 @@ def corrected_targets(
             f"only {len(targets)} corrected studies' images were found here; refine needs at least {MIN_CORRECTIONS}",
         )
     return targets
+
+
+def study_targets(studies: Path, generator: ReportGenerator, log=print) -> list[Target]:
+    """Every study folder under `studies`, corrected or not, for learned-reward rollouts."""
+    targets, skipped = [], 0
+    folders = sorted(p for p in studies.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in tqdm(folders, desc="loading studies", leave=False):
+        try:
+            image, present, _ = generator.tensors(load_study(folder))
+        except InputError:
+            skipped += 1
+            continue
+        targets.append(Target(folder.name, image, present, None))
+    if skipped:
+        log(f"skipped {skipped} folders of {studies} that are not readable studies")
+    if len(targets) < MIN_CORRECTIONS:
+        raise InputError(
+            studies,
+            f"{len(targets)} readable studies; refining with a reward model needs at least {MIN_CORRECTIONS}",
+        )
+    return targets
+
+
+def learned_reward(scorer):
+    """PPO's score callback from a reward model: its score minus the violation penalty.
+
+    An unparseable rollout (the constraints make these rare) scores one below the batch's
+    worst, since the reward model's scale is its own."""
+
+    def score(reports: list[Report | None], study_ids) -> list[float]:
+        valid = [r for r in reports if r is not None]
+        raw = iter(scorer.score(valid)) if valid else iter(())
+        values = [
+            next(raw) - VIOLATION_PENALTY * violation_count(r) if r is not None else None
+            for r in reports
+        ]
+        floor = min((v for v in values if v is not None), default=0.0) - 1.0
+        return [floor if v is None else v for v in values]
+
+    return score
 
 
 def heldout_metrics(generator: ReportGenerator, folder: Path, limit: int | None = None) -> dict:
@@ -142,10 +187,30 @@ def refine(
     heldout_limit: int | None = None,
     resume: bool = False,
     checkpoint_every: int = 50,
+    reward_model: Path | None = None,
     log=print,
 ) -> dict:
     generator = ReportGenerator(model_dir)
-    targets = corrected_targets(records, studies, generator.template.id, generator)
+    if reward_model is None:
+        targets = corrected_targets(records, studies, generator.template.id, generator)
+        by_id = {t.study_id: t for t in targets}
+
+        def score(reports, study_ids):
+            return [
+                correction_reward(r, by_id[i].signed).reward if r is not None else -1.0
+                for r, i in zip(reports, study_ids, strict=True)
+            ]
+    else:
+        from rl.reward_model import ReportScorer
+
+        scorer = ReportScorer(reward_model)
+        if scorer.template.id != generator.template.id:
+            raise ConfigError(
+                f"the model writes {generator.template.id} reports but the reward model judges "
+                f"{scorer.template.id}; use a reward model of the same template"
+            )
+        targets = study_targets(studies, generator, log)
+        score = learned_reward(scorer)
     trainer = PPOTrainer(generator, config)
     last = out / "last"
     if resume:
@@ -158,7 +223,6 @@ def refine(
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tb"))
-    by_id = {t.study_id: t for t in targets}
     history = []
     bar = tqdm(
         range(trainer.step, config.steps),
@@ -172,13 +236,6 @@ def refine(
         images = torch.cat([t.image for t in batch])
         present = torch.cat([t.present for t in batch])
         ids = [t.study_id for t in batch]
-
-        def score(reports, study_ids):
-            return [
-                correction_reward(r, by_id[i].signed).reward if r is not None else -1.0
-                for r, i in zip(reports, study_ids, strict=True)
-            ]
-
         stats = trainer.train_step(images, present, ids, score)
         history.append({"step": step + 1, **stats})
         for key, value in stats.items():
@@ -195,6 +252,8 @@ def refine(
     sha = save_model(generator.model, generator.vocab, out / "model")
     summary = {
         "reference": str(model_dir),
+        "reward": "learned" if reward_model else "corrections",
+        "reward_model": str(reward_model) if reward_model else None,
         "corrections": len(records),
         "studies": len(targets),
         "ppo": config.to_dict(),

@@ -61,6 +61,12 @@ def _weight(name: str) -> float:
     return FIELD_WEIGHT.get(name, DEFAULT_WEIGHT)
 
 
+def violation_count(report: Report) -> int:
+    """Template and ontology errors of a report (each costs `VIOLATION_PENALTY`)."""
+    validation = validate_report(report, load_template(report.template.id))
+    return sum(1 for p in validation.problems if p.severity == "error")
+
+
 def correction_reward(draft: Report, signed: Report) -> RewardBreakdown:
     """The reward of `draft` against the report a clinician signed for the same study."""
     if draft.template.id != signed.template.id:
@@ -84,7 +90,6 @@ def correction_reward(draft: Report, signed: Report) -> RewardBreakdown:
         per_field["finding_invented"] = FINDING_PRESENCE_WEIGHT * invented
     error += FINDING_PRESENCE_WEIGHT * (missed + invented)
     total += FINDING_PRESENCE_WEIGHT * max(len(signed.findings), len(draft.findings), 1)
-    validation = validate_report(draft, load_template(draft.template.id))
-    violations = sum(1 for p in validation.problems if p.severity == "error")
+    violations = violation_count(draft)
     reward = 1.0 - error / max(total, 1e-9) - VIOLATION_PENALTY * violations
     return RewardBreakdown(reward, error, total, violations, per_field)

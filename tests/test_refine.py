@@ -191,3 +191,31 @@ def test_reward_model_trains_with_trl_and_reports_heldout_pairwise_accuracy(
     scores = ReportScorer(tmp_path / "rm").score([Report.model_validate(record["corrected"])])
     assert len(scores) == 1 and scores[0] == scores[0]  # finite
     assert_refused(cli("reward-model", "--db", db, "--out", tmp_path / "rm"), "not empty")
+
+    # PPO against the learned reward alone: rollouts of studies no one corrected
+    root = _root
+    common = ["--studies", root / "studies", "--batch-size", "2", "--steps", "2"]
+    learned = cli("refine", *common, "--reward-model", tmp_path / "rm", "--out", tmp_path / "l")
+    assert learned.code == 0, learned.err
+    summary = json.loads((tmp_path / "l" / "refine_summary.json").read_text())
+    assert summary["reward"] == "learned" and summary["corrections"] == 0
+    assert summary["studies"] == 10 and summary["final"]["step"] == 2
+    assert_refused(
+        cli("refine", *common, "--reward-model", root / "studies", "--out", tmp_path / "m"),
+        "not a reward model",
+    )
+
+
+def test_learned_reward_scores_unparseable_rollouts_below_the_batch(corrected):
+    from rl.refine import learned_reward
+    from rl.rewards import violation_count
+
+    root, _, _ = corrected
+    truth = Report.from_json(next((root / "studies").glob("*/report.json")).read_text())
+    assert violation_count(truth) == 0
+
+    class Scorer:
+        def score(self, reports):
+            return [2.0 + i for i in range(len(reports))]
+
+    assert learned_reward(Scorer())([truth, None, truth], ["a", "b", "c"]) == [2.0, 1.0, 3.0]

@@ -20,7 +20,9 @@ def refine(
     ),
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
     studies: Path = typer.Option(
-        ..., "--studies", help="The studies folder the review app served."
+        ...,
+        "--studies",
+        help="The studies folder the review app served (with --reward-model: any studies).",
     ),
     out: Path = typer.Option(
         ..., "--out", help="Output folder (model/, refine_summary.json, tb/)."
@@ -39,6 +41,12 @@ def refine(
     checkpoint_every: int = typer.Option(50, "--checkpoint-every"),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
+    reward_model: Path = typer.Option(
+        None,
+        "--reward-model",
+        help="Score rollouts of every study in --studies with this reward model "
+        "(`reportgen reward-model`) instead of the log's corrections; --db is not read.",
+    ),
 ) -> None:
     """Refine the report decoder with PPO against clinicians' corrections."""
     import torch
@@ -57,7 +65,9 @@ def refine(
             heldout, "no manifest.jsonl (held-out studies with truth, e.g. from `reportgen synth`)"
         )
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    records = list(RewardLog(db).corrections())
+    if reward_model is not None and not (reward_model / "reward_model.json").is_file():
+        raise InputError(reward_model, "not a reward model (no reward_model.json)")
+    records = [] if reward_model is not None else list(RewardLog(db).corrections())
     config = PPOConfig(
         steps=steps,
         batch_size=batch_size,
@@ -77,6 +87,7 @@ def refine(
         heldout_limit=heldout_limit,
         resume=resume,
         checkpoint_every=checkpoint_every,
+        reward_model=reward_model,
         log=typer.echo,
     )
     if "refined_metrics" in summary:
