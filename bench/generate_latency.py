@@ -10,7 +10,6 @@ python bench/generate_latency.py [--model DIR] [--repeats 10] [--out bench/resul
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_io import write_result
 
 from reportgen.io import load_study
 from reportgen.model.generate import GenerateOptions, ReportGenerator
@@ -100,9 +100,7 @@ def main() -> None:
             "runs": [round(c, 3) for c in cold],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_io import write_result
+
 from reportgen.model.generate import BUNDLED_MODEL, ReportGenerator
 from reportgen.synth import SynthOptions, synth_dataset
 from rl.db import RewardLog
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--samples-per-study", type=int, default=1)
     parser.add_argument("--reward", choices=("corrections", "learned"), default="corrections")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -79,6 +82,7 @@ def main() -> None:
         PPOConfig(
             steps=args.steps,
             batch_size=args.batch_size,
+            samples_per_study=args.samples_per_study,
             minibatch_size=args.batch_size // 2,
             lr=args.lr,
         ),
@@ -95,6 +99,7 @@ def main() -> None:
         "train_corrections": len(records),
         "heldout_studies": args.heldout,
         "steps": args.steps,
+        "ppo": summary["ppo"],
         "reference": summary["reference_metrics"],
         "refined": summary["refined_metrics"],
         "delta_field_accuracy_points": round(
@@ -113,9 +118,7 @@ def main() -> None:
         "reward_last5": sum(h["reward"] for h in history[-5:]) / min(5, len(history)),
         "seconds": round(time.time() - t0, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

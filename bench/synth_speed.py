@@ -6,13 +6,14 @@ python bench/synth_speed.py [--n 1000] [--workers 0] [--out bench/results/synth_
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+from bench_io import write_result
 
 from reportgen.synth import SynthOptions, synth_dataset
 from reportgen.synth.acquisition import DEFAULT_MATRIX, DEFAULT_SPACING
@@ -55,9 +56,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,12 @@ encoder (and its projection) stay frozen: image memory is computed once per stud
 Per-token reward = -beta * (log pi - log pi_ref) with the clinical reward added on the
 last token; GAE (gamma, lambda), whitened advantages, clipped policy and value losses,
 an entropy bonus, and Ziegler et al.'s adaptive KL coefficient.
+
+With `samples_per_study` k > 1 each study is drafted k times and each draft's clinical
+reward is taken relative to the mean of the study's other k - 1 drafts (the RLOO
+baseline of Ahmadian et al., 2024): the reward then says which drafts of *this* study
+were better, not which studies are easy, which a value head fed a few dozen images
+cannot learn. A per-study constant does not change the optimal policy.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ MASKED = -1e9  # not -inf: keeps p*log p finite for the entropy of the masked di
 class PPOConfig:
     steps: int = 200
     batch_size: int = 8  # rollouts per step
+    samples_per_study: int = 1  # k drafts per study, leave-one-out baseline when k > 1
     ppo_epochs: int = 2
     minibatch_size: int = 4
     lr: float = 5e-5
@@ -96,6 +103,15 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) ->
     var = ((values - mean) ** 2 * mask).sum() / mask.sum()
     out = (values - mean) * torch.rsqrt(var + 1e-8)
     return out if shift_mean else out + mean
+
+
+def leave_one_out(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Each score minus the mean of the other k - 1 scores of its group (consecutive k)."""
+    if k == 1:
+        return scores
+    groups = scores.view(-1, k)
+    others = (groups.sum(1, keepdim=True) - groups) / (k - 1)
+    return (groups - others).flatten()
 
 
 def gae(
@@ -218,13 +234,22 @@ class PPOTrainer:
         study_ids: Sequence[str],
         score: Callable[[list[Report | None], Sequence[str]], list[float]],
     ) -> dict[str, float]:
-        """Sample, score, and update; returns the step's statistics."""
+        """Sample (`samples_per_study` drafts of each study), score, and update; returns
+        the step's statistics."""
         cfg = self.cfg
+        k = cfg.samples_per_study
         torch.manual_seed(cfg.seed * 100_003 + self.step)  # step-derived: resume is exact
         random.seed(cfg.seed * 100_003 + self.step)
         memory, memory_mask = self.memory(images, present)
+        if k > 1:
+            memory, memory_mask = (
+                memory.repeat_interleave(k, 0),
+                memory_mask.repeat_interleave(k, 0),
+            )
+            study_ids = [i for i in study_ids for _ in range(k)]
         r = self.rollout(memory, memory_mask, study_ids)
-        scores = torch.tensor(score(r.reports, study_ids), dtype=torch.float32)
+        raw = torch.tensor(score(r.reports, study_ids), dtype=torch.float32)
+        scores = leave_one_out(raw, k)
         everything = torch.arange(len(study_ids))
         with torch.no_grad():
             old_logp, _, old_values = self._forward(self.policy, r, everything, True)
@@ -284,7 +309,7 @@ class PPOTrainer:
         self.step += 1
         out = {k: float(np.mean(v)) for k, v in stats.items()}
         out.update(
-            reward=float(scores.mean()),
+            reward=float(raw.mean()),
             kl=kl_seq,
             kl_coef=self.kl.value,
             valid=float(np.mean([rep is not None for rep in r.reports])),

@@ -232,7 +232,8 @@ def refine(
     )
     for step in bar:
         rng = random.Random(config.seed * 7919 + step)
-        batch = rng.sample(targets, min(config.batch_size, len(targets)))
+        per_step = max(1, config.batch_size // config.samples_per_study)
+        batch = rng.sample(targets, min(per_step, len(targets)))
         images = torch.cat([t.image for t in batch])
         present = torch.cat([t.present for t in batch])
         ids = [t.study_id for t in batch]

@@ -15,7 +15,7 @@ from reportgen.report import Report, build_report, load_template
 from reportgen.report.values import plain
 from reportgen.synth import SynthOptions, read_manifest, synth_dataset
 from rl.db import RewardLog
-from rl.ppo import PPOConfig, PPOTrainer, gae, whiten
+from rl.ppo import PPOConfig, PPOTrainer, gae, leave_one_out, whiten
 from rl.rewards import correction_reward
 from rl.simulate import correct_drafts_of
 
@@ -120,6 +120,38 @@ def test_ppo_losses_are_finite_and_kl_rises_from_zero(corrected):
         assert 0.0 <= stats["clipfrac"] <= 1.0 and stats["entropy"] > 0 and stats["vf"] >= 0
     assert all(torch.equal(reference[k], v) for k, v in trainer.reference.state_dict().items())
     assert trainer.kl.value != pytest.approx(0.05, abs=0)  # adaptive coefficient moved
+
+
+def test_leave_one_out_baseline_compares_drafts_of_the_same_study():
+    scores = torch.tensor([1.0, 0.0, 0.5, 5.0, 5.0, 8.0])
+    out = leave_one_out(scores, 3)
+    # first study: 1 - mean(0, 0.5), 0 - mean(1, 0.5), 0.5 - mean(1, 0)
+    assert torch.allclose(out[:3], torch.tensor([0.75, -0.75, 0.0]))
+    # an easy study (all drafts score high) gets no credit for being easy
+    assert torch.allclose(out[3:], torch.tensor([-1.5, -1.5, 3.0]))
+    assert torch.equal(leave_one_out(scores, 1), scores)
+
+
+def test_ppo_with_several_drafts_per_study_scores_each_draft(corrected):
+    root, _, _ = corrected
+    generator = ReportGenerator()
+    rows = read_manifest(root / "studies" / "manifest.jsonl")[:2]
+    tensors = [generator.tensors(load_study(root / "studies" / r["dir"])) for r in rows]
+    images, present = torch.cat([t[0] for t in tensors]), torch.cat([t[1] for t in tensors])
+    trainer = PPOTrainer(
+        generator, PPOConfig(batch_size=6, samples_per_study=3, minibatch_size=3, lr=1e-4)
+    )
+    seen: list[str] = []
+
+    def score(reports, ids):
+        seen.extend(ids)
+        return [float(len(r.findings)) if r is not None else -1.0 for r in reports]
+
+    ids = [r["dir"] for r in rows]
+    stats = trainer.train_step(images, present, ids, score)
+    assert seen == [ids[0]] * 3 + [ids[1]] * 3  # each study drafted three times, in order
+    assert stats["valid"] == 1.0 and stats["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert trainer.train_step(images, present, ids, score)["kl"] > 1e-4
 
 
 def test_refine_end_to_end_with_guard_and_exact_resume(corrected, cli, tmp_path):

@@ -28,7 +28,13 @@ def refine(
         ..., "--out", help="Output folder (model/, refine_summary.json, tb/)."
     ),
     steps: int = typer.Option(200, "--steps"),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Drafts (rollouts) per PPO step."),
+    samples_per_study: int = typer.Option(
+        1,
+        "--samples-per-study",
+        help="Drafts of each study per step; above 1, each draft is rewarded relative to "
+        "the study's other drafts (leave-one-out baseline).",
+    ),
     lr: float = typer.Option(5e-5, "--lr"),
     kl_coef: float = typer.Option(0.05, "--kl-coef", help="Initial KL penalty coefficient."),
     target_kl: float = typer.Option(
@@ -56,8 +62,8 @@ def refine(
     from rl.ppo import PPOConfig
     from rl.refine import refine as run_refine
 
-    if steps < 1 or batch_size < 1:
-        raise ConfigError("--steps and --batch-size must be at least 1")
+    if steps < 1 or batch_size < 1 or samples_per_study < 1:
+        raise ConfigError("--steps, --batch-size and --samples-per-study must be at least 1")
     if not studies.is_dir():
         raise InputError(studies, "not a folder")
     if heldout is not None and not (heldout / "manifest.jsonl").is_file():
@@ -71,6 +77,7 @@ def refine(
     config = PPOConfig(
         steps=steps,
         batch_size=batch_size,
+        samples_per_study=samples_per_study,
         minibatch_size=max(1, batch_size // 2),
         lr=lr,
         init_kl_coef=kl_coef,
