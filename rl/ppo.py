@@ -12,7 +12,8 @@ With `samples_per_study` k > 1 each study is drafted k times and each draft's cl
 reward is taken relative to the mean of the study's other k - 1 drafts (the RLOO
 baseline of Ahmadian et al., 2024): the reward then says which drafts of *this* study
 were better, not which studies are easy, which a value head fed a few dozen images
-cannot learn. A per-study constant does not change the optimal policy.
+cannot learn. The baseline does not depend on the draft it is subtracted from, so the
+policy gradient stays unbiased.
 """
 
 from __future__ import annotations
