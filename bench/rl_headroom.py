@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from bench_io import write_result
+from rl_refine import HELDOUT
 from tqdm import tqdm
 
 from reportgen.io import load_study
@@ -28,12 +29,14 @@ from reportgen.model.decoding import draft_tokens
 from reportgen.model.generate import GenerateOptions, ReportGenerator
 from reportgen.report import Report
 from reportgen.report.compare import align_findings, slots
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.synth import read_manifest, synth_dataset
 from rl.refine import heldout_metrics
 from rl.rewards import correction_reward
 
 
 def correct_and_total(draft: Report, truth: Report) -> tuple[int, int]:
+    """Fields of the truth the draft matches, as the refine guard counts them
+    (`rl.refine.heldout_metrics`; invented fields are not counted)."""
     scored = [s for s in slots(draft, truth) if s.truth is not None]
     return sum(s.truth == s.predicted for s in scored), len(scored)
 
@@ -58,13 +61,8 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.time()
     folder = Path(tempfile.mkdtemp(prefix="reportgen-headroom-")) / "heldout"
-    # the refinement bench's held-out seeds, so the numbers read against its table
-    synth_dataset(
-        folder,
-        args.heldout,
-        SynthOptions(domain="breast", seed=9001, malignant_fraction=0.5),
-        workers=1,
-    )
+    # the refinement bench's held-out studies, so the numbers read against its table
+    synth_dataset(folder, args.heldout, HELDOUT, workers=1)
     generator = ReportGenerator()
     torch.manual_seed(args.seed)
     correct, total = Counter(), Counter()

@@ -31,6 +31,9 @@ from rl.refine import refine
 from rl.reward_model import train_reward_model
 from rl.simulate import correct_drafts_of
 
+# never corrected, never rolled out on: the guard's studies (bench/rl_headroom.py reads them too)
+HELDOUT = SynthOptions(domain="breast", seed=9001, malignant_fraction=0.5)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,7 +60,7 @@ def main() -> None:
     synth_dataset(
         work / "heldout",
         args.heldout,
-        SynthOptions(domain="breast", seed=9001, malignant_fraction=0.5),
+        HELDOUT,
         workers=1,
     )
     log = RewardLog(str(work / "log.db"))
