@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ontology.parser import parse_report
 from reportgen.report import Report, build_report, load_template
-from reportgen.report.compare import FieldScores, slots
+from reportgen.report.compare import slots
+from reportgen.report.metrics import FieldScores
 from reportgen.report.schema import Provenance, StudyRef
 from reportgen.synth import DOMAINS, SynthOptions, read_manifest, synth_dataset
 

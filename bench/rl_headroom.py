@@ -3,7 +3,7 @@
 PPO changes the decoder's token policy; it cannot make the detector propose a lesion it
 missed. On held-out phantoms this splits the truth's fields into study-level, derived,
 fields of lesions the greedy draft describes, and fields of lesions it never mentions,
-and measures the best of N sampled drafts per study (picked with the truth: an oracle,
+(and fields of lesions it invents), and measures the best of N sampled drafts per study (picked with the truth: an oracle,
 a ceiling for re-weighting the policy's own samples, not a result). Also: how the
 detector's operating point alone moves the same held-out metrics (a diagnostic sweep on
 held-out data, so not a way to choose the threshold).
@@ -28,20 +28,17 @@ from reportgen.io import load_study
 from reportgen.model.decoding import draft_tokens
 from reportgen.model.generate import GenerateOptions, ReportGenerator
 from reportgen.report import Report
-from reportgen.report.compare import align_findings, slots
+from reportgen.report.compare import align_findings
+from reportgen.report.io import read_report
+from reportgen.report.metrics import field_accuracy, scored_slots
 from reportgen.synth import read_manifest, synth_dataset
 from rl.refine import heldout_metrics
 from rl.rewards import correction_reward
 
 
-def correct_and_total(draft: Report, truth: Report) -> tuple[int, int]:
-    """Fields of the truth the draft matches, as the refine guard counts them
-    (`rl.refine.heldout_metrics`; invented fields are not counted)."""
-    scored = [s for s in slots(draft, truth) if s.truth is not None]
-    return sum(s.truth == s.predicted for s in scored), len(scored)
-
-
 def slot_kind(where: str, truth: Report, described: set[int]) -> str:
+    if where.startswith("findings[+"):
+        return "invented lesion"
     if where.startswith("derived."):
         return "derived"
     if where.startswith("fields."):
@@ -69,16 +66,15 @@ def main() -> None:
     lesions = described_lesions = 0
     for row in tqdm(read_manifest(folder / "manifest.jsonl"), desc="held-out studies"):
         study = load_study(folder / row["dir"])
-        truth = Report.from_json((folder / row["dir"] / "report.json").read_text())
+        truth = read_report(folder / row["dir"] / "report.json")
         greedy = generator.draft(study, GenerateOptions(explain=False)).report
         described = {i for i, _ in align_findings(truth.findings, greedy.findings)}
         lesions += len(truth.findings)
         described_lesions += len(described)
-        for s in slots(greedy, truth):
-            if s.truth is not None:
-                kind = slot_kind(s.where, truth, described)
-                total[kind] += 1
-                correct[kind] += int(s.truth == s.predicted)
+        for s in scored_slots(greedy, truth):
+            kind = slot_kind(s.where, truth, described)
+            total[kind] += 1
+            correct[kind] += int(s.truth == s.predicted)
         image, present, _ = generator.tensors(study)
         memory, mask = generator.model.encode(image, present)
         sampled = draft_tokens(
@@ -93,7 +89,7 @@ def main() -> None:
         best = max(reports, key=lambda r: correction_reward(r, truth).reward)
         for name, reps in (("greedy", [greedy]), ("sampled", reports), ("best sampled", [best])):
             for r in reps:
-                c, t = correct_and_total(r, truth)
+                c, t = field_accuracy(r, truth)
                 correct[name] += c
                 total[name] += t
     thresholds = {}
@@ -115,7 +111,13 @@ def main() -> None:
         },
         "greedy_field_accuracy_by_kind": {
             kind: {"correct": correct[kind], "fields": total[kind]}
-            for kind in ("study", "derived", "described lesion", "lesion never described")
+            for kind in (
+                "study",
+                "derived",
+                "described lesion",
+                "lesion never described",
+                "invented lesion",
+            )
         },
         "bundled_detector_threshold": bundled_threshold,
         "greedy_metrics_by_detector_threshold": thresholds,

@@ -30,12 +30,14 @@ from reportgen.io import load_study
 from reportgen.model.generate import GenerateOptions, ReportGenerator
 from reportgen.model.modeling import save_model
 from reportgen.report import Report
-from reportgen.report.compare import slots
+from reportgen.report.correction import CorrectionRecord
+from reportgen.report.io import read_report
+from reportgen.report.metrics import ReportScores
 from rl.ppo import PPOConfig, PPOTrainer
 from rl.rewards import VIOLATION_PENALTY, correction_reward, violation_count
 
 MIN_CORRECTIONS = 8
-HEADLINE = ("field_accuracy", "assessment_accuracy", "mean_reward")
+GUARDED = ("field_accuracy", "headline_accuracy", "mean_reward")
 WORSE_BY = 0.01  # one point
 
 
@@ -48,10 +50,10 @@ class Target:
 
 
 def corrected_targets(
-    records: list[dict], studies: Path, template_id: str, generator: ReportGenerator
+    records: list[CorrectionRecord], studies: Path, template_id: str, generator: ReportGenerator
 ) -> list[Target]:
     """The corrected studies' images and signed reports; refuses what PPO cannot use."""
-    templates = {r["template_id"] for r in records}
+    templates = {r.template_id for r in records}
     if templates - {template_id}:
         raise ConfigError(
             f"the model writes {template_id} reports but the log's corrections are for "
@@ -65,15 +67,13 @@ def corrected_targets(
     root = studies.resolve()
     targets = []
     for record in tqdm(records, desc="loading corrected studies", leave=False):
-        if not record.get("study_path"):
+        if not record.study_path:
             continue
-        path = (root / record["study_path"]).resolve()
+        path = (root / record.study_path).resolve()
         if root not in path.parents and path != root:
             continue
         image, present, _ = generator.tensors(load_study(path))
-        targets.append(
-            Target(record["study_id"], image, present, Report.model_validate(record["corrected"]))
-        )
+        targets.append(Target(record.study_id, image, present, record.corrected))
     if len(targets) < MIN_CORRECTIONS:
         raise InputError(
             studies,
@@ -123,32 +123,27 @@ def learned_reward(scorer):
 
 
 def heldout_metrics(generator: ReportGenerator, folder: Path, limit: int | None = None) -> dict:
-    """Greedy drafts of held-out studies vs their truth: the guard's headline metrics."""
+    """Greedy drafts of held-out studies vs their truth: the guard's metrics, defined once
+    in `reportgen.report.metrics` (the same numbers `reportgen evaluate` reports)."""
     from reportgen.synth import read_manifest
 
     rows = read_manifest(folder / "manifest.jsonl")[:limit]
-    correct = total = assess_ok = 0
-    rewards, size_errors = [], []
+    scores = ReportScores(generator.template)
+    rewards = []
     for row in tqdm(rows, desc="held-out evaluation", leave=False):
         study = load_study(folder / row["dir"])
-        truth = Report.from_json((folder / row["dir"] / "report.json").read_text())
+        truth = read_report(folder / row["dir"] / "report.json")
         draft = generator.draft(study, GenerateOptions(explain=False)).report
-        for slot in slots(draft, truth):
-            if slot.truth is None:
-                continue
-            total += 1
-            correct += int(slot.truth == slot.predicted)
-            if slot.field == "size_mm" and slot.predicted is not None:
-                size_errors.append(abs(float(slot.predicted) - float(slot.truth)))
-        assess_ok += int(draft.derived.get("assessment") == truth.derived.get("assessment"))
+        scores.add(draft, truth)
         rewards.append(correction_reward(draft, truth).reward)
-    n = max(len(rows), 1)
+    summary = scores.summary()
     return {
         "n": len(rows),
-        "field_accuracy": correct / max(total, 1),
-        "assessment_accuracy": assess_ok / n,
+        "field_accuracy": summary["field_accuracy"],
+        "headline": scores.headline,
+        "headline_accuracy": summary[f"{scores.headline}_accuracy"],
         "mean_reward": float(np.mean(rewards)) if rewards else 0.0,
-        "size_mae_mm": float(np.mean(size_errors)) if size_errors else None,
+        "size_mae_mm": summary["size_mae_mm"],
     }
 
 
@@ -179,7 +174,7 @@ def _load_checkpoint(trainer: PPOTrainer, folder: Path) -> None:
 
 def refine(
     model_dir: Path,
-    records: list[dict],
+    records: list[CorrectionRecord],
     studies: Path,
     out: Path,
     config: PPOConfig,
@@ -265,7 +260,7 @@ def refine(
         log("evaluating reference and refined model on held-out studies ...")
         refined = heldout_metrics(ReportGenerator(out / "model"), heldout, heldout_limit)
         reference = heldout_metrics(ReportGenerator(model_dir), heldout, heldout_limit)
-        worse = [m for m in HEADLINE if refined[m] < reference[m] - WORSE_BY]
+        worse = [m for m in GUARDED if refined[m] < reference[m] - WORSE_BY]
         summary.update(reference_metrics=reference, refined_metrics=refined, worse_on=worse)
         summary["recommended"] = not worse
         if worse:

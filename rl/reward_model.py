@@ -21,6 +21,7 @@ from reportgen.errors import ConfigError, InputError
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.vocab import BOS, EOS, PAD, ReportVocab
 from reportgen.report import Report, load_template
+from reportgen.report.correction import CorrectionRecord
 
 MIN_PAIRS = 8
 
@@ -66,20 +67,17 @@ class ReportScorer:
         return self.model(input_ids=ids, attention_mask=mask).logits[:, 0].tolist()
 
 
-def preference_pairs(records: list[dict]) -> list[tuple[Report, Report]]:
+def preference_pairs(records: list[CorrectionRecord]) -> list[tuple[Report, Report]]:
     """(preferred = signed, rejected = draft) for every correction that changed something."""
-    pairs = []
-    for record in records:
-        diff = record["diff"]
-        if diff["changes"] or diff["added_findings"] or diff["removed_findings"]:
-            pairs.append(
-                (Report.model_validate(record["corrected"]), Report.model_validate(record["draft"]))
-            )
-    return pairs
+    return [
+        (record.corrected, record.draft)
+        for record in records
+        if record.diff.changes or record.diff.added_findings or record.diff.removed_findings
+    ]
 
 
 def train_reward_model(
-    records: list[dict],
+    records: list[CorrectionRecord],
     out: Path,
     heldout_fraction: float = 0.2,
     epochs: int = 30,

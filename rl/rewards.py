@@ -5,13 +5,13 @@ error share, minus a penalty per template/ontology violation:
 
 | what is wrong                                    | weight                     |
 |--------------------------------------------------|----------------------------|
-| derived assessment / stage (BI-RADS, FIGO)       | 5.0                        |
+| the template's headline (BI-RADS assessment, FIGO stage, O-RADS score) | 5.0 |
 | a finding missed or invented (per finding)       | 3.0 + all its fields wrong |
 | finding type, laterality                         | 2.0                        |
 | lesion size                                      | 2.0 x min(1, rel. error)   |
 | any other field (margin, kinetics, composition)  | 1.0                        |
 | clock position                                   | 0.5 x hours off / 6        |
-| management                                       | 1.0                        |
+| any other derived result (management, category)  | 1.0                        |
 | each validation error (template, ontology)       | penalty 0.5                |
 
 so a wrong category costs most, a missed or invented finding more than a wrong clock
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from reportgen.report import Report, load_template, validate_report
 from reportgen.report.compare import align_findings, clock_hours, slots
 
-DERIVED_WEIGHT = {"assessment": 5.0, "stage": 5.0, "management": 1.0}
+HEADLINE_WEIGHT = 5.0
 FINDING_PRESENCE_WEIGHT = 3.0
 FIELD_WEIGHT = {"type": 2.0, "laterality": 2.0, "size_mm": 2.0, "clock": 0.5}
 DEFAULT_WEIGHT = 1.0
@@ -55,9 +55,9 @@ def _field_error(name: str, truth, predicted) -> float:
     return 1.0
 
 
-def _weight(name: str) -> float:
+def _weight(name: str, headline: str) -> float:
     if name.startswith("derived."):
-        return DERIVED_WEIGHT.get(name.split(".", 1)[1], DEFAULT_WEIGHT)
+        return HEADLINE_WEIGHT if name == f"derived.{headline}" else DEFAULT_WEIGHT
     return FIELD_WEIGHT.get(name, DEFAULT_WEIGHT)
 
 
@@ -71,12 +71,13 @@ def correction_reward(draft: Report, signed: Report) -> RewardBreakdown:
     """The reward of `draft` against the report a clinician signed for the same study."""
     if draft.template.id != signed.template.id:
         raise ValueError("draft and signed report use different templates")
+    headline = load_template(signed.template.id).headline
     error = total = 0.0
     per_field: dict[str, float] = {}
     # Fields of a missed or invented finding count as wrong too (on top of the presence
     # weight below), so leaving a finding out is never cheaper than describing it badly.
     for slot in slots(draft, signed, bool_default=True):
-        weight = _weight(slot.field)
+        weight = _weight(slot.field, headline)
         share = _field_error(slot.field, slot.truth, slot.predicted)
         error += weight * share
         total += weight

@@ -174,7 +174,7 @@ def test_refine_end_to_end_with_guard_and_exact_resume(corrected, cli, tmp_path)
     assert summary["corrections"] == 10 and summary["final"]["step"] == 3
     assert set(summary["reference_metrics"]) >= {
         "field_accuracy",
-        "assessment_accuracy",
+        "headline_accuracy",
         "mean_reward",
     }
     assert summary["recommended"] == (not summary["worse_on"])
@@ -220,7 +220,7 @@ def test_reward_model_trains_with_trl_and_reports_heldout_pairwise_accuracy(
     info = json.loads((tmp_path / "rm" / "reward_model_eval.json").read_text())
     assert info["heldout_pairs"] >= 2 and 0.0 <= info["heldout_pairwise_accuracy"] <= 1.0
     record = next(iter(RewardLog(db).corrections()))
-    scores = ReportScorer(tmp_path / "rm").score([Report.model_validate(record["corrected"])])
+    scores = ReportScorer(tmp_path / "rm").score([record.corrected])
     assert len(scores) == 1 and scores[0] == scores[0]  # finite
     assert_refused(cli("reward-model", "--db", db, "--out", tmp_path / "rm"), "not empty")
 

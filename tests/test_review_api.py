@@ -185,7 +185,7 @@ def test_saves_and_signing_with_every_refusal_storing_nothing(app_env):
     again = client.post("/api/drafts/1/sign", json={"version": 2, "report": form}, headers=headers)
     assert again.status_code == 409
     [record] = list(store.corrections())
-    assert {c["field"] for c in record["diff"]["changes"]} >= {"size_mm", "margin"}
+    assert {c.field for c in record.diff.changes} >= {"size_mm", "margin"}
     assert "signed" in client.get("/").text
 
 

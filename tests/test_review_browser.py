@@ -122,10 +122,10 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
         server.kill()
         shutil.copy(tmp_path / "server.log", tmp_path / "server.kept.log")
     [record] = list(RewardLog(db).corrections())
-    changed = {c["field"]: (c["before"], c["after"]) for c in record["diff"]["changes"]}
+    changed = {c.field: (c.before, c.after) for c in record.diff.changes}
     assert changed["fgt_amount"] == (draft.fields["fgt_amount"].value, new_fgt)
     if old_size is not None:
         assert changed["size_mm"] == (old_size, int(old_size) + 4)
     else:
-        assert len(record["corrected"]["findings"]) == 1
-    assert record["clinician"] == "alice" and record["draft"]["provenance"]["source"] == "model"
+        assert len(record.corrected.findings) == 1
+    assert record.clinician == "alice" and record.draft.provenance.source == "model"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
@@ -13,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from reportgen.errors import ConfigError
 from reportgen.report import load_template
+from reportgen.report.correction import CorrectionRecord
 from reportgen.review.forms import form_values, report_from_form
 from rl.db import Conflict, RewardLog, integrity_problems
 from rl.db.store import RefusedEdit
@@ -77,18 +77,18 @@ def test_signing_stores_the_correction_with_its_field_diff_and_export_writes_it(
     with pytest.raises(Conflict, match="signed by Dr Alice"):
         store.save(draft_id, bob, 1, corrected)
     [record] = list(store.corrections())
-    changed = {c["field"]: (c["before"], c["after"]) for c in record["diff"]["changes"]}
+    changed = {c.field: (c.before, c.after) for c in record.diff.changes}
     assert changed["size_mm"] == (
         draft.findings[0].fields["size_mm"].value,
         truth.findings[0].fields["size_mm"].value,
     )
     assert changed["margin"][1] == truth.findings[0].fields["margin"].value
-    assert record["clinician"] == "alice" and record["time_spent_s"] >= 0
-    assert record["draft"]["provenance"]["source"] == "model"
-    assert record["corrected"]["provenance"]["clinician_id"] == str(alice)
+    assert record.clinician == "alice" and record.time_spent_s >= 0
+    assert record.draft.provenance.source == "model"
+    assert record.corrected.provenance.clinician_id == str(alice)
     out = tmp_path / "corrections.jsonl"
     assert store.export_corrections(out) == 1
-    assert json.loads(out.read_text().splitlines()[0])["diff"] == record["diff"]
+    assert CorrectionRecord.from_json_line(out.read_text().splitlines()[0]) == record
     actions = [e["action"] for e in store.audit_trail()]
     assert actions[-2:] == ["sign", "export"]
 

@@ -328,6 +328,12 @@ def _birads_raw() -> dict:
             "unknown field",
         ),
         (lambda t: t["fields"][0].update(section="nowhere"), "section"),
+        (lambda t: t.update(headline="management_plan"), "headline"),
+        (lambda t: t.pop("headline"), "template schema"),
+        (
+            lambda t: t["derived"]["report"][0].update(suspicious=["birads_9"]),
+            "suspicious values",
+        ),
     ],
 )
 def test_malformed_templates_are_refused(mutate, fragment):
@@ -345,6 +351,22 @@ def test_adding_a_template_is_adding_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("REPORTGEN_TEMPLATES", str(tmp_path))
     assert "birads_mri_local" in available_templates()
     assert load_template("birads_mri_local").title["zh"] == "本院乳腺MRI"
+
+
+@pytest.mark.parametrize(
+    ("template_id", "headline", "suspicious"),
+    [
+        ("birads_mri", "assessment", "category"),
+        ("figo_cervix_2018", "stage", None),
+        ("figo_endometrium_2023", "stage", None),
+        ("orads_mri", "risk_score", "score"),
+    ],
+)
+def test_templates_declare_their_headline_and_suspicious_values(template_id, headline, suspicious):
+    template = load_template(template_id)
+    assert template.headline == headline
+    spec = template.suspicious_finding_result
+    assert (spec.id if spec else None) == suspicious
 
 
 def test_unknown_template_is_a_clear_error():

@@ -98,7 +98,7 @@ def refine(
         log=typer.echo,
     )
     if "refined_metrics" in summary:
-        for name in ("field_accuracy", "assessment_accuracy", "mean_reward", "size_mae_mm"):
+        for name in ("field_accuracy", "headline_accuracy", "mean_reward", "size_mae_mm"):
             ref, new = summary["reference_metrics"][name], summary["refined_metrics"][name]
             typer.echo(
                 f"{name:22s} reference {ref if ref is None else round(ref, 4)}  refined {new if new is None else round(new, 4)}"
@@ -113,7 +113,6 @@ def rewards(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Reward statistics of the log's corrections, per field and per clinician."""
-    from reportgen.report import Report
     from rl.db import RewardLog
     from rl.rewards import correction_reward
 
@@ -122,13 +121,13 @@ def rewards(
     n = 0
     for record in RewardLog(db).corrections():
         n += 1
-        for change in record["diff"]["changes"]:
-            per_field[change["field"]] += 1
-        per_field["finding_added"] += len(record["diff"]["added_findings"])
-        per_field["finding_removed"] += len(record["diff"]["removed_findings"])
-        draft = Report.model_validate(record["draft"])
-        signed = Report.model_validate(record["corrected"])
-        per_clinician[record["clinician"]].append(correction_reward(draft, signed).reward)
+        for change in record.diff.changes:
+            per_field[change.field] += 1
+        per_field["finding_added"] += len(record.diff.added_findings)
+        per_field["finding_removed"] += len(record.diff.removed_findings)
+        per_clinician[record.clinician].append(
+            correction_reward(record.draft, record.corrected).reward
+        )
     stats = {
         "corrections": n,
         "fields_corrected": {

@@ -12,7 +12,6 @@ report retrieval by the contrastive image embedding, and the same decoder uncons
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,12 @@ from scipy import ndimage
 
 from reportgen.model.data import load_examples
 from reportgen.model.explain import region_box_mm
-from reportgen.model.generate import SUSPICIOUS, GenerateOptions, ReportGenerator
+from reportgen.model.generate import GenerateOptions, ReportGenerator
 from reportgen.render.text import render_text
 from reportgen.report import validate_report
-from reportgen.report.compare import FieldScores, align_findings, slots
+from reportgen.report.metrics import ReportScores, suspicious_report
 from reportgen.report.schema import Report
+from reportgen.report.template import Template
 
 SUBSETS: dict[str, tuple[str, ...]] = {  # sequences hidden from the model
     "all": (),
@@ -51,57 +51,29 @@ def _iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> 
 
 
 class Scorer:
-    """Accumulates one system's drafts against the truth."""
+    """One system's drafts against the truth: the shared report metrics
+    (`reportgen.report.metrics`) plus what only evaluation measures (boxes, text, terms)."""
 
-    def __init__(self, headline: str):
-        self.headline = headline
-        self.fields = FieldScores()
-        self.correct: dict[str, int] = defaultdict(int)
-        self.total: dict[str, int] = defaultdict(int)
-        self.headline_pairs: list[tuple[str, str]] = []
-        self.size_errors: list[float] = []
-        self.size_rel: list[float] = []
-        self.malignancy: list[tuple[int, float]] = []
+    def __init__(self, template: Template):
+        self.template = template
+        self.scores = ReportScores(template)
         self.ious: list[float] = []
         self.hyp: list[str] = []
         self.ref: list[str] = []
         self.valid = 0
         self.terms_ok = 0
         self.terms = 0
-        self.n = 0
 
     def add(
         self,
         predicted: Report | None,
         truth: Report,
-        template,
         malignant: int | None,
         prob: float | None,
         boxes=None,
     ) -> None:
-        self.n += 1
-        empty = Report(template=truth.template, study=truth.study, provenance=truth.provenance)
-        shown = predicted if predicted is not None else empty
-        items = slots(shown, truth)
-        self.fields.add(items)
-        for s in items:
-            if s.truth is None and s.predicted is None:
-                continue
-            self.total[s.field] += 1
-            self.correct[s.field] += int(s.truth == s.predicted)
-        t_head = truth.derived.get(self.headline)
-        p_head = shown.derived.get(self.headline)
-        if t_head is not None:
-            self.headline_pairs.append((str(t_head.value), str(p_head.value) if p_head else "none"))
-        for i, j in align_findings(truth.findings, shown.findings):
-            t, p = truth.findings[i].fields.get("size_mm"), shown.findings[j].fields.get("size_mm")
-            if t is not None and p is not None:
-                self.size_errors.append(abs(float(p.value) - float(t.value)))
-                self.size_rel.append(
-                    abs(float(p.value) - float(t.value)) / max(1.0, float(t.value))
-                )
-        if malignant is not None and prob is not None:
-            self.malignancy.append((malignant, prob))
+        template = self.template
+        self.scores.add(predicted, truth, malignant, prob)
         if boxes is not None:
             truth_boxes, predicted_boxes = boxes
             for tb in truth_boxes:
@@ -122,38 +94,18 @@ class Scorer:
     def result(self) -> dict:
         import sacrebleu
         from rouge_score import rouge_scorer
-        from sklearn.metrics import roc_auc_score
 
         scorer = rouge_scorer.RougeScorer(["rougeL"])
         rouge = [
             scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(self.ref, self.hyp, strict=True)
         ]
-        labels = [m for m, _ in self.malignancy]
-        auroc = (
-            float(roc_auc_score(labels, [p for _, p in self.malignancy]))
-            if len(set(labels)) == 2
-            else None
-        )
-        per_field = {k: round(self.correct[k] / self.total[k], 4) for k in sorted(self.total)}
-        head = self.headline_pairs
+        n = self.scores.studies
         return {
-            "studies": self.n,
-            "field_accuracy": round(
-                sum(self.correct.values()) / max(1, sum(self.total.values())), 4
-            ),
-            "field_macro_f1": round(self.fields.macro_f1(), 4),
-            "per_field_accuracy": per_field,
-            "per_field_f1": {k: round(v, 4) for k, v in self.fields.f1().items()},
-            f"{self.headline}_accuracy": round(sum(t == p for t, p in head) / max(1, len(head)), 4),
-            "size_mae_mm": round(float(np.mean(self.size_errors)), 3) if self.size_errors else None,
-            "size_relative_error": round(float(np.mean(self.size_rel)), 4)
-            if self.size_rel
-            else None,
-            "malignancy_auroc": round(auroc, 4) if auroc is not None else None,
+            **self.scores.summary(),
             "detection_iou": round(float(np.mean(self.ious)), 4) if self.ious else None,
             "bleu4": round(sacrebleu.corpus_bleu(self.hyp, [self.ref]).score / 100, 4),
             "rougeL": round(float(np.mean(rouge)), 4),
-            "template_compliance": round(self.valid / max(1, self.n), 4),
+            "template_compliance": round(self.valid / max(1, n), 4),
             "terminology_consistency": round(self.terms_ok / max(1, self.terms), 4),
         }
 
@@ -216,13 +168,13 @@ def evaluate_model(
     out.mkdir(parents=True, exist_ok=True)
     examples = load_examples(data, enc_cfg, out / "cache", template.id)
     n = len(examples.reports) if not limit else min(limit, len(examples.reports))
-    headline = template.derived_report[0].id
-    systems: dict[str, Scorer] = {f"model[{s}]": Scorer(headline) for s in subsets}
+    headline = template.headline
+    systems: dict[str, Scorer] = {f"model[{s}]": Scorer(template) for s in subsets}
     library = None
     if baselines:
-        systems["baseline:unconstrained"] = Scorer(headline)
+        systems["baseline:unconstrained"] = Scorer(template)
         if train_data is not None:
-            systems["baseline:retrieval"] = Scorer(headline)
+            systems["baseline:retrieval"] = Scorer(template)
             lib = load_examples(train_data, enc_cfg, out / "cache-train", template.id)
             library = (lib.reports, generator.image_embeddings(lib.images))
     names = list(enc_cfg.sequences)
@@ -253,7 +205,7 @@ def evaluate_model(
                 ]
                 boxes = (_truth_boxes(mask, affine), predicted_boxes)
             systems[f"model[{subset}]"].add(
-                draft.report, truth, template, malignant, draft.malignancy_probability, boxes
+                draft.report, truth, malignant, draft.malignancy_probability, boxes
             )
         if baselines:
             free = generator.draft_tensors(
@@ -264,7 +216,7 @@ def evaluate_model(
                 GenerateOptions(constrained=False, explain=False),
             )
             systems["baseline:unconstrained"].add(
-                free.report, truth, template, malignant, free.malignancy_probability
+                free.report, truth, malignant, free.malignancy_probability
             )
             if library is not None:
                 reports, embeddings = library
@@ -274,22 +226,14 @@ def evaluate_model(
                 nearest = int((embeddings @ query[0]).argmax())
                 retrieved = reports[nearest].model_copy(deep=True)
                 retrieved.study = truth.study
-                prob = (
-                    1.0
-                    if any(
-                        str(f.derived.get("category").value) in SUSPICIOUS["category"]
-                        for f in retrieved.findings
-                        if f.derived.get("category") is not None
-                    )
-                    else 0.0
-                )
-                systems["baseline:retrieval"].add(retrieved, truth, template, malignant, prob)
+                prob = 1.0 if suspicious_report(retrieved, template) else 0.0
+                systems["baseline:retrieval"].add(retrieved, truth, malignant, prob)
     results = {name: scorer.result() for name, scorer in systems.items()}
     for name, scorer in systems.items():
-        if scorer.headline_pairs:
+        if scorer.scores.headline_pairs:
             safe = name.replace(":", "_").replace("[", "_").replace("]", "")
             _confusion_png(
-                scorer.headline_pairs, out / f"confusion_{safe}.png", f"{headline}: {name}"
+                scorer.scores.headline_pairs, out / f"confusion_{safe}.png", f"{headline}: {name}"
             )
     summary = {
         "model": str(generator.model_dir),

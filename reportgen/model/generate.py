@@ -18,12 +18,6 @@ from reportgen.model.modeling import WEIGHTS, file_sha256, load_model
 from reportgen.report import Report, build_report, load_template
 from reportgen.report.schema import Evidence, Problem, Provenance, StudyRef
 
-# Derived values that mean "suspicious for malignancy": the model's probability of them
-# is the malignancy probability the evaluation scores (AUROC).
-SUSPICIOUS = {
-    "category": {"birads_4", "birads_5"},
-    "assessment": {"birads_4", "birads_5", "birads_6"},
-}
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "demo_model" / "birads_mri"
 
 
@@ -114,8 +108,9 @@ class ReportGenerator:
                 finding.evidence = finding.evidence or Evidence()
                 finding.evidence.malignancy_probability = round(p, 4)
         study_p = max([p for p in probs if p is not None], default=None)
-        if study_p is None:  # no finding (or no per-finding category): the study's assessment
-            study_p = self._suspicious("derived.assessment", "assessment", state, drafted)
+        if study_p is None:  # no finding (or no per-finding category): the study's headline
+            headline = self.template.headline
+            study_p = self._suspicious(f"derived.{headline}", headline, state, drafted)
         if options.explain and affine is not None and report.findings:
             from reportgen.model.explain import explain_findings
 
@@ -155,20 +150,24 @@ class ReportGenerator:
     def _suspicious(
         self, key: str, derived_id: str, state: ParseState, drafted: Drafted
     ) -> float | None:
+        """The model's probability that the value at `key` is one the template calls
+        suspicious (the malignancy probability the evaluation scores as AUROC)."""
         position = state.value_positions.get(key)
-        if position is None or derived_id not in SUSPICIOUS or position >= len(drafted.probs):
+        suspicious = self.template.derived(derived_id).suspicious
+        if position is None or not suspicious or position >= len(drafted.probs):
             return None
         dist = drafted.probs[position]
         ids = [
-            self.vocab.id(f"<v:{v}>")
-            for v in SUSPICIOUS[derived_id]
-            if f"<v:{v}>" in self.vocab.tokens
+            self.vocab.id(f"<v:{v}>") for v in sorted(suspicious) if f"<v:{v}>" in self.vocab.tokens
         ]
         return float(dist[ids].sum())
 
     def _finding_malignancy(self, state: ParseState, drafted: Drafted) -> list[float | None]:
+        spec = self.template.suspicious_finding_result
         return [
-            self._suspicious(f"findings[{i}].category", "category", state, drafted)
+            self._suspicious(f"findings[{i}].{spec.id}", spec.id, state, drafted)
+            if spec is not None
+            else None
             for i in range(len(state.findings))
         ]
 

@@ -1,6 +1,6 @@
 """Comparing two reports: finding alignment, field-level agreement and diffs.
 
-One module serves the parser's F1, `reportgen evaluate`, the review app's correction
+One module serves the metrics (`reportgen.report.metrics`), the review app's correction
 records and the rewards: they all ask which fields of report B differ from report A.
 Findings are aligned by the Hungarian algorithm on a location/type mismatch cost, so
 order does not matter; findings on different sides are never matched.
@@ -8,8 +8,7 @@ order does not matter; findings on different sides are never matched.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -106,39 +105,6 @@ def slots(predicted: Report, truth: Report, bool_default: bool = True) -> list[S
                 for k, v in finding.fields.items()
             ]
     return result
-
-
-@dataclass
-class FieldScores:
-    tp: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    fp: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    fn: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-    def add(self, items: list[Slot]) -> None:
-        for s in items:
-            if s.truth is not None and s.predicted == s.truth:
-                self.tp[s.field] += 1
-                continue
-            if s.truth is not None:
-                self.fn[s.field] += 1
-            if s.predicted is not None:
-                self.fp[s.field] += 1
-
-    def f1(self) -> dict[str, float]:
-        fields = set(self.tp) | set(self.fp) | set(self.fn)
-        out = {}
-        for k in sorted(fields):
-            denom = 2 * self.tp[k] + self.fp[k] + self.fn[k]
-            out[k] = 2 * self.tp[k] / denom if denom else 1.0
-        return out
-
-    def macro_f1(self) -> float:
-        scores = self.f1()
-        return float(np.mean(list(scores.values()))) if scores else 1.0
-
-    def micro_f1(self) -> float:
-        tp, fp, fn = sum(self.tp.values()), sum(self.fp.values()), sum(self.fn.values())
-        return 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
 
 
 @dataclass

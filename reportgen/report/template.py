@@ -53,6 +53,7 @@ class DerivedSpec:
     default: str | None
     section: str | None = None
     phrase: Text | None = None
+    suspicious: frozenset[str] = frozenset()  # values meaning "suspicious for malignancy"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Template:
     title: Text
     domain: str
     procedure: str
+    headline: str  # the report-level derived result the template is scored on
     sections: list[tuple[str, Text]]
     fields: list[FieldSpec]
     finding_fields: list[FieldSpec]
@@ -102,6 +104,12 @@ class Template:
 
     def derived(self, derived_id: str) -> DerivedSpec:
         return next(d for d in [*self.derived_finding, *self.derived_report] if d.id == derived_id)
+
+    @property
+    def suspicious_finding_result(self) -> DerivedSpec | None:
+        """The per-finding derived result whose values say "suspicious" (BI-RADS category),
+        if the template has one: a finding's malignancy probability is read from it."""
+        return next((d for d in self.derived_finding if d.suspicious), None)
 
 
 def _schema() -> dict:
@@ -138,6 +146,7 @@ def _derived(spec: dict, level: str) -> DerivedSpec:
         default=spec.get("default"),
         section=spec.get("section"),
         phrase=spec.get("phrase"),
+        suspicious=frozenset(spec.get("suspicious", ())),
     )
 
 
@@ -160,6 +169,7 @@ def parse_template(
         title=raw["title"],
         domain=raw["domain"],
         procedure=raw["procedure"],
+        headline=raw["headline"],
         sections=[(s["id"], s["title"]) for s in raw["sections"]],
         fields=[_field(f, "report") for f in raw["fields"]],
         finding_fields=[_field(f, "finding") for f in fnd["fields"]],
@@ -243,6 +253,12 @@ def _check_meaning(t: Template, concepts: ConceptTable, path: str) -> None:
             check_cond(cond, where, d.level == "finding")
         if d.default is not None and d.default not in d.values:
             fail(f"{where}: default {d.default!r} is not one of its values")
+        if not d.suspicious <= set(d.values):
+            fail(
+                f"{where}: suspicious values {sorted(d.suspicious - set(d.values))} are not its values"
+            )
+    if t.headline not in {d.id for d in t.derived_report}:
+        fail(f"headline {t.headline!r} is not a report-level derived result")
     for rule in t.consistency:
         check_cond(rule.when, f"consistency {rule.id}", False)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from reportgen.errors import ConfigError, InputError, ReportgenError
 from reportgen.report import Report, load_template, validate_report
 from reportgen.report.compare import diff_reports
+from reportgen.report.correction import CorrectionDiff, CorrectionRecord
 from rl.db.engine import open_log_engine
 from rl.db.models import (
     AuditEvent,
@@ -428,8 +428,8 @@ class RewardLog:
             )
 
     # -- corrections ----------------------------------------------------------------
-    def corrections(self) -> Iterator[dict]:
-        """Every correction record, oldest first, as the JSON-ready dict export writes."""
+    def corrections(self) -> Iterator[CorrectionRecord]:
+        """Every correction record, oldest first."""
         with Session(self.engine) as session:
             rows = session.execute(
                 select(
@@ -446,21 +446,21 @@ class RewardLog:
                 .order_by(Correction.id)
             )
             for c, username, study_id, signed_at, study_path in rows:
-                yield {
-                    "correction_id": c.id,
-                    "draft_id": c.draft_id,
-                    "study_id": study_id,
-                    "study_path": study_path,
-                    "template_id": c.template_id,
-                    "clinician": username,
-                    "model_version": c.model_version,
-                    "checkpoint_sha256": c.checkpoint_sha256,
-                    "time_spent_s": round(c.time_spent_s, 3),
-                    "signed_at": _utc(signed_at).isoformat(),
-                    "diff": c.diff,
-                    "draft": json.loads(c.draft_json),
-                    "corrected": json.loads(c.corrected_json),
-                }
+                yield CorrectionRecord(
+                    correction_id=c.id,
+                    draft_id=c.draft_id,
+                    study_id=study_id,
+                    study_path=study_path,
+                    template_id=c.template_id,
+                    clinician=username,
+                    model_version=c.model_version,
+                    checkpoint_sha256=c.checkpoint_sha256,
+                    time_spent_s=round(c.time_spent_s, 3),
+                    signed_at=_utc(signed_at).isoformat(),
+                    diff=CorrectionDiff.model_validate(c.diff),
+                    draft=Report.from_json(c.draft_json),
+                    corrected=Report.from_json(c.corrected_json),
+                )
 
     def export_corrections(self, out: Path) -> int:
         """Write corrections as JSONL (atomically: a partial file never replaces a good one)."""
@@ -471,7 +471,7 @@ class RewardLog:
         count = 0
         with tmp.open("w", encoding="utf-8") as handle:
             for record in self.corrections():
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                handle.write(record.to_json_line() + "\n")
                 count += 1
         tmp.replace(out)
         self.audit("export", detail={"corrections": count})
