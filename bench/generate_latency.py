@@ -20,9 +20,10 @@ from pathlib import Path
 import torch
 from bench_io import write_result
 
+from reportgen.data import read_manifest
 from reportgen.io import load_study
 from reportgen.model.generate import GenerateOptions, ReportGenerator
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.synth import SynthOptions, synth_dataset
 
 
 def _timed(fn, repeats: int) -> dict:

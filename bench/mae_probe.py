@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pretrain_mae.detector import train_detector
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -31,12 +32,12 @@ from sklearn.preprocessing import StandardScaler
 
 from pretrain_mae.checkpoint import load_pretrained
 from pretrain_mae.config import preset
-from pretrain_mae.data import CachedStudies, build_cache, collate, discover_studies
-from pretrain_mae.detector import train_detector
+from pretrain_mae.data import collate
 from pretrain_mae.masking import MaskingOptions
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.trainer import TrainArgs, train
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.data import CachedStudies, build_cache, discover_studies, read_manifest
+from reportgen.synth import SynthOptions, synth_dataset
 
 
 def _malignant(row: dict) -> int:

@@ -16,12 +16,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ontology.parser import parse_report
+from reportgen.data import read_manifest
 from reportgen.report import Report, build_report, load_template
 from reportgen.report.compare import slots
 from reportgen.report.metrics import FieldScores
+from reportgen.report.parse import parse_report
 from reportgen.report.schema import Provenance, StudyRef
-from reportgen.synth import DOMAINS, SynthOptions, read_manifest, synth_dataset
+from reportgen.synth import DOMAINS, SynthOptions, synth_dataset
 
 HERE = Path(__file__).parent
 

@@ -12,18 +12,18 @@ import argparse
 import json
 import platform
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from helpers.review import PASSWORD, studies_with_draft
-from helpers.server import ReviewServer
+from bench_io import use_test_helpers
 
 from reportgen.review.drafts import import_drafts
-from reportgen.review.load import run_load
-from rl.db import RewardLog, integrity_problems
+from reportgen.review.store import RewardLog, integrity_problems
+
+use_test_helpers()
+from helpers.load import run_load  # noqa: E402
+from helpers.review import PASSWORD, studies_with_draft  # noqa: E402
+from helpers.server import ReviewServer  # noqa: E402
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from bench_io import write_result
 from rl_refine import HELDOUT
 from tqdm import tqdm
 
+from reportgen.data import read_manifest
 from reportgen.io import load_study
 from reportgen.model.decoding import draft_tokens
 from reportgen.model.generate import GenerateOptions, ReportGenerator
@@ -31,7 +32,7 @@ from reportgen.report import Report
 from reportgen.report.compare import align_findings
 from reportgen.report.io import read_report
 from reportgen.report.metrics import field_accuracy, scored_slots
-from reportgen.synth import read_manifest, synth_dataset
+from reportgen.synth import synth_dataset
 from rl.refine import heldout_metrics
 from rl.rewards import correction_reward
 

@@ -21,15 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_io import write_result
+from bench_io import use_test_helpers, write_result
 
 from reportgen.model.generate import BUNDLED_MODEL, ReportGenerator
+from reportgen.review.store import RewardLog
 from reportgen.synth import SynthOptions, synth_dataset
-from rl.db import RewardLog
 from rl.ppo import PPOConfig
 from rl.refine import refine
 from rl.reward_model import train_reward_model
-from rl.simulate import correct_drafts_of
+
+use_test_helpers()
+from helpers.simulate import correct_drafts_of  # noqa: E402
 
 # never corrected, never rolled out on: the guard's studies (bench/rl_headroom.py reads them too)
 HELDOUT = SynthOptions(domain="breast", seed=9001, malignant_fraction=0.5)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from reportgen.errors import ConfigError
+from ontology.errors import TerminologyError
 
 DATA = Path(__file__).parent / "data"
 SYSTEM_URIS = {
@@ -92,14 +92,14 @@ def _reference_codes() -> dict[str, dict]:
 def _parse_code(text: str, reference: dict[str, dict], where: str) -> Code:
     key, _, code = text.partition(":")
     if key not in SYSTEM_URIS or not code:
-        raise ConfigError(
+        raise TerminologyError(
             f"{where}: code {text!r} must be system:code with system in {sorted(SYSTEM_URIS)}"
         )
     if key == "local":
         return Code(key, code, code, "reportgen")
     entry = reference.get(text)
     if entry is None:
-        raise ConfigError(
+        raise TerminologyError(
             f"{where}: {text} is not in ontology/data/reference_codes.json (no recorded public source)"
         )
     return Code(key, code, entry["display"], entry["source"])
@@ -115,12 +115,14 @@ def load_concepts(folder: Path | None = None) -> ConceptTable:
         for cid, spec in (content.get("concepts") or {}).items():
             where = f"{path.name}:{cid}"
             if cid in table:
-                raise ConfigError(f"{where}: concept defined twice (also in {table[cid].file})")
+                raise TerminologyError(
+                    f"{where}: concept defined twice (also in {table[cid].file})"
+                )
             unknown = set(spec) - {"en", "zh", "parent", "syn_en", "syn_zh", "codes", "relations"}
             if unknown:
-                raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+                raise TerminologyError(f"{where}: unknown keys {sorted(unknown)}")
             if not spec.get("en") or not spec.get("zh"):
-                raise ConfigError(f"{where}: needs preferred terms 'en' and 'zh'")
+                raise TerminologyError(f"{where}: needs preferred terms 'en' and 'zh'")
             table[cid] = Concept(
                 id=cid,
                 en=str(spec["en"]),
@@ -134,17 +136,19 @@ def load_concepts(folder: Path | None = None) -> ConceptTable:
             )
     for cid, concept in table.items():
         if concept.parent is not None and concept.parent not in table:
-            raise ConfigError(f"{concept.file}:{cid}: parent {concept.parent!r} is not a concept")
+            raise TerminologyError(
+                f"{concept.file}:{cid}: parent {concept.parent!r} is not a concept"
+            )
         for rel, target in concept.relations.items():
             if target not in table:
-                raise ConfigError(
+                raise TerminologyError(
                     f"{concept.file}:{cid}: relation {rel} -> {target!r} is not a concept"
                 )
         seen = {cid}
         node = concept.parent
         while node:
             if node in seen:
-                raise ConfigError(f"{concept.file}:{cid}: is-a cycle through {node}")
+                raise TerminologyError(f"{concept.file}:{cid}: is-a cycle through {node}")
             seen.add(node)
             node = table[node].parent
     return table

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
+from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import networkx as nx
 import owlready2 as owl
@@ -144,21 +145,28 @@ def graph_from_owl(path: Path = OWL_FILE) -> nx.MultiDiGraph:
     return g
 
 
-def add_templates(g: nx.MultiDiGraph) -> None:
-    from reportgen.report.template import available_templates, load_template
+class TemplateField(NamedTuple):
+    """A report template's field as the graph needs it (templates are read by reportgen)."""
 
-    for template_id in available_templates():
-        template = load_template(template_id)
-        for spec in [*template.fields, *template.finding_fields]:
-            node = f"{template.id}.{spec.id}"
-            g.add_node(
-                node, kind="field", template=template.id, field=spec.id, concept=spec.concept
-            )
-            g.add_edge(node, spec.concept, key="about")
-            for value in spec.values:
-                g.add_edge(value, node, key="fills")
-            if spec.type == "bool":
-                g.add_edge(spec.concept, node, key="fills")
+    template: str
+    field: str
+    concept: str
+    type: str
+    values: tuple[str, ...]
+
+
+def add_templates(g: nx.MultiDiGraph, fields: Iterable[TemplateField]) -> None:
+    """Field nodes: which concepts fill which template field."""
+    for spec in fields:
+        node = f"{spec.template}.{spec.field}"
+        g.add_node(
+            node, kind="field", template=spec.template, field=spec.field, concept=spec.concept
+        )
+        g.add_edge(node, spec.concept, key="about")
+        for value in spec.values:
+            g.add_edge(value, node, key="fills")
+        if spec.type == "bool":
+            g.add_edge(spec.concept, node, key="fills")
 
 
 def merge_extension(g: nx.MultiDiGraph, extension: nx.MultiDiGraph) -> None:
@@ -176,15 +184,15 @@ def merge_extension(g: nx.MultiDiGraph, extension: nx.MultiDiGraph) -> None:
             g.add_edge(u, v, key=key)
 
 
-@lru_cache(maxsize=1)
-def default_graph() -> KnowledgeGraph:
-    """The shipped ontology + templates, plus any RF2 extensions in REPORTGEN_GRAPH_EXTENSIONS."""
+def build_graph(fields: Iterable[TemplateField] = ()) -> KnowledgeGraph:
+    """The shipped ontology, the given template fields, and any RF2 extensions named in
+    REPORTGEN_GRAPH_EXTENSIONS."""
     import os
 
     from ontology.rf2 import read_extension
 
     g = graph_from_owl()
-    add_templates(g)
+    add_templates(g, fields)
     for path in filter(None, os.environ.get("REPORTGEN_GRAPH_EXTENSIONS", "").split(os.pathsep)):
         merge_extension(g, read_extension(Path(path)))
     return KnowledgeGraph(g)

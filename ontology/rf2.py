@@ -18,7 +18,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from reportgen.errors import InputError
+from ontology.errors import TerminologyError
 
 IS_A = "116680003"
 FINDING_SITE = "363698007"
@@ -31,20 +31,20 @@ def _rows(folder: Path, pattern: str, required: bool = True) -> list[dict]:
     matches = sorted(folder.rglob(pattern))
     if not matches:
         if required:
-            raise InputError(folder, f"no RF2 file matching {pattern}")
+            raise TerminologyError(f"no RF2 file matching {pattern}", folder)
         return []
     with matches[0].open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         rows = [row for row in reader if row.get("active") == "1"]
     if rows and not {"id", "active"} <= set(rows[0]):
-        raise InputError(matches[0], "not an RF2 file (missing id/active columns)")
+        raise TerminologyError("not an RF2 file (missing id/active columns)", matches[0])
     return rows
 
 
 def load_rf2(folder: Path, roots: list[str]) -> dict:
     """Read the subtrees under `roots`; returns {concepts, terms, preferred, is_a, finding_site}."""
     if not folder.is_dir():
-        raise InputError(folder, "not a folder")
+        raise TerminologyError("not a folder", folder)
     concepts = {row["id"] for row in _rows(folder, "sct2_Concept_*Snapshot*.txt")}
     parents: dict[str, set[str]] = defaultdict(set)
     sites: dict[str, set[str]] = defaultdict(set)
@@ -59,8 +59,8 @@ def load_rf2(folder: Path, roots: list[str]) -> dict:
             children[parent].add(child)
     missing = [r for r in roots if r not in concepts]
     if missing:
-        raise InputError(
-            folder, f"root concept(s) not active in this release: {', '.join(missing)}"
+        raise TerminologyError(
+            f"root concept(s) not active in this release: {', '.join(missing)}", folder
         )
     keep: set[str] = set()
     stack = list(roots)
@@ -142,6 +142,6 @@ def read_extension(path: Path) -> nx.MultiDiGraph:
             edges="edges",
         )
     except (OSError, json.JSONDecodeError, KeyError) as exc:
-        raise InputError(
-            path, f"not a graph extension written by `reportgen ontology import-rf2` ({exc})"
+        raise TerminologyError(
+            f"not a graph extension written by `reportgen ontology import-rf2` ({exc})", path
         ) from exc

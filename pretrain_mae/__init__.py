@@ -3,9 +3,30 @@
 Tokens are (sequence, 3D patch) pairs, so any subset of sequences can be fed; the
 encoder (timm ViT blocks, fused attention) sees only visible tokens; masking can be
 random, lesion-aware or anatomy-preserving, joint or complementary across sequences.
+
+This package imports nothing of reportgen's: the studies come in as a torch Dataset
+(items as `pretrain_mae.data.collate` batches them) and a lesion prior, if any, as a
+function. Its names load on first use, so `pretrain_mae.errors` stays cheap to import.
 """
 
-from pretrain_mae.config import MAEConfig
-from pretrain_mae.model import MaskedAutoencoder3D
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pretrain_mae.config import MAEConfig
+    from pretrain_mae.model import MaskedAutoencoder3D
 
 __all__ = ["MAEConfig", "MaskedAutoencoder3D"]
+
+
+def __getattr__(name: str):
+    if name == "MAEConfig":
+        from pretrain_mae.config import MAEConfig
+
+        return MAEConfig
+    if name == "MaskedAutoencoder3D":
+        from pretrain_mae.model import MaskedAutoencoder3D
+
+        return MaskedAutoencoder3D
+    raise AttributeError(f"module 'pretrain_mae' has no attribute {name!r}")

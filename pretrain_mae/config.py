@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -96,15 +95,12 @@ class MAEConfig:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
-    def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(
-            json.dumps({"model_type": "reportgen-mae3d", **self.to_dict()}, indent=2)
-        )
-
     @classmethod
     def load(cls, folder: Path) -> MAEConfig:
-        return cls.from_dict(json.loads((folder / "config.json").read_text()))
+        """The config of an MAE checkpoint folder (`pretrain_mae.checkpoint`)."""
+        from pretrain_mae.checkpoint import MAE_TYPE, read_config
+
+        return cls.from_dict(read_config(folder, MAE_TYPE))
 
 
 PRESETS: dict[str, dict] = {

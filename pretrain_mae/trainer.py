@@ -14,23 +14,29 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Dataset
 
-from pretrain_mae.checkpoint import load_pretrained, load_state, save_checkpoint, unwrap
+from pretrain_mae.checkpoint import load_pretrained, read_state, save_checkpoint, unwrap
 from pretrain_mae.config import MAEConfig, preset
-from pretrain_mae.data import CachedStudies, build_cache, collate, discover_studies
+from pretrain_mae.data import collate
 from pretrain_mae.masking import MaskingOptions, draw_mask
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.viz import reconstruction_png
 
+# The studies, built for a config's grid (called once the config is known, on rank 0 first).
+DatasetFactory = Callable[[MAEConfig], Dataset]
+# Lesion probability (B, X, Y, Z) for studies without a mask, from images and present flags.
+LesionPrior = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 @dataclass
 class TrainArgs:
-    data: Path
     out: Path
     config: str = "base"
     masking: MaskingOptions = field(default_factory=MaskingOptions)
@@ -50,8 +56,6 @@ class TrainArgs:
     stop_at: int | None = (
         None  # end this session after this step (with a checkpoint); --resume continues
     )
-    cache_dir: Path | None = None
-    detector: Path | None = None
     model_overrides: dict = field(default_factory=dict)
     log_every: int = 10
     device: str = "auto"
@@ -94,7 +98,21 @@ def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> to
     return g
 
 
-def train(args: TrainArgs, log=print) -> Path:
+def resolve_config(args: TrainArgs) -> MAEConfig:
+    """The run's model config: the interrupted run's when resuming, else the preset."""
+    last = args.out / "last"
+    if args.resume and last.exists():
+        return MAEConfig.load(last)
+    return preset(args.config, **args.model_overrides)
+
+
+def train(
+    args: TrainArgs,
+    studies: DatasetFactory,
+    lesion_prior: LesionPrior | None = None,
+    log=print,
+) -> Path:
+    """Pretrain on `studies(cfg)`; `lesion_prior` fills in lesions where a study has no mask."""
     rank, world = _ranks()
     device = torch.device(
         "cuda"
@@ -108,17 +126,12 @@ def train(args: TrainArgs, log=print) -> Path:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     is_main = rank == 0
     last = args.out / "last"
-    if args.resume and last.exists():
-        cfg = MAEConfig.load(last)
-    else:
-        cfg = preset(args.config, **args.model_overrides)
-    cache_dir = args.cache_dir or args.out / "cache"
-    sources = discover_studies(args.data)
-    files = build_cache(sources, cfg, cache_dir) if is_main else None
+    cfg = resolve_config(args)
+    dataset = studies(cfg) if is_main else None
     if world > 1:
         dist.barrier()
-        files = build_cache(sources, cfg, cache_dir)  # every rank now finds them cached
-    dataset = CachedStudies(files)
+        if not is_main:  # rank 0 prepared (cached) them; the others now only read
+            dataset = studies(cfg)
     torch.manual_seed(args.seed)
     model = MaskedAutoencoder3D(cfg).to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
@@ -140,7 +153,7 @@ def train(args: TrainArgs, log=print) -> Path:
     start = 0
     if args.resume and last.exists():
         model.load_state_dict(unwrap(load_pretrained(last)).state_dict())
-        state = load_state(last)
+        state = read_state(last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = int(state["step"])
@@ -153,11 +166,6 @@ def train(args: TrainArgs, log=print) -> Path:
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    detector = None
-    if args.detector is not None:
-        from pretrain_mae.detector import load_detector
-
-        detector = load_detector(args.detector).to(device)
     writer = None
     if is_main:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -184,8 +192,9 @@ def train(args: TrainArgs, log=print) -> Path:
         batch = collate([dataset[i] for i in idx])
         images, present = batch["image"].to(device), batch["present"].to(device)
         lesion = batch["lesion"].to(device)
-        if detector is not None and not bool(batch["has_mask"].all()):
-            prior = _prior(detector, images, present)
+        if lesion_prior is not None and not bool(batch["has_mask"].all()):
+            with torch.no_grad():
+                prior = lesion_prior(images, present)
             lesion = torch.where(batch["has_mask"].to(device)[:, None, None, None], lesion, prior)
         g = _step_generator(args.seed, step, rank, device)
         mask = draw_mask(cfg, present, args.masking, g, lesion=lesion, reference=images[:, 0])
@@ -273,13 +282,6 @@ def _replicas_agree(model: torch.nn.Module, world: int, device: torch.device) ->
     gathered = [torch.zeros_like(checksum) for _ in range(world)]
     dist.all_gather(gathered, checksum)
     return all(torch.equal(gathered[0], g) for g in gathered[1:])
-
-
-@torch.no_grad()
-def _prior(detector, images: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    from pretrain_mae.detector import lesion_prior
-
-    return lesion_prior(detector, images, present)
 
 
 def _checkpoint(

@@ -20,3 +20,12 @@ class InputError(ReportgenError):
 
 class ConfigError(ReportgenError):
     """An option, config or template is unknown or inconsistent."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Every error type that means "fix your input" (exit status 2), ours and the lower
+    floors' (`ontology` and `pretrain_mae` import nothing of ours, so they have their own)."""
+    from ontology.errors import TerminologyError
+    from pretrain_mae.errors import PretrainError
+
+    return (ReportgenError, TerminologyError, PretrainError)

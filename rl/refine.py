@@ -125,7 +125,7 @@ def learned_reward(scorer):
 def heldout_metrics(generator: ReportGenerator, folder: Path, limit: int | None = None) -> dict:
     """Greedy drafts of held-out studies vs their truth: the guard's metrics, defined once
     in `reportgen.report.metrics` (the same numbers `reportgen evaluate` reports)."""
-    from reportgen.synth import read_manifest
+    from reportgen.data import read_manifest
 
     rows = read_manifest(folder / "manifest.jsonl")[:limit]
     scores = ReportScores(generator.template)

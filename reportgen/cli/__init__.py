@@ -15,7 +15,7 @@ import traceback
 import typer
 
 from reportgen import __version__
-from reportgen.errors import ReportgenError
+from reportgen.errors import user_errors
 
 app = typer.Typer(
     name="reportgen",
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         app(args=args, prog_name="reportgen", standalone_mode=True)
-    except ReportgenError as exc:
+    except user_errors() as exc:
         if debug:
             traceback.print_exc()
         print(f"reportgen: error: {exc}", file=sys.stderr)

@@ -19,9 +19,9 @@ app.add_typer(ontology_app, name="ontology")
 @ontology_app.command("lookup")
 def lookup(term: str = typer.Argument(..., help="A term in English or Chinese.")) -> None:
     """Normalise a term to its concept: codes, preferred terms, ancestors, template fields."""
-    from ontology.graph import default_graph
+    from reportgen.report.knowledge import knowledge_graph
 
-    kg = default_graph()
+    kg = knowledge_graph()
     found = sorted(kg.candidates(term))
     if not found:
         typer.echo(f"no concept for {term!r}")

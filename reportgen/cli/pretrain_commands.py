@@ -89,25 +89,29 @@ def pretrain(
         layers = tuple(int(v) for v in multiscale.split(",") if v.strip())
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    from reportgen.model.pretraining import (
+        detector_prior,
+        study_dataset,
+        train_standalone_detector,
+    )
+
     if train_detector:
         from pretrain_mae.config import preset
-        from pretrain_mae.data import CachedStudies, build_cache, discover_studies
-        from pretrain_mae.detector import train_detector as fit
 
-        cfg = preset(config)
-        dataset = CachedStudies(build_cache(discover_studies(data), cfg, out / "cache"))
-        stats = fit(dataset, out, steps=detector_steps, seed=seed)
+        stats = train_standalone_detector(
+            study_dataset(data, out / "cache")(preset(config)), out, detector_steps, seed
+        )
         typer.echo(
             f"lesion detector trained on {stats['trained_on']} studies with masks; saved in {out}"
         )
         return
-    from pretrain_mae.trainer import TrainArgs, train
+    from pretrain_mae.errors import PretrainError
+    from pretrain_mae.trainer import TrainArgs, resolve_config, train
 
     overrides = {"modality_experts": experts, "mask_ratio": mask_ratio}
     if layers:
         overrides["multiscale_layers"] = layers
     args = TrainArgs(
-        data=data,
         out=out,
         config=config,
         masking=opts,
@@ -120,11 +124,16 @@ def pretrain(
         compile=compile_model,
         resume=resume,
         stop_at=stop_at,
-        detector=detector,
         model_overrides=overrides,
     )
     try:
-        train(args, log=lambda m: typer.echo(m, err=True))
+        cfg = resolve_config(args)
+        prior = detector_prior(detector, cfg) if detector is not None else None
+        train(
+            args, study_dataset(data, out / "cache"), prior, log=lambda m: typer.echo(m, err=True)
+        )
+    except PretrainError:
+        raise
     except ValueError as exc:  # inconsistent config values
         raise ConfigError(str(exc)) from exc
     typer.echo(

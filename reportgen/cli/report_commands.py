@@ -35,8 +35,8 @@ def parse(
     out: Path = typer.Option(None, "--out", help="Write the JSON here instead of stdout."),
 ) -> None:
     """Turn a free-text report into a structured report (JSON), for labelling legacy reports."""
-    from ontology.parser import parse_report
     from reportgen.report import load_template
+    from reportgen.report.parse import parse_report
 
     load_template(template)
     if not report.exists():

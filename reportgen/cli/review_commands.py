@@ -37,7 +37,7 @@ def review(
 
     from reportgen.review.app import ReviewSettings, create_app
     from reportgen.review.drafts import import_drafts
-    from rl.db import RewardLog
+    from reportgen.review.store import RewardLog
 
     if studies is not None and not studies.is_dir():
         raise InputError(studies, "not a folder")
@@ -69,7 +69,7 @@ def users_add(
     ),
 ) -> None:
     """Create a clinician account (the password is stored as an Argon2 hash)."""
-    from rl.db import RewardLog
+    from reportgen.review.store import RewardLog
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -85,7 +85,7 @@ def corrections_export(
     out: Path = typer.Option(..., "--out", help="JSONL file to write."),
 ) -> None:
     """Write every correction (draft, signed report, field diff, time spent) as JSONL."""
-    from rl.db import RewardLog
+    from reportgen.review.store import RewardLog
 
     count = RewardLog(db).export_corrections(out)
     typer.echo(f"wrote {count} corrections to {out}")

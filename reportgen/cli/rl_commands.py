@@ -58,7 +58,7 @@ def refine(
     import torch
 
     from reportgen.model.generate import BUNDLED_MODEL
-    from rl.db import RewardLog
+    from reportgen.review.store import RewardLog
     from rl.ppo import PPOConfig
     from rl.refine import refine as run_refine
 
@@ -113,7 +113,7 @@ def rewards(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Reward statistics of the log's corrections, per field and per clinician."""
-    from rl.db import RewardLog
+    from reportgen.review.store import RewardLog
     from rl.rewards import correction_reward
 
     per_field: dict[str, int] = defaultdict(int)
@@ -165,7 +165,7 @@ def reward_model(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the learned reward model (trl RewardTrainer) on the log's (signed, draft) pairs."""
-    from rl.db import RewardLog
+    from reportgen.review.store import RewardLog
     from rl.reward_model import train_reward_model
 
     if not 0.05 <= heldout_fraction <= 0.5:

@@ -1,14 +1,11 @@
 """Lesion candidates: where the report model looks closely.
 
-A small 3D segmentation network marks likely lesions on the coarse (encoder) grid; each
-connected region above threshold becomes a candidate with a centre, an extent and a
-score. The report model then reads a fine-resolution crop around each candidate (its
-own ViT tokens) next to the whole-study tokens, so sizes, margins and kinetics are
-judged at the acquisition's resolution rather than from 64 mm patches.
-
-The network is plain torch rather than MONAI's UNet: importing MONAI costs about 5 s,
-which `reportgen generate` pays on every cold start, and three scales are all this
-needs.
+The lesion detector (`reportgen.model.detector`) marks likely lesions on the coarse
+(encoder) grid; each connected region above threshold becomes a candidate with a
+centre, an extent and a score. The report model then reads a fine-resolution crop
+around each candidate (its own ViT tokens) next to the whole-study tokens, so sizes,
+margins and kinetics are judged at the acquisition's resolution rather than from 64 mm
+patches.
 """
 
 from __future__ import annotations
@@ -19,56 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from torch import nn
 
 GEOMETRY_FEATURES = 8
-
-
-def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv3d(cin, cout, 3, stride=stride, padding=1),
-        nn.InstanceNorm3d(cout, affine=True),
-        nn.GELU(),
-    )
-
-
-class LesionDetector(nn.Module):
-    """A three-scale 3D U-Net: sequences (B, S, X, Y, Z) -> lesion logits (B, X, Y, Z)."""
-
-    def __init__(self, in_channels: int, width: int = 8):
-        super().__init__()
-        w = width
-        self.enc1 = nn.Sequential(_conv(in_channels, w), _conv(w, w))
-        self.enc2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
-        self.enc3 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
-        self.up3 = nn.ConvTranspose3d(4 * w, 2 * w, 2, stride=2)
-        self.dec2 = _conv(4 * w, 2 * w)
-        self.up2 = nn.ConvTranspose3d(2 * w, w, 2, stride=2)
-        self.dec1 = _conv(2 * w, w)
-        self.head = nn.Conv3d(w, 1, 1)
-
-    def forward(self, images: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        x1 = self.enc1(images * present[:, :, None, None, None].to(images.dtype))
-        x2 = self.enc2(x1)
-        x3 = self.enc3(x2)
-        y2 = self.dec2(torch.cat([self.up3(x3), x2], 1))
-        y1 = self.dec1(torch.cat([self.up2(y2), x1], 1))
-        return self.head(y1)[:, 0]
-
-
-def detector_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus soft Dice: lesions are a tiny fraction of the volume.
-
-    Dice is per study (smoothed by 1), so on a lesion-free study it is lowest when
-    nothing is marked: it suppresses false candidates. Dice pooled over the batch was
-    tried and read worse on held-out phantoms (README, "Lesion-centred reading").
-    """
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(4.0))
-    prob = torch.sigmoid(logits)
-    dims = tuple(range(1, prob.ndim))
-    inter = (prob * target).sum(dims)
-    dice = 1 - (2 * inter + 1) / (prob.sum(dims) + target.sum(dims) + 1)
-    return bce + dice.mean()
 
 
 @dataclass

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 from reportgen.errors import ConfigError
 
@@ -71,17 +69,16 @@ class ReportModelConfig:
         """(shape, spacing) the study is prepared on before it reaches the model."""
         return input_grid(self.encoder, self.roi)
 
-    def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(
-            json.dumps({"model_type": "reportgen-report", **asdict(self)}, indent=2)
-        )
+    def to_dict(self) -> dict:
+        return asdict(self)
 
     @classmethod
-    def load(cls, folder: Path) -> ReportModelConfig:
-        data = json.loads((folder / "config.json").read_text())
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: dict) -> ReportModelConfig:
+        """Unknown keys are an error, as for `MAEConfig`: a config is never half-read."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown report model config keys: {sorted(unknown)}")
+        return cls(**data)
 
 
 def pool_factor(encoder: dict, roi: dict | None) -> int:

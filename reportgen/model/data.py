@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pretrain_mae.config import MAEConfig
-from pretrain_mae.data import CachedStudies, build_cache, discover_studies
+from reportgen.data import CachedStudies, GridConfig, build_cache, discover_studies
 from reportgen.errors import InputError
+from reportgen.report.io import read_report
 from reportgen.report.schema import Report
+
+REPORT_FILE = "report.json"
 
 
 @dataclass
@@ -20,35 +21,15 @@ class ReportExamples:
     truth: list[dict]  # synthetic ground truth beyond the report (pathology), {} otherwise
 
 
-def read_study_report(folder: Path) -> Report | None:
-    path = folder / "report.json"
-    if not path.is_file():
-        return None
-    try:
-        return Report.from_json(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise InputError(
-            path, f"not a reportgen.report/1 document: {str(exc).splitlines()[0]}"
-        ) from exc
-
-
 def load_examples(
-    data: Path, cfg: MAEConfig, cache_dir: Path, template_id: str | None = None, progress=None
+    data: Path, cfg: GridConfig, cache_dir: Path, template_id: str | None = None, progress=None
 ) -> ReportExamples:
     """Studies under `data` that have a report.json (a synth dataset or study folders)."""
-    sources = discover_studies(data)
-    truth_by_id: dict[str, dict] = {}
-    manifest = data / "manifest.jsonl"
-    if manifest.exists():
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                truth_by_id[row["id"]] = row.get("truth", {})
     kept, reports = [], []
-    for source in sources:
-        report = read_study_report(source.path) if source.path.is_dir() else None
-        if report is None:
+    for source in discover_studies(data):
+        if not (source.path.is_dir() and (source.path / REPORT_FILE).is_file()):
             continue
+        report = read_report(source.path / REPORT_FILE)
         if template_id and report.template.id != template_id:
             continue
         kept.append(source)
@@ -68,5 +49,5 @@ def load_examples(
         study_ids=[s.study_id for s in kept],
         reports=reports,
         images=CachedStudies(files),
-        truth=[truth_by_id.get(s.study_id, {}) for s in kept],
+        truth=[s.truth for s in kept],
     )

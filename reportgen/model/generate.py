@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain_mae.data import collate, study_arrays
+from pretrain_mae.checkpoint import weights_sha256
+from pretrain_mae.data import collate
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.data import study_arrays
 from reportgen.errors import InputError
 from reportgen.io.study import Study
 from reportgen.model.decoding import Drafted, draft_tokens
 from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
-from reportgen.model.modeling import WEIGHTS, file_sha256, load_model
+from reportgen.model.modeling import load_model
 from reportgen.report import Report, build_report, load_template
 from reportgen.report.schema import Evidence, Problem, Provenance, StudyRef
 
@@ -48,7 +50,7 @@ class ReportGenerator:
         self.model, self.vocab = load_model(self.model_dir, device)
         self.template = load_template(self.model.cfg.template)
         self.grammar = TemplateGrammar(self.template, self.vocab)
-        self.checkpoint = file_sha256(self.model_dir / WEIGHTS)
+        self.checkpoint = weights_sha256(self.model_dir)
         self.device = torch.device(device)
 
     @property

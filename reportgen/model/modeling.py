@@ -10,32 +10,40 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from pretrain_mae.checkpoint import (
+    CONFIG,
+    WEIGHTS,
+    load_weights,
+    read_config,
+    weights_sha256,
+    write_checkpoint,
+)
 from pretrain_mae.config import MAEConfig
+from pretrain_mae.errors import PretrainError
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.patches import token_ids
 from reportgen.errors import InputError
 from reportgen.model.candidates import (
     GEOMETRY_FEATURES,
     Candidate,
-    LesionDetector,
     crop_around,
     find_candidates,
     geometry_features,
 )
 from reportgen.model.config import ReportModelConfig
+from reportgen.model.detector import LesionDetector
 from reportgen.model.vocab import ReportVocab
 
-WEIGHTS = "model.safetensors"
+REPORT_TYPE = "reportgen-report"
+TIED = "decoder.lm_head.weight"
 MAE_DECODER_PARTS = (
     "decoder_embed",
     "mask_token",
@@ -338,42 +346,28 @@ class ReportModel(nn.Module):
 
 
 def save_model(model: ReportModel, vocab: ReportVocab, folder: Path) -> str:
-    """Write the model directory; returns the weights' SHA-256 (the checkpoint hash)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    model.cfg.save(folder)
-    vocab.save(folder)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    state.pop("decoder.lm_head.weight", None)  # tied to the token embeddings
-    save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})
-    return file_sha256(folder / WEIGHTS)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Write the model directory (the project's checkpoint convention, plus the vocabulary);
+    returns the weights' SHA-256 (the checkpoint hash reports cite)."""
+    state = dict(model.state_dict())
+    state.pop(TIED, None)  # tied to the token embeddings
+    write_checkpoint(folder, state, model.cfg.to_dict(), REPORT_TYPE, extra_files=vocab.files())
+    return weights_sha256(folder)
 
 
 def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[ReportModel, ReportVocab]:
-    """A model directory -> (model in eval mode, vocab); weights via safetensors only."""
-    if not (folder / "config.json").is_file() or not (folder / WEIGHTS).is_file():
-        raise InputError(folder, f"not a report model directory (needs config.json and {WEIGHTS})")
-    cfg = ReportModelConfig.load(folder)
-    vocab = ReportVocab.load(folder)
-    if len(vocab) != cfg.vocab_size:
-        raise InputError(
-            folder, f"vocabulary has {len(vocab)} tokens but the model expects {cfg.vocab_size}"
-        )
-    model = ReportModel(cfg)
-    state = load_file(str(folder / WEIGHTS), device=str(device))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "decoder.lm_head.weight"]
-    if missing or unexpected:
-        raise InputError(
-            folder,
-            f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})",
-        )
+    """A model directory -> (model in eval mode, vocab); weights via safetensors, strict keys."""
+    if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
+        raise InputError(folder, f"not a report model directory (needs {CONFIG} and {WEIGHTS})")
+    try:
+        cfg = ReportModelConfig.from_dict(read_config(folder, REPORT_TYPE))
+        vocab = ReportVocab.load(folder)
+        if len(vocab) != cfg.vocab_size:
+            raise InputError(
+                folder, f"vocabulary has {len(vocab)} tokens but the model expects {cfg.vocab_size}"
+            )
+        model = ReportModel(cfg)
+        load_weights(model, folder, device, derived=(TIED,))
+    except PretrainError as exc:
+        raise InputError(exc.path, exc.problem) from exc
     model.decoder.tie_weights()
     return model.to(device).eval(), vocab

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain_mae.masking import drop_sequences
-from reportgen.model.candidates import detector_loss, find_candidates, match_to_labels
-from reportgen.model.modeling import WEIGHTS, ReportModel
+from reportgen.errors import InputError
+from reportgen.model.candidates import find_candidates, match_to_labels
+from reportgen.model.modeling import ReportModel
 from reportgen.report.schema import Report
 
 
@@ -42,47 +42,6 @@ def pooled_arrays(model: ReportModel, images) -> tuple[torch.Tensor, torch.Tenso
         mask = item["lesion"][None, None]
         lesion.append(torch.nn.functional.max_pool3d(mask, f)[0, 0] if f > 1 else mask[0, 0])
     return torch.stack(coarse), torch.stack(present), torch.stack(lesion)
-
-
-def train_detector(
-    model: ReportModel,
-    coarse: torch.Tensor,
-    present: torch.Tensor,
-    lesion: torch.Tensor,
-    has_mask: list[bool],
-    steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    progress: bool = True,
-) -> float:
-    """Fit `model.detector` on the studies with a lesion mask; returns the final loss."""
-    from tqdm.auto import tqdm
-
-    labelled = [i for i, ok in enumerate(has_mask) if ok]
-    if not labelled:
-        from reportgen.errors import InputError
-
-        raise InputError("--data", "lesion-centred reading needs studies with a lesion mask")
-    detector = model.detector
-    for p in detector.parameters():
-        p.requires_grad = True
-    detector.train()
-    opt = torch.optim.AdamW(detector.parameters(), lr=lr, weight_decay=1e-4)
-    losses = []
-    for step in tqdm(range(steps), desc="detector", unit="step", disable=not progress):
-        g = torch.Generator().manual_seed(seed * 7919 + step)
-        pick = [labelled[int(i)] for i in torch.randint(len(labelled), (batch_size,), generator=g)]
-        seen = drop_sequences(present[pick], 0.2, torch.rand(present[pick].shape, generator=g))
-        loss = detector_loss(detector(coarse[pick].float(), seen), lesion[pick])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    detector.eval()
-    for p in detector.parameters():
-        p.requires_grad = False
-    return float(np.mean(losses[-20:]))
 
 
 @torch.no_grad()
@@ -162,8 +121,10 @@ def load_detector_from(model: ReportModel, folder: Path) -> None:
     """Copy a trained detector from another report model directory (same input grid)."""
     from safetensors.torch import load_file
 
-    from reportgen.errors import InputError
+    from pretrain_mae.checkpoint import WEIGHTS
 
+    if not (folder / WEIGHTS).is_file():
+        raise InputError(folder, f"not a report model directory (no {WEIGHTS})")
     state = load_file(str(folder / WEIGHTS))
     own = {k.removeprefix("detector."): v for k, v in state.items() if k.startswith("detector.")}
     if not own:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from pretrain_mae.data import CachedStudies, build_cache, discover_studies
+from reportgen.data import CachedStudies, build_cache, discover_studies
 from reportgen.io import load_study
 from reportgen.model.generate import ReportGenerator
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pretrain_mae.checkpoint import load_pretrained
+from pretrain_mae.checkpoint import load_pretrained, weights_sha256
 from pretrain_mae.data import collate
 from pretrain_mae.masking import drop_sequences
 from pretrain_mae.trainer import lr_schedule
@@ -25,8 +25,9 @@ from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import ConfigError, InputError
 from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
 from reportgen.model.data import load_examples
+from reportgen.model.detector import fit_detector
 from reportgen.model.grammar import TemplateGrammar
-from reportgen.model.modeling import ReportModel, file_sha256, load_model, save_model
+from reportgen.model.modeling import ReportModel, load_model, save_model
 from reportgen.model.roi_training import (
     batch_regions,
     cache_regions,
@@ -34,7 +35,6 @@ from reportgen.model.roi_training import (
     findings_in_candidate_order,
     load_detector_from,
     pooled_arrays,
-    train_detector,
 )
 from reportgen.model.vocab import ReportVocab, train_sentencepiece
 from reportgen.render.text import render_text
@@ -123,7 +123,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         cfg = ReportModelConfig(
             template=template.id,
             encoder=enc_cfg.to_dict(),
-            encoder_source_sha256=file_sha256(args.encoder / "model.safetensors"),
+            encoder_source_sha256=weights_sha256(args.encoder),
             vocab_size=len(vocab),
             use_multiscale=bool(enc_cfg.multiscale_layers),
             **overrides,
@@ -145,8 +145,8 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
             log(f"lesion detector taken from {args.detector_from}")
         elif not args.resume:
             torch.manual_seed(args.seed)
-            loss = train_detector(
-                model,
+            loss = fit_detector(
+                model.detector,
                 coarse,
                 present,
                 lesion,

@@ -134,13 +134,16 @@ class ReportVocab:
         return self.sp.decode([i - self.sp_offset for i in ids if i >= self.sp_offset])
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.json").write_text(
-            json.dumps({"template": self.template_id, "tokens": self.tokens}, indent=1)
-        )
+    def files(self) -> dict[str, bytes]:
+        """The files a model directory holds for this vocabulary."""
+        out = {
+            "vocab.json": json.dumps(
+                {"template": self.template_id, "tokens": self.tokens}, indent=1
+            ).encode()
+        }
         if self.sp_model:
-            (folder / "spm.model").write_bytes(self.sp_model)
+            out["spm.model"] = self.sp_model
+        return out
 
     @classmethod
     def load(cls, folder: Path) -> ReportVocab:

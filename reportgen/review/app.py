@@ -3,7 +3,7 @@
 Server-rendered (Jinja2, autoescaped) with one small local script; every asset is
 served from the package, nothing from a CDN. Reading needs a signed-in clinician,
 every write needs the session and its CSRF token, and every write is one append to
-the reward log (see `rl.db.store`).
+the reward log (see `reportgen.review.store.log`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from reportgen.render import render_text
 from reportgen.report import load_template
 from reportgen.review import auth
 from reportgen.review.forms import FormError, controls, form_values, report_from_form
+from reportgen.review.store import Conflict, RewardLog
+from reportgen.review.store.log import NotFound, RefusedEdit
 from reportgen.review.viewer import PathRefused, StudyCache, inside, load_heatmap, render_slice
-from rl.db import Conflict, RewardLog
-from rl.db.store import NotFound, RefusedEdit
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent

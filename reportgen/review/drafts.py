@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from reportgen.errors import ReportgenError
 from reportgen.report import Report
-from rl.db import RewardLog
+from reportgen.review.store import RewardLog
 
 log = logging.getLogger(__name__)
 MAX_DRAFT_BYTES = 5_000_000

@@ -195,18 +195,3 @@ def synth_dataset(
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(manifest)
     return manifest
-
-
-def read_manifest(path: Path) -> list[dict]:
-    """Rows of a synth manifest (a folder holding manifest.jsonl, or the file itself)."""
-    path = path / "manifest.jsonl" if path.is_dir() else path
-    if not path.exists():
-        raise InputError(path, "no manifest.jsonl here (make one with `reportgen synth`)")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"line {number} is not valid JSON ({exc.msg})") from exc
-    return rows

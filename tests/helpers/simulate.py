@@ -15,7 +15,7 @@ from pathlib import Path
 from reportgen.report import Report, load_template
 from reportgen.report.compare import align_findings
 from reportgen.review.forms import form_values, report_from_form
-from rl.db import RewardLog
+from reportgen.review.store import RewardLog
 
 SIMULATED_PASSWORD = "simulated-clinician"  # accounts of the bench, never of people
 MAJOR_FIELDS = {"type", "laterality", "margin", "shape", "kinetics_delayed", "internal_enhancement"}
@@ -105,9 +105,9 @@ def sign_as(
 def correct_drafts_of(log: RewardLog, studies: Path, generator, rng: random.Random) -> int:
     """Draft every study of a synthetic folder with `generator` and have the simulated
     clinicians (in turn) correct and sign each draft in `log`; returns how many."""
+    from reportgen.data import read_manifest
     from reportgen.io import load_study
     from reportgen.model.generate import GenerateOptions
-    from reportgen.synth import read_manifest
 
     clinicians = [log.add_clinician(p.name, p.name, SIMULATED_PASSWORD) for p in PROFILES]
     rows = read_manifest(studies / "manifest.jsonl")

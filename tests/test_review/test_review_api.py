@@ -10,7 +10,7 @@ from helpers.review import PASSWORD, csrf_from, make_db, page_data, sign_in, stu
 from reportgen.report import load_template
 from reportgen.review.app import ReviewSettings, create_app
 from reportgen.review.drafts import import_drafts
-from rl.db import RewardLog
+from reportgen.review.store import RewardLog
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -7,9 +7,9 @@ import json
 import pytest
 from conftest import assert_refused
 
-from ontology.parser import parse_report
 from reportgen.render import render_text, to_fhir_bundle
 from reportgen.report import build_report, load_template
+from reportgen.report.parse import parse_report
 from reportgen.report.schema import Provenance, StudyRef
 
 TEXT = (

@@ -8,13 +8,14 @@ import pytest
 import torch
 from conftest import assert_refused
 
+from reportgen.data import read_manifest
 from reportgen.model.decoding import draft_tokens
 from reportgen.model.generate import GenerateOptions, ReportGenerator
 from reportgen.model.grammar import GrammarError, TemplateGrammar
 from reportgen.model.vocab import ReportVocab, value_token
 from reportgen.report import Report, load_template, validate_report
 from reportgen.report.values import plain
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.synth import SynthOptions, synth_dataset
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def bench(tmp_path_factory):
     """Tiny breast studies, a tiny MAE encoder and a tiny report model trained on them."""
     from pretrain_mae.masking import MaskingOptions
     from pretrain_mae.trainer import TrainArgs, train
+    from reportgen.model.pretraining import study_dataset
     from reportgen.model.training import ReportTrainArgs, train_report_model
 
     root = tmp_path_factory.mktemp("report-model")
@@ -39,16 +41,15 @@ def bench(tmp_path_factory):
     )
     train(
         TrainArgs(
-            data=root / "train",
             out=root / "mae",
             config="tiny",
             steps=2,
             batch_size=2,
             checkpoint_every=2,
-            cache_dir=root / "cache",
             masking=MaskingOptions(strategy="random"),
             progress=False,
         ),
+        study_dataset(root / "train", root / "cache"),
         log=lambda *_: None,
     )
     train_report_model(

@@ -10,7 +10,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 
 from reportgen.errors import ConfigError
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url(db: str) -> str:

@@ -1,8 +1,8 @@
-"""Alembic environment: migrations run on the connection `rl.db.engine.migrate` hands over."""
+"""Alembic environment: migrations run on the connection `reportgen.review.store.engine.migrate` hands over."""
 
 from alembic import context
 
-from rl.db.models import Base
+from reportgen.review.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -26,8 +26,8 @@ from reportgen.errors import ConfigError, InputError, ReportgenError
 from reportgen.report import Report, load_template, validate_report
 from reportgen.report.compare import diff_reports
 from reportgen.report.correction import CorrectionDiff, CorrectionRecord
-from rl.db.engine import open_log_engine
-from rl.db.models import (
+from reportgen.review.store.engine import open_log_engine
+from reportgen.review.store.models import (
     AuditEvent,
     Clinician,
     Correction,

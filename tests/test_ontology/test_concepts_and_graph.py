@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from ontology.concepts import DATA, default_concepts
-from ontology.graph import KnowledgeGraph, add_templates, default_graph, graph_from_owl
+from ontology.graph import KnowledgeGraph, add_templates, graph_from_owl
 from ontology.owl import OWL_FILE, check_consistency, write_owl
+from reportgen.report.knowledge import knowledge_graph, template_fields
+from reportgen.report.template import load_template
 
 
 def test_every_public_code_has_a_recorded_source():
@@ -53,7 +55,7 @@ def test_hermit_finds_the_ontology_consistent():
 
 
 def test_synonyms_in_both_languages_map_to_one_criterion():
-    kg = default_graph()
+    kg = knowledge_graph()
     for term in [
         "deep myometrial invasion",
         "深肌层侵犯",
@@ -68,7 +70,7 @@ def test_synonyms_in_both_languages_map_to_one_criterion():
 
 
 def test_graph_queries():
-    kg = default_graph()
+    kg = knowledge_graph()
     assert "margin" in kg.ancestors("margin_spiculated")
     assert {"margin_irregular", "margin_spiculated"} <= kg.descendants("margin_not_circumscribed")
     assert kg.fields_for("margin_spiculated") == ["birads_mri.margin"]
@@ -90,5 +92,5 @@ def test_graph_is_built_from_the_owl_file_not_the_yaml(tmp_path):
     edited = tmp_path / "edited.owl"
     edited.write_text(owl_text.replace(">spiculated margin<", ">stellate edge<"))
     g = graph_from_owl(Path(edited))
-    add_templates(g)
+    add_templates(g, template_fields(load_template("birads_mri")))
     assert KnowledgeGraph(g).normalise("stellate edge") == "margin_spiculated"

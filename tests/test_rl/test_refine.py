@@ -8,16 +8,17 @@ import random
 import pytest
 import torch
 from conftest import assert_refused
+from helpers.simulate import correct_drafts_of
 
+from reportgen.data import read_manifest
 from reportgen.io import load_study
 from reportgen.model.generate import ReportGenerator
 from reportgen.report import Report, build_report, load_template
 from reportgen.report.values import plain
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
-from rl.db import RewardLog
+from reportgen.review.store import RewardLog
+from reportgen.synth import SynthOptions, synth_dataset
 from rl.ppo import PPOConfig, PPOTrainer, gae, leave_one_out, whiten
 from rl.rewards import correction_reward
-from rl.simulate import correct_drafts_of
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from reportgen.errors import ConfigError
 from reportgen.report import load_template
 from reportgen.report.correction import CorrectionRecord
 from reportgen.review.forms import form_values, report_from_form
-from rl.db import Conflict, RewardLog, integrity_problems
-from rl.db.store import RefusedEdit
+from reportgen.review.store import Conflict, RewardLog, integrity_problems
+from reportgen.review.store.log import RefusedEdit
 
 BACKENDS = ["sqlite", "postgres"]
 

@@ -13,7 +13,7 @@ from helpers.review import PASSWORD
 from helpers.server import ReviewServer
 
 from reportgen.report import Report
-from rl.db import RewardLog
+from reportgen.review.store import RewardLog
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

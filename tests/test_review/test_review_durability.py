@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
+from helpers.load import run_load
 from helpers.review import PASSWORD, make_db, studies_with_draft
 from helpers.server import ReviewServer
 
 from reportgen.review.drafts import import_drafts
-from reportgen.review.load import run_load
-from rl.db import RewardLog, integrity_problems
+from reportgen.review.store import RewardLog, integrity_problems
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,13 @@ import json
 import pytest
 from conftest import assert_refused
 
-from ontology.parser import parse_report
+from reportgen.data import read_manifest
 from reportgen.render import render_text
 from reportgen.report import Report, build_report, load_template
 from reportgen.report.compare import slots
+from reportgen.report.parse import parse_report
 from reportgen.report.schema import Provenance, StudyRef
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.synth import SynthOptions, synth_dataset
 
 
 def _fields(report):

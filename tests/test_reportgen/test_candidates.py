@@ -6,18 +6,18 @@ import numpy as np
 import torch
 
 from pretrain_mae.config import preset
+from reportgen.data import read_manifest
 from reportgen.model.candidates import (
-    LesionDetector,
     crop_around,
-    detector_loss,
     find_candidates,
     geometry_features,
     match_to_labels,
 )
 from reportgen.model.config import PRESETS, ReportModelConfig
+from reportgen.model.detector import LesionDetector, detector_loss
 from reportgen.model.modeling import ReportModel
 from reportgen.model.roi_training import findings_in_candidate_order
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.synth import SynthOptions, synth_dataset
 
 
 def _blob(shape, centre, radius):

@@ -12,11 +12,16 @@ import torch
 from conftest import assert_refused
 from safetensors.torch import load_file
 
+from pretrain_mae.checkpoint import load_pretrained, save_checkpoint
 from pretrain_mae.config import MAEConfig, preset
+from pretrain_mae.errors import PretrainError
 from pretrain_mae.masking import MaskingOptions, draw_mask, lesion_weights
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.patches import patchify, unpatchify
 from pretrain_mae.trainer import TrainArgs, train
+from reportgen.errors import InputError
+from reportgen.model.detector import load_detector
+from reportgen.model.pretraining import detector_prior, study_dataset
 from reportgen.synth import SynthOptions, synth_dataset
 
 CFG = preset("tiny")
@@ -31,12 +36,26 @@ def test_patchify_round_trip_and_token_order():
     assert torch.equal(tokens[0, CFG.num_patches, :4], x[0, 1, 0, 0, :4])
 
 
-def test_config_round_trip(tmp_path):
+def test_checkpoint_round_trip_with_strict_config_and_keys(tmp_path):
     cfg = preset("tiny", modality_experts=True, multiscale_layers=(1, 2))
-    cfg.save(tmp_path)
-    assert MAEConfig.load(tmp_path) == cfg
+    model = MaskedAutoencoder3D(cfg)
+    save_checkpoint(tmp_path / "ckpt", model, cfg)
+    assert MAEConfig.load(tmp_path / "ckpt") == cfg
+    loaded = load_pretrained(tmp_path / "ckpt")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="not divisible"):
         MAEConfig(grid_shape=(30, 32, 16), patch=(8, 8, 4))
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({**config, "colour": "red"}))
+    with pytest.raises(ValueError, match="unknown config keys"):
+        MAEConfig.load(tmp_path / "ckpt")
+    # weights of another shape: refused by name, never half-loaded
+    save_checkpoint(tmp_path / "other", MaskedAutoencoder3D(preset("tiny")), preset("tiny"))
+    (tmp_path / "other" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PretrainError, match="weights do not fit"):
+        load_pretrained(tmp_path / "other")
+    with pytest.raises(PretrainError, match="not a reportgen-mae3d checkpoint"):
+        load_pretrained(tmp_path)
 
 
 def _draw(opts, present=None, lesion=None, seed=0):
@@ -147,32 +166,34 @@ def studies(tmp_path_factory):
 
 def _args(studies, out, **kw):
     return TrainArgs(
-        data=studies / "data",
         out=out,
         config="tiny",
         steps=6,
         batch_size=2,
         checkpoint_every=3,
         precision="fp32",
-        cache_dir=studies / "cache",
         masking=MaskingOptions(strategy="lesion", sequence_dropout=0.2),
         progress=False,
         **kw,
     )
 
 
+def _train(studies, args):
+    return train(args, study_dataset(studies / "data", studies / "cache"), log=lambda *_: None)
+
+
 def test_exact_resume_and_repeatable_runs(studies):
-    full = train(_args(studies, studies / "full"), log=lambda *_: None)
-    again = train(_args(studies, studies / "again"), log=lambda *_: None)
+    full = _train(studies, _args(studies, studies / "full"))
+    again = _train(studies, _args(studies, studies / "again"))
     stopped = _args(studies, studies / "resumed")
     stopped.stop_at = 3
-    train(stopped, log=lambda *_: None)
+    _train(studies, stopped)
     assert (
         torch.load(studies / "resumed" / "last" / "trainer_state.pt", weights_only=True)["step"]
         == 3
     )
     assert not (studies / "resumed" / "model.safetensors").exists()  # not finished yet
-    train(_args(studies, studies / "resumed", resume=True), log=lambda *_: None)
+    _train(studies, _args(studies, studies / "resumed", resume=True))
     a, b, c = (load_file(str(p / "model.safetensors")) for p in (full, again, studies / "resumed"))
     assert all(torch.equal(a[k], b[k]) for k in a), "same seed, same weights"
     assert all(torch.equal(a[k], c[k]) for k in a), "stopped and resumed equals uninterrupted"
@@ -233,7 +254,14 @@ def test_detector_trains_and_guides_lesion_masking(studies, cli):
         "5",
     )
     assert result.code == 0, result.err
-    assert (det / "detector.safetensors").exists()
+    _, config = load_detector(det)
+    assert config["in_channels"] == len(preset("tiny").sequences) and config["trained_on"] == 6
+    prior = detector_prior(det, preset("tiny"))
+    item = study_dataset(studies / "data", studies / "cache")(preset("tiny"))[0]
+    p = prior(item["image"][None], item["present"][None])
+    assert p.shape == (1, *preset("tiny").grid_shape) and 0 <= float(p.min()) <= float(p.max()) <= 1
+    with pytest.raises(InputError, match="another grid"):
+        detector_prior(det, preset("base"))
     out = studies / "with-detector"
     assert (
         cli(

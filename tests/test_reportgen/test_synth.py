@@ -12,9 +12,10 @@ from conftest import assert_refused, tree_snapshot
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
+from reportgen.data import read_manifest
 from reportgen.io import load_study
 from reportgen.report import Report, validate_report
-from reportgen.synth import SynthOptions, read_manifest, synth_dataset
+from reportgen.synth import SynthOptions, synth_dataset
 from reportgen.synth.pelvis import Layout, vagina_third_z
 
 N = {"breast": 24, "cervix": 12, "endometrium": 12}

@@ -1,0 +1,1 @@
+"""Alembic migrations of the reward log (run by `reportgen.review.store.engine.migrate`)."""

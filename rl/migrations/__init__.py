@@ -1,1 +1,0 @@
-"""Alembic migrations of the reward log (run by `rl.db.engine.migrate`)."""
