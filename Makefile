@@ -1,6 +1,7 @@
 # Two commands set up everything on a fresh machine:
 #   make demo   drafts a report for the bundled example study with the bundled demo model
-#   make test   installs the package with its test tools and runs the test suite
+#   make test   installs the package with its test tools, checks the import floors
+#               (import-linter contracts in pyproject.toml) and runs the test suite
 # Both create .venv on first use.
 
 PYTHON ?= python3
@@ -19,9 +20,11 @@ demo: $(STAMP)
 	$(BIN)/reportgen demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

@@ -70,11 +70,14 @@ def write_checkpoint(
     return folder
 
 
-def read_config(folder: Path, model_type: str) -> dict:
-    """The config of a checkpoint folder of `model_type` (without the `model_type` key)."""
+def read_config(folder: Path, model_type: str, what: str | None = None) -> dict:
+    """The config of a checkpoint folder of `model_type` (without the `model_type` key);
+    `what` names the kind of checkpoint in errors ("pretraining")."""
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-        raise PretrainError(folder, f"not a {model_type} checkpoint (needs {CONFIG} and {WEIGHTS})")
+        raise PretrainError(
+            folder, f"not a {what or model_type} checkpoint (needs {CONFIG} and {WEIGHTS})"
+        )
     try:
         data = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -100,7 +100,7 @@ class MAEConfig:
         """The config of an MAE checkpoint folder (`pretrain_mae.checkpoint`)."""
         from pretrain_mae.checkpoint import MAE_TYPE, read_config
 
-        return cls.from_dict(read_config(folder, MAE_TYPE))
+        return cls.from_dict(read_config(folder, MAE_TYPE, "pretraining"))
 
 
 PRESETS: dict[str, dict] = {

@@ -22,13 +22,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
+from pretrain_mae.checkpoint import (
+    STATE,
+    WEIGHTS,
+    load_weights,
+    read_config,
+    read_state,
+    write_checkpoint,
+)
+from pretrain_mae.errors import PretrainError
 from reportgen.errors import ConfigError, InputError
 from reportgen.io import load_study
 from reportgen.model.generate import GenerateOptions, ReportGenerator
-from reportgen.model.modeling import save_model
+from reportgen.model.modeling import TIED, save_model
 from reportgen.report import Report
 from reportgen.report.correction import CorrectionRecord
 from reportgen.report.io import read_report
@@ -147,29 +156,32 @@ def heldout_metrics(generator: ReportGenerator, folder: Path, limit: int | None 
     }
 
 
+VALUE_HEAD_TYPE = "reportgen-ppo-value-head"
+
+
 def _save_checkpoint(trainer: PPOTrainer, generator: ReportGenerator, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    """The policy as a report model directory, and beside it (value_head/) the value head
+    with the optimiser, KL coefficient and step needed to resume exactly."""
     save_model(generator.model, generator.vocab, folder)
     state = trainer.state_dict()
-    save_file(
-        {k: v.contiguous() for k, v in state["value_head"].items()},
-        str(folder / "value_head.safetensors"),
-    )
-    torch.save(
-        {"optimizer": state["optimizer"], "kl_coef": state["kl_coef"], "step": state["step"]},
-        folder / "trainer_state.pt",
+    write_checkpoint(
+        folder / "value_head",
+        state["value_head"],
+        {"step": state["step"]},
+        VALUE_HEAD_TYPE,
+        state={"optimizer": state["optimizer"], "kl_coef": state["kl_coef"], "step": state["step"]},
     )
 
 
 def _load_checkpoint(trainer: PPOTrainer, folder: Path) -> None:
-    from safetensors.torch import load_file as load_weights
-
-    weights = load_weights(str(folder / "model.safetensors"))
-    trainer.generator.model.load_state_dict(weights, strict=False)
-    rest = torch.load(folder / "trainer_state.pt", weights_only=True)
-    trainer.load_state_dict(
-        {"value_head": load_file(str(folder / "value_head.safetensors")), **rest}
-    )
+    """Strict: every tensor of the policy and the value head must be there, and no other."""
+    try:
+        load_weights(trainer.generator.model, folder, derived=(TIED,))
+        read_config(folder / "value_head", VALUE_HEAD_TYPE)
+    except PretrainError as exc:
+        raise InputError(exc.path, exc.problem) from exc
+    value_head = load_file(str(folder / "value_head" / WEIGHTS))
+    trainer.load_state_dict({"value_head": value_head, **read_state(folder / "value_head")})
 
 
 def refine(
@@ -209,7 +221,7 @@ def refine(
     trainer = PPOTrainer(generator, config)
     last = out / "last"
     if resume:
-        if not (last / "trainer_state.pt").is_file():
+        if not (last / "value_head" / STATE).is_file():
             raise InputError(last, "nothing to resume (no checkpoint)")
         _load_checkpoint(trainer, last)
     elif out.exists() and any(out.iterdir()):

@@ -94,11 +94,9 @@ def generate(
     from reportgen import NOT_FOR_CLINICAL_USE
     from reportgen.io import load_study
     from reportgen.model.generate import GenerateOptions, ReportGenerator
+    from reportgen.render.output import check_output, format_report, write_text
 
-    if fmt not in ("json", "text", "fhir"):
-        raise ConfigError(f"--format must be json, text or fhir, not {fmt!r}")
-    if lang not in ("en", "zh"):
-        raise ConfigError(f"--lang must be en or zh, not {lang!r}")
+    check_output(fmt, lang)
     if beams < 1:
         raise ConfigError("--beams must be at least 1")
     loaded = load_study(study, sequence=sequence)
@@ -108,19 +106,9 @@ def generate(
         loaded, GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
     )
     report = draft.report
-    if fmt == "json":
-        text = report.to_json()
-    elif fmt == "text":
-        from reportgen.render import render_text
-
-        text = render_text(report, lang, generator.template)
-    else:
-        from reportgen.render import to_fhir_bundle
-
-        text = to_fhir_bundle(report).model_dump_json(indent=2, exclude_none=True)
+    text = format_report(report, fmt, lang, generator.template)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n", encoding="utf-8")
+        write_text(out, text)
         typer.echo(f"report written to {out} (valid: {report.validation.valid})", err=True)
     else:
         typer.echo(text)

@@ -12,10 +12,12 @@ from reportgen.errors import ConfigError, InputError
 
 
 def _emit(text: str, out: Path | None) -> None:
+    from reportgen.render.output import write_text
+
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        write_text(out, text)
         typer.echo(f"wrote {out}", err=True)
 
 
@@ -93,17 +95,11 @@ def render(
     out: Path = typer.Option(None, "--out", help="Write here instead of stdout."),
 ) -> None:
     """Render a structured report as narrative text, canonical JSON or a FHIR R4 bundle."""
-    from reportgen.render import render_text, to_fhir_bundle
+    from reportgen.render.output import check_output, format_report
     from reportgen.report import validate_report
     from reportgen.report.io import read_report
 
-    if fmt not in ("text", "json", "fhir"):
-        raise ConfigError(f"--format must be text, json or fhir, not {fmt!r}")
+    check_output(fmt, lang)
     loaded = read_report(report)
     loaded.validation = validate_report(loaded)
-    if fmt == "text":
-        _emit(render_text(loaded, _lang(lang)), out)
-    elif fmt == "json":
-        _emit(loaded.to_json(), out)
-    else:
-        _emit(to_fhir_bundle(loaded).model_dump_json(indent=2, exclude_none=True), out)
+    _emit(format_report(loaded, fmt, lang), out)

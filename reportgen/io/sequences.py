@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 
+from pretrain_mae.config import DEFAULT_SEQUENCES
+
 # The protocol the bundled models expect, in token order. Anything absent is "missing".
-PROTOCOL: tuple[str, ...] = ("T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3")
+PROTOCOL: tuple[str, ...] = DEFAULT_SEQUENCES  # one list: the models read these, in this order
 MAX_DCE_PHASES = 10
 
 _ALIASES = {

@@ -281,6 +281,11 @@ def _encode_all(
         feats.append(f)
         valids.append(enc.valid)
         seqs.append(enc.sequence_ids)
+    return _padded(feats, valids, seqs)
+
+
+def _padded(feats: list, valids: list, seqs: list):
+    """Encoder outputs of several batches, padded to one token count and stacked."""
     width = max(f.shape[1] for f in feats)
     return (
         torch.cat([F.pad(f, (0, 0, 0, width - f.shape[1])) for f in feats]),
@@ -301,12 +306,7 @@ def _encode_all_coarse(model: ReportModel, coarse: torch.Tensor, present: torch.
         feats.append(enc.features)
         valids.append(enc.valid)
         seqs.append(enc.sequence_ids)
-    width = max(f.shape[1] for f in feats)
-    return (
-        torch.cat([F.pad(f, (0, 0, 0, width - f.shape[1])) for f in feats]),
-        torch.cat([F.pad(v, (0, width - v.shape[1])) for v in valids]),
-        torch.cat([F.pad(s, (0, width - s.shape[1])) for s in seqs]),
-    )
+    return _padded(feats, valids, seqs)
 
 
 def _with_regions(model: ReportModel, memory, regions, idx: list[int], kept: torch.Tensor):

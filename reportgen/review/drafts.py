@@ -11,10 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from reportgen.errors import ReportgenError
-from reportgen.report import Report
+from reportgen.errors import InputError, ReportgenError
+from reportgen.report.io import read_report
 from reportgen.review.store import RewardLog
 
 log = logging.getLogger(__name__)
@@ -49,8 +47,8 @@ def import_drafts(log_db: RewardLog, root: Path) -> tuple[int, int]:
         if path.stat().st_size > MAX_DRAFT_BYTES or path.name == "manifest.json":
             continue
         try:
-            report = Report.from_json(path.read_text(encoding="utf-8"))
-        except (ValidationError, UnicodeDecodeError, ValueError):
+            report = read_report(path)
+        except InputError:
             continue  # not a report (sidecars, configs)
         if report.provenance.source != "model":
             continue

@@ -54,7 +54,7 @@ def test_checkpoint_round_trip_with_strict_config_and_keys(tmp_path):
     (tmp_path / "other" / "config.json").write_text(json.dumps(config))
     with pytest.raises(PretrainError, match="weights do not fit"):
         load_pretrained(tmp_path / "other")
-    with pytest.raises(PretrainError, match="not a reportgen-mae3d checkpoint"):
+    with pytest.raises(PretrainError, match="not a pretraining checkpoint"):
         load_pretrained(tmp_path)
 
 

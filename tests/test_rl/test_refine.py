@@ -204,8 +204,7 @@ def test_refine_refuses_too_few_corrections_and_other_templates(corrected, cli, 
     from rl.refine import corrected_targets
 
     records = list(RewardLog(db).corrections())
-    for r in records[:1]:
-        r["template_id"] = "figo_cervix_2018"
+    records[0] = records[0].model_copy(update={"template_id": "figo_cervix_2018"})
     with pytest.raises(Exception, match="same template"):
         corrected_targets(records, root / "studies", "birads_mri", ReportGenerator())
 
