@@ -1,0 +1,63 @@
+"""The one definition of the report metrics (`reportgen.report.metrics`)."""
+
+from __future__ import annotations
+
+from test_templates import BREAST, CERVIX, FIBROADENOMA, SPICULATED, _report
+
+from reportgen.report import load_template
+from reportgen.report.metrics import (
+    ReportScores,
+    auroc,
+    field_accuracy,
+    scored_slots,
+    suspicious_report,
+)
+
+BIRADS = load_template("birads_mri")
+
+
+def test_a_perfect_draft_scores_every_field_it_states():
+    truth = _report("birads_mri", BREAST, [SPICULATED])
+    correct, counted = field_accuracy(truth, truth)
+    assert correct == counted == len(scored_slots(truth, truth)) > len(SPICULATED)
+
+
+def test_missed_and_invented_findings_both_count_against_the_draft():
+    truth = _report("birads_mri", BREAST, [SPICULATED])
+    missed = _report("birads_mri", BREAST, [])
+    invented = _report("birads_mri", BREAST, [SPICULATED, FIBROADENOMA])
+    perfect, total = field_accuracy(truth, truth)
+    c_missed, n_missed = field_accuracy(missed, truth)
+    c_invented, n_invented = field_accuracy(invented, truth)
+    # leaving the finding out loses its fields; writing an extra one adds wrong fields
+    assert c_missed < perfect and n_missed == total  # its fields still count, as wrong
+    assert c_invented == perfect and n_invented > total
+    assert c_invented / n_invented < 1.0
+
+
+def test_scores_use_the_templates_headline_not_a_name_in_code():
+    scores = ReportScores(load_template("figo_cervix_2018"))
+    small = _report("figo_cervix_2018", CERVIX, [{"size_mm": 15}])
+    large = _report("figo_cervix_2018", CERVIX, [{"size_mm": 45}])
+    scores.add(small, small)
+    scores.add(small, large)  # IB1 written for a IB3 tumour
+    summary = scores.summary()
+    assert summary["headline"] == "stage"
+    assert summary["stage_accuracy"] == 0.5
+    assert summary["size_mae_mm"] == 15.0
+    assert "assessment_accuracy" not in summary
+
+
+def test_a_system_that_writes_nothing_is_scored_not_skipped():
+    truth = _report("birads_mri", BREAST, [SPICULATED])
+    scores = ReportScores(BIRADS)
+    scores.add(None, truth, malignant=1, malignancy_probability=0.2)
+    summary = scores.summary()
+    assert summary["studies"] == 1 and summary["field_accuracy"] < 0.2
+    assert summary["malignancy_auroc"] is None  # one class only
+
+
+def test_suspicious_values_come_from_the_template():
+    assert suspicious_report(_report("birads_mri", BREAST, [SPICULATED]), BIRADS)
+    assert not suspicious_report(_report("birads_mri", BREAST, [FIBROADENOMA]), BIRADS)
+    assert auroc([0, 1, 1], [0.1, 0.9, 0.8]) == 1.0
