@@ -132,7 +132,7 @@ def pretrain(
         train(
             args, study_dataset(data, out / "cache"), prior, log=lambda m: typer.echo(m, err=True)
         )
-    except PretrainError:
+    except PretrainError:  # already says what is wrong with which file (exit status 2)
         raise
     except ValueError as exc:  # inconsistent config values
         raise ConfigError(str(exc)) from exc
