@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -19,22 +18,24 @@ def demo(
 ) -> None:
     """Run the main job on the bundled example: draft a report with the bundled demo model."""
     from reportgen import NOT_FOR_CLINICAL_USE
+    from reportgen.data import read_manifest
     from reportgen.io import load_study
     from reportgen.model.generate import GenerateOptions, ReportGenerator
     from reportgen.render import render_text
+    from reportgen.render.output import format_report, write_text
     from reportgen.synth import SynthOptions, synth_dataset
 
     folder = out or Path(tempfile.mkdtemp(prefix="reportgen-demo-"))
     manifest = synth_dataset(
         folder, 1, SynthOptions(domain="breast", seed=2026, malignant_fraction=1.0), workers=1
     )
-    row = json.loads(manifest.read_text().splitlines()[0])
+    row = read_manifest(manifest)[0]
     study = load_study(folder / row["dir"])
     typer.echo(f"example study: {folder / row['dir']} ({', '.join(study.sequences)})")
     generator = ReportGenerator()
     draft = generator.draft(study, GenerateOptions(explain=True, explain_dir=folder / "evidence"))
     report_path = folder / "draft_report.json"
-    report_path.write_text(draft.report.to_json() + "\n", encoding="utf-8")
+    write_text(report_path, format_report(draft.report, "json"))
     typer.echo("\nDrafted report (bundled demo model):\n")
     typer.echo(render_text(draft.report, "en", generator.template))
     typer.echo("\nGround truth of the phantom:\n")

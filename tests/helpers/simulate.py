@@ -14,6 +14,7 @@ from pathlib import Path
 
 from reportgen.report import Report, load_template
 from reportgen.report.compare import align_findings
+from reportgen.report.io import read_report
 from reportgen.review.forms import form_values, report_from_form
 from reportgen.review.store import RewardLog
 
@@ -114,7 +115,7 @@ def correct_drafts_of(log: RewardLog, studies: Path, generator, rng: random.Rand
     for i, row in enumerate(rows):
         folder = studies / row["dir"]
         draft = generator.draft(load_study(folder), GenerateOptions(explain=False)).report
-        truth = Report.from_json((folder / "report.json").read_text())
+        truth = read_report(folder / "report.json")
         draft_id, _ = log.add_draft(draft, study_path=row["dir"])
         profile = PROFILES[i % len(PROFILES)]
         sign_as(log, clinicians[i % len(PROFILES)], draft_id, draft, truth, profile, rng)
