@@ -31,10 +31,10 @@ from reportgen.review.store.models import (
     AuditEvent,
     Clinician,
     Correction,
-    Draft,
+    DraftRow,
     Revision,
     SignedReport,
-    Study,
+    StudyRow,
 )
 
 log = logging.getLogger(__name__)
@@ -162,13 +162,13 @@ class RewardLog:
         text = report.to_json()
         digest = hashlib.sha256(text.encode()).hexdigest()
         with Session(self.engine) as session, session.begin():
-            existing = session.scalar(select(Draft.id).where(Draft.content_sha256 == digest))
+            existing = session.scalar(select(DraftRow.id).where(DraftRow.content_sha256 == digest))
             if existing is not None:
                 return existing, False
-            if session.get(Study, report.study.study_id) is None:
-                session.add(Study(id=report.study.study_id, path=study_path))
+            if session.get(StudyRow, report.study.study_id) is None:
+                session.add(StudyRow(id=report.study.study_id, path=study_path))
                 session.flush()  # no ORM relationship orders the inserts; the study goes first
-            draft = Draft(
+            draft = DraftRow(
                 study_id=report.study.study_id,
                 template_id=report.template.id,
                 report_json=text,
@@ -200,10 +200,10 @@ class RewardLog:
                 .subquery()
             )
             rows = session.execute(
-                select(Draft, latest.c.version, SignedReport.id)
-                .outerjoin(latest, latest.c.draft_id == Draft.id)
-                .outerjoin(SignedReport, SignedReport.draft_id == Draft.id)
-                .order_by(Draft.id)
+                select(DraftRow, latest.c.version, SignedReport.id)
+                .outerjoin(latest, latest.c.draft_id == DraftRow.id)
+                .outerjoin(SignedReport, SignedReport.draft_id == DraftRow.id)
+                .order_by(DraftRow.id)
             ).all()
             return [
                 WorklistRow(
@@ -220,10 +220,10 @@ class RewardLog:
 
     def state(self, draft_id: int) -> DraftState:
         with Session(self.engine) as session:
-            draft = session.get(Draft, draft_id)
+            draft = session.get(DraftRow, draft_id)
             if draft is None:
                 raise NotFound(f"no draft {draft_id}")
-            study = session.get(Study, draft.study_id)
+            study = session.get(StudyRow, draft.study_id)
             version = self._latest(session, draft_id)
             current = draft.report_json
             if version:
@@ -248,7 +248,7 @@ class RewardLog:
             )
 
     # -- edits ----------------------------------------------------------------------
-    def _checked(self, session: Session, draft: Draft, report: Report, clinician_id: int) -> str:
+    def _checked(self, session: Session, draft: DraftRow, report: Report, clinician_id: int) -> str:
         if report.template.id != draft.template_id:
             raise RefusedEdit(
                 f"the edit uses template {report.template.id!r}, the draft {draft.template_id!r}"
@@ -266,8 +266,8 @@ class RewardLog:
         report.validation = validation
         return report.to_json()
 
-    def _base(self, session: Session, draft_id: int, base_version: int) -> Draft:
-        draft = session.get(Draft, draft_id)
+    def _base(self, session: Session, draft_id: int, base_version: int) -> DraftRow:
+        draft = session.get(DraftRow, draft_id)
         if draft is None:
             raise NotFound(f"no draft {draft_id}")
         signed = session.scalar(select(SignedReport).where(SignedReport.draft_id == draft_id))
@@ -435,13 +435,13 @@ class RewardLog:
                 select(
                     Correction,
                     Clinician.username,
-                    Draft.study_id,
+                    DraftRow.study_id,
                     SignedReport.signed_at,
-                    Study.path,
+                    StudyRow.path,
                 )
                 .join(Clinician, Clinician.id == Correction.clinician_id)
-                .join(Draft, Draft.id == Correction.draft_id)
-                .join(Study, Study.id == Draft.study_id)
+                .join(DraftRow, DraftRow.id == Correction.draft_id)
+                .join(StudyRow, StudyRow.id == DraftRow.study_id)
                 .join(SignedReport, SignedReport.id == Correction.signed_report_id)
                 .order_by(Correction.id)
             )

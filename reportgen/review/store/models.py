@@ -43,7 +43,7 @@ class Clinician(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Study(Base):
+class StudyRow(Base):
     """A study the app can show; `path` is relative to the configured studies folder."""
 
     __tablename__ = "studies"
@@ -52,7 +52,7 @@ class Study(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Draft(Base):
+class DraftRow(Base):
     """A report as the model wrote it, with the model that wrote it."""
 
     __tablename__ = "drafts"
