@@ -38,6 +38,7 @@ LesionPrior = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass
 class TrainArgs:
     out: Path
+    source: str = ""  # where the studies came from, recorded in training_args.json
     config: str = "base"
     masking: MaskingOptions = field(default_factory=MaskingOptions)
     steps: int = 1000

@@ -113,6 +113,7 @@ def pretrain(
         overrides["multiscale_layers"] = layers
     args = TrainArgs(
         out=out,
+        source=str(data),
         config=config,
         masking=opts,
         steps=steps,
