@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pretrain_mae.detector import train_detector
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -37,6 +36,7 @@ from pretrain_mae.masking import MaskingOptions
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.trainer import TrainArgs, train
 from reportgen.data import CachedStudies, build_cache, discover_studies, read_manifest
+from reportgen.model.pretraining import detector_prior, study_dataset, train_standalone_detector
 from reportgen.synth import SynthOptions, synth_dataset
 
 
@@ -113,7 +113,9 @@ def main() -> None:
             [_malignant(by_id[s.study_id]) for s in discover_studies(work / "heldout")]
         )
 
-        det_stats = train_detector(labelled, work / "detector", steps=args.detector_steps)
+        det_stats = train_standalone_detector(
+            labelled, work / "detector", steps=args.detector_steps, seed=0
+        )
         encoders: dict[str, MaskedAutoencoder3D] = {}
         torch.manual_seed(0)
         encoders["scratch"] = MaskedAutoencoder3D(cfg)
@@ -122,17 +124,17 @@ def main() -> None:
             t0 = time.perf_counter()
             out = train(
                 TrainArgs(
-                    data=work / "unlabelled",
                     out=work / f"mae-{strategy}",
+                    source=str(work / "unlabelled"),
                     config="base",
                     steps=args.steps,
                     batch_size=8,
                     checkpoint_every=args.steps,
-                    cache_dir=work / "cache-unlabelled",
                     masking=MaskingOptions(strategy=strategy),
-                    detector=work / "detector" if strategy == "lesion" else None,
                     progress=False,
                 ),
+                study_dataset(work / "unlabelled", work / "cache-unlabelled"),
+                detector_prior(work / "detector", cfg) if strategy == "lesion" else None,
                 log=lambda *_: None,
             )
             timings[strategy] = round(time.perf_counter() - t0, 1)
