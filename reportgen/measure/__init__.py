@@ -1,0 +1,10 @@
+"""Measurements in world millimetres: what a lesion's mask says, before any words.
+
+Find and measure, then write (DESIGN.md): where a report value is geometry (size, where
+it lies), it is computed here from a segmentation and the image's affine, never guessed
+by the decoder. Nothing here knows a template or a model.
+"""
+
+from reportgen.measure.geometry import LesionGeometry, measure_lesion
+
+__all__ = ["LesionGeometry", "measure_lesion"]

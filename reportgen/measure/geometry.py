@@ -1,0 +1,88 @@
+"""Size and position of one segmented lesion, in world millimetres.
+
+The longest diameter is the largest distance between two points of the lesion (its 3D
+Feret diameter), computed on the corners of its boundary voxels mapped through the
+affine, so it is right for anisotropic voxels and oblique acquisitions alike; the axial
+longest diameter is the same in the slice plane with the most extent (how a radiologist
+measures on the axial image). Both include the voxels' own extent (corners, not
+centres), so a lesion of one voxel measures that voxel's diagonal, not 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
+
+CORNERS = np.array(list(product((-0.5, 0.5), repeat=3)))  # (8, 3) voxel corner offsets
+
+
+@dataclass(frozen=True)
+class LesionGeometry:
+    centre_mm: tuple[float, float, float]  # centroid, world coordinates
+    extent_mm: tuple[float, float, float]  # world-axis-aligned bounding box size
+    longest_diameter_mm: float  # 3D Feret diameter
+    axial_longest_diameter_mm: float  # largest in-slice Feret diameter
+    volume_ml: float
+
+
+def _world(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return points @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _feret(points: np.ndarray) -> float:
+    """Largest pairwise distance, over the convex hull's vertices when there are many."""
+    points = np.unique(np.round(points, 6), axis=0)
+    if len(points) < 2:
+        return 0.0
+    if len(points) > 64:
+        with contextlib.suppress(QhullError):  # degenerate (a line): use every point
+            points = points[ConvexHull(points).vertices]
+    return float(pdist(points).max())
+
+
+def _boundary_corners(mask: np.ndarray) -> np.ndarray:
+    """Voxel-index coordinates of the corners of the mask's boundary voxels."""
+    boundary = mask & ~ndimage.binary_erosion(mask)
+    centres = np.argwhere(boundary).astype(np.float64)
+    return (centres[:, None, :] + CORNERS[None]).reshape(-1, 3)
+
+
+def _axial_feret(mask: np.ndarray, affine: np.ndarray) -> float:
+    """Largest in-slice Feret diameter over the slices nearest the axial plane."""
+    slice_axis = int(np.argmax(np.abs(affine[2, :3])))  # the voxel axis closest to S-I
+    in_plane = [a for a in range(3) if a != slice_axis]
+    basis = affine[:3, in_plane]  # the slice plane's two voxel directions, in mm
+    q, _ = np.linalg.qr(basis)  # an orthonormal basis of that plane
+    corners2d = np.array(list(product((-0.5, 0.5), repeat=2)))
+    best = 0.0
+    for k in np.unique(np.argwhere(mask)[:, slice_axis]):
+        plane = np.take(mask, k, axis=slice_axis)
+        edge = np.argwhere(plane & ~ndimage.binary_erosion(plane)).astype(np.float64)
+        points = (edge[:, None, :] + corners2d[None]).reshape(-1, 2)
+        best = max(best, _feret(points @ basis.T @ q))
+    return best
+
+
+def measure_lesion(mask: np.ndarray, affine: np.ndarray) -> LesionGeometry:
+    """The geometry of the voxels where `mask` is true (one lesion) on a grid with `affine`."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3 or not mask.any():
+        raise ValueError("measure_lesion needs a 3D mask with at least one voxel")
+    affine = np.asarray(affine, dtype=np.float64)
+    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+    centre = _world(np.argwhere(mask).mean(0, keepdims=True), affine)[0]
+    corners = _world(_boundary_corners(mask), affine)
+    extent = corners.max(0) - corners.min(0)
+    return LesionGeometry(
+        centre_mm=tuple(round(float(v), 2) for v in centre),
+        extent_mm=tuple(round(float(v), 2) for v in extent),
+        longest_diameter_mm=round(_feret(corners), 2),
+        axial_longest_diameter_mm=round(_axial_feret(mask, affine), 2),
+        volume_ml=round(float(mask.sum()) * voxel_ml, 4),
+    )
