@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reportgen.data import read_manifest
+from reportgen.io import load_study
 from reportgen.measure import measure_lesion
+from reportgen.measure.breast import breast_position, clock_hour, find_landmarks
+from reportgen.report.io import read_report
+from reportgen.synth import SynthOptions, synth_dataset
 
 SEMI_AXES = np.array([15.0, 10.0, 6.0])  # mm: a 30 x 20 x 12 mm ellipsoid
 CENTRE = np.array([12.0, -30.0, 5.0])  # world mm
@@ -56,3 +61,59 @@ def test_the_axial_diameter_ignores_the_slice_thickness():
 def test_an_empty_mask_is_refused():
     with pytest.raises(ValueError, match="at least one voxel"):
         measure_lesion(np.zeros((4, 4, 4), bool), np.eye(4))
+
+
+# -- breast landmarks and position ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("measure")
+    synth_dataset(folder, 6, SynthOptions(domain="breast", seed=77, malignant_fraction=0.5), 1)
+    return folder
+
+
+def _lesions(folder, flip: bool = False):
+    """(truth finding, mask, affine, T2W, T2W affine) per lesion; `flip` stores the images
+    reversed along every axis (another orientation of the same world)."""
+    for row in read_manifest(folder):
+        study = load_study(folder / row["dir"])
+        truth = read_report(folder / row["dir"] / "report.json")
+        t2, mask = study.sequences["T2W"], study.lesion_mask
+        t2_data, t2_affine = t2.data, t2.affine
+        labels, affine = mask.data, mask.affine
+        if flip:
+            t2_data, t2_affine = _flipped(t2_data, t2_affine)
+            labels, affine = _flipped(labels, affine)
+        for number, finding in enumerate(truth.findings, start=1):
+            if (labels == number).any():
+                yield finding, labels == number, affine, t2_data, t2_affine
+
+
+def _flipped(data, affine):
+    out = affine.copy()
+    for axis in range(3):
+        out[:3, 3] += out[:3, axis] * (data.shape[axis] - 1)
+        out[:3, axis] *= -1
+    return data[::-1, ::-1, ::-1].copy(), out
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_side_and_clock_face_are_read_from_the_mask_and_landmarks(phantoms, flip):
+    seen = 0
+    for finding, mask, affine, t2, t2_affine in _lesions(phantoms, flip):
+        marks = find_landmarks(t2, t2_affine)
+        position = breast_position(measure_lesion(mask, affine).centre_mm, marks)
+        assert position.laterality == finding.fields["laterality"].value
+        assert f"clock_{position.clock_hour}" == finding.fields["clock"].value
+        assert position.nipple_distance_mm > 0
+        seen += 1
+    assert seen >= 3
+
+
+def test_clock_faces_as_seen_facing_the_patient():
+    assert clock_hour(0.0, 10.0) == 12  # superior
+    assert clock_hour(-10.0, 0.0) == 3  # towards the patient's left (-x in RAS)
+    assert clock_hour(0.0, -10.0) == 6
+    assert clock_hour(10.0, 0.0) == 9
+    assert clock_hour(-5.0, 8.66) == 1
