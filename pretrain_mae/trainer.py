@@ -239,12 +239,9 @@ def train(
         return args.out
     if is_main:
         writer.close()
-        final = save_checkpoint(args.out / "final.tmp", model, cfg)
-        for item in (
-            final.iterdir()
-        ):  # the encoder for the report model: OUT/config.json + model.safetensors
-            shutil.move(str(item), str(args.out / item.name))
-        final.rmdir()
+        # the encoder for the report model: OUT/config.json + model.safetensors, each file
+        # replaced atomically beside the run's logs
+        save_checkpoint(args.out, model, cfg)
         (args.out / "pretrain_summary.json").write_text(
             json.dumps(
                 {

@@ -61,7 +61,6 @@ def create_app(settings: ReviewSettings, reward_log: RewardLog | None = None) ->
     """The review app over `settings.db` (or an already open store)."""
     store = reward_log or RewardLog(settings.db)
     app = FastAPI(title="reportgen review", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.store = store
     app.state.review = ReviewContext(
         store=store,
         studies_root=settings.studies.resolve() if settings.studies else None,
