@@ -31,7 +31,13 @@ def train(
         "--roi/--no-roi",
         help="Lesion-centred reading: a detector plus zoomed crops of its candidates.",
     ),
+    evidence: bool = typer.Option(
+        True,
+        "--evidence/--no-evidence",
+        help="Outline and measure each candidate (size, position, signal) for the decoder.",
+    ),
     detector_steps: int = typer.Option(400, "--detector-steps"),
+    segmenter_steps: int = typer.Option(600, "--segmenter-steps"),
     detector_from: Path = typer.Option(
         None, "--detector-from", help="Reuse the detector of this model directory (ablations)."
     ),
@@ -65,7 +71,9 @@ def train(
             sequence_dropout=sequence_dropout,
             checkpoint_every=checkpoint_every,
             roi=roi,
+            evidence=evidence,
             detector_steps=detector_steps,
+            segmenter_steps=segmenter_steps,
             detector_from=detector_from,
             seed=seed,
             resume=resume,

@@ -90,3 +90,18 @@ def protocol_order(names: list[str]) -> list[str]:
         return (len(PROTOCOL) + 1, 0)
 
     return sorted(names, key=key)
+
+
+SEQUENCE_FAMILIES = ("t2", "diffusion", "dce")
+
+
+def sequence_family(name: str) -> str | None:
+    """Which kind of image a canonical sequence is: what a report field can be read from
+    (a template field `requires` families; without them it is not assessable)."""
+    if name == "T2W":
+        return "t2"
+    if name in ("DWI", "ADC"):
+        return "diffusion"
+    if name.startswith("DCE_"):
+        return "dce"
+    return None

@@ -10,8 +10,9 @@ segmented, so they are measured here in world (RAS+) millimetres:
 - each nipple lies at the most anterior point of the body on its side of the midline,
   centred on the front of that breast.
 
-Depth (anterior/middle/posterior third) needs the chest wall and is left for the next
-step.
+- the chest wall behind each nipple is where the tissue column under the nipple turns
+  from breast (fat, fibroglandular tissue: mid to bright on T2W) to muscle and lung
+  (dark) and stays dark: depth is the lesion's place between chest wall and nipple.
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ from scipy import ndimage
 # body points within this distance of its most anterior point (wide enough that a
 # retracted nipple's notch does not pull it sideways).
 NIPPLE_BAND_MM = 12.0
+# The chest wall: walking back from the nipple along a column this wide (mm), the first
+# place where the column's mean T2W signal stays below CHEST_WALL_LEVEL of the breast's
+# bright (fat) level for at least CHEST_WALL_RUN_MM.
+CHEST_WALL_BAND_MM = 20.0
+CHEST_WALL_LEVEL = 0.4
+CHEST_WALL_RUN_MM = 8.0
 
 
 @dataclass(frozen=True)
 class BreastLandmarks:
     midline_x_mm: float
     nipples_mm: dict[str, tuple[float, float, float]]  # "right" / "left" -> (x, y, z)
+    chest_wall_y_mm: dict[str, float]  # "right" / "left" -> anterior-posterior position
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class BreastPosition:
     laterality: str  # "right" | "left"
     clock_hour: int  # 1..12
     nipple_distance_mm: float
+    depth_fraction: float  # 0 at the chest wall, 1 at the nipple (along anterior-posterior)
 
 
 def _world(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -58,11 +67,14 @@ def body_mask(image: np.ndarray) -> np.ndarray:
 
 
 def find_landmarks(image: np.ndarray, affine: np.ndarray) -> BreastLandmarks:
-    """Midline and nipples of a breast study from one volume where fat is bright (T2W)."""
+    """Midline, nipples and chest wall of a breast study from one volume where fat is
+    bright (T2W)."""
     affine = np.asarray(affine, dtype=np.float64)
-    body = _world(np.argwhere(body_mask(image)).astype(np.float64), affine)
+    inside = body_mask(image)
+    body = _world(np.argwhere(inside).astype(np.float64), affine)
+    values = image[inside].astype(np.float64)
     midline = float((body[:, 0].min() + body[:, 0].max()) / 2)
-    nipples = {}
+    nipples, chest = {}, {}
     for side, on_side in (("right", body[:, 0] > midline), ("left", body[:, 0] < midline)):
         points = body[on_side]
         if len(points) == 0:
@@ -71,7 +83,27 @@ def find_landmarks(image: np.ndarray, affine: np.ndarray) -> BreastLandmarks:
         front = points[points[:, 1] >= tip - NIPPLE_BAND_MM]
         x, _, z = front.mean(0)
         nipples[side] = (round(float(x), 2), round(float(tip), 2), round(float(z), 2))
-    return BreastLandmarks(round(midline, 2), nipples)
+        chest[side] = round(_chest_wall_y(points, values[on_side], (x, tip, z)), 2)
+    return BreastLandmarks(round(midline, 2), nipples, chest)
+
+
+def _chest_wall_y(points: np.ndarray, values: np.ndarray, nipple: tuple) -> float:
+    """Anterior-posterior position of the chest wall behind a nipple (see module doc)."""
+    nx, ny, nz = nipple
+    half = CHEST_WALL_BAND_MM / 2
+    column = (np.abs(points[:, 0] - nx) <= half) & (np.abs(points[:, 2] - nz) <= half)
+    ys, vs = points[column, 1], values[column]
+    bright = float(np.percentile(vs, 90)) if vs.size else 0.0
+    step = 2.0
+    edges = np.arange(ny, ys.min() - step, -step) if vs.size else np.array([ny])
+    run = 0.0
+    for top in edges:
+        in_bin = (ys <= top) & (ys > top - step)
+        dark = not in_bin.any() or float(vs[in_bin].mean()) < CHEST_WALL_LEVEL * bright
+        run = run + step if dark else 0.0
+        if run >= CHEST_WALL_RUN_MM:
+            return float(top + run - step)
+    return float(ys.min()) if vs.size else float(ny)
 
 
 def clock_hour(offset_x_mm: float, offset_z_mm: float) -> int:
@@ -85,11 +117,13 @@ def clock_hour(offset_x_mm: float, offset_z_mm: float) -> int:
 def breast_position(
     centre_mm: tuple[float, float, float], marks: BreastLandmarks
 ) -> BreastPosition:
-    """Side, clock face and nipple distance of a lesion centred at `centre_mm` (world)."""
-    x, _, z = centre_mm
+    """Side, clock face, nipple distance and depth of a lesion centred at `centre_mm`."""
+    x, y, z = centre_mm
     side = "right" if x > marks.midline_x_mm else "left"  # RAS: patient right is +x
     if side not in marks.nipples_mm:
         raise ValueError(f"no {side} nipple was found in the image")
     nx, ny, nz = marks.nipples_mm[side]
     distance = float(np.linalg.norm(np.subtract(centre_mm, (nx, ny, nz))))
-    return BreastPosition(side, clock_hour(x - nx, z - nz), round(distance, 1))
+    wall = marks.chest_wall_y_mm[side]
+    depth = float(np.clip((y - wall) / max(ny - wall, 1.0), 0.0, 1.0))
+    return BreastPosition(side, clock_hour(x - nx, z - nz), round(distance, 1), round(depth, 3))

@@ -26,7 +26,8 @@ CORNERS = np.array(list(product((-0.5, 0.5), repeat=3)))  # (8, 3) voxel corner 
 class LesionGeometry:
     centre_mm: tuple[float, float, float]  # centroid, world coordinates
     extent_mm: tuple[float, float, float]  # world-axis-aligned bounding box size
-    longest_diameter_mm: float  # 3D Feret diameter
+    longest_diameter_mm: float  # 3D Feret diameter (voxel corners: the outer bound)
+    centre_diameter_mm: float  # ... over voxel centres (the inner bound)
     axial_longest_diameter_mm: float  # largest in-slice Feret diameter
     volume_ml: float
 
@@ -44,6 +45,12 @@ def _feret(points: np.ndarray) -> float:
         with contextlib.suppress(QhullError):  # degenerate (a line): use every point
             points = points[ConvexHull(points).vertices]
     return float(pdist(points).max())
+
+
+def voxel_centres_mm(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """World coordinates (X, Y, Z, 3) of every voxel centre of a grid."""
+    index = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), -1)
+    return _world(index.reshape(-1, 3).astype(np.float64), np.asarray(affine)).reshape(*shape, 3)
 
 
 def _boundary_corners(mask: np.ndarray) -> np.ndarray:
@@ -78,11 +85,14 @@ def measure_lesion(mask: np.ndarray, affine: np.ndarray) -> LesionGeometry:
     voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
     centre = _world(np.argwhere(mask).mean(0, keepdims=True), affine)[0]
     corners = _world(_boundary_corners(mask), affine)
+    edge = mask & ~ndimage.binary_erosion(mask)
+    centres = _world(np.argwhere(edge).astype(np.float64), affine)
     extent = corners.max(0) - corners.min(0)
     return LesionGeometry(
         centre_mm=tuple(round(float(v), 2) for v in centre),
         extent_mm=tuple(round(float(v), 2) for v in extent),
         longest_diameter_mm=round(_feret(corners), 2),
+        centre_diameter_mm=round(_feret(centres), 2),
         axial_longest_diameter_mm=round(_axial_feret(mask, affine), 2),
         volume_ml=round(float(mask.sum()) * voxel_ml, 4),
     )

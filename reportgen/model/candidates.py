@@ -2,10 +2,11 @@
 
 The lesion detector (`reportgen.model.detector`) marks likely lesions on the coarse
 (encoder) grid; each connected region above threshold becomes a candidate with a
-centre, an extent and a score. The report model then reads a fine-resolution crop
-around each candidate (its own ViT tokens) next to the whole-study tokens, so sizes,
-margins and kinetics are judged at the acquisition's resolution rather than from 64 mm
-patches.
+centre, an extent and a score. With measured evidence, a segmenter then outlines each
+one at input resolution (`outline`), which is what gets measured. The report model
+reads a fine-resolution crop around each candidate (its own ViT tokens) next to the
+whole-study tokens, so sizes, margins and kinetics are judged at the acquisition's
+resolution rather than from 64 mm patches.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+
+from reportgen.model.evidence import CandidateReading
 
 GEOMETRY_FEATURES = 8
 
@@ -30,6 +33,9 @@ class Candidate:
     volume_mm3: float
     peak: float
     component: int  # label in the component map it came from
+    fine_centre: np.ndarray | None = None  # (3,) on the input grid, once outlined
+    reading: CandidateReading | None = None  # its measurements, once outlined
+    outline: np.ndarray | None = None  # (N, 3) input-grid voxels of its outline
 
 
 def find_candidates(
@@ -74,10 +80,15 @@ def geometry_features(
     )
 
 
+def crop_start(centre: np.ndarray, shape: tuple[int, ...]) -> list[int]:
+    """First voxel (may be outside the volume) of a `shape` window centred on `centre`."""
+    return [round(c - s / 2) for c, s in zip(np.asarray(centre).tolist(), shape, strict=True)]
+
+
 def crop_around(image: torch.Tensor, centre: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     """A (S, *shape) window of `image` (S, X, Y, Z) centred on `centre` (voxels of `image`),
     zero outside the volume. Slicing keeps it differentiable for saliency maps."""
-    start = [round(c - s / 2) for c, s in zip(centre.tolist(), shape, strict=True)]
+    start = crop_start(centre, shape)
     lo = [max(0, a) for a in start]
     hi = [min(n, a + s) for a, s, n in zip(start, shape, image.shape[1:], strict=True)]
     window = image[:, lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
@@ -98,3 +109,20 @@ def match_to_labels(
         labels = labels[labels > 0]
         matched.append(int(np.bincount(labels).argmax()) if labels.size else 0)
     return matched
+
+
+def outline(prob: np.ndarray, threshold: float) -> tuple[np.ndarray, float] | None:
+    """The lesion a segmenter outlines in a window centred on a candidate: the component
+    above `threshold` that holds the centre, else the one nearest it. Returns its voxels
+    (N, 3, window coordinates) and mean probability, or None if nothing is outlined."""
+    components, n = ndimage.label(prob >= threshold)
+    if n == 0:
+        return None
+    centre = tuple(s // 2 for s in prob.shape)
+    label = int(components[centre])
+    if label == 0:
+        ids = np.arange(1, n + 1)
+        centroids = np.array(ndimage.center_of_mass(prob, components, ids))
+        label = int(ids[np.argmin(np.linalg.norm(centroids - np.array(centre), axis=1))])
+    voxels = np.argwhere(components == label)
+    return voxels, float(prob[components == label].mean())

@@ -8,15 +8,22 @@ from reportgen.errors import ConfigError
 
 FREEZE_MODES = ("frozen", "partial", "full")
 # Lesion-centred reading (reportgen.model.candidates): the study is prepared at
-# `input_spacing` mm; the whole-study encoder reads it pooled to its own grid, and a
-# `roi_shape` crop around each of up to `max_candidates` detected lesions is read at
-# full resolution by a second copy of the pretrained encoder.
+# `input_spacing` mm; the whole-study encoder reads it pooled to its own grid, where the
+# detector proposes up to `max_proposals` candidates above `threshold`. With `evidence`
+# ("breast"), a segmenter outlines each at input resolution (a `roi_shape` window), the
+# outline is measured (reportgen.model.evidence) and up to `max_candidates` outlined
+# candidates are read as `roi_shape` crops by a second copy of the pretrained encoder,
+# next to their measurements. Without `evidence` the proposals are read unmeasured.
 ROI_DEFAULTS = {
     "input_spacing": 2.0,
     "roi_shape": [32, 32, 32],
     "max_candidates": 3,
-    "threshold": 0.5,
+    "threshold": 0.3,
     "detector_width": 8,
+    "evidence": None,
+    "max_proposals": 6,
+    "segmenter_width": 8,
+    "segment_threshold": 0.5,
 }
 
 
@@ -52,6 +59,8 @@ class ReportModelConfig:
             if unknown:
                 raise ConfigError(f"unknown roi settings {sorted(unknown)}")
             self.roi = {**ROI_DEFAULTS, **self.roi}
+            if self.roi["evidence"] not in (None, "breast"):
+                raise ConfigError(f"unknown evidence kind {self.roi['evidence']!r}")
             spacing = self.encoder["grid_spacing"]
             factors = {s / self.roi["input_spacing"] for s in spacing}
             if len(factors) != 1 or not float(next(iter(factors))).is_integer():

@@ -22,6 +22,7 @@ from torch import nn
 from pretrain_mae.checkpoint import load_weights, read_config, write_checkpoint
 from pretrain_mae.masking import drop_sequences
 from reportgen.errors import InputError
+from reportgen.model.augment import augment
 
 DETECTOR_TYPE = "reportgen-lesion-detector"
 
@@ -84,9 +85,16 @@ def fit_detector(
     lr: float,
     seed: int,
     progress: bool = True,
+    augmented: bool = True,
+    desc: str = "detector",
+    window: tuple[int, int, int] | None = None,
 ) -> float:
-    """Train `detector` on the studies with a lesion mask (sequences dropped at random, so
-    it works on incomplete studies too); returns the final loss. The one detector trainer."""
+    """Train `detector` on the studies (or windows) with a lesion mask, sequences dropped
+    at random so it works on incomplete studies too, augmented (`reportgen.model.augment`)
+    unless told not to; returns the final loss. The one trainer for the detector and the
+    segmenter (the same network on windows at input resolution). With `window`, each
+    step trains on one random window of that size (the network is fully convolutional:
+    smaller windows, more steps in the same time)."""
     from tqdm.auto import tqdm
 
     labelled = [i for i, ok in enumerate(has_mask) if ok]
@@ -97,11 +105,21 @@ def fit_detector(
     detector.train()
     opt = torch.optim.AdamW(detector.parameters(), lr=lr, weight_decay=1e-4)
     losses = []
-    for step in tqdm(range(steps), desc="detector", unit="step", disable=not progress):
+    for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
         g = torch.Generator().manual_seed(seed * 7919 + step)
         pick = [labelled[int(i)] for i in torch.randint(len(labelled), (batch_size,), generator=g)]
         seen = drop_sequences(present[pick], 0.2, torch.rand(present[pick].shape, generator=g))
-        loss = detector_loss(detector(images[pick].float(), seen), lesion[pick])
+        x, target = images[pick].float(), lesion[pick].float()
+        if window is not None:
+            start = [
+                int(torch.randint(max(1, n - w + 1), (), generator=g))
+                for n, w in zip(x.shape[2:], window, strict=True)
+            ]
+            box = tuple(slice(a, a + w) for a, w in zip(start, window, strict=True))
+            x, target = x[(..., *box)], target[(..., *box)]
+        if augmented:
+            x, target = augment(x, target, g)
+        loss = detector_loss(detector(x, seen), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

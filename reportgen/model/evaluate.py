@@ -5,8 +5,12 @@ headline derived result accuracy (BI-RADS assessment / FIGO stage) with a confus
 matrix, lesion size MAE and relative error, malignancy AUROC (when the data carry
 pathology truth), detection IoU (evidence boxes vs lesion-mask boxes), BLEU-4 and
 ROUGE-L of the rendered English text (sacrebleu, rouge-score), template compliance and
-terminology consistency; per missing-sequence subset. Baselines: nearest-neighbour
-report retrieval by the contrastive image embedding, and the same decoder unconstrained.
+terminology consistency; per missing-sequence subset. Lesion level
+(`reportgen.report.metrics.LesionScores`): recall by type and size, precision, and on
+found lesions size error, field accuracy, side and clock face; study-level tissue fields
+(FGT amount, BPE). Headline numbers carry 95% bootstrap intervals (studies resampled).
+Baselines: nearest-neighbour report retrieval by the contrastive image embedding, and
+the same decoder unconstrained.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from reportgen.model.explain import region_box_mm
 from reportgen.model.generate import GenerateOptions, ReportGenerator
 from reportgen.render.text import render_text
 from reportgen.report import validate_report
-from reportgen.report.metrics import ReportScores, suspicious_report
+from reportgen.report.assessable import restrict_to_study
+from reportgen.report.metrics import (
+    LesionScores,
+    ReportScores,
+    TruthLesion,
+    auroc,
+    bootstrap_interval,
+    suspicious_report,
+)
 from reportgen.report.schema import Report
 from reportgen.report.template import Template
 
@@ -63,6 +75,8 @@ class Scorer:
         self.valid = 0
         self.terms_ok = 0
         self.terms = 0
+        self.lesions = LesionScores()
+        self.study_rows: list[dict] = []  # per study, for bootstrap intervals
 
     def add(
         self,
@@ -71,9 +85,31 @@ class Scorer:
         malignant: int | None,
         prob: float | None,
         boxes=None,
+        lesions: list[TruthLesion] | None = None,
     ) -> None:
         template = self.template
         self.scores.add(predicted, truth, malignant, prob)
+        if lesions is not None:
+            self.lesions.add(predicted, lesions)
+        head = template.headline
+        t_head = truth.derived.get(head)
+        p_head = predicted.derived.get(head) if predicted is not None else None
+        self.study_rows.append(
+            {
+                "headline": None
+                if t_head is None
+                else (p_head is not None and p_head.value == t_head.value),
+                "malignancy": (malignant, prob)
+                if malignant is not None and prob is not None
+                else None,
+                "fields": {
+                    key: predicted is not None
+                    and key in predicted.fields
+                    and predicted.fields[key].value == value.value
+                    for key, value in truth.fields.items()
+                },
+            }
+        )
         if boxes is not None:
             truth_boxes, predicted_boxes = boxes
             for tb in truth_boxes:
@@ -100,14 +136,48 @@ class Scorer:
             scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(self.ref, self.hyp, strict=True)
         ]
         n = self.scores.studies
+        lesion = self.lesions.summary() if self.lesions.studies else None
         return {
             **self.scores.summary(),
+            "study_fields": {
+                key: round(float(np.mean([r["fields"][key] for r in self.study_rows])), 4)
+                for key in self.study_rows[0]["fields"]
+            }
+            if self.study_rows
+            else {},
+            "lesion": lesion,
+            "intervals_95": self.intervals(),
             "detection_iou": round(float(np.mean(self.ious)), 4) if self.ious else None,
             "bleu4": round(sacrebleu.corpus_bleu(self.hyp, [self.ref]).score / 100, 4),
             "rougeL": round(float(np.mean(rouge)), 4),
             "template_compliance": round(self.valid / max(1, n), 4),
             "terminology_consistency": round(self.terms_ok / max(1, self.terms), 4),
         }
+
+    def intervals(self) -> dict:
+        """95% bootstrap intervals of the headline numbers (whole studies resampled)."""
+        rows, head = self.study_rows, self.template.headline
+        out = {
+            f"{head}_accuracy": bootstrap_interval(rows, _headline_accuracy),
+            "malignancy_auroc": bootstrap_interval(rows, _auroc),
+        }
+        for key in ("fgt_amount", "bpe_level"):
+            if rows and key in rows[0]["fields"]:
+                out[key] = bootstrap_interval(rows, _study_field(key))
+        studies = self.lesions.studies
+        if studies:
+            for key in (
+                "lesion_recall_reportable",
+                "lesion_precision",
+                "size_mae_found_mm",
+                "field_accuracy_found",
+                "laterality_found",
+                "clock_found",
+            ):
+                out[key] = bootstrap_interval(
+                    studies, lambda sample, key=key: self.lesions.summary(sample)[key]
+                )
+        return out
 
 
 def _coded_values(report: Report, template):
@@ -142,6 +212,38 @@ def _confusion_png(pairs: list[tuple[str, str]], path: Path, title: str) -> None
     ax.set_title(title, fontsize=8)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def _headline_accuracy(rows: list[dict]) -> float | None:
+    values = [r["headline"] for r in rows if r["headline"] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _auroc(rows: list[dict]) -> float | None:
+    pairs = [r["malignancy"] for r in rows if r["malignancy"] is not None]
+    return auroc([m for m, _ in pairs], [p for _, p in pairs])
+
+
+def _study_field(key: str):
+    def statistic(rows: list[dict]) -> float | None:
+        values = [r["fields"][key] for r in rows if key in r["fields"]]
+        return float(np.mean(values)) if values else None
+
+    return statistic
+
+
+def _truth_lesions(truth: Report, sidecar: dict, mask: np.ndarray, affine) -> list[TruthLesion]:
+    """Truth findings with where their lesion is (centroid of its label, world mm)."""
+    labels = [les.get("label", k + 1) for k, les in enumerate(sidecar.get("lesions") or [])]
+    out = []
+    for k, finding in enumerate(truth.findings):
+        label = labels[k] if k < len(labels) else k + 1
+        voxels = np.argwhere(mask == label)
+        if not len(voxels):
+            continue
+        centre = affine[:3, :3] @ voxels.mean(0) + affine[:3, 3]
+        out.append(TruthLesion(tuple(float(v) for v in centre), finding))
+    return out
 
 
 def _malignant(truth: dict) -> int | None:
@@ -192,6 +294,11 @@ def evaluate_model(
                     present[0, names.index(s)] = False
             if not present.any():
                 continue
+            # Scored against what these sequences can show (reportgen.report.assessable).
+            seen = restrict_to_study(
+                truth, template, [n for n, p in zip(names, present[0].tolist(), strict=True) if p]
+            )
+            lesions = _truth_lesions(seen, examples.truth[i] or {}, mask, affine)
             explain = subset == "all"
             draft = generator.draft_tensors(
                 examples.study_ids[i], image, present, affine, GenerateOptions(explain=explain)
@@ -205,7 +312,7 @@ def evaluate_model(
                 ]
                 boxes = (_truth_boxes(mask, affine), predicted_boxes)
             systems[f"model[{subset}]"].add(
-                draft.report, truth, malignant, draft.malignancy_probability, boxes
+                draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions
             )
         if baselines:
             free = generator.draft_tensors(

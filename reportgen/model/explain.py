@@ -111,9 +111,11 @@ def explain_findings(
     candidates = regions.candidates[0] if regions is not None else []
     for f, finding in enumerate(report.findings):
         evidence = finding.evidence or Evidence()
-        evidence.box = box_from_candidates(
-            heats[f], candidates, generator.model.cfg.pool_factor, affine
-        ) or box_from_heatmap(heats[f], affine)
+        evidence.box = (
+            evidence.box  # the outlined candidate's box, when the model outlines
+            or box_from_candidates(heats[f], candidates, generator.model.cfg.pool_factor, affine)
+            or box_from_heatmap(heats[f], affine)
+        )
         evidence.sequence_contributions = contributions[f]
         if out_dir is not None:
             evidence.heatmap, evidence.key_slice_png = _save(

@@ -18,7 +18,7 @@ from reportgen.model.decoding import Drafted, draft_tokens
 from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
 from reportgen.model.modeling import load_model
 from reportgen.report import Report, build_report, load_template
-from reportgen.report.schema import Evidence, Problem, Provenance, StudyRef
+from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "demo_model" / "birads_mri"
 
@@ -82,12 +82,14 @@ class ReportGenerator:
         options: GenerateOptions,
         missing: list[str] | None = None,
     ) -> Draft:
+        used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
+        grammar = self.grammar.for_sequences(used)  # what the study cannot show is skipped
         with torch.no_grad():
-            memory, memory_mask = self.model.encode(image, present)
+            memory, memory_mask, regions = self.model.encode_with_regions(image, present)
         drafted = draft_tokens(
             self.model,
             self.vocab,
-            self.grammar if options.constrained else None,
+            grammar if options.constrained else None,
             memory,
             memory_mask,
             num_beams=options.num_beams,
@@ -95,20 +97,21 @@ class ReportGenerator:
             temperature=options.temperature,
         )[0]
         try:
-            state = self.grammar.parse(drafted.ids)
+            state = grammar.parse(drafted.ids)
             if not state.done:
                 raise GrammarError("generation stopped before the report was complete")
         except GrammarError as exc:
             if options.constrained:  # the automaton makes this impossible; never hide it
                 raise RuntimeError(f"constrained draft broke the template: {exc}") from exc
             return Draft(None, None, drafted, None, error=str(exc))
-        used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
         report = self._build(study_id, state, drafted, used, missing)
         probs = self._finding_malignancy(state, drafted)
         for finding, p in zip(report.findings, probs, strict=True):
             if p is not None:
                 finding.evidence = finding.evidence or Evidence()
                 finding.evidence.malignancy_probability = round(p, 4)
+        if regions is not None and affine is not None:
+            outlined_boxes(report, regions.candidates[0], affine)
         study_p = max([p for p in probs if p is not None], default=None)
         if study_p is None:  # no finding (or no per-finding category): the study's headline
             headline = self.template.headline
@@ -126,7 +129,7 @@ class ReportGenerator:
     ) -> Report | None:
         """The report a (sampled) token sequence spells, or None if it is incomplete."""
         try:
-            state = self.grammar.parse(drafted.ids)
+            state = self.grammar.for_sequences(list(used or self.sequences)).parse(drafted.ids)
         except GrammarError:
             return None
         if not state.done:
@@ -228,3 +231,20 @@ class ReportGenerator:
                         )
                     )
         return report
+
+
+def outlined_boxes(report: Report, candidates: list, affine: np.ndarray) -> None:
+    """Where each finding is: the n-th finding is written from the n-th candidate's slot
+    (the order the decoder was trained in), so its box is that candidate's outline."""
+    from reportgen.model.explain import region_box_mm
+
+    for finding, cand in zip(report.findings, candidates, strict=False):
+        if cand.outline is None:
+            continue
+        region = np.zeros(tuple(int(v) for v in cand.outline.max(0) + 1), dtype=bool)
+        region[tuple(cand.outline.T)] = True
+        low, high = region_box_mm(region, affine)
+        finding.evidence = finding.evidence or Evidence()
+        finding.evidence.box = Box(
+            min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist())
+        )

@@ -16,10 +16,12 @@ reached, `<finding>` only below its maximum, and `<eos>` only after the comment.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from reportgen.model import vocab as V
 from reportgen.model.vocab import ReportVocab
+from reportgen.report.assessable import not_assessable
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Report
 from reportgen.report.template import FieldSpec, Template
@@ -74,6 +76,7 @@ class TemplateGrammar:
                 allowed.add(ids(V.ABSENT))
             self._value_sets[derived.id] = frozenset(allowed)
         self._text_ids = frozenset(range(vocab.sp_offset, len(vocab)))
+        self.hidden: frozenset[str] = frozenset()  # fields the study cannot support
 
     def _check_order(self) -> None:
         """Conditions may only look at earlier fields, or the automaton could not decide."""
@@ -95,7 +98,19 @@ class TemplateGrammar:
                 seen.add(spec.id)
 
     # -- the automaton -------------------------------------------------------------------------
+    def for_sequences(self, sequences: list[str] | tuple[str, ...]) -> TemplateGrammar:
+        """This automaton for a study with these sequences: fields they cannot support
+        (`reportgen.report.assessable`) are skipped, so they can never be written."""
+        hidden = not_assessable(self.template, sequences)
+        if hidden == self.hidden:
+            return self
+        other = copy.copy(self)
+        other.hidden = hidden
+        return other
+
     def _applicable(self, spec: FieldSpec, values: dict, parent: dict | None) -> bool:
+        if spec.id in self.hidden:
+            return False
         if not spec.applicable_if:
             return True
         scope = Scope(values, parent=Scope(parent) if parent is not None else None)

@@ -13,6 +13,7 @@ import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,15 +32,29 @@ from pretrain_mae.errors import PretrainError
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.patches import token_ids
 from reportgen.errors import InputError
+from reportgen.model import vocab as V
 from reportgen.model.candidates import (
     GEOMETRY_FEATURES,
     Candidate,
     crop_around,
+    crop_start,
     find_candidates,
     geometry_features,
+    outline,
 )
 from reportgen.model.config import ReportModelConfig
 from reportgen.model.detector import LesionDetector
+from reportgen.model.evidence import (
+    CANDIDATE_FEATURES,
+    CANDIDATE_LAYOUT,
+    POINTER_FIELDS,
+    TISSUE_FEATURES,
+    TISSUE_LAYOUT,
+    StudyReading,
+    needs_matrix,
+    read_candidate,
+    read_study,
+)
 from reportgen.model.vocab import ReportVocab
 
 REPORT_TYPE = "reportgen-report"
@@ -71,6 +86,9 @@ class RegionsOfInterest:
     geometry: torch.Tensor  # (B, K, GEOMETRY_FEATURES)
     valid: torch.Tensor  # (B, K) bool
     candidates: list[list[Candidate]]  # per study, on the encoder grid
+    measured: torch.Tensor | None = None  # (B, K, CANDIDATE_FEATURES), with evidence
+    pointers: torch.Tensor | None = None  # (B, K, len(POINTER_FIELDS)) token ids, -1: none
+    tissue: torch.Tensor | None = None  # (B, TISSUE_FEATURES), with evidence
 
 
 class ReportModel(nn.Module):
@@ -126,6 +144,48 @@ class ReportModel(nn.Module):
         self.candidate_embed = nn.Parameter(
             0.02 * torch.randn(roi["max_candidates"], self.cfg.n_embd)
         )
+        self._pointer_ids: dict[tuple[str, str], int] = {}
+        self._size_grid: list[str] = []
+        if roi["evidence"]:
+            n = self.cfg.n_embd
+            self.segmenter = LesionDetector(len(enc.sequences), roi["segmenter_width"])
+            self.measure_embed = nn.Sequential(
+                nn.Linear(CANDIDATE_FEATURES, n), nn.GELU(), nn.Linear(n, n)
+            )
+            self.tissue_embed = nn.Sequential(
+                nn.Linear(TISSUE_FEATURES, n), nn.GELU(), nn.Linear(n, n)
+            )
+            self.pointer_role = nn.Parameter(0.02 * torch.randn(len(POINTER_FIELDS), n))
+            for name, layout in (("candidate", CANDIDATE_LAYOUT), ("tissue", TISSUE_LAYOUT)):
+                needs = torch.from_numpy(needs_matrix(layout, tuple(enc.sequences)))
+                self.register_buffer(f"{name}_needs", needs, persistent=False)
+
+    @property
+    def has_evidence(self) -> bool:
+        return self.cfg.roi is not None and bool(self.cfg.roi["evidence"])
+
+    def attach_vocab(self, vocab: ReportVocab) -> None:
+        """Learn which token spells each value a measurement can point to (side, clock
+        face, size): pointer tokens are embedded with the decoder's own embeddings."""
+        if not self.has_evidence:
+            return
+        from reportgen.report import load_template
+
+        template = load_template(self.cfg.template)
+        ids: dict[tuple[str, str], int] = {}
+        for field_id in POINTER_FIELDS:
+            if not template.has_field(field_id):
+                continue
+            spec = template.field(field_id)
+            if spec.type == "enum":
+                values = [(v, V.value_token(v)) for v in spec.values]
+            else:
+                values = [(n, V.number_token(n)) for n in V.number_grid(spec)]
+                self._size_grid = [n for n, _ in values]
+            for value, token in values:
+                if token in vocab.tokens:
+                    ids[(field_id, value)] = vocab.id(token)
+        self._pointer_ids = ids
 
     def init_roi_reader_from_encoder(self) -> None:
         """Start the zoomed blocks from the (just loaded) pretrained encoder's last blocks."""
@@ -144,7 +204,8 @@ class ReportModel(nn.Module):
     def apply_freeze(self) -> None:
         """Encoder per `cfg.freeze`; the detector is trained in its own stage, then fixed."""
         if self.cfg.roi is not None:
-            for p in self.detector.parameters():
+            stages = [self.detector, *([self.segmenter] if self.has_evidence else [])]
+            for p in (p for stage in stages for p in stage.parameters()):
                 p.requires_grad = False
         mode = self.cfg.freeze
         for p in self.encoder.parameters():
@@ -182,8 +243,20 @@ class ReportModel(nn.Module):
         regions = self.propose(images, coarse, present)
         with torch.no_grad() if frozen else contextlib.nullcontext():
             stem, stem_valid = self.roi_stem(regions.crops, present, regions.valid)
-        roi_memory, roi_mask = self.roi_memory(stem, stem_valid, regions.geometry, regions.valid)
-        return torch.cat([memory, roi_memory], 1), torch.cat([mask, roi_mask], 1), regions
+        roi_memory, roi_mask = self.roi_memory(
+            stem, stem_valid, regions.geometry, regions.valid, regions.measured, regions.pointers
+        )
+        memory, mask = torch.cat([memory, roi_memory], 1), torch.cat([mask, roi_mask], 1)
+        if regions.tissue is not None:
+            memory, mask = self.with_tissue(memory, mask, regions.tissue)
+        return memory, mask, regions
+
+    def with_tissue(
+        self, memory: torch.Tensor, mask: torch.Tensor, tissue: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the whole-study tissue measures as one memory token."""
+        token = self.tissue_embed(tissue.to(memory.dtype))[:, None]
+        return torch.cat([memory, token], 1), torch.cat([mask, mask.new_ones((len(mask), 1))], 1)
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         """Input-grid images -> the whole-study encoder's grid (averaging, so grids align)."""
@@ -205,18 +278,82 @@ class ReportModel(nn.Module):
     ) -> RegionsOfInterest:
         roi, enc = self.cfg.roi, self.encoder_cfg
         prob = self.detect(coarse, present).float().cpu().numpy()
-        return self.regions_at(
-            images,
-            [
-                find_candidates(p, enc.grid_spacing, roi["threshold"], roi["max_candidates"])[0]
-                for p in prob
-            ],
+        if not self.has_evidence:
+            return self.regions_at(
+                images,
+                [
+                    find_candidates(p, enc.grid_spacing, roi["threshold"], roi["max_candidates"])[0]
+                    for p in prob
+                ],
+            )
+        found, tissue = [], []
+        for b, p in enumerate(prob):
+            proposals = find_candidates(
+                p, enc.grid_spacing, roi["threshold"], roi["max_proposals"]
+            )[0]
+            outlined, study = self.outline_candidates(images[b], present[b], proposals)
+            found.append(outlined)
+            tissue.append(torch.from_numpy(study.features))
+        return self.regions_at(images, found, torch.stack(tissue).to(images.device))
+
+    @torch.no_grad()
+    def outline_candidates(
+        self, image: torch.Tensor, present: torch.Tensor, proposals: list[Candidate]
+    ) -> tuple[list[Candidate], StudyReading]:
+        """Segment each proposal at input resolution, measure what is outlined, and keep
+        up to `max_candidates` distinct lesions (strongest proposal first)."""
+        roi, f = self.cfg.roi, self.cfg.pool_factor
+        shape = tuple(roi["roi_shape"])
+        _, spacing = self.cfg.input_grid()
+        volume = image.detach().float().cpu()
+        study = read_study(
+            volume.numpy(), present.cpu().numpy(), tuple(self.encoder_cfg.sequences), spacing
         )
+        if not proposals:
+            return [], study
+        centres = [c.centre * f + (f - 1) / 2 for c in proposals]
+        crops = torch.stack([crop_around(volume, c, shape) for c in centres])
+        seen = present.cpu()[None].expand(len(crops), -1)
+        prob = torch.sigmoid(self.segmenter(crops, seen)).numpy()
+        grid = np.array(volume.shape[1:])
+        taken = np.zeros(tuple(grid), dtype=bool)
+        kept: list[Candidate] = []
+        for cand, centre, p in zip(proposals, centres, prob, strict=True):
+            got = outline(p, roi["segment_threshold"])
+            if got is None:
+                continue
+            voxels, score = got
+            voxels = voxels + np.array(crop_start(centre, shape))
+            voxels = voxels[((voxels >= 0) & (voxels < grid)).all(1)]
+            if not len(voxels) or taken[tuple(voxels.T)].any():
+                continue
+            mask = np.zeros(tuple(grid), dtype=bool)
+            mask[tuple(voxels.T)] = True
+            taken |= mask
+            reading = read_candidate(mask, score, study, self._size_grid)
+            kept.append(
+                replace(
+                    cand,
+                    low=voxels.min(0) // f,
+                    high=voxels.max(0) // f,
+                    peak=score,
+                    fine_centre=reading.centre_voxel,
+                    reading=reading,
+                    outline=voxels,
+                )
+            )
+            if len(kept) == roi["max_candidates"]:
+                break
+        return kept, study
 
     def regions_at(
-        self, images: torch.Tensor, candidates: list[list[Candidate]]
+        self,
+        images: torch.Tensor,
+        candidates: list[list[Candidate]],
+        tissue: torch.Tensor | None = None,
     ) -> RegionsOfInterest:
-        """Crops (input resolution) and geometry of given candidates, padded to max_candidates."""
+        """Crops (input resolution), geometry and measurements of given candidates, padded
+        to max_candidates."""
         roi, enc, f = self.cfg.roi, self.encoder_cfg, self.cfg.pool_factor
         b, s = images.shape[:2]
         k = roi["max_candidates"]
@@ -224,14 +361,28 @@ class ReportModel(nn.Module):
         crops = images.new_zeros((b, k, s, *shape))
         geometry = images.new_zeros((b, k, GEOMETRY_FEATURES))
         valid = torch.zeros((b, k), dtype=torch.bool, device=images.device)
+        measured = pointers = None
+        if self.has_evidence:
+            measured = images.new_zeros((b, k, CANDIDATE_FEATURES))
+            pointers = torch.full((b, k, len(POINTER_FIELDS)), -1, device=images.device)
+            if tissue is None:
+                tissue = images.new_zeros((b, TISSUE_FEATURES))
         for i, found in enumerate(candidates):
             for j, cand in enumerate(found[:k]):
-                crops[i, j] = crop_around(images[i], cand.centre * f + (f - 1) / 2, shape)
+                centre = cand.fine_centre if cand.fine_centre is not None else cand.centre * f
+                if cand.fine_centre is None:
+                    centre = centre + (f - 1) / 2
+                crops[i, j] = crop_around(images[i], centre, shape)
                 geometry[i, j] = torch.from_numpy(
                     geometry_features(cand, enc.grid_shape, enc.grid_spacing)
                 )
                 valid[i, j] = True
-        return RegionsOfInterest(crops, geometry, valid, candidates)
+                if measured is not None and cand.reading is not None:
+                    measured[i, j] = torch.from_numpy(cand.reading.features)
+                    for m, field_id in enumerate(POINTER_FIELDS):
+                        value = cand.reading.pointers.get(field_id)
+                        pointers[i, j, m] = self._pointer_ids.get((field_id, value), -1)
+        return RegionsOfInterest(crops, geometry, valid, candidates, measured, pointers, tissue)
 
     def roi_stem(
         self, crops: torch.Tensor, present: torch.Tensor, valid: torch.Tensor
@@ -256,12 +407,17 @@ class ReportModel(nn.Module):
         stem_valid: torch.Tensor,
         geometry: torch.Tensor,
         valid: torch.Tensor,
+        measured: torch.Tensor | None = None,
+        pointers: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per candidate slot: a geometry token then its zoomed tokens, (B, K * (1 + T), n_embd)."""
+        """Per candidate slot: a summary token (geometry, with evidence its measurements),
+        with evidence one pointer token per measured value, then its zoomed tokens:
+        (B, K * (1 + P + T), n_embd)."""
         b, k = valid.shape
         t = self.roi_seq_ids.numel()
-        slots = geometry.new_zeros((b, k, 1 + t, self.cfg.n_embd))
-        slots_valid = torch.zeros((b, k, 1 + t), dtype=torch.bool, device=geometry.device)
+        p = len(POINTER_FIELDS) if self.has_evidence else 0
+        slots = geometry.new_zeros((b, k, 1 + p + t, self.cfg.n_embd))
+        slots_valid = torch.zeros((b, k, 1 + p + t), dtype=torch.bool, device=geometry.device)
         if not len(stem):
             return (slots + self.candidate_embed[None, :, None, :]).flatten(
                 1, 2
@@ -271,10 +427,16 @@ class ReportModel(nn.Module):
         for block in self.roi_blocks:
             x = block(x, attn_mask=attn_mask)
         zoomed = self.roi_proj(self.roi_norm(x))
-        slots[valid] = torch.cat([self.geometry_embed(geometry[valid])[:, None], zoomed], 1).to(
-            slots.dtype
-        )
-        slots_valid[valid] = torch.cat([stem_valid.new_ones((len(stem_valid), 1)), stem_valid], 1)
+        summary = self.geometry_embed(geometry[valid])
+        parts, parts_valid = [], [stem_valid.new_ones((len(stem_valid), 1))]
+        if p:
+            summary = summary + self.measure_embed(measured[valid].to(summary.dtype))
+            ids = pointers[valid]
+            pointed = self.decoder.transformer.wte(ids.clamp(min=0)) + self.pointer_role
+            parts.append(pointed.to(summary.dtype))
+            parts_valid.append(ids >= 0)
+        slots[valid] = torch.cat([summary[:, None], *parts, zoomed], 1).to(slots.dtype)
+        slots_valid[valid] = torch.cat([*parts_valid, stem_valid], 1)
         slots = slots + self.candidate_embed[None, :, None, :]
         return slots.flatten(1, 2), slots_valid.flatten(1, 2)
 
@@ -370,4 +532,5 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[Report
     except PretrainError as exc:
         raise InputError(exc.path, exc.problem) from exc
     model.decoder.tie_weights()
+    model.attach_vocab(vocab)
     return model.to(device).eval(), vocab

@@ -1,4 +1,5 @@
-"""The lesion-centred stages of `reportgen train`: fit the detector, then read its candidates.
+"""The lesion-centred stages of `reportgen train`: fit the detector (and, with measured
+evidence, the segmenter), then read and measure the candidates of every study once.
 
 Order matters for what the decoder learns: a report's findings are re-listed in the
 order of the candidates they were found in (strongest first, as at inference), so the
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from reportgen.errors import InputError
-from reportgen.model.candidates import find_candidates, match_to_labels
+from reportgen.model.candidates import crop_around, find_candidates, match_to_labels
 from reportgen.model.modeling import ReportModel
 from reportgen.report.schema import Report
 
@@ -29,6 +30,9 @@ class CachedRegions:
     geometry: torch.Tensor  # (N, K, G)
     valid: torch.Tensor  # (N, K) bool
     matched: list[list[int]]  # per study: finding number each candidate overlaps (0: none)
+    measured: torch.Tensor | None = None  # (N, K, CANDIDATE_FEATURES), with evidence
+    pointers: torch.Tensor | None = None  # (N, K, P) token ids
+    tissue: torch.Tensor | None = None  # (N, TISSUE_FEATURES)
 
 
 def pooled_arrays(model: ReportModel, images) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,36 +48,93 @@ def pooled_arrays(model: ReportModel, images) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack(coarse), torch.stack(present), torch.stack(lesion)
 
 
+def _labels(images, i: int) -> np.ndarray:
+    with np.load(images.files[i]) as data:
+        return data["mask"]
+
+
+def _proposals(model: ReportModel, coarse: torch.Tensor, present: torch.Tensor, i: int):
+    roi, enc = model.cfg.roi, model.encoder_cfg
+    prob = model.detect(coarse[i : i + 1].float(), present[i : i + 1])[0].numpy()
+    limit = roi["max_proposals"] if model.has_evidence else roi["max_candidates"]
+    return find_candidates(prob, enc.grid_spacing, roi["threshold"], limit)
+
+
+@torch.no_grad()
+def segmenter_windows(
+    model: ReportModel, images, coarse: torch.Tensor, present: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training windows for the segmenter: one around each detector proposal (what it
+    sees at inference, lesion or not) and one around each lesion, shifted at random (so
+    lesions the detector misses still teach it). Returns windows (float16), their
+    sequence flags and lesion masks."""
+    roi, f = model.cfg.roi, model.cfg.pool_factor
+    shape = tuple(roi["roi_shape"])
+    rng = np.random.default_rng(seed)
+    windows, flags, targets = [], [], []
+    for i in range(len(images)):
+        item = images[i]
+        labels = _labels(images, i)
+        centres = [c.centre * f + (f - 1) / 2 for c in _proposals(model, coarse, present, i)[0]]
+        for label in np.unique(labels[labels > 0]):
+            centre = np.argwhere(labels == label).mean(0)
+            centres.append(centre + rng.uniform(-0.15, 0.15, 3) * np.array(shape))
+        lesion = torch.from_numpy((labels > 0).astype(np.float16))[None]
+        for centre in centres:
+            windows.append(crop_around(item["image"], centre, shape).half())
+            targets.append(crop_around(lesion, centre, shape)[0])
+            flags.append(item["present"])
+    return torch.stack(windows), torch.stack(flags), torch.stack(targets)
+
+
 @torch.no_grad()
 def cache_regions(
     model: ReportModel, images, coarse: torch.Tensor, present: torch.Tensor, progress: bool = True
 ) -> CachedRegions:
-    """Detect, crop at input resolution and run the frozen stem, once per study."""
+    """Detect, outline and measure (with evidence), crop at input resolution and run the
+    frozen stem, once per study: the same path as `ReportModel.propose` at inference."""
     from tqdm.auto import tqdm
 
-    roi, enc = model.cfg.roi, model.encoder_cfg
+    f = model.cfg.pool_factor
     stems, stem_valids, geometry, valid, matched = [], [], [], [], []
+    measured, pointers, tissue = [], [], []
     for i in tqdm(range(len(images)), desc="candidates", unit="study", disable=not progress):
-        prob = model.detect(coarse[i : i + 1].float(), present[i : i + 1])[0].numpy()
-        found, components = find_candidates(
-            prob, enc.grid_spacing, roi["threshold"], roi["max_candidates"]
-        )
         item = images[i]
-        with np.load(images.files[i]) as data:
-            labels = data["mask"]
-        f = model.cfg.pool_factor
-        if f > 1:  # a label anywhere in a coarse voxel's block counts for it
-            x, y, z = (n // f for n in labels.shape)
-            labels = labels.reshape(x, f, y, f, z, f).max(axis=(1, 3, 5))
-        coarse_labels = labels
-        matched.append(match_to_labels(found, components, coarse_labels))
-        regions = model.regions_at(item["image"][None], [found])
+        labels = _labels(images, i)
+        found, components = _proposals(model, coarse, present, i)
+        study_tissue = None
+        if model.has_evidence:
+            found, study = model.outline_candidates(item["image"], item["present"], found)
+            study_tissue = torch.from_numpy(study.features)[None]
+            matched.append([_majority(labels[tuple(c.outline.T)]) for c in found])
+        else:
+            if f > 1:  # a label anywhere in a coarse voxel's block counts for it
+                x, y, z = (n // f for n in labels.shape)
+                labels = labels.reshape(x, f, y, f, z, f).max(axis=(1, 3, 5))
+            matched.append(match_to_labels(found, components, labels))
+        regions = model.regions_at(item["image"][None], [found], study_tissue)
         stem, stem_valid = model.roi_stem(regions.crops, item["present"][None], regions.valid)
         stems.append(stem.half())
         stem_valids.append(stem_valid)
         geometry.append(regions.geometry[0])
         valid.append(regions.valid[0])
-    return CachedRegions(stems, stem_valids, torch.stack(geometry), torch.stack(valid), matched)
+        if model.has_evidence:
+            measured.append(regions.measured[0])
+            pointers.append(regions.pointers[0])
+            tissue.append(regions.tissue[0])
+    extra = (
+        (torch.stack(measured), torch.stack(pointers), torch.stack(tissue))
+        if model.has_evidence
+        else (None, None, None)
+    )
+    return CachedRegions(
+        stems, stem_valids, torch.stack(geometry), torch.stack(valid), matched, *extra
+    )
+
+
+def _majority(labels: np.ndarray) -> int:
+    labels = labels[labels > 0]
+    return int(np.bincount(labels).argmax()) if labels.size else 0
 
 
 def findings_in_candidate_order(report: Report, matched: list[int]) -> Report:
@@ -88,22 +149,26 @@ def findings_in_candidate_order(report: Report, matched: list[int]) -> Report:
     return report.model_copy(update={"findings": [report.findings[i] for i in order]})
 
 
-def batch_regions(
-    cached: CachedRegions, idx: list[int], max_candidates: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stem features of a batch, flattened over valid candidates as `ReportModel.roi_memory` wants."""
+def batch_regions(cached: CachedRegions, idx: list[int]) -> dict[str, torch.Tensor | None]:
+    """A batch's candidate inputs, stems flattened over valid candidates as
+    `ReportModel.roi_memory` wants them."""
     stems = [cached.stem[i].float() for i in idx if len(cached.stem[i])]
     valids = [cached.stem_valid[i] for i in idx if len(cached.stem_valid[i])]
-    geometry, valid = cached.geometry[idx], cached.valid[idx]
-    if not stems:
+    if stems:
+        stem, stem_valid = torch.cat(stems), torch.cat(valids)
+    else:
         width = cached.stem[idx[0]].shape[-2:]
-        return (
-            torch.zeros((0, *width)),
-            torch.zeros((0, width[0]), dtype=torch.bool),
-            geometry,
-            valid,
-        )
-    return torch.cat(stems), torch.cat(valids), geometry, valid
+        stem, stem_valid = torch.zeros((0, *width)), torch.zeros((0, width[0]), dtype=torch.bool)
+    pick = lambda t: t[idx] if t is not None else None  # noqa: E731
+    return {
+        "stem": stem,
+        "stem_valid": stem_valid,
+        "geometry": cached.geometry[idx],
+        "valid": cached.valid[idx],
+        "measured": pick(cached.measured),
+        "pointers": pick(cached.pointers),
+        "tissue": pick(cached.tissue),
+    }
 
 
 def detection_summary(regions: CachedRegions, findings_per_study: list[int]) -> str:
@@ -118,7 +183,8 @@ def detection_summary(regions: CachedRegions, findings_per_study: list[int]) -> 
 
 
 def load_detector_from(model: ReportModel, folder: Path) -> None:
-    """Copy a trained detector from another report model directory (same input grid)."""
+    """Copy a trained detector (and segmenter, if both have one) from another report model
+    directory (same input grid)."""
     from safetensors.torch import load_file
 
     from pretrain_mae.checkpoint import WEIGHTS
@@ -131,5 +197,14 @@ def load_detector_from(model: ReportModel, folder: Path) -> None:
         raise InputError(folder, "holds no lesion detector")
     try:
         model.detector.load_state_dict(own)
+        if model.has_evidence:
+            seg = {
+                k.removeprefix("segmenter."): v
+                for k, v in state.items()
+                if k.startswith("segmenter.")
+            }
+            if not seg:
+                raise InputError(folder, "holds no lesion segmenter")
+            model.segmenter.load_state_dict(seg)
     except RuntimeError as exc:
         raise InputError(folder, "its detector does not fit this model's config") from exc

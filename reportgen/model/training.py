@@ -26,6 +26,7 @@ from reportgen.errors import ConfigError, InputError
 from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
 from reportgen.model.data import load_examples
 from reportgen.model.detector import fit_detector
+from reportgen.model.evidence import visible
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.modeling import ReportModel, load_model, save_model
 from reportgen.model.roi_training import (
@@ -35,6 +36,7 @@ from reportgen.model.roi_training import (
     findings_in_candidate_order,
     load_detector_from,
     pooled_arrays,
+    segmenter_windows,
 )
 from reportgen.model.vocab import ReportVocab, train_sentencepiece
 from reportgen.render.text import render_text
@@ -57,7 +59,9 @@ class ReportTrainArgs:
     sp_vocab_size: int = 256
     checkpoint_every: int = 500
     roi: bool = True  # lesion-centred reading (detector + zoomed crops); False: whole study only
+    evidence: bool = True  # outline and measure candidates (templates with a measurer)
     detector_steps: int = 400
+    segmenter_steps: int = 600
     detector_from: Path | None = None  # reuse another model's trained detector (ablations)
     seed: int = 0
     resume: bool = False
@@ -66,6 +70,12 @@ class ReportTrainArgs:
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+# The detector trains on random windows of the encoder grid this size (voxels).
+DETECTOR_WINDOW = (48, 48, 32)
+# Which measured evidence a template's domain has (reportgen.model.evidence).
+EVIDENCE_BY_DOMAIN = {"breast": "breast"}
 
 
 def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +125,8 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         texts = [render_text(r, lang, template) for r in examples.reports for lang in ("en", "zh")]
         texts += [r.comment for r in examples.reports if r.comment]
         vocab = ReportVocab.for_template(template, train_sentencepiece(texts, args.sp_vocab_size))
+        if roi is not None and args.evidence and template.domain in EVIDENCE_BY_DOMAIN:
+            roi = {**roi, "evidence": EVIDENCE_BY_DOMAIN[template.domain]}
         overrides = dict(PRESETS[args.config], roi=roi)
         if args.freeze:
             overrides["freeze"] = args.freeze
@@ -135,6 +147,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
             raise InputError(args.encoder, f"encoder weights incomplete: {missing[:3]}")
         if cfg.roi is not None:
             model.init_roi_reader_from_encoder()
+        model.attach_vocab(vocab)
     n = len(examples.reports)
     reports = examples.reports
     regions = None
@@ -156,8 +169,31 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
                 2e-3,
                 args.seed,
                 args.progress,
+                window=DETECTOR_WINDOW,
             )
             log(f"lesion detector trained ({args.detector_steps} steps, final loss {loss:.3f})")
+            if model.has_evidence:
+                windows, flags, targets = segmenter_windows(
+                    model, examples.images, coarse, present, args.seed
+                )
+                loss = fit_detector(
+                    model.segmenter,
+                    windows,
+                    flags,
+                    targets,
+                    [True] * len(windows),
+                    args.segmenter_steps,
+                    16,
+                    2e-3,
+                    args.seed,
+                    args.progress,
+                    desc="segmenter",
+                )
+                del windows, flags, targets
+                log(
+                    f"lesion segmenter trained ({args.segmenter_steps} steps, final loss "
+                    f"{loss:.3f})"
+                )
         regions = cache_regions(model, examples.images, coarse, present, args.progress)
         log(detection_summary(regions, [len(r.findings) for r in reports]))
         reports = [
@@ -310,12 +346,24 @@ def _encode_all_coarse(model: ReportModel, coarse: torch.Tensor, present: torch.
 
 
 def _with_regions(model: ReportModel, memory, regions, idx: list[int], kept: torch.Tensor):
-    """Append the zoomed candidate tokens (sequence dropout applied as to the whole study)."""
-    stem, stem_valid, geometry, valid = batch_regions(regions, idx, model.cfg.roi["max_candidates"])
+    """Append the candidate (and tissue) tokens; sequence dropout applies to them as to the
+    whole study: a dropped sequence's zoomed tokens and measurements are hidden too."""
+    batch = batch_regions(regions, idx)
+    valid = batch["valid"]
     kept_per_crop = kept[:, None].expand(-1, valid.shape[1], -1)[valid]
-    stem_valid = stem_valid & kept_per_crop[:, model.roi_seq_ids]
-    roi_memory, roi_mask = model.roi_memory(stem, stem_valid, geometry, valid)
-    return torch.cat([memory[0], roi_memory], 1), torch.cat([memory[1], roi_mask], 1)
+    stem_valid = batch["stem_valid"] & kept_per_crop[:, model.roi_seq_ids]
+    measured = batch["measured"]
+    if measured is not None:
+        seen = visible(model.candidate_needs.numpy(), kept.numpy())
+        measured = measured * torch.from_numpy(seen)[:, None, :].to(measured.dtype)
+    roi_memory, roi_mask = model.roi_memory(
+        batch["stem"], stem_valid, batch["geometry"], valid, measured, batch["pointers"]
+    )
+    memory = torch.cat([memory[0], roi_memory], 1), torch.cat([memory[1], roi_mask], 1)
+    if batch["tissue"] is not None:
+        seen = torch.from_numpy(visible(model.tissue_needs.numpy(), kept.numpy()))
+        memory = model.with_tissue(*memory, batch["tissue"] * seen.to(batch["tissue"].dtype))
+    return memory
 
 
 def _checkpoint(model, vocab, optimizer, scheduler, step: int, last: Path) -> None:

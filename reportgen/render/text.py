@@ -10,8 +10,11 @@ Contradictions found by validation are printed, never hidden, and the report's n
 from __future__ import annotations
 
 from ontology.concepts import ConceptTable, default_concepts
+from reportgen.report.assessable import not_assessable
+from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
+from reportgen.report.values import plain
 
 LABELS = {
     "en": {
@@ -21,6 +24,7 @@ LABELS = {
         "note": "Note",
         "comment": "Comment",
         "none": "none",
+        "not_assessable": "Not assessable without {families} images: {fields}.",
     },
     "zh": {
         "study": "检查",
@@ -29,6 +33,7 @@ LABELS = {
         "note": "注意",
         "comment": "备注",
         "none": "无",
+        "not_assessable": "缺少{families}序列，无法评估：{fields}。",
     },
 }
 
@@ -52,6 +57,39 @@ def _phrase(spec: FieldSpec, value: Value, concepts: ConceptTable, lang: str) ->
         value=_value_text(spec.type, value, concepts, lang),
         unit=spec.unit or "",
         label=concepts[spec.concept].pref(lang),
+    )
+
+
+FAMILY_NAMES = {
+    "en": {"dce": "DCE", "diffusion": "diffusion-weighted", "t2": "T2-weighted"},
+    "zh": {"dce": "动态增强", "diffusion": "弥散加权", "t2": "T2加权"},
+}
+
+
+def _not_assessable(
+    specs: list[FieldSpec],
+    hidden: frozenset[str],
+    values: dict,
+    parent: dict | None,
+    concepts: ConceptTable,
+    lang: str,
+) -> str | None:
+    """One sentence naming the required fields the study's sequences cannot support."""
+    scope = Scope(values, parent=Scope(parent) if parent is not None else None)
+    missing = [
+        s
+        for s in specs
+        if s.id in hidden
+        and s.required
+        and (s.applicable_if is None or evaluate(s.applicable_if, scope))
+    ]
+    if not missing:
+        return None
+    families = sorted({f for s in missing for f in s.requires})
+    joiner = ", " if lang == "en" else "、"
+    return LABELS[lang]["not_assessable"].format(
+        families=(" / " if lang == "en" else "、").join(FAMILY_NAMES[lang][f] for f in families),
+        fields=joiner.join(concepts[s.concept].pref(lang) for s in missing),
     )
 
 
@@ -80,6 +118,8 @@ def render_text(
         f"{words['study']}: {report.study.study_id}"
         + (f"; {words['sequences']}: {used}; {words['missing']}: {missing}" if used else "")
     )
+    hidden = not_assessable(template, report.study.sequences_used)
+    report_values = plain(report.fields)
     for section_id, title in template.sections:
         lines: list[str] = []
         for spec in template.fields:
@@ -87,6 +127,11 @@ def render_text(
                 text = _phrase(spec, report.fields[spec.id], concepts, lang)
                 if text:
                     lines.append(text)
+        section_specs = [s for s in template.fields if s.section == section_id]
+        if hidden and (
+            text := _not_assessable(section_specs, hidden, report_values, None, concepts, lang)
+        ):
+            lines.append(text)
         if section_id == template.finding_section:
             if not report.findings and template.finding_none:
                 lines.append(template.finding_none[lang])
@@ -97,6 +142,17 @@ def render_text(
                         text = _phrase(spec, finding.fields[spec.id], concepts, lang)
                         if text:
                             (rest if _sentence_end(text) else head).append(text)
+                if hidden and (
+                    text := _not_assessable(
+                        template.finding_fields,
+                        hidden,
+                        plain(finding.fields),
+                        report_values,
+                        concepts,
+                        lang,
+                    )
+                ):
+                    rest.append(text)
                 for d in template.derived_finding:
                     if d.id in finding.derived and d.phrase:
                         text = d.phrase[lang].format(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reportgen.report.compare import Slot, align_findings, slots
-from reportgen.report.schema import Report
+from reportgen.report.schema import Finding, Provenance, Report, StudyRef, TemplateRef
 from reportgen.report.template import Template
 
 
@@ -177,3 +177,168 @@ def suspicious_report(report: Report, template: Template) -> bool:
         )
     head = report.derived.get(template.headline)
     return head is not None and str(head.value) in template.derived(template.headline).suspicious
+
+
+# -- lesion level: is each lesion found where it is, and described right? -------------------
+MATCH_MM = 20.0  # a finding finds a lesion when its box centre lies this close to it
+MIN_REPORTABLE_MM = 5.0  # recall targets count lesions at least this large
+SIZE_BINS_MM = ((0, 5), (5, 10), (10, 20), (20, 1000))
+
+
+@dataclass(frozen=True)
+class TruthLesion:
+    """One lesion of the truth: where it is (world mm) and its finding in the truth report."""
+
+    centre_mm: tuple[float, float, float]
+    finding: Finding
+
+
+def _box_centre(finding: Finding) -> np.ndarray | None:
+    box = finding.evidence.box if finding.evidence is not None else None
+    if box is None:
+        return None
+    return (np.asarray(box.min_mm) + np.asarray(box.max_mm)) / 2
+
+
+def match_lesions(draft: Report, lesions: list[TruthLesion]) -> list[tuple[int, int]]:
+    """(lesion, finding) pairs, nearest first, each used once, box centre within MATCH_MM."""
+    pairs = []
+    for j, finding in enumerate(draft.findings):
+        centre = _box_centre(finding)
+        if centre is None:
+            continue
+        for i, lesion in enumerate(lesions):
+            distance = float(np.linalg.norm(centre - np.asarray(lesion.centre_mm)))
+            if distance <= MATCH_MM:
+                pairs.append((distance, i, j))
+    used_i, used_j, matched = set(), set(), []
+    for _, i, j in sorted(pairs):
+        if i not in used_i and j not in used_j:
+            used_i.add(i)
+            used_j.add(j)
+            matched.append((i, j))
+    return matched
+
+
+@dataclass
+class StudyLesions:
+    """One study's lesion-level record (what the bootstrap resamples)."""
+
+    lesions: list[tuple[str, float, bool]]  # (type, size mm, found)
+    findings: int  # findings the draft wrote
+    matched_findings: int
+    field_pairs: list[bool]  # per field of matched pairs: equal?
+    size_errors: list[float]
+    laterality: list[bool]
+    clock: list[bool]
+
+
+def _size_bin(size: float) -> str:
+    low, high = next(b for b in SIZE_BINS_MM if b[0] <= size < b[1])
+    return f"{low}-{high}mm" if high < 1000 else f">={low}mm"
+
+
+class LesionScores:
+    """Lesion-level detection and description: recall (by type and size), precision, and
+    on found lesions size error, field accuracy, side and clock face."""
+
+    def __init__(self) -> None:
+        self.studies: list[StudyLesions] = []
+
+    def add(self, draft: Report | None, lesions: list[TruthLesion]) -> None:
+        draft = (
+            draft
+            if draft is not None
+            else Report(
+                template=TemplateRef(id="", version=""),
+                study=StudyRef(study_id=""),
+                provenance=Provenance(source="model"),
+            )
+        )
+        matched = match_lesions(draft, lesions)
+        found = {i for i, _ in matched}
+        record = StudyLesions(
+            lesions=[
+                (
+                    str(_field(les.finding, "type")),
+                    float(_field(les.finding, "size_mm") or 0.0),
+                    i in found,
+                )
+                for i, les in enumerate(lesions)
+            ],
+            findings=len(draft.findings),
+            matched_findings=len(matched),
+            field_pairs=[],
+            size_errors=[],
+            laterality=[],
+            clock=[],
+        )
+        for i, j in matched:
+            truth, predicted = lesions[i].finding, draft.findings[j]
+            for key in set(truth.fields) | set(predicted.fields):
+                record.field_pairs.append(_field(truth, key) == _field(predicted, key))
+            t_size, p_size = _field(truth, "size_mm"), _field(predicted, "size_mm")
+            if t_size is not None and p_size is not None:
+                record.size_errors.append(abs(float(p_size) - float(t_size)))
+            for key, out in (("laterality", record.laterality), ("clock", record.clock)):
+                if _field(truth, key) is not None:
+                    out.append(_field(truth, key) == _field(predicted, key))
+        self.studies.append(record)
+
+    def summary(self, studies: list[StudyLesions] | None = None) -> dict:
+        rows = self.studies if studies is None else studies
+        lesions = [les for r in rows for les in r.lesions]
+        reportable = [found for _, size, found in lesions if size >= MIN_REPORTABLE_MM]
+        findings = sum(r.findings for r in rows)
+        flat = lambda name: [v for r in rows for v in getattr(r, name)]  # noqa: E731
+        by_type, by_size = defaultdict(list), defaultdict(list)
+        for kind, size, found in lesions:
+            by_type[kind].append(found)
+            by_size[_size_bin(size)].append(found)
+        return {
+            "lesions": len(lesions),
+            "lesion_recall": _mean([found for *_, found in lesions]),
+            "lesion_recall_reportable": _mean(reportable),
+            "lesion_precision": sum(r.matched_findings for r in rows) / findings
+            if findings
+            else None,
+            "size_mae_found_mm": _mean(flat("size_errors")),
+            "field_accuracy_found": _mean(flat("field_pairs")),
+            "laterality_found": _mean(flat("laterality")),
+            "clock_found": _mean(flat("clock")),
+            "recall_by_type": {k: _count(v) for k, v in sorted(by_type.items())},
+            "recall_by_size": {k: _count(v) for k, v in sorted(by_size.items())},
+        }
+
+
+def _field(finding: Finding, key: str):
+    value = finding.fields.get(key)
+    return value.value if value is not None else None
+
+
+def _mean(values: list) -> float | None:
+    return round(float(np.mean(values)), 4) if len(values) else None
+
+
+def _count(found: list[bool]) -> str:
+    return f"{sum(found)}/{len(found)}"
+
+
+def bootstrap_interval(
+    records: list, statistic, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of `statistic(records)` resampling whole studies."""
+    if not records:
+        return None
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        sample = [records[k] for k in rng.integers(len(records), size=len(records))]
+        value = statistic(sample)
+        if value is not None:
+            values.append(value)
+    if not values:
+        return None
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return round(float(low), 4), round(float(high), 4)

@@ -37,6 +37,7 @@ class FieldSpec:
     range: tuple[float, float] | None = None
     decimals: int = 0
     applicable_if: dict | None = None
+    requires: tuple[str, ...] = ()  # sequence families it is read from (not assessable without)
     section: str | None = None
     phrase: Text | None = None
     phrase_true: Text | None = None
@@ -129,6 +130,7 @@ def _field(spec: dict, level: str) -> FieldSpec:
         range=tuple(spec["range"]) if "range" in spec else None,  # type: ignore[arg-type]
         decimals=int(spec.get("decimals", 0)),
         applicable_if=spec.get("applicable_if"),
+        requires=tuple(spec.get("requires", ())),
         section=spec.get("section"),
         phrase=spec.get("phrase"),
         phrase_true=spec.get("phrase_true"),

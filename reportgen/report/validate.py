@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ontology.concepts import ConceptTable, default_concepts
+from reportgen.report.assessable import not_assessable
 from reportgen.report.derive import derive
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Problem, Report, Validation, Value
@@ -62,6 +63,7 @@ def _check_fields(
     prefix: str,
     concepts: ConceptTable,
     problems: list[Problem],
+    hidden: frozenset[str] = frozenset(),
 ) -> None:
     known = {s.id for s in specs}
     for name in values:
@@ -76,7 +78,16 @@ def _check_fields(
     for spec in specs:
         where = f"{prefix}{spec.id}"
         applicable = spec.applicable_if is None or evaluate(spec.applicable_if, scope)
-        if spec.id in values:
+        if spec.id in values and spec.id in hidden:
+            problems.append(
+                Problem(
+                    severity="error",
+                    where=where,
+                    message=f"not assessable: the study has no {'/'.join(spec.requires)} "
+                    "sequence to read it from",
+                )
+            )
+        elif spec.id in values:
             if not applicable:
                 problems.append(
                     Problem(
@@ -87,7 +98,7 @@ def _check_fields(
                 )
             else:
                 _check_value(spec, values[spec.id], where, concepts, problems)
-        elif spec.required and applicable:
+        elif spec.required and applicable and spec.id not in hidden:
             problems.append(Problem(severity="error", where=where, message="required but missing"))
 
 
@@ -189,7 +200,10 @@ def validate_report(
             )
         )
     report_scope = Scope(plain(report.fields))
-    _check_fields(template.fields, report.fields, report_scope, "fields.", concepts, problems)
+    hidden = not_assessable(template, report.study.sequences_used)
+    _check_fields(
+        template.fields, report.fields, report_scope, "fields.", concepts, problems, hidden
+    )
     n = len(report.findings)
     if not template.finding_min <= n <= template.finding_max:
         problems.append(
@@ -207,7 +221,13 @@ def validate_report(
     for i, finding in enumerate(report.findings):
         scope = Scope(plain(finding.fields), parent=report_scope)
         _check_fields(
-            template.finding_fields, finding.fields, scope, f"findings[{i}].", concepts, problems
+            template.finding_fields,
+            finding.fields,
+            scope,
+            f"findings[{i}].",
+            concepts,
+            problems,
+            hidden,
         )
     # Derivation and consistency run whatever else is wrong: a contradiction is never hidden
     # behind another error (rules treat a missing or malformed field as not matching).

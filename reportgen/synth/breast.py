@@ -548,7 +548,8 @@ def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canv
             lesion.fields["depth"] = "depth_posterior"
             if not _place(rng, lesion, case.breast_depth, placed):
                 lesion.radius *= 0.6
-                _place(rng, lesion, case.breast_depth, placed)
+                if not _place(rng, lesion, case.breast_depth, placed):
+                    continue  # nowhere it fits: not painted, so not part of the truth
         placed.append(lesion)
         if lesion.fields["type"] == "non_mass_enhancement":
             _paint_nme(canvas, lesion, case, rng)

@@ -61,6 +61,7 @@ def bench(tmp_path_factory):
             steps=40,
             batch_size=6,
             detector_steps=30,
+            segmenter_steps=20,
             cache_dir=root / "cache-model",
             progress=False,
         ),
