@@ -119,7 +119,7 @@ def test_side_clock_and_size_pointers_come_from_the_outline(prepared):
 
 
 def test_a_study_without_dce_has_no_kinetics_evidence(prepared):
-    arrays, truth = prepared[0]
+    arrays, _ = prepared[0]
     present = arrays["present"].copy()
     present[3:] = False
     study = read_study(arrays["image"], present, SEQUENCES, GRID.grid_spacing)
