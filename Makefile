@@ -32,13 +32,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 # Reproduces the bundled demo model (reportgen/demo_model/) from synthetic phantoms
-# (~40 min on 2 CPU cores; the 2 mm study cache needs ~9 GB). Work files go to $(DEMO_WORK).
+# (see README "Report model" for the measured time on 2 CPU cores; the 2 mm study cache
+# needs ~9 GB). Work files go to $(DEMO_WORK).
 DEMO_WORK ?= /tmp/reportgen-demo-model
 demo-model: $(STAMP)
 	rm -rf $(DEMO_WORK) && mkdir -p $(DEMO_WORK)
 	$(BIN)/reportgen synth $(DEMO_WORK)/train --domain breast --n 600 --seed 11
 	$(BIN)/reportgen pretrain --data $(DEMO_WORK)/train --out $(DEMO_WORK)/mae --config base --masking lesion --steps 600 --batch-size 8 --seed 0
-	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 2000 --batch-size 16 --seed 0 --cache-dir $(DEMO_WORK)/cache2mm
+	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 2000 --batch-size 16 --detector-steps 800 --segmenter-steps 600 --seed 0 --cache-dir $(DEMO_WORK)/cache2mm
 	rm -rf reportgen/demo_model/birads_mri && mkdir -p reportgen/demo_model
 	cp -r $(DEMO_WORK)/model reportgen/demo_model/birads_mri && rm -rf reportgen/demo_model/birads_mri/tb
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from test_templates import BREAST, CERVIX, FIBROADENOMA, SPICULATED, _report
 
 from reportgen.report import load_template
@@ -61,3 +62,57 @@ def test_suspicious_values_come_from_the_template():
     assert suspicious_report(_report("birads_mri", BREAST, [SPICULATED]), BIRADS)
     assert not suspicious_report(_report("birads_mri", BREAST, [FIBROADENOMA]), BIRADS)
     assert auroc([0, 1, 1], [0.1, 0.9, 0.8]) == 1.0
+
+
+# -- lesion level ---------------------------------------------------------------------------
+
+
+def _finding_at(centre, **fields):
+    from reportgen.report.schema import Box, Evidence, Finding, Value
+
+    c = np.asarray(centre, dtype=float)
+    return Finding(
+        id="F",
+        fields={k: Value(value=v) for k, v in fields.items()},
+        evidence=Evidence(box=Box(min_mm=tuple(c - 3), max_mm=tuple(c + 3))),
+    )
+
+
+def test_a_lesion_is_found_by_a_finding_boxed_within_20_mm():
+    from reportgen.report.metrics import LesionScores, TruthLesion
+    from reportgen.report.schema import Report
+
+    truth = [
+        TruthLesion(
+            (0.0, 0.0, 0.0), _finding_at((0, 0, 0), type="mass", size_mm=12, clock="clock_3")
+        ),
+        TruthLesion((80.0, 0.0, 0.0), _finding_at((80, 0, 0), type="focus", size_mm=4)),
+    ]
+    near = _finding_at((10, 5, 0), type="mass", size_mm=15, clock="clock_3")
+    far = _finding_at((80, 30, 0), type="focus", size_mm=4)
+    draft = Report(
+        template={"id": "birads_mri", "version": "1"},
+        study={"study_id": "s"},
+        provenance={"source": "model"},
+        findings=[near, far],
+    )
+    scores = LesionScores()
+    scores.add(draft, truth)
+    summary = scores.summary()
+    assert summary["lesion_recall"] == 0.5  # the far finding is 30 mm from the focus
+    assert summary["lesion_recall_reportable"] == 1.0  # the 4 mm focus is below 5 mm
+    assert summary["lesion_precision"] == 0.5
+    assert summary["size_mae_found_mm"] == 3.0
+    assert summary["clock_found"] == 1.0
+    assert summary["recall_by_type"] == {"focus": "0/1", "mass": "1/1"}
+    scores.add(None, truth)  # a system that wrote nothing finds nothing
+    assert scores.summary()["lesion_recall"] == 0.25
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    from reportgen.report.metrics import bootstrap_interval
+
+    records = [1.0] * 30 + [0.0] * 10
+    low, high = bootstrap_interval(records, lambda s: float(np.mean(s)))
+    assert low < 0.75 < high and high - low < 0.35
+    assert bootstrap_interval([], np.mean) is None

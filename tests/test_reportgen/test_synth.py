@@ -223,3 +223,16 @@ def test_synth_never_overwrites_a_dataset(tmp_path, cli):
         json.loads((tmp_path / "d" / "manifest.jsonl").read_text().splitlines()[0])["domain"]
         == "breast"
     )
+
+
+def test_a_lesion_that_fits_nowhere_is_left_out_not_painted_at_the_body_centre():
+    from reportgen.synth import breast
+    from reportgen.synth.acquisition import sample_acquisition
+
+    rng = np.random.default_rng(3)
+    case = breast.sample_case(rng, malignant_fraction=1.0)
+    while not case.lesions:
+        case = breast.sample_case(rng, malignant_fraction=1.0)
+    case.lesions[0].radius = 400.0  # larger than any breast
+    canvas = breast.render(case, sample_acquisition(rng, "breast", None), rng)
+    assert not (canvas.labels == case.lesions[0].label).any()
