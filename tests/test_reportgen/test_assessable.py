@@ -3,6 +3,8 @@ diffusion without DWI/ADC; the text says so; evaluation holds the truth to the s
 
 from __future__ import annotations
 
+from test_templates import BREAST, SPICULATED
+
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.vocab import ReportVocab
 from reportgen.render.text import render_text
@@ -12,27 +14,8 @@ from reportgen.report.schema import Provenance, StudyRef
 
 ALL = ["T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3"]
 NO_DCE = ["T2W", "DWI", "ADC"]
-FIELDS = {
-    "fgt_amount": "fgt_scattered",
-    "bpe_level": "bpe_mild",
-    "bpe_symmetry": "bpe_symmetric",
-    "axillary_adenopathy": False,
-    "skin_thickening": False,
-}
-MASS = {
-    "type": "mass",
-    "laterality": "left",
-    "clock": "clock_2",
-    "depth": "depth_middle",
-    "size_mm": 17,
-    "shape": "shape_irregular",
-    "margin": "margin_spiculated",
-    "internal_enhancement": "enhancement_heterogeneous",
-    "kinetics_initial": "initial_fast",
-    "kinetics_delayed": "delayed_washout",
-    "t2_signal": "t2_isointense",
-    "diffusion": "diffusion_restricted",
-}
+FIELDS = BREAST
+MASS = SPICULATED
 DCE_FIELDS = {"kinetics_initial", "kinetics_delayed", "bpe_level", "bpe_symmetry"}
 
 
