@@ -16,7 +16,15 @@ ALL = ["T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3"]
 NO_DCE = ["T2W", "DWI", "ADC"]
 FIELDS = BREAST
 MASS = SPICULATED
-DCE_FIELDS = {"kinetics_initial", "kinetics_delayed", "bpe_level", "bpe_symmetry"}
+DCE_FIELDS = {
+    "kinetics_initial",
+    "kinetics_delayed",
+    "bpe_level",
+    "bpe_symmetry",
+    "internal_enhancement",
+    "nme_distribution",
+    "nme_pattern",
+}
 
 
 def _report(sequences, fields=FIELDS, finding=MASS):
