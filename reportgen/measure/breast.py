@@ -66,11 +66,13 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(sizes))
 
 
-def find_landmarks(image: np.ndarray, affine: np.ndarray) -> BreastLandmarks:
+def find_landmarks(
+    image: np.ndarray, affine: np.ndarray, body: np.ndarray | None = None
+) -> BreastLandmarks:
     """Midline, nipples and chest wall of a breast study from one volume where fat is
     bright (T2W)."""
     affine = np.asarray(affine, dtype=np.float64)
-    inside = body_mask(image)
+    inside = body_mask(image) if body is None else body
     body = _world(np.argwhere(inside).astype(np.float64), affine)
     values = image[inside].astype(np.float64)
     midline = float((body[:, 0].min() + body[:, 0].max()) / 2)

@@ -65,10 +65,12 @@ def _check_grid(affine: np.ndarray) -> np.ndarray:
     return np.diag(linear)
 
 
-def breast_regions(t2: np.ndarray, affine: np.ndarray, marks: BreastLandmarks) -> dict:
+def breast_regions(
+    t2: np.ndarray, affine: np.ndarray, marks: BreastLandmarks, body: np.ndarray | None = None
+) -> dict:
     """Per side, the boolean mask of the breast (see the module docstring)."""
     spacing = _check_grid(affine)
-    body = body_mask(t2)
+    body = body_mask(t2) if body is None else body
     fat_level = float(np.percentile(t2[body], 90))
     dark = body & (ndimage.gaussian_filter(t2.astype(np.float32), 1.0) < DARK_LEVEL * fat_level)
     run = max(2, round(CHEST_WALL_RUN_MM / spacing[1]))
@@ -100,12 +102,13 @@ def breast_tissue(
     affine: np.ndarray,
     marks: BreastLandmarks,
     dce: list[np.ndarray] | None = None,
+    body: np.ndarray | None = None,
 ) -> BreastTissue:
     """FGT amount and BPE per breast; `dce` is the phases in order (pre-contrast first)."""
     fraction, early, late = {}, {}, {}
     fgt_all = np.zeros(t2.shape, dtype=bool)
     fat_all = np.zeros(t2.shape, dtype=bool)
-    for side, region in breast_regions(t2, affine, marks).items():
+    for side, region in breast_regions(t2, affine, marks, body).items():
         values = t2[region]
         if values.size < 50:
             continue

@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reportgen.measure import measure_lesion
-from reportgen.measure.breast import BreastLandmarks, breast_position, find_landmarks
+from reportgen.measure.breast import (
+    BreastLandmarks,
+    body_mask,
+    breast_position,
+    find_landmarks,
+)
 from reportgen.measure.signal import LesionSignal, lesion_signal
 from reportgen.measure.tissue import BreastTissue, breast_tissue
 
@@ -113,13 +118,15 @@ def read_study(
     if anchor is None:
         return StudyReading(images, affine, None, None, values)
     try:
-        marks = find_landmarks(anchor, affine)
+        body = body_mask(anchor)  # found once: landmarks and tissue share it
+        marks = find_landmarks(anchor, affine, body)
     except ValueError:  # no body in the image: nothing to measure against
         return StudyReading(images, affine, None, None, values)
     if "T2W" in images:
         dce = [images[k] for k in DCE] if all(k in images for k in DCE) else None
         try:
-            tissue = breast_tissue(images["T2W"], affine, marks, dce)
+            t2_body = body if anchor is images["T2W"] else None
+            tissue = breast_tissue(images["T2W"], affine, marks, dce, t2_body)
         except ValueError:
             tissue = None
     if tissue is not None:

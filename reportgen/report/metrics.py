@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reportgen.report.compare import Slot, align_findings, slots
-from reportgen.report.schema import Finding, Provenance, Report, StudyRef, TemplateRef
+from reportgen.report.schema import Finding, Report
 from reportgen.report.template import Template
 
 
@@ -200,10 +200,10 @@ def _box_centre(finding: Finding) -> np.ndarray | None:
     return (np.asarray(box.min_mm) + np.asarray(box.max_mm)) / 2
 
 
-def match_lesions(draft: Report, lesions: list[TruthLesion]) -> list[tuple[int, int]]:
+def match_lesions(findings: list[Finding], lesions: list[TruthLesion]) -> list[tuple[int, int]]:
     """(lesion, finding) pairs, nearest first, each used once, box centre within MATCH_MM."""
     pairs = []
-    for j, finding in enumerate(draft.findings):
+    for j, finding in enumerate(findings):
         centre = _box_centre(finding)
         if centre is None:
             continue
@@ -246,16 +246,8 @@ class LesionScores:
         self.studies: list[StudyLesions] = []
 
     def add(self, draft: Report | None, lesions: list[TruthLesion]) -> None:
-        draft = (
-            draft
-            if draft is not None
-            else Report(
-                template=TemplateRef(id="", version=""),
-                study=StudyRef(study_id=""),
-                provenance=Provenance(source="model"),
-            )
-        )
-        matched = match_lesions(draft, lesions)
+        findings = draft.findings if draft is not None else []  # None: wrote nothing
+        matched = match_lesions(findings, lesions)
         found = {i for i, _ in matched}
         record = StudyLesions(
             lesions=[
@@ -266,7 +258,7 @@ class LesionScores:
                 )
                 for i, les in enumerate(lesions)
             ],
-            findings=len(draft.findings),
+            findings=len(findings),
             matched_findings=len(matched),
             field_pairs=[],
             size_errors=[],
@@ -274,7 +266,7 @@ class LesionScores:
             clock=[],
         )
         for i, j in matched:
-            truth, predicted = lesions[i].finding, draft.findings[j]
+            truth, predicted = lesions[i].finding, findings[j]
             for key in set(truth.fields) | set(predicted.fields):
                 record.field_pairs.append(_field(truth, key) == _field(predicted, key))
             t_size, p_size = _field(truth, "size_mm"), _field(predicted, "size_mm")
