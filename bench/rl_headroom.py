@@ -77,13 +77,12 @@ def main() -> None:
             total[kind] += 1
             correct[kind] += int(s.truth == s.predicted)
         image, present, _ = generator.tensors(study)
-        memory, mask = generator.model.encode(image, present)
+        memory = generator.model.encode(image, present)
         sampled = draft_tokens(
             generator.model,
             generator.vocab,
             generator.grammar,
-            memory.repeat(args.samples, 1, 1),
-            mask.repeat(args.samples, 1),
+            memory.select(torch.zeros(args.samples, dtype=torch.long)),
             do_sample=True,
         )
         reports = [r for r in (generator.report_of(row["dir"], d) for d in sampled) if r]

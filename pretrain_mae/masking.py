@@ -99,6 +99,21 @@ def drop_sequences(present: torch.Tensor, rate: float, draws: torch.Tensor) -> t
     return present & ~(drop & ~first)
 
 
+def drop_groups(
+    present: torch.Tensor, groups: list[list[int]], rate: float, draws: torch.Tensor
+) -> torch.Tensor:
+    """Hide each group of sequences together (all its members) when its draw (B, G) is below
+    `rate`: studies lack a whole kind of image (every dynamic phase, or DWI with its ADC)
+    far more often than one image of a kind. The first present sequence always stays."""
+    if rate <= 0 or not groups:
+        return present
+    drop = torch.zeros_like(present)
+    for g, members in enumerate(groups):
+        drop[:, members] |= (draws[:, g] < rate)[:, None]
+    first = F.one_hot(present.float().argmax(1), present.shape[1]).bool()
+    return present & ~(drop & present & ~first)
+
+
 def draw_mask(
     cfg: MAEConfig,
     present: torch.Tensor,

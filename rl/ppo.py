@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, selective_log_softmax
 
+from reportgen.model.copying import Memory
 from reportgen.model.decoding import Drafted, draft_tokens
 from reportgen.model.generate import ReportGenerator
 from reportgen.report import Report
@@ -93,8 +94,7 @@ class Rollout:
     attention: torch.Tensor  # (B, T)
     response: torch.Tensor  # (B, T-1) 1 where position t predicts a generated token
     allowed: torch.Tensor  # (B, T-1, V) tokens the template allowed at each step
-    memory: torch.Tensor
-    memory_mask: torch.Tensor
+    memory: Memory
     reports: list[Report | None]
     drafted: list[Drafted]
 
@@ -160,7 +160,7 @@ class PPOTrainer:
 
     # -- rollouts -----------------------------------------------------------------------
     @torch.no_grad()
-    def memory(self, images: torch.Tensor, present: torch.Tensor):
+    def memory(self, images: torch.Tensor, present: torch.Tensor) -> Memory:
         return self.generator.model.encode(images, present)
 
     def allowed_masks(self, ids: list[list[int]], length: int) -> torch.Tensor:
@@ -175,14 +175,13 @@ class PPOTrainer:
         return allowed
 
     @torch.no_grad()
-    def rollout(self, memory: torch.Tensor, memory_mask: torch.Tensor, study_ids: Sequence[str]):
+    def rollout(self, memory: Memory, study_ids: Sequence[str]):
         self.policy.eval()
         drafted = draft_tokens(
             self.generator.model,
             self.generator.vocab,
             self.generator.grammar,
             memory,
-            memory_mask,
             do_sample=True,
             temperature=self.cfg.temperature,
         )
@@ -204,7 +203,6 @@ class PPOTrainer:
             response=attention[:, 1:].clone().float(),
             allowed=self.allowed_masks(seqs, length),
             memory=memory,
-            memory_mask=memory_mask,
             reports=reports,
             drafted=drafted,
         )
@@ -213,8 +211,7 @@ class PPOTrainer:
         out = model(
             input_ids=r.ids[index],
             attention_mask=r.attention[index],
-            encoder_hidden_states=r.memory[index],
-            encoder_attention_mask=r.memory_mask[index].long(),
+            **r.memory.select(index).decoder_kwargs(),
             output_hidden_states=with_value,
         )
         logits = (out.logits[:, :-1].float() / self.cfg.temperature).masked_fill(
@@ -241,14 +238,11 @@ class PPOTrainer:
         k = cfg.samples_per_study
         torch.manual_seed(cfg.seed * 100_003 + self.step)  # step-derived: resume is exact
         random.seed(cfg.seed * 100_003 + self.step)
-        memory, memory_mask = self.memory(images, present)
+        memory = self.memory(images, present)
         if k > 1:
-            memory, memory_mask = (
-                memory.repeat_interleave(k, 0),
-                memory_mask.repeat_interleave(k, 0),
-            )
+            memory = memory.select(torch.arange(len(study_ids)).repeat_interleave(k))
             study_ids = [i for i in study_ids for _ in range(k)]
-        r = self.rollout(memory, memory_mask, study_ids)
+        r = self.rollout(memory, study_ids)
         raw = torch.tensor(score(r.reports, study_ids), dtype=torch.float32)
         scores = leave_one_out(raw, k)
         everything = torch.arange(len(study_ids))

@@ -36,6 +36,11 @@ def train(
         "--evidence/--no-evidence",
         help="Outline and measure each candidate (size, position, signal) for the decoder.",
     ),
+    copy_values: bool = typer.Option(
+        True,
+        "--copy/--no-copy",
+        help="A pointer-generator head copies the measured side, clock face and size.",
+    ),
     detector_steps: int = typer.Option(400, "--detector-steps"),
     segmenter_steps: int = typer.Option(600, "--segmenter-steps"),
     detector_from: Path = typer.Option(
@@ -72,6 +77,7 @@ def train(
             checkpoint_every=checkpoint_every,
             roi=roi,
             evidence=evidence,
+            copy_values=copy_values,
             detector_steps=detector_steps,
             segmenter_steps=segmenter_steps,
             detector_from=detector_from,

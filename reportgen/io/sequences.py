@@ -95,6 +95,16 @@ def protocol_order(names: list[str]) -> list[str]:
 SEQUENCE_FAMILIES = ("t2", "diffusion", "dce")
 
 
+def family_groups(names: list[str] | tuple[str, ...]) -> list[list[int]]:
+    """Indices of `names` by family (every DCE phase together, DWI with ADC, ...)."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        family = sequence_family(name)
+        if family is not None:
+            groups.setdefault(family, []).append(i)
+    return list(groups.values())
+
+
 def sequence_family(name: str) -> str | None:
     """Which kind of image a canonical sequence is: what a report field can be read from
     (a template field `requires` families; without them it is not assessable)."""

@@ -43,8 +43,11 @@ class ReportModelConfig:
     contrastive_dim: int = 64
     contrastive_weight: float = 0.1
     temperature: float = 0.07
-    sequence_dropout: float = 0.2
+    sequence_dropout: float = 0.2  # each sequence hidden at this rate in training
+    family_dropout: float = 0.25  # and each family (all DCE phases, DWI+ADC) at this rate
     roi: dict | None = None  # ROI_DEFAULTS keys; None reads the whole study only
+    # a pointer-generator head copies measured values into the report (needs roi evidence)
+    copy_values: bool = False
     name: str = "reportgen-report"
     version: str = "0.1.0"
     extra: dict = field(default_factory=dict)
@@ -61,6 +64,8 @@ class ReportModelConfig:
             self.roi = {**ROI_DEFAULTS, **self.roi}
             if self.roi["evidence"] not in (None, "breast"):
                 raise ConfigError(f"unknown evidence kind {self.roi['evidence']!r}")
+        if self.copy_values and (self.roi is None or not self.roi["evidence"]):
+            raise ConfigError("copy_values needs measured evidence (roi with evidence)")
             spacing = self.encoder["grid_spacing"]
             factors = {s / self.roi["input_spacing"] for s in spacing}
             if len(factors) != 1 or not float(next(iter(factors))).is_integer():

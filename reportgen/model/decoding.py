@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from reportgen.model.copying import Memory
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.modeling import ReportModel
 from reportgen.model.vocab import ReportVocab
@@ -47,8 +48,7 @@ def draft_tokens(
     model: ReportModel,
     vocab: ReportVocab,
     grammar: TemplateGrammar | None,
-    memory: torch.Tensor,
-    memory_mask: torch.Tensor,
+    memory: Memory | None,
     *,
     num_beams: int = 1,
     do_sample: bool = False,
@@ -56,18 +56,16 @@ def draft_tokens(
     max_new_tokens: int | None = None,
 ) -> list[Drafted]:
     """Generate under the template's constraints (`grammar=None`: unconstrained baseline)."""
-    if memory is None or memory_mask is None:  # generate() would silently run unconditioned
+    if memory is None:  # generate() would silently run unconditioned
         raise ValueError("generation needs the image tokens (encoder_hidden_states)")
-    b = memory.shape[0]
-    start = torch.full((b, 1), vocab.bos_id, dtype=torch.long, device=memory.device)
+    b = memory.tokens.shape[0]
+    start = torch.full((b, 1), vocab.bos_id, dtype=torch.long, device=memory.tokens.device)
     processors = LogitsProcessorList(
         [TemplateLogitsProcessor(grammar)] if grammar is not None else []
     )
     out = model.decoder.generate(
         input_ids=start,
         attention_mask=torch.ones_like(start),
-        encoder_hidden_states=memory,
-        encoder_attention_mask=memory_mask.long(),
         logits_processor=processors,
         max_new_tokens=max_new_tokens or model.cfg.n_positions - 1,
         num_beams=num_beams,
@@ -80,6 +78,7 @@ def draft_tokens(
         bos_token_id=vocab.bos_id,
         output_scores=True,
         return_dict_in_generate=True,
+        **memory.decoder_kwargs(),
     )
     sequences = out.sequences[:, 1:].tolist()
     steps = [torch.softmax(s.float(), -1) for s in out.scores] if num_beams == 1 else []

@@ -328,8 +328,8 @@ def evaluate_model(
             if library is not None:
                 reports, embeddings = library
                 with torch.no_grad():
-                    memory, mmask = generator.model.encode(image, item["present"][None])
-                    query = generator.model.image_embedding(memory, mmask)
+                    memory = generator.model.encode(image, item["present"][None])
+                    query = generator.model.image_embedding(memory)
                 nearest = int((embeddings @ query[0]).argmax())
                 retrieved = reports[nearest].model_copy(deep=True)
                 retrieved.study = truth.study

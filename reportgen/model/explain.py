@@ -26,9 +26,9 @@ def _finding_positions(state, index: int) -> list[int]:
 def _score(generator, image, present, ids, positions_per_finding) -> torch.Tensor:
     """Sum of log-probs of each finding's value tokens, per batch row: (B, F)."""
     model, vocab = generator.model, generator.vocab
-    memory, mask = model.encode(image, present)
+    memory = model.encode(image, present)
     seq = torch.tensor([[vocab.bos_id, *ids]] * image.shape[0], device=image.device)
-    logp = model.token_logprobs(memory, mask, seq, torch.ones_like(seq))  # position t -> ids[t]
+    logp = model.token_logprobs(memory, seq, torch.ones_like(seq))  # position t -> ids[t]
     return torch.stack([logp[:, pos].sum(1) for pos in positions_per_finding], 1)
 
 
@@ -107,7 +107,7 @@ def explain_findings(
     regions = None
     if generator.model.cfg.roi is not None:
         with torch.no_grad():
-            regions = generator.model.encode_with_regions(image, present)[2]
+            regions = generator.model.encode_with_regions(image, present)[1]
     candidates = regions.candidates[0] if regions is not None else []
     for f, finding in enumerate(report.findings):
         evidence = finding.evidence or Evidence()

@@ -85,13 +85,12 @@ class ReportGenerator:
         used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
         grammar = self.grammar.for_sequences(used)  # what the study cannot show is skipped
         with torch.no_grad():
-            memory, memory_mask, regions = self.model.encode_with_regions(image, present)
+            memory, regions = self.model.encode_with_regions(image, present)
         drafted = draft_tokens(
             self.model,
             self.vocab,
             grammar if options.constrained else None,
             memory,
-            memory_mask,
             num_beams=options.num_beams,
             do_sample=options.do_sample,
             temperature=options.temperature,
@@ -142,8 +141,9 @@ class ReportGenerator:
         out = []
         for start in range(0, len(images), 16):
             batch = collate([images[i] for i in range(start, min(len(images), start + 16))])
-            memory, mask = self.model.encode(batch["image"], batch["present"])
-            out.append(self.model.image_embedding(memory, mask))
+            out.append(
+                self.model.image_embedding(self.model.encode(batch["image"], batch["present"]))
+            )
         return torch.cat(out)
 
     # -- pieces ----------------------------------------------------------------------------
@@ -234,13 +234,28 @@ class ReportGenerator:
 
 
 def outlined_boxes(report: Report, candidates: list, affine: np.ndarray) -> None:
-    """Where each finding is: the n-th finding is written from the n-th candidate's slot
-    (the order the decoder was trained in), so its box is that candidate's outline."""
+    """Where each finding is: the outline of the candidate whose measured values (side,
+    clock face, size) the finding states, as the decoder copies them; ties go to the
+    candidate in the finding's own place in the order the decoder was trained in."""
+    from scipy.optimize import linear_sum_assignment
+
     from reportgen.model.explain import region_box_mm
 
-    for finding, cand in zip(report.findings, candidates, strict=False):
-        if cand.outline is None:
-            continue
+    outlined = [c for c in candidates if c.outline is not None]
+    if not report.findings or not outlined:
+        return
+    cost = np.array(
+        [
+            [
+                -_agreement(finding, cand) + 1e-3 * abs(i - j)
+                for j, cand in enumerate(candidates)
+                if cand.outline is not None
+            ]
+            for i, finding in enumerate(report.findings)
+        ]
+    )
+    for i, j in zip(*linear_sum_assignment(cost), strict=True):
+        cand, finding = outlined[j], report.findings[i]
         region = np.zeros(tuple(int(v) for v in cand.outline.max(0) + 1), dtype=bool)
         region[tuple(cand.outline.T)] = True
         low, high = region_box_mm(region, affine)
@@ -248,3 +263,19 @@ def outlined_boxes(report: Report, candidates: list, affine: np.ndarray) -> None
         finding.evidence.box = Box(
             min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist())
         )
+
+
+def _agreement(finding, candidate) -> int:
+    """How many of the candidate's measured values the finding states."""
+    pointers = candidate.reading.pointers if candidate.reading is not None else {}
+    same = 0
+    for field_id, measured in pointers.items():
+        stated = finding.fields.get(field_id)
+        if stated is None:
+            continue
+        stated = stated.value
+        if isinstance(stated, int | float) and not isinstance(stated, bool):
+            same += abs(float(stated) - float(measured)) < 1e-6
+        else:
+            same += str(stated) == measured
+    return same

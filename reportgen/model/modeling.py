@@ -43,6 +43,7 @@ from reportgen.model.candidates import (
     outline,
 )
 from reportgen.model.config import ReportModelConfig
+from reportgen.model.copying import CopyingGPT2LMHeadModel, Memory
 from reportgen.model.detector import LesionDetector
 from reportgen.model.evidence import (
     CANDIDATE_FEATURES,
@@ -101,7 +102,8 @@ class ReportModel(nn.Module):
             1 + (len(self.encoder_cfg.multiscale_layers) if cfg.use_multiscale else 0)
         )
         self.memory_proj = nn.Sequential(nn.Linear(width, cfg.n_embd), nn.LayerNorm(cfg.n_embd))
-        self.decoder = GPT2LMHeadModel(
+        # with measured evidence the decoder can copy the measured values it points to
+        self.decoder = (CopyingGPT2LMHeadModel if cfg.copy_values else GPT2LMHeadModel)(
             GPT2Config(
                 vocab_size=cfg.vocab_size,
                 n_positions=cfg.n_positions,
@@ -217,16 +219,13 @@ class ReportModel(nn.Module):
             for p in self.encoder.norm.parameters():
                 p.requires_grad = True
 
-    def encode(
-        self, images: torch.Tensor, present: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images on the input grid -> decoder memory (B, K, n_embd) and its mask."""
-        memory, mask, _ = self.encode_with_regions(images, present)
-        return memory, mask
+    def encode(self, images: torch.Tensor, present: torch.Tensor) -> Memory:
+        """Images on the input grid -> the decoder's memory."""
+        return self.encode_with_regions(images, present)[0]
 
     def encode_with_regions(
         self, images: torch.Tensor, present: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, RegionsOfInterest | None]:
+    ) -> tuple[Memory, RegionsOfInterest | None]:
         """As `encode`, also returning the lesion candidates the memory was read from."""
         if not bool(present.any(1).all()):
             raise InputError("study", "has none of the sequences the model was trained on")
@@ -237,26 +236,30 @@ class ReportModel(nn.Module):
         feats = enc.features
         if self.cfg.use_multiscale and enc.multiscale:
             feats = torch.cat([feats, *enc.multiscale], dim=-1)
-        memory, mask = self.memory_proj(feats), enc.valid
+        memory = Memory(self.memory_proj(feats), enc.valid)
         if self.cfg.roi is None:
-            return memory, mask, None
+            return memory, None
         regions = self.propose(images, coarse, present)
         with torch.no_grad() if frozen else contextlib.nullcontext():
             stem, stem_valid = self.roi_stem(regions.crops, present, regions.valid)
-        roi_memory, roi_mask = self.roi_memory(
-            stem, stem_valid, regions.geometry, regions.valid, regions.measured, regions.pointers
+        memory = memory.cat(
+            self.roi_memory(
+                stem,
+                stem_valid,
+                regions.geometry,
+                regions.valid,
+                regions.measured,
+                regions.pointers,
+            )
         )
-        memory, mask = torch.cat([memory, roi_memory], 1), torch.cat([mask, roi_mask], 1)
         if regions.tissue is not None:
-            memory, mask = self.with_tissue(memory, mask, regions.tissue)
-        return memory, mask, regions
+            memory = self.with_tissue(memory, regions.tissue)
+        return memory, regions
 
-    def with_tissue(
-        self, memory: torch.Tensor, mask: torch.Tensor, tissue: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def with_tissue(self, memory: Memory, tissue: torch.Tensor) -> Memory:
         """Append the whole-study tissue measures as one memory token."""
-        token = self.tissue_embed(tissue.to(memory.dtype))[:, None]
-        return torch.cat([memory, token], 1), torch.cat([mask, mask.new_ones((len(mask), 1))], 1)
+        token = self.tissue_embed(tissue.to(memory.tokens.dtype))[:, None]
+        return memory.cat(Memory(token, memory.mask.new_ones((len(token), 1))))
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         """Input-grid images -> the whole-study encoder's grid (averaging, so grids align)."""
@@ -409,19 +412,19 @@ class ReportModel(nn.Module):
         valid: torch.Tensor,
         measured: torch.Tensor | None = None,
         pointers: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> Memory:
         """Per candidate slot: a summary token (geometry, with evidence its measurements),
-        with evidence one pointer token per measured value, then its zoomed tokens:
-        (B, K * (1 + P + T), n_embd)."""
+        with evidence one pointer token per measured value (copyable: the decoder can
+        write it), then its zoomed tokens: (B, K * (1 + P + T), n_embd)."""
         b, k = valid.shape
         t = self.roi_seq_ids.numel()
         p = len(POINTER_FIELDS) if self.has_evidence else 0
         slots = geometry.new_zeros((b, k, 1 + p + t, self.cfg.n_embd))
         slots_valid = torch.zeros((b, k, 1 + p + t), dtype=torch.bool, device=geometry.device)
+        copy_ids = torch.full((b, k, 1 + p + t), -1, dtype=torch.long, device=geometry.device)
         if not len(stem):
-            return (slots + self.candidate_embed[None, :, None, :]).flatten(
-                1, 2
-            ), slots_valid.flatten(1, 2)
+            slots = slots + self.candidate_embed[None, :, None, :]
+            return self._slot_memory(slots, slots_valid, copy_ids)
         x = stem
         attn_mask = stem_valid[:, None, None, :]
         for block in self.roi_blocks:
@@ -435,16 +438,21 @@ class ReportModel(nn.Module):
             pointed = self.decoder.transformer.wte(ids.clamp(min=0)) + self.pointer_role
             parts.append(pointed.to(summary.dtype))
             parts_valid.append(ids >= 0)
+            copy_ids[valid] = F.pad(ids.long(), (1, t), value=-1)
         slots[valid] = torch.cat([summary[:, None], *parts, zoomed], 1).to(slots.dtype)
         slots_valid[valid] = torch.cat([*parts_valid, stem_valid], 1)
         slots = slots + self.candidate_embed[None, :, None, :]
-        return slots.flatten(1, 2), slots_valid.flatten(1, 2)
+        return self._slot_memory(slots, slots_valid, copy_ids)
+
+    def _slot_memory(self, slots, slots_valid, copy_ids) -> Memory:
+        """Candidate slots flattened to memory; copy ids only for a decoder that copies."""
+        ids = copy_ids.flatten(1, 2) if self.cfg.copy_values else None
+        return Memory(slots.flatten(1, 2), slots_valid.flatten(1, 2), ids)
 
     # -- decoder ---------------------------------------------------------------------------
     def decode(
         self,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor,
+        memory: Memory,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
@@ -452,27 +460,22 @@ class ReportModel(nn.Module):
         return self.decoder(
             input_ids=input_ids,
             attention_mask=attention_mask,
-            encoder_hidden_states=memory,
-            encoder_attention_mask=memory_mask.long(),
             labels=labels,
             output_hidden_states=True,
+            **memory.decoder_kwargs(),
         )
 
     def token_logprobs(
-        self,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor,
-        ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        self, memory: Memory, ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
         """log p(token_t | tokens_<t, image) for t >= 1 (B, T-1): what PPO and explanations use."""
-        logits = self.decode(memory, memory_mask, ids, attention_mask).logits[:, :-1].float()
+        logits = self.decode(memory, ids, attention_mask).logits[:, :-1].float()
         return torch.gather(F.log_softmax(logits, -1), 2, ids[:, 1:, None])[..., 0]
 
     # -- contrastive alignment ---------------------------------------------------------------
-    def image_embedding(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        weights = memory_mask[..., None].to(memory.dtype)
-        pooled = (memory * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    def image_embedding(self, memory: Memory) -> torch.Tensor:
+        weights = memory.mask[..., None].to(memory.tokens.dtype)
+        pooled = (memory.tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return F.normalize(self.image_head(pooled), dim=-1)
 
     def text_embedding(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -486,13 +489,13 @@ class ReportModel(nn.Module):
         present: torch.Tensor,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        memory: tuple[torch.Tensor, torch.Tensor] | None = None,
+        memory: Memory | None = None,
     ) -> dict[str, torch.Tensor]:
         """Teacher-forced loss: next-token cross-entropy + weighted InfoNCE."""
-        memory, memory_mask = memory if memory is not None else self.encode(images, present)
+        memory = memory if memory is not None else self.encode(images, present)
         labels = input_ids.masked_fill(attention_mask == 0, -100)
-        out = self.decode(memory, memory_mask, input_ids, attention_mask, labels)
-        img = self.image_embedding(memory, memory_mask)
+        out = self.decode(memory, input_ids, attention_mask, labels)
+        img = self.image_embedding(memory)
         txt = self.text_embedding(out.hidden_states[-1], attention_mask)
         logits = img @ txt.T / self.cfg.temperature
         target = torch.arange(len(img), device=img.device)

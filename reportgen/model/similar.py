@@ -17,8 +17,7 @@ def most_similar(study: Path, library: Path, model_dir: Path | None, top: int = 
     """The `top` library studies closest to `study` (cosine similarity of image embeddings)."""
     generator = ReportGenerator(model_dir)
     image, present, _ = generator.tensors(load_study(study))
-    memory, mask = generator.model.encode(image, present)
-    query = generator.model.image_embedding(memory, mask)[0]
+    query = generator.model.image_embedding(generator.model.encode(image, present))[0]
     sources = discover_studies(library)
     with tempfile.TemporaryDirectory(prefix="reportgen-similar-") as cache:
         images = CachedStudies(build_cache(sources, generator.model.input_cfg, Path(cache)))

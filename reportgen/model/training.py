@@ -19,11 +19,13 @@ import torch.nn.functional as F
 
 from pretrain_mae.checkpoint import load_pretrained, weights_sha256
 from pretrain_mae.data import collate
-from pretrain_mae.masking import drop_sequences
+from pretrain_mae.masking import drop_groups, drop_sequences
 from pretrain_mae.trainer import lr_schedule
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import ConfigError, InputError
+from reportgen.io.sequences import family_groups
 from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
+from reportgen.model.copying import Memory
 from reportgen.model.data import load_examples
 from reportgen.model.detector import fit_detector
 from reportgen.model.evidence import visible
@@ -60,6 +62,7 @@ class ReportTrainArgs:
     checkpoint_every: int = 500
     roi: bool = True  # lesion-centred reading (detector + zoomed crops); False: whole study only
     evidence: bool = True  # outline and measure candidates (templates with a measurer)
+    copy_values: bool = True  # the decoder can copy measured values (with evidence)
     detector_steps: int = 400
     segmenter_steps: int = 600
     detector_from: Path | None = None  # reuse another model's trained detector (ablations)
@@ -127,7 +130,8 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         vocab = ReportVocab.for_template(template, train_sentencepiece(texts, args.sp_vocab_size))
         if roi is not None and args.evidence and template.domain in EVIDENCE_BY_DOMAIN:
             roi = {**roi, "evidence": EVIDENCE_BY_DOMAIN[template.domain]}
-        overrides = dict(PRESETS[args.config], roi=roi)
+        copying = args.copy_values and roi is not None and bool(roi.get("evidence"))
+        overrides = dict(PRESETS[args.config], roi=roi, copy_values=copying)
         if args.freeze:
             overrides["freeze"] = args.freeze
         if args.sequence_dropout is not None:
@@ -151,6 +155,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
     n = len(examples.reports)
     reports = examples.reports
     regions = None
+    groups = family_groups(enc_cfg.sequences)
     if cfg.roi is not None:
         coarse, present, lesion = pooled_arrays(model, examples.images)
         if args.detector_from is not None:
@@ -170,6 +175,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
                 args.seed,
                 args.progress,
                 window=DETECTOR_WINDOW,
+                groups=groups,
             )
             log(f"lesion detector trained ({args.detector_steps} steps, final loss {loss:.3f})")
             if model.has_evidence:
@@ -188,6 +194,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
                     args.seed,
                     args.progress,
                     desc="segmenter",
+                    groups=groups,
                 )
                 del windows, flags, targets
                 log(
@@ -250,8 +257,11 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
             kept = drop_sequences(
                 seq_present, cfg.sequence_dropout, torch.rand(seq_present.shape, generator=g)
             )
+            kept = drop_groups(
+                kept, groups, cfg.family_dropout, torch.rand((len(idx), len(groups)), generator=g)
+            )
             valid = valid & torch.gather(kept, 1, seq_ids)
-            memory = (model.memory_proj(feats), valid)
+            memory = Memory(model.memory_proj(feats), valid)
             if regions is not None:
                 memory = _with_regions(model, memory, regions, idx, kept)
             out = model(None, None, ids, attn, memory=memory)
@@ -261,6 +271,12 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
                 batch["present"],
                 cfg.sequence_dropout,
                 torch.rand(batch["present"].shape, generator=g),
+            )
+            present = drop_groups(
+                present,
+                groups,
+                cfg.family_dropout,
+                torch.rand((len(idx), len(groups)), generator=g),
             )
             out = model(batch["image"], present, ids, attn)
         optimizer.zero_grad(set_to_none=True)
@@ -356,13 +372,14 @@ def _with_regions(model: ReportModel, memory, regions, idx: list[int], kept: tor
     if measured is not None:
         seen = visible(model.candidate_needs.numpy(), kept.numpy())
         measured = measured * torch.from_numpy(seen)[:, None, :].to(measured.dtype)
-    roi_memory, roi_mask = model.roi_memory(
-        batch["stem"], stem_valid, batch["geometry"], valid, measured, batch["pointers"]
+    memory = memory.cat(
+        model.roi_memory(
+            batch["stem"], stem_valid, batch["geometry"], valid, measured, batch["pointers"]
+        )
     )
-    memory = torch.cat([memory[0], roi_memory], 1), torch.cat([memory[1], roi_mask], 1)
     if batch["tissue"] is not None:
         seen = torch.from_numpy(visible(model.tissue_needs.numpy(), kept.numpy()))
-        memory = model.with_tissue(*memory, batch["tissue"] * seen.to(batch["tissue"].dtype))
+        memory = model.with_tissue(memory, batch["tissue"] * seen.to(batch["tissue"].dtype))
     return memory
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from pretrain_mae.config import preset
@@ -155,11 +156,22 @@ def test_memory_holds_a_geometry_token_and_zoomed_tokens_per_candidate():
     regions = model.regions_at(images, [found, []])
     with torch.no_grad():
         stem, stem_valid = model.roi_stem(regions.crops, present, regions.valid)
-        memory, mask = model.roi_memory(stem, stem_valid, regions.geometry, regions.valid)
+        memory, mask, _ = model.roi_memory(stem, stem_valid, regions.geometry, regions.valid)
     tokens = len(model.roi_seq_ids)
     assert stem.shape[0] == 1
     assert memory.shape == (2, cfg.roi["max_candidates"] * (1 + tokens), cfg.n_embd)
     assert int(mask[0].sum()) == 1 + tokens and int(mask[1].sum()) == 0
     with torch.no_grad():
-        full, full_mask = model.encode(images, present)
+        full, full_mask, _ = model.encode(images, present)
     assert full.shape[1] == enc.num_tokens + memory.shape[1] == full_mask.shape[1]
+
+
+def test_small_lesions_weigh_more_per_voxel_than_large_ones():
+    from reportgen.model.detector import MAX_LESION_WEIGHT, lesion_weights
+
+    target = torch.zeros(1, 24, 24, 24)
+    target[0, 2:4, 2:4, 2:4] = 1  # 8 voxels
+    target[0, 10:20, 10:20, 10:20] = 1  # 1000 voxels
+    w = lesion_weights(target)[0]
+    assert w[0, 0, 0] == 1.0 and w[15, 15, 15] == 1.0  # background; a large lesion: as before
+    assert w[2, 2, 2] == pytest.approx(8.0**0.5) and w[2, 2, 2] <= MAX_LESION_WEIGHT

@@ -131,11 +131,11 @@ def test_every_decoding_strategy_respects_the_template(bench):
     from reportgen.io import load_study
 
     image, present, _ = generator.tensors(load_study(study))
-    memory, mask = generator.model.encode(image, present)
+    memory = generator.model.encode(image, present)
     torch.manual_seed(0)
     for kwargs in ({}, {"num_beams": 3}, {"do_sample": True, "temperature": 1.5}):
         for draft in draft_tokens(
-            generator.model, generator.vocab, generator.grammar, memory, mask, **kwargs
+            generator.model, generator.vocab, generator.grammar, memory, **kwargs
         ):
             assert generator.grammar.parse(draft.ids).done
     # unconstrained sampling from an under-trained model breaks the template: the constraint is real
@@ -147,7 +147,6 @@ def test_every_decoding_strategy_respects_the_template(bench):
             generator.vocab,
             None,
             memory,
-            mask,
             do_sample=True,
             temperature=2.0,
             max_new_tokens=60,
@@ -158,7 +157,7 @@ def test_every_decoding_strategy_respects_the_template(bench):
             broken += 1
     assert broken > 0
     with pytest.raises(ValueError, match="image tokens"):
-        draft_tokens(generator.model, generator.vocab, generator.grammar, None, None)
+        draft_tokens(generator.model, generator.vocab, generator.grammar, None)
     assert template.id == "birads_mri"
 
 
