@@ -68,8 +68,12 @@ def _dilate(patch_map: torch.Tensor, cfg: MAEConfig) -> torch.Tensor:
 
 
 def lesion_weights(lesion: torch.Tensor, cfg: MAEConfig, opts: MaskingOptions) -> torch.Tensor:
-    """Per-patch keep weights (B, N) from a lesion prior (mask or detector probability)."""
-    frac = patch_fractions(lesion, cfg)
+    """Per-patch keep weights (B, N) from a lesion prior (mask or detector probability).
+
+    The prior is read as a segmentation (probability >= 0.5): a detector's probability is
+    above zero everywhere, so "any lesion in the patch" on the raw map marked every patch
+    as a lesion border and lesion-aware masking drew the same masks as random masking."""
+    frac = patch_fractions((lesion >= 0.5).float(), cfg)
     core = frac > 0.5
     near = _dilate((frac > 0.0).float(), cfg) > 0
     border = near & ~core

@@ -131,6 +131,21 @@ def test_lesion_aware_masking_keeps_borders_and_masks_cores():
         _draw(opts)
 
 
+def test_a_detector_probability_is_read_as_a_segmentation():
+    """A probability map is above zero everywhere; only where it reaches 0.5 is lesion,
+    so a detector prior marks the same patches as the mask it approximates."""
+    mask = torch.zeros(2, *CFG.grid_shape)
+    mask[:, :8, :8, :8] = 1.0  # one corner patch
+    probability = 0.02 + 0.9 * mask  # a detector's map: small but never zero outside
+    opts = MaskingOptions(strategy="lesion")
+    from_mask, from_probability = (
+        lesion_weights(mask, CFG, opts),
+        lesion_weights(probability, CFG, opts),
+    )
+    assert torch.equal(from_mask, from_probability)
+    assert (from_probability == opts.keep_background).any()  # not every patch a border
+
+
 def test_loss_counts_only_masked_tokens_of_present_sequences():
     torch.manual_seed(0)
     model = MaskedAutoencoder3D(CFG).eval()
