@@ -32,13 +32,17 @@ def variant(report: Report, **finding_changes) -> Report:
     )
 
 
+STUDIES = 16
+
+
 @pytest.fixture(scope="module")
 def corrected(tmp_path_factory):
-    """Ten phantoms drafted by the bundled model and corrected by simulated clinicians."""
+    """Phantoms drafted by the bundled model and corrected by simulated clinicians (enough
+    that at least eight drafts need a change, as the reward model asks)."""
     root = tmp_path_factory.mktemp("refine")
     synth_dataset(
         root / "studies",
-        10,
+        STUDIES,
         SynthOptions(domain="breast", seed=404, malignant_fraction=0.5),
         workers=1,
     )
@@ -50,7 +54,9 @@ def corrected(tmp_path_factory):
     )
     db = str(root / "log.db")
     generator = ReportGenerator()
-    assert correct_drafts_of(RewardLog(db), root / "studies", generator, random.Random(0)) == 10
+    assert (
+        correct_drafts_of(RewardLog(db), root / "studies", generator, random.Random(0)) == STUDIES
+    )
     return root, db, generator
 
 
@@ -172,7 +178,7 @@ def test_refine_end_to_end_with_guard_and_exact_resume(corrected, cli, tmp_path)
     )
     assert result.code == 0, result.err
     summary = json.loads((tmp_path / "a" / "refine_summary.json").read_text())
-    assert summary["corrections"] == 10 and summary["final"]["step"] == 3
+    assert summary["corrections"] == STUDIES and summary["final"]["step"] == 3
     assert set(summary["reference_metrics"]) >= {
         "field_accuracy",
         "headline_accuracy",
@@ -190,7 +196,7 @@ def test_refine_end_to_end_with_guard_and_exact_resume(corrected, cli, tmp_path)
     b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     stats = cli("rewards", "--db", db, "--json")
-    assert stats.code == 0 and json.loads(stats.out)["corrections"] == 10
+    assert stats.code == 0 and json.loads(stats.out)["corrections"] == STUDIES
 
 
 def test_refine_refuses_too_few_corrections_and_other_templates(corrected, cli, tmp_path):
@@ -231,7 +237,7 @@ def test_reward_model_trains_with_trl_and_reports_heldout_pairwise_accuracy(
     assert learned.code == 0, learned.err
     summary = json.loads((tmp_path / "l" / "refine_summary.json").read_text())
     assert summary["reward"] == "learned" and summary["corrections"] == 0
-    assert summary["studies"] == 10 and summary["final"]["step"] == 2
+    assert summary["studies"] == STUDIES and summary["final"]["step"] == 2
     assert_refused(
         cli("refine", *common, "--reward-model", root / "studies", "--out", tmp_path / "m"),
         "not a reward model",
