@@ -66,7 +66,7 @@ REFERENCE_VOXELS = 64.0
 MAX_LESION_WEIGHT = 8.0
 
 
-def lesion_weights(target: torch.Tensor) -> torch.Tensor:
+def lesion_size_weights(target: torch.Tensor) -> torch.Tensor:
     """Per-voxel loss weights (B, X, Y, Z): 1 outside lesions, inside each connected lesion
     sqrt(REFERENCE_VOXELS / its volume), at least 1 and at most MAX_LESION_WEIGHT."""
     from scipy import ndimage
@@ -90,7 +90,7 @@ def detector_loss(
     Dice is per study (smoothed by 1), so on a lesion-free study it is lowest when
     nothing is marked: it suppresses false candidates. Dice pooled over the batch was
     tried and read worse on held-out phantoms (README, "Lesion-centred reading").
-    `weight` (`lesion_weights`) lets small lesions count in the cross-entropy.
+    `weight` (`lesion_size_weights`) lets small lesions count in the cross-entropy.
     """
     bce = F.binary_cross_entropy_with_logits(
         logits, target, weight=weight, pos_weight=torch.tensor(4.0)
@@ -151,7 +151,7 @@ def fit_detector(
             x, target = x[(..., *box)], target[(..., *box)]
         if augmented:
             x, target = augment(x, target, g)
-        loss = detector_loss(detector(x, seen), target, lesion_weights(target))
+        loss = detector_loss(detector(x, seen), target, lesion_size_weights(target))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -167,11 +167,11 @@ def test_memory_holds_a_geometry_token_and_zoomed_tokens_per_candidate():
 
 
 def test_small_lesions_weigh_more_per_voxel_than_large_ones():
-    from reportgen.model.detector import MAX_LESION_WEIGHT, lesion_weights
+    from reportgen.model.detector import MAX_LESION_WEIGHT, lesion_size_weights
 
     target = torch.zeros(1, 24, 24, 24)
     target[0, 2:4, 2:4, 2:4] = 1  # 8 voxels
     target[0, 10:20, 10:20, 10:20] = 1  # 1000 voxels
-    w = lesion_weights(target)[0]
+    w = lesion_size_weights(target)[0]
     assert w[0, 0, 0] == 1.0 and w[15, 15, 15] == 1.0  # background; a large lesion: as before
     assert w[2, 2, 2] == pytest.approx(8.0**0.5) and w[2, 2, 2] <= MAX_LESION_WEIGHT
