@@ -10,7 +10,12 @@ them as memory tokens next to the learned crop features:
   down, never a guess);
 - pointer tokens: the measured side, clock face and size, embedded with the decoder's
   own (tied) token embeddings, so writing "right, 7 o'clock, 26 mm" is copying a value
-  it can see rather than guessing it.
+  it can see rather than guessing it (and, with a readout, the categories read from the
+  features: `reportgen.model.readout`).
+
+Candidate features include the lesion's form and enhancement pattern
+(`reportgen.measure.morphology`): shape, margin and internal enhancement are read from
+them, where the signal ratios and the curve alone could not tell them apart.
 
 The measurements run on the prepared study (RAS-aligned, isotropic input grid); they
 are all relative to landmarks found in the same image, so the grid's origin never
@@ -30,6 +35,7 @@ from reportgen.measure.breast import (
     breast_position,
     find_landmarks,
 )
+from reportgen.measure.morphology import lesion_form, lesion_pattern
 from reportgen.measure.signal import LesionSignal, lesion_signal
 from reportgen.measure.tissue import BreastTissue, breast_tissue
 
@@ -61,6 +67,14 @@ CANDIDATE_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hot_spot_2", DCE),
     ("hot_spot_3", DCE),
     ("delayed_change", DCE),
+    ("elongation", ()),
+    ("flatness", ()),
+    ("solidity", ()),
+    ("sphericity", ()),
+    ("peri_enhancing", DCE),
+    ("enhancement_cv", DCE),
+    ("rim_over_core", DCE),
+    ("weak_fraction", DCE),
 )
 TISSUE_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("has_t2", ("T2W",)),
@@ -179,6 +193,7 @@ def read_candidate(
         tissue.fat_mask if tissue is not None else None,
     )
     _put_signal(values, signal, study.images)
+    _put_form(values, mask, study.images)
     centre = np.argwhere(mask).mean(0)
     return CandidateReading(values, pointers, centre)
 
@@ -195,6 +210,26 @@ def _put_signal(values: np.ndarray, signal: LesionSignal, images: dict) -> None:
         values[17:20] = signal.enhancement
         values[20:23] = signal.hot_spot_enhancement
         values[23] = signal.delayed_change if signal.delayed_change is not None else 0.0
+
+
+def _put_form(values: np.ndarray, mask: np.ndarray, images: dict) -> None:
+    """Form and enhancement pattern (reportgen.measure.morphology), read in a box around
+    the lesion (the shell reaches a few voxels outside it)."""
+    where = np.argwhere(mask)
+    low = np.maximum(where.min(0) - 4, 0)
+    high = where.max(0) + 5
+    box = tuple(slice(a, b) for a, b in zip(low, high, strict=True))
+    form = lesion_form(mask[box])
+    values[24:28] = (form.elongation, form.flatness, form.solidity, form.sphericity)
+    if all(k in images for k in DCE):
+        pattern = lesion_pattern(mask[box], [images[k][box] for k in DCE])
+        if pattern is not None:
+            values[28:32] = (
+                pattern.peri_enhancing,
+                pattern.enhancement_cv,
+                np.log(max(pattern.rim_over_core, 1e-3)),
+                pattern.weak_fraction,
+            )
 
 
 def needs_matrix(

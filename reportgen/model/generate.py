@@ -86,6 +86,8 @@ class ReportGenerator:
         grammar = self.grammar.for_sequences(used)  # what the study cannot show is skipped
         with torch.no_grad():
             memory, regions = self.model.encode_with_regions(image, present)
+        if regions is not None and self.model.has_evidence:  # only findings it can place
+            grammar = grammar.at_most(sum(c.outline is not None for c in regions.candidates[0]))
         drafted = draft_tokens(
             self.model,
             self.vocab,

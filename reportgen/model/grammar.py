@@ -77,6 +77,7 @@ class TemplateGrammar:
             self._value_sets[derived.id] = frozenset(allowed)
         self._text_ids = frozenset(range(vocab.sp_offset, len(vocab)))
         self.hidden: frozenset[str] = frozenset()  # fields the study cannot support
+        self.finding_cap: int | None = None  # at most this many findings (see `at_most`)
 
     def _check_order(self) -> None:
         """Conditions may only look at earlier fields, or the automaton could not decide."""
@@ -106,6 +107,17 @@ class TemplateGrammar:
             return self
         other = copy.copy(self)
         other.hidden = hidden
+        return other
+
+    def at_most(self, findings: int) -> TemplateGrammar:
+        """This automaton writing at most `findings` findings (never under the template's
+        minimum). With measured evidence that is one per lesion the model outlined: a
+        finding it could not place has no box, no measured side or size, and was on
+        validation phantoms always a false finding."""
+        if findings == self.finding_cap:
+            return self
+        other = copy.copy(self)
+        other.finding_cap = findings
         return other
 
     def _applicable(self, spec: FieldSpec, values: dict, parent: dict | None) -> bool:
@@ -162,9 +174,12 @@ class TemplateGrammar:
         if not fill(t.fields, state.fields, None, "fields"):
             return state
         finding, end = self.vocab.id(V.FINDING), self.vocab.id(V.FINDINGS_END)
+        most = t.finding_max
+        if self.finding_cap is not None:
+            most = max(t.finding_min, min(most, self.finding_cap))
         while True:
             options = set()
-            if len(state.findings) < t.finding_max:
+            if len(state.findings) < most:
                 options.add(finding)
             if len(state.findings) >= t.finding_min:
                 options.add(end)

@@ -56,6 +56,13 @@ from reportgen.model.evidence import (
     read_candidate,
     read_study,
 )
+from reportgen.model.readout import (
+    CANDIDATE_READOUT,
+    TISSUE_READOUT,
+    Readout,
+    readout_values,
+    value_tokens,
+)
 from reportgen.model.vocab import ReportVocab
 
 REPORT_TYPE = "reportgen-report"
@@ -148,6 +155,8 @@ class ReportModel(nn.Module):
         )
         self._pointer_ids: dict[tuple[str, str], int] = {}
         self._size_grid: list[str] = []
+        self.tissue_readout: Readout | None = None
+        self.candidate_readout: Readout | None = None
         if roi["evidence"]:
             n = self.cfg.n_embd
             self.segmenter = LesionDetector(len(enc.sequences), roi["segmenter_width"])
@@ -158,6 +167,24 @@ class ReportModel(nn.Module):
                 nn.Linear(TISSUE_FEATURES, n), nn.GELU(), nn.Linear(n, n)
             )
             self.pointer_role = nn.Parameter(0.02 * torch.randn(len(POINTER_FIELDS), n))
+            if self.cfg.readout:
+                template = self.cfg.template
+                self.tissue_readout = Readout(
+                    TISSUE_LAYOUT, readout_values(template, TISSUE_READOUT), TISSUE_READOUT
+                )
+                self.candidate_readout = Readout(
+                    CANDIDATE_LAYOUT,
+                    readout_values(template, CANDIDATE_READOUT),
+                    CANDIDATE_READOUT,
+                )
+                self.tissue_role = nn.Parameter(
+                    0.02 * torch.randn(len(self.tissue_readout.fields), n)
+                )
+                self.readout_role = nn.Parameter(
+                    0.02 * torch.randn(len(self.candidate_readout.fields), n)
+                )
+                self._tissue_table = self.tissue_readout.token_table(lambda v: -1)
+                self._candidate_table = self.candidate_readout.token_table(lambda v: -1)
             for name, layout in (("candidate", CANDIDATE_LAYOUT), ("tissue", TISSUE_LAYOUT)):
                 needs = torch.from_numpy(needs_matrix(layout, tuple(enc.sequences)))
                 self.register_buffer(f"{name}_needs", needs, persistent=False)
@@ -188,6 +215,14 @@ class ReportModel(nn.Module):
                 if token in vocab.tokens:
                     ids[(field_id, value)] = vocab.id(token)
         self._pointer_ids = ids
+        if self.tissue_readout is not None and self.candidate_readout is not None:
+
+            def token_id(value: str) -> int:
+                token = V.value_token(value)
+                return vocab.id(token) if token in vocab.tokens else -1
+
+            self._tissue_table = self.tissue_readout.token_table(token_id)
+            self._candidate_table = self.candidate_readout.token_table(token_id)
 
     def init_roi_reader_from_encoder(self) -> None:
         """Start the zoomed blocks from the (just loaded) pretrained encoder's last blocks."""
@@ -256,10 +291,24 @@ class ReportModel(nn.Module):
             memory = self.with_tissue(memory, regions.tissue)
         return memory, regions
 
-    def with_tissue(self, memory: Memory, tissue: torch.Tensor) -> Memory:
-        """Append the whole-study tissue measures as one memory token."""
+    def with_tissue(
+        self, memory: Memory, tissue: torch.Tensor, read: torch.Tensor | None = None
+    ) -> Memory:
+        """Append the whole-study tissue measures as one memory token, and with a tissue
+        readout one copyable token per category it reads (FGT amount, BPE level, ...);
+        `read` gives those categories instead (training: read out of fold)."""
         token = self.tissue_embed(tissue.to(memory.tokens.dtype))[:, None]
-        return memory.cat(Memory(token, memory.mask.new_ones((len(token), 1))))
+        part = Memory(token, memory.mask.new_ones((len(token), 1)))
+        if self.tissue_readout is not None:
+            read = self.tissue_readout.predict(tissue) if read is None else read
+            ids = value_tokens(read, self._tissue_table)
+            pointed = self.decoder.transformer.wte(ids.clamp(min=0)) + self.tissue_role
+            part = Memory(
+                torch.cat([token, pointed.to(token.dtype)], 1),
+                torch.cat([part.mask, ids >= 0], 1),
+                F.pad(ids, (1, 0), value=-1) if self.cfg.copy_values else None,
+            )
+        return memory.cat(part)
 
     def pooled(self, images: torch.Tensor) -> torch.Tensor:
         """Input-grid images -> the whole-study encoder's grid (averaging, so grids align)."""
@@ -304,7 +353,8 @@ class ReportModel(nn.Module):
         self, image: torch.Tensor, present: torch.Tensor, proposals: list[Candidate]
     ) -> tuple[list[Candidate], StudyReading]:
         """Segment each proposal at input resolution, measure what is outlined, and keep
-        up to `max_candidates` distinct lesions (strongest proposal first)."""
+        up to `max_candidates` distinct lesions the segmenter is sure of (`min_outline_score`),
+        strongest proposal first."""
         roi, f = self.cfg.roi, self.cfg.pool_factor
         shape = tuple(roi["roi_shape"])
         _, spacing = self.cfg.input_grid()
@@ -326,6 +376,8 @@ class ReportModel(nn.Module):
             if got is None:
                 continue
             voxels, score = got
+            if score < roi["min_outline_score"]:
+                continue
             voxels = voxels + np.array(crop_start(centre, shape))
             voxels = voxels[((voxels >= 0) & (voxels < grid)).all(1)]
             if not len(voxels) or taken[tuple(voxels.T)].any():
@@ -412,6 +464,7 @@ class ReportModel(nn.Module):
         valid: torch.Tensor,
         measured: torch.Tensor | None = None,
         pointers: torch.Tensor | None = None,
+        read: torch.Tensor | None = None,
     ) -> Memory:
         """Per candidate slot: a summary token (geometry, with evidence its measurements),
         with evidence one pointer token per measured value (copyable: the decoder can
@@ -419,6 +472,8 @@ class ReportModel(nn.Module):
         b, k = valid.shape
         t = self.roi_seq_ids.numel()
         p = len(POINTER_FIELDS) if self.has_evidence else 0
+        if self.candidate_readout is not None:
+            p += len(self.candidate_readout.fields)
         slots = geometry.new_zeros((b, k, 1 + p + t, self.cfg.n_embd))
         slots_valid = torch.zeros((b, k, 1 + p + t), dtype=torch.bool, device=geometry.device)
         copy_ids = torch.full((b, k, 1 + p + t), -1, dtype=torch.long, device=geometry.device)
@@ -435,7 +490,14 @@ class ReportModel(nn.Module):
         if p:
             summary = summary + self.measure_embed(measured[valid].to(summary.dtype))
             ids = pointers[valid]
-            pointed = self.decoder.transformer.wte(ids.clamp(min=0)) + self.pointer_role
+            role = self.pointer_role
+            if self.candidate_readout is not None:  # and the categories read from them
+                read = (
+                    self.candidate_readout.predict(measured[valid]) if read is None else read[valid]
+                )
+                ids = torch.cat([ids, value_tokens(read, self._candidate_table)], 1)
+                role = torch.cat([role, self.readout_role])
+            pointed = self.decoder.transformer.wte(ids.clamp(min=0)) + role
             parts.append(pointed.to(summary.dtype))
             parts_valid.append(ids >= 0)
             copy_ids[valid] = F.pad(ids.long(), (1, t), value=-1)

@@ -9,6 +9,7 @@ detector missed follow, to be written from the whole-study tokens.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +148,86 @@ def findings_in_candidate_order(report: Report, matched: list[int]) -> Report:
     if order == list(range(len(report.findings))):
         return report
     return report.model_copy(update={"findings": [report.findings[i] for i in order]})
+
+
+def fit_readouts(
+    model: ReportModel,
+    regions: CachedRegions,
+    reports: list[Report],
+    seed: int,
+    studies: list[int] | None = None,
+    readouts: tuple | None = None,
+    steps: int = 600,
+) -> dict[str, dict[str, float]]:
+    """Fit readouts (`reportgen.model.readout`; the model's own unless `readouts` gives a
+    (tissue, candidate) pair) on the training reports of `studies` (all by default): the
+    tissue readout on each study's tissue measures and stated composition, the candidate
+    readout on each outlined candidate that overlaps a lesion and that lesion's finding.
+    Returns their training accuracies per field."""
+    from reportgen.io.sequences import family_groups
+    from reportgen.model.readout import fit_readout, keep_patterns, readout_targets
+
+    groups = family_groups(model.encoder_cfg.sequences)
+    studies = list(range(len(reports))) if studies is None else studies
+    tissue, candidates = readouts or (model.tissue_readout, model.candidate_readout)
+    out = {}
+    if tissue is not None and regions.tissue is not None:
+        keep = keep_patterns(model.tissue_needs.numpy(), groups)
+        targets = readout_targets(tissue, [reports[i].fields for i in studies])
+        out["tissue"] = fit_readout(
+            tissue, regions.tissue[studies], targets, keep, steps=steps, seed=seed
+        )
+    if candidates is not None and regions.measured is not None:
+        rows, stated = [], []
+        for i in studies:
+            for j, label in enumerate(regions.matched[i]):
+                if 0 < label <= len(reports[i].findings) and bool(regions.valid[i, j]):
+                    rows.append(regions.measured[i, j])
+                    stated.append(reports[i].findings[label - 1].fields)
+        if rows:
+            keep = keep_patterns(model.candidate_needs.numpy(), groups)
+            targets = readout_targets(candidates, stated)
+            out["candidate"] = fit_readout(candidates, torch.stack(rows), targets, keep, seed=seed)
+    return out
+
+
+class CrossFittedReadouts:
+    """Out-of-fold readouts for training the decoder: each training study's categories
+    are read by readouts fit without it. A readout fit on every training study reads
+    those studies (nearly) perfectly, so a decoder trained on its pointers would learn to
+    copy them blindly, and then meet a readout that errs on new studies."""
+
+    def __init__(
+        self,
+        model: ReportModel,
+        regions: CachedRegions,
+        reports: list[Report],
+        seed: int,
+        folds: int = 5,
+        steps: int = 600,
+    ):
+        n = len(reports)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+        self.fold = torch.empty(n, dtype=torch.long)
+        for position, study in enumerate(order):
+            self.fold[study] = position % folds
+        self.pairs = []
+        for k in range(folds):
+            pair = (copy.deepcopy(model.tissue_readout), copy.deepcopy(model.candidate_readout))
+            rest = [i for i in range(n) if int(self.fold[i]) != k]
+            fit_readouts(model, regions, reports, seed + k + 1, rest, pair, steps)
+            self.pairs.append(pair)
+
+    def read(
+        self, idx: list[int], measured: torch.Tensor, tissue: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Value indices for a batch: candidates (B, K, fields), tissue (B, fields)."""
+        cands, tissues = [], []
+        for row, study in enumerate(idx):
+            tissue_readout, candidate_readout = self.pairs[int(self.fold[study])]
+            cands.append(candidate_readout.predict(measured[row]))
+            tissues.append(tissue_readout.predict(tissue[row : row + 1])[0])
+        return torch.stack(cands), torch.stack(tissues)
 
 
 def batch_regions(cached: CachedRegions, idx: list[int]) -> dict[str, torch.Tensor | None]:

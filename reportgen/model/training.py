@@ -32,10 +32,12 @@ from reportgen.model.evidence import visible
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.modeling import ReportModel, load_model, save_model
 from reportgen.model.roi_training import (
+    CrossFittedReadouts,
     batch_regions,
     cache_regions,
     detection_summary,
     findings_in_candidate_order,
+    fit_readouts,
     load_detector_from,
     pooled_arrays,
     segmenter_windows,
@@ -131,7 +133,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         if roi is not None and args.evidence and template.domain in EVIDENCE_BY_DOMAIN:
             roi = {**roi, "evidence": EVIDENCE_BY_DOMAIN[template.domain]}
         copying = args.copy_values and roi is not None and bool(roi.get("evidence"))
-        overrides = dict(PRESETS[args.config], roi=roi, copy_values=copying)
+        overrides = dict(PRESETS[args.config], roi=roi, copy_values=copying, readout=copying)
         if args.freeze:
             overrides["freeze"] = args.freeze
         if args.sequence_dropout is not None:
@@ -155,6 +157,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
     n = len(examples.reports)
     reports = examples.reports
     regions = None
+    cross_fitted: CrossFittedReadouts | None = None
     groups = family_groups(enc_cfg.sequences)
     if cfg.roi is not None:
         coarse, present, lesion = pooled_arrays(model, examples.images)
@@ -203,6 +206,11 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
                 )
         regions = cache_regions(model, examples.images, coarse, present, args.progress)
         log(detection_summary(regions, [len(r.findings) for r in reports]))
+        if model.has_evidence and model.cfg.readout:
+            if not args.resume:
+                for name, accuracy in fit_readouts(model, regions, reports, args.seed).items():
+                    log(f"{name} readout fit (training accuracy per field: {accuracy})")
+            cross_fitted = CrossFittedReadouts(model, regions, reports, args.seed)
         reports = [
             findings_in_candidate_order(r, m) for r, m in zip(reports, regions.matched, strict=True)
         ]
@@ -263,7 +271,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
             valid = valid & torch.gather(kept, 1, seq_ids)
             memory = Memory(model.memory_proj(feats), valid)
             if regions is not None:
-                memory = _with_regions(model, memory, regions, idx, kept)
+                memory = _with_regions(model, memory, regions, idx, kept, cross_fitted)
             out = model(None, None, ids, attn, memory=memory)
         else:
             batch = collate([examples.images[i] for i in idx])
@@ -361,9 +369,17 @@ def _encode_all_coarse(model: ReportModel, coarse: torch.Tensor, present: torch.
     return _padded(feats, valids, seqs)
 
 
-def _with_regions(model: ReportModel, memory, regions, idx: list[int], kept: torch.Tensor):
+def _with_regions(
+    model: ReportModel,
+    memory,
+    regions,
+    idx: list[int],
+    kept: torch.Tensor,
+    cross_fitted: CrossFittedReadouts | None = None,
+):
     """Append the candidate (and tissue) tokens; sequence dropout applies to them as to the
-    whole study: a dropped sequence's zoomed tokens and measurements are hidden too."""
+    whole study: a dropped sequence's zoomed tokens and measurements are hidden too, and
+    the readouts (out of fold) read what is left."""
     batch = batch_regions(regions, idx)
     valid = batch["valid"]
     kept_per_crop = kept[:, None].expand(-1, valid.shape[1], -1)[valid]
@@ -372,14 +388,26 @@ def _with_regions(model: ReportModel, memory, regions, idx: list[int], kept: tor
     if measured is not None:
         seen = visible(model.candidate_needs.numpy(), kept.numpy())
         measured = measured * torch.from_numpy(seen)[:, None, :].to(measured.dtype)
+    tissue = batch["tissue"]
+    if tissue is not None:
+        seen = torch.from_numpy(visible(model.tissue_needs.numpy(), kept.numpy()))
+        tissue = tissue * seen.to(tissue.dtype)
+    read_candidates = read_tissue = None
+    if cross_fitted is not None and measured is not None and tissue is not None:
+        read_candidates, read_tissue = cross_fitted.read(idx, measured, tissue)
     memory = memory.cat(
         model.roi_memory(
-            batch["stem"], stem_valid, batch["geometry"], valid, measured, batch["pointers"]
+            batch["stem"],
+            stem_valid,
+            batch["geometry"],
+            valid,
+            measured,
+            batch["pointers"],
+            read_candidates,
         )
     )
-    if batch["tissue"] is not None:
-        seen = torch.from_numpy(visible(model.tissue_needs.numpy(), kept.numpy()))
-        memory = model.with_tissue(memory, batch["tissue"] * seen.to(batch["tissue"].dtype))
+    if tissue is not None:
+        memory = model.with_tissue(memory, tissue, read_tissue)
     return memory
 
 
@@ -422,4 +450,17 @@ def _reading(cfg: ReportModelConfig) -> str:
         f"proposes up to {roi['max_candidates']} lesion candidates, each read as a "
         f"{'x'.join(map(str, roi['roi_shape']))}-voxel crop by the encoder's frozen lower blocks "
         f"and {cfg.trainable_blocks} fine-tuned copies of its last blocks."
+        + (
+            f" Outlines the segmenter scores under {roi['min_outline_score']:g} are dropped; "
+            "each candidate is measured (size, side, clock face, signal, curve, form)."
+            if roi["evidence"]
+            else ""
+        )
+        + (
+            " Readouts fit on the training reports turn the measures into the template's "
+            "words (tissue composition, BPE, lesion descriptors) as tokens the decoder "
+            "can copy."
+            if cfg.readout
+            else ""
+        )
     )

@@ -117,3 +117,47 @@ def test_clock_faces_as_seen_facing_the_patient():
     assert clock_hour(0.0, -10.0) == 6
     assert clock_hour(10.0, 0.0) == 9
     assert clock_hour(-5.0, 8.66) == 1
+
+
+def _grid(n: int = 32) -> np.ndarray:
+    return np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1) - n // 2
+
+
+def test_form_tells_round_from_oval_from_irregular():
+    from reportgen.measure.morphology import lesion_form
+
+    g = _grid()
+    ball = np.linalg.norm(g, axis=-1) <= 8
+    oval = ((g / np.array([10, 5, 6])) ** 2).sum(-1) <= 1
+    angle = np.arctan2(g[..., 1], g[..., 0])
+    lobed = np.linalg.norm(g, axis=-1) <= 8 * (1 + 0.35 * np.cos(5 * angle))
+    round_, oval_, lobed_ = (lesion_form(m) for m in (ball, oval, lobed))
+    assert round_.elongation > 0.95 and oval_.elongation < 0.7
+    assert lobed_.solidity < round_.solidity - 0.1
+    assert lobed_.sphericity < round_.sphericity
+
+
+def test_enhancement_pattern_sees_a_rim_and_spicules():
+    from reportgen.measure.morphology import lesion_pattern
+
+    g = _grid()
+    r = np.linalg.norm(g, axis=-1)
+    ball = r <= 8
+    pre = np.ones(r.shape)
+    solid = np.where(ball, 2.0, 1.0)
+    rim = np.where(ball & (r > 5.5), 2.0, np.where(ball, 1.2, 1.0))
+    spiky = solid.copy()
+    for axis in range(3):
+        for sign in (1, -1):
+            index = [16, 16, 16]
+            for t in range(9, 13):
+                index[axis] = 16 + sign * t
+                spiky[tuple(index)] = 2.0
+    plain = lesion_pattern(ball, [pre, solid])
+    ringed = lesion_pattern(ball, [pre, rim])
+    spiculated = lesion_pattern(ball, [pre, spiky])
+    assert plain.enhancement_cv < 0.01 and ringed.enhancement_cv > 0.2
+    assert ringed.rim_over_core > 1.3 and abs(plain.rim_over_core - 1) < 1e-6
+    assert ringed.weak_fraction > 0.2 and plain.weak_fraction == 0
+    assert spiculated.peri_enhancing > plain.peri_enhancing
+    assert lesion_pattern(ball, [pre]) is None  # no post-contrast phase: nothing to say

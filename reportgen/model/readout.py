@@ -1,0 +1,205 @@
+"""Measured categories: the template's words for what was measured, as copyable tokens.
+
+The decoder read the measures (a candidate's signal ratios, enhancement curve and form;
+the study's FGT fraction and BPE per breast) as continuous memory tokens and did not
+learn where the words begin: on 200 held-out phantoms it wrote the BPE level right 35%
+of the time (the commonest level alone is 40%), while on validation phantoms the
+measured BPE of the less-enhancing breast separates the four levels with no overlap.
+So, as a radiologist calibrates on examples, a small classifier per field is fit on the
+training reports' own values before the decoder is trained, and the value it reads
+becomes a pointer token the decoder can copy, next to the measured side, clock face and
+size. Nothing here is a threshold written by hand; the decoder still writes the report
+(it may disagree with a readout, as with any other evidence).
+
+A readout only speaks when the sequences its field needs were acquired (`flags`): no
+kinetics, BPE or internal enhancement without DCE, no diffusion without ADC. It is fit
+on every training row under each way a family of sequences can be missing, so what it
+reads from a T2-only study was learned from T2-only evidence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Field -> the feature flag saying its measures exist (None: geometry, always measured).
+TISSUE_READOUT: dict[str, str | None] = {
+    "fgt_amount": "has_t2",
+    "bpe_level": "has_dce",
+    "bpe_symmetry": "has_dce",
+}
+CANDIDATE_READOUT: dict[str, str | None] = {
+    "type": None,
+    "depth": None,
+    "shape": None,
+    "margin": None,
+    "nme_distribution": None,
+    "internal_enhancement": "has_dce",
+    "nme_pattern": "has_dce",
+    "kinetics_initial": "has_dce",
+    "kinetics_delayed": "has_dce",
+    "t2_signal": "has_t2",
+    "diffusion": "has_adc",
+}
+
+
+class Readout(nn.Module):
+    """Features (..., F) of a `layout` -> per field a value index (..., fields), -1 where
+    its measures are missing. One small MLP per field on standardised features."""
+
+    def __init__(
+        self,
+        layout: tuple[tuple[str, tuple[str, ...]], ...],
+        values: dict[str, list[str]],
+        flags: dict[str, str | None],
+        hidden: int = 32,
+    ):
+        super().__init__()
+        self.fields = list(values)
+        self.values = values
+        n = len(layout)
+        index = {name: i for i, (name, _) in enumerate(layout)}
+        self.heads = nn.ModuleDict(  # keyed "field_<id>": "type" is a Module attribute
+            {
+                f"field_{f}": nn.Sequential(
+                    nn.Linear(n, hidden), nn.GELU(), nn.Linear(hidden, len(v))
+                )
+                for f, v in values.items()
+            }
+        )
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+        flag_ids = [index[flags[f]] if flags[f] is not None else -1 for f in self.fields]
+        self.register_buffer("flags", torch.tensor(flag_ids, dtype=torch.long), persistent=False)
+
+    def logits(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (features.float() - self.mean) / self.std
+        return {f: self.heads[f"field_{f}"](x) for f in self.fields}
+
+    def measured(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., fields) bool: the field's measures exist."""
+        padded = F.pad(features.float(), (0, 1), value=1.0)  # flag -1 reads the constant 1
+        return padded[..., self.flags] > 0.5
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., fields) value index per field, -1 where the field's measures are missing."""
+        if not self.fields:
+            return torch.zeros((*features.shape[:-1], 0), dtype=torch.long)
+        out = torch.stack([v.argmax(-1) for v in self.logits(features).values()], -1)
+        return torch.where(self.measured(features), out, torch.full_like(out, -1))
+
+    def token_table(self, token_id) -> torch.Tensor:
+        """(fields, most values) vocabulary id of each value (`token_id(value)`, -1: none)."""
+        width = max((len(v) for v in self.values.values()), default=1)
+        table = torch.full((len(self.fields), width), -1, dtype=torch.long)
+        for k, f in enumerate(self.fields):
+            for j, value in enumerate(self.values[f]):
+                table[k, j] = token_id(value)
+        return table
+
+
+def value_tokens(index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Value indices (..., fields) -> vocabulary ids through `table`, -1 stays -1."""
+    rows = torch.arange(len(table), device=index.device).expand_as(index)
+    return torch.where(index >= 0, table.to(index.device)[rows, index.clamp(min=0)], -1)
+
+
+def fit_readout(
+    readout: Readout,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    keep: list[torch.Tensor] | None = None,
+    steps: int = 600,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Fit on (N, F) features and (N, fields) value indices (-1: unknown, skipped), each
+    row also under every (F,) feature-visibility mask of `keep` (sequences missing); full
+    batch, seconds. Returns each field's training accuracy on the unmasked rows (for the
+    log and the model card; held-out accuracy is `reportgen evaluate`'s)."""
+    if not readout.fields or not len(features):
+        return {}
+    torch.manual_seed(seed)
+    for module in readout.heads.modules():  # from scratch: a refit must not remember
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()
+    features = features.float()
+    rows = features
+    if keep:
+        rows = torch.cat([features * k.to(features.dtype) for k in keep])
+        targets_all = targets.repeat(len(keep), 1)
+    else:
+        targets_all = targets
+    known = (targets_all >= 0) & readout.measured(rows)
+    if not known.any():  # nothing stated to learn from: the readout stays untrained
+        return {}
+    used = rows[known.any(1)]
+    readout.mean.copy_(used.mean(0))
+    readout.std.copy_(used.std(0).clamp(min=1e-3))
+    params = list(readout.heads.parameters())
+    for p in params:
+        p.requires_grad = True
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-3)
+    for _ in range(steps):
+        logits = readout.logits(rows)
+        loss = sum(
+            F.cross_entropy(logits[f][known[:, k]], targets_all[known[:, k], k])
+            for k, f in enumerate(readout.fields)
+            if known[:, k].any()
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for p in params:
+        p.requires_grad = False
+    predicted = readout.predict(features)
+    seen = (targets >= 0) & readout.measured(features)
+    return {
+        f: round(float((predicted[seen[:, k], k] == targets[seen[:, k], k]).float().mean()), 4)
+        for k, f in enumerate(readout.fields)
+        if seen[:, k].any()
+    }
+
+
+def readout_targets(readout: Readout, stated: list[dict | None]) -> torch.Tensor:
+    """(N, fields) index of each row's stated value (a report's or a finding's `fields`),
+    -1 where not stated, unknown, or the row has nothing (None)."""
+    out = torch.full((len(stated), len(readout.fields)), -1, dtype=torch.long)
+    for i, fields in enumerate(stated):
+        for k, f in enumerate(readout.fields):
+            value = (fields or {}).get(f)
+            if value is not None and str(value.value) in readout.values[f]:
+                out[i, k] = readout.values[f].index(str(value.value))
+    return out
+
+
+def readout_values(template_id: str, fields: dict[str, str | None]) -> dict[str, list[str]]:
+    """Of `fields`, the template's enum fields (study level for the tissue readout,
+    finding level for the candidate readout) with their values."""
+    from reportgen.report import load_template
+
+    template = load_template(template_id)
+    return {
+        spec.id: list(spec.values)
+        for spec in [*template.fields, *template.finding_fields]
+        if spec.id in fields and spec.type == "enum"
+    }
+
+
+def keep_patterns(needs: np.ndarray, groups: list[list[int]]) -> list[torch.Tensor]:
+    """(F,) feature-visibility masks for a layout's `needs` (features x sequences): all
+    sequences, each family missing, and each family alone."""
+    from reportgen.model.evidence import visible
+
+    s = needs.shape[1]
+    kept = [np.ones(s, dtype=bool)]
+    for group in groups:
+        without = np.ones(s, dtype=bool)
+        without[group] = False
+        alone = np.zeros(s, dtype=bool)
+        alone[group] = True
+        kept += [without, alone]
+    return [torch.from_numpy(visible(needs, k[None])[0]) for k in kept]
