@@ -48,7 +48,11 @@ class ReportModelConfig:
     contrastive_dim: int = 64
     contrastive_weight: float = 0.1
     temperature: float = 0.07
-    sequence_dropout: float = 0.2  # each sequence hidden at this rate in training
+    # each sequence hidden at this rate in training. Low: one DCE phase hidden hides every
+    # measure that needs the whole dynamic series (kinetics, BPE) while the report still
+    # states them, which taught the decoder not to rely on those measures; studies lack a
+    # whole family (family_dropout) far more often than one image of it.
+    sequence_dropout: float = 0.05
     family_dropout: float = 0.25  # and each family (all DCE phases, DWI+ADC) at this rate
     roi: dict | None = None  # ROI_DEFAULTS keys; None reads the whole study only
     # a pointer-generator head copies measured values into the report (needs roi evidence)

@@ -87,7 +87,10 @@ class ReportGenerator:
         with torch.no_grad():
             memory, regions = self.model.encode_with_regions(image, present)
         if regions is not None and self.model.has_evidence:  # only findings it can place
-            grammar = grammar.at_most(sum(c.outline is not None for c in regions.candidates[0]))
+            placed = [c for c in regions.candidates[0] if c.outline is not None]
+            grammar = grammar.at_most(len(placed)).measured_by(
+                [c.reading.pointers for c in placed if c.reading is not None]
+            )
         drafted = draft_tokens(
             self.model,
             self.vocab,

@@ -60,6 +60,7 @@ from reportgen.model.readout import (
     CANDIDATE_READOUT,
     TISSUE_READOUT,
     Readout,
+    SizeReadout,
     readout_values,
     value_tokens,
 )
@@ -157,6 +158,7 @@ class ReportModel(nn.Module):
         self._size_grid: list[str] = []
         self.tissue_readout: Readout | None = None
         self.candidate_readout: Readout | None = None
+        self.size_readout: SizeReadout | None = None
         if roi["evidence"]:
             n = self.cfg.n_embd
             self.segmenter = LesionDetector(len(enc.sequences), roi["segmenter_width"])
@@ -185,6 +187,7 @@ class ReportModel(nn.Module):
                 )
                 self._tissue_table = self.tissue_readout.token_table(lambda v: -1)
                 self._candidate_table = self.candidate_readout.token_table(lambda v: -1)
+                self.size_readout = SizeReadout(CANDIDATE_LAYOUT)
             for name, layout in (("candidate", CANDIDATE_LAYOUT), ("tissue", TISSUE_LAYOUT)):
                 needs = torch.from_numpy(needs_matrix(layout, tuple(enc.sequences)))
                 self.register_buffer(f"{name}_needs", needs, persistent=False)
@@ -386,6 +389,9 @@ class ReportModel(nn.Module):
             mask[tuple(voxels.T)] = True
             taken |= mask
             reading = read_candidate(mask, score, study, self._size_grid)
+            if self.size_readout is not None and bool(self.size_readout.fitted):
+                size = self.size_readout.predict(torch.from_numpy(reading.features))
+                reading.pointers["size_mm"] = self.size_value(float(size))
             kept.append(
                 replace(
                     cand,
@@ -400,6 +406,21 @@ class ReportModel(nn.Module):
             if len(kept) == roi["max_candidates"]:
                 break
         return kept, study
+
+    def size_value(self, mm: float) -> str:
+        """The template's size value nearest `mm` (what a size pointer spells)."""
+        return min(self._size_grid, key=lambda v: abs(float(v) - mm))
+
+    def size_token_ids(self, mm: torch.Tensor) -> torch.Tensor:
+        """Sizes in mm (...) -> vocabulary ids of the nearest size values (-1: none)."""
+        if not self._size_grid:
+            return torch.full(mm.shape, -1, dtype=torch.long, device=mm.device)
+        grid = torch.tensor([float(v) for v in self._size_grid], device=mm.device)
+        ids = torch.tensor(
+            [self._pointer_ids.get(("size_mm", v), -1) for v in self._size_grid],
+            device=mm.device,
+        )
+        return ids[(mm.float()[..., None] - grid).abs().argmin(-1)]
 
     def regions_at(
         self,
@@ -465,10 +486,12 @@ class ReportModel(nn.Module):
         measured: torch.Tensor | None = None,
         pointers: torch.Tensor | None = None,
         read: torch.Tensor | None = None,
+        sizes: torch.Tensor | None = None,
     ) -> Memory:
         """Per candidate slot: a summary token (geometry, with evidence its measurements),
         with evidence one pointer token per measured value (copyable: the decoder can
-        write it), then its zoomed tokens: (B, K * (1 + P + T), n_embd)."""
+        write it), then its zoomed tokens: (B, K * (1 + P + T), n_embd). `read` and
+        `sizes` give the categories and sizes read instead (training: out of fold)."""
         b, k = valid.shape
         t = self.roi_seq_ids.numel()
         p = len(POINTER_FIELDS) if self.has_evidence else 0
@@ -490,6 +513,9 @@ class ReportModel(nn.Module):
         if p:
             summary = summary + self.measure_embed(measured[valid].to(summary.dtype))
             ids = pointers[valid]
+            if sizes is not None:  # sizes read out of fold (training)
+                ids = ids.clone()
+                ids[:, POINTER_FIELDS.index("size_mm")] = self.size_token_ids(sizes[valid])
             role = self.pointer_role
             if self.candidate_readout is not None:  # and the categories read from them
                 read = (

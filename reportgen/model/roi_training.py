@@ -160,16 +160,25 @@ def fit_readouts(
     steps: int = 600,
 ) -> dict[str, dict[str, float]]:
     """Fit readouts (`reportgen.model.readout`; the model's own unless `readouts` gives a
-    (tissue, candidate) pair) on the training reports of `studies` (all by default): the
-    tissue readout on each study's tissue measures and stated composition, the candidate
-    readout on each outlined candidate that overlaps a lesion and that lesion's finding.
-    Returns their training accuracies per field."""
+    (tissue, candidate, size) triple) on the training reports of `studies` (all by
+    default): the tissue readout on each study's tissue measures and stated composition,
+    the candidate and size readouts on each outlined candidate that overlaps a lesion and
+    that lesion's finding. Returns their training accuracies per field (and size MAE)."""
     from reportgen.io.sequences import family_groups
-    from reportgen.model.readout import fit_readout, keep_patterns, readout_targets
+    from reportgen.model.readout import (
+        fit_readout,
+        fit_size_readout,
+        keep_patterns,
+        readout_targets,
+    )
 
     groups = family_groups(model.encoder_cfg.sequences)
     studies = list(range(len(reports))) if studies is None else studies
-    tissue, candidates = readouts or (model.tissue_readout, model.candidate_readout)
+    tissue, candidates, size = readouts or (
+        model.tissue_readout,
+        model.candidate_readout,
+        model.size_readout,
+    )
     out = {}
     if tissue is not None and regions.tissue is not None:
         keep = keep_patterns(model.tissue_needs.numpy(), groups)
@@ -188,7 +197,19 @@ def fit_readouts(
             keep = keep_patterns(model.candidate_needs.numpy(), groups)
             targets = readout_targets(candidates, stated)
             out["candidate"] = fit_readout(candidates, torch.stack(rows), targets, keep, seed=seed)
+            if size is not None:
+                sizes = torch.tensor([_stated_size(fields) for fields in stated])
+                mae = fit_size_readout(size, torch.stack(rows), sizes, keep, seed=seed)
+                out["size"] = {"size_mae_mm": mae}
     return out
+
+
+def _stated_size(fields: dict) -> float:
+    value = fields.get("size_mm")
+    try:
+        return float(value.value) if value is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 class CrossFittedReadouts:
@@ -213,21 +234,28 @@ class CrossFittedReadouts:
             self.fold[study] = position % folds
         self.pairs = []
         for k in range(folds):
-            pair = (copy.deepcopy(model.tissue_readout), copy.deepcopy(model.candidate_readout))
+            pair = (
+                copy.deepcopy(model.tissue_readout),
+                copy.deepcopy(model.candidate_readout),
+                copy.deepcopy(model.size_readout),
+            )
             rest = [i for i in range(n) if int(self.fold[i]) != k]
             fit_readouts(model, regions, reports, seed + k + 1, rest, pair, steps)
             self.pairs.append(pair)
 
     def read(
         self, idx: list[int], measured: torch.Tensor, tissue: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Value indices for a batch: candidates (B, K, fields), tissue (B, fields)."""
-        cands, tissues = [], []
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """What a batch reads: candidate value indices (B, K, fields), tissue value indices
+        (B, fields), candidate sizes in mm (B, K; None without a size readout)."""
+        cands, tissues, sizes = [], [], []
         for row, study in enumerate(idx):
-            tissue_readout, candidate_readout = self.pairs[int(self.fold[study])]
+            tissue_readout, candidate_readout, size_readout = self.pairs[int(self.fold[study])]
             cands.append(candidate_readout.predict(measured[row]))
             tissues.append(tissue_readout.predict(tissue[row : row + 1])[0])
-        return torch.stack(cands), torch.stack(tissues)
+            if size_readout is not None:
+                sizes.append(size_readout.predict(measured[row]))
+        return torch.stack(cands), torch.stack(tissues), torch.stack(sizes) if sizes else None
 
 
 def batch_regions(cached: CachedRegions, idx: list[int]) -> dict[str, torch.Tensor | None]:

@@ -220,3 +220,83 @@ def test_the_decoder_trains_on_readouts_fit_without_the_study():
     out_of_fold = accuracy(folds.read(list(range(n)), measured, tissue)[0])
     assert in_sample > 0.8
     assert out_of_fold < 0.5
+
+
+def test_the_size_readout_corrects_the_outline_diameter_on_unseen_lesions():
+    """Outlines whose measured diameter is off by partial volume (small ones large, large
+    ones small, more so when flat): fit on stated sizes, the corrected diameter is closer
+    on lesions it was not fit on; unfit, it is the measured diameter itself."""
+    from reportgen.model.evidence import CANDIDATE_FEATURES, CANDIDATE_LAYOUT
+    from reportgen.model.readout import SizeReadout, fit_size_readout
+
+    index = {name: i for i, (name, _) in enumerate(CANDIDATE_LAYOUT)}
+
+    def lesions(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng(seed)
+        true = rng.uniform(5, 40, n)
+        flatness = rng.uniform(0.4, 1.0, n)
+        measured = 4.0 + 0.75 * true * (0.8 + 0.2 * flatness) + rng.normal(0, 0.3, n)
+        x = np.zeros((n, CANDIDATE_FEATURES), np.float32)
+        x[:, index["diameter_cm"]] = measured / 10.0
+        x[:, index["flatness"]] = flatness
+        return torch.from_numpy(x), torch.from_numpy(true.astype(np.float32))
+
+    readout = SizeReadout(CANDIDATE_LAYOUT)
+    features, sizes = lesions(300, seed=0)
+    unseen, truth = lesions(200, seed=1)
+    assert torch.allclose(readout.predict(unseen), unseen[:, index["diameter_cm"]] * 10.0)
+    before = float((readout.predict(unseen) - truth).abs().mean())
+    sizes[:10] = float("nan")  # a finding without a stated size is skipped
+    fit_size_readout(readout, features, sizes, seed=0)
+    after = float((readout.predict(unseen) - truth).abs().mean())
+    assert before > 3.0 and after < 1.5
+
+
+def test_sizes_point_to_the_nearest_value_on_the_templates_grid():
+    model, vocab = _evidence_model()
+    ids = model.size_token_ids(torch.tensor([2.2, 17.6, 500.0]))
+    assert [vocab.token(int(i)) for i in ids] == ["<n:2>", "<n:18>", "<n:150>"]
+    assert model.size_value(17.4) == "17"
+
+
+def test_a_finding_states_the_size_measured_at_the_side_and_clock_face_it_states():
+    template = load_template("birads_mri")
+    vocab = ReportVocab.for_template(template)
+    measured = [
+        {"laterality": "right", "clock": "clock_7", "size_mm": "23"},
+        {"laterality": "left", "clock": "clock_2", "size_mm": "9"},
+    ]
+    grammar = TemplateGrammar(template, vocab).measured_by(measured)
+    finding = vocab.id("<finding>")
+
+    def walk(choices: dict[str, str]) -> dict[str, frozenset[int]]:
+        """Options offered at each finding field, choosing `choices` (else the first)."""
+        prefix: list[int] = []
+        while finding not in grammar.allowed(prefix):
+            prefix.append(min(grammar.allowed(prefix)))
+        prefix.append(finding)
+        offered: dict[str, frozenset[int]] = {}
+        field = None
+        while len(offered) < 5:
+            allowed = grammar.allowed(prefix)
+            token = vocab.token(min(allowed))
+            if token.startswith("<f:"):
+                field = token[3:-1]
+                prefix.append(min(allowed))
+                continue
+            offered[field] = allowed
+            pick = choices.get(field)
+            prefix.append(vocab.id(f"<v:{pick}>") if pick else min(allowed))
+        return offered
+
+    def ids(*tokens: str) -> frozenset[int]:
+        return frozenset(vocab.id(t) for t in tokens)
+
+    right = walk({"type": "mass", "laterality": "right", "clock": "clock_7"})
+    assert right["laterality"] == ids("<v:right>", "<v:left>")
+    assert right["clock"] == ids("<v:clock_7>")
+    assert right["size_mm"] == ids("<n:23>")
+    left = walk({"type": "mass", "laterality": "left", "clock": "clock_2"})
+    assert left["size_mm"] == ids("<n:9>")
+    unrestricted = TemplateGrammar(template, vocab)
+    assert len(unrestricted.allowed([])) >= 1 and unrestricted.measured == ()

@@ -124,6 +124,29 @@ def test_grammar_offers_only_allowed_values_and_conditional_fields():
         grammar.parse([vocab.id("<f:bpe_level>")])  # out of order
 
 
+def test_training_targets_leave_out_what_the_kept_sequences_cannot_show(bench):
+    """A training step that hid the DCE series must not ask for kinetics or BPE (the draft
+    at inference cannot write them); with every sequence kept the full report is asked."""
+    from reportgen.model.training import TargetReports
+
+    template = load_template("birads_mri")
+    vocab = ReportVocab.for_template(template)
+    grammar = TemplateGrammar(template, vocab)
+    reports = _truth_reports(bench / "train")
+    names = ["T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3"]
+    targets = TargetReports(grammar, reports, names, vocab.pad_id)
+    study = next(i for i, r in enumerate(reports) if any(f.fields for f in r.findings))
+    every = [True] * len(names)
+    no_dce = [not n.startswith("DCE") for n in names]
+    full = {vocab.token(t) for t in targets.encode(study, every)}
+    hidden = {vocab.token(t) for t in targets.encode(study, no_dce)}
+    assert targets.encode(study, every) == grammar.encode(reports[study])
+    assert "<f:bpe_level>" in full and "<f:bpe_level>" not in hidden
+    assert "<f:kinetics_delayed>" not in hidden and "<f:t2_signal>" in hidden
+    ids, attn = targets.batch([study, study], torch.tensor([every, no_dce]))
+    assert ids.shape[0] == 2 and int(attn[1].sum()) < int(attn[0].sum())
+
+
 def test_every_decoding_strategy_respects_the_template(bench):
     generator = ReportGenerator(bench / "model")
     template = generator.template
