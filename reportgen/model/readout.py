@@ -265,6 +265,7 @@ def fit_size_readout(
     """Fit on (N, F) features and (N,) stated sizes in mm (NaN: unknown, skipped), each
     row also under every feature-visibility mask of `keep`. Returns the training MAE in
     mm of the unmasked rows (held-out error is `reportgen evaluate`'s)."""
+    readout.fitted.fill_(False)  # a fold copied from a fitted readout must not keep its fit
     known = torch.isfinite(sizes)
     features, sizes = features[known].float(), sizes[known].float()
     if not len(features):

@@ -250,6 +250,9 @@ def test_the_size_readout_corrects_the_outline_diameter_on_unseen_lesions():
     fit_size_readout(readout, features, sizes, seed=0)
     after = float((readout.predict(unseen) - truth).abs().mean())
     assert before > 3.0 and after < 1.5
+    # a refit with nothing stated (a cross-fitting fold) does not keep the earlier fit
+    fit_size_readout(readout, features, torch.full_like(sizes, float("nan")), seed=0)
+    assert torch.allclose(readout.predict(unseen), unseen[:, index["diameter_cm"]] * 10.0)
 
 
 def test_sizes_point_to_the_nearest_value_on_the_templates_grid():
