@@ -46,7 +46,7 @@ def main() -> None:
         draft_ids.append(store.add_draft(copy, study_path=truth.study.study_id)[0])
     accounts = [(f"load{i}", PASSWORD) for i in range(args.clients)]
     for name, password in accounts:
-        store.add_clinician(name, name, password)
+        store.accounts.add(name, name, password)
     server = ReviewServer(db, root, work / "server.log")
     try:
         result = run_load(server.url, accounts, draft_ids, args.seconds)

@@ -53,6 +53,9 @@ class CorrectionRecord(BaseModel):
     study_path: str | None = None  # relative to the studies folder the review app served
     model_version: str | None = None
     checkpoint_sha256: str | None = None
+    # False: signed through the API without the signer opening the review page, so
+    # time_spent_s means nothing; the reward step drops or down-weights such records
+    opened_by_signer: bool | None = None
 
     def to_json_line(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_none=True)

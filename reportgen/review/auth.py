@@ -1,8 +1,11 @@
 """Sessions and CSRF for the review app.
 
-The session is a signed cookie (Starlette's SessionMiddleware, itsdangerous) holding the
-clinician's id and a random CSRF token. Every write must carry that token (a form field
-or the X-CSRF-Token header), so another site cannot make a signed-in browser write.
+The cookie (Starlette's SessionMiddleware: signed with itsdangerous, SameSite=Strict) holds
+a random session token and a random CSRF token. The token is only a key: the session
+itself lives in the store (`reportgen.review.store.sessions`) and is checked on every
+request, so sign-out, an idle timeout or disabling the account ends it at once, whatever
+a copied cookie says. Every write must carry the CSRF token (a form field or the
+X-CSRF-Token header), so another site cannot make a signed-in browser write.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import hmac
 import secrets
 
 from fastapi import HTTPException, Request
+
+from reportgen.review.store import RewardLog
 
 CSRF_HEADER = "x-csrf-token"
 
@@ -29,16 +34,22 @@ def check_csrf(request: Request, supplied: str | None) -> None:
         raise HTTPException(status_code=403, detail="missing or wrong CSRF token; reload the page")
 
 
-def signed_in(request: Request) -> int | None:
-    value = request.session.get("clinician_id")
-    return int(value) if value is not None else None
+def signed_in(request: Request, store: RewardLog) -> int | None:
+    """The clinician of the request's live session (None: signed out, ended or disabled)."""
+    token = request.session.get("sid")
+    clinician_id = store.sessions.resolve(token if isinstance(token, str) else None)
+    if clinician_id is None:
+        return None
+    account = store.accounts.get(clinician_id)
+    return clinician_id if account is not None and not account.disabled else None
 
 
-def sign_in(request: Request, clinician_id: int) -> None:
+def sign_in(request: Request, store: RewardLog, clinician_id: int) -> None:
     request.session.clear()  # a new session on sign-in: no fixation of an old one
-    request.session["clinician_id"] = clinician_id
+    request.session["sid"] = store.sessions.start(clinician_id)
     request.session["csrf"] = secrets.token_urlsafe(32)
 
 
-def sign_out(request: Request) -> None:
+def sign_out(request: Request, store: RewardLog) -> None:
+    store.sessions.end(request.session.get("sid"))
     request.session.clear()

@@ -9,16 +9,26 @@ store's synchronous database calls never block the event loop.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path as FilePath
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Path, Request
 from fastapi.templating import Jinja2Templates
 
 from reportgen.review import auth
 from reportgen.review.store import RewardLog
 from reportgen.review.store.log import DraftState, NotFound
+from reportgen.review.throttle import SignInThrottle
 from reportgen.review.viewer import StudyCache
+
+MAX_ID = 2**63 - 1
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_CHARS = 32
+DraftId = Annotated[int, Path(ge=1, le=MAX_ID, description="a draft's id")]
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 @dataclass
@@ -26,9 +36,10 @@ class ReviewContext:
     """What the app holds for its routes (on `app.state.review`)."""
 
     store: RewardLog
-    studies_root: Path | None
+    studies_root: FilePath | None
     cache: StudyCache
     pages: Jinja2Templates
+    throttle: SignInThrottle
 
 
 def context(request: Request) -> ReviewContext:
@@ -37,8 +48,8 @@ def context(request: Request) -> ReviewContext:
 
 def clinician(request: Request) -> int:
     """The signed-in clinician's id (401 otherwise: the page routes redirect to /login)."""
-    clinician_id = auth.signed_in(request)
-    if clinician_id is None or context(request).store.clinician(clinician_id) is None:
+    clinician_id = auth.signed_in(request, context(request).store)
+    if clinician_id is None:
         raise HTTPException(401, "sign in first")
     return clinician_id
 
@@ -50,7 +61,7 @@ def writer(request: Request) -> int:
     return clinician_id
 
 
-def draft_state(request: Request, draft_id: int) -> DraftState:
+def draft_state(request: Request, draft_id: DraftId) -> DraftState:
     try:
         return context(request).store.state(draft_id)
     except NotFound as exc:
@@ -61,13 +72,49 @@ def lang(request: Request) -> str:
     return "zh" if request.query_params.get("lang") == "zh" else "en"
 
 
+def _depth(text: str) -> int:
+    """How deeply the JSON text nests (strings removed first, so brackets in them don't count)."""
+    depth = deepest = 0
+    for char in _STRINGS.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _number(kind):
+    def parse(text: str):
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(f"a number of {len(text)} characters")
+        value = kind(text)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a number out of range")
+        return value
+
+    return parse
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
 async def json_body(request: Request) -> dict:
-    """The request body as a JSON object (400 otherwise)."""
+    """The request body as a JSON object of bounded depth and number size (400 otherwise)."""
     raw = await request.body()
     try:
-        body = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, "the request body is not JSON") from exc
+        text = (raw or b"{}").decode("utf-8")
+        if _depth(text) > MAX_JSON_DEPTH:
+            raise HTTPException(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+        body = json.loads(
+            text,
+            parse_int=_number(int),
+            parse_float=_number(float),
+            parse_constant=_no_constant,
+        )
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise HTTPException(400, "the request body is not JSON within limits") from exc
     if not isinstance(body, dict):
         raise HTTPException(400, "the request body must be a JSON object")
     return body

@@ -3,7 +3,8 @@
 A draft is any report JSON under the folder written by a model. Its study is the item
 in the folder named like the draft's study id (a study folder, or a NIfTI file), or the
 folder the draft sits in when that folder holds NIfTI files. Paths are stored relative
-to the studies folder, so the app can never be pointed outside it.
+to the studies folder, and a draft or study that resolves outside it (a symlink out, as
+for heat maps in `viewer.inside`) is skipped, so the app can never be pointed outside it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from reportgen.errors import InputError, ReportgenError
 from reportgen.report.io import read_report
 from reportgen.review.store import RewardLog
+from reportgen.review.viewer import PathRefused, inside
 
 log = logging.getLogger(__name__)
 MAX_DRAFT_BYTES = 5_000_000
@@ -27,10 +29,20 @@ def _stem(path: Path) -> str:
     return name
 
 
+def _within(root: Path, path: Path) -> bool:
+    try:
+        inside(root, str(path.relative_to(root)))
+    except PathRefused:
+        return False
+    return True
+
+
 def find_study(root: Path, draft_file: Path, study_id: str) -> Path | None:
     for candidate in sorted(root.rglob("*")):
-        if _stem(candidate) == study_id and (
-            candidate.is_dir() or candidate.name.endswith((".nii", ".nii.gz"))
+        if (
+            _stem(candidate) == study_id
+            and (candidate.is_dir() or candidate.name.endswith((".nii", ".nii.gz")))
+            and _within(root, candidate)
         ):
             return candidate
     folder = draft_file.parent
@@ -44,6 +56,9 @@ def import_drafts(log_db: RewardLog, root: Path) -> tuple[int, int]:
     root = root.resolve()
     added = seen = 0
     for path in sorted(root.rglob("*.json")):
+        if not _within(root, path):
+            log.warning("draft %s skipped: it resolves outside the studies folder", path.name)
+            continue
         if path.stat().st_size > MAX_DRAFT_BYTES or path.name == "manifest.json":
             continue
         try:

@@ -15,17 +15,27 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from ontology.concepts import default_concepts
 from reportgen.render import render_text
 from reportgen.report import Report, Template, load_template
-from reportgen.review.deps import clinician, context, draft_state, json_body, lang, writer
+from reportgen.review.deps import (
+    DraftId,
+    clinician,
+    context,
+    draft_state,
+    json_body,
+    lang,
+    writer,
+)
 from reportgen.review.forms import FormError, report_from_form
 from reportgen.review.store import Conflict
-from reportgen.review.store.log import DraftState, RefusedEdit
+from reportgen.review.store.log import DraftState, NotYours, RefusedEdit
+
+MAX_VERSION = 2**31 - 1
 
 router = APIRouter(prefix="/api")
 
 
 @router.get("/drafts/{draft_id}")
 def read_draft(
-    draft_id: int, _: int = Depends(clinician), state: DraftState = Depends(draft_state)
+    draft_id: DraftId, _: int = Depends(clinician), state: DraftState = Depends(draft_state)
 ):
     return {
         "draft_id": draft_id,
@@ -58,7 +68,7 @@ class Edit:
 
 
 def edit(
-    draft_id: int,
+    draft_id: DraftId,
     clinician_id: int = Depends(writer),
     body: dict = Depends(json_body),
     state: DraftState = Depends(draft_state),
@@ -91,18 +101,26 @@ def preview(change: Edit = Depends(edit)):
 
 def _version_of(body: dict) -> int:
     version = body.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= MAX_VERSION:
         raise HTTPException(422, "version: the version you edited (an integer) is required")
     return version
 
 
 def _store(action, change: Edit) -> tuple[int, int]:
-    """One append to the store: (the version edited, what the store returns)."""
+    """One append to the store: (the version edited, what the store returns).
+
+    `"override": true` asks to edit a draft another clinician claimed (admins only; audited).
+    """
     version = _version_of(change.body)
+    override = change.body.get("override", False)
+    if not isinstance(override, bool):
+        raise HTTPException(422, "override: true or false")
     _, report, _ = change.report()
     try:
-        return version, action(change.draft_id, change.clinician_id, version, report)
-    except Conflict as exc:
+        return version, action(
+            change.draft_id, change.clinician_id, version, report, override=override
+        )
+    except (Conflict, NotYours) as exc:
         raise HTTPException(409, str(exc)) from exc
     except RefusedEdit as exc:
         raise HTTPException(422, str(exc)) from exc

@@ -1,46 +1,76 @@
-"""Signing in and out of the review app (every sign-in and sign-out is audited)."""
+"""Signing in and out of the review app.
+
+Every sign-in, failed sign-in (name tried, client address, time) and sign-out is audited.
+A name or address that keeps failing is locked out with exponential back-off
+(`throttle.SignInThrottle`) before any password is checked, and a flood of sign-ins gets
+503 rather than queueing Argon2 work behind the readers (`store.accounts.Busy`).
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from reportgen.review import auth
 from reportgen.review.deps import clinician, context
+from reportgen.review.store.accounts import Busy
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 
+def _login_page(request: Request, error: str | None, status: int = 200, headers=None):
+    return context(request).pages.TemplateResponse(
+        request,
+        "login.html",
+        {"csrf": auth.csrf_token(request), "error": error},
+        status_code=status,
+        headers=headers,
+    )
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request):
-    return context(request).pages.TemplateResponse(
-        request, "login.html", {"csrf": auth.csrf_token(request), "error": None}
-    )
+    return _login_page(request, None)
 
 
 @router.post("/login")
 def login(
     request: Request,
-    username: str = Form(...),
-    password: str = Form(...),
-    csrf_token: str = Form(""),
+    username: str = Form(..., max_length=256),
+    password: str = Form(..., max_length=4096),
+    csrf_token: str = Form("", max_length=256),
 ):
     auth.check_csrf(request, csrf_token)
     ctx = context(request)
-    found = ctx.store.authenticate(username, password)
-    if found is None:
-        log.info("failed sign-in")
-        return ctx.pages.TemplateResponse(
+    address = request.client.host if request.client else "unknown"
+    keys = [f"user:{username.strip().lower()}", f"address:{address}"]
+    wait = ctx.throttle.retry_after(keys)
+    if wait > 0:
+        seconds = str(math.ceil(wait))  # not audited: the failures that locked it are
+        return _login_page(
             request,
-            "login.html",
-            {"csrf": auth.csrf_token(request), "error": "Unknown user or wrong password."},
-            status_code=401,
+            f"Too many failed sign-ins; try again in {seconds} s.",
+            429,
+            {"Retry-After": seconds},
         )
-    auth.sign_in(request, found.id)
-    ctx.store.audit("sign_in", found.id)
+    try:
+        found = ctx.store.accounts.authenticate(username, password)
+    except Busy:
+        return _login_page(
+            request, "The server is busy; try again in a few seconds.", 503, {"Retry-After": "2"}
+        )
+    if found is None:
+        ctx.throttle.failed(keys)
+        ctx.store.audit("sign_in_failed", detail={"user": username[:64], "address": address})
+        log.info("failed sign-in")
+        return _login_page(request, "Unknown user or wrong password.", 401)
+    ctx.throttle.succeeded(keys[:1])
+    auth.sign_in(request, ctx.store, found.id)
+    ctx.store.audit("sign_in", found.id, detail={"address": address})
     return RedirectResponse("/", status_code=303)
 
 
@@ -48,5 +78,5 @@ def login(
 def logout(request: Request, clinician_id: int = Depends(clinician), csrf_token: str = Form("")):
     auth.check_csrf(request, csrf_token)
     context(request).store.audit("sign_out", clinician_id)
-    auth.sign_out(request)
+    auth.sign_out(request, context(request).store)
     return RedirectResponse("/login", status_code=303)

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from reportgen import NOT_FOR_CLINICAL_USE
@@ -16,7 +16,7 @@ from reportgen.errors import ReportgenError
 from reportgen.render import render_text
 from reportgen.report import load_template
 from reportgen.review import auth
-from reportgen.review.deps import ReviewContext, clinician, context, draft_state, lang
+from reportgen.review.deps import DraftId, ReviewContext, clinician, context, draft_state, lang
 from reportgen.review.forms import controls, form_values
 from reportgen.review.store.log import DraftState
 from reportgen.review.viewer import PathRefused, inside, load_heatmap, render_slice
@@ -33,7 +33,7 @@ def worklist(request: Request, clinician_id: int = Depends(clinician)):
         "worklist.html",
         {
             "rows": ctx.store.worklist(),
-            "clinician": ctx.store.clinician(clinician_id),
+            "clinician": ctx.store.accounts.get(clinician_id),
             "csrf": auth.csrf_token(request),
             "notice": NOT_FOR_CLINICAL_USE,
         },
@@ -54,15 +54,17 @@ def _sequences_of(ctx: ReviewContext, state: DraftState) -> dict[str, int]:
 @router.get("/drafts/{draft_id}", response_class=HTMLResponse)
 def review_page(
     request: Request,
-    draft_id: int,
+    draft_id: DraftId,
     clinician_id: int = Depends(clinician),
     state: DraftState = Depends(draft_state),
     lang: str = Depends(lang),
 ):
     ctx = context(request)
     template = load_template(state.template_id)
-    ctx.store.audit("open", clinician_id, draft_id)
+    claimant = ctx.store.open(draft_id, clinician_id)
     page = {
+        "claimed_by": claimant.display_name if claimant else None,
+        "claimed_by_me": claimant is not None and claimant.id == clinician_id,
         "draft_id": draft_id,
         "version": state.version,
         "status": state.status,
@@ -84,7 +86,8 @@ def review_page(
             "lang": lang,
             "page_json": json.dumps(page, ensure_ascii=False),
             "csrf": auth.csrf_token(request),
-            "clinician": ctx.store.clinician(clinician_id),
+            "clinician": ctx.store.accounts.get(clinician_id),
+            "claimant": claimant,
             "narrative": render_text(state.current, lang, template),
             "notice": NOT_FOR_CLINICAL_USE,
         },
@@ -121,11 +124,11 @@ def _overlay(ctx: ReviewContext, state: DraftState):
 @router.get("/drafts/{draft_id}/slice.png")
 def slice_png(
     request: Request,
-    draft_id: int,
-    seq: str,
-    z: int = 0,
-    level: float | None = None,
-    width: float | None = None,
+    draft_id: DraftId,
+    seq: str = Query(..., max_length=32),
+    z: int = Query(0, ge=0, le=100_000),
+    level: float | None = Query(None, ge=-1e9, le=1e9),
+    width: float | None = Query(None, gt=0, le=1e9),
     overlay: bool = True,
     _: int = Depends(clinician),
     state: DraftState = Depends(draft_state),

@@ -93,7 +93,7 @@ def sign_as(
 ) -> Report:
     """Correct and sign through the app's own code; falls back to the truth if the mix is invalid."""
     template = load_template(draft.template.id)
-    log.audit("open", clinician_id, draft_id)
+    log.open(draft_id, clinician_id)
     report, _ = report_from_form(
         template, draft, corrected_form(draft, truth, profile, rng), clinician_id
     )
@@ -110,7 +110,7 @@ def correct_drafts_of(log: RewardLog, studies: Path, generator, rng: random.Rand
     from reportgen.io import load_study
     from reportgen.model.generate import GenerateOptions
 
-    clinicians = [log.add_clinician(p.name, p.name, SIMULATED_PASSWORD) for p in PROFILES]
+    clinicians = [log.accounts.add(p.name, p.name, SIMULATED_PASSWORD) for p in PROFILES]
     rows = read_manifest(studies / "manifest.jsonl")
     for i, row in enumerate(rows):
         folder = studies / row["dir"]

@@ -19,7 +19,7 @@ def app_env(request, tmp_path):
     root, draft, truth = studies_with_draft(tmp_path / "studies")
     store = RewardLog(db)
     assert import_drafts(store, root) == (1, 1)
-    store.add_clinician("alice", "Dr Alice", PASSWORD)
+    store.accounts.add("alice", "Dr Alice", PASSWORD)
     client = TestClient(create_app(ReviewSettings(db=db, studies=root), store))
     yield client, store, root, draft, truth
     store.close()

@@ -66,7 +66,7 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
     assert result.code == 0, result.err
     draft = Report.from_json((studies / "draft.json").read_text())
     db = str(tmp_path / "log.db")
-    RewardLog(db).add_clinician("alice", "Dr Alice", PASSWORD)
+    RewardLog(db).accounts.add("alice", "Dr Alice", PASSWORD)
     server = ReviewServer(db, studies, tmp_path / "server.log")
     try:
         with sync_playwright() as p:

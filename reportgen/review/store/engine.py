@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from reportgen.errors import ConfigError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` readable by its owner only, or take group/other access off an existing
+    one, with its WAL and shared-memory files (SQLite gives those the database's mode):
+    the log holds password hashes and clinical reports."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for item in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if item.exists() and stat.S_IMODE(item.stat().st_mode) & 0o077:
+            item.chmod(0o600)
+            log.warning("%s was readable by others; now 0600", item.name)
 
 
 def database_url(db: str) -> str:
@@ -44,6 +60,7 @@ def create_log_engine(db: str) -> Engine:
             folder = Path(parsed.database).parent
             if not folder.is_dir():
                 raise ConfigError(f"--db {db!r}: folder {folder} does not exist")
+            private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -66,6 +83,45 @@ def migrate(engine: Engine) -> None:
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise ConfigError(f"cannot open the reward log database: {reason}") from exc
+    except DBAPIError as exc:  # e.g. the app's role may not create tables: the owner migrates
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ConfigError(
+            f"cannot bring the reward log's schema up to date as this user ({reason}); "
+            "run `reportgen review migrate --db OWNER_URL` as the database owner"
+        ) from exc
+
+
+APP_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {role}",
+    "REVOKE INSERT ON alembic_version FROM {role}",
+    "GRANT UPDATE ON sessions TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+
+
+def grant_app_role(engine: Engine, role: str) -> None:
+    """PostgreSQL: let `role` (which owns nothing) read and append, and update sessions only:
+    no UPDATE or DELETE of the log, no TRUNCATE, DROP or ALTER."""
+    if engine.dialect.name != "postgresql":
+        raise ConfigError("--app-role is for PostgreSQL; a SQLite file has no roles")
+    if not role.replace("_", "").isalnum():
+        raise ConfigError(f"--app-role {role!r}: letters, digits and '_' only")
+    with engine.begin() as connection:
+        found = connection.execute(
+            text("SELECT rolsuper, rolname = current_user FROM pg_roles WHERE rolname = :r"),
+            {"r": role},
+        ).first()
+        if found is None:
+            raise ConfigError(
+                f"no PostgreSQL role {role!r}: create it first (CREATE ROLE ... LOGIN)"
+            )
+        if found[0] or found[1]:
+            raise ConfigError(
+                f"role {role!r} is a superuser or the owner; the app needs its own role"
+            )
+        for statement in APP_GRANTS:
+            connection.execute(text(statement.format(role=role)))
 
 
 def open_log_engine(db: str) -> Engine:

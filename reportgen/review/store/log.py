@@ -8,7 +8,6 @@ ever silently overwritten. A report is only stored if the template accepts it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -16,29 +15,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reportgen.errors import ConfigError, InputError, ReportgenError
+from reportgen.errors import InputError, ReportgenError
 from reportgen.report import Report, load_template, validate_report
 from reportgen.report.compare import diff_reports
 from reportgen.report.correction import CorrectionDiff, CorrectionRecord
+from reportgen.review.store import chain
+from reportgen.review.store.accounts import Account, Accounts
 from reportgen.review.store.engine import open_log_engine
 from reportgen.review.store.models import (
     AuditEvent,
+    Claim,
     Clinician,
     Correction,
     DraftRow,
+    LedgerLink,
     Revision,
     SignedReport,
     StudyRow,
 )
+from reportgen.review.store.sessions import Sessions
+from reportgen.review.store.writing import writing
 
 log = logging.getLogger(__name__)
-MIN_PASSWORD_LENGTH = 10
 
 
 class Conflict(ReportgenError):
@@ -95,59 +97,46 @@ def _immediate_transactions(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class NotYours(ReportgenError):
+    """The draft is claimed by another clinician; only an admin may override."""
+
+
+class BrokenChain(ReportgenError):
+    """The hash chain does not hold: a row was changed, deleted or added behind the app's back."""
+
+
 class RewardLog:
     """The reward log over one database (SQLite file or PostgreSQL URL)."""
 
-    def __init__(self, db: str | Engine):
+    def __init__(self, db: str | Engine, max_sign_in_checks: int = 2):
         self.engine = open_log_engine(db) if isinstance(db, str) else db
         if self.engine.dialect.name == "sqlite":
             _immediate_transactions(self.engine)
-        self._hasher = PasswordHasher()
+        self.accounts = Accounts(self.engine, max_checks=max_sign_in_checks)
+        self.sessions = Sessions(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- clinicians -----------------------------------------------------------------
-    def add_clinician(self, username: str, display_name: str, password: str) -> int:
-        username = username.strip()
-        if (
-            not username
-            or len(username) > 64
-            or not username.replace(".", "").replace("_", "").replace("-", "").isalnum()
-        ):
-            raise ConfigError("a username is 1-64 letters, digits, '.', '_' or '-'")
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise ConfigError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
-        with Session(self.engine) as session, session.begin():
-            if session.scalar(select(Clinician).where(Clinician.username == username)):
-                raise ConfigError(f"user {username!r} already exists")
-            clinician = Clinician(
-                username=username,
-                display_name=display_name or username,
-                password_hash=self._hasher.hash(password),
+    def verify(self) -> list[str]:
+        """Problems with the hash chain, the first broken link first (empty: intact)."""
+        with self.engine.connect() as connection:
+            return chain.verify(connection)
+
+    def chain_head(self) -> tuple[int, str]:
+        """(links, hash of the last link): kept elsewhere, it shows a log later cut short."""
+        with Session(self.engine) as session:
+            last = session.scalar(select(LedgerLink).order_by(LedgerLink.seq.desc()).limit(1))
+            return (last.seq, last.sha256) if last else (0, chain.GENESIS)
+
+    def check_chain(self) -> None:
+        problems = self.verify()
+        if problems:
+            more = f" (and {len(problems) - 1} more; `reportgen review verify` lists them)"
+            raise BrokenChain(
+                f"the reward log was altered outside the app: {problems[0]}"
+                + (more if len(problems) > 1 else "")
             )
-            session.add(clinician)
-            session.flush()
-            session.add(AuditEvent(clinician_id=clinician.id, action="user_added", detail={}))
-            return clinician.id
-
-    def authenticate(self, username: str, password: str) -> Clinician | None:
-        with Session(self.engine, expire_on_commit=False) as session:
-            clinician = session.scalar(select(Clinician).where(Clinician.username == username))
-            if clinician is None:
-                # spend the same time as a real check, so a wrong name is not told apart
-                with contextlib.suppress(VerificationError):
-                    self._hasher.verify(self._hasher.hash("x" * MIN_PASSWORD_LENGTH), password)
-                return None
-            try:
-                self._hasher.verify(clinician.password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return None
-            return clinician
-
-    def clinician(self, clinician_id: int) -> Clinician | None:
-        with Session(self.engine, expire_on_commit=False) as session:
-            return session.get(Clinician, clinician_id)
 
     # -- drafts ---------------------------------------------------------------------
     def add_draft(
@@ -161,7 +150,7 @@ class RewardLog:
             raise InputError(source_path, "the draft does not pass `reportgen validate`")
         text = report.to_json()
         digest = hashlib.sha256(text.encode()).hexdigest()
-        with Session(self.engine) as session, session.begin():
+        with writing(self.engine) as session:
             existing = session.scalar(select(DraftRow.id).where(DraftRow.content_sha256 == digest))
             if existing is not None:
                 return existing, False
@@ -266,7 +255,62 @@ class RewardLog:
         report.validation = validation
         return report.to_json()
 
-    def _base(self, session: Session, draft_id: int, base_version: int) -> DraftRow:
+    # -- claims -------------------------------------------------------------------
+    def _claim_row(self, session: Session, draft_id: int) -> Claim | None:
+        return session.scalar(
+            select(Claim).where(Claim.draft_id == draft_id).order_by(Claim.id.desc()).limit(1)
+        )
+
+    def claimant(self, draft_id: int) -> Account | None:
+        """Who is editing the draft (its latest claim), if anyone."""
+        with Session(self.engine) as session:
+            claim = self._claim_row(session, draft_id)
+        return self.accounts.get(claim.clinician_id) if claim else None
+
+    def open(self, draft_id: int, clinician_id: int) -> Account | None:
+        """A clinician opened the draft's review page: audited, and the draft is theirs to
+        edit if no one has claimed it (nor signed it). Returns the claimant."""
+        with writing(self.engine) as session:
+            if session.get(DraftRow, draft_id) is None:
+                raise NotFound(f"no draft {draft_id}")
+            session.add(AuditEvent(clinician_id=clinician_id, action="open", draft_id=draft_id))
+            signed = session.scalar(
+                select(SignedReport.id).where(SignedReport.draft_id == draft_id)
+            )
+            if self._claim_row(session, draft_id) is None and signed is None:
+                session.add(Claim(draft_id=draft_id, clinician_id=clinician_id, override=False))
+        return self.claimant(draft_id)
+
+    def _take(self, session: Session, draft_id: int, clinician_id: int, override: bool) -> None:
+        """The writer may edit this draft: theirs, unclaimed (now theirs), or an admin's
+        explicit override (audited); `NotYours` otherwise."""
+        claim = self._claim_row(session, draft_id)
+        if claim is not None and claim.clinician_id == clinician_id:
+            return
+        if claim is not None:
+            holder = self.accounts.get(claim.clinician_id, session)
+            name = holder.display_name if holder else "another clinician"
+            if not override:
+                raise NotYours(
+                    f"{name} is editing this draft (since {_utc(claim.at):%Y-%m-%d %H:%M} UTC); "
+                    "only an admin can take it over"
+                )
+            account = self.accounts.get(clinician_id, session)
+            if account is None or not account.is_admin:
+                raise NotYours(f"{name} is editing this draft; only an admin can override")
+            session.add(
+                AuditEvent(
+                    clinician_id=clinician_id,
+                    action="override",
+                    draft_id=draft_id,
+                    detail={"from_clinician": claim.clinician_id},
+                )
+            )
+        session.add(Claim(draft_id=draft_id, clinician_id=clinician_id, override=claim is not None))
+
+    def _base(
+        self, session: Session, draft_id: int, base_version: int, clinician_id: int, override: bool
+    ) -> DraftRow:
         draft = session.get(DraftRow, draft_id)
         if draft is None:
             raise NotFound(f"no draft {draft_id}")
@@ -277,6 +321,7 @@ class RewardLog:
                 f"this report was signed by {who.display_name if who else 'someone'} at "
                 f"{_utc(signed.signed_at):%Y-%m-%d %H:%M} UTC; it can no longer be edited"
             )
+        self._take(session, draft_id, clinician_id, override)
         latest = self._latest(session, draft_id)
         if base_version != latest:
             row = session.scalar(
@@ -292,11 +337,19 @@ class RewardLog:
             )
         return draft
 
-    def save(self, draft_id: int, clinician_id: int, base_version: int, report: Report) -> int:
-        """Append a revision; returns the new version. Refuses stale or invalid saves."""
+    def save(
+        self,
+        draft_id: int,
+        clinician_id: int,
+        base_version: int,
+        report: Report,
+        override: bool = False,
+    ) -> int:
+        """Append a revision; returns the new version. Refuses stale or invalid saves, and
+        saves over another clinician's claim unless an admin asks to `override`."""
         try:
-            with Session(self.engine) as session, session.begin():
-                draft = self._base(session, draft_id, base_version)
+            with writing(self.engine) as session:
+                draft = self._base(session, draft_id, base_version, clinician_id, override)
                 text = self._checked(session, draft, report, clinician_id)
                 session.add(
                     Revision(
@@ -321,11 +374,18 @@ class RewardLog:
             ) from exc
         return base_version + 1
 
-    def sign(self, draft_id: int, clinician_id: int, base_version: int, report: Report) -> int:
+    def sign(
+        self,
+        draft_id: int,
+        clinician_id: int,
+        base_version: int,
+        report: Report,
+        override: bool = False,
+    ) -> int:
         """Store the final revision, the signed report and the correction record at once."""
         try:
-            with Session(self.engine) as session, session.begin():
-                draft = self._base(session, draft_id, base_version)
+            with writing(self.engine) as session:
+                draft = self._base(session, draft_id, base_version, clinician_id, override)
                 text = self._checked(session, draft, report, clinician_id)
                 number = base_version + 1
                 session.add(
@@ -344,6 +404,8 @@ class RewardLog:
                 )
                 session.add(signed)
                 session.flush()
+                opened = self._first_open(session, draft_id, clinician_id)
+                now = datetime.now(UTC)
                 drafted = Report.from_json(draft.report_json)
                 diff = diff_reports(drafted, Report.from_json(text)).to_dict()
                 diff["comment_changed"] = drafted.comment != report.comment
@@ -356,7 +418,8 @@ class RewardLog:
                         draft_json=draft.report_json,
                         corrected_json=text,
                         diff=diff,
-                        time_spent_s=self._time_spent(session, draft_id, clinician_id),
+                        time_spent_s=(now - opened).total_seconds() if opened else 0.0,
+                        opened_by_signer=opened is not None,
                         model_version=draft.model_version,
                         checkpoint_sha256=draft.checkpoint_sha256,
                     )
@@ -375,7 +438,8 @@ class RewardLog:
                 "someone signed or saved this report at the same moment; reload"
             ) from exc
 
-    def _time_spent(self, session: Session, draft_id: int, clinician_id: int) -> float:
+    def _first_open(self, session: Session, draft_id: int, clinician_id: int) -> datetime | None:
+        """When the signer first opened the review page (time spent counts from there)."""
         opened = session.scalar(
             select(func.min(AuditEvent.at)).where(
                 AuditEvent.draft_id == draft_id,
@@ -383,7 +447,7 @@ class RewardLog:
                 AuditEvent.action == "open",
             )
         )
-        return max(0.0, (datetime.now(UTC) - _utc(opened)).total_seconds()) if opened else 0.0
+        return _utc(opened) if opened else None
 
     # -- audit ----------------------------------------------------------------------
     def audit(
@@ -393,7 +457,7 @@ class RewardLog:
         draft_id: int | None = None,
         detail: dict | None = None,
     ) -> None:
-        with Session(self.engine) as session, session.begin():
+        with writing(self.engine) as session:
             session.add(
                 AuditEvent(
                     clinician_id=clinician_id, action=action, draft_id=draft_id, detail=detail or {}
@@ -456,6 +520,7 @@ class RewardLog:
                     model_version=c.model_version,
                     checkpoint_sha256=c.checkpoint_sha256,
                     time_spent_s=round(c.time_spent_s, 3),
+                    opened_by_signer=c.opened_by_signer,
                     signed_at=_utc(signed_at).isoformat(),
                     diff=CorrectionDiff.model_validate(c.diff),
                     draft=Report.from_json(c.draft_json),
@@ -467,6 +532,7 @@ class RewardLog:
         out = Path(out)
         if not out.parent.is_dir():
             raise InputError(out.parent, "folder does not exist")
+        self.check_chain()  # never hand the learner a log someone rewrote
         tmp = out.with_name(out.name + ".partial")
         count = 0
         with tmp.open("w", encoding="utf-8") as handle:

@@ -3,8 +3,11 @@
 Everything a clinician does is an insert: a save is a new revision numbered one past
 the version it was based on (a unique (draft, number) pair turns a stale save into a
 conflict instead of a lost edit), signing inserts a signed report and a correction
-record, and every action appends to the audit trail. Nothing is updated or deleted;
-the migration installs triggers that make the database itself refuse it.
+record, and every action appends to the audit trail. Account changes (password, role,
+disabled) and claims on drafts are inserts too. Nothing is updated or deleted; the
+migrations install triggers that make the database itself refuse it, and every appended
+row is a link of the hash chain in `ledger` (see `chain.py`), so a row rewritten behind
+the app's back is found. Only `sessions` changes in place: it is not part of the record.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -23,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-APPEND_ONLY_TABLES = ("drafts", "revisions", "signed_reports", "corrections", "audit_events")
+ROLES = ("reviewer", "admin")
 
 
 def utcnow() -> datetime:
@@ -104,6 +108,9 @@ class Correction(Base):
     corrected_json: Mapped[str] = mapped_column(Text)
     diff: Mapped[dict] = mapped_column(JSON)
     time_spent_s: Mapped[float] = mapped_column(Float)
+    # False: signed without the signer ever opening the review page (an API-only signature,
+    # whose time spent means nothing); None: signed before this was recorded
+    opened_by_signer: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     model_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     checkpoint_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -119,3 +126,57 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     draft_id: Mapped[int | None] = mapped_column(ForeignKey("drafts.id"), nullable=True)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class AccountChange(Base):
+    """A change to an account: a new password hash, a role, disabled or enabled again.
+
+    The account's state is its latest value of each; `by_clinician_id` is None when the
+    operator changed it from the command line."""
+
+    __tablename__ = "account_changes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clinician_id: Mapped[int] = mapped_column(ForeignKey("clinicians.id"))
+    by_clinician_id: Mapped[int | None] = mapped_column(ForeignKey("clinicians.id"), nullable=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    disabled: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Claim(Base):
+    """Who is editing a draft: whoever opened it first, until an admin overrides."""
+
+    __tablename__ = "claims"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    clinician_id: Mapped[int] = mapped_column(ForeignKey("clinicians.id"))
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LedgerLink(Base):
+    """One link of the hash chain: a row of a log table and the hash of everything before."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("table_name", "row_id", name="uq_ledger_row"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    table_name: Mapped[str] = mapped_column(String(32))
+    row_id: Mapped[str] = mapped_column(String(128))
+    row_sha256: Mapped[str] = mapped_column(String(64))
+    prev_sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class SessionRow(Base):
+    """A signed-in browser: the cookie holds a random token, this table its hash.
+
+    Sign-out, an idle timeout, disabling the account or a password change end it at once,
+    whatever a copied cookie says."""
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    clinician_id: Mapped[int] = mapped_column(ForeignKey("clinicians.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
