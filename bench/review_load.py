@@ -44,9 +44,11 @@ def main() -> None:
         copy = draft.model_copy(deep=True)
         copy.provenance.model_version = f"load-{i}"
         draft_ids.append(store.add_draft(copy, study_path=truth.study.study_id)[0])
-    accounts = [(f"load{i}", PASSWORD) for i in range(args.clients)]
-    for name, password in accounts:
-        store.accounts.add(name, name, password)
+    # a draft is its claimant's alone, so the clients of one draft are one clinician in
+    # several tabs: their saves still collide (stale versions), as two clinicians' once did
+    accounts = [(f"load{i % args.drafts}", PASSWORD) for i in range(args.clients)]
+    for name in sorted({name for name, _ in accounts}):
+        store.accounts.add(name, name, PASSWORD)
     server = ReviewServer(db, root, work / "server.log")
     try:
         result = run_load(server.url, accounts, draft_ids, args.seconds)
@@ -59,6 +61,7 @@ def main() -> None:
         "log_matches_acknowledged": sorted(result.acknowledged) == in_log,
         "duplicates": len(result.acknowledged) - len(set(result.acknowledged)),
         "integrity_problems": integrity_problems(store.engine),
+        "hash_chain_problems": store.verify(),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores (server and clients share them)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,9 +48,13 @@ def signed_in_client(base_url: str, username: str, password: str) -> httpx.Clien
     client = httpx.Client(base_url=base_url, timeout=60)
     login = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)
-    response = client.post(
-        "/login", data={"username": username, "password": password, "csrf_token": token}
-    )
+    for _ in range(20):  # 503: too many sign-ins being checked at once; retry as asked
+        response = client.post(
+            "/login", data={"username": username, "password": password, "csrf_token": token}
+        )
+        if response.status_code != 503:
+            break
+        time.sleep(float(response.headers.get("retry-after", 1)))
     if response.status_code not in (200, 303) or "Worklist" not in client.get("/").text:
         raise RuntimeError(f"sign-in as {username} failed ({response.status_code})")
     return client
