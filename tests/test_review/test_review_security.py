@@ -208,10 +208,13 @@ def test_sqlite_insert_or_replace_is_refused_and_a_rewrite_behind_the_apps_back_
     # someone with the file drops the guard and rewrites a signed report
     raw.execute("DROP TRIGGER signed_reports_no_update")
     raw.execute("UPDATE signed_reports SET report_json = '{}' WHERE id = 1")
+    raw.execute("DROP TRIGGER audit_events_no_delete")
+    raw.execute("DELETE FROM audit_events WHERE action = 'open'")
     raw.commit()
     raw.close()
     problems = store.verify()
-    assert problems and "signed_reports row 1" in problems[0] and "changed" in problems[0]
+    assert "audit_events row 3): the row was deleted" in problems[0]  # the first broken link
+    assert "signed_reports row 1): the row was changed" in problems[1]
     result = cli("review", "verify", "--db", db)
     assert result.code == 1 and "signed_reports row 1" in result.out
     with pytest.raises(BrokenChain, match="signed_reports row 1"):
