@@ -217,7 +217,7 @@ def test_sqlite_insert_or_replace_is_refused_and_a_rewrite_behind_the_apps_back_
     assert "signed_reports row 1): the row was changed" in problems[1]
     result = cli("review", "verify", "--db", db)
     assert result.code == 1 and "signed_reports row 1" in result.out
-    with pytest.raises(BrokenChain, match="signed_reports row 1"):
+    with pytest.raises(BrokenChain, match="audit_events row 3"):
         store.export_corrections(tmp_path / "c.jsonl")
     assert not (tmp_path / "c.jsonl").exists()
     assert_refused(cli("review", "--db", db, "--port", "1"), "altered outside the app")
