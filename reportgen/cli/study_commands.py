@@ -95,6 +95,9 @@ def ingest(
     series: list[str] = typer.Option(
         [], "--series", help="Override naming: SERIES_NUMBER=T2W|DWI|ADC|DCE (repeatable)."
     ),
+    study_id: str = typer.Option(
+        None, "--study-id", help="Id for the study (default: a hash of its StudyInstanceUID)."
+    ),
 ) -> None:
     """Convert a DICOM folder into a de-identified study folder of NIfTI files."""
     from reportgen.errors import InputError
@@ -102,7 +105,7 @@ def ingest(
 
     if not dicom_dir.is_dir():
         raise InputError(dicom_dir, "not a folder")
-    result = ingest_dicom(dicom_dir, out, _parse_overrides(series))
+    result = ingest_dicom(dicom_dir, out, _parse_overrides(series), study_id)
     for stem, reason in result["files"].items():
         typer.echo(f"{stem}: {reason}")
     for item in result["skipped_series"]:

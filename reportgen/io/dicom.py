@@ -25,6 +25,7 @@ from reportgen.io.dicom_headers import (
     SeriesGroup,
     b_value,
     classify_series,
+    pseudonymous_study_id,
     technical_info,
     temporal_key,
 )
@@ -54,6 +55,7 @@ class DicomConversion:
     converted: list[ConvertedSeries]
     skipped: list[tuple[int, str]]  # (series number, why)
     warnings: list[str]
+    study_id: str = ""  # pseudonymous (`dicom_headers.pseudonymous_study_id`)
 
 
 def scan_dicom_folder(folder: Path) -> list[SeriesGroup]:
@@ -243,7 +245,8 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
     converted: list[ConvertedSeries] = []
     skipped: list[tuple[int, str]] = []
     warnings: list[str] = []
-    for group in scan_dicom_folder(folder):
+    groups = scan_dicom_folder(folder)
+    for group in groups:
         if group.number in overrides:
             kind, reason = overrides[group.number], "named on the command line"
         else:
@@ -263,7 +266,7 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
         detail = "; ".join(f"series {n}: {why}" for n, why in skipped) or "nothing to convert"
         raise InputError(folder, f"no DICOM series could be converted ({detail})")
     _assign_names(converted, warnings)
-    return DicomConversion(converted, skipped, warnings)
+    return DicomConversion(converted, skipped, warnings, pseudonymous_study_id(groups))
 
 
 def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
@@ -287,7 +290,7 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
     if not sequences:
         raise InputError(folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence")
     return Study(
-        study_id or Path(folder).name,
+        study_id or conversion.study_id,
         sequences,
         str(folder),
         "dicom",

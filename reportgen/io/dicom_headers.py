@@ -7,6 +7,7 @@ b-values, where each vendor has its own.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,3 +162,12 @@ def technical_info(ds: Dataset) -> dict:
             value = number if number is not None else str(value)
         info[key] = value
     return info
+
+
+def pseudonymous_study_id(groups: list[SeriesGroup]) -> str:
+    """A stable id for a DICOM study that identifies nobody: a hash of its StudyInstanceUID
+    (of its series' UIDs if it has none), never the folder's name or the PatientID, which
+    in archive exports are often the patient's own."""
+    uids = sorted({str(g.first.get("StudyInstanceUID", "") or "") for g in groups} - {""})
+    key = "\n".join(uids or sorted(g.uid for g in groups))
+    return "study-" + hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -34,8 +34,16 @@ def _sidecar(vol: ConvertedSeries, name: str | None) -> dict:
     return side
 
 
-def ingest_dicom(dicom_dir: Path, out_dir: Path, overrides: dict[int, str] | None = None) -> dict:
-    """Convert, name and write a DICOM study; returns a summary of what was written."""
+def ingest_dicom(
+    dicom_dir: Path,
+    out_dir: Path,
+    overrides: dict[int, str] | None = None,
+    study_id: str | None = None,
+) -> dict:
+    """Convert, name and write a DICOM study; returns a summary of what was written.
+
+    The study id is `study_id` or a hash of the StudyInstanceUID: never the folder names,
+    which the user may have named after the patient."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InputError(out_dir, "output exists and is not an empty folder; choose a new one")
     conversion = convert_dicom_folder(dicom_dir, overrides)
@@ -56,7 +64,7 @@ def ingest_dicom(dicom_dir: Path, out_dir: Path, overrides: dict[int, str] | Non
             (staging / f"{stem}.json").write_text(json.dumps(_sidecar(vol, vol.name), indent=2))
             written[stem] = vol.reason
         study = {
-            "study_id": out_dir.name,
+            "study_id": study_id or conversion.study_id,
             "source_form": "dicom",
             "written_by": f"reportgen {__version__}",
             "deidentified": "no patient, institution, date or UID tags are written",

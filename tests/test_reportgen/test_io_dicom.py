@@ -260,3 +260,19 @@ def test_series_override_names_an_unclassified_series(tmp_path, cli):
     assert (
         json.loads((out2 / "T2W.json").read_text())["classified_by"] == "named on the command line"
     )
+
+
+def test_the_study_id_is_a_hash_never_the_folder_name_or_patient_id(tmp_path, cli, mp_dicom):
+    root, _, _ = mp_dicom
+    named = tmp_path / IDENTIFIERS["PatientID"]  # archive exports name folders so
+    root.rename(named)
+    study = load_study(named)
+    assert study.study_id.startswith("study-") and len(study.study_id) == 22
+    assert IDENTIFIERS["PatientID"] not in study.study_id
+    assert load_study(named).study_id == study.study_id  # stable
+    out = tmp_path / "Doe_John"
+    assert cli("ingest", named, out).code == 0
+    assert json.loads((out / "study.json").read_text())["study_id"] == study.study_id
+    assert load_study(out).study_id == study.study_id
+    assert cli("ingest", named, tmp_path / "b", "--study-id", "case-7").code == 0
+    assert load_study(tmp_path / "b").study_id == "case-7"
