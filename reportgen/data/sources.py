@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reportgen.errors import InputError
+from reportgen.io.sequences import is_image_file
 
 MANIFEST = "manifest.jsonl"
 
@@ -43,7 +44,7 @@ def read_manifest(path: Path) -> list[dict]:
 
 
 def _is_nifti(path: Path) -> bool:
-    return path.name.endswith((".nii", ".nii.gz"))
+    return is_image_file(path)
 
 
 def discover_studies(data: Path) -> list[StudySource]:

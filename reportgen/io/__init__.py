@@ -22,7 +22,9 @@ def load_study(
     if path.is_file():
         if is_nifti(path):
             return read_nifti_file(path, sequence=sequence, sequences=sequences)
-        raise InputError(path, "not a NIfTI file (.nii/.nii.gz) or a folder")
+        raise InputError(
+            path, "not an image file (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd) or a folder"
+        )
     if not any(path.iterdir()):
         raise InputError(path, "folder is empty")
     if any(is_nifti(p) for p in path.iterdir() if p.is_file()):

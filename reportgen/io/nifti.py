@@ -1,4 +1,5 @@
-"""Reading NIfTI files defensively: every way a file can be unusable becomes an InputError."""
+"""Reading image files defensively (NIfTI; NRRD and MetaImage through SimpleITK): every way
+a file can be unusable becomes an InputError."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from reportgen.errors import InputError
+from reportgen.io.sequences import IMAGE_SUFFIXES, ITK_SUFFIXES
 from reportgen.io.study import Volume
 
 # A volume with more non-finite voxels than this is refused rather than patched.
@@ -41,6 +43,53 @@ def load_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ):
         raise InputError(path, "the header's affine is missing or degenerate")
     return data, np.asarray(affine, dtype=np.float64)
+
+
+def _load_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """NRRD / MetaImage through SimpleITK: voxels in (x, y, z[, t]) order and the RAS+ affine
+    (ITK's physical space is LPS: x and y change sign)."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputError(path, f"not a readable NRRD/MetaImage file ({_itk_reason(exc)})") from exc
+    dim = image.GetDimension()
+    if dim not in (3, 4):
+        raise InputError(path, f"expected a 3D or 4D image, found {dim}D")
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    spatial = array.ndim - (1 if image.GetNumberOfComponentsPerPixel() > 1 else 0)
+    order = list(range(spatial))[::-1] + list(range(spatial, array.ndim))
+    data = np.transpose(array, order)  # ITK arrays are (z, y, x): back to (x, y, z[, ...])
+    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)[:3, :3]
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[:3]
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
+    lps = np.eye(4)
+    lps[:3, :3] = direction * spacing
+    lps[:3, 3] = origin
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    return data, affine
+
+
+def _itk_reason(exc: Exception) -> str:
+    """The last line of ITK's error text (its first is a source-file location)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    return last.split(": ", 1)[-1] if last.startswith("[") else last
+
+
+def load_image(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`load_nifti` for NIfTI, SimpleITK for NRRD and MetaImage; the same checks after."""
+    if not path.name.lower().endswith(ITK_SUFFIXES):
+        return load_nifti(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    data, affine = _load_itk(path)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise InputError(path, "the header's geometry is missing or degenerate")
+    return data, affine
 
 
 def _reason(exc: Exception) -> str:
@@ -77,7 +126,7 @@ def as_volume(
 
 def sidecar_path(path: Path) -> Path:
     name = path.name
-    for suffix in (".nii.gz", ".nii"):
+    for suffix in IMAGE_SUFFIXES:
         if name.lower().endswith(suffix):
             return path.with_name(name[: -len(suffix)] + ".json")
     return path.with_suffix(".json")

@@ -1,4 +1,5 @@
-"""Readers for the NIfTI study forms: a study folder, a single 3D file, a 4D file."""
+"""Readers for the image-file study forms (NIfTI, NRRD, MetaImage): a study folder, a single
+3D file, a 4D file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from reportgen.errors import InputError
 from reportgen.io.nifti import (
     as_volume,
-    load_nifti,
+    load_image,
     read_bvals,
     read_json_object,
     read_sidecar,
@@ -18,6 +19,7 @@ from reportgen.io.nifti import (
 )
 from reportgen.io.sequences import (
     canonical_sequence_name,
+    is_image_file,
     is_mask_name,
     sequence_from_filename,
     strip_nifti_suffix,
@@ -26,7 +28,8 @@ from reportgen.io.study import Study, Volume
 
 
 def is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
+    """An image file `load_study` reads directly (NIfTI, NRRD, MetaImage)."""
+    return is_image_file(path)
 
 
 def _named(name: str | None, path: Path, origin: str) -> str:
@@ -96,7 +99,7 @@ def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
                     path,
                     f"two lesion masks in one folder ({Path(mask.source).name} and {path.name})",
                 )
-            data, affine = load_nifti(path)
+            data, affine = load_image(path)
             mask = as_volume(np.rint(data), affine, path, "lesion mask", warnings)
             continue
         if name is None:
@@ -107,7 +110,7 @@ def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
                 folder,
                 f"two files hold {name}: {Path(sequences[name].source).name} and {path.name}",
             )
-        data, affine = load_nifti(path)
+        data, affine = load_image(path)
         data = _diffusion_3d(data, path, name, warnings, metadata)
         sequences[name] = as_volume(data, affine, path, name, warnings)
     if not sequences:
@@ -132,7 +135,7 @@ def read_nifti_file(
     path: Path, sequence: str | None = None, sequences: list[str] | None = None
 ) -> Study:
     """A single NIfTI file: 3D (one sequence) or 4D whose last axis is sequences."""
-    data, affine = load_nifti(path)
+    data, affine = load_image(path)
     sidecar = read_sidecar(path)
     warnings: list[str] = []
     study_id = str(sidecar.get("study_id") or strip_nifti_suffix(path.name))
@@ -176,7 +179,7 @@ def read_nifti_file(
         mask_file = sidecar.get("lesion_mask")
         if mask_file:
             mask_path = (path.parent / str(mask_file)).resolve()
-            m_data, m_affine = load_nifti(mask_path)
+            m_data, m_affine = load_image(mask_path)
             mask = as_volume(np.rint(m_data), m_affine, mask_path, "lesion mask", warnings)
         return Study(study_id, vols, str(path), "nifti4d", lesion_mask=mask, warnings=warnings)
     raise InputError(

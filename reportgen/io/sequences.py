@@ -40,8 +40,20 @@ def canonical_sequence_name(name: str) -> str | None:
     return None
 
 
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# research formats (3D Slicer, ITK-SNAP) read through SimpleITK with the same checks
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+IMAGE_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+
+
+def is_image_file(path_or_name) -> bool:
+    """A file `load_study` reads as one image: NIfTI, NRRD or MetaImage."""
+    return str(getattr(path_or_name, "name", path_or_name)).lower().endswith(IMAGE_SUFFIXES)
+
+
 def strip_nifti_suffix(filename: str) -> str:
-    for suffix in (".nii.gz", ".nii"):
+    """The file name without its image suffix (NIfTI, NRRD or MetaImage)."""
+    for suffix in IMAGE_SUFFIXES:
         if filename.lower().endswith(suffix):
             return filename[: -len(suffix)]
     return filename
