@@ -91,7 +91,11 @@ def train(
 
 @app.command()
 def generate(
-    study: Path = typer.Argument(..., help="Study: 3D/4D NIfTI, study folder or DICOM folder."),
+    study: Path = typer.Argument(
+        ...,
+        help="Study: NIfTI/NRRD/MetaImage file, study folder, DICOM folder; or a folder of "
+        "studies (with --out FOLDER).",
+    ),
     model: Path = typer.Option(
         None, "--model", help="Model directory (default: the bundled demo model)."
     ),
@@ -106,6 +110,7 @@ def generate(
 ) -> None:
     """Draft a structured report for a study (template-constrained, valid by construction)."""
     from reportgen import NOT_FOR_CLINICAL_USE
+    from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
     from reportgen.io import load_study
     from reportgen.model.generate import GenerateOptions, ReportGenerator
     from reportgen.render.output import check_output, format_report, write_text
@@ -113,6 +118,17 @@ def generate(
     check_output(fmt, lang)
     if beams < 1:
         raise ConfigError("--beams must be at least 1")
+    if is_batch(study):
+        if out is None:
+            raise ConfigError("a folder of studies needs --out FOLDER for the drafts")
+        generator = ReportGenerator(model)
+        options = GenerateOptions(num_beams=beams, explain=explain)
+        outcomes = generate_batch(study, out, generator, fmt, lang, options)
+        print_summary(outcomes)
+        typer.echo(NOT_FOR_CLINICAL_USE, err=True)
+        if any(o.status != "drafted" for o in outcomes):
+            raise typer.Exit(1)
+        return
     loaded = load_study(study, sequence=sequence)
     generator = ReportGenerator(model)
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None

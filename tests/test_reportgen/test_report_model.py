@@ -340,3 +340,26 @@ def test_demo_drafts_a_valid_report_with_the_bundled_model(cli, tmp_path):
     report = Report.from_json((tmp_path / "draft_report.json").read_text())
     assert report.validation.valid and report.provenance.source == "model"
     assert "not for clinical use" in result.out
+
+
+def test_cli_generate_drafts_a_folder_of_studies_and_refuses_the_bad_one(bench, cli, tmp_path):
+    import shutil
+
+    batch = tmp_path / "batch"
+    rows = read_manifest(bench / "heldout" / "manifest.jsonl")[:2]
+    for row in rows:
+        shutil.copytree(bench / "heldout" / row["dir"], batch / row["dir"])
+    broken = batch / "broken"
+    shutil.copytree(bench / "heldout" / rows[0]["dir"], broken)
+    (broken / "T2W.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    assert_refused(cli("generate", batch, "--model", bench / "model"), "--out")
+    out = tmp_path / "drafts"
+    result = cli("generate", batch, "--model", bench / "model", "--no-explain", "--out", out)
+    assert result.code == 1, result.err  # one study got no draft
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["drafted"], summary["refused"], summary["failed"]) == (2, 1, 0)
+    refused = next(s for s in summary["studies"] if s["status"] == "refused")
+    assert refused["source"] == "broken" and "T2W.nii.gz" in refused["detail"]
+    for row in rows:
+        assert Report.from_json((out / f"{row['id']}.json").read_text()).validation.valid
+    assert "3 studies" in result.err and "not for clinical use" in result.err.lower()

@@ -1,0 +1,97 @@
+"""`reportgen generate DIR_OF_STUDIES --out OUTDIR`: every study drafted or refused, in one process.
+
+The model loads once; each study is read, drafted and written on its own, so one bad
+study is refused with its reason and the others still get their drafts. A summary table
+and `summary.json` say what happened to each; the exit status is 1 if any study got no
+draft.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reportgen.errors import InputError, ReportgenError
+
+log = logging.getLogger(__name__)
+SUFFIX = {"json": ".json", "text": ".txt", "fhir": ".fhir.json"}
+
+
+@dataclass
+class Outcome:
+    source: str  # relative to the input folder
+    study_id: str | None
+    status: str  # drafted | refused | failed
+    detail: str  # the file written, or why not
+
+
+def is_batch(folder: Path) -> bool:
+    """A folder of studies (a manifest, or sub-folders that are NIfTI study folders), not
+    one study folder (images directly inside) or one DICOM study."""
+    from reportgen.io.sequences import is_image_file
+
+    if not folder.is_dir():
+        return False
+    if (folder / "manifest.jsonl").exists():
+        return True
+    children = list(folder.iterdir())
+    if any(p.is_file() and is_image_file(p) for p in children):
+        return False
+    return any(c.is_dir() and any(is_image_file(p) for p in c.iterdir()) for c in children)
+
+
+def generate_batch(folder: Path, out_dir: Path, generator, fmt: str, lang: str, options) -> list:
+    """Draft every study under `folder` into `out_dir`; returns one `Outcome` per study."""
+    from tqdm.auto import tqdm
+
+    from reportgen.data.sources import discover_studies
+    from reportgen.io import load_study
+    from reportgen.render.output import format_report, write_text
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "--out must be a folder when drafting a folder of studies")
+    sources = discover_studies(folder)
+    outcomes: list[Outcome] = []
+    seen: set[str] = set()
+    for source in tqdm(sources, desc="generate", unit="study"):
+        where = str(source.path.relative_to(folder))
+        try:
+            study = load_study(source.path)
+            if study.study_id in seen:
+                raise InputError(source.path, f"study id {study.study_id!r} was already drafted")
+            seen.add(study.study_id)
+            target = out_dir / f"{study.study_id}{SUFFIX[fmt]}"
+            options.explain_dir = (
+                out_dir / f"{study.study_id}_evidence" if options.explain else None
+            )
+            draft = generator.draft(study, options)
+            write_text(target, format_report(draft.report, fmt, lang, generator.template))
+            outcomes.append(Outcome(where, study.study_id, "drafted", target.name))
+        except ReportgenError as exc:
+            outcomes.append(Outcome(where, None, "refused", str(exc)))
+        except Exception as exc:  # one study's unexpected failure must not stop the rest
+            log.exception("study %s failed", where)
+            outcomes.append(Outcome(where, None, "failed", f"{type(exc).__name__}: {exc}"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "drafted": sum(o.status == "drafted" for o in outcomes),
+        "refused": sum(o.status == "refused" for o in outcomes),
+        "failed": sum(o.status == "failed" for o in outcomes),
+        "studies": [asdict(o) for o in outcomes],
+    }
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
+    return outcomes
+
+
+def print_summary(outcomes: list[Outcome]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(outcomes)} studies")
+    for column in ("study", "id", "result", "file or reason"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(o.source, o.study_id or "-", o.status, o.detail)
+    Console(stderr=True).print(table)
