@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,21 @@ class DicomConversion:
     study_id: str = ""  # pseudonymous (`dicom_headers.pseudonymous_study_id`)
 
 
+def read_dicom(path: Path, headers_only: bool = False) -> pydicom.Dataset:
+    """One DICOM file; files without the 128-byte preamble and "DICM" (Bruker ParaVision
+    writes them) are read with `force=True`, then kept only if they name their series and
+    SOP class, so arbitrary files never pass for images."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=headers_only)
+    except InvalidDicomError:
+        with warnings.catch_warnings():  # "expected implicit VR": the point of force=True
+            warnings.simplefilter("ignore", UserWarning)
+            ds = pydicom.dcmread(path, stop_before_pixels=headers_only, force=True)
+        if "SeriesInstanceUID" not in ds or "SOPClassUID" not in ds:
+            raise
+        return ds
+
+
 def scan_dicom_folder(folder: Path) -> list[SeriesGroup]:
     """Read every DICOM header under a folder (no pixel data) and group by series."""
     groups: dict[str, SeriesGroup] = {}
@@ -65,8 +81,8 @@ def scan_dicom_folder(folder: Path) -> list[SeriesGroup]:
         if path.name.upper() == "DICOMDIR":
             continue
         try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError):
+            ds = read_dicom(path, headers_only=True)
+        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
             continue
         uid = str(ds.get("SeriesInstanceUID", "") or "")
         if not uid or "SOPClassUID" not in ds:
@@ -163,7 +179,7 @@ def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[Co
             )
         return volumes
     for rank, indices in enumerate(_split_by_time(group)):
-        datasets = [pydicom.dcmread(group.files[i]) for i in indices]
+        datasets = [read_dicom(group.files[i]) for i in indices]
         image, bvals = _dicom2nifti(datasets)
         data = np.asanyarray(image.dataobj)
         if data.ndim == 4 and not (kind == "DWI" and bvals):
@@ -239,6 +255,17 @@ def _assign_names(converted: list[ConvertedSeries], warnings: list[str]) -> None
         vol.name = f"DCE_{phase}"
 
 
+def _why(exc: Exception) -> str:
+    """A conversion failure in words (the libraries' own text is often a bare tag)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, KeyError) or (text.startswith("(") and text.endswith(")")):
+        return f"a header element the conversion needs is missing ({text.strip(chr(39))})"
+    if isinstance(exc, AttributeError) and "'" in text:
+        missing = text.rsplit("'", 2)[-2]
+        return f"no {missing} in the headers: not a plain image series (a parametric map?)"
+    return text or type(exc).__name__
+
+
 def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) -> DicomConversion:
     """Convert every series under a folder; series that cannot be converted are listed, not hidden."""
     overrides = overrides or {}
@@ -254,8 +281,7 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
         try:
             volumes = _convert_group(group, kind, reason)
         except Exception as exc:  # dicom2nifti/SimpleITK raise many types for unusable series
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            skipped.append((group.number, f"cannot be converted ({text})"))
+            skipped.append((group.number, f"cannot be converted: {_why(exc)}"))
             continue
         for vol in volumes:
             if not np.any(vol.data):

@@ -276,3 +276,30 @@ def test_the_study_id_is_a_hash_never_the_folder_name_or_patient_id(tmp_path, cl
     assert load_study(out).study_id == study.study_id
     assert cli("ingest", named, tmp_path / "b", "--study-id", "case-7").code == 0
     assert load_study(tmp_path / "b").study_id == "case-7"
+
+
+def test_dicom_files_without_a_preamble_are_read(tmp_path, mp_dicom):
+    root, _, _ = mp_dicom
+    for path in (root / "t2").iterdir():
+        raw = path.read_bytes()
+        assert raw[128:132] == b"DICM"
+        path.write_bytes(raw[132:])  # as Bruker ParaVision writes them: no preamble, no DICM
+    (root / "t2" / "notes.txt").write_text("not DICOM at all\n")
+    study = load_study(root)
+    assert "T2W" in study.sequences and study.sequences["T2W"].data.max() > 0
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (KeyError("(0029,1020)"), "a header element the conversion needs is missing ((0029,1020))"),
+        (
+            AttributeError("'FileDataset' object has no attribute 'PixelRepresentation'"),
+            "no PixelRepresentation in the headers: not a plain image series",
+        ),
+    ],
+)
+def test_skip_reasons_are_words_not_raw_exception_text(error, words):
+    from reportgen.io.dicom import _why
+
+    assert _why(error).startswith(words)
