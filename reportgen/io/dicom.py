@@ -26,14 +26,19 @@ from reportgen.io.dicom_headers import (
     SeriesGroup,
     b_value,
     classify_series,
+    is_calculated,
     pseudonymous_study_id,
     technical_info,
     temporal_key,
 )
 from reportgen.io.nifti import as_volume, select_diffusion_volume
+from reportgen.io.sequences import TARGET_B
 from reportgen.io.study import Study, Volume
 
 log = logging.getLogger(__name__)
+
+
+NAMED_ON_COMMAND_LINE = "named on the command line"
 
 
 @dataclass
@@ -49,6 +54,13 @@ class ConvertedSeries:
     bvals: list[float] | None = None
     info: dict = field(default_factory=dict)
     name: str | None = None  # canonical name, assigned once all series are known
+    calculated: bool = False  # a b-value computed from others (CALC_BVAL), not acquired
+    normal: tuple[float, float, float] | None = None  # the acquired slices' normal (LPS)
+
+    @property
+    def forced(self) -> bool:
+        """Named on the command line (`--series N=TYPE`): wins over automatic choices."""
+        return self.reason == NAMED_ON_COMMAND_LINE
 
 
 @dataclass
@@ -105,13 +117,35 @@ def _has_geometry(ds: pydicom.Dataset) -> bool:
     return False
 
 
+def _position(ds: pydicom.Dataset) -> tuple:
+    return tuple(round(float(v), 2) for v in ds.get("ImagePositionPatient", []))
+
+
 def _split_by_time(group: SeriesGroup) -> list[list[int]]:
-    """Indices of the files of each time point, for a classic series holding several."""
+    """Indices of the files of each volume, for a classic series holding several: one per
+    b-value for a multi-b diffusion series (never by acquisition time: each of its slices
+    carries its own), else one per time point."""
     if group.is_multiframe:
         return [list(range(len(group.files)))]
+    by_b = defaultdict(list)
+    for i, ds in enumerate(group.headers):
+        by_b[b_value(ds)].append(i)
+
+    def one_volume(indices: list[int]) -> bool:  # each slice position once
+        where = [_position(group.headers[i]) for i in indices]
+        return len(set(where)) == len(where)
+
+    image_type = {str(v).upper() for v in (group.first.get("ImageType") or [])}
+    trace = bool(image_type & {"TRACEW", "TRACE"}) or (
+        str(group.first.get("DiffusionDirectionality", "")).upper() == "ISOTROPIC"
+    )
+    if trace and len(by_b) > 1 and None not in by_b and all(map(one_volume, by_b.values())):
+        return [by_b[b] for b in sorted(by_b)]  # trace-weighted multi-b: a volume per b
+    # (directional diffusion, as in DTI, stays one block: dicom2nifti reads b-values and
+    # vectors, and `select_diffusion_volume` keeps the b nearest the model's)
     positions = defaultdict(list)
     for i, ds in enumerate(group.headers):
-        positions[tuple(round(float(v), 2) for v in ds.get("ImagePositionPatient", []))].append(i)
+        positions[_position(ds)].append(i)
     if max(len(v) for v in positions.values()) <= 1:
         return [list(range(len(group.files)))]
     phases = defaultdict(list)
@@ -152,6 +186,8 @@ def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[Co
     if not _has_geometry(group.first):
         raise ValueError("no patient geometry (ImagePositionPatient/ImageOrientationPatient)")
     info = technical_info(group.first)
+    calculated = is_calculated(group.first)
+    normal = acquisition_normal(group.first)
     volumes: list[ConvertedSeries] = []
     if group.is_multiframe and len(group.files) > 1:
         # One enhanced file per time point: dicom2nifti would convert only the first.
@@ -175,6 +211,7 @@ def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[Co
                     image.affine,
                     (*temporal_key(group.headers[i]), rank),
                     info=info,
+                    normal=normal,
                 )
             )
         return volumes
@@ -194,6 +231,7 @@ def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[Co
                         image.affine,
                         (*temporal_key(datasets[0]), rank, t),
                         info=info,
+                        normal=normal,
                     )
                 )
             continue
@@ -210,6 +248,8 @@ def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[Co
                 (*temporal_key(datasets[0]), rank),
                 bvals=bvals,
                 info=info,
+                normal=normal,
+                calculated=calculated,
             )
         )
     return volumes
@@ -219,40 +259,96 @@ def _dce_pre_first(volumes: list[ConvertedSeries]) -> list[ConvertedSeries]:
     return sorted(volumes, key=lambda v: v.order)
 
 
+def _same_grid(a: ConvertedSeries, b: ConvertedSeries) -> bool:
+    return a.data.shape[:3] == b.data.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-3)
+
+
+def acquisition_normal(ds: pydicom.Dataset) -> tuple[float, float, float] | None:
+    """The normal of the plane the slices were acquired in (converters reorient the voxel
+    axes, so the plane is read from ImageOrientationPatient, not from the NIfTI)."""
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None or len(iop) != 6:
+        for seq_kw in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            for item in ds.get(seq_kw, [])[:1]:
+                for plane in item.get("PlaneOrientationSequence", []):
+                    iop = plane.get("ImageOrientationPatient")
+    if iop is None or len(iop) != 6:
+        return None
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    return tuple(float(v) for v in normal / (np.linalg.norm(normal) or 1.0))
+
+
+def _same_plane(a: ConvertedSeries, b: ConvertedSeries) -> bool:
+    if a.normal is None or b.normal is None:
+        return True
+    return abs(float(np.dot(a.normal, b.normal))) > 0.9
+
+
+def _b_distance(vol: ConvertedSeries) -> float:
+    positive = [b for b in (vol.bvals or []) if b > 0]
+    return min(abs(b - TARGET_B) for b in positive) if positive else 1e9
+
+
+def _describe(vol: ConvertedSeries) -> str:
+    b = f" (b={vol.bvals[0]:g})" if vol.bvals and len(vol.bvals) == 1 else ""
+    return f"series {vol.series_number}{b}"
+
+
 def _assign_names(converted: list[ConvertedSeries], warnings: list[str]) -> None:
-    """Give each volume its canonical name; extra candidates for a name stay unclassified."""
+    """Give each volume its canonical name; extra candidates for a name stay unclassified.
+
+    A series named on the command line (`--series N=TYPE`) wins over every automatic
+    choice. ADC: the largest. DWI: the ADC's own acquisition (same grid), acquired before
+    calculated b-values, then the b-value nearest the model's. T2W: the plane the
+    diffusion series use (axial in most protocols), then the most voxels."""
     by_kind: dict[str, list[ConvertedSeries]] = defaultdict(list)
     for vol in converted:
         if vol.kind:
             by_kind[vol.kind].append(vol)
-    for kind in ("T2W", "ADC"):
-        candidates = sorted(
-            by_kind.get(kind, []), key=lambda v: (-int(np.prod(v.data.shape[:3])), v.series_number)
-        )
-        if candidates:
-            candidates[0].name = kind
-            for extra in candidates[1:]:
-                warnings.append(
-                    f"series {extra.series_number}: a second {kind} candidate, kept as other"
-                )
-    dwi = by_kind.get("DWI", [])
-    if dwi:
-        best = min(
-            dwi,
-            key=lambda v: (
-                min(abs(b - 800) for b in (v.bvals or [1e9]) if b > 0)
-                if any(b > 0 for b in (v.bvals or []))
-                else 1e9
-            ),
-        )
-        best.name = "DWI"
-        for extra in dwi:
-            if extra is not best:
-                warnings.append(
-                    f"series {extra.series_number}: another diffusion series, kept as other"
-                )
+
+    def pick(kind: str, key) -> ConvertedSeries | None:
+        candidates = sorted(by_kind.get(kind, []), key=lambda v: (not v.forced, *key(v)))
+        if not candidates:
+            return None
+        candidates[0].name = kind
+        for extra in candidates[1:]:
+            warnings.append(
+                f"{_describe(extra)}: another {kind} candidate, kept as other "
+                f"({kind} is {_describe(candidates[0])})"
+            )
+        return candidates[0]
+
+    adc = pick("ADC", lambda v: (-int(np.prod(v.data.shape[:3])), v.series_number))
+    dwi = pick(
+        "DWI",
+        lambda v: (
+            adc is not None and not _same_grid(v, adc),
+            v.calculated,
+            _b_distance(v),
+            v.series_number,
+        ),
+    )
+    reference = adc or dwi
+    pick(
+        "T2W",
+        lambda v: (
+            reference is not None and not _same_plane(v, reference),
+            -int(np.prod(v.data.shape[:3])),
+            v.series_number,
+        ),
+    )
     for phase, vol in enumerate(_dce_pre_first(by_kind.get("DCE", []))):
         vol.name = f"DCE_{phase}"
+
+
+DICOM2NIFTI_WORDS = {  # dicom2nifti's codes, in words (the code kept for searching)
+    "TOO_FEW_SLICES/LOCALIZER": "too few slices for a volume, a localizer? (TOO_FEW_SLICES)",
+    "IMAGE_ORIENTATION_INCONSISTENT": "slices in several orientations, a localizer? "
+    "(IMAGE_ORIENTATION_INCONSISTENT)",
+    "SLICE_INCREMENT_INCONSISTENT": "slices unevenly spaced or missing "
+    "(SLICE_INCREMENT_INCONSISTENT)",
+    "GANTRY_TILT": "acquired with gantry tilt, not resampled here (GANTRY_TILT)",
+}
 
 
 def _why(exc: Exception) -> str:
@@ -260,6 +356,8 @@ def _why(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, KeyError) or (text.startswith("(") and text.endswith(")")):
         return f"a header element the conversion needs is missing ({text.strip(chr(39))})"
+    if text in DICOM2NIFTI_WORDS:
+        return DICOM2NIFTI_WORDS[text]
     if isinstance(exc, AttributeError) and "'" in text:
         missing = text.rsplit("'", 2)[-2]
         return f"no {missing} in the headers: not a plain image series (a parametric map?)"
@@ -275,7 +373,7 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
     groups = scan_dicom_folder(folder)
     for group in groups:
         if group.number in overrides:
-            kind, reason = overrides[group.number], "named on the command line"
+            kind, reason = overrides[group.number], NAMED_ON_COMMAND_LINE
         else:
             kind, reason = classify_series(group)
         try:
@@ -303,16 +401,21 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
     metadata: dict = {"series": {}}
     for vol in conversion.converted:
         if vol.name is None:
-            warnings.append(
-                f"series {vol.series_number}: not a protocol sequence ({vol.reason}); ignored"
-            )
+            if vol.kind is None:  # a losing candidate was already named in the warnings
+                warnings.append(
+                    f"series {vol.series_number}: not a protocol sequence ({vol.reason}); ignored"
+                )
             continue
         data = vol.data.astype(np.float32)
         src = Path(folder) / f"series-{vol.series_number}"
+        bvals = vol.bvals
         if data.ndim == 4 and vol.name == "DWI" and vol.bvals:
-            data, _ = select_diffusion_volume(data, vol.bvals, src)
+            data, b = select_diffusion_volume(data, vol.bvals, src)
+            bvals = [b]
         sequences[vol.name] = as_volume(data, vol.affine, src, vol.name, warnings)
         metadata["series"][vol.name] = {"series_number": vol.series_number, "reason": vol.reason}
+        if vol.name == "DWI" and bvals:
+            metadata["series"]["DWI"]["b_value"] = bvals[0]
     if not sequences:
         raise InputError(folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence")
     return Study(

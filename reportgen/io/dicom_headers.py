@@ -104,6 +104,12 @@ def b_value(ds: Dataset) -> float | None:
     return None
 
 
+def is_calculated(ds: Dataset) -> bool:
+    """A derived image computed from others (a calculated high b-value), not acquired."""
+    image_type = " ".join(str(v).upper() for v in (ds.get("ImageType") or []))
+    return "CALC_BVAL" in image_type or bool(re.search(r"calc.?bval|calculated", _text(ds)))
+
+
 def temporal_key(ds: Dataset) -> tuple:
     """Order DCE phases: temporal position, then acquisition time, then series/instance number."""
     tpos = ds.get("TemporalPositionIdentifier")

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 
 from reportgen.errors import InputError
-from reportgen.io.sequences import IMAGE_SUFFIXES, ITK_SUFFIXES
+from reportgen.io.sequences import IMAGE_SUFFIXES, ITK_SUFFIXES, TARGET_B
 from reportgen.io.study import Volume
 
 # A volume with more non-finite voxels than this is refused rather than patched.
@@ -165,7 +165,7 @@ def read_bvals(path: Path) -> list[float] | None:
 
 
 def select_diffusion_volume(
-    data: np.ndarray, bvals: list[float], path: Path, target_b: float = 800.0
+    data: np.ndarray, bvals: list[float], path: Path, target_b: float = TARGET_B
 ) -> tuple[np.ndarray, float]:
     """From a 4D diffusion series, keep the volume whose b-value is nearest the protocol's b."""
     if len(bvals) != data.shape[3]:

@@ -12,6 +12,8 @@ import re
 from pretrain_mae.config import DEFAULT_SEQUENCES
 
 # The protocol the bundled models expect, in token order. Anything absent is "missing".
+# the diffusion b-value (s/mm^2) the models are trained on; a multi-b series gives this one
+TARGET_B = 800.0
 PROTOCOL: tuple[str, ...] = DEFAULT_SEQUENCES  # one list: the models read these, in this order
 MAX_DCE_PHASES = 10
 
