@@ -48,6 +48,7 @@ def generate_batch(folder: Path, out_dir: Path, generator, fmt: str, lang: str, 
 
     from reportgen.data.sources import discover_studies
     from reportgen.io import load_study
+    from reportgen.model.fitness import check_fitness
     from reportgen.render.output import format_report, write_text
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -59,6 +60,7 @@ def generate_batch(folder: Path, out_dir: Path, generator, fmt: str, lang: str, 
         where = str(source.path.relative_to(folder))
         try:
             study = load_study(source.path)
+            check_fitness(study, generator.template, force=False)  # refused, with its reason
             if study.study_id in seen:
                 raise InputError(source.path, f"study id {study.study_id!r} was already drafted")
             seen.add(study.study_id)

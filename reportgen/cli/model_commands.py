@@ -107,11 +107,15 @@ def generate(
     explain: bool = typer.Option(
         True, "--explain/--no-explain", help="Heat maps, boxes, sequence contributions."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Draft a study of another body region (with a warning)."
+    ),
 ) -> None:
     """Draft a structured report for a study (template-constrained, valid by construction)."""
     from reportgen import NOT_FOR_CLINICAL_USE
     from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
     from reportgen.io import load_study
+    from reportgen.model.fitness import add_fitness_warnings, check_fitness
     from reportgen.model.generate import GenerateOptions, ReportGenerator
     from reportgen.render.output import check_output, format_report, write_text
 
@@ -131,11 +135,15 @@ def generate(
         return
     loaded = load_study(study, sequence=sequence)
     generator = ReportGenerator(model)
+    unfit = check_fitness(loaded, generator.template, force)
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None
     draft = generator.draft(
         loaded, GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
     )
     report = draft.report
+    add_fitness_warnings(report, unfit)
+    for message in unfit:
+        typer.echo(f"warning: {message}", err=True)
     text = format_report(report, fmt, lang, generator.template)
     if out:
         write_text(out, text)

@@ -69,6 +69,7 @@ class DicomConversion:
     skipped: list[tuple[int, str]]  # (series number, why)
     warnings: list[str]
     study_id: str = ""  # pseudonymous (`dicom_headers.pseudonymous_study_id`)
+    groups: list[SeriesGroup] = field(default_factory=list)  # the headers, for study-level tags
 
 
 def read_dicom(path: Path, headers_only: bool = False) -> pydicom.Dataset:
@@ -390,7 +391,7 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
         detail = "; ".join(f"series {n}: {why}" for n, why in skipped) or "nothing to convert"
         raise InputError(folder, f"no DICOM series could be converted ({detail})")
     _assign_names(converted, warnings)
-    return DicomConversion(converted, skipped, warnings, pseudonymous_study_id(groups))
+    return DicomConversion(converted, skipped, warnings, pseudonymous_study_id(groups), groups)
 
 
 def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
@@ -418,6 +419,13 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
             metadata["series"]["DWI"]["b_value"] = bvals[0]
     if not sequences:
         raise InputError(folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence")
+    parts = {
+        str(h.get("BodyPartExamined", "") or "").strip().upper()
+        for group in conversion.groups
+        for h in group.headers[:1]
+    } - {""}
+    if parts:  # a region, not an identifier: what the fitness check reads
+        metadata["body_part"] = sorted(parts)[0] if len(parts) == 1 else "+".join(sorted(parts))
     return Study(
         study_id or conversion.study_id,
         sequences,

@@ -71,3 +71,26 @@ def test_t2w_is_in_the_plane_the_diffusion_uses_and_a_named_series_wins(tmp_path
     assert cli("ingest", root, out, "--series", "3=T2W").code == 0
     assert json.loads((out / "T2W.json").read_text())["series_number"] == 3
     shutil.rmtree(out)
+
+
+def test_the_breast_model_refuses_a_prostate_and_drafts_it_only_under_force(tmp_path, cli):
+    from conftest import assert_refused
+
+    from reportgen.report import Report
+
+    assert_refused(
+        cli("generate", PROSTATEX, "--no-explain"), "BodyPartExamined is PROSTATE", "--force"
+    )
+    out = tmp_path / "forced.json"
+    result = cli("generate", PROSTATEX, "--no-explain", "--force", "--out", out)
+    assert result.code == 0 and "warning: the study's BodyPartExamined is PROSTATE" in result.err
+    report = Report.from_json(out.read_text())
+    first = report.validation.problems[0]
+    assert (first.rule, first.severity) == ("fitness", "warning")
+    assert "not meaningful" in first.message
+    dce_fields = {"bpe_level", "bpe_symmetry"}
+    assert not dce_fields & {k for k, v in report.fields.items() if v.value is not None}
+    for finding in report.findings:
+        stated = {k for k, v in finding.fields.items() if v.value is not None}
+        assert not stated & {"kinetics_initial", "kinetics_delayed", "internal_enhancement"}
+    assert "ProstateX" not in out.read_text()
