@@ -1,0 +1,283 @@
+"""Benchmark: which BI-RADS descriptors can be read at all from the phantoms' images?
+
+An upper bound for the readouts, with no detector in the way: crops (32 voxels on the
+bundled model's 2 mm grid, every sequence) centred on each true lesion's centroid, from
+freshly synthesised breast phantoms; a small 3D CNN trained on the crops of one seed
+(flips, rotations, shifts), scored per descriptor on lesions of another seed against the
+majority class. Then the consequence for the headline: the BI-RADS assessment of held-out
+truth reports when every field is known except margin, which is guessed as well as the
+other fields allow (the most frequent margin among training lesions alike in every other
+field), and when foci are not found either.
+
+python bench/descriptor_readability.py [--train 4000] [--heldout 600] [--epochs 12]
+    [--crops-cache DIR] [--ceiling-train DIR --ceiling-heldout DIR]
+    [--out bench/results/descriptor_readability.json]
+
+About 40 min of synthesis (kept in --crops-cache for reruns) and 40 min of training on
+2 cores at the defaults. The BI-RADS part reads the truth reports of two synthesised
+folders (e.g. the bundled model's training set and its 200 held-out phantoms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import shutil
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from bench_io import write_result
+from torch import nn
+
+from reportgen.data.adapter import study_arrays
+from reportgen.io import load_study
+from reportgen.model.candidates import crop_around
+from reportgen.report import Report, load_template
+from reportgen.report.derive import derive
+from reportgen.report.values import plain
+from reportgen.synth import SynthOptions, synth_one
+
+FIELDS = {
+    "type": ["mass", "non_mass_enhancement", "focus", "breast_cyst"],
+    "shape": ["shape_oval", "shape_round", "shape_irregular"],
+    "margin": ["margin_circumscribed", "margin_irregular", "margin_spiculated"],
+    "internal_enhancement": [
+        "enhancement_homogeneous",
+        "enhancement_heterogeneous",
+        "enhancement_rim",
+        "enhancement_dark_septations",
+    ],
+    "nme_distribution": [
+        "nme_focal",
+        "nme_linear",
+        "nme_segmental",
+        "nme_regional",
+        "nme_multiple_regions",
+        "nme_diffuse",
+    ],
+    "nme_pattern": ["nme_homogeneous", "nme_heterogeneous", "nme_clumped", "nme_clustered_ring"],
+    "kinetics_initial": ["initial_slow", "initial_medium", "initial_fast"],
+    "kinetics_delayed": ["delayed_persistent", "delayed_plateau", "delayed_washout"],
+    "t2_signal": ["t2_hyperintense", "t2_isointense", "t2_hypointense"],
+    "diffusion": ["diffusion_restricted", "diffusion_not_restricted"],
+}
+CROP = (32, 32, 32)
+_GRID = None
+
+
+def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
+    """Each true lesion of one new phantom: a crop at its centroid and its true fields."""
+    seed, index = args
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="readability-"))
+    try:
+        meta = synth_one(SynthOptions(domain="breast", seed=seed), index, work)
+        folder = work / meta["dir"]
+        report = Report.from_json((folder / "report.json").read_text())
+        arrays = study_arrays(load_study(folder), _GRID)
+        image, mask = torch.from_numpy(arrays["image"]), arrays["mask"]
+        out = []
+        for j, finding in enumerate(report.findings):
+            voxels = np.argwhere(mask == j + 1)
+            if len(voxels):
+                crop = crop_around(image, voxels.mean(0), CROP).half().numpy()
+                out.append((crop, plain(finding.fields)))
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def lesion_crops(seed: int, n: int, workers: int, cache: Path | None) -> tuple:
+    """(crops, fields) of the lesions of `n` phantoms of `seed` (from `cache` if there)."""
+    stored = cache / f"crops-{seed}-{n}.npz" if cache else None
+    if stored and stored.exists():
+        with np.load(stored) as data:
+            return data["crops"], [json.loads(f) for f in data["fields"]]
+    crops, fields = [], []
+    with mp.get_context("fork").Pool(workers) as pool:
+        for found in pool.imap(_lesions, [(seed, i) for i in range(n)], chunksize=4):
+            for crop, f in found:
+                crops.append(crop)
+                fields.append(f)
+    if stored:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(stored, crops=np.stack(crops), fields=np.array([json.dumps(f) for f in fields]))
+    return np.stack(crops), fields
+
+
+def truth_reports(folder: Path) -> list[Report]:
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    return [Report.from_json((folder / r["dir"] / "report.json").read_text()) for r in rows]
+
+
+def labels(fields: list[dict]) -> torch.Tensor:
+    y = torch.full((len(fields), len(FIELDS)), -1)
+    for r, f in enumerate(fields):
+        for k, (name, values) in enumerate(FIELDS.items()):
+            if f.get(name) in values:
+                y[r, k] = values.index(f[name])
+    return y
+
+
+def _block(i: int, o: int, s: int) -> nn.Module:
+    return nn.Sequential(nn.Conv3d(i, o, 3, s, 1), nn.GroupNorm(4, o), nn.GELU())
+
+
+class CropNet(nn.Module):
+    def __init__(self, channels: int, width: int = 16):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            _block(channels, w, 1),
+            _block(w, w, 1),
+            _block(w, 2 * w, 2),
+            _block(2 * w, 2 * w, 1),
+            _block(2 * w, 4 * w, 2),
+            _block(4 * w, 4 * w, 1),
+            _block(4 * w, 8 * w, 2),
+            _block(8 * w, 8 * w, 1),
+        )
+        self.drop = nn.Dropout(0.2)
+        self.heads = nn.ModuleList(nn.Linear(16 * w, len(v)) for v in FIELDS.values())
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.body(x)
+        h = self.drop(torch.cat([h.mean((2, 3, 4)), h.amax((2, 3, 4))], 1))
+        return [head(h) for head in self.heads]
+
+
+def _augment(x: torch.Tensor) -> torch.Tensor:
+    for dim in (2, 3, 4):
+        if torch.rand(()) < 0.5:
+            x = x.flip(dim)
+    x = torch.rot90(x, int(torch.randint(0, 4, ())), (2, 3))
+    return torch.roll(x, [int(v) for v in torch.randint(-2, 3, (3,))], (2, 3, 4))
+
+
+def train_and_score(xt, yt, xv, yv, epochs: int, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    net, batch = CropNet(xt.shape[1]), min(16, len(xt))
+    steps = epochs * (len(xt) // batch)
+    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
+    for _ in range(epochs):
+        net.train()
+        order = torch.randperm(len(xt))
+        for b in range(len(xt) // batch):
+            idx = order[b * batch : (b + 1) * batch]
+            out, y = net(_augment(xt[idx].float())), yt[idx]
+            loss = sum(
+                F.cross_entropy(o[y[:, k] >= 0], y[y[:, k] >= 0, k])
+                for k, o in enumerate(out)
+                if (y[:, k] >= 0).any()
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    with torch.no_grad():
+        outs = [
+            torch.cat(o)
+            for o in zip(*(net(xv[b : b + 64].float()) for b in range(0, len(xv), 64)), strict=True)
+        ]
+    result = {}
+    for k, name in enumerate(FIELDS):
+        m = yv[:, k] >= 0
+        if m.any():
+            right = int((outs[k][m].argmax(1) == yv[m, k]).sum())
+            majority = int(torch.bincount(yv[m, k]).max())
+            result[name] = {
+                "n": int(m.sum()),
+                "accuracy": round(right / int(m.sum()), 3),
+                "majority_class": round(majority / int(m.sum()), 3),
+            }
+    return result
+
+
+def birads_with_margin_guessed(train_reports: list, heldout_reports: list) -> dict:
+    template = load_template("birads_mri")
+    others = [k for k in FIELDS if k not in ("margin", "nme_distribution", "nme_pattern")]
+    table, overall = defaultdict(Counter), Counter()
+    for report in train_reports:
+        for f in (plain(x.fields) for x in report.findings):
+            if "margin" in f:
+                table[tuple(f.get(k) for k in others)][f["margin"]] += 1
+                overall[f["margin"]] += 1
+    right = right_no_foci = 0
+    for report in heldout_reports:
+        fields, findings = plain(report.fields), [plain(x.fields) for x in report.findings]
+        truth = derive(template, fields, findings)[1]["assessment"]
+        guessed = [
+            {
+                **f,
+                "margin": (table.get(tuple(f.get(k) for k in others)) or overall).most_common(1)[0][
+                    0
+                ],
+            }
+            if "margin" in f
+            else f
+            for f in findings
+        ]
+        right += derive(template, fields, guessed)[1]["assessment"] == truth
+        no_foci = [f for f in guessed if f.get("type") != "focus"]
+        right_no_foci += derive(template, fields, no_foci)[1]["assessment"] == truth
+    n = len(heldout_reports)
+    return {
+        "heldout_studies": n,
+        "birads_accuracy_margin_guessed": round(right / n, 3),
+        "birads_accuracy_margin_guessed_and_foci_missed": round(right_no_foci / n, 3),
+    }
+
+
+def main() -> None:
+    global _GRID
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, default=4000)
+    parser.add_argument("--heldout", type=int, default=600)
+    parser.add_argument("--train-seed", type=int, default=9090)
+    parser.add_argument("--heldout-seed", type=int, default=6161)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--crops-cache", type=Path, default=None)
+    parser.add_argument("--ceiling-train", type=Path, default=None)
+    parser.add_argument("--ceiling-heldout", type=Path, default=None)
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results/descriptor_readability.json")
+    )
+    args = parser.parse_args()
+    from reportgen.model.generate import ReportGenerator
+
+    _GRID = ReportGenerator(None).model.input_cfg  # the bundled model's grid
+    torch.set_num_threads(args.workers)
+    start = time.time()
+    result: dict = {}
+    if args.ceiling_train and args.ceiling_heldout:
+        result["birads_ceiling"] = birads_with_margin_guessed(
+            truth_reports(args.ceiling_train), truth_reports(args.ceiling_heldout)
+        )
+        print(json.dumps(result["birads_ceiling"]))
+    xt, ft = lesion_crops(args.train_seed, args.train, args.workers, args.crops_cache)
+    xv, fv = lesion_crops(args.heldout_seed, args.heldout, args.workers, args.crops_cache)
+    result["per_descriptor"] = train_and_score(
+        torch.from_numpy(xt), labels(ft), torch.from_numpy(xv), labels(fv), args.epochs
+    )
+    result.update(
+        train_lesions=len(xt),
+        heldout_lesions=len(xv),
+        seeds={"train": args.train_seed, "heldout": args.heldout_seed},
+        crop_voxels=list(CROP),
+        epochs=args.epochs,
+        seconds=round(time.time() - start),
+    )
+    write_result(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
