@@ -308,12 +308,7 @@ class RewardLog:
             )
         session.add(Claim(draft_id=draft_id, clinician_id=clinician_id, override=claim is not None))
 
-    def _base(
-        self, session: Session, draft_id: int, base_version: int, clinician_id: int, override: bool
-    ) -> DraftRow:
-        draft = session.get(DraftRow, draft_id)
-        if draft is None:
-            raise NotFound(f"no draft {draft_id}")
+    def _refuse_if_signed(self, session: Session, draft_id: int) -> None:
         signed = session.scalar(select(SignedReport).where(SignedReport.draft_id == draft_id))
         if signed is not None:
             who = session.get(Clinician, signed.clinician_id)
@@ -321,6 +316,25 @@ class RewardLog:
                 f"this report was signed by {who.display_name if who else 'someone'} at "
                 f"{_utc(signed.signed_at):%Y-%m-%d %H:%M} UTC; it can no longer be edited"
             )
+
+    def _prepared(self, draft_id: int, report: Report, clinician_id: int) -> tuple[str, str]:
+        """The edit checked against its draft's template (and the draft's JSON), before the
+        writer lock is taken: validation is the slow part of a save, and needs only the
+        draft, which never changes."""
+        with Session(self.engine) as session:
+            draft = session.get(DraftRow, draft_id)
+            if draft is None:
+                raise NotFound(f"no draft {draft_id}")
+            self._refuse_if_signed(session, draft_id)  # the likelier refusal, said first
+            return self._checked(session, draft, report, clinician_id), draft.report_json
+
+    def _base(
+        self, session: Session, draft_id: int, base_version: int, clinician_id: int, override: bool
+    ) -> DraftRow:
+        draft = session.get(DraftRow, draft_id)
+        if draft is None:
+            raise NotFound(f"no draft {draft_id}")
+        self._refuse_if_signed(session, draft_id)
         self._take(session, draft_id, clinician_id, override)
         latest = self._latest(session, draft_id)
         if base_version != latest:
@@ -347,10 +361,10 @@ class RewardLog:
     ) -> int:
         """Append a revision; returns the new version. Refuses stale or invalid saves, and
         saves over another clinician's claim unless an admin asks to `override`."""
+        text, _ = self._prepared(draft_id, report, clinician_id)
         try:
             with writing(self.engine) as session:
-                draft = self._base(session, draft_id, base_version, clinician_id, override)
-                text = self._checked(session, draft, report, clinician_id)
+                self._base(session, draft_id, base_version, clinician_id, override)
                 session.add(
                     Revision(
                         draft_id=draft_id,
@@ -383,10 +397,13 @@ class RewardLog:
         override: bool = False,
     ) -> int:
         """Store the final revision, the signed report and the correction record at once."""
+        text, draft_json = self._prepared(draft_id, report, clinician_id)
+        drafted = Report.from_json(draft_json)
+        diff = diff_reports(drafted, Report.from_json(text)).to_dict()
+        diff["comment_changed"] = drafted.comment != report.comment
         try:
             with writing(self.engine) as session:
                 draft = self._base(session, draft_id, base_version, clinician_id, override)
-                text = self._checked(session, draft, report, clinician_id)
                 number = base_version + 1
                 session.add(
                     Revision(
@@ -406,9 +423,6 @@ class RewardLog:
                 session.flush()
                 opened = self._first_open(session, draft_id, clinician_id)
                 now = datetime.now(UTC)
-                drafted = Report.from_json(draft.report_json)
-                diff = diff_reports(drafted, Report.from_json(text)).to_dict()
-                diff["comment_changed"] = drafted.comment != report.comment
                 session.add(
                     Correction(
                         draft_id=draft_id,
