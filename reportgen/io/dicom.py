@@ -36,6 +36,10 @@ from reportgen.io.sequences import TARGET_B
 from reportgen.io.study import Study, Volume
 
 log = logging.getLogger(__name__)
+# seconds after the pre-contrast phase the model's post-contrast phases stand for: the
+# initial phase (peak within 2 min), then two delayed ones, as BI-RADS kinetics reads them
+DCE_TARGETS_S = (90.0, 240.0, 390.0)
+DCE_CHOICE_PREFIX = "dynamic phases chosen: "
 
 
 NAMED_ON_COMMAND_LINE = "named on the command line"
@@ -338,8 +342,75 @@ def _assign_names(converted: list[ConvertedSeries], warnings: list[str]) -> None
             v.series_number,
         ),
     )
-    for phase, vol in enumerate(_dce_pre_first(by_kind.get("DCE", []))):
+    dynamic = _dynamic_series(by_kind.get("DCE", []), warnings)
+    for phase, vol in enumerate(_model_phases(dynamic, warnings)):
         vol.name = f"DCE_{phase}"
+
+
+def _flip(vol: ConvertedSeries) -> float | None:
+    value = vol.info.get("FlipAngle")
+    return round(float(value), 1) if isinstance(value, int | float) else None
+
+
+def _dynamic_series(volumes: list[ConvertedSeries], warnings: list[str]) -> list:
+    """The dynamic: one acquisition repeated in time, same grid and flip angle. Series at
+    other flip angles on its grid (variable-flip-angle T1 mapping: 2, 5, 10, 20 degrees
+    before the dynamic's 12) are not phases of it."""
+    if not volumes:
+        return []
+    by_protocol: dict[tuple, list[ConvertedSeries]] = defaultdict(list)
+    for vol in volumes:
+        by_protocol[(_flip(vol), vol.data.shape[:3])].append(vol)
+    main = max(by_protocol.values(), key=lambda g: (g[0].forced, len(g), -g[0].series_number))
+    in_main = {id(v) for v in main}  # identity: volumes hold arrays, == would compare them
+    for vol in volumes:
+        if id(vol) not in in_main and not vol.forced:
+            vol.kind = None
+            vol.reason = (
+                f"flip angle {_flip(vol)} deg against the dynamic's {_flip(main[0])}: "
+                "a variable-flip-angle (T1 mapping) series, not a DCE phase"
+            )
+            warnings.append(f"series {vol.series_number}: {vol.reason}")
+    return [v for v in volumes if id(v) in in_main or v.forced]
+
+
+def _seconds(vol: ConvertedSeries) -> float | None:
+    """Acquisition time of a phase in seconds of the day (HHMMSS.frac), if known."""
+    text = str(vol.order[1]) if len(vol.order) > 1 else ""
+    try:
+        return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:] or 0)
+    except ValueError:
+        return None
+
+
+def _model_phases(volumes: list[ConvertedSeries], warnings: list[str]) -> list:
+    """The model's phases from a dynamic of any length: the pre-contrast phase, then the
+    phases nearest `DCE_TARGETS_S` after it (by acquisition time; by position if times
+    are missing). The others are kept as other, each with its time."""
+    ordered = _dce_pre_first(volumes)
+    wanted = len(DCE_TARGETS_S) + 1
+    if len(ordered) <= wanted:
+        return ordered
+    times = [_seconds(v) for v in ordered]
+    if all(t is not None for t in times):
+        after = [t - times[0] for t in times]
+    else:
+        after = [float(i) / (len(ordered) - 1) * DCE_TARGETS_S[-1] for i in range(len(ordered))]
+    chosen = [0]
+    for target in DCE_TARGETS_S:
+        free = [i for i in range(1, len(ordered)) if i not in chosen]
+        chosen.append(min(free, key=lambda i: abs(after[i] - target)))
+    chosen.sort()
+    for i, vol in enumerate(ordered):
+        if i not in chosen:
+            vol.kind = None
+            vol.reason = f"dynamic phase {i} ({after[i]:.0f} s): not one of the model's phases"
+    picked = ", ".join(f"phase {i} ({after[i]:.0f} s)" for i in chosen)
+    warnings.append(
+        f"{DCE_CHOICE_PREFIX}series {ordered[0].series_number} has {len(ordered)} phases; "
+        f"DCE_0..DCE_{wanted - 1} are {picked} after the first"
+    )
+    return [ordered[i] for i in chosen]
 
 
 DICOM2NIFTI_WORDS = {  # dicom2nifti's codes, in words (the code kept for searching)
@@ -424,6 +495,9 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
         for group in conversion.groups
         for h in group.headers[:1]
     } - {""}
+    choice = next((w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)), None)
+    if choice:  # the report says which phases of a long dynamic it read
+        metadata["dce_phases"] = choice
     if parts:  # a region, not an identifier: what the fitness check reads
         metadata["body_part"] = sorted(parts)[0] if len(parts) == 1 else "+".join(sorted(parts))
     return Study(

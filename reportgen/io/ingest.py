@@ -17,7 +17,7 @@ import numpy as np
 
 from reportgen import __version__
 from reportgen.errors import InputError
-from reportgen.io.dicom import ConvertedSeries, convert_dicom_folder
+from reportgen.io.dicom import DCE_CHOICE_PREFIX, ConvertedSeries, convert_dicom_folder
 from reportgen.io.write import nifti_image, save_nifti
 
 
@@ -74,6 +74,9 @@ def ingest_dicom(
             ],
             "warnings": conversion.warnings,
         }
+        choice = [w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)]
+        if choice:
+            study["dce_phases"] = choice[0]
         (staging / "study.json").write_text(json.dumps(study, indent=2))
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above

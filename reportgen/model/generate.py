@@ -71,7 +71,17 @@ class ReportGenerator:
     def draft(self, study: Study, options: GenerateOptions | None = None) -> Draft:
         options = options or GenerateOptions()
         image, present, affine = self.tensors(study)
-        return self.draft_tensors(study.study_id, image, present, affine, options, study.missing)
+        draft = self.draft_tensors(study.study_id, image, present, affine, options, study.missing)
+        if study.metadata.get("dce_phases"):  # which phases of a long dynamic were read
+            draft.report.validation.problems.append(
+                Problem(
+                    severity="warning",
+                    where="study.sequences",
+                    rule="dce_phases",
+                    message=str(study.metadata["dce_phases"]),
+                )
+            )
+        return draft
 
     def draft_tensors(
         self,

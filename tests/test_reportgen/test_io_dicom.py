@@ -303,3 +303,50 @@ def test_skip_reasons_are_words_not_raw_exception_text(error, words):
     from reportgen.io.dicom import _why
 
     assert _why(error).startswith(words)
+
+
+def test_a_74_phase_dynamic_beside_a_variable_flip_angle_set_round_trips(tmp_path, cli):
+    """Once: four pre-contrast flip-angle series became DCE_0..3 and ingest wrote DCE_0 ...
+    DCE_73, which inspect then refused. Phases are 10 s apart; the model's are the first
+    and those nearest 90, 240 and 390 s after it."""
+    root = tmp_path / "dicom"
+    shape, marker = (16, 12, 4), (4, 5, 2)
+    for k, flip in enumerate((2, 5, 10, 20)):  # T1 mapping before the dynamic
+        write_series(
+            root / f"vfa{flip}",
+            marker_volume(shape, marker, base=100 + 20 * k),
+            description=f"fl3d_vibe_pre_flip_{flip}deg",
+            series_number=10 + k,
+            extra={"FlipAngle": flip, "RepetitionTime": 5, "EchoTime": 2},
+        )
+    dynamic_uid = "1.2.826.0.1.3680043.8.498.99"
+    for t in range(74):
+        seconds = 10 * t
+        write_series(
+            root / "dyn",
+            marker_volume(shape, marker, base=200, peak=300 + 10 * t),
+            description="fl3d_vibe_dynamic",
+            series_number=20,
+            series_uid=dynamic_uid,
+            instance_offset=t * shape[2],
+            extra={
+                "FlipAngle": 12,
+                "RepetitionTime": 5,
+                "EchoTime": 2,
+                "TemporalPositionIdentifier": t + 1,
+                "AcquisitionTime": f"12{seconds // 60:02d}{seconds % 60:02d}.000",
+            },
+        )
+    out = tmp_path / "study"
+    result = cli("ingest", root, out)
+    assert result.code == 0, result.err
+    study = load_study(out)
+    dce = [n for n in study.sequences if n.startswith("DCE")]
+    assert dce == ["DCE_0", "DCE_1", "DCE_2", "DCE_3"]
+    peaks = [int(study.sequences[n].data.max()) for n in dce]
+    assert peaks == [300, 300 + 90, 300 + 240, 300 + 390]  # phases 0, 9, 24, 39
+    summary = json.loads((out / "study.json").read_text())
+    assert "74 phases" in summary["dce_phases"] and "phase 9 (90 s)" in summary["dce_phases"]
+    assert any("variable-flip-angle" in w for w in summary["warnings"])
+    assert study.metadata["dce_phases"] == summary["dce_phases"]
+    assert cli("inspect", out).code == 0

@@ -363,3 +363,16 @@ def test_cli_generate_drafts_a_folder_of_studies_and_refuses_the_bad_one(bench, 
     for row in rows:
         assert Report.from_json((out / f"{row['id']}.json").read_text()).validation.valid
     assert "3 studies" in result.err and "not for clinical use" in result.err.lower()
+
+
+def test_the_report_says_which_phases_of_a_long_dynamic_it_read(bench):
+    from reportgen.io import load_study
+    from reportgen.model.generate import GenerateOptions, ReportGenerator
+
+    study = load_study(
+        bench / "heldout" / read_manifest(bench / "heldout" / "manifest.jsonl")[0]["dir"]
+    )
+    study.metadata["dce_phases"] = "dynamic phases chosen: series 20 has 74 phases; ..."
+    report = ReportGenerator(bench / "model").draft(study, GenerateOptions(explain=False)).report
+    notes = [p for p in report.validation.problems if p.rule == "dce_phases"]
+    assert len(notes) == 1 and "74 phases" in notes[0].message
