@@ -75,8 +75,14 @@ class Accounts:
         self.engine = engine
         self.wait_s = wait_s
         self._hasher = PasswordHasher()
-        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
+        self._dummy: str | None = None  # made on first use: CLI commands never need it
         self._checks = threading.BoundedSemaphore(max_checks)
+
+    def _dummy_hash(self) -> str:
+        """A hash of a random password: what an unknown name is checked against."""
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(24))
+        return self._dummy
 
     # -- reading --------------------------------------------------------------------
     def _state(self, session: Session, clinician: Clinician) -> tuple[Account, str]:
@@ -121,10 +127,11 @@ class Accounts:
         with Session(self.engine) as session:
             clinician = session.scalar(select(Clinician).where(Clinician.username == username))
             account, stored = self._state(session, clinician) if clinician else (None, None)
+        dummy = self._dummy_hash()  # before the check, so both paths time one verification
         if not self._checks.acquire(timeout=self.wait_s):
             raise Busy("too many sign-ins at once; try again in a few seconds")
         try:
-            self._hasher.verify(stored or self._dummy_hash, password)
+            self._hasher.verify(stored or dummy, password)
             matched = stored is not None
         except (VerificationError, InvalidHashError):
             matched = False
