@@ -27,9 +27,11 @@ def prepare(tmp_path, kind: str, drafts: int, users: int):
         copy = draft.model_copy(deep=True)
         copy.provenance.model_version = f"0.0.{i + 1}"
         store.add_draft(copy, study_path=truth.study.study_id, source_path=f"copy{i}.json")
-    accounts = [(f"user{i}", PASSWORD) for i in range(users)]
-    for name, password in accounts:
-        store.accounts.add(name, name, password)
+    # client i edits draft i % drafts; a draft is its claimant's, so its clients are one
+    # clinician in several tabs (their saves still race on the version number)
+    accounts = [(f"user{i % drafts}", PASSWORD) for i in range(users)]
+    for name in sorted({name for name, _ in accounts}):
+        store.accounts.add(name, name, PASSWORD)
     return db, root, store, accounts
 
 
