@@ -43,10 +43,6 @@ def read_manifest(path: Path) -> list[dict]:
     return rows
 
 
-def _is_nifti(path: Path) -> bool:
-    return is_image_file(path)
-
-
 def discover_studies(data: Path) -> list[StudySource]:
     """Study folders under `data` (a synth manifest's, or any folder of study folders / NIfTI files)."""
     if not data.is_dir():
@@ -58,9 +54,9 @@ def discover_studies(data: Path) -> list[StudySource]:
         ]
     sources = []
     for child in sorted(data.iterdir()):
-        if child.is_dir() and any(_is_nifti(p) for p in child.iterdir()):
+        if child.is_dir() and any(is_image_file(p) for p in child.iterdir()):
             sources.append(StudySource(child.name, child))
-        elif child.is_file() and _is_nifti(child):
+        elif child.is_file() and is_image_file(child):
             sources.append(StudySource(child.name.split(".")[0], child))
     if not sources:
         raise InputError(data, "no studies found (study folders, NIfTI files or a manifest.jsonl)")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.errors import InputError
-from reportgen.io.readers import is_nifti, read_nifti_file, read_study_folder
-from reportgen.io.sequences import PROTOCOL, canonical_sequence_name
+from reportgen.io.readers import read_nifti_file, read_study_folder
+from reportgen.io.sequences import PROTOCOL, canonical_sequence_name, is_image_file
 from reportgen.io.study import Study, Volume
 
 __all__ = ["PROTOCOL", "Study", "Volume", "canonical_sequence_name", "load_study"]
@@ -20,14 +20,14 @@ def load_study(
     if not path.exists():
         raise InputError(path, "no such file or folder")
     if path.is_file():
-        if is_nifti(path):
+        if is_image_file(path):
             return read_nifti_file(path, sequence=sequence, sequences=sequences)
         raise InputError(
             path, "not an image file (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd) or a folder"
         )
     if not any(path.iterdir()):
         raise InputError(path, "folder is empty")
-    if any(is_nifti(p) for p in path.iterdir() if p.is_file()):
+    if any(is_image_file(p) for p in path.iterdir() if p.is_file()):
         return read_study_folder(path)
     from reportgen.io.dicom import read_dicom_study  # imported lazily: pydicom + dicom2nifti
 

@@ -27,11 +27,6 @@ from reportgen.io.sequences import (
 from reportgen.io.study import Study, Volume
 
 
-def is_nifti(path: Path) -> bool:
-    """An image file `load_study` reads directly (NIfTI, NRRD, MetaImage)."""
-    return is_image_file(path)
-
-
 def _named(name: str | None, path: Path, origin: str) -> str:
     canonical = canonical_sequence_name(name) if name else None
     if name and not canonical:
@@ -73,7 +68,7 @@ def _diffusion_3d(
 
 def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
     """A folder of per-sequence NIfTI files (plain or BIDS-like names) and an optional mask."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti(p))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
     if not files:
         raise InputError(folder, "folder holds no NIfTI files (.nii or .nii.gz)")
     study_meta = read_json_object(folder / "study.json")
