@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.errors import ConfigError
 
 
 @app.command()
@@ -15,24 +16,31 @@ def demo(
     out: Path = typer.Option(
         None, "--out", help="Keep the example study here (default: a temporary folder)."
     ),
+    domain: str = typer.Option(
+        "breast", "--domain", help="breast | cervix | endometrium (the bundled model for it)."
+    ),
 ) -> None:
     """Run the main job on the bundled example: draft a report with the bundled demo model."""
     from reportgen import NOT_FOR_CLINICAL_USE
     from reportgen.data import read_manifest
     from reportgen.io import load_study
-    from reportgen.model.generate import GenerateOptions, ReportGenerator
+    from reportgen.model.generate import GenerateOptions
+    from reportgen.model.generators import open_generator
     from reportgen.render import render_text
     from reportgen.render.output import format_report, write_text
     from reportgen.synth import SynthOptions, synth_dataset
+    from reportgen.synth.generate import DOMAINS
 
+    if domain not in DOMAINS:
+        raise ConfigError(f"unknown --domain {domain!r}; choose from {', '.join(DOMAINS)}")
+    generator = open_generator(template=DOMAINS[domain])  # refuses a domain with no model
     folder = out or Path(tempfile.mkdtemp(prefix="reportgen-demo-"))
     manifest = synth_dataset(
-        folder, 1, SynthOptions(domain="breast", seed=2026, malignant_fraction=1.0), workers=1
+        folder, 1, SynthOptions(domain=domain, seed=2026, malignant_fraction=1.0), workers=1
     )
     row = read_manifest(manifest)[0]
     study = load_study(folder / row["dir"])
     typer.echo(f"example study: {folder / row['dir']} ({', '.join(study.sequences)})")
-    generator = ReportGenerator()
     draft = generator.draft(study, GenerateOptions(explain=True, explain_dir=folder / "evidence"))
     report_path = folder / "draft_report.json"
     write_text(report_path, format_report(draft.report, "json"))

@@ -89,6 +89,45 @@ def train(
     )
 
 
+@app.command("train-reader")
+def train_reader(
+    data: Path = typer.Option(
+        ..., "--data", help="Studies with report.json and lesion_mask (e.g. a synth dataset)."
+    ),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    template: str = typer.Option(None, "--template", help="Only reports of this template."),
+    config: str = typer.Option("base", "--config", help="tiny | base (reader size)."),
+    epochs: int = typer.Option(16, "--epochs"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Preprocessed-study cache."),
+) -> None:
+    """Train a staging reader (FIGO templates): it outlines the tumour and reads each criterion."""
+    from reportgen.model.field_training import FieldTrainArgs, train_field_reader
+
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError("--epochs and --batch-size must be at least 1")
+    summary = train_field_reader(
+        FieldTrainArgs(
+            data=data,
+            out=out,
+            template=template,
+            config=config,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            cache_dir=cache_dir,
+        ),
+        log=typer.echo,
+    )
+    typer.echo(
+        f"reader for {summary['template']} written to {out} "
+        f"(held-back field accuracy {summary['best_val_field_acc']:.3f})"
+    )
+
+
 @app.command()
 def generate(
     study: Path = typer.Argument(
@@ -97,7 +136,13 @@ def generate(
         "studies (with --out FOLDER).",
     ),
     model: Path = typer.Option(
-        None, "--model", help="Model directory (default: the bundled demo model)."
+        None, "--model", help="Model directory (default: the bundled model for --template)."
+    ),
+    template: str = typer.Option(
+        None,
+        "--template",
+        help="Draft with the bundled model for this template (birads_mri, figo_cervix_2018, "
+        "...); default birads_mri.",
     ),
     fmt: str = typer.Option("json", "--format", help="json | text | fhir"),
     lang: str = typer.Option("en", "--lang", help="en | zh (text)."),
@@ -116,7 +161,8 @@ def generate(
     from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
     from reportgen.io import load_study
     from reportgen.model.fitness import add_fitness_warnings, check_fitness
-    from reportgen.model.generate import GenerateOptions, ReportGenerator
+    from reportgen.model.generate import GenerateOptions
+    from reportgen.model.generators import open_generator
     from reportgen.render.output import check_output, format_report, write_text
 
     check_output(fmt, lang)
@@ -125,7 +171,7 @@ def generate(
     if is_batch(study):
         if out is None:
             raise ConfigError("a folder of studies needs --out FOLDER for the drafts")
-        generator = ReportGenerator(model)
+        generator = open_generator(model, template)
         options = GenerateOptions(num_beams=beams, explain=explain)
         outcomes = generate_batch(study, out, generator, fmt, lang, options)
         print_summary(outcomes)
@@ -134,7 +180,7 @@ def generate(
             raise typer.Exit(1)
         return
     loaded = load_study(study, sequence=sequence)
-    generator = ReportGenerator(model)
+    generator = open_generator(model, template)
     unfit = check_fitness(loaded, generator.template, force)
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None
     draft = generator.draft(

@@ -13,7 +13,7 @@ from reportgen.cli import app
 @app.command()
 def synth(
     out: Path = typer.Argument(..., help="Folder to write (new, or empty)."),
-    domain: str = typer.Option("breast", "--domain", help="breast | cervix | endometrium"),
+    domain: str = typer.Option("breast", "--domain", help="breast | cervix | endometrium | ovary"),
     n: int = typer.Option(10, "--n", help="Number of studies."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed writes the same bytes."),
     shift: str = typer.Option(

@@ -19,12 +19,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from reportgen.model.data import load_examples
 from reportgen.model.explain import region_box_mm
 from reportgen.model.generate import GenerateOptions, ReportGenerator
+from reportgen.model.generators import open_generator
 from reportgen.render.text import render_text
 from reportgen.report import validate_report
 from reportgen.report.assessable import restrict_to_study
@@ -137,8 +137,13 @@ class Scorer:
         ]
         n = self.scores.studies
         lesion = self.lesions.summary() if self.lesions.studies else None
+        confusion: dict[str, dict[str, int]] = {}
+        for t, p in self.scores.headline_pairs:
+            confusion.setdefault(t, {}).setdefault(p, 0)
+            confusion[t][p] += 1
         return {
             **self.scores.summary(),
+            "confusion": {t: dict(sorted(row.items())) for t, row in sorted(confusion.items())},
             "study_fields": {
                 key: round(float(np.mean([r["fields"][key] for r in self.study_rows])), 4)
                 for key in self.study_rows[0]["fields"]
@@ -264,7 +269,8 @@ def evaluate_model(
 ) -> dict:
     from tqdm.auto import tqdm
 
-    generator = ReportGenerator(model_dir)
+    generator = open_generator(model_dir)
+    decoder = isinstance(generator, ReportGenerator)  # a staging reader writes no tokens
     template = generator.template
     enc_cfg = generator.model.input_cfg
     out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +279,7 @@ def evaluate_model(
     headline = template.headline
     systems: dict[str, Scorer] = {f"model[{s}]": Scorer(template) for s in subsets}
     library = None
-    if baselines:
+    if baselines and decoder:
         systems["baseline:unconstrained"] = Scorer(template)
         if train_data is not None:
             systems["baseline:retrieval"] = Scorer(template)
@@ -314,7 +320,7 @@ def evaluate_model(
             systems[f"model[{subset}]"].add(
                 draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions
             )
-        if baselines:
+        if baselines and decoder:
             free = generator.draft_tensors(
                 examples.study_ids[i],
                 image,
@@ -325,16 +331,14 @@ def evaluate_model(
             systems["baseline:unconstrained"].add(
                 free.report, truth, malignant, free.malignancy_probability
             )
-            if library is not None:
-                reports, embeddings = library
-                with torch.no_grad():
-                    memory = generator.model.encode(image, item["present"][None])
-                    query = generator.model.image_embedding(memory)
-                nearest = int((embeddings @ query[0]).argmax())
-                retrieved = reports[nearest].model_copy(deep=True)
-                retrieved.study = truth.study
-                prob = 1.0 if suspicious_report(retrieved, template) else 0.0
-                systems["baseline:retrieval"].add(retrieved, truth, malignant, prob)
+        if baselines and library is not None:
+            reports, embeddings = library
+            query = generator.image_embeddings([item])
+            nearest = int((embeddings @ query[0]).argmax())
+            retrieved = reports[nearest].model_copy(deep=True)
+            retrieved.study = truth.study
+            prob = 1.0 if suspicious_report(retrieved, template) else 0.0
+            systems["baseline:retrieval"].add(retrieved, truth, malignant, prob)
     results = {name: scorer.result() for name, scorer in systems.items()}
     for name, scorer in systems.items():
         if scorer.scores.headline_pairs:

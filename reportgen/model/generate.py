@@ -20,7 +20,8 @@ from reportgen.model.modeling import load_model
 from reportgen.report import Report, build_report, load_template
 from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
 
-BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "demo_model" / "birads_mri"
+BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "demo_model"  # one folder per template
+BUNDLED_MODEL = BUNDLED_MODELS / "birads_mri"
 
 
 @dataclass
@@ -36,8 +37,8 @@ class GenerateOptions:
 @dataclass
 class Draft:
     report: Report | None  # None only for an unconstrained draft the template cannot read
-    state: ParseState | None
-    drafted: Drafted
+    state: ParseState | None  # None for a staging reader's draft (no tokens)
+    drafted: Drafted | None
     malignancy_probability: float | None
     error: str | None = None
 

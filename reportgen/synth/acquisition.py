@@ -19,6 +19,7 @@ DEFAULT_SPACING = {
     "breast": (2.6, 2.6, 3.0),
     "cervix": (2.5, 2.5, 3.0),
     "endometrium": (2.5, 2.5, 3.0),
+    "ovary": (2.5, 2.5, 3.0),
 }
 
 

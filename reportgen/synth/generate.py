@@ -23,7 +23,7 @@ from reportgen.io.write import nifti_image, save_nifti
 from reportgen.parallel import parallel_map
 from reportgen.report import build_report, load_template
 from reportgen.report.schema import Provenance, StudyRef
-from reportgen.synth import breast, gynae
+from reportgen.synth import breast, gynae, ovary
 from reportgen.synth.acquisition import sample_acquisition
 from reportgen.synth.mri import save_int16, synthesise_sequences
 from reportgen.synth.text import free_text
@@ -32,6 +32,7 @@ DOMAINS = {
     "breast": "birads_mri",
     "cervix": "figo_cervix_2018",
     "endometrium": "figo_endometrium_2023",
+    "ovary": "orads_mri",
 }
 SYNTH_NOTICE = "Synthetic phantom with known ground truth. " + NOT_FOR_CLINICAL_USE
 
@@ -82,6 +83,7 @@ def _gynae(rng: np.random.Generator, options: SynthOptions):
     acq = sample_acquisition(rng, options.domain, options.shift)
     render = gynae.render_cervix if options.domain == "cervix" else gynae.render_endometrium
     canvas = render(case, acq, rng)
+    gynae.nodes_in_view(case, canvas)
     tumour = dict(case.tumour)
     tumour["size_mm"] = round(case.size_mm)
     extra = {
@@ -103,7 +105,34 @@ def _gynae(rng: np.random.Generator, options: SynthOptions):
     return acq, canvas, dict(case.fields), [tumour], extra
 
 
-SAMPLERS: dict[str, Callable] = {"breast": _breast, "cervix": _gynae, "endometrium": _gynae}
+def _ovary(rng: np.random.Generator, options: SynthOptions):
+    case = ovary.sample_ovary(rng, options.malignant_fraction)
+    acq = sample_acquisition(rng, "ovary", options.shift)
+    canvas = ovary.render_ovary(case, acq, rng)
+    shown = ovary.visible_truth(case, canvas)
+    findings, lesions = [], []
+    for lesion in shown:
+        findings.append({**lesion.fields, "size_mm": round(lesion.size_mm)})
+        lesions.append(
+            {
+                "label": lesion.label,
+                "pathology": ovary.pathology(lesion),
+                "subtype": lesion.kind,
+                "size_mm_exact": round(lesion.size_mm, 2),
+                "centre_mm": [round(float(c), 2) for c in lesion.centre],
+            }
+        )
+    labels = {str(les["label"]): f"finding {i + 1}" for i, les in enumerate(lesions)}
+    labels[str(ovary.IMPLANTS)] = "peritoneal implants"
+    return acq, canvas, dict(case.fields), findings, {"lesions": lesions, "labels": labels}
+
+
+SAMPLERS: dict[str, Callable] = {
+    "breast": _breast,
+    "cervix": _gynae,
+    "endometrium": _gynae,
+    "ovary": _ovary,
+}
 
 
 def synth_one(options: SynthOptions, index: int, out_dir: Path) -> dict:

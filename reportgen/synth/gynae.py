@@ -116,6 +116,23 @@ def _paint_nodes_and_pelvis(
     )
 
 
+PARAAORTIC_MIN_Z = 32.0  # para-aortic node sites lie above this (mm); pelvic ones below
+
+
+def nodes_in_view(case: GynaeCase, canvas: Canvas) -> None:
+    """Truth says only what the field of view shows: a metastatic node the slab misses
+    (para-aortic nodes sit at its top edge) is not reported as present."""
+    index = np.argwhere(canvas.labels == NODES)
+    z = index @ canvas.grid.affine[2, :3] + canvas.grid.affine[2, 3] if len(index) else index
+    for key, seen in (
+        ("pelvic_nodes", bool(np.any(z <= PARAAORTIC_MIN_Z))),
+        ("paraaortic_nodes", bool(np.any(z > PARAAORTIC_MIN_Z))),
+    ):
+        if case.fields.get(key) and not seen:
+            case.fields[key] = False
+            case.details[f"{key}_outside_view"] = True
+
+
 def _extension(canvas: Canvas, start, end, radius: float, tissue: Tissue) -> None:
     sdf, bounds = capsule(np.asarray(start, np.float32), np.asarray(end, np.float32), radius)
     canvas.paint(sdf, bounds, tissue, label=EXTENSION, blur=1.2, keep_labels=True)

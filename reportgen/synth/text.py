@@ -305,6 +305,13 @@ def _assessment_line(report: Report, w: Writer) -> str:
             )
         cat = w.pick([f"BI-RADS {n}类", f"BI-RADS分类：{n}类"])
         return w.pick([f"{cat}。建议：{mgmt}。", f"{cat}，{mgmt}。"])
+    if "risk_score" in d:
+        n = d["risk_score"].split("_")[1]
+        if en:
+            return w.pick(
+                [f"O-RADS MRI {n}.", f"O-RADS MRI score {n}.", f"Overall: O-RADS MRI {n}."]
+            )
+        return w.pick([f"O-RADS MRI {n}分。", f"O-RADS MRI评分：{n}分。"])
     stage = w.term(d["stage"], p_pref=0.5)
     if en:
         return w.pick(
@@ -384,8 +391,67 @@ def write_gynae(report: Report, w: Writer, template: Template) -> str:
     return "\n".join(out)
 
 
+def _adnexal_lesion(w: Writer, finding, template: Template) -> list[str]:
+    en = w.lang == "en"
+    f = {k: v.value for k, v in finding.fields.items()}
+    side, kind, size = w.side(f["laterality"]), w.term(f["composition"]), w.size(f["size_mm"])
+    lines = [
+        w.pick(
+            [
+                f"{w.cap(side)} adnexa: {kind} measuring {size}.",
+                f"In the {side} adnexa there is a {kind}, {size}.",
+                f"A {kind} of the {side} ovary measures {size}.",
+            ]
+        )
+        if en
+        else w.pick(
+            [f"{side}附件区见{kind}，大小约{size}。", f"{side}侧附件{kind}，大小约{size}。"]
+        )
+    ]
+    for key in ("fluid", "wall", "lipid", "solid_tissue", "dark_t2_dwi", "tic"):
+        if key not in f:
+            continue
+        spec = template.field(key)
+        if spec.type == "bool":
+            if f[key] or w.rng.random() < 0.85:
+                lines.append(w.mention(spec.concept, bool(f[key])))
+        else:
+            lines.append(w.mention(str(f[key]), True))
+    n = finding.derived["score"].value.split("_")[1]
+    lines.append(w.pick([f"O-RADS MRI {n} lesion."]) if en else f"该病变O-RADS MRI {n}分。")
+    return lines
+
+
+def write_adnexa(report: Report, w: Writer, template: Template) -> str:
+    en = w.lang == "en"
+    f = {k: v.value for k, v in report.fields.items()}
+    out = [
+        w.pick(
+            ["Clinical history: adnexal mass.", "Indication: characterisation of an adnexal mass."]
+        )
+        if en
+        else w.pick(["临床资料：附件包块。", "病史：附件区占位待定性。"]),
+        "Technique: pelvic MRI with T2-weighted, diffusion-weighted and dynamic contrast-enhanced sequences."
+        if en
+        else "检查方法：盆腔MRI平扫、DWI及动态增强扫描。",
+        "FINDINGS:" if en else "影像所见：",
+    ]
+    if not report.findings and template.finding_none is not None:
+        out.append(template.finding_none[w.lang])
+    for finding in report.findings:
+        out.extend(_adnexal_lesion(w, finding, template))
+    for key in ("ascites", "peritoneal_implants"):
+        if f[key] or w.rng.random() < 0.85:
+            out.append(w.mention(template.field(key).concept, bool(f[key])))
+    out.append("IMPRESSION:" if en else "诊断意见：")
+    out.append(_assessment_line(report, w))
+    return "\n".join(out)
+
+
 def free_text(report: Report, template: Template, lang: str, rng: np.random.Generator) -> str:
     writer = Writer(lang, rng)
     if template.id == "birads_mri":
         return write_breast(report, writer)
+    if template.id == "orads_mri":
+        return write_adnexa(report, writer, template)
     return write_gynae(report, writer, template)

@@ -236,3 +236,63 @@ def test_a_lesion_that_fits_nowhere_is_left_out_not_painted_at_the_body_centre()
     case.lesions[0].radius = 400.0  # larger than any breast
     canvas = breast.render(case, sample_acquisition(rng, "breast", None), rng)
     assert not (canvas.labels == case.lesions[0].label).any()
+
+
+def test_ovarian_phantoms_are_deterministic_and_valid_against_orads(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    synth_dataset(a, 10, SynthOptions(domain="ovary", seed=4, malignant_fraction=0.5), workers=1)
+    synth_dataset(b, 10, SynthOptions(domain="ovary", seed=4, malignant_fraction=0.5), workers=2)
+    assert _digest(a) == _digest(b)
+    rows = read_manifest(a)
+    scores = set()
+    for row in rows:
+        report = Report.model_validate(row["report"])
+        assert report.template.id == "orads_mri" and validate_report(report).valid
+        scores.add(report.derived["risk_score"].value)
+        mask = np.asanyarray(nib.load(a / row["mask"]).dataobj)
+        for finding, lesion in zip(report.findings, row["truth"]["lesions"], strict=True):
+            assert (mask == lesion["label"]).any()  # every reported lesion is in the images
+            assert finding.fields["size_mm"].value == round(lesion["size_mm_exact"])
+        if report.fields["peritoneal_implants"].value:
+            assert (mask == 5).any()
+        assert "O-RADS MRI" in row["text"]["en"] and "O-RADS MRI" in row["text"]["zh"]
+    assert len(scores) >= 3  # the draw covers the scale, not one score
+
+
+def test_ovarian_lesion_features_show_in_the_images(tmp_path):
+    """Fluid types differ by T1/T2 signal, solid tissue enhances by its curve, fat is dark
+    on DWI: what the O-RADS fields say is what a reader could measure."""
+    from reportgen.synth.ovary import FLUID, LIPID, SOLID
+
+    assert FLUID["fluid_endometriotic"].t1 > FLUID["fluid_simple"].t1 + 0.5
+    assert FLUID["fluid_endometriotic"].t2 < FLUID["fluid_simple"].t2 - 0.5
+    assert SOLID["tic_high_risk"].e1 > SOLID["tic_intermediate_risk"].e1 > SOLID["tic_low_risk"].e1
+    assert LIPID.s0 < 0.1
+    folder = tmp_path / "ov"
+    synth_dataset(folder, 16, SynthOptions(domain="ovary", seed=8, malignant_fraction=1.0))
+    rises = {}
+    for row in read_manifest(folder):
+        study = load_study(folder / row["dir"])
+        mask = np.asanyarray(nib.load(folder / row["mask"]).dataobj)
+        for finding, lesion in zip(row["report"]["findings"], row["truth"]["lesions"], strict=True):
+            tic = finding["fields"].get("tic", {}).get("value")
+            if tic and finding["fields"]["composition"]["value"] == "composition_solid":
+                inside = mask == lesion["label"]
+                pre = study.sequences["DCE_0"].data[inside].mean()
+                rises.setdefault(tic, []).append(study.sequences["DCE_1"].data[inside].mean() / pre)
+    if "tic_high_risk" in rises and "tic_intermediate_risk" in rises:
+        assert min(rises["tic_high_risk"]) > max(rises["tic_intermediate_risk"])
+    assert rises  # the malignant draw includes solid tumours
+
+
+def test_reported_nodes_are_inside_the_field_of_view(tmp_path):
+    """A para-aortic node the slab misses is not reported: the truth is what the images show."""
+    from reportgen.synth.generate import _gynae, study_rng
+    from reportgen.synth.gynae import NODES, PARAAORTIC_MIN_Z
+
+    options = SynthOptions(domain="cervix", seed=3, shift="scanner")
+    for index in range(40):
+        _, canvas, fields, _, _ = _gynae(study_rng(options, index), options)
+        index_z = np.argwhere(canvas.labels == NODES) @ canvas.grid.affine[2, :3]
+        z = index_z + canvas.grid.affine[2, 3]
+        assert fields["paraaortic_nodes"] == bool(np.any(z > PARAAORTIC_MIN_Z))

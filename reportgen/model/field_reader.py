@@ -1,0 +1,200 @@
+"""A staging reader: one small 3D CNN that outlines the tumour and reads each criterion.
+
+FIGO staging is a handful of study-level yes/no criteria (parametrial invasion, vaginal
+third, side wall, hydronephrosis, mucosa, nodes; myometrial depth, cervical stroma,
+serosa, adnexa) plus one tumour size, and the stage follows from them by the template's
+rules. Each criterion is a question of *where* tumour tissue reaches relative to the
+anatomy, so the reader keeps position: it segments primary tumour, extension and
+metastatic nodes (the phantom's mask labels) at half resolution, and its criterion heads
+read the deepest feature map flattened (not pooled away), next to the segmented volumes.
+The size is measured from the outlined primary in world millimetres
+(`reportgen.measure.measure_lesion`) and corrected for partial volume by a log-linear
+fit made after training on the reader's own outlines of the training studies. The stage is never predicted: `build_report` derives it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reportgen.errors import ConfigError
+
+READER_TYPE = "reportgen-field-reader"  # config.json's model_type
+SEGMENT_CLASSES = 4  # background, primary tumour, extension, metastatic node (mask labels)
+
+
+@dataclass
+class FieldReaderConfig:
+    """What the reader reads (grid, sequences) and answers (the template's fields)."""
+
+    template: str
+    sequences: tuple[str, ...]
+    study_fields: dict[str, list[str]]  # field id -> its values ("false"/"true" for bools)
+    finding_fields: dict[str, list[str]] = field(default_factory=dict)
+    grid_shape: tuple[int, int, int] = (64, 64, 32)
+    grid_spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
+    widths: tuple[int, ...] = (16, 32, 48, 64)
+    hidden: int = 128
+    dropout: float = 0.2
+    name: str = "reportgen-field-reader"
+    version: str = "0.1.0"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sequences = tuple(self.sequences)
+        self.grid_shape = tuple(int(n) for n in self.grid_shape)  # type: ignore[assignment]
+        self.grid_spacing = tuple(float(s) for s in self.grid_spacing)  # type: ignore[assignment]
+        self.widths = tuple(int(w) for w in self.widths)
+        stride = 2 ** len(self.widths)
+        if any(n % stride for n in self.grid_shape):
+            raise ConfigError(f"grid {self.grid_shape} must divide by {stride} on every axis")
+
+    @property
+    def deep_shape(self) -> tuple[int, int, int]:
+        stride = 2 ** len(self.widths)
+        return tuple(n // stride for n in self.grid_shape)  # type: ignore[return-value]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FieldReaderConfig:
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown field reader config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+# Reader sizes: `tiny` for tests (coarse grid, few channels), `base` for the bundled models.
+READER_PRESETS: dict[str, dict] = {
+    "tiny": dict(grid_shape=(32, 32, 16), grid_spacing=(8.0, 8.0, 8.0), widths=(4, 8), hidden=16),
+    "base": {},
+}
+
+
+def is_field_reader(folder: Path) -> bool:
+    """True when a model folder holds a field reader (its config says so)."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type") == READER_TYPE
+    except (OSError, ValueError):
+        return False
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    groups = 4 if cout % 4 == 0 else 1
+    return nn.Sequential(
+        nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.GroupNorm(groups, cout),
+        nn.GELU(),
+        nn.Conv3d(cout, cout, 3, padding=1, bias=False),
+        nn.GroupNorm(groups, cout),
+        nn.GELU(),
+    )
+
+
+class FieldReader(nn.Module):
+    """Image (B, S, X, Y, Z) + present (B, S) -> segmentation logits at half resolution,
+    per-field logits and a log-size correction."""
+
+    def __init__(self, cfg: FieldReaderConfig):
+        super().__init__()
+        self.cfg = cfg
+        channels = len(cfg.sequences) * 2  # each sequence and its "present" plane
+        w = cfg.widths
+        self.down = nn.ModuleList(
+            [_block(channels if i == 0 else w[i - 1], w[i], 2) for i in range(len(w))]
+        )
+        self.up = nn.ModuleList(
+            [_block(w[i + 1] + w[i], w[i], 1) for i in reversed(range(len(w) - 1))]
+        )
+        self.segment = nn.Conv3d(w[0], SEGMENT_CLASSES, 1)
+        cells = int(torch.tensor(cfg.deep_shape).prod())
+        self.where_shape = tuple(2 * n for n in cfg.deep_shape)  # where tumour lies, coarsely
+        self.anatomy_shape = tuple(4 * n for n in cfg.deep_shape)  # T2W, finer (ureters)
+        self.t2 = cfg.sequences.index("T2W") if "T2W" in cfg.sequences else 0
+        where = (SEGMENT_CLASSES - 1) * cells * 8
+        summary = w[-1] * cells + 2 * w[-1] + (SEGMENT_CLASSES - 1) + where + cells * 64
+        # Studies share their anatomy and differ in a few tumour voxels, so raw features
+        # barely vary between them: standardise each feature over the training studies.
+        self.trunk = nn.Sequential(
+            nn.BatchNorm1d(summary),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(summary, cfg.hidden),
+            nn.GELU(),
+        )
+        answers = {**cfg.study_fields, **cfg.finding_fields}
+        self.heads = nn.ModuleDict({k: nn.Linear(cfg.hidden, len(v)) for k, v in answers.items()})
+        # log(size) = a + b * log(outlined diameter); identity until `fit_size` sets it
+        self.register_buffer("size_coef", torch.tensor([0.0, 1.0]))
+
+    @property
+    def input_cfg(self) -> FieldReaderConfig:
+        """The grid and sequences a study is prepared on (`reportgen.data.GridConfig`)."""
+        return self.cfg
+
+    def embedding(self, image: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """The criterion heads' shared input, unit length: similar staging, nearby."""
+        return F.normalize(self.trunk(self.summary(image, present)[0]), dim=-1)
+
+    def summary(
+        self, image: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the criterion heads read (B, F), and the segmentation logits."""
+        seg, deep = self.features(image, present)
+        return self._summary(seg, deep, image), seg
+
+    def read(self, summary: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-field logits from `summary`'s features."""
+        hidden = self.trunk(summary)
+        return {f"field:{k}": head(hidden) for k, head in self.heads.items()}
+
+    def features(
+        self, image: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Segmentation logits (B, C, X/2, Y/2, Z/2) and the deepest map."""
+        planes = present[:, :, None, None, None].to(image.dtype).expand_as(image)
+        x = torch.cat([image * planes, planes], dim=1)
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        deep = x
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            x = F.interpolate(x, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.segment(x), deep
+
+    def _summary(self, seg: torch.Tensor, deep: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Deep features kept in place, the outline's classes pooled to a coarse grid (which
+        kind of tumour tissue lies where: a criterion is a place tumour reaches), and the
+        T2W anatomy pooled finer (a dilated ureter is no tumour, so not outlined)."""
+        probs = seg.softmax(dim=1)[:, 1:]
+        volumes = torch.log1p(probs.sum(dim=(2, 3, 4)))
+        where = F.adaptive_avg_pool3d(probs, self.where_shape)
+        anatomy = F.adaptive_avg_pool3d(image[:, self.t2 : self.t2 + 1], self.anatomy_shape)
+        return torch.cat(
+            [
+                deep.flatten(1),
+                deep.mean(dim=(2, 3, 4)),
+                deep.amax(dim=(2, 3, 4)),
+                volumes,
+                where.flatten(1),
+                anatomy.flatten(1),
+            ],
+            dim=1,
+        )
+
+    def forward(self, image: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
+        summary, seg = self.summary(image, present)
+        return {**self.read(summary), "segment": seg}
+
+    def corrected_size(self, outlined_mm: float) -> float:
+        """The outlined primary's diameter corrected for the grid's partial volume."""
+        a, b = (float(v) for v in self.size_coef)
+        return math.exp(a + b * math.log(outlined_mm))

@@ -1,0 +1,339 @@
+"""`reportgen train --architecture reader`: fit a staging reader on studies with reports.
+
+Targets come from each study's report.json (the template's fields; the stage is never a
+target, the template derives it) and its lesion mask (primary, extension, nodes). A
+tenth of the studies is held back to choose the epoch; the size correction is then fit
+on the training studies' own outlines, so it learns the reader's partial-volume bias
+and nothing of the held-back tenth.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.errors import ConfigError
+from reportgen.io.sequences import PROTOCOL, family_groups
+from reportgen.measure import measure_lesion
+from reportgen.model.data import load_examples
+from reportgen.model.field_model import save_reader
+from reportgen.model.field_reader import (
+    READER_PRESETS,
+    SEGMENT_CLASSES,
+    FieldReader,
+    FieldReaderConfig,
+)
+from reportgen.report import Report, load_template
+from reportgen.report.template import Template
+
+PRIMARY = 1  # mask label of the primary tumour (reportgen.synth.gynae)
+
+
+@dataclass
+class FieldTrainArgs:
+    data: Path
+    out: Path
+    template: str | None = None
+    config: str = "base"  # READER_PRESETS
+    epochs: int = 16
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    family_dropout: float = 0.2
+    val_fraction: float = 0.1
+    seed: int = 0
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+def _answer_values(spec) -> list[str]:
+    return ["false", "true"] if spec.type == "bool" else list(spec.values)
+
+
+def reader_config(
+    template: Template, reports: list[Report], preset: str = "base"
+) -> FieldReaderConfig:
+    """Heads for every categorical field the training reports state."""
+    stated = {k for r in reports for k in r.fields}
+    stated_finding = {k for r in reports for f in r.findings for k in f.fields}
+    study = {s.id: _answer_values(s) for s in template.fields if s.type in ("bool", "enum")}
+    finding = {
+        s.id: _answer_values(s) for s in template.finding_fields if s.type in ("bool", "enum")
+    }
+    if template.finding_max != 1:
+        raise ConfigError(
+            f"template {template.id} reports up to {template.finding_max} findings; the staging "
+            "reader reads one primary tumour (train the lesion model for this template)"
+        )
+    if preset not in READER_PRESETS:
+        raise ConfigError(f"unknown config {preset!r}; choose one of {sorted(READER_PRESETS)}")
+    return FieldReaderConfig(
+        template=template.id,
+        sequences=PROTOCOL,
+        study_fields={k: v for k, v in study.items() if k in stated},
+        finding_fields={k: v for k, v in finding.items() if k in stated_finding},
+        **READER_PRESETS[preset],
+    )
+
+
+def _index(values: list[str], value) -> int:
+    key = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return values.index(key) if key in values else -1
+
+
+def report_targets(cfg: FieldReaderConfig, report: Report) -> tuple[list[int], float]:
+    """Each head's answer index (-1 where the report does not state it) and the size."""
+    study = {k: v.value for k, v in report.fields.items()}
+    finding = {k: v.value for k, v in report.findings[0].fields.items()} if report.findings else {}
+    answers = [_index(vals, study[k]) if k in study else -1 for k, vals in cfg.study_fields.items()]
+    answers += [
+        _index(vals, finding[k]) if k in finding else -1 for k, vals in cfg.finding_fields.items()
+    ]
+    size = float(finding.get("size_mm") or float("nan"))
+    return answers, size
+
+
+def _drop_families(present: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Hide whole families (DCE, DWI+ADC) at `rate`, never T2W (the staging anatomy)."""
+    kept = present.clone()
+    for group in family_groups(PROTOCOL):
+        if any(PROTOCOL[i] == "T2W" for i in group):
+            continue
+        hide = torch.rand(present.shape[0], generator=generator) < rate
+        for i in group:
+            kept[hide, i] = False
+    return kept
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy plus soft Dice over the tumour classes: an extension or a node is a
+    few hundred of 131,000 voxels, which cross-entropy alone learns to ignore."""
+    seg = F.interpolate(logits, size=labels.shape[1:], mode="trilinear")
+    ce = F.cross_entropy(seg, labels, weight=torch.tensor([0.1, 1.0, 2.0, 2.0]))
+    probs = seg.softmax(dim=1)[:, 1:]
+    onehot = F.one_hot(labels, SEGMENT_CLASSES).permute(0, 4, 1, 2, 3)[:, 1:].float()
+    overlap = (probs * onehot).sum(dim=(0, 2, 3, 4))
+    dice = (2 * overlap + 1) / (probs.sum(dim=(0, 2, 3, 4)) + onehot.sum(dim=(0, 2, 3, 4)) + 1)
+    return ce + (1 - dice).mean()
+
+
+def predict_outline(model: FieldReader, image: torch.Tensor, present: torch.Tensor):
+    """Forward pass -> (outputs, label map on the input grid)."""
+    out = model(image, present)
+    seg = F.interpolate(out["segment"], size=image.shape[2:], mode="trilinear")
+    return out, seg.argmax(dim=1)
+
+
+def outlined_size_mm(labels: np.ndarray, affine: np.ndarray) -> float:
+    """Longest diameter of the largest outlined primary (0 when none is outlined)."""
+    from scipy import ndimage
+
+    primary = labels == PRIMARY
+    if not primary.any():
+        return 0.0
+    parts, n = ndimage.label(primary)
+    biggest = 1 + int(np.argmax(ndimage.sum(primary, parts, range(1, n + 1))))
+    return measure_lesion(parts == biggest, affine).centre_diameter_mm
+
+
+def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
+    """Outline first, then read: the segmenter trains on the masks; the criterion heads then
+    train on what the frozen segmenter and encoder give (`fit_heads`), with the epoch
+    chosen on the held-back tenth; last, the size correction. Saved to `args.out`."""
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    cache_dir = args.cache_dir or args.out / "cache"
+    if args.config not in READER_PRESETS:
+        raise ConfigError(f"unknown config {args.config!r}; choose one of {sorted(READER_PRESETS)}")
+    grid = FieldReaderConfig("probe", PROTOCOL, {}, **READER_PRESETS[args.config])
+    probe = load_examples(args.data, grid, cache_dir, template_id=args.template)
+    template = load_template(probe.reports[0].template.id)
+    cfg = reader_config(template, probe.reports, args.config)
+    rows = [report_targets(cfg, r) for r in probe.reports]
+    images, present, labels, affines = [], [], [], []
+    for i in range(len(probe.images)):
+        arrays = probe.images.arrays(i)
+        images.append(torch.from_numpy(arrays["image"].astype(np.float16)))
+        present.append(torch.from_numpy(arrays["present"]))
+        labels.append(torch.from_numpy(arrays["mask"].astype(np.int64).clip(0, 3)))
+        affines.append(arrays["affine"])
+    answers = torch.tensor([r[0] for r in rows])
+    n = len(rows)
+    order = torch.randperm(n, generator=generator).tolist()
+    n_val = max(1, round(args.val_fraction * n)) if n > 4 else 0
+    val, train = order[:n_val], order[n_val:]
+    model = FieldReader(cfg)
+    start = time.time()
+    history = _train_outline(model, images, present, labels, train, args, generator, log)
+    model.eval()
+    log("reading: the criterion heads on the frozen outline and encoder")
+    best = fit_heads(model, images, present, answers, train, val, args, generator, log)
+    coef = fit_size(model, images, present, affines, [r[1] for r in rows], train)
+    model.size_coef.copy_(torch.tensor(coef))
+    summary = {
+        "notice": NOT_FOR_CLINICAL_USE,
+        "template": cfg.template,
+        "studies": n,
+        "held_back": n_val,
+        "best_val_field_acc": best,
+        "size_coef": coef,
+        "history": history,
+        "args": args.to_dict(),
+        "seconds": round(time.time() - start, 1),
+    }
+    save_reader(model, args.out, summary)
+    return summary
+
+
+def _batch(images, present, labels, idx, generator, family_dropout: float):
+    x = torch.stack([images[i] for i in idx]).float()
+    y = torch.stack([labels[i] for i in idx])
+    flip = torch.rand(len(idx), generator=generator) < 0.5  # left-right: no side field
+    x[flip] = x[flip].flip(2)
+    y[flip] = y[flip].flip(1)
+    x = x * (1 + 0.1 * torch.randn(len(idx), x.shape[1], 1, 1, 1, generator=generator))
+    p = _drop_families(torch.stack([present[i] for i in idx]), family_dropout, generator)
+    return x, p, y
+
+
+def _train_outline(model, images, present, labels, train, args, generator, log) -> list[dict]:
+    """The segmenter: primary tumour, extension and nodes (the 'find' of find-and-measure)."""
+    params = [p for name, p in model.named_parameters() if not name.startswith(("trunk", "heads"))]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, args.lr, total_steps=steps_per_epoch * args.epochs, pct_start=0.1
+    )
+    history, start = [], time.time()
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.tensor(train)[torch.randperm(len(train), generator=generator)].tolist()
+        running = 0.0
+        for b in range(0, len(perm), args.batch_size):
+            x, p, y = _batch(
+                images,
+                present,
+                labels,
+                perm[b : b + args.batch_size],
+                generator,
+                args.family_dropout,
+            )
+            seg, _ = model.features(x, p)
+            loss = segmentation_loss(seg, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += float(loss.detach())
+        history.append({"epoch": epoch + 1, "outline_loss": round(running / steps_per_epoch, 4)})
+        log(
+            f"outline epoch {epoch + 1}/{args.epochs} loss {running / steps_per_epoch:.3f} "
+            f"({time.time() - start:.0f} s)"
+        )
+    return history
+
+
+@torch.no_grad()
+def _summaries(model, images, present, idx, patterns) -> tuple[torch.Tensor, list[int]]:
+    """Head inputs of studies `idx` under each sequence pattern ("all", "no_dce", ...)."""
+    rows, owners = [], []
+    dce = [i for i, s in enumerate(PROTOCOL) if s.startswith("DCE_")]
+    diffusion = [i for i, s in enumerate(PROTOCOL) if s in ("DWI", "ADC")]
+    for pattern in patterns:
+        for b in range(0, len(idx), 16):
+            chunk = idx[b : b + 16]
+            p = torch.stack([present[i] for i in chunk]).clone()
+            if pattern == "no_dce":
+                p[:, dce] = False
+            if pattern == "no_diffusion":
+                p[:, diffusion] = False
+            x = torch.stack([images[i] for i in chunk]).float()
+            rows.append(model.summary(x, p)[0])
+            owners.extend(chunk)
+    return torch.cat(rows), owners
+
+
+def fit_heads(model, images, present, answers, train, val, args, generator, log) -> float:
+    """The criterion heads on frozen features (every study with all its sequences, without
+    DCE and without diffusion, so a study missing a family is read as trained); the
+    epoch with the best held-back field accuracy is kept."""
+    model.eval()
+    features, owners = _summaries(model, images, present, train, ("all", "no_dce", "no_diffusion"))
+    targets = answers[owners]
+    held = _summaries(model, images, present, val, ("all",)) if val else None
+    params = [*model.trunk.parameters(), *model.heads.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
+    names = [*model.cfg.study_fields, *model.cfg.finding_fields]
+    best, best_state = -1.0, None
+    for epoch in range(200):
+        model.trunk.train()
+        perm = torch.randperm(len(features), generator=generator)
+        for b in range(0, len(perm), 64):
+            idx = perm[b : b + 64]
+            if len(idx) < 2:
+                continue
+            out = model.read(features[idx])
+            loss = sum(
+                F.cross_entropy(out[f"field:{name}"], targets[idx, j], ignore_index=-1)
+                for j, name in enumerate(names)
+                if (targets[idx, j] >= 0).any()
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.trunk.eval()
+        score = _accuracy(model, *held, answers) if held else 0.0
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+        if (epoch + 1) % 50 == 0:
+            log(
+                f"reading epoch {epoch + 1}/200: held-back field accuracy {score:.3f} (best {best:.3f})"
+            )
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return best
+
+
+@torch.no_grad()
+def _accuracy(model, features, owners, answers) -> float:
+    out = model.read(features)
+    names = [*model.cfg.study_fields, *model.cfg.finding_fields]
+    target = answers[owners]
+    right = total = 0
+    for j, name in enumerate(names):
+        ok = target[:, j] >= 0
+        right += int((out[f"field:{name}"].argmax(1)[ok] == target[ok, j]).sum())
+        total += int(ok.sum())
+    return right / max(total, 1)
+
+
+def fit_size(model, images, present, affines, sizes, idx: list[int]) -> list[float]:
+    """Least squares log(true) = a + b log(outlined) over the training studies."""
+    xs, ys = [], []
+    with torch.no_grad():
+        for i in idx:
+            if not math.isfinite(sizes[i]):
+                continue
+            _, lab = predict_outline(model, images[i][None].float(), present[i][None])
+            mm = outlined_size_mm(lab[0].numpy(), affines[i])
+            if mm > 0:
+                xs.append(math.log(mm))
+                ys.append(math.log(sizes[i]))
+    if len(xs) < 10:
+        return [0.0, 1.0]
+    x, y = np.array(xs), np.array(ys)
+    b, a = np.polyfit(x, y, 1)
+    if not 0.5 <= b <= 1.5:  # too few or too alike to fit a slope: correct the ratio only
+        return [float(np.median(y - x)), 1.0]
+    return [float(a), float(b)]
