@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench demo-model clean-venv
+.PHONY: demo test lint bench demo-model pelvic-models clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,19 @@ demo-model: $(STAMP)
 	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 2000 --batch-size 16 --detector-steps 800 --segmenter-steps 600 --seed 0 --cache-dir $(DEMO_WORK)/cache2mm
 	rm -rf reportgen/demo_model/birads_mri && mkdir -p reportgen/demo_model
 	cp -r $(DEMO_WORK)/model reportgen/demo_model/birads_mri && rm -rf reportgen/demo_model/birads_mri/tb
+
+# Reproduces the bundled pelvic staging readers (reportgen/demo_model/<template>/): 1,000
+# phantoms per domain, a 16-epoch outline and the reading heads (README "Pelvic models"
+# gives the time on 2 CPU cores). Work files go to $(PELVIC_WORK).
+PELVIC_WORK ?= /tmp/reportgen-pelvic-models
+pelvic-models: $(STAMP)
+	rm -rf $(PELVIC_WORK) && mkdir -p $(PELVIC_WORK)
+	for pair in cervix:figo_cervix_2018 endometrium:figo_endometrium_2023 ovary:orads_mri; do \
+	  domain=$${pair%%:*}; template=$${pair##*:}; \
+	  $(BIN)/reportgen synth $(PELVIC_WORK)/$$domain --domain $$domain --n 1000 --seed 101 && \
+	  $(BIN)/reportgen train-reader --data $(PELVIC_WORK)/$$domain --out $(PELVIC_WORK)/$$template --epochs 16 --seed 0 && \
+	  rm -rf reportgen/demo_model/$$template && cp -r $(PELVIC_WORK)/$$template reportgen/demo_model/$$template || exit 1; \
+	done
 
 clean-venv:
 	rm -rf $(VENV)

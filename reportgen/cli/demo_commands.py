@@ -44,7 +44,7 @@ def demo(
     draft = generator.draft(study, GenerateOptions(explain=True, explain_dir=folder / "evidence"))
     report_path = folder / "draft_report.json"
     write_text(report_path, format_report(draft.report, "json"))
-    typer.echo("\nDrafted report (bundled demo model):\n")
+    typer.echo(f"\nDrafted report (bundled {generator.template.id} model):\n")
     typer.echo(render_text(draft.report, "en", generator.template))
     typer.echo("\nGround truth of the phantom:\n")
     typer.echo(row["text"]["en"])

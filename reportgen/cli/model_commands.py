@@ -102,6 +102,9 @@ def train_reader(
     lr: float = typer.Option(2e-3, "--lr"),
     seed: int = typer.Option(0, "--seed"),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Preprocessed-study cache."),
+    outline_from: Path = typer.Option(
+        None, "--outline-from", help="Reuse this reader's trained outline; refit the reading."
+    ),
 ) -> None:
     """Train a staging reader (FIGO templates): it outlines the tumour and reads each criterion."""
     from reportgen.model.field_training import FieldTrainArgs, train_field_reader
@@ -119,6 +122,7 @@ def train_reader(
             lr=lr,
             seed=seed,
             cache_dir=cache_dir,
+            outline_from=outline_from,
         ),
         log=typer.echo,
     )
@@ -218,6 +222,9 @@ def evaluate(
         None, "--train-data", help="Training studies (the retrieval baseline's library)."
     ),
     limit: int = typer.Option(0, "--limit", help="Score only the first N studies (0: all)."),
+    cache_dir: Path = typer.Option(
+        None, "--cache-dir", help="Keep prepared studies here (default: under --out, removed)."
+    ),
 ) -> None:
     """Score a model on held-out studies: fields, stage/assessment, size, AUROC, IoU, text."""
     from reportgen.model.evaluate import SUBSETS, evaluate_model
@@ -227,7 +234,14 @@ def evaluate(
     if unknown:
         raise ConfigError(f"unknown subset(s) {unknown}; choose from {sorted(SUBSETS)}")
     result = evaluate_model(
-        data, model, out, names, baselines=baselines, train_data=train_data, limit=limit
+        data,
+        model,
+        out,
+        names,
+        baselines=baselines,
+        train_data=train_data,
+        limit=limit,
+        cache_dir=cache_dir,
     )
     typer.echo((out / "evaluation.md").read_text())
     typer.echo(f"metrics written to {out / 'evaluation.json'}", err=True)

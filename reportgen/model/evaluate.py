@@ -266,7 +266,10 @@ def evaluate_model(
     baselines: bool = True,
     train_data: Path | None = None,
     limit: int = 0,
+    cache_dir: Path | None = None,
 ) -> dict:
+    """Score `model_dir` on the studies under `data`. Prepared studies are cached in
+    `cache_dir` (kept, e.g. the training run's) or under `out` (removed afterwards)."""
     from tqdm.auto import tqdm
 
     generator = open_generator(model_dir)
@@ -274,7 +277,9 @@ def evaluate_model(
     template = generator.template
     enc_cfg = generator.model.input_cfg
     out.mkdir(parents=True, exist_ok=True)
-    examples = load_examples(data, enc_cfg, out / "cache", template.id)
+    own_cache = cache_dir is None
+    cache_dir = out / "cache" if own_cache else cache_dir
+    examples = load_examples(data, enc_cfg, cache_dir, template.id)
     n = len(examples.reports) if not limit else min(limit, len(examples.reports))
     headline = template.headline
     systems: dict[str, Scorer] = {f"model[{s}]": Scorer(template) for s in subsets}
@@ -283,7 +288,7 @@ def evaluate_model(
         systems["baseline:unconstrained"] = Scorer(template)
         if train_data is not None:
             systems["baseline:retrieval"] = Scorer(template)
-            lib = load_examples(train_data, enc_cfg, out / "cache-train", template.id)
+            lib = load_examples(train_data, enc_cfg, cache_dir, template.id)
             library = (lib.reports, generator.image_embeddings(lib.images))
     names = list(enc_cfg.sequences)
     for i in tqdm(range(n), desc="evaluate", unit="study"):
@@ -358,8 +363,8 @@ def evaluate_model(
     (out / "evaluation.md").write_text(markdown_table(summary))
     import shutil
 
-    shutil.rmtree(out / "cache", ignore_errors=True)
-    shutil.rmtree(out / "cache-train", ignore_errors=True)
+    if own_cache:
+        shutil.rmtree(cache_dir, ignore_errors=True)
     return summary
 
 

@@ -20,12 +20,18 @@ from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.data import study_arrays
 from reportgen.errors import InputError
 from reportgen.io.study import Study
+from reportgen.measure import measure_lesion
 from reportgen.model.explain import region_box_mm
 from reportgen.model.field_model import load_reader
 from reportgen.model.field_training import PRIMARY, outlined_size_mm, predict_outline
 from reportgen.model.generate import Draft, GenerateOptions
+from reportgen.model.lesion_reader import components, lesion_measures, midline_x_mm
 from reportgen.report import build_report, load_template
+from reportgen.report.assessable import not_assessable
+from reportgen.report.derive import derive
+from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
+from reportgen.report.template import FieldSpec, Template
 
 
 def _value(values: list[str], index: int) -> bool | str:
@@ -34,10 +40,105 @@ def _value(values: list[str], index: int) -> bool | str:
 
 
 def _box(labels: np.ndarray, affine: np.ndarray) -> Box | None:
-    if not (labels == PRIMARY).any():
-        return None
-    low, high = region_box_mm(labels == PRIMARY, affine)
+    return _region_box(labels == PRIMARY, affine) if (labels == PRIMARY).any() else None
+
+
+def _region_box(region: np.ndarray, affine: np.ndarray) -> Box:
+    low, high = region_box_mm(region, affine)
     return Box(min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist()))
+
+
+def applies(spec: FieldSpec, values: dict, study: dict) -> bool:
+    """Whether a finding field applies, given the finding's values so far (template order)."""
+    return spec.applicable_if is None or evaluate(
+        spec.applicable_if, Scope(values, parent=Scope(study))
+    )
+
+
+def _decode(template, cfg, probs, base, study, hidden, forced):
+    """Lexicon values in template order (applicability follows earlier values), each the
+    most probable unless `forced`; with the log-probability of the whole assignment."""
+    values, conf, logp = dict(base), {}, 0.0
+    for spec in template.finding_fields:
+        if spec.id not in cfg.lesion_fields or spec.id in hidden:
+            continue
+        if not applies(spec, values, study):
+            continue
+        choices = cfg.lesion_fields[spec.id]
+        index = forced.get(spec.id, int(probs[spec.id].argmax()))
+        values[spec.id] = _value(choices, index)
+        conf[spec.id] = round(float(probs[spec.id][index]), 4)
+        logp += float(torch.log(probs[spec.id][index] + 1e-9))
+    return values, conf, logp
+
+
+def _consistent(template: Template, study: dict, finding: dict) -> bool:
+    finding_derived, report_derived = derive(template, study, [finding])
+    scope = Scope({**study, **report_derived}, findings=[{**finding, **finding_derived[0]}])
+    return not any(
+        rule.severity == "error" and evaluate(rule.when, scope) for rule in template.consistency
+    )
+
+
+def most_probable_consistent(template, cfg, probs, base, study, hidden):
+    """The reader's most probable lexicon values for one lesion that break none of the
+    template's consistency rules (heads read fields one by one and may contradict one
+    another, e.g. a solid lesion without solid tissue): the argmax, else the best
+    assignment changing one or two fields."""
+    best = _decode(template, cfg, probs, base, study, hidden, {})
+    if _consistent(template, study, best[0]):
+        return best[0], best[1]
+    alternatives = [
+        (k, i) for k, vals in cfg.lesion_fields.items() if k not in hidden for i in range(len(vals))
+    ]
+    candidates = []
+    for a in range(len(alternatives)):
+        for b in range(a, len(alternatives)):
+            forced = dict([alternatives[a], alternatives[b]])
+            values, conf, logp = _decode(template, cfg, probs, base, study, hidden, forced)
+            candidates.append((logp, values, conf))
+    for _, values, conf in sorted(candidates, key=lambda c: -c[0]):
+        if _consistent(template, study, values):
+            return values, conf
+    return best[0], best[1]  # nothing consistent nearby: validation will say so
+
+
+def suspicion(
+    template: Template,
+    study_probs: dict,
+    lesion_probs: list[dict],
+    cfg,
+    hidden: frozenset[str] = frozenset(),
+    samples: int = 200,
+) -> float | None:
+    """The probability that the template's rules call the study suspicious (its headline in
+    the template's suspicious values), with every field drawn from the reader's own
+    distribution: the rules stay the template's, the uncertainty is the model's."""
+    head = template.derived(template.headline)
+    if not head.suspicious:
+        return None
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(values: list[str], probs: torch.Tensor):
+        return _value(values, int(torch.multinomial(probs, 1, generator=generator)))
+
+    hits = 0
+    for _ in range(samples):
+        fields = {k: draw(cfg.study_fields[k], p) for k, p in study_probs.items()}
+        findings = []
+        for probs in lesion_probs:
+            values: dict = {}
+            for spec in template.finding_fields:
+                if (
+                    spec.id in cfg.lesion_fields
+                    and spec.id not in hidden
+                    and applies(spec, values, fields)
+                ):
+                    values[spec.id] = draw(cfg.lesion_fields[spec.id], probs[spec.id])
+            findings.append(values)
+        _, report_derived = derive(template, fields, findings)
+        hits += report_derived.get(template.headline) in head.suspicious
+    return hits / samples
 
 
 class FieldReaderGenerator:
@@ -88,26 +189,24 @@ class FieldReaderGenerator:
         out, labels = predict_outline(self.model, image, present)
         labels = labels[0].cpu().numpy()
         cfg = self.model.cfg
-        fields, confidences = {}, {}
-        for name, values in cfg.study_fields.items():
-            probs = out[f"field:{name}"][0].softmax(0)
-            fields[name] = _value(values, int(probs.argmax()))
-            confidences[name] = round(float(probs.max()), 4)
-        finding, finding_conf = {}, {}
-        for name, values in cfg.finding_fields.items():
-            probs = out[f"field:{name}"][0].softmax(0)
-            finding[name] = _value(values, int(probs.argmax()))
-            finding_conf[name] = round(float(probs.max()), 4)
-        outlined = outlined_size_mm(labels, affine)
-        size = round(self.model.corrected_size(outlined)) if outlined > 0 else None
-        low, high = self.template.field("size_mm").range or (0, float("inf"))
-        if size is not None and low <= size <= high:
-            finding["size_mm"] = size
         used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
+        hidden = not_assessable(self.template, used)  # never a value the study cannot show
+        study_probs = {
+            k: out[f"field:{k}"][0].softmax(0) for k in cfg.study_fields if k not in hidden
+        }
+        fields = {k: _value(cfg.study_fields[k], int(p.argmax())) for k, p in study_probs.items()}
+        confidences = {k: round(float(p.max()), 4) for k, p in study_probs.items()}
+        if self.model.lesion is None:
+            findings, finding_conf, boxes, problems = self._primary(out, labels, affine, hidden)
+            probability = None
+        else:
+            read = self._lesions(image, present, labels, affine, fields, hidden)
+            findings, finding_conf, boxes, problems, lesion_probs = read
+            probability = suspicion(self.template, study_probs, lesion_probs, cfg, hidden)
         report = build_report(
             self.template,
             fields,
-            [finding],
+            findings,
             study=StudyRef(
                 study_id=study_id,
                 sequences_used=used,
@@ -122,14 +221,35 @@ class FieldReaderGenerator:
                 checkpoint_sha256=self.checkpoint,
             ),
             confidences=confidences,
-            finding_confidences=[finding_conf],
+            finding_confidences=finding_conf,
             notice=NOT_FOR_CLINICAL_USE,
         )
-        box = _box(labels, affine)
-        if box is not None and report.findings:
-            report.findings[0].evidence = Evidence(box=box)
-        if "size_mm" not in finding:  # never a size the outline does not support
-            report.validation.problems.append(
+        for finding, box in zip(report.findings, boxes, strict=True):
+            if box is not None:
+                finding.evidence = Evidence(box=box)
+        if problems:
+            report.validation.problems.extend(problems)
+            report.validation.valid = False
+        return Draft(report, None, None, probability)
+
+    def _primary(self, out, labels, affine, hidden):
+        """One primary tumour: the study-level finding heads, and the outline's size."""
+        cfg = self.model.cfg
+        finding, finding_conf = {}, {}
+        for name, values in cfg.finding_fields.items():
+            if name in hidden:
+                continue
+            probs = out[f"field:{name}"][0].softmax(0)
+            finding[name] = _value(values, int(probs.argmax()))
+            finding_conf[name] = round(float(probs.max()), 4)
+        outlined = outlined_size_mm(labels, affine)
+        size = round(self.model.corrected_size(outlined)) if outlined > 0 else None
+        low, high = self.template.field("size_mm").range or (0, float("inf"))
+        problems = []
+        if size is not None and low <= size <= high:
+            finding["size_mm"] = size
+        else:  # never a size the outline does not support
+            problems.append(
                 Problem(
                     severity="error",
                     where="findings[0].size_mm",
@@ -140,5 +260,43 @@ class FieldReaderGenerator:
                     "no size is stated",
                 )
             )
-            report.validation.valid = False
-        return Draft(report, None, None, None)
+        return [finding], [finding_conf], [_box(labels, affine)], problems
+
+    def _lesions(self, image, present, labels, affine, fields, hidden):
+        """Each outlined component the lesion heads call a lesion, read on its own."""
+        template, cfg = self.template, self.model.cfg
+        arrays = image[0].float().cpu().numpy()
+        kept = present[0].cpu().numpy()
+        midline = midline_x_mm(arrays, affine)
+        side = next((s.id for s in template.finding_fields if s.concept == "laterality"), None)
+        low, high = template.field("size_mm").range or (0, float("inf"))
+        findings, confs, boxes, problems, probs_out = [], [], [], [], []
+        for region in components(labels):
+            measures = torch.from_numpy(lesion_measures(arrays, kept, region, affine))[None]
+            probs = {k: v[0].softmax(0) for k, v in self.model.lesion(measures).items()}
+            if float(probs["is_lesion"][1]) < 0.5:
+                continue
+            geometry = measure_lesion(region, affine)
+            values: dict = {}
+            if side is not None:
+                values[side] = "right" if geometry.centre_mm[0] > midline else "left"
+            size = round(self.model.corrected_size(geometry.centre_diameter_mm))
+            if low <= size <= high:
+                values["size_mm"] = size
+            else:
+                problems.append(
+                    Problem(
+                        severity="error",
+                        where=f"findings[{len(findings)}].size_mm",
+                        rule="not_outlined",
+                        message=f"the outline measures {size} mm, outside {low:g}-{high:g} mm",
+                    )
+                )
+            values, conf = most_probable_consistent(template, cfg, probs, values, fields, hidden)
+            findings.append(values)
+            confs.append(conf)
+            boxes.append(_region_box(region, affine))
+            probs_out.append(probs)
+            if len(findings) == template.finding_max:
+                break
+        return findings, confs, boxes, problems, probs_out

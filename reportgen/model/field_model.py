@@ -1,23 +1,69 @@
-"""A staging reader's folder: config.json, model.safetensors, training_summary.json."""
+"""A staging reader's folder: config.json, model.safetensors, training_summary.json, README.md."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from pretrain_mae.checkpoint import load_weights, read_config, write_checkpoint
+from pretrain_mae.checkpoint import load_weights, read_config, weights_sha256, write_checkpoint
 from pretrain_mae.errors import PretrainError
+from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import InputError
 from reportgen.model.field_reader import READER_TYPE, FieldReader, FieldReaderConfig
 
 SUMMARY = "training_summary.json"
+CARD = "README.md"
 
 
 def save_reader(model: FieldReader, folder: Path, summary: dict | None = None) -> Path:
     extra = {SUMMARY: json.dumps(summary, indent=2).encode()} if summary else None
-    return write_checkpoint(
+    write_checkpoint(
         folder, dict(model.state_dict()), model.cfg.to_dict(), READER_TYPE, extra_files=extra
     )
+    write_card(folder)
+    return folder
+
+
+def write_card(folder: Path) -> None:
+    """The model card: what it reads, what it was trained on, that it is not for clinical use."""
+    cfg = FieldReaderConfig.from_dict(read_config(folder, READER_TYPE))
+    summary_path = folder / SUMMARY
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    args = summary.get("args", {})
+    lesion = (
+        f"- Per lesion: each outlined component's measures (signal percentiles on every "
+        f"sequence, enhancement inside and in the rim, curve of its most-enhancing part, "
+        f"texture, volume, diameter) read by one small classifier per field: "
+        f"{', '.join(cfg.lesion_fields)}; laterality and size are measured.\n"
+        if cfg.lesion_fields
+        else ""
+    )
+    text = f"""# {cfg.name} ({cfg.template})
+
+**{NOT_FOR_CLINICAL_USE}**
+
+- Template: `{cfg.template}`. A staging reader, not a text decoder: the template's rules
+  derive the stage or score from the criteria it reads, so the two always agree.
+- Input: {", ".join(cfg.sequences)} prepared on a {"x".join(map(str, cfg.grid_shape))} grid
+  at {cfg.grid_spacing[0]:g} mm (RAS); any of DCE or DWI/ADC may be missing (trained with
+  them hidden), T2W is required.
+- Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments primary tumour or
+  lesion, extension, and nodes or deposits.
+- Criteria: {", ".join([*cfg.study_fields, *cfg.finding_fields])}, read by heads on the
+  frozen outline's classes pooled to a coarse grid, the deepest feature map in place and
+  the T2W anatomy.
+{lesion}- Size: the outline's diameter in world mm, corrected log-linearly for partial volume
+  (fit on the training studies' own outlines).
+- Trained on {summary.get("studies", "?")} studies from `{args.get("data", "?")}`
+  ({summary.get("held_back", "?")} held back to choose the reading epoch; held-back field
+  accuracy {summary.get("best_val_field_acc", float("nan")):.3f}) in {summary.get("seconds", "?")} s
+  on 2 CPU cores; weights sha256 {weights_sha256(folder)}.
+- Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
+  --seed {args.get("seed", "?")}` on `reportgen synth` phantoms (see the README).
+- Training data are synthetic phantoms: the model has never seen a patient's images and
+  must not be used for diagnosis.
+"""
+    (folder / CARD).write_text(text)
 
 
 def load_reader(folder: Path, device: str = "cpu") -> FieldReader:

@@ -19,11 +19,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from reportgen.errors import ConfigError
+from reportgen.model.lesion_reader import LesionHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
 SEGMENT_CLASSES = 4  # background, primary tumour, extension, metastatic node (mask labels)
@@ -36,7 +38,10 @@ class FieldReaderConfig:
     template: str
     sequences: tuple[str, ...]
     study_fields: dict[str, list[str]]  # field id -> its values ("false"/"true" for bools)
-    finding_fields: dict[str, list[str]] = field(default_factory=dict)
+    finding_fields: dict[str, list[str]] = field(default_factory=dict)  # one finding, per study
+    lesion_fields: dict[str, list[str]] = field(default_factory=dict)  # several, per lesion
+    # mask label -> outline class (1 lesion or primary, 2 extension, 3 nodes or deposits)
+    label_classes: dict[str, int] = field(default_factory=lambda: {"1": 1, "2": 2, "3": 3})
     grid_shape: tuple[int, int, int] = (64, 64, 32)
     grid_spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
     widths: tuple[int, ...] = (16, 32, 48, 64)
@@ -119,7 +124,8 @@ class FieldReader(nn.Module):
         self.anatomy_shape = tuple(4 * n for n in cfg.deep_shape)  # T2W, finer (ureters)
         self.t2 = cfg.sequences.index("T2W") if "T2W" in cfg.sequences else 0
         where = (SEGMENT_CLASSES - 1) * cells * 8
-        summary = w[-1] * cells + 2 * w[-1] + (SEGMENT_CLASSES - 1) + where + cells * 64
+        geometry = (SEGMENT_CLASSES - 1) * 7
+        summary = w[-1] * cells + 2 * w[-1] + (SEGMENT_CLASSES - 1) + where + cells * 64 + geometry
         # Studies share their anatomy and differ in a few tumour voxels, so raw features
         # barely vary between them: standardise each feature over the training studies.
         self.trunk = nn.Sequential(
@@ -130,6 +136,7 @@ class FieldReader(nn.Module):
         )
         answers = {**cfg.study_fields, **cfg.finding_fields}
         self.heads = nn.ModuleDict({k: nn.Linear(cfg.hidden, len(v)) for k, v in answers.items()})
+        self.lesion = LesionHeads(cfg.lesion_fields) if cfg.lesion_fields else None
         # log(size) = a + b * log(outlined diameter); identity until `fit_size` sets it
         self.register_buffer("size_coef", torch.tensor([0.0, 1.0]))
 
@@ -180,6 +187,7 @@ class FieldReader(nn.Module):
         anatomy = F.adaptive_avg_pool3d(image[:, self.t2 : self.t2 + 1], self.anatomy_shape)
         return torch.cat(
             [
+                self.extents(seg, image.shape[2:]),
                 deep.flatten(1),
                 deep.mean(dim=(2, 3, 4)),
                 deep.amax(dim=(2, 3, 4)),
@@ -190,9 +198,37 @@ class FieldReader(nn.Module):
             dim=1,
         )
 
+    def extents(self, seg: torch.Tensor, size) -> torch.Tensor:
+        """Where each outlined class reaches, in mm from the primary's centre: its lowest and
+        highest x, y and z, and whether it is there at all (B, 3 * 7). The measured form
+        of 'tumour reaches the side wall / the lower third / the bladder'."""
+        labels = F.interpolate(seg, size=tuple(size), mode="trilinear").argmax(dim=1)
+        spacing = torch.tensor(self.cfg.grid_spacing)
+        rows = []
+        for b in range(labels.shape[0]):
+            index = [
+                torch.nonzero(labels[b] == c).float() * spacing for c in range(1, SEGMENT_CLASSES)
+            ]
+            centre = index[0].mean(0) if len(index[0]) else torch.zeros(3)
+            row = []
+            for points in index:
+                if len(points):
+                    row += [*(points.amin(0) - centre), *(points.amax(0) - centre), torch.ones(())]
+                else:
+                    row += [torch.zeros(())] * 7
+            rows.append(torch.stack(row))
+        return torch.stack(rows).to(seg.dtype)
+
     def forward(self, image: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
         summary, seg = self.summary(image, present)
         return {**self.read(summary), "segment": seg}
+
+    def outline_classes(self, mask: np.ndarray) -> np.ndarray:
+        """A lesion mask's labels as the outline's classes (unknown labels: background)."""
+        out = np.zeros(mask.shape, np.int64)
+        for label, cls in self.cfg.label_classes.items():
+            out[mask == int(label)] = cls
+        return out
 
     def corrected_size(self, outlined_mm: float) -> float:
         """The outlined primary's diameter corrected for the grid's partial volume."""

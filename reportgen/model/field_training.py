@@ -47,6 +47,7 @@ class FieldTrainArgs:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     family_dropout: float = 0.2
+    outline_from: Path | None = None  # reuse this reader's trained outline (refit the reading)
     val_fraction: float = 0.1
     seed: int = 0
     cache_dir: Path | None = None
@@ -70,18 +71,22 @@ def reader_config(
     finding = {
         s.id: _answer_values(s) for s in template.finding_fields if s.type in ("bool", "enum")
     }
-    if template.finding_max != 1:
-        raise ConfigError(
-            f"template {template.id} reports up to {template.finding_max} findings; the staging "
-            "reader reads one primary tumour (train the lesion model for this template)"
-        )
     if preset not in READER_PRESETS:
         raise ConfigError(f"unknown config {preset!r}; choose one of {sorted(READER_PRESETS)}")
+    finding = {k: v for k, v in finding.items() if k in stated_finding}
+    several = template.finding_max > 1  # each outlined lesion is read on its own
+    measured = {s.id for s in template.finding_fields if s.concept == "laterality"}
     return FieldReaderConfig(
         template=template.id,
         sequences=PROTOCOL,
         study_fields={k: v for k, v in study.items() if k in stated},
-        finding_fields={k: v for k, v in finding.items() if k in stated_finding},
+        finding_fields={} if several else finding,
+        lesion_fields={k: v for k, v in finding.items() if k not in measured} if several else {},
+        # mask labels 1..finding_max are findings; higher labels are deposits (implants)
+        label_classes={str(k): 1 for k in range(1, template.finding_max + 1)}
+        | {str(template.finding_max + 1 + k): 3 for k in range(4)}
+        if several
+        else {"1": 1, "2": 2, "3": 3},
         **READER_PRESETS[preset],
     )
 
@@ -160,25 +165,38 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
     template = load_template(probe.reports[0].template.id)
     cfg = reader_config(template, probe.reports, args.config)
     rows = [report_targets(cfg, r) for r in probe.reports]
-    images, present, labels, affines = [], [], [], []
+    model = FieldReader(cfg)
+    images, present, labels, masks, affines = [], [], [], [], []
     for i in range(len(probe.images)):
         arrays = probe.images.arrays(i)
         images.append(torch.from_numpy(arrays["image"].astype(np.float16)))
         present.append(torch.from_numpy(arrays["present"]))
-        labels.append(torch.from_numpy(arrays["mask"].astype(np.int64).clip(0, 3)))
+        masks.append(arrays["mask"])
+        labels.append(torch.from_numpy(model.outline_classes(arrays["mask"])))
         affines.append(arrays["affine"])
     answers = torch.tensor([r[0] for r in rows])
     n = len(rows)
     order = torch.randperm(n, generator=generator).tolist()
     n_val = max(1, round(args.val_fraction * n)) if n > 4 else 0
     val, train = order[:n_val], order[n_val:]
-    model = FieldReader(cfg)
     start = time.time()
-    history = _train_outline(model, images, present, labels, train, args, generator, log)
+    if args.outline_from is not None:
+        history = [{"outline_from": str(args.outline_from)}]
+        _load_outline(model, args.outline_from)
+    else:
+        history = _train_outline(model, images, present, labels, train, args, generator, log)
     model.eval()
     log("reading: the criterion heads on the frozen outline and encoder")
     best = fit_heads(model, images, present, answers, train, val, args, generator, log)
-    coef = fit_size(model, images, present, affines, [r[1] for r in rows], train)
+    if model.lesion is not None:
+        from reportgen.model.lesion_training import fit_lesion_heads
+
+        lesions = fit_lesion_heads(
+            model, images, present, masks, affines, probe, train, val, generator, log
+        )
+        coef = size_fit(*lesions)
+    else:
+        coef = fit_size(model, images, present, affines, [r[1] for r in rows], train)
     model.size_coef.copy_(torch.tensor(coef))
     summary = {
         "notice": NOT_FOR_CLINICAL_USE,
@@ -204,6 +222,24 @@ def _batch(images, present, labels, idx, generator, family_dropout: float):
     x = x * (1 + 0.1 * torch.randn(len(idx), x.shape[1], 1, 1, 1, generator=generator))
     p = _drop_families(torch.stack([present[i] for i in idx]), family_dropout, generator)
     return x, p, y
+
+
+OUTLINE_PARTS = ("down.", "up.", "segment.")
+
+
+def _load_outline(model: FieldReader, folder: Path) -> None:
+    """The segmenter's weights from another reader of the same grid and widths."""
+    from safetensors.torch import load_file
+
+    state = {
+        k: v
+        for k, v in load_file(str(folder / "model.safetensors")).items()
+        if k.startswith(OUTLINE_PARTS)
+    }
+    missing = [k for k in model.state_dict() if k.startswith(OUTLINE_PARTS) and k not in state]
+    if missing:
+        raise ConfigError(f"{folder} has no outline of this reader's shape (missing {missing[:2]})")
+    model.load_state_dict(state, strict=False)
 
 
 def _train_outline(model, images, present, labels, train, args, generator, log) -> list[dict]:
@@ -330,6 +366,11 @@ def fit_size(model, images, present, affines, sizes, idx: list[int]) -> list[flo
             if mm > 0:
                 xs.append(math.log(mm))
                 ys.append(math.log(sizes[i]))
+    return size_fit(xs, ys)
+
+
+def size_fit(xs: list[float], ys: list[float]) -> list[float]:
+    """[a, b] of log(true) = a + b log(outlined), from log diameters."""
     if len(xs) < 10:
         return [0.0, 1.0]
     x, y = np.array(xs), np.array(ys)

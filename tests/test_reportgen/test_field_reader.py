@@ -113,3 +113,91 @@ def test_cli_generate_drafts_with_the_reader(cervix, cli, tmp_path):
     torch.manual_seed(0)  # drafting is deterministic: the same study gives the same report
     again = cli("generate", data / row["dir"], "--model", model, "--format", "json")
     assert json.loads(again.out)["fields"] == json.loads(out.read_text())["fields"]
+
+
+@pytest.fixture(scope="module")
+def adnexa(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adnexa")
+    data = root / "data"
+    synth_dataset(data, 12, SynthOptions(domain="ovary", seed=5, malignant_fraction=0.5), workers=2)
+    model = root / "model"
+    train_field_reader(
+        FieldTrainArgs(data=data, out=model, config="tiny", epochs=2, batch_size=4),
+        log=lambda _: None,
+    )
+    return data, model
+
+
+def test_lesion_measures_have_a_fixed_length_and_see_enhancement():
+    import numpy as np
+
+    from reportgen.model.lesion_reader import N_MEASURES, lesion_measures
+
+    image = np.zeros((7, 16, 16, 8), np.float32)
+    image[:, 4:10, 4:10, 2:6] = 0.5
+    image[3:, 4:10, 4:10, 2:6] += np.array([0, 0.3, 0.5, 0.6])[:, None, None, None]
+    region = image[0] > 0.4
+    present = np.ones(7, bool)
+    measures = lesion_measures(image, present, region, np.diag([4.0, 4.0, 4.0, 1.0]))
+    assert measures.shape == (N_MEASURES,)
+    without_dce = present.copy()
+    without_dce[3:] = False
+    other = lesion_measures(image, without_dce, region, np.diag([4.0, 4.0, 4.0, 1.0]))
+    assert other.shape == (N_MEASURES,) and not np.array_equal(measures, other)
+
+
+def test_adnexal_reader_reads_each_lesion_with_applicable_fields_only(adnexa):
+    data, model = adnexa
+    generator = generators.open_generator(model)
+    cfg = generator.model.cfg
+    assert generator.template.id == "orads_mri"
+    assert "laterality" not in cfg.lesion_fields  # measured from the outline, not guessed
+    assert {"composition", "tic", "solid_tissue"} <= set(cfg.lesion_fields)
+    template = load_template("orads_mri")
+    for row in read_manifest(data)[:4]:
+        draft = generator.draft(load_study(data / row["dir"]))
+        report = draft.report
+        assert len(report.findings) <= template.finding_max
+        assert draft.malignancy_probability is None or 0.0 <= draft.malignancy_probability <= 1.0
+        for finding in report.findings:
+            assert finding.fields["laterality"].value in ("right", "left")
+            assert finding.evidence is not None and finding.evidence.box is not None
+        problems = [p for p in validate_report(report, template).problems if p.severity == "error"]
+        # the only errors a reader can leave are the sizes it refused to state
+        assert all(p.where.endswith("size_mm") for p in problems), problems
+
+
+PELVIC = {
+    "figo_cervix_2018": "cervix",
+    "figo_endometrium_2023": "endometrium",
+    "orads_mri": "ovary",
+}
+
+
+@pytest.mark.parametrize(
+    "template", [t for t in generators.bundled_templates() if t in PELVIC] or ["none bundled"]
+)
+def test_bundled_pelvic_model_drafts_its_demo(template, cli, tmp_path):
+    assert template in PELVIC, "no pelvic model is bundled"
+    folder = generators.bundled_model(template)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= 20 * 1024 * 1024, "each bundled model must stay within 20 MB"
+    assert "not for clinical use" in (folder / "README.md").read_text()
+    result = cli("demo", "--domain", PELVIC[template], "--out", tmp_path)
+    assert result.code == 0, result.err
+    report = Report.model_validate_json((tmp_path / "draft_report.json").read_text())
+    assert report.template.id == template and report.validation.valid
+    assert "not for clinical use" in result.out
+
+
+def test_generate_picks_the_bundled_model_by_template(cli, tmp_path):
+    if "figo_cervix_2018" not in generators.bundled_templates():
+        pytest.fail("the cervix model is bundled")
+    data = tmp_path / "study"
+    synth_dataset(data, 1, SynthOptions(domain="cervix", seed=77), workers=1)
+    row = read_manifest(data)[0]
+    out = tmp_path / "draft.json"
+    result = cli("generate", data / row["dir"], "--template", "figo_cervix_2018", "--out", out)
+    assert result.code == 0, result.err
+    assert Report.model_validate_json(out.read_text()).template.id == "figo_cervix_2018"
+    assert_refused(cli("generate", data / row["dir"], "--template", "nope"), "nope")

@@ -1,0 +1,101 @@
+"""Per-lesion reading for templates with several findings (O-RADS MRI): outline, measure, read.
+
+The staging reader's segmenter outlines lesions; each outlined component is one candidate
+finding. Its measures are what a radiologist looks at: signal on every sequence inside
+the lesion (low, middle and high percentiles, so fluid and solid parts both show), the
+enhancement at each DCE phase inside it and in its rim (the wall), the curve of its
+most-enhancing part, how uneven it is on T2W (septa, solid parts), its volume and
+diameter, and which families were acquired. A small classifier per lexicon field reads
+the measures (fit on the training studies' own outlines matched to their truth), plus
+one that says whether a component is a lesion at all. Nothing here is a hand threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from reportgen.io.sequences import PROTOCOL
+from reportgen.measure import measure_lesion
+
+MIN_VOXELS = 4  # smaller components are noise on the reader's grid (4 mm: 0.26 ml)
+DCE = [PROTOCOL.index(f"DCE_{k}") for k in range(4)]
+T2W, DWI, ADC = PROTOCOL.index("T2W"), PROTOCOL.index("DWI"), PROTOCOL.index("ADC")
+N_MEASURES = 3 * len(PROTOCOL) + 6 + 3 + 2 + 2 + 2 + 2
+
+
+def components(labels: np.ndarray, lesion_class: int = 1) -> list[np.ndarray]:
+    """Connected outlined lesions, largest first (boolean masks)."""
+    parts, n = ndimage.label(labels == lesion_class)
+    if not n:
+        return []
+    sizes = ndimage.sum(np.ones_like(parts), parts, range(1, n + 1))
+    order = np.argsort(-sizes)
+    return [parts == (k + 1) for k in order if sizes[k] >= MIN_VOXELS]
+
+
+def lesion_measures(
+    image: np.ndarray, present: np.ndarray, region: np.ndarray, affine: np.ndarray
+) -> np.ndarray:
+    """The measures of one outlined lesion (N_MEASURES,), on the prepared grid."""
+    core = ndimage.binary_erosion(region) if region.sum() > 8 else region
+    core = core if core.any() else region
+    rim = ndimage.binary_dilation(region) & ~core
+    out: list[float] = []
+    for s in range(len(PROTOCOL)):
+        values = image[s][region] if present[s] else np.zeros(1)
+        out.extend(np.percentile(values, [10, 50, 90]).tolist())
+    has_dce = bool(present[DCE].all())
+    if has_dce:
+        rise = [image[k] - image[DCE[0]] for k in DCE[1:]]
+        out.extend(v for r in rise for v in np.percentile(r[region], [50, 90]).tolist())
+        out.extend(float(r[rim].mean()) for r in rise)
+        late = rise[-1][region]
+        top = late >= np.percentile(late, 80)
+        out.extend([float(rise[0][region][top].mean()), float(late[top].mean())])
+    else:
+        out.extend([0.0] * (6 + 3 + 2))
+    t2 = image[T2W][core] if present[T2W] else np.zeros(1)
+    pre = image[DCE[0]][core] if present[DCE[0]] else np.zeros(1)
+    out.extend([float(t2.std()), float(pre.std())])
+    geometry = measure_lesion(region, affine)
+    out.extend(
+        [float(np.log1p(geometry.volume_ml)), float(np.log(geometry.centre_diameter_mm + 1))]
+    )
+    out.extend([float(has_dce), float(bool(present[ADC] and present[DWI]))])
+    return np.asarray(out, np.float32)
+
+
+def midline_x_mm(image: np.ndarray, affine: np.ndarray) -> float:
+    """World x of the body's left-right centre (T2W foreground), for laterality."""
+    t2 = image[T2W]
+    body = t2 > 0.1 * np.percentile(t2, 99)
+    index = np.argwhere(body)
+    return float((index.mean(0) @ affine[:3, :3].T + affine[:3, 3])[0]) if len(index) else 0.0
+
+
+class LesionHeads(nn.Module):
+    """Standardised measures -> per field logits, and `is_lesion` (a real finding or not)."""
+
+    def __init__(self, fields: dict[str, list[str]], hidden: int = 48):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(N_MEASURES))
+        self.register_buffer("std", torch.ones(N_MEASURES))
+        answers = {**fields, "is_lesion": ["false", "true"]}
+        self.heads = nn.ModuleDict(
+            {
+                k: nn.Sequential(
+                    nn.Linear(N_MEASURES, hidden),
+                    nn.GELU(),
+                    nn.Dropout(0.1),
+                    nn.Linear(hidden, len(v)),
+                )
+                for k, v in answers.items()
+            }
+        )
+
+    def forward(self, measures: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (measures - self.mean) / self.std
+        return {k: head(x) for k, head in self.heads.items()}

@@ -1,0 +1,114 @@
+"""Fit the per-lesion heads on the training studies' own outlines, matched to their truth.
+
+Each outlined component of a training study is matched to the truth lesion it overlaps
+most (at least a fifth of the component); matched components learn that lesion's lexicon
+values and `is_lesion`, unmatched ones learn `is_lesion = false`. Features come from the
+frozen segmenter's outlines, as at drafting, so the heads learn the outlines they will
+be given. The epoch is chosen on the held-back studies' lesions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reportgen.measure import measure_lesion
+from reportgen.model.field_training import _index, predict_outline
+from reportgen.model.lesion_reader import components, lesion_measures
+
+
+def _matched(
+    pred: np.ndarray, mask: np.ndarray, truth_labels: list[int]
+) -> list[tuple[np.ndarray, int]]:
+    """(component, index of the truth lesion or -1) for each outlined component."""
+    out = []
+    for region in components(pred):
+        overlaps = [int((region & (mask == label)).sum()) for label in truth_labels]
+        best = int(np.argmax(overlaps)) if overlaps else -1
+        hit = best >= 0 and overlaps[best] >= 0.2 * region.sum()
+        out.append((region, best if hit else -1))
+    return out
+
+
+@torch.no_grad()
+def lesion_rows(model, images, present, masks, affines, examples, idx):
+    """Measures, targets (fields + is_lesion) and log-diameter pairs for studies `idx`."""
+    fields = model.cfg.lesion_fields
+    feats, targets, size_x, size_y = [], [], [], []
+    for i in idx:
+        _, pred = predict_outline(model, images[i][None].float(), present[i][None])
+        pred = pred[0].numpy()
+        truth = (examples.truth[i] or {}).get("lesions", [])
+        report = examples.reports[i]
+        labels = [int(les["label"]) for les in truth]
+        image = images[i].float().numpy()
+        for region, j in _matched(pred, masks[i], labels):
+            feats.append(lesion_measures(image, present[i].numpy(), region, affines[i]))
+            if j < 0 or j >= len(report.findings):
+                targets.append([-1] * len(fields) + [0])
+                continue
+            stated = {k: v.value for k, v in report.findings[j].fields.items()}
+            targets.append(
+                [_index(vals, stated[k]) if k in stated else -1 for k, vals in fields.items()] + [1]
+            )
+            if "size_mm" in stated:
+                size_x.append(math.log(measure_lesion(region, affines[i]).centre_diameter_mm))
+                size_y.append(math.log(float(stated["size_mm"])))
+    if not feats:
+        return torch.zeros(0, 1), torch.zeros(0, len(fields) + 1, dtype=torch.long), [], []
+    return torch.from_numpy(np.stack(feats)), torch.tensor(targets), size_x, size_y
+
+
+def _accuracy(heads, x, y, names) -> float:
+    heads.eval()
+    with torch.no_grad():
+        out = heads(x)
+    right = total = 0
+    for j, name in enumerate(names):
+        ok = y[:, j] >= 0
+        right += int((out[name].argmax(1)[ok] == y[ok, j]).sum())
+        total += int(ok.sum())
+    return right / max(total, 1)
+
+
+def fit_lesion_heads(
+    model, images, present, masks, affines, examples, train, val, generator, log, epochs=300
+) -> tuple[list[float], list[float]]:
+    """Train `model.lesion`; returns the training lesions' (log outlined, log true) sizes."""
+    heads = model.lesion
+    x, y, size_x, size_y = lesion_rows(model, images, present, masks, affines, examples, train)
+    vx, vy, _, _ = lesion_rows(model, images, present, masks, affines, examples, val)
+    log(f"reading lesions: {len(x)} outlined components in training, {len(vx)} held back")
+    heads.mean.copy_(x.mean(0))
+    heads.std.copy_(x.std(0).clamp_min(1e-3))
+    names = [*model.cfg.lesion_fields, "is_lesion"]
+    opt = torch.optim.AdamW(heads.parameters(), lr=3e-3, weight_decay=0.01)
+    best, best_state = -1.0, None
+    for epoch in range(epochs):
+        heads.train()
+        perm = torch.randperm(len(x), generator=generator)
+        for b in range(0, len(perm), 128):
+            idx = perm[b : b + 128]
+            out = heads(x[idx])
+            loss = sum(
+                F.cross_entropy(out[name], y[idx, j], ignore_index=-1)
+                for j, name in enumerate(names)
+                if (y[idx, j] >= 0).any()
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        score = _accuracy(heads, vx, vy, names) if len(vx) else 0.0
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in heads.state_dict().items()}
+        if (epoch + 1) % 100 == 0:
+            log(
+                f"lesion epoch {epoch + 1}/{epochs}: held-back accuracy {score:.3f} (best {best:.3f})"
+            )
+    if best_state is not None:
+        heads.load_state_dict(best_state)
+    heads.eval()
+    return size_x, size_y
