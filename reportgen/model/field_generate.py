@@ -186,7 +186,8 @@ class FieldReaderGenerator:
         options: GenerateOptions | None = None,
         missing: list[str] | None = None,
     ) -> Draft:
-        out, labels = predict_outline(self.model, image, present)
+        staging = self.model.lesion is None and self.template.finding_min >= 1
+        out, labels = predict_outline(self.model, image, present, require_primary=staging)
         labels = labels[0].cpu().numpy()
         cfg = self.model.cfg
         used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
@@ -280,7 +281,9 @@ class FieldReaderGenerator:
             values: dict = {}
             if side is not None:
                 values[side] = "right" if geometry.centre_mm[0] > midline else "left"
-            size = round(self.model.corrected_size(geometry.centre_diameter_mm))
+            size = round(
+                self.model.corrected_size(outlined_size_mm(region.astype(np.int64), affine))
+            )
             if low <= size <= high:
                 values["size_mm"] = size
             else:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import ConfigError
@@ -132,23 +133,38 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return ce + (1 - dice).mean()
 
 
-def predict_outline(model: FieldReader, image: torch.Tensor, present: torch.Tensor):
-    """Forward pass -> (outputs, label map on the input grid)."""
+def predict_outline(
+    model: FieldReader, image: torch.Tensor, present: torch.Tensor, require_primary: bool = False
+):
+    """Forward pass -> (outputs, label map on the input grid). With `require_primary` (a
+    staging study has a tumour by definition) a primary too small to win the argmax on
+    this grid (a 1 cm tumour is 2-3 voxels at 4 mm) is the connected region around the
+    most probable primary voxel where its probability is at least half that peak."""
     out = model(image, present)
     seg = F.interpolate(out["segment"], size=image.shape[2:], mode="trilinear")
-    return out, seg.argmax(dim=1)
+    labels = seg.argmax(dim=1)
+    if require_primary:
+        for b in range(labels.shape[0]):
+            if (labels[b] == PRIMARY).any():
+                continue
+            prob = seg[b].softmax(dim=0)[PRIMARY].numpy()
+            peak = np.unravel_index(int(prob.argmax()), prob.shape)
+            parts, _ = ndimage.label(prob >= 0.5 * prob[peak])
+            labels[b][torch.from_numpy(parts == parts[peak])] = PRIMARY
+    return out, labels
 
 
 def outlined_size_mm(labels: np.ndarray, affine: np.ndarray) -> float:
     """Longest diameter of the largest outlined primary (0 when none is outlined)."""
-    from scipy import ndimage
-
     primary = labels == PRIMARY
     if not primary.any():
         return 0.0
     parts, n = ndimage.label(primary)
     biggest = 1 + int(np.argmax(ndimage.sum(primary, parts, range(1, n + 1))))
-    return measure_lesion(parts == biggest, affine).centre_diameter_mm
+    geometry = measure_lesion(parts == biggest, affine)
+    # between the voxel-centre (inner) and voxel-corner (outer) bounds, so that an
+    # outline of one or two voxels still measures what it covers
+    return (geometry.centre_diameter_mm + geometry.longest_diameter_mm) / 2
 
 
 def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
@@ -361,7 +377,9 @@ def fit_size(model, images, present, affines, sizes, idx: list[int]) -> list[flo
         for i in idx:
             if not math.isfinite(sizes[i]):
                 continue
-            _, lab = predict_outline(model, images[i][None].float(), present[i][None])
+            _, lab = predict_outline(
+                model, images[i][None].float(), present[i][None], require_primary=True
+            )
             mm = outlined_size_mm(lab[0].numpy(), affines[i])
             if mm > 0:
                 xs.append(math.log(mm))

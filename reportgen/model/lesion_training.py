@@ -15,8 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reportgen.measure import measure_lesion
-from reportgen.model.field_training import _index, predict_outline
+from reportgen.model.field_training import _index, outlined_size_mm, predict_outline
 from reportgen.model.lesion_reader import components, lesion_measures
 
 
@@ -55,7 +54,7 @@ def lesion_rows(model, images, present, masks, affines, examples, idx):
                 [_index(vals, stated[k]) if k in stated else -1 for k, vals in fields.items()] + [1]
             )
             if "size_mm" in stated:
-                size_x.append(math.log(measure_lesion(region, affines[i]).centre_diameter_mm))
+                size_x.append(math.log(outlined_size_mm(region.astype(np.int64), affines[i])))
                 size_y.append(math.log(float(stated["size_mm"])))
     if not feats:
         return torch.zeros(0, 1), torch.zeros(0, len(fields) + 1, dtype=torch.long), [], []
