@@ -284,8 +284,9 @@ def evaluate_model(
     headline = template.headline
     systems: dict[str, Scorer] = {f"model[{s}]": Scorer(template) for s in subsets}
     library = None
-    if baselines and decoder:
-        systems["baseline:unconstrained"] = Scorer(template)
+    if baselines:
+        if decoder:
+            systems["baseline:unconstrained"] = Scorer(template)
         if train_data is not None:
             systems["baseline:retrieval"] = Scorer(template)
             lib = load_examples(train_data, enc_cfg, cache_dir, template.id)
