@@ -1,4 +1,4 @@
-"""`reportgen train --architecture reader`: fit a staging reader on studies with reports.
+"""`reportgen train-reader`: fit a staging reader on studies with reports.
 
 Targets come from each study's report.json (the template's fields; the stage is never a
 target, the template derives it) and its lesion mask (primary, extension, nodes). A
