@@ -321,51 +321,82 @@ def fit_heads(model, images, present, answers, train, val, args, generator, log)
     epoch with the best held-back field accuracy is kept."""
     model.eval()
     features, owners = _summaries(model, images, present, train, ("all", "no_dce", "no_diffusion"))
-    targets = answers[owners]
-    held = _summaries(model, images, present, val, ("all",)) if val else None
+    held = None
+    if val:
+        held_features, held_owners = _summaries(model, images, present, val, ("all",))
+        held = (held_features, answers[held_owners])
+
+    def read(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k.removeprefix("field:"): v for k, v in model.read(x).items()}
+
     params = [*model.trunk.parameters(), *model.heads.parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05)
     names = [*model.cfg.study_fields, *model.cfg.finding_fields]
+    return fit_classifiers(
+        model, read, params, features, answers[owners], names, held,
+        epochs=200, batch=64, lr=1e-3, weight_decay=0.05, generator=generator, log=log,
+        label="reading",
+    )  # fmt: skip
+
+
+def fit_classifiers(
+    module,
+    read,
+    params,
+    x,
+    y,
+    names,
+    held,
+    *,
+    epochs,
+    batch,
+    lr,
+    weight_decay,
+    generator,
+    log,
+    label,
+) -> float:
+    """Cross-entropy on each named head (targets of -1 ignored) with AdamW; the epoch with
+    the best accuracy on `held` (features, targets) is kept in `module`."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     best, best_state = -1.0, None
-    for epoch in range(200):
-        model.trunk.train()
-        perm = torch.randperm(len(features), generator=generator)
-        for b in range(0, len(perm), 64):
-            idx = perm[b : b + 64]
-            if len(idx) < 2:
+    for epoch in range(epochs):
+        module.train()
+        perm = torch.randperm(len(x), generator=generator)
+        for b in range(0, len(perm), batch):
+            idx = perm[b : b + batch]
+            if len(idx) < 2:  # batch norm needs two rows
                 continue
-            out = model.read(features[idx])
+            out = read(x[idx])
             loss = sum(
-                F.cross_entropy(out[f"field:{name}"], targets[idx, j], ignore_index=-1)
+                F.cross_entropy(out[name], y[idx, j], ignore_index=-1)
                 for j, name in enumerate(names)
-                if (targets[idx, j] >= 0).any()
+                if (y[idx, j] >= 0).any()
             )
             opt.zero_grad()
             loss.backward()
             opt.step()
-        model.trunk.eval()
-        score = _accuracy(model, *held, answers) if held else 0.0
+        module.eval()
+        score = head_accuracy(read, *held, names) if held is not None and len(held[0]) else 0.0
         if score > best:
-            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
-        if (epoch + 1) % 50 == 0:
+            best, best_state = score, {k: v.clone() for k, v in module.state_dict().items()}
+        if (epoch + 1) % max(1, epochs // 4) == 0:
             log(
-                f"reading epoch {epoch + 1}/200: held-back field accuracy {score:.3f} (best {best:.3f})"
+                f"{label} epoch {epoch + 1}/{epochs}: held-back accuracy {score:.3f} (best {best:.3f})"
             )
     if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+        module.load_state_dict(best_state)
+    module.eval()
     return best
 
 
 @torch.no_grad()
-def _accuracy(model, features, owners, answers) -> float:
-    out = model.read(features)
-    names = [*model.cfg.study_fields, *model.cfg.finding_fields]
-    target = answers[owners]
+def head_accuracy(read, x: torch.Tensor, y: torch.Tensor, names: list[str]) -> float:
+    """Accuracy over every stated (non -1) target of every named head."""
+    out = read(x)
     right = total = 0
     for j, name in enumerate(names):
-        ok = target[:, j] >= 0
-        right += int((out[f"field:{name}"].argmax(1)[ok] == target[ok, j]).sum())
+        ok = y[:, j] >= 0
+        right += int((out[name].argmax(1)[ok] == y[ok, j]).sum())
         total += int(ok.sum())
     return right / max(total, 1)
 

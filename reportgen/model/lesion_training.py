@@ -13,9 +13,13 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from reportgen.model.field_training import _index, outlined_size_mm, predict_outline
+from reportgen.model.field_training import (
+    _index,
+    fit_classifiers,
+    outlined_size_mm,
+    predict_outline,
+)
 from reportgen.model.lesion_reader import components, lesion_measures
 
 
@@ -61,18 +65,6 @@ def lesion_rows(model, images, present, masks, affines, examples, idx):
     return torch.from_numpy(np.stack(feats)), torch.tensor(targets), size_x, size_y
 
 
-def _accuracy(heads, x, y, names) -> float:
-    heads.eval()
-    with torch.no_grad():
-        out = heads(x)
-    right = total = 0
-    for j, name in enumerate(names):
-        ok = y[:, j] >= 0
-        right += int((out[name].argmax(1)[ok] == y[ok, j]).sum())
-        total += int(ok.sum())
-    return right / max(total, 1)
-
-
 def fit_lesion_heads(
     model, images, present, masks, affines, examples, train, val, generator, log, epochs=300
 ) -> tuple[list[float], list[float]]:
@@ -84,30 +76,9 @@ def fit_lesion_heads(
     heads.mean.copy_(x.mean(0))
     heads.std.copy_(x.std(0).clamp_min(1e-3))
     names = [*model.cfg.lesion_fields, "is_lesion"]
-    opt = torch.optim.AdamW(heads.parameters(), lr=3e-3, weight_decay=0.01)
-    best, best_state = -1.0, None
-    for epoch in range(epochs):
-        heads.train()
-        perm = torch.randperm(len(x), generator=generator)
-        for b in range(0, len(perm), 128):
-            idx = perm[b : b + 128]
-            out = heads(x[idx])
-            loss = sum(
-                F.cross_entropy(out[name], y[idx, j], ignore_index=-1)
-                for j, name in enumerate(names)
-                if (y[idx, j] >= 0).any()
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        score = _accuracy(heads, vx, vy, names) if len(vx) else 0.0
-        if score > best:
-            best, best_state = score, {k: v.clone() for k, v in heads.state_dict().items()}
-        if (epoch + 1) % 100 == 0:
-            log(
-                f"lesion epoch {epoch + 1}/{epochs}: held-back accuracy {score:.3f} (best {best:.3f})"
-            )
-    if best_state is not None:
-        heads.load_state_dict(best_state)
-    heads.eval()
+    fit_classifiers(
+        heads, heads, heads.parameters(), x, y, names, (vx, vy),
+        epochs=epochs, batch=128, lr=3e-3, weight_decay=0.01, generator=generator, log=log,
+        label="lesion",
+    )  # fmt: skip
     return size_x, size_y
