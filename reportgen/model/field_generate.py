@@ -156,9 +156,9 @@ class FieldReaderGenerator:
         return self.model.cfg.sequences
 
     def tensors(self, study: Study) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        arrays = study_arrays(study, self.model.cfg)
-        if "T2W" not in study.sequences:
+        if "T2W" not in study.sequences:  # refuse before the (slow) resampling
             raise InputError(study.source, "has no T2W series; staging reads the anatomy on T2W")
+        arrays = study_arrays(study, self.model.cfg)
         image = torch.from_numpy(arrays["image"])[None].to(self.device)
         present = torch.from_numpy(arrays["present"])[None].to(self.device)
         return image, present, arrays["affine"]
