@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench demo-model pelvic-models clean-venv
+.PHONY: demo test lint bench demo-model pelvic-models region-model clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,25 @@ pelvic-models: $(STAMP)
 	  $(BIN)/reportgen train-reader --data $(PELVIC_WORK)/$$domain --out $(PELVIC_WORK)/$$template --epochs 16 --seed 0 && \
 	  rm -rf reportgen/demo_model/$$template && cp -r $(PELVIC_WORK)/$$template reportgen/demo_model/$$template || exit 1; \
 	done
+
+# The body-region reader (breast or pelvis, and how unusual): phantoms of every domain,
+# with another scanner's acquisitions beside them; held-out calibration sets set the
+# "unusual study" threshold.
+REGION_WORK ?= /tmp/reportgen-region-model
+region-model: $(STAMP)
+	rm -rf $(REGION_WORK) && mkdir -p $(REGION_WORK)
+	set -e; for spec in breast:301:303:1 cervix:101:401:2 endometrium:101:402:3 ovary:101:404:4; do \
+	  set -- $$(echo $$spec | tr : ' '); d=$$1; seed=$$2; sseed=$$3; k=$$4; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/train-$$d --domain $$d --n 300 --seed $$seed; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/train-$$d-shift --domain $$d --n 100 --seed $$sseed --shift scanner; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/calib-$$d --domain $$d --n 50 --seed 700$$k; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/calib-$$d-shift --domain $$d --n 50 --seed 710$$k --shift scanner; \
+	done
+	$(BIN)/reportgen train-region \
+	  $$(for d in $(REGION_WORK)/train-*; do printf -- '--data %s ' $$d; done) \
+	  $$(for d in $(REGION_WORK)/calib-*; do printf -- '--calibration %s ' $$d; done) \
+	  --out $(REGION_WORK)/body_region
+	rm -rf reportgen/demo_model/body_region && cp -r $(REGION_WORK)/body_region reportgen/demo_model/body_region
 
 clean-venv:
 	rm -rf $(VENV)

@@ -42,13 +42,14 @@ def is_batch(folder: Path) -> bool:
     return any(c.is_dir() and any(is_image_file(p) for p in c.iterdir()) for c in children)
 
 
-def generate_batch(folder: Path, out_dir: Path, generator, fmt: str, lang: str, options) -> list:
-    """Draft every study under `folder` into `out_dir`; returns one `Outcome` per study."""
+def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, options) -> list:
+    """Draft every study under `folder` into `out_dir` with the generator `choose` gives
+    for its anatomy (`GeneratorChoice`); returns one `Outcome` per study."""
     from tqdm.auto import tqdm
 
     from reportgen.data.sources import discover_studies
     from reportgen.io import load_study
-    from reportgen.model.fitness import check_fitness
+    from reportgen.model.fitness import add_fitness_warnings, check_fitness, study_anatomy
     from reportgen.render.output import format_report, write_text
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -60,7 +61,9 @@ def generate_batch(folder: Path, out_dir: Path, generator, fmt: str, lang: str, 
         where = str(source.path.relative_to(folder))
         try:
             study = load_study(source.path)
-            check_fitness(study, generator.template, force=False)  # refused, with its reason
+            anatomy = study_anatomy(study)
+            generator = choose(anatomy.tag, anatomy.region)
+            check_fitness(study, anatomy, generator.template, force=False)  # refused, with why
             if study.study_id in seen:
                 raise InputError(source.path, f"study id {study.study_id!r} was already drafted")
             seen.add(study.study_id)
@@ -69,6 +72,7 @@ def generate_batch(folder: Path, out_dir: Path, generator, fmt: str, lang: str, 
                 out_dir / f"{study.study_id}_evidence" if options.explain else None
             )
             draft = generator.draft(study, options)
+            add_fitness_warnings(draft.report, [], anatomy)  # an unusual study says so
             write_text(target, format_report(draft.report, fmt, lang, generator.template))
             outcomes.append(Outcome(where, study.study_id, "drafted", target.name))
         except ReportgenError as exc:

@@ -17,7 +17,9 @@ def demo(
         None, "--out", help="Keep the example study here (default: a temporary folder)."
     ),
     domain: str = typer.Option(
-        "breast", "--domain", help="breast | cervix | endometrium (the bundled model for it)."
+        "breast",
+        "--domain",
+        help="breast | cervix | endometrium | ovary (the bundled model for it).",
     ),
 ) -> None:
     """Run the main job on the bundled example: draft a report with the bundled demo model."""

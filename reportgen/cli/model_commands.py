@@ -1,4 +1,4 @@
-"""`reportgen train | generate | evaluate | similar`: the report model's commands."""
+"""`reportgen train | train-reader | train-region | generate | evaluate | similar`: the models' commands."""
 
 from __future__ import annotations
 
@@ -105,6 +105,11 @@ def train_reader(
     outline_from: Path = typer.Option(
         None, "--outline-from", help="Reuse this reader's trained outline; refit the reading."
     ),
+    reading: str = typer.Option(
+        "trees",
+        "--reading",
+        help="How criteria are read: trees (boosted, on the measured geometry) or linear.",
+    ),
 ) -> None:
     """Train a staging reader (FIGO templates): it outlines the tumour and reads each criterion."""
     from reportgen.model.field_training import FieldTrainArgs, train_field_reader
@@ -123,6 +128,7 @@ def train_reader(
             seed=seed,
             cache_dir=cache_dir,
             outline_from=outline_from,
+            reading=reading,
         ),
         log=typer.echo,
     )
@@ -146,7 +152,7 @@ def generate(
         None,
         "--template",
         help="Draft with the bundled model for this template (birads_mri, figo_cervix_2018, "
-        "...); default birads_mri.",
+        "...); default: the one the study's anatomy (tag, else image) calls for.",
     ),
     fmt: str = typer.Option("json", "--format", help="json | text | fhir"),
     lang: str = typer.Option("en", "--lang", help="en | zh (text)."),
@@ -164,40 +170,43 @@ def generate(
     from reportgen import NOT_FOR_CLINICAL_USE
     from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
     from reportgen.io import load_study
-    from reportgen.model.fitness import add_fitness_warnings, check_fitness
+    from reportgen.model.fitness import add_fitness_warnings, check_fitness, study_anatomy
     from reportgen.model.generate import GenerateOptions
-    from reportgen.model.generators import open_generator
+    from reportgen.model.generators import GeneratorChoice
     from reportgen.render.output import check_output, format_report, write_text
 
     check_output(fmt, lang)
     if beams < 1:
         raise ConfigError("--beams must be at least 1")
+    choose = GeneratorChoice(model, template)  # named, else by each study's anatomy
     if is_batch(study):
         if out is None:
             raise ConfigError("a folder of studies needs --out FOLDER for the drafts")
-        generator = open_generator(model, template)
         options = GenerateOptions(num_beams=beams, explain=explain)
-        outcomes = generate_batch(study, out, generator, fmt, lang, options)
+        outcomes = generate_batch(study, out, choose, fmt, lang, options)
         print_summary(outcomes)
         typer.echo(NOT_FOR_CLINICAL_USE, err=True)
         if any(o.status != "drafted" for o in outcomes):
             raise typer.Exit(1)
         return
     loaded = load_study(study, sequence=sequence)
-    generator = open_generator(model, template)
-    unfit = check_fitness(loaded, generator.template, force)
+    anatomy = study_anatomy(loaded)
+    generator = choose(anatomy.tag, anatomy.region, force)
+    unfit = check_fitness(loaded, anatomy, generator.template, force)
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None
     draft = generator.draft(
         loaded, GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
     )
     report = draft.report
-    add_fitness_warnings(report, unfit)
-    for message in unfit:
+    for message in add_fitness_warnings(report, unfit, anatomy):
         typer.echo(f"warning: {message}", err=True)
     text = format_report(report, fmt, lang, generator.template)
     if out:
         write_text(out, text)
-        typer.echo(f"report written to {out} (valid: {report.validation.valid})", err=True)
+        typer.echo(
+            f"report written to {out} ({generator.template.id}; valid: {report.validation.valid})",
+            err=True,
+        )
     else:
         typer.echo(text)
     typer.echo(NOT_FOR_CLINICAL_USE, err=True)
@@ -265,3 +274,36 @@ def similar(
         raise ConfigError("--top must be at least 1")
     for row in most_similar(study, library, model, top):
         typer.echo(json.dumps(row))
+
+
+@app.command("train-region")
+def train_region(
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Studies with report.json; repeat for each domain (breast, pelvis)."
+    ),
+    calibration: list[Path] = typer.Option(
+        None, "--calibration", help="Held-out studies that set the 'unusual study' threshold."
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder to write the body-region reader to."),
+    epochs: int = typer.Option(30, "--epochs"),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Preprocessed-study cache."),
+) -> None:
+    """Train the body-region reader: breast or pelvis from the T2W image, and how unusual."""
+    from reportgen.model.region_training import RegionTrainArgs, train_region_model
+
+    summary = train_region_model(
+        RegionTrainArgs(
+            data=list(data),
+            out=out,
+            calibration=list(calibration or []),
+            epochs=epochs,
+            seed=seed,
+            cache_dir=cache_dir,
+        ),
+        log=typer.echo,
+    )
+    typer.echo(
+        f"body-region reader written to {out} ({summary['studies']} studies; "
+        f"calibration accuracy {summary.get('calibration_accuracy', 'n/a')})"
+    )

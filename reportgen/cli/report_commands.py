@@ -50,6 +50,9 @@ def parse(
     if not text.strip():
         raise InputError(report, "the report is empty")
     result = parse_report(text, template, _lang(lang) if lang else None, study_id=report.stem)
+    for problem in result.validation.problems:
+        if problem.rule == "other_anatomy":
+            typer.echo(f"warning: {problem.message}", err=True)
     _emit(result.to_json(), out)
 
 

@@ -60,6 +60,9 @@ class ConvertedSeries:
     name: str | None = None  # canonical name, assigned once all series are known
     calculated: bool = False  # a b-value computed from others (CALC_BVAL), not acquired
     normal: tuple[float, float, float] | None = None  # the acquired slices' normal (LPS)
+    # ContrastBolusStartTime in seconds of the day: only to time phases after injection,
+    # never written out (a time of day, with the date, can point to a person)
+    bolus_start_s: float | None = None
 
     @property
     def forced(self) -> bool:
@@ -187,7 +190,18 @@ def _simpleitk(path: Path) -> nib.Nifti1Image:
 
 
 def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[ConvertedSeries]:
-    """Convert one series into one or more volumes (several for dynamic series)."""
+    """Convert one series into one or more volumes (several for dynamic series), each
+    knowing when the contrast was injected if the headers say."""
+    volumes = _convert_group_volumes(group, kind, reason)
+    bolus = _time_of_day(group.first.get("ContrastBolusStartTime"))
+    for vol in volumes:
+        vol.bolus_start_s = bolus
+    return volumes
+
+
+def _convert_group_volumes(
+    group: SeriesGroup, kind: str | None, reason: str
+) -> list[ConvertedSeries]:
     if not _has_geometry(group.first):
         raise ValueError("no patient geometry (ImagePositionPatient/ImageOrientationPatient)")
     info = technical_info(group.first)
@@ -374,32 +388,49 @@ def _dynamic_series(volumes: list[ConvertedSeries], warnings: list[str]) -> list
     return [v for v in volumes if id(v) in in_main or v.forced]
 
 
-def _seconds(vol: ConvertedSeries) -> float | None:
-    """Acquisition time of a phase in seconds of the day (HHMMSS.frac), if known."""
-    text = str(vol.order[1]) if len(vol.order) > 1 else ""
+def _time_of_day(value) -> float | None:
+    """A DICOM TM value (HHMMSS.frac) in seconds of the day; None if absent or malformed."""
+    text = str(value or "").strip()
     try:
         return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:] or 0)
     except ValueError:
         return None
 
 
+def _seconds(vol: ConvertedSeries) -> float | None:
+    """Acquisition time of a phase in seconds of the day, if known."""
+    return _time_of_day(vol.order[1]) if len(vol.order) > 1 else None
+
+
+def _phase_times(ordered: list[ConvertedSeries]) -> tuple[list[float], int, str]:
+    """Each phase's seconds after the injection (ContrastBolusStartTime, when the headers
+    give it and it falls within the dynamic), else after the first phase; the
+    pre-contrast phase is the last one acquired before the injection (else the first)."""
+    times = [_seconds(v) for v in ordered]
+    if not all(t is not None for t in times):
+        span = DCE_TARGETS_S[-1]
+        return [float(i) / (len(ordered) - 1) * span for i in range(len(ordered))], 0, "the first"
+    bolus = ordered[0].bolus_start_s
+    if bolus is not None and times[0] <= bolus <= times[-1]:
+        before = [i for i, t in enumerate(times) if t <= bolus]
+        return [t - bolus for t in times], before[-1], "the injection (ContrastBolusStartTime)"
+    return [t - times[0] for t in times], 0, "the first"
+
+
 def _model_phases(volumes: list[ConvertedSeries], warnings: list[str]) -> list:
     """The model's phases from a dynamic of any length: the pre-contrast phase, then the
-    phases nearest `DCE_TARGETS_S` after it (by acquisition time; by position if times
-    are missing). The others are kept as other, each with its time."""
+    phases nearest `DCE_TARGETS_S` after the injection (`_phase_times`). The others are
+    kept as other, each with its time."""
     ordered = _dce_pre_first(volumes)
     wanted = len(DCE_TARGETS_S) + 1
     if len(ordered) <= wanted:
         return ordered
-    times = [_seconds(v) for v in ordered]
-    if all(t is not None for t in times):
-        after = [t - times[0] for t in times]
-    else:
-        after = [float(i) / (len(ordered) - 1) * DCE_TARGETS_S[-1] for i in range(len(ordered))]
-    chosen = [0]
+    after, pre, since = _phase_times(ordered)
+    chosen = [pre]
     for target in DCE_TARGETS_S:
-        free = [i for i in range(1, len(ordered)) if i not in chosen]
-        chosen.append(min(free, key=lambda i: abs(after[i] - target)))
+        free = [i for i in range(pre + 1, len(ordered)) if i not in chosen]
+        if free:
+            chosen.append(min(free, key=lambda i: abs(after[i] - target)))
     chosen.sort()
     for i, vol in enumerate(ordered):
         if i not in chosen:
@@ -408,7 +439,7 @@ def _model_phases(volumes: list[ConvertedSeries], warnings: list[str]) -> list:
     picked = ", ".join(f"phase {i} ({after[i]:.0f} s)" for i in chosen)
     warnings.append(
         f"{DCE_CHOICE_PREFIX}series {ordered[0].series_number} has {len(ordered)} phases; "
-        f"DCE_0..DCE_{wanted - 1} are {picked} after the first"
+        f"DCE_0..DCE_{len(chosen) - 1} are {picked} after {since}"
     )
     return [ordered[i] for i in chosen]
 
@@ -490,16 +521,12 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
             metadata["series"]["DWI"]["b_value"] = bvals[0]
     if not sequences:
         raise InputError(folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence")
-    parts = {
-        str(h.get("BodyPartExamined", "") or "").strip().upper()
-        for group in conversion.groups
-        for h in group.headers[:1]
-    } - {""}
+    part = body_part(conversion)
     choice = next((w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)), None)
     if choice:  # the report says which phases of a long dynamic it read
         metadata["dce_phases"] = choice
-    if parts:  # a region, not an identifier: what the fitness check reads
-        metadata["body_part"] = sorted(parts)[0] if len(parts) == 1 else "+".join(sorted(parts))
+    if part:  # a region, not an identifier: what the fitness check reads
+        metadata["body_part"] = part
     return Study(
         study_id or conversion.study_id,
         sequences,
@@ -508,3 +535,14 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
         warnings=warnings,
         metadata=metadata,
     )
+
+
+def body_part(conversion) -> str | None:
+    """The series' BodyPartExamined (upper case; several joined by '+'), or None. A
+    region, not an identifier: the fitness check reads it, and ingest keeps it."""
+    parts = {
+        str(h.get("BodyPartExamined", "") or "").strip().upper()
+        for group in conversion.groups
+        for h in group.headers[:1]
+    } - {""}
+    return "+".join(sorted(parts)) if parts else None

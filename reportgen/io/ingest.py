@@ -17,7 +17,12 @@ import numpy as np
 
 from reportgen import __version__
 from reportgen.errors import InputError
-from reportgen.io.dicom import DCE_CHOICE_PREFIX, ConvertedSeries, convert_dicom_folder
+from reportgen.io.dicom import (
+    DCE_CHOICE_PREFIX,
+    ConvertedSeries,
+    body_part,
+    convert_dicom_folder,
+)
 from reportgen.io.write import nifti_image, save_nifti
 
 
@@ -74,6 +79,9 @@ def ingest_dicom(
             ],
             "warnings": conversion.warnings,
         }
+        part = body_part(conversion)
+        if part:
+            study["body_part"] = part  # the region, for the fitness check after ingest
         choice = [w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)]
         if choice:
             study["dce_phases"] = choice[0]

@@ -117,6 +117,8 @@ def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
         warnings.append(f"ignored files that name no known sequence: {', '.join(ignored)}")
     if isinstance(study_meta.get("dce_phases"), str):  # written by ingest from a long dynamic
         metadata["dce_phases"] = study_meta["dce_phases"]
+    if isinstance(study_meta.get("body_part"), str):  # ingest keeps the DICOM region
+        metadata["body_part"] = study_meta["body_part"].strip().upper()
     return Study(
         study_id=str(study_meta.get("study_id") or study_id or folder.name),
         sequences=sequences,

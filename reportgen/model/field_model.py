@@ -38,6 +38,20 @@ def write_card(folder: Path) -> None:
         if cfg.lesion_fields
         else ""
     )
+    reading = (
+        "read by boosted trees (one per criterion, kept as tensors) on what the frozen "
+        "outline measures: each class's extents in mm from the primary's centre, its "
+        "volume and where it lies on a coarse grid, and the T2W anatomy."
+        if cfg.tree_shapes
+        else "read by linear heads on the frozen outline's classes pooled to a coarse "
+        "grid, the deepest feature map in place and the T2W anatomy."
+    )
+    refit = (
+        "; this folder's reading was refit on the outline of an earlier run of that command "
+        "(`--outline-from`)"
+        if args.get("outline_from") not in (None, "None")
+        else ""
+    )
     text = f"""# {cfg.name} ({cfg.template})
 
 **{NOT_FOR_CLINICAL_USE}**
@@ -49,9 +63,7 @@ def write_card(folder: Path) -> None:
   them hidden), T2W is required.
 - Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments primary tumour or
   lesion, extension, and nodes or deposits.
-- Criteria: {", ".join([*cfg.study_fields, *cfg.finding_fields])}, read by heads on the
-  frozen outline's classes pooled to a coarse grid, the deepest feature map in place and
-  the T2W anatomy.
+- Criteria: {", ".join([*cfg.study_fields, *cfg.finding_fields])}, {reading}
 {lesion}- Size: the outline's diameter in world mm, corrected log-linearly for partial volume
   (fit on the training studies' own outlines).
 - Trained on {summary.get("studies", "?")} studies from `{args.get("data", "?")}`
@@ -59,7 +71,7 @@ def write_card(folder: Path) -> None:
   accuracy {summary.get("best_val_field_acc", float("nan")):.3f}) in {summary.get("seconds", "?")} s
   on 2 CPU cores; weights sha256 {weights_sha256(folder)}.
 - Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
-  --seed {args.get("seed", "?")}` on `reportgen synth` phantoms (see the README).
+  --seed {args.get("seed", "?")}` on `reportgen synth` phantoms (see the README){refit}.
 - Training data are synthetic phantoms: the model has never seen a patient's images and
   must not be used for diagnosis.
 """

@@ -5,8 +5,12 @@ third, side wall, hydronephrosis, mucosa, nodes; myometrial depth, cervical stro
 serosa, adnexa) plus one tumour size, and the stage follows from them by the template's
 rules. Each criterion is a question of *where* tumour tissue reaches relative to the
 anatomy, so the reader keeps position: it segments primary tumour, extension and
-metastatic nodes (the phantom's mask labels) at half resolution, and its criterion heads
-read the deepest feature map flattened (not pooled away), next to the segmented volumes.
+metastatic nodes (the phantom's mask labels) at half resolution; the criteria are then
+read by boosted trees (`tree_heads`) from what the outline measures: each class's
+extents in mm from the primary's centre, its volume, where it lies on a coarse grid,
+and the T2W anatomy. (Linear heads on all of that plus the deepest feature map read
+the vaginal third at 0.91 where the trees read it at 0.99: a criterion is a threshold
+on a measured extent, which a tree splits on directly.)
 The size is measured from the outlined primary in world millimetres
 (`reportgen.measure.measure_lesion`) and corrected for partial volume by a log-linear
 fit made after training on the reader's own outlines of the training studies. The stage is never predicted: `build_report` derives it.
@@ -26,6 +30,7 @@ from torch import nn
 
 from reportgen.errors import ConfigError
 from reportgen.model.lesion_reader import LesionHeads
+from reportgen.model.tree_heads import TreeHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
 SEGMENT_CLASSES = 4  # background, primary tumour, extension, metastatic node (mask labels)
@@ -47,6 +52,8 @@ class FieldReaderConfig:
     widths: tuple[int, ...] = (16, 32, 48, 64)
     hidden: int = 128
     dropout: float = 0.2
+    # criterion -> TreeEnsemble.shape, once boosted trees read the criteria (`fit_tree_heads`)
+    tree_shapes: dict[str, list[int]] = field(default_factory=dict)
     name: str = "reportgen-field-reader"
     version: str = "0.1.0"
     extra: dict = field(default_factory=dict)
@@ -137,6 +144,9 @@ class FieldReader(nn.Module):
         answers = {**cfg.study_fields, **cfg.finding_fields}
         self.heads = nn.ModuleDict({k: nn.Linear(cfg.hidden, len(v)) for k, v in answers.items()})
         self.lesion = LesionHeads(cfg.lesion_fields) if cfg.lesion_fields else None
+        # boosted trees on the measured geometry read the criteria once fit; the trunk
+        # stays the embedding (similar staging, nearby) for retrieval
+        self.trees = TreeHeads(cfg.tree_shapes) if cfg.tree_shapes else None
         # log(size) = a + b * log(outlined diameter); identity until `fit_size` sets it
         self.register_buffer("size_coef", torch.tensor([0.0, 1.0]))
 
@@ -157,7 +167,13 @@ class FieldReader(nn.Module):
         return self._summary(seg, deep, image), seg
 
     def read(self, summary: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-field logits from `summary`'s features."""
+        """Per-field logits from `summary`'s features (the trees where fit)."""
+        if self.trees is not None:
+            return {f"field:{k}": v for k, v in self.trees(summary).items()}
+        return self.read_neural(summary)
+
+    def read_neural(self, summary: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-field logits of the linear heads on the trunk."""
         hidden = self.trunk(summary)
         return {f"field:{k}": head(hidden) for k, head in self.heads.items()}
 
@@ -197,6 +213,18 @@ class FieldReader(nn.Module):
             ],
             dim=1,
         )
+
+    def measured_columns(self) -> np.ndarray:
+        """Summary columns the trees read: the outline's extents, volumes and classes in
+        place, and the T2W anatomy; not the deep feature map (learned, and tied to the
+        training studies' intensities)."""
+        cells = int(np.prod(self.cfg.deep_shape))
+        width = self.cfg.widths[-1]
+        geometry = (SEGMENT_CLASSES - 1) * 7
+        deep = width * cells + 2 * width
+        where = (SEGMENT_CLASSES - 1) * cells * 8
+        rest = (SEGMENT_CLASSES - 1) + where + cells * 64
+        return np.r_[0:geometry, geometry + deep : geometry + deep + rest]
 
     def extents(self, seg: torch.Tensor, size) -> torch.Tensor:
         """Where each outlined class reaches, in mm from the primary's centre: its lowest and

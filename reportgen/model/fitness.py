@@ -1,19 +1,35 @@
 """Is this study one the model may draft? Anatomy first, before any drafting.
 
 A confident BI-RADS report of a prostate is worse than no report. The body region comes
-from the study's own DICOM tags (BodyPartExamined) where present; a study of another
-region than the template's procedure covers is refused with one line, or, with
+from the study's own DICOM tags (BodyPartExamined) where present, else from its T2W
+image (`body_region`: breast or pelvis, trusted only on a study that resembles the
+training studies). A study of another region than the template's procedure covers, or
+an untagged one whose region cannot be read, is refused with one line, or, with
 `--force`, drafted with a warning carried in the report's validation (and so in every
-output format).
+output format). A study whose image is unlike every training study always carries a
+warning saying so.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 from reportgen.errors import ReportgenError
 from reportgen.io import Study
+from reportgen.model.body_region import (
+    REGION_FOLDER,
+    BodyRegionNet,
+    RegionReading,
+    load_region_model,
+    read_region,
+)
+from reportgen.model.generate import BUNDLED_MODELS
 from reportgen.report import Report, Template
+from reportgen.report.anatomy import PROCEDURE_REGION
 from reportgen.report.schema import Problem
 
+BUNDLED_REGION_MODEL = BUNDLED_MODELS / REGION_FOLDER
 # BodyPartExamined values (DICOM PS3.16 CID 4031, upper case) each procedure covers
 BODY_PARTS = {
     "mri_breast": {"BREAST"},
@@ -25,28 +41,103 @@ class StudyMismatch(ReportgenError):
     """The study shows another body region than the model reports on."""
 
 
-def fitness_problems(study: Study, template: Template) -> list[str]:
+@dataclass(frozen=True)
+class Anatomy:
+    """What a study shows: its BodyPartExamined tag, and what its T2W image looks like."""
+
+    tag: str | None
+    reading: RegionReading | None
+
+    @property
+    def region(self) -> str | None:
+        """breast, pelvis, another region's tag (lower case), or None when nothing says.
+        The image speaks only when it resembles the training studies: on an unusual one
+        (every real study measured so far) its breast-or-pelvis answer means nothing."""
+        if self.tag:
+            covering = [PROCEDURE_REGION[p] for p, tags in BODY_PARTS.items() if self.tag in tags]
+            return covering[0] if covering else self.tag.lower()
+        if self.reading is None or self.reading.unusual:
+            return None
+        return self.reading.region
+
+
+@lru_cache(maxsize=1)
+def bundled_region_model() -> BodyRegionNet | None:
+    """The bundled body-region reader (None if this install has none)."""
+    if not (BUNDLED_REGION_MODEL / "config.json").is_file():
+        return None
+    return load_region_model(BUNDLED_REGION_MODEL)
+
+
+def study_anatomy(study: Study, model: BodyRegionNet | None = None) -> Anatomy:
+    """The study's tag and its image's region (the image is read whenever it has T2W, so
+    an unusual study is flagged even when its tag is right)."""
+    model = model or bundled_region_model()
+    reading = read_region(model, study) if model is not None and "T2W" in study.sequences else None
+    return Anatomy(study.metadata.get("body_part"), reading)
+
+
+def fitness_problems(anatomy: Anatomy, template: Template) -> list[str]:
     """Why the study does not fit the template's anatomy (empty: no sign it doesn't)."""
-    part = study.metadata.get("body_part")
     covered = BODY_PARTS.get(template.procedure)
-    if not part or covered is None or part in covered:
+    if covered is None:
+        return []
+    if anatomy.tag:
+        if anatomy.tag in covered:
+            return []
+        return [
+            f"the study's BodyPartExamined is {anatomy.tag}, but this model drafts "
+            f"{template.title['en']} reports ({', '.join(sorted(covered))})"
+        ]
+    reading = anatomy.reading
+    if reading is None:
+        return []  # no tag and no T2W: nothing says
+    if reading.unusual:
+        return [
+            f"the study has no BodyPartExamined tag and its T2W image is unlike every study "
+            f"the models were trained on (distance {reading.distance:.1f}, above "
+            f"{reading.threshold:.1f}), so its body region cannot be checked"
+        ]
+    if reading.region == PROCEDURE_REGION.get(template.procedure):
         return []
     return [
-        f"the study's BodyPartExamined is {part}, but this model drafts "
-        f"{template.title['en']} reports ({', '.join(sorted(covered))})"
+        f"the study's T2W image looks like a {reading.region} study (probability "
+        f"{reading.probability:.2f}; it has no BodyPartExamined tag), but this model drafts "
+        f"{template.title['en']} reports"
     ]
 
 
-def check_fitness(study: Study, template: Template, force: bool) -> list[str]:
+def unusual_problem(anatomy: Anatomy) -> Problem | None:
+    """A warning when the image is far from every study the models were trained on."""
+    reading = anatomy.reading
+    if reading is None or not reading.unusual:
+        return None
+    return Problem(
+        severity="warning",
+        where="study",
+        rule="unusual_study",
+        message=f"the study's images are unlike the phantoms the model was trained on "
+        f"(distance {reading.distance:.1f}, above {reading.threshold:.1f} for 99% of "
+        "held-out phantoms): check every value against the images",
+    )
+
+
+def check_fitness(study: Study, anatomy: Anatomy, template: Template, force: bool) -> list[str]:
     """The problems, raised as one line unless `force` (then returned, to be reported)."""
-    problems = fitness_problems(study, template)
+    problems = fitness_problems(anatomy, template)
     if problems and not force:
         raise StudyMismatch(f"{study.study_id}: {problems[0]}; --force drafts it anyway")
     return problems
 
 
-def add_fitness_warnings(report: Report, problems: list[str]) -> None:
-    """Carry the problems in the report itself, so no output loses them."""
+def add_fitness_warnings(report: Report, problems: list[str], anatomy: Anatomy) -> list[str]:
+    """Carry the problems in the report itself, so no output loses them; returns every
+    warning added, for the command line."""
+    added = []
+    unusual = unusual_problem(anatomy)
+    if unusual is not None:
+        report.validation.problems.insert(0, unusual)
+        added.append(unusual.message)
     for message in problems:
         report.validation.problems.insert(
             0,
@@ -57,3 +148,5 @@ def add_fitness_warnings(report: Report, problems: list[str]) -> None:
                 message=f"drafted with --force: {message}; this report is not meaningful",
             ),
         )
+        added.append(message)
+    return added

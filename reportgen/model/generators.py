@@ -10,16 +10,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from reportgen.errors import ConfigError, InputError
+from reportgen.model.body_region import REGION_FOLDER
 from reportgen.model.field_generate import FieldReaderGenerator
 from reportgen.model.field_reader import is_field_reader
 from reportgen.model.generate import BUNDLED_MODEL, BUNDLED_MODELS, ReportGenerator
 
 Generator = ReportGenerator | FieldReaderGenerator
+DEFAULT_TEMPLATE = "birads_mri"
+# BodyPartExamined values that name the question, not only the region
+TAG_TEMPLATE = {
+    "BREAST": "birads_mri",
+    "CERVIX": "figo_cervix_2018",
+    "UTERUS": "figo_endometrium_2023",
+    "ENDOMETRIUM": "figo_endometrium_2023",
+    "OVARY": "orads_mri",
+    "ADNEXA": "orads_mri",
+}
+REGION_TEMPLATES = {
+    "breast": ("birads_mri",),
+    "pelvis": ("figo_cervix_2018", "figo_endometrium_2023", "orads_mri"),
+}
 
 
 def bundled_templates() -> list[str]:
     """Templates with a bundled model, by folder name."""
-    return sorted(p.name for p in BUNDLED_MODELS.iterdir() if (p / "config.json").is_file())
+    return sorted(
+        p.name
+        for p in BUNDLED_MODELS.iterdir()
+        if (p / "config.json").is_file() and p.name != REGION_FOLDER
+    )
 
 
 def bundled_model(template: str) -> Path:
@@ -46,3 +65,49 @@ def open_generator(model_dir: Path | None = None, template: str | None = None) -
             "drop --template or choose another --model"
         )
     return generator
+
+
+def template_for(tag: str | None, region: str | None, force: bool = False) -> str:
+    """The bundled template a study's anatomy calls for (no --model, no --template). A
+    pelvis fits three templates and the clinical question, not the image, chooses, so it
+    must be named; a region no bundled model reads is refused (`--force`: the default
+    model, whose report then carries the mismatch)."""
+    from reportgen.model.fitness import StudyMismatch
+
+    bundled = bundled_templates()
+    if tag in TAG_TEMPLATE and TAG_TEMPLATE[tag] in bundled:
+        return TAG_TEMPLATE[tag]
+    if region is None:
+        return DEFAULT_TEMPLATE  # nothing says otherwise
+    choices = [t for t in REGION_TEMPLATES.get(region, ()) if t in bundled]
+    if len(choices) == 1:
+        return choices[0]
+    if choices:
+        raise ConfigError(
+            f"this is a {region} study, which {', '.join(choices)} all report on: "
+            "the clinical question decides, so name one with --template"
+        )
+    if force:
+        return DEFAULT_TEMPLATE
+    said = f"the study's BodyPartExamined is {tag}" if tag else f"the study looks like {region}"
+    raise StudyMismatch(
+        f"{said}, and no bundled model reads {region} studies (bundled: {', '.join(bundled)}); "
+        "--force drafts it anyway"
+    )
+
+
+class GeneratorChoice:
+    """The generator for each study of a batch: the named model or template, else the one
+    its anatomy calls for; each model is opened once."""
+
+    def __init__(self, model_dir: Path | None = None, template: str | None = None):
+        self.model_dir, self.template = model_dir, template
+        self._open: dict[str, Generator] = {}
+
+    def __call__(self, tag: str | None, region: str | None, force: bool = False) -> Generator:
+        named = self.model_dir is not None or self.template is not None
+        template = self.template if named else template_for(tag, region, force)
+        key = template or ""
+        if key not in self._open:
+            self._open[key] = open_generator(self.model_dir, template)
+        return self._open[key]

@@ -21,6 +21,7 @@ from functools import lru_cache
 from ontology.errors import TerminologyError
 from ontology.parser import Mention, Sentence, detect_language, read_sentences
 from reportgen.errors import ConfigError
+from reportgen.report.anatomy import other_anatomy_problem
 from reportgen.report.build import build_report
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Provenance, Report, StudyRef
@@ -323,6 +324,11 @@ def parse_report(
     """Parse free text; the language is detected (any CJK character means Chinese) if not given."""
     lang = lang or detect_language(text)
     try:
-        return get_parser(template_id, lang).parse(text, study_id=study_id)
+        parser = get_parser(template_id, lang)
+        report = parser.parse(text, study_id=study_id)
     except TerminologyError as exc:
         raise ConfigError(str(exc)) from exc
+    problem = other_anatomy_problem(text, parser.template)
+    if problem is not None:  # a prostate report read as BI-RADS says so
+        report.validation.problems.insert(0, problem)
+    return report

@@ -67,6 +67,23 @@ def test_reader_drafts_a_valid_report_whose_stage_follows_its_criteria(cervix):
         assert any(p.rule == "not_outlined" for p in report.validation.problems)
 
 
+def test_reader_reads_criteria_with_trees_on_the_measured_columns_only(cervix):
+    _, model, _ = cervix
+    reader = load_reader(model)
+    answers = {**reader.cfg.study_fields, **reader.cfg.finding_fields}
+    assert reader.trees is not None and set(reader.cfg.tree_shapes) == set(answers)
+    width = reader.trunk[0].num_features
+    summary = torch.randn(5, width, generator=torch.Generator().manual_seed(0))
+    other = torch.randn(5, width, generator=torch.Generator().manual_seed(1))
+    measured = torch.zeros(width, dtype=torch.bool)
+    measured[torch.from_numpy(reader.measured_columns())] = True
+    other[:, measured] = summary[:, measured]  # the deep features differ, the geometry not
+    read, again = reader.read(summary), reader.read(other)
+    for name, values in answers.items():
+        assert read[f"field:{name}"].shape == (5, len(values))
+        assert torch.equal(read[f"field:{name}"], again[f"field:{name}"])
+
+
 def test_reader_weights_load_strictly(cervix, tmp_path):
     _, model, _ = cervix
     folder = tmp_path / "broken"

@@ -350,3 +350,37 @@ def test_a_74_phase_dynamic_beside_a_variable_flip_angle_set_round_trips(tmp_pat
     assert any("variable-flip-angle" in w for w in summary["warnings"])
     assert study.metadata["dce_phases"] == summary["dce_phases"]
     assert cli("inspect", out).code == 0
+
+
+def test_dynamic_phases_are_timed_from_the_injection_when_the_headers_give_it(tmp_path):
+    """Six phases before the bolus (at 52 s): the pre-contrast phase is the last of them
+    (50 s), and the model's phases are those nearest 90, 240 and 390 s after injection."""
+    from reportgen.io.ingest import ingest_dicom
+
+    root = tmp_path / "dicom"
+    shape, marker = (16, 12, 4), (4, 5, 2)
+    for t in range(50):
+        seconds = 10 * t
+        write_series(
+            root / "dyn",
+            marker_volume(shape, marker, base=200, peak=300 + 10 * t),
+            description="fl3d_vibe_dynamic",
+            series_number=20,
+            series_uid="1.2.826.0.1.3680043.8.498.98",
+            instance_offset=t * shape[2],
+            extra={
+                "FlipAngle": 12,
+                "TemporalPositionIdentifier": t + 1,
+                "AcquisitionTime": f"12{seconds // 60:02d}{seconds % 60:02d}.000",
+                "ContrastBolusStartTime": "120052.000",
+                "ContrastBolusAgent": "gadobutrol",
+            },
+        )
+    out = tmp_path / "study"
+    summary = ingest_dicom(root, out)
+    study = load_study(out)
+    peaks = [int(study.sequences[f"DCE_{k}"].data.max()) for k in range(4)]
+    assert peaks == [350, 440, 590, 740]  # phases 5, 14, 29, 44
+    assert "after the injection (ContrastBolusStartTime)" in summary["dce_phases"]
+    assert "phase 5 (-2 s)" in summary["dce_phases"]
+    assert "120052" not in (out / "DCE_0.json").read_text()  # times of day stay behind

@@ -40,6 +40,10 @@ def test_real_study_ingests_and_reads_back(tmp_path, cli):
     assert json.loads((out / "DWI.json").read_text())["bvals"] == [800.0]
     assert "ProstateX" not in json.loads((out / "study.json").read_text())["study_id"]
     assert cli("inspect", out).code == 0
+    # the region survives ingest, so the ingested folder is refused as the DICOM was
+    assert again.metadata["body_part"] == "PROSTATE"
+    refused = cli("generate", out, "--template", "birads_mri", "--no-explain")
+    assert refused.code == 2 and "BodyPartExamined is PROSTATE" in refused.err
 
 
 def _sagittal(folder, series_number, shape):
