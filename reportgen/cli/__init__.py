@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
 
 # Register subcommands (each module only adds thin command functions to `app`).
 from reportgen.cli import (  # noqa: E402,F401
+    archive_ingest,
     demo_commands,
     model_commands,
     ontology_commands,

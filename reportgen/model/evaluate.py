@@ -144,12 +144,17 @@ class Scorer:
         return {
             **self.scores.summary(),
             "confusion": {t: dict(sorted(row.items())) for t, row in sorted(confusion.items())},
+            # over the studies whose truth states the field (parsed reports differ in what
+            # they state)
             "study_fields": {
-                key: round(float(np.mean([r["fields"][key] for r in self.study_rows])), 4)
-                for key in self.study_rows[0]["fields"]
-            }
-            if self.study_rows
-            else {},
+                key: round(
+                    float(
+                        np.mean([r["fields"][key] for r in self.study_rows if key in r["fields"]])
+                    ),
+                    4,
+                )
+                for key in sorted({k for r in self.study_rows for k in r["fields"]})
+            },
             "lesion": lesion,
             "intervals_95": self.intervals(),
             "detection_iou": round(float(np.mean(self.ious)), 4) if self.ious else None,
