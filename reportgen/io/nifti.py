@@ -97,6 +97,9 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+MIN_VOXELS_PER_AXIS = 4  # fewer is a few slices, not a volume to resample
+
+
 def as_volume(
     data: np.ndarray, affine: np.ndarray, path: Path, what: str, warnings: list[str]
 ) -> Volume:
@@ -110,6 +113,12 @@ def as_volume(
     if min(data.shape) < 2:
         raise InputError(
             path, f"{what}: a single slice (shape {tuple(data.shape)}) is 2D data, not a volume"
+        )
+    if min(data.shape) < MIN_VOXELS_PER_AXIS:  # the anti-aliased resampling needs 4
+        raise InputError(
+            path,
+            f"{what}: only {min(data.shape)} voxels along one axis (shape "
+            f"{tuple(data.shape)}); a volume needs at least {MIN_VOXELS_PER_AXIS}",
         )
     finite = np.isfinite(data)
     if not finite.all():

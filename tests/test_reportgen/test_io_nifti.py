@@ -146,6 +146,7 @@ def test_mostly_nan_volume_is_refused(tmp_path, cli):
         ("two_d", "expected 3D"),
         ("five_d", "expected 3D or 4D"),
         ("single_slice", "single slice"),
+        ("three_slices", "a volume needs at least 4"),
         ("empty_folder", "folder is empty"),
         ("no_sequences", "no file is named as an MRI sequence"),
         ("bad_sidecar_json", "not valid JSON"),
@@ -173,6 +174,8 @@ def test_unreadable_inputs_are_refused_cleanly(tmp_path, cli, make, fragment):
         save_nifti(target, np.ones((10, 10, 5, 2, 2), dtype=np.float32))
     elif make == "single_slice":
         save_nifti(target, np.ones((30, 30, 1), dtype=np.float32))
+    elif make == "three_slices":
+        save_nifti(target, np.ones((30, 30, 3), dtype=np.float32))
     elif make == "empty_folder":
         target = work / "empty"
         target.mkdir()
