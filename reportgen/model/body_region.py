@@ -11,7 +11,6 @@ study unlike anything the models were trained on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import nn
 
 from reportgen.errors import ConfigError, InputError
 from reportgen.io.study import Study
+from reportgen.model.model_folder import load_model_folder, read_summary, save_model_folder
 
 REGION_TYPE = "reportgen-body-region"  # config.json's model_type
 REGION_FOLDER = "body_region"  # its folder among the bundled models
@@ -121,12 +121,7 @@ def region_image(study: Study, cfg: RegionConfig) -> np.ndarray:
 
 
 def save_region_model(model: BodyRegionNet, folder: Path, summary: dict) -> Path:
-    from pretrain_mae.checkpoint import write_checkpoint
-
-    extra = {"training_summary.json": json.dumps(summary, indent=2).encode()}
-    write_checkpoint(
-        folder, dict(model.state_dict()), model.cfg.to_dict(), REGION_TYPE, extra_files=extra
-    )
+    save_model_folder(model, model.cfg, folder, REGION_TYPE, summary)
     write_region_card(folder)
     return folder
 
@@ -137,8 +132,7 @@ def write_region_card(folder: Path) -> None:
     from reportgen import NOT_FOR_CLINICAL_USE
 
     cfg = RegionConfig.from_dict(read_config(folder, REGION_TYPE))
-    summary_path = folder / "training_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_summary(folder)
     counts = ", ".join(f"{n} {r}" for r, n in summary.get("per_region", {}).items())
     text = f"""# {cfg.name}
 
@@ -167,17 +161,7 @@ def write_region_card(folder: Path) -> None:
 
 def load_region_model(folder: Path) -> BodyRegionNet:
     """Weights through safetensors with strict keys."""
-    from pretrain_mae.checkpoint import load_weights, read_config
-    from pretrain_mae.errors import PretrainError
-
-    try:
-        cfg = RegionConfig.from_dict(read_config(folder, REGION_TYPE))
-        model = load_weights(BodyRegionNet(cfg), folder)
-    except PretrainError as exc:
-        raise InputError(exc.path, exc.problem) from exc
-    except RuntimeError as exc:  # a tensor of another shape than the config builds
-        raise InputError(folder, "weights do not fit the config (tensor shapes differ)") from exc
-    return model.eval()
+    return load_model_folder(folder, REGION_TYPE, RegionConfig, BodyRegionNet)
 
 
 @torch.no_grad()

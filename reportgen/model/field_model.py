@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pretrain_mae.checkpoint import load_weights, read_config, weights_sha256, write_checkpoint
-from pretrain_mae.errors import PretrainError
+from pretrain_mae.checkpoint import read_config, weights_sha256
 from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.errors import InputError
 from reportgen.model.field_reader import READER_TYPE, FieldReader, FieldReaderConfig
+from reportgen.model.model_folder import load_model_folder, read_summary, save_model_folder
 
-SUMMARY = "training_summary.json"
 CARD = "README.md"
 
 
 def save_reader(model: FieldReader, folder: Path, summary: dict | None = None) -> Path:
-    extra = {SUMMARY: json.dumps(summary, indent=2).encode()} if summary else None
-    write_checkpoint(
-        folder, dict(model.state_dict()), model.cfg.to_dict(), READER_TYPE, extra_files=extra
-    )
+    save_model_folder(model, model.cfg, folder, READER_TYPE, summary)
     write_card(folder)
     return folder
 
@@ -27,8 +21,7 @@ def save_reader(model: FieldReader, folder: Path, summary: dict | None = None) -
 def write_card(folder: Path) -> None:
     """The model card: what it reads, what it was trained on, that it is not for clinical use."""
     cfg = FieldReaderConfig.from_dict(read_config(folder, READER_TYPE))
-    summary_path = folder / SUMMARY
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_summary(folder)
     args = summary.get("args", {})
     lesion = (
         f"- Per lesion: each outlined component's measures (signal percentiles on every "
@@ -80,11 +73,4 @@ def write_card(folder: Path) -> None:
 
 def load_reader(folder: Path, device: str = "cpu") -> FieldReader:
     """Weights through safetensors with strict keys; a config that does not fit is an error."""
-    try:
-        cfg = FieldReaderConfig.from_dict(read_config(folder, READER_TYPE))
-        model = load_weights(FieldReader(cfg), folder, device)
-    except PretrainError as exc:
-        raise InputError(exc.path, exc.problem) from exc
-    except RuntimeError as exc:  # a tensor of another shape than the config builds
-        raise InputError(folder, "weights do not fit the config (tensor shapes differ)") from exc
-    return model.to(device).eval()
+    return load_model_folder(folder, READER_TYPE, FieldReaderConfig, FieldReader, device)
