@@ -219,6 +219,7 @@ class Mention:
 class Sentence:
     mentions: list[Mention]
     in_impression: bool
+    text: str = ""
 
 
 def _mention(span: Span) -> Mention:
@@ -260,7 +261,7 @@ def read_sentences(
         elif FINDINGS_HEADERS.match(doc.text):
             in_impression = False
         for sent in doc.sents:
-            yield Sentence([_mention(e) for e in sent.ents], in_impression)
+            yield Sentence([_mention(e) for e in sent.ents], in_impression, sent.text)
 
 
 def detect_language(text: str) -> str:

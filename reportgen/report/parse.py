@@ -15,6 +15,7 @@ invasion") means the other value. Hedged mentions keep their value with confiden
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -80,6 +81,7 @@ class TemplateLexicon:
 @dataclass
 class _State:
     fields: dict = field(default_factory=dict)
+    organ_sizes: list = field(default_factory=list)  # single finding: sizes of no named lesion
     findings: list[dict] = field(default_factory=list)
     stated: list = field(
         default_factory=list
@@ -87,6 +89,14 @@ class _State:
     confidence: dict = field(default_factory=dict)
     finding_confidence: list[dict] = field(default_factory=list)
     negated_values: list = field(default_factory=list)  # (field id, implied value, finding or None)
+
+
+# words that name a lesion in a sentence (a size there is the lesion's, not an organ's)
+LESION_WORDS = re.compile(
+    r"\b(?:mass|masses|tumou?rs?|lesions?|carcinomas?|cancers?|neoplasms?|nodules?)\b"
+    r"|肿块|肿瘤|病灶|癌|结节",
+    re.IGNORECASE,
+)
 
 
 class ReportParser:
@@ -212,8 +222,15 @@ class ReportParser:
                 size_field = next(
                     (f.id for f in self.template.finding_fields if f.type == "number"), None
                 )
-                if size_field and (head or self.single_finding):
+                if size_field and head:
                     self._set(state, current, size_field, round(ent.size_mm), confidence, head)
+                elif size_field and self.single_finding:
+                    # "the uterus measures 9.8 x 5.6 x 6.0 cm" is the organ, "a 4.2 cm mass"
+                    # the tumour: a size counts as the tumour's only where a lesion is named
+                    if LESION_WORDS.search(sentence.text):
+                        self._set(state, current, size_field, round(ent.size_mm), confidence, True)
+                    else:
+                        state.organ_sizes.append((size_field, round(ent.size_mm), confidence))
                 continue
             if ent.label == "CLOCK":
                 if head and self.template.has_field("clock"):
@@ -261,6 +278,9 @@ class ReportParser:
         raise KeyError(text)
 
     def _finish(self, state: _State, study_id: str) -> Report:
+        for size_field, size, confidence in state.organ_sizes[:1]:
+            if size_field not in self._ensure_single(state):  # no lesion was measured
+                self._set(state, None, size_field, size, confidence, False)
         for field_id, value, finding in state.negated_values:
             spec = self._spec(field_id)
             if spec.level == "finding":

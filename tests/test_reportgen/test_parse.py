@@ -196,3 +196,15 @@ def test_parse_cli(tmp_path, cli):
     empty.write_text("  \n")
     assert_refused(cli("parse", empty, "--template", "birads_mri"), "empty")
     assert_refused(cli("parse", tmp_path / "nope.txt", "--template", "birads_mri"), "no such file")
+
+
+def test_an_organ_size_is_not_the_tumour_size():
+    text = (
+        "The uterus is anteverted and measures 9.8 x 5.6 x 6.0 cm. An intermediate-T2 mass "
+        "distends the endometrial cavity, measuring 4.2 x 2.5 x 3.0 cm. No pelvic "
+        "lymphadenopathy."
+    )
+    report = parse_report(text, "figo_endometrium_2023", "en")
+    assert report.findings[0].fields["size_mm"].value == 42
+    organ_only = parse_report("The uterus measures 9.8 x 5.6 x 6.0 cm.", "figo_endometrium_2023")
+    assert organ_only.findings[0].fields["size_mm"].value == 98  # no lesion measured: kept
