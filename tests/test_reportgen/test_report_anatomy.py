@@ -39,4 +39,3 @@ def test_a_report_of_the_template_anatomy_gets_no_warning():
     assert other_anatomy_problem(PROSTATE, load_template("figo_cervix_2018")) is not None
     report = parse_report(BREAST, "birads_mri", "en")
     assert not any(p.rule == "other_anatomy" for p in report.validation.problems)
-
