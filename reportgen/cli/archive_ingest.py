@@ -79,10 +79,9 @@ def ingest_archive(
     lang: str = typer.Option(None, "--lang", help="en or zh (default: detected per report)."),
 ) -> None:
     """Ingest a DICOM export of many studies, each report.txt parsed into report.json."""
-    from rich.console import Console
-    from rich.table import Table
     from tqdm.auto import tqdm
 
+    from reportgen.cli.batch_generate import print_summary
     from reportgen.report import load_template
 
     if template:
@@ -95,11 +94,6 @@ def ingest_archive(
             outcomes.append(ingest_one(folder, out, template, lang))
         except ReportgenError as exc:
             outcomes.append(Ingested(folder.name, None, "refused", str(exc)))
-    table = Table(title=f"{len(outcomes)} studies")
-    for column in ("folder", "study id", "result", "detail"):
-        table.add_column(column)
-    for o in outcomes:
-        table.add_row(o.source, o.study_id or "-", o.status, o.detail)
-    Console(stderr=True).print(table)
+    print_summary(outcomes, ("folder", "study id", "result", "detail"))
     if any(o.status == "refused" for o in outcomes):
         raise typer.Exit(1)

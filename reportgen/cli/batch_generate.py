@@ -91,12 +91,14 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
     return outcomes
 
 
-def print_summary(outcomes: list[Outcome]) -> None:
+def print_summary(outcomes, columns=("study", "id", "result", "file or reason")) -> None:
+    """One row per study (source, id, status, detail) on stderr: batch generate's and
+    ingest-archive's end-of-run table."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{len(outcomes)} studies")
-    for column in ("study", "id", "result", "file or reason"):
+    for column in columns:
         table.add_column(column)
     for o in outcomes:
         table.add_row(o.source, o.study_id or "-", o.status, o.detail)
