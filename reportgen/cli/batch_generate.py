@@ -16,7 +16,6 @@ from pathlib import Path
 from reportgen.errors import InputError, ReportgenError
 
 log = logging.getLogger(__name__)
-SUFFIX = {"json": ".json", "text": ".txt", "fhir": ".fhir.json"}
 
 
 @dataclass
@@ -49,8 +48,9 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
 
     from reportgen.data.sources import discover_studies
     from reportgen.io import load_study
+    from reportgen.io.dicom import source_headers
     from reportgen.model.fitness import add_fitness_warnings, check_fitness, study_anatomy
-    from reportgen.render.output import format_report, write_text
+    from reportgen.render.output import DICOM_FORMATS, SUFFIX, write_report, write_text
 
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "--out must be a folder when drafting a folder of studies")
@@ -67,13 +67,14 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
             if study.study_id in seen:
                 raise InputError(source.path, f"study id {study.study_id!r} was already drafted")
             seen.add(study.study_id)
+            source_images = source_headers(study) if fmt in DICOM_FORMATS else None
             target = out_dir / f"{study.study_id}{SUFFIX[fmt]}"
             options.explain_dir = (
                 out_dir / f"{study.study_id}_evidence" if options.explain else None
             )
             draft = generator.draft(study, options)
             add_fitness_warnings(draft.report, [], anatomy)  # an unusual study says so
-            write_text(target, format_report(draft.report, fmt, lang, generator.template))
+            write_report(target, draft.report, fmt, lang, generator.template, source_images)
             outcomes.append(Outcome(where, study.study_id, "drafted", target.name))
         except ReportgenError as exc:
             outcomes.append(Outcome(where, None, "refused", str(exc)))

@@ -110,6 +110,11 @@ def train_reader(
         "--reading",
         help="How criteria are read: trees (boosted, on the measured geometry) or linear.",
     ),
+    augment: bool = typer.Option(
+        True,
+        "--augment/--no-augment",
+        help="Vary gain, contrast, bias, noise and slice thickness while training the outline.",
+    ),
 ) -> None:
     """Train a staging reader (FIGO templates): it outlines the tumour and reads each criterion."""
     from reportgen.model.field_training import FieldTrainArgs, train_field_reader
@@ -129,6 +134,7 @@ def train_reader(
             cache_dir=cache_dir,
             outline_from=outline_from,
             reading=reading,
+            augment=augment,
         ),
         log=typer.echo,
     )
@@ -154,7 +160,9 @@ def generate(
         help="Draft with the bundled model for this template (birads_mri, figo_cervix_2018, "
         "...); default: the one the study's anatomy (tag, else image) calls for.",
     ),
-    fmt: str = typer.Option("json", "--format", help="json | text | fhir"),
+    fmt: str = typer.Option(
+        "json", "--format", help="json | text | fhir | dicom-sr (from a DICOM study, to --out)"
+    ),
     lang: str = typer.Option("en", "--lang", help="en | zh (text)."),
     out: Path = typer.Option(None, "--out", help="Write the report here (default: stdout)."),
     sequence: str = typer.Option(None, "--sequence", help="Name of a single 3D NIfTI's sequence."),
@@ -170,12 +178,13 @@ def generate(
     from reportgen import NOT_FOR_CLINICAL_USE
     from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
     from reportgen.io import load_study
+    from reportgen.io.dicom import source_headers
     from reportgen.model.fitness import add_fitness_warnings, check_fitness, study_anatomy
     from reportgen.model.generate import GenerateOptions
     from reportgen.model.generators import GeneratorChoice
-    from reportgen.render.output import check_output, format_report, write_text
+    from reportgen.render.output import DICOM_FORMATS, check_output, format_report, write_report
 
-    check_output(fmt, lang)
+    check_output(fmt, lang, out)
     if beams < 1:
         raise ConfigError("--beams must be at least 1")
     choose = GeneratorChoice(model, template)  # named, else by each study's anatomy
@@ -193,6 +202,7 @@ def generate(
     anatomy = study_anatomy(loaded)
     generator = choose(anatomy.tag, anatomy.region, force)
     unfit = check_fitness(loaded, anatomy, generator.template, force)
+    source = source_headers(loaded) if fmt in DICOM_FORMATS else None  # refused before drafting
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None
     draft = generator.draft(
         loaded, GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
@@ -200,15 +210,14 @@ def generate(
     report = draft.report
     for message in add_fitness_warnings(report, unfit, anatomy):
         typer.echo(f"warning: {message}", err=True)
-    text = format_report(report, fmt, lang, generator.template)
     if out:
-        write_text(out, text)
+        write_report(out, report, fmt, lang, generator.template, source)
         typer.echo(
             f"report written to {out} ({generator.template.id}; valid: {report.validation.valid})",
             err=True,
         )
     else:
-        typer.echo(text)
+        typer.echo(format_report(report, fmt, lang, generator.template))
     typer.echo(NOT_FOR_CLINICAL_USE, err=True)
 
 

@@ -102,7 +102,7 @@ def render(
     from reportgen.report import validate_report
     from reportgen.report.io import read_report
 
-    check_output(fmt, lang)
+    check_output(fmt, lang, out, from_study=False)
     loaded = read_report(report)
     loaded.validation = validate_report(loaded)
     _emit(format_report(loaded, fmt, lang), out)

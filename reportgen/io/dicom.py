@@ -63,6 +63,7 @@ class ConvertedSeries:
     # ContrastBolusStartTime in seconds of the day: only to time phases after injection,
     # never written out (a time of day, with the date, can point to a person)
     bolus_start_s: float | None = None
+    series_uid: str = ""  # SeriesInstanceUID: a DICOM SR of the report references it
 
     @property
     def forced(self) -> bool:
@@ -196,6 +197,7 @@ def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[Co
     bolus = _time_of_day(group.first.get("ContrastBolusStartTime"))
     for vol in volumes:
         vol.bolus_start_s = bolus
+        vol.series_uid = group.uid
     return volumes
 
 
@@ -516,7 +518,11 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
             data, b = select_diffusion_volume(data, vol.bvals, src)
             bvals = [b]
         sequences[vol.name] = as_volume(data, vol.affine, src, vol.name, warnings)
-        metadata["series"][vol.name] = {"series_number": vol.series_number, "reason": vol.reason}
+        metadata["series"][vol.name] = {
+            "series_number": vol.series_number,
+            "reason": vol.reason,
+            "series_uid": vol.series_uid,  # in memory only: a DICOM SR references it
+        }
         if vol.name == "DWI" and bvals:
             metadata["series"]["DWI"]["b_value"] = bvals[0]
     if not sequences:
@@ -535,6 +541,25 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
         warnings=warnings,
         metadata=metadata,
     )
+
+
+def source_headers(study: Study) -> list[pydicom.Dataset]:
+    """The headers (no pixels) of every DICOM image the study's sequences were read from,
+    the T2W series first: what a DICOM SR or SEG of its report references."""
+    if study.form != "dicom":
+        raise InputError(
+            study.source,
+            f"was read as {study.form}, not DICOM: a DICOM SR or SEG must reference the "
+            "images it describes, so generate from the study's DICOM folder",
+        )
+    series = study.metadata.get("series", {})
+    names = sorted(series, key=lambda name: name != "T2W")  # the anatomy the boxes are drawn on
+    order = {series[name]["series_uid"]: i for i, name in enumerate(names)}
+    groups = [g for g in scan_dicom_folder(Path(study.source)) if g.uid in order]
+    groups.sort(key=lambda g: order[g.uid])
+    if not groups:
+        raise InputError(study.source, "the series this study was read from are gone")
+    return [h for g in groups for h in g.headers]
 
 
 def body_part(conversion) -> str | None:

@@ -15,14 +15,21 @@ import torch.nn.functional as F
 
 
 def augment(
-    images: torch.Tensor, target: torch.Tensor, generator: torch.Generator
+    images: torch.Tensor,
+    target: torch.Tensor,
+    generator: torch.Generator,
+    flip_axes: tuple[int, ...] = (0, 1, 2),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A randomly varied copy of `images` (B, S, X, Y, Z) and its mask `target` (B, X, Y, Z)."""
+    """A randomly varied copy of `images` (B, S, X, Y, Z) and its mask `target` (B, X, Y, Z).
+
+    `flip_axes`: the axes along which a flipped study is still a plausible one (all three
+    for a breast lesion; only left-right where anatomy has an up and a front).
+    """
     b, s = images.shape[:2]
     images, target = images.clone(), target.clone()
     flips = torch.rand((b, 3), generator=generator) < 0.5
     for i in range(b):
-        axes = [a for a in range(3) if flips[i, a]]
+        axes = [a for a in flip_axes if flips[i, a]]
         if axes:
             images[i] = images[i].flip([a + 1 for a in axes])
             target[i] = target[i].flip(axes)

@@ -23,6 +23,7 @@ from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import ConfigError
 from reportgen.io.sequences import PROTOCOL, family_groups
 from reportgen.measure import measure_lesion
+from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
 from reportgen.model.field_model import save_reader
 from reportgen.model.field_reader import (
@@ -50,6 +51,9 @@ class FieldTrainArgs:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     family_dropout: float = 0.2
+    augment: bool = (
+        True  # acquisition augmentation of the outline (gain, gamma, bias, noise, thick slices)
+    )
     reading: str = "trees"  # "trees" (boosted, on the measured geometry) or "linear"
     outline_from: Path | None = None  # reuse this reader's trained outline (refit the reading)
     val_fraction: float = 0.1
@@ -236,13 +240,19 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
     return summary
 
 
-def _batch(images, present, labels, idx, generator, family_dropout: float):
+def _batch(images, present, labels, idx, generator, family_dropout: float, augmented: bool):
+    """One outline batch. Another scanner changes gain, contrast, bias, noise and slice
+    thickness, not anatomy: those are varied (`augment`); only left-right is flipped (no
+    staging criterion has a side; up, down, front and back are anatomy)."""
     x = torch.stack([images[i] for i in idx]).float()
     y = torch.stack([labels[i] for i in idx])
-    flip = torch.rand(len(idx), generator=generator) < 0.5  # left-right: no side field
-    x[flip] = x[flip].flip(2)
-    y[flip] = y[flip].flip(1)
-    x = x * (1 + 0.1 * torch.randn(len(idx), x.shape[1], 1, 1, 1, generator=generator))
+    if augmented:
+        x, y = augment(x, y, generator, flip_axes=(0,))
+    else:
+        flip = torch.rand(len(idx), generator=generator) < 0.5
+        x[flip] = x[flip].flip(2)
+        y[flip] = y[flip].flip(1)
+        x = x * (1 + 0.1 * torch.randn(len(idx), x.shape[1], 1, 1, 1, generator=generator))
     p = _drop_families(torch.stack([present[i] for i in idx]), family_dropout, generator)
     return x, p, y
 
@@ -286,6 +296,7 @@ def _train_outline(model, images, present, labels, train, args, generator, log) 
                 perm[b : b + args.batch_size],
                 generator,
                 args.family_dropout,
+                args.augment,
             )
             seg, _ = model.features(x, p)
             loss = segmentation_loss(seg, y)

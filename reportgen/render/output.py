@@ -9,34 +9,71 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pydicom import Dataset
+
 from reportgen.errors import ConfigError
 from reportgen.render.fhir import to_fhir_bundle
 from reportgen.render.text import render_text
 from reportgen.report.schema import Report
 from reportgen.report.template import Template
 
-FORMATS = ("json", "text", "fhir")
+TEXT_FORMATS = ("json", "text", "fhir")
+# Formats that live in the source study: built from the report and the DICOM images it
+# was drafted from, written to a file, never to the terminal.
+DICOM_FORMATS = ("dicom-sr",)
+FORMATS = (*TEXT_FORMATS, *DICOM_FORMATS)
 LANGUAGES = ("en", "zh")
+SUFFIX = {"json": ".json", "text": ".txt", "fhir": ".fhir.json", "dicom-sr": ".sr.dcm"}
 
 
-def check_output(fmt: str, lang: str) -> None:
-    """Refuse an unknown format or language before any work is done."""
+def check_output(fmt: str, lang: str, out: Path | None = None, from_study: bool = True) -> None:
+    """Refuse an unknown format or language, or a DICOM format with nowhere to go, before
+    any work is done."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if lang not in LANGUAGES:
         raise ConfigError(f"--lang must be en or zh, not {lang!r}")
+    if fmt in DICOM_FORMATS and not from_study:
+        raise ConfigError(
+            f"--format {fmt} needs the DICOM images the report describes: use "
+            "`reportgen generate DICOM_FOLDER --format dicom-sr --out FILE.dcm`"
+        )
+    if fmt in DICOM_FORMATS and out is None:
+        raise ConfigError(f"--format {fmt} writes a DICOM file: pass --out FILE.dcm")
 
 
 def format_report(
     report: Report, fmt: str, lang: str = "en", template: Template | None = None
 ) -> str:
     """The report as canonical JSON, narrative text (en/zh) or a FHIR R4 bundle."""
-    check_output(fmt, lang)
+    check_output(fmt, lang, from_study=fmt not in DICOM_FORMATS)
     if fmt == "json":
         return report.to_json()
     if fmt == "text":
         return render_text(report, lang, template)
     return to_fhir_bundle(report).model_dump_json(indent=2, exclude_none=True)
+
+
+def write_report(
+    path: Path,
+    report: Report,
+    fmt: str,
+    lang: str = "en",
+    template: Template | None = None,
+    source: list[Dataset] | None = None,
+) -> None:
+    """Write `report` to `path` in `fmt`; a DICOM SR is built in the study of `source`
+    (the headers of the images the report was drafted from)."""
+    if fmt == "dicom-sr":
+        from reportgen.render.dicom_sr import build_sr
+
+        sr = build_sr(report, source or [], template)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f".{path.name}.partial")
+        sr.save_as(part, enforce_file_format=True)
+        os.replace(part, path)
+        return
+    write_text(path, format_report(report, fmt, lang, template))
 
 
 def write_text(path: Path, text: str) -> None:

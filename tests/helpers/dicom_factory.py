@@ -57,6 +57,7 @@ def write_series(
             setattr(ds, key, value)
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid])  # one per study
         ds.Modality = "MR"
         ds.Manufacturer = "ACME Imaging"
         ds.SeriesDescription = description

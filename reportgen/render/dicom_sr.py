@@ -1,0 +1,329 @@
+"""A report as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report), built with highdicom.
+
+What a PACS viewer (OHIF, Weasis, a vendor's) shows of a draft: one measurement group per
+finding, tracked by the finding's id, with its size as a numeric measurement in UCUM
+units, its enumerated and yes/no fields as coded qualitative evaluations (the template's
+concepts with their SNOMED CT / RadLex codes), where it is as an ellipsoid in the study's
+frame of reference (SCOORD3D, patient LPS mm), and its per-finding result (BI-RADS
+category, ...). Report-level fields and the assessment or stage are one group without a
+region. The model is the observer device, and the not-for-clinical-use notice and every
+validation problem are text items, so nothing the JSON says is lost on the way.
+
+The SR sits in the source study: it copies the patient and study modules of the images
+it describes and references them as evidence. A study read from NIfTI has none, so it
+has no SR (`reportgen.io.dicom.source_headers` refuses it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from datetime import UTC, datetime
+
+import highdicom as hd
+import numpy as np
+from highdicom.sr import (
+    AlgorithmIdentification,
+    CodedConcept,
+    Comprehensive3DSR,
+    DeviceObserverIdentifyingAttributes,
+    Measurement,
+    MeasurementReport,
+    MeasurementsAndQualitativeEvaluations,
+    ObservationContext,
+    ObserverContext,
+    QualitativeEvaluation,
+    SourceSeriesForSegmentation,
+    TextContentItem,
+    TrackingIdentifier,
+    VolumeSurface,
+    VolumetricROIMeasurementsAndQualitativeEvaluations,
+)
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from ontology.concepts import SYSTEM_URIS, Code, ConceptTable, default_concepts
+from reportgen import NOT_FOR_CLINICAL_USE, __version__
+from reportgen.errors import ConfigError
+from reportgen.report.schema import Box, Finding, Report, Value
+from reportgen.report.template import Template, load_template
+
+# DICOM coding scheme designators (PS3.16 Table 8-1); "99..." are private schemes and are
+# declared in the SR's Coding Scheme Identification Sequence.
+SCHEME = {"snomed": "SCT", "radlex": "RADLEX", "radlex_cde": "99RADELEMENT", "local": "99REPORTGEN"}
+PRIVATE_SCHEMES = {
+    "99RADELEMENT": ("RadElement common data elements (ACR/RSNA)", "ACR/RSNA"),
+    "99REPORTGEN": ("reportgen local concepts", "reportgen"),
+}
+SR_SERIES_NUMBER = 9901
+SR_SERIES_DESCRIPTION = "reportgen draft - NOT FOR CLINICAL USE"
+YES, NO = codes.SCT.Yes, codes.SCT.No
+COMMENT = codes.DCM.Comment
+
+
+def code_value(code: str) -> str:
+    """A code value in the 16 characters of DICOM's Code Value: longer ones (local concept
+    ids, RadElement answers) keep a readable head and a stable hash of the whole. Long Code
+    Value exists, but many readers (highdicom's own parser among them) expect Code Value."""
+    if len(code) <= 16:
+        return code
+    return f"{code[:7]}~{hashlib.sha1(code.encode()).hexdigest()[:8]}"
+
+
+def coded(code: Code) -> CodedConcept:
+    """An ontology code as a DICOM coded concept (meanings cut to the 64 characters DICOM allows)."""
+    return CodedConcept(code_value(code.code), SCHEME[code.system_key], code.display[:64])
+
+
+def _from_coding(coding) -> CodedConcept | None:
+    """A report value's own coding (system URI) as a DICOM coded concept."""
+    key = next((k for k, uri in SYSTEM_URIS.items() if uri == coding.system), None)
+    return CodedConcept(code_value(coding.code), SCHEME[key], coding.display[:64]) if key else None
+
+
+def ucum(unit: str) -> CodedConcept:
+    return CodedConcept(unit, "UCUM", unit)
+
+
+def _ellipsoid(box: Box) -> np.ndarray:
+    """The ellipsoid inscribed in a world box (RAS mm) as DICOM's six axis end points in LPS
+    mm, longest axis first (PS3.3 C.18.9.1.2)."""
+    lo, hi = np.asarray(box.min_mm, float), np.asarray(box.max_mm, float)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    points = []
+    for axis in np.argsort(-half, kind="stable"):
+        step = np.zeros(3)
+        step[axis] = max(half[axis], 0.5)
+        points += [centre - step, centre + step]
+    lps = np.asarray(points) * np.array([-1.0, -1.0, 1.0])
+    return lps.astype(np.float32)
+
+
+class _Items:
+    """Measurements and qualitative evaluations of one group, from a report's values."""
+
+    def __init__(self, template: Template, concepts: ConceptTable, algorithm):
+        self.template, self.concepts, self.algorithm = template, concepts, algorithm
+        self.measurements: list[Measurement] = []
+        self.evaluations: list[QualitativeEvaluation] = []
+        self.texts: list[tuple[CodedConcept, str]] = []
+
+    def code(self, concept_id: str) -> CodedConcept:
+        """A concept's primary code, its meaning the preferred English term."""
+        concept = self.concepts[concept_id]
+        return CodedConcept(
+            code_value(concept.primary.code), SCHEME[concept.primary.system_key], concept.en[:64]
+        )
+
+    def field(self, field_id: str, value: Value) -> None:
+        spec = self.template.field(field_id)
+        name = self.code(spec.concept)
+        if spec.type == "number":
+            self.measurements.append(
+                Measurement(
+                    name=name,
+                    value=float(value.value),
+                    unit=ucum(spec.unit or "1"),
+                    algorithm_id=self.algorithm,
+                )
+            )
+        elif spec.type == "bool":  # the report's own present/absent code, else yes/no
+            answer = _from_coding(value.concept) if value.concept else None
+            self.evaluations.append(
+                QualitativeEvaluation(name, answer or (YES if value.value else NO))
+            )
+        elif spec.type == "enum":
+            self.evaluations.append(QualitativeEvaluation(name, self.code(str(value.value))))
+        else:
+            self.texts.append((name, str(value.value)))
+
+    def derived(self, derived_id: str, value: Value) -> None:
+        spec = self.template.derived(derived_id)
+        self.evaluations.append(
+            QualitativeEvaluation(self.code(spec.concept), self.code(str(value.value)))
+        )
+
+
+def _with_texts(group, texts: list[tuple[CodedConcept, str]]):
+    """Free-text fields as TEXT items of the group (highdicom's evaluations are codes only)."""
+    for name, text in texts:
+        group[0].ContentSequence.append(
+            TextContentItem(name=name, value=text[:1024], relationship_type="HAS PROPERTIES")
+        )
+    return group
+
+
+def _finding_group(
+    finding: Finding,
+    items: _Items,
+    frame_of_reference_uid: str | None,
+    source_series_uid: str,
+    template: Template,
+):
+    for key, value in finding.fields.items():
+        items.field(key, value)
+    for key, value in finding.derived.items():
+        items.derived(key, value)
+    common = dict(
+        tracking_identifier=TrackingIdentifier(
+            uid=generate_uid(), identifier=f"finding {finding.id}"
+        ),
+        finding_type=items.code(template.finding_concept),
+        algorithm_id=items.algorithm,
+        measurements=items.measurements or None,
+        qualitative_evaluations=items.evaluations or None,
+    )
+    box = finding.evidence.box if finding.evidence else None
+    if box is not None and frame_of_reference_uid:
+        group = VolumetricROIMeasurementsAndQualitativeEvaluations(
+            referenced_volume_surface=VolumeSurface(
+                graphic_type=hd.sr.GraphicTypeValues3D.ELLIPSOID,
+                graphic_data=_ellipsoid(box),
+                frame_of_reference_uid=frame_of_reference_uid,
+                source_series=SourceSeriesForSegmentation(source_series_uid),
+            ),
+            **common,
+        )
+    else:  # no location the model gave, or no frame of reference to give it in
+        group = MeasurementsAndQualitativeEvaluations(**common)
+    return _with_texts(group, items.texts)
+
+
+def _reference_series(source: list[Dataset]) -> Dataset:
+    """The image the locations are given against: the first series with a frame of
+    reference (they share one when the scanner did not move the table between them)."""
+    with_frame = [ds for ds in source if ds.get("FrameOfReferenceUID")]
+    return (with_frame or source)[0]
+
+
+def build_sr(
+    report: Report,
+    source: list[Dataset],
+    template: Template | None = None,
+    concepts: ConceptTable | None = None,
+) -> Comprehensive3DSR:
+    """The report as a Comprehensive 3D SR in the study of `source` (the headers of the
+    images it was drafted from)."""
+    if not source:
+        raise ConfigError("a DICOM SR needs the DICOM images the report was drafted from")
+    if len({str(ds.StudyInstanceUID) for ds in source}) != 1:
+        raise ConfigError("the source images belong to more than one study")
+    template = template or load_template(report.template.id)
+    concepts = concepts or default_concepts()
+    model = report.provenance.model_name or "reportgen"
+    version = report.provenance.model_version or __version__
+    algorithm = AlgorithmIdentification(name=model[:64], version=str(version)[:64])
+    device = ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=[model, str(version)]),
+            name="reportgen",
+            manufacturer_name="reportgen",
+            model_name=f"{model} {version}"[:64],
+        ),
+    )
+    reference = _reference_series(source)
+    frame = str(reference.get("FrameOfReferenceUID", "") or "") or None
+    groups = []
+    study_items = _Items(template, concepts, algorithm)
+    for key, value in report.fields.items():
+        study_items.field(key, value)
+    for key, value in report.derived.items():
+        study_items.derived(key, value)
+    groups.append(
+        _with_texts(
+            MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=TrackingIdentifier(uid=generate_uid(), identifier="study"),
+                algorithm_id=algorithm,
+                measurements=study_items.measurements or None,
+                qualitative_evaluations=study_items.evaluations or None,
+            ),
+            study_items.texts,
+        )
+    )
+    for finding in report.findings:
+        groups.append(
+            _finding_group(
+                finding,
+                _Items(template, concepts, algorithm),
+                frame,
+                str(reference.SeriesInstanceUID),
+                template,
+            )
+        )
+    content = MeasurementReport(
+        observation_context=ObservationContext(observer_device_context=device),
+        procedure_reported=coded(concepts[template.procedure].primary),
+        imaging_measurements=groups,
+        title=codes.cid7021.ImagingMeasurementReport,
+    )
+    notes = [report.notice or NOT_FOR_CLINICAL_USE, *_problems(report)]
+    for text in notes:
+        content[0].ContentSequence.append(
+            TextContentItem(name=COMMENT, value=text[:1024], relationship_type="CONTAINS")
+        )
+    now = datetime.now(UTC)
+    with warnings.catch_warnings():  # its person-name advice quotes the patient's name
+        warnings.simplefilter("ignore", UserWarning)
+        sr = _document(content, source, now)
+    sr.SeriesDescription = SR_SERIES_DESCRIPTION
+    sr.SoftwareVersions = str(__version__)
+    sr.CodingSchemeIdentificationSequence = [
+        _scheme(designator, *PRIVATE_SCHEMES[designator]) for designator in PRIVATE_SCHEMES
+    ]
+    return sr
+
+
+def _document(content, source: list[Dataset], now: datetime) -> Comprehensive3DSR:
+    return Comprehensive3DSR(
+        evidence=[_with_type2(source[0]), *source[1:]],
+        content=content[0],
+        series_instance_uid=generate_uid(),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="reportgen",
+        is_complete=False,  # a draft: a clinician completes and verifies it
+        is_final=False,
+        is_verified=False,
+        content_date=now.date(),
+        content_time=now.time().replace(microsecond=0),
+    )
+
+
+# Patient and study attributes an SR must carry, empty when unknown (Type 2); some exports
+# and anonymisers drop them from the images.
+TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+
+def _with_type2(ds: Dataset) -> Dataset:
+    copy = Dataset(ds)
+    for keyword in TYPE2:
+        if keyword not in copy:
+            setattr(copy, keyword, "")
+    return copy
+
+
+def _scheme(designator: str, name: str, organisation: str) -> Dataset:
+    item = Dataset()
+    item.CodingSchemeDesignator = designator
+    item.CodingSchemeName = name
+    item.CodingSchemeResponsibleOrganization = organisation
+    return item
+
+
+def _problems(report: Report) -> list[str]:
+    if report.validation is None:
+        return []
+    return [f"{p.severity}: {p.where}: {p.message}" for p in report.validation.problems]
