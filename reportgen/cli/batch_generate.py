@@ -74,7 +74,16 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
             )
             draft = generator.draft(study, options)
             add_fitness_warnings(draft.report, [], anatomy)  # an unusual study says so
-            write_report(target, draft.report, fmt, lang, generator.template, source_images)
+            write_report(
+                target,
+                draft.report,
+                fmt,
+                lang,
+                generator.template,
+                source_images,
+                draft.outlines,
+                draft.grid_affine,
+            )
             outcomes.append(Outcome(where, study.study_id, "drafted", target.name))
         except ReportgenError as exc:
             outcomes.append(Outcome(where, None, "refused", str(exc)))

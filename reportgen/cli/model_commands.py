@@ -161,7 +161,9 @@ def generate(
         "...); default: the one the study's anatomy (tag, else image) calls for.",
     ),
     fmt: str = typer.Option(
-        "json", "--format", help="json | text | fhir | dicom-sr (from a DICOM study, to --out)"
+        "json",
+        "--format",
+        help="json | text | fhir | dicom-sr | dicom-seg (the last two: from a DICOM study, to --out)",
     ),
     lang: str = typer.Option("en", "--lang", help="en | zh (text)."),
     out: Path = typer.Option(None, "--out", help="Write the report here (default: stdout)."),
@@ -211,7 +213,9 @@ def generate(
     for message in add_fitness_warnings(report, unfit, anatomy):
         typer.echo(f"warning: {message}", err=True)
     if out:
-        write_report(out, report, fmt, lang, generator.template, source)
+        write_report(
+            out, report, fmt, lang, generator.template, source, draft.outlines, draft.grid_affine
+        )
         typer.echo(
             f"report written to {out} ({generator.template.id}; valid: {report.validation.valid})",
             err=True,

@@ -39,10 +39,6 @@ def _value(values: list[str], index: int) -> bool | str:
     return chosen == "true" if values == ["false", "true"] else chosen
 
 
-def _box(labels: np.ndarray, affine: np.ndarray) -> Box | None:
-    return _region_box(labels == PRIMARY, affine) if (labels == PRIMARY).any() else None
-
-
 def _region_box(region: np.ndarray, affine: np.ndarray) -> Box:
     low, high = region_box_mm(region, affine)
     return Box(min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist()))
@@ -198,11 +194,11 @@ class FieldReaderGenerator:
         fields = {k: _value(cfg.study_fields[k], int(p.argmax())) for k, p in study_probs.items()}
         confidences = {k: round(float(p.max()), 4) for k, p in study_probs.items()}
         if self.model.lesion is None:
-            findings, finding_conf, boxes, problems = self._primary(out, labels, affine, hidden)
+            findings, finding_conf, outlines, problems = self._primary(out, labels, affine, hidden)
             probability = None
         else:
             read = self._lesions(image, present, labels, affine, fields, hidden)
-            findings, finding_conf, boxes, problems, lesion_probs = read
+            findings, finding_conf, outlines, problems, lesion_probs = read
             probability = suspicion(self.template, study_probs, lesion_probs, cfg, hidden)
         report = build_report(
             self.template,
@@ -225,13 +221,13 @@ class FieldReaderGenerator:
             finding_confidences=finding_conf,
             notice=NOT_FOR_CLINICAL_USE,
         )
-        for finding, box in zip(report.findings, boxes, strict=True):
-            if box is not None:
-                finding.evidence = Evidence(box=box)
+        for finding, region in zip(report.findings, outlines, strict=True):
+            if region is not None:
+                finding.evidence = Evidence(box=_region_box(region, affine))
         if problems:
             report.validation.problems.extend(problems)
             report.validation.valid = False
-        return Draft(report, None, None, probability)
+        return Draft(report, None, None, probability, outlines=outlines, grid_affine=affine)
 
     def _primary(self, out, labels, affine, hidden):
         """One primary tumour: the study-level finding heads, and the outline's size."""
@@ -261,7 +257,8 @@ class FieldReaderGenerator:
                     "no size is stated",
                 )
             )
-        return [finding], [finding_conf], [_box(labels, affine)], problems
+        primary = labels == PRIMARY
+        return [finding], [finding_conf], [primary if primary.any() else None], problems
 
     def _lesions(self, image, present, labels, affine, fields, hidden):
         """Each outlined component the lesion heads call a lesion, read on its own."""
@@ -271,7 +268,7 @@ class FieldReaderGenerator:
         midline = midline_x_mm(arrays, affine)
         side = next((s.id for s in template.finding_fields if s.concept == "laterality"), None)
         low, high = template.field("size_mm").range or (0, float("inf"))
-        findings, confs, boxes, problems, probs_out = [], [], [], [], []
+        findings, confs, outlines, problems, probs_out = [], [], [], [], []
         for region in components(labels):
             measures = torch.from_numpy(lesion_measures(arrays, kept, region, affine))[None]
             probs = {k: v[0].softmax(0) for k, v in self.model.lesion(measures).items()}
@@ -298,8 +295,8 @@ class FieldReaderGenerator:
             values, conf = most_probable_consistent(template, cfg, probs, values, fields, hidden)
             findings.append(values)
             confs.append(conf)
-            boxes.append(_region_box(region, affine))
+            outlines.append(region.astype(bool))
             probs_out.append(probs)
             if len(findings) == template.finding_max:
                 break
-        return findings, confs, boxes, problems, probs_out
+        return findings, confs, outlines, problems, probs_out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,10 @@ class Draft:
     drafted: Drafted | None
     malignancy_probability: float | None
     error: str | None = None
+    # Each finding's outline on the model's input grid (None where it has none) and that
+    # grid's voxel -> world (RAS mm) affine: what a DICOM SEG of the draft is made of.
+    outlines: list[np.ndarray | None] = field(default_factory=list)
+    grid_affine: np.ndarray | None = None
 
 
 class ReportGenerator:
@@ -125,8 +129,9 @@ class ReportGenerator:
             if p is not None:
                 finding.evidence = finding.evidence or Evidence()
                 finding.evidence.malignancy_probability = round(p, 4)
+        outlines: list[np.ndarray | None] = [None] * len(report.findings)
         if regions is not None and affine is not None:
-            outlined_boxes(report, regions.candidates[0], affine)
+            outlines = outlined_boxes(report, regions.candidates[0], affine, image.shape[2:])
         study_p = max([p for p in probs if p is not None], default=None)
         if study_p is None:  # no finding (or no per-finding category): the study's headline
             headline = self.template.headline
@@ -137,7 +142,7 @@ class ReportGenerator:
             explain_findings(
                 self, report, state, drafted, image, present, affine, options.explain_dir
             )
-        return Draft(report, state, drafted, study_p)
+        return Draft(report, state, drafted, study_p, outlines=outlines, grid_affine=affine)
 
     def report_of(
         self, study_id: str, drafted: Drafted, used: list[str] | None = None
@@ -249,17 +254,21 @@ class ReportGenerator:
         return report
 
 
-def outlined_boxes(report: Report, candidates: list, affine: np.ndarray) -> None:
+def outlined_boxes(
+    report: Report, candidates: list, affine: np.ndarray, shape: tuple[int, ...] | None = None
+) -> list[np.ndarray | None]:
     """Where each finding is: the outline of the candidate whose measured values (side,
     clock face, size) the finding states, as the decoder copies them; ties go to the
-    candidate in the finding's own place in the order the decoder was trained in."""
+    candidate in the finding's own place in the order the decoder was trained in. Sets
+    each finding's box and returns its outline as a mask of `shape` (the input grid)."""
     from scipy.optimize import linear_sum_assignment
 
     from reportgen.model.explain import region_box_mm
 
     outlined = [c for c in candidates if c.outline is not None]
+    masks: list[np.ndarray | None] = [None] * len(report.findings)
     if not report.findings or not outlined:
-        return
+        return masks
     cost = np.array(
         [
             [
@@ -272,13 +281,16 @@ def outlined_boxes(report: Report, candidates: list, affine: np.ndarray) -> None
     )
     for i, j in zip(*linear_sum_assignment(cost), strict=True):
         cand, finding = outlined[j], report.findings[i]
-        region = np.zeros(tuple(int(v) for v in cand.outline.max(0) + 1), dtype=bool)
+        size = shape or tuple(int(v) for v in cand.outline.max(0) + 1)
+        region = np.zeros(tuple(int(v) for v in size), dtype=bool)
         region[tuple(cand.outline.T)] = True
         low, high = region_box_mm(region, affine)
         finding.evidence = finding.evidence or Evidence()
         finding.evidence.box = Box(
             min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist())
         )
+        masks[i] = region
+    return masks
 
 
 def _agreement(finding, candidate) -> int:

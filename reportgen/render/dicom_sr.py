@@ -16,7 +16,6 @@ has no SR (`reportgen.io.dicom.source_headers` refuses it).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from datetime import UTC, datetime
 
@@ -43,43 +42,23 @@ from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from ontology.concepts import SYSTEM_URIS, Code, ConceptTable, default_concepts
+from ontology.concepts import ConceptTable, default_concepts
 from reportgen import NOT_FOR_CLINICAL_USE, __version__
 from reportgen.errors import ConfigError
+from reportgen.render.dicom_codes import (
+    NOT_FOR_CLINICAL_USE_LABEL,
+    coding_code,
+    concept_code,
+    declare_private_schemes,
+    with_type2,
+)
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import Template, load_template
 
-# DICOM coding scheme designators (PS3.16 Table 8-1); "99..." are private schemes and are
-# declared in the SR's Coding Scheme Identification Sequence.
-SCHEME = {"snomed": "SCT", "radlex": "RADLEX", "radlex_cde": "99RADELEMENT", "local": "99REPORTGEN"}
-PRIVATE_SCHEMES = {
-    "99RADELEMENT": ("RadElement common data elements (ACR/RSNA)", "ACR/RSNA"),
-    "99REPORTGEN": ("reportgen local concepts", "reportgen"),
-}
 SR_SERIES_NUMBER = 9901
-SR_SERIES_DESCRIPTION = "reportgen draft - NOT FOR CLINICAL USE"
+SR_SERIES_DESCRIPTION = f"reportgen draft - {NOT_FOR_CLINICAL_USE_LABEL}"
 YES, NO = codes.SCT.Yes, codes.SCT.No
 COMMENT = codes.DCM.Comment
-
-
-def code_value(code: str) -> str:
-    """A code value in the 16 characters of DICOM's Code Value: longer ones (local concept
-    ids, RadElement answers) keep a readable head and a stable hash of the whole. Long Code
-    Value exists, but many readers (highdicom's own parser among them) expect Code Value."""
-    if len(code) <= 16:
-        return code
-    return f"{code[:7]}~{hashlib.sha1(code.encode()).hexdigest()[:8]}"
-
-
-def coded(code: Code) -> CodedConcept:
-    """An ontology code as a DICOM coded concept (meanings cut to the 64 characters DICOM allows)."""
-    return CodedConcept(code_value(code.code), SCHEME[code.system_key], code.display[:64])
-
-
-def _from_coding(coding) -> CodedConcept | None:
-    """A report value's own coding (system URI) as a DICOM coded concept."""
-    key = next((k for k, uri in SYSTEM_URIS.items() if uri == coding.system), None)
-    return CodedConcept(code_value(coding.code), SCHEME[key], coding.display[:64]) if key else None
 
 
 def ucum(unit: str) -> CodedConcept:
@@ -110,11 +89,7 @@ class _Items:
         self.texts: list[tuple[CodedConcept, str]] = []
 
     def code(self, concept_id: str) -> CodedConcept:
-        """A concept's primary code, its meaning the preferred English term."""
-        concept = self.concepts[concept_id]
-        return CodedConcept(
-            code_value(concept.primary.code), SCHEME[concept.primary.system_key], concept.en[:64]
-        )
+        return concept_code(self.concepts[concept_id])
 
     def field(self, field_id: str, value: Value) -> None:
         spec = self.template.field(field_id)
@@ -129,7 +104,7 @@ class _Items:
                 )
             )
         elif spec.type == "bool":  # the report's own present/absent code, else yes/no
-            answer = _from_coding(value.concept) if value.concept else None
+            answer = coding_code(value.concept) if value.concept else None
             self.evaluations.append(
                 QualitativeEvaluation(name, answer or (YES if value.value else NO))
             )
@@ -254,7 +229,7 @@ def build_sr(
         )
     content = MeasurementReport(
         observation_context=ObservationContext(observer_device_context=device),
-        procedure_reported=coded(concepts[template.procedure].primary),
+        procedure_reported=concept_code(concepts[template.procedure]),
         imaging_measurements=groups,
         title=codes.cid7021.ImagingMeasurementReport,
     )
@@ -269,15 +244,13 @@ def build_sr(
         sr = _document(content, source, now)
     sr.SeriesDescription = SR_SERIES_DESCRIPTION
     sr.SoftwareVersions = str(__version__)
-    sr.CodingSchemeIdentificationSequence = [
-        _scheme(designator, *PRIVATE_SCHEMES[designator]) for designator in PRIVATE_SCHEMES
-    ]
+    declare_private_schemes(sr)
     return sr
 
 
 def _document(content, source: list[Dataset], now: datetime) -> Comprehensive3DSR:
     return Comprehensive3DSR(
-        evidence=[_with_type2(source[0]), *source[1:]],
+        evidence=[with_type2(source[0]), *source[1:]],
         content=content[0],
         series_instance_uid=generate_uid(),
         series_number=SR_SERIES_NUMBER,
@@ -290,37 +263,6 @@ def _document(content, source: list[Dataset], now: datetime) -> Comprehensive3DS
         content_date=now.date(),
         content_time=now.time().replace(microsecond=0),
     )
-
-
-# Patient and study attributes an SR must carry, empty when unknown (Type 2); some exports
-# and anonymisers drop them from the images.
-TYPE2 = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-)
-
-
-def _with_type2(ds: Dataset) -> Dataset:
-    copy = Dataset(ds)
-    for keyword in TYPE2:
-        if keyword not in copy:
-            setattr(copy, keyword, "")
-    return copy
-
-
-def _scheme(designator: str, name: str, organisation: str) -> Dataset:
-    item = Dataset()
-    item.CodingSchemeDesignator = designator
-    item.CodingSchemeName = name
-    item.CodingSchemeResponsibleOrganization = organisation
-    return item
 
 
 def _problems(report: Report) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from pydicom import Dataset
 
 from reportgen.errors import ConfigError
@@ -20,10 +21,16 @@ from reportgen.report.template import Template
 TEXT_FORMATS = ("json", "text", "fhir")
 # Formats that live in the source study: built from the report and the DICOM images it
 # was drafted from, written to a file, never to the terminal.
-DICOM_FORMATS = ("dicom-sr",)
+DICOM_FORMATS = ("dicom-sr", "dicom-seg")
 FORMATS = (*TEXT_FORMATS, *DICOM_FORMATS)
 LANGUAGES = ("en", "zh")
-SUFFIX = {"json": ".json", "text": ".txt", "fhir": ".fhir.json", "dicom-sr": ".sr.dcm"}
+SUFFIX = {
+    "json": ".json",
+    "text": ".txt",
+    "fhir": ".fhir.json",
+    "dicom-sr": ".sr.dcm",
+    "dicom-seg": ".seg.dcm",
+}
 
 
 def check_output(fmt: str, lang: str, out: Path | None = None, from_study: bool = True) -> None:
@@ -61,19 +68,32 @@ def write_report(
     lang: str = "en",
     template: Template | None = None,
     source: list[Dataset] | None = None,
+    outlines: list[np.ndarray | None] | None = None,
+    grid_affine: np.ndarray | None = None,
 ) -> None:
-    """Write `report` to `path` in `fmt`; a DICOM SR is built in the study of `source`
-    (the headers of the images the report was drafted from)."""
+    """Write `report` to `path` in `fmt`. A DICOM SR or SEG is built in the study of
+    `source` (the headers of the images the report was drafted from); a SEG from the
+    draft's `outlines` on the model grid `grid_affine`."""
     if fmt == "dicom-sr":
         from reportgen.render.dicom_sr import build_sr
 
-        sr = build_sr(report, source or [], template)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(f".{path.name}.partial")
-        sr.save_as(part, enforce_file_format=True)
-        os.replace(part, path)
-        return
-    write_text(path, format_report(report, fmt, lang, template))
+        _write_dicom(path, build_sr(report, source or [], template))
+    elif fmt == "dicom-seg":
+        from reportgen.render.dicom_seg import build_seg
+
+        if grid_affine is None or outlines is None:
+            raise ConfigError("this draft carries no outlines to write as a DICOM SEG")
+        _write_dicom(path, build_seg(report, outlines, grid_affine, source or [], template))
+    else:
+        write_text(path, format_report(report, fmt, lang, template))
+
+
+def _write_dicom(path: Path, ds: Dataset) -> None:
+    """Write atomically, as `write_text` does: a PACS must never receive half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.partial")
+    ds.save_as(part, enforce_file_format=True)
+    os.replace(part, path)
 
 
 def write_text(path: Path, text: str) -> None:

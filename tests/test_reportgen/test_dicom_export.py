@@ -1,18 +1,22 @@
-"""DICOM SR out: a TID 1500 measurement report that dciodvfy accepts and highdicom reads
-back equal to the JSON report, on phantom DICOM and on a real Siemens study."""
+"""DICOM out: a TID 1500 measurement report (SR) and the outlines (SEG) that dciodvfy
+accepts and highdicom reads back equal to the JSON report and where the lesion is, on
+phantom DICOM and on a real Siemens study."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import highdicom as hd
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 from conftest import assert_refused
 from helpers.phantom_dicom import write_phantom_export
+from scipy import ndimage
 
 from ontology.concepts import SYSTEM_URIS, default_concepts
 from reportgen.data import read_manifest
@@ -20,7 +24,7 @@ from reportgen.io import load_study
 from reportgen.io.dicom import source_headers
 from reportgen.model.generate import GenerateOptions
 from reportgen.model.generators import GeneratorChoice
-from reportgen.render.dicom_sr import SCHEME, code_value
+from reportgen.render.dicom_codes import SCHEME, code_value
 from reportgen.render.output import write_report
 from reportgen.report import Report, load_template
 from reportgen.synth import SynthOptions, synth_dataset
@@ -40,21 +44,73 @@ def dciodvfy_errors(path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def drafted(tmp_path_factory):
-    """A breast phantom exported as DICOM, drafted once, written as JSON and as SR."""
+    """A breast phantom exported as DICOM, drafted once, written as SR and as SEG."""
     root = tmp_path_factory.mktemp("sr")
     synth_dataset(root / "ph", 1, SynthOptions(domain="breast", seed=5))
     row = read_manifest(root / "ph")[0]
     write_phantom_export(root / "ph" / row["dir"], row["text"]["en"], root / "dicom")
     study = load_study(root / "dicom")
     generator = GeneratorChoice(None, "birads_mri")(None, None, False)
-    report = generator.draft(study, GenerateOptions(explain=False)).report
-    write_report(root / "report.sr.dcm", report, "dicom-sr", source=source_headers(study))
+    draft = generator.draft(study, GenerateOptions(explain=False))
+    report, source = draft.report, source_headers(study)
+    write_report(root / "report.sr.dcm", report, "dicom-sr", source=source)
+    write_report(
+        root / "report.seg.dcm",
+        report,
+        "dicom-seg",
+        source=source,
+        outlines=draft.outlines,
+        grid_affine=draft.grid_affine,
+    )
     return root, study, report
 
 
-def test_sr_passes_dciodvfy(drafted):
+@pytest.mark.parametrize("name", ["report.sr.dcm", "report.seg.dcm"])
+def test_sr_and_seg_pass_dciodvfy(drafted, name):
     root, _, _ = drafted
-    assert dciodvfy_errors(root / "report.sr.dcm") == []
+    assert dciodvfy_errors(root / name) == []
+
+
+def seg_points_ras(seg, segment: int) -> np.ndarray:
+    """World (RAS mm) centres of one segment's pixels, from the SEG's own frame geometry."""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    iop = np.asarray(shared.PlaneOrientationSequence[0].ImageOrientationPatient, float)
+    row_mm, col_mm = (float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing)
+    pixels = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
+    points = []
+    for frame, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        ident = group.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
+        if ident[0].ReferencedSegmentNumber != segment:
+            continue
+        origin = np.asarray(group.PlanePositionSequence[0].ImagePositionPatient, float)
+        r, c = np.nonzero(pixels[frame])
+        points.append(origin + c[:, None] * col_mm * iop[:3] + r[:, None] * row_mm * iop[3:])
+    return np.concatenate(points) * np.array([-1.0, -1.0, 1.0])
+
+
+def test_seg_outlines_the_lesion_where_the_phantom_has_it(drafted):
+    root, _, report = drafted
+    seg = hd.seg.segread(root / "report.seg.dcm")
+    labels = [item.SegmentLabel for item in seg.SegmentSequence]
+    assert labels == [f"finding {f.id}" for f in report.findings]
+    truth = nib.load(root / "ph" / "breast-s5-00000" / "lesion_mask.nii.gz")
+    components, n = ndimage.label(np.asarray(truth.dataobj) > 0)
+    lesions = [
+        nib.affines.apply_affine(truth.affine, np.argwhere(components == i))
+        for i in range(1, n + 1)
+    ]
+    thickness = float(seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness)
+    row_mm, col_mm = (
+        float(v)
+        for v in seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+    )
+    voxel_mm3 = abs(np.linalg.det(truth.affine[:3, :3]))
+    for segment in range(1, len(labels) + 1):
+        points = seg_points_ras(seg, segment)
+        nearest = min(lesions, key=lambda p: np.linalg.norm(p.mean(0) - points.mean(0)))
+        assert np.linalg.norm(nearest.mean(0) - points.mean(0)) < 3.0  # mm
+        volume = len(points) * row_mm * col_mm * thickness
+        assert 0.7 < volume / (len(nearest) * voxel_mm3) < 1.3
 
 
 def _groups_by_id(sr) -> dict[str, object]:
@@ -127,13 +183,37 @@ def test_sr_carries_the_notice_and_the_model(drafted):
     assert report.provenance.model_name in observer["Device Observer Model Name"]
 
 
-def test_sr_of_a_real_prostate_study_under_force(tmp_path, cli):
+def test_sr_and_seg_of_a_real_prostate_study_under_force(tmp_path, cli):
     out = tmp_path / "px.sr.dcm"
     result = cli(
         "generate", PROSTATEX, "--force", "--format", "dicom-sr", "--out", out, "--no-explain"
     )
     assert result.code == 0, result.err
     assert dciodvfy_errors(out) == []
+    seg_out = tmp_path / "px.seg.dcm"
+    seg_result = cli(
+        "generate",
+        PROSTATEX,
+        "--force",
+        "--format",
+        "dicom-seg",
+        "--out",
+        seg_out,
+        "--no-explain",
+    )
+    assert seg_result.code == 0, seg_result.err
+    assert dciodvfy_errors(seg_out) == []
+    seg = hd.seg.segread(seg_out)
+    t2_axial = {  # the SEG lies on the axial T2 TSE's frames
+        pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID
+        for p in (Path(PROSTATEX) / "4.000000-t2tsetra-00702").iterdir()
+    }
+    referenced = {
+        ref.ReferencedSOPInstanceUID
+        for group in seg.PerFrameFunctionalGroupsSequence
+        for ref in group.DerivationImageSequence[0].SourceImageSequence
+    }
+    assert referenced and referenced <= t2_axial
     assert "ProstateX" not in result.err  # its pseudonymous name stays in the study, not the log
     ds = pydicom.dcmread(out)
     texts = [item.TextValue for item in ds.ContentSequence if item.ValueType == "TEXT"]
