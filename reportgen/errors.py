@@ -29,3 +29,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from pretrain_mae.errors import PretrainError
 
     return (ReportgenError, TerminologyError, PretrainError)
+
+
+class PacsError(ReportgenError):
+    """The PACS could not be reached, refused the association, or failed an operation."""

@@ -84,6 +84,7 @@ from reportgen.cli import (  # noqa: E402,F401
     demo_commands,
     model_commands,
     ontology_commands,
+    pacs_commands,
     pretrain_commands,
     report_commands,
     review_commands,

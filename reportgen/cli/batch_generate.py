@@ -49,7 +49,7 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
     from reportgen.data.sources import discover_studies
     from reportgen.io import load_study
     from reportgen.io.dicom import source_headers
-    from reportgen.model.fitness import add_fitness_warnings, check_fitness, study_anatomy
+    from reportgen.model.drafting import draft_checked
     from reportgen.render.output import DICOM_FORMATS, SUFFIX, write_report, write_text
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -61,9 +61,6 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
         where = str(source.path.relative_to(folder))
         try:
             study = load_study(source.path)
-            anatomy = study_anatomy(study)
-            generator = choose(anatomy.tag, anatomy.region)
-            check_fitness(study, anatomy, generator.template, force=False)  # refused, with why
             if study.study_id in seen:
                 raise InputError(source.path, f"study id {study.study_id!r} was already drafted")
             seen.add(study.study_id)
@@ -72,8 +69,8 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
             options.explain_dir = (
                 out_dir / f"{study.study_id}_evidence" if options.explain else None
             )
-            draft = generator.draft(study, options)
-            add_fitness_warnings(draft.report, [], anatomy)  # an unusual study says so
+            checked = draft_checked(study, choose, options)  # a misfit is refused, with why
+            draft, generator = checked.draft, checked.generator
             write_report(
                 target,
                 draft.report,

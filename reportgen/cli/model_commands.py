@@ -181,7 +181,7 @@ def generate(
     from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
     from reportgen.io import load_study
     from reportgen.io.dicom import source_headers
-    from reportgen.model.fitness import add_fitness_warnings, check_fitness, study_anatomy
+    from reportgen.model.drafting import draft_checked
     from reportgen.model.generate import GenerateOptions
     from reportgen.model.generators import GeneratorChoice
     from reportgen.render.output import DICOM_FORMATS, check_output, format_report, write_report
@@ -201,16 +201,12 @@ def generate(
             raise typer.Exit(1)
         return
     loaded = load_study(study, sequence=sequence)
-    anatomy = study_anatomy(loaded)
-    generator = choose(anatomy.tag, anatomy.region, force)
-    unfit = check_fitness(loaded, anatomy, generator.template, force)
     source = source_headers(loaded) if fmt in DICOM_FORMATS else None  # refused before drafting
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None
-    draft = generator.draft(
-        loaded, GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
-    )
-    report = draft.report
-    for message in add_fitness_warnings(report, unfit, anatomy):
+    options = GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
+    checked = draft_checked(loaded, choose, options, force)
+    draft, generator, report = checked.draft, checked.generator, checked.draft.report
+    for message in checked.warnings:
         typer.echo(f"warning: {message}", err=True)
     if out:
         write_report(

@@ -175,5 +175,9 @@ def pseudonymous_study_id(groups: list[SeriesGroup]) -> str:
     (of its series' UIDs if it has none), never the folder's name or the PatientID, which
     in archive exports are often the patient's own."""
     uids = sorted({str(g.first.get("StudyInstanceUID", "") or "") for g in groups} - {""})
-    key = "\n".join(uids or sorted(g.uid for g in groups))
-    return "study-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return pseudonymous_uid_id(*(uids or sorted(g.uid for g in groups)))
+
+
+def pseudonymous_uid_id(*uids: str) -> str:
+    """The pseudonymous study id of a StudyInstanceUID (a PACS query gives only the UID)."""
+    return "study-" + hashlib.sha256("\n".join(uids).encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""PACS bridge: DICOM networking, pulling studies in, pushing drafts out, watching."""
