@@ -80,6 +80,7 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
                 source_images,
                 draft.outlines,
                 draft.grid_affine,
+                study=study,
             )
             outcomes.append(Outcome(where, study.study_id, "drafted", target.name))
         except ReportgenError as exc:

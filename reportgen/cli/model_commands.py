@@ -163,7 +163,8 @@ def generate(
     fmt: str = typer.Option(
         "json",
         "--format",
-        help="json | text | fhir | dicom-sr | dicom-seg (the last two: from a DICOM study, to --out)",
+        help="json | text | fhir | html | pdf | dicom-sr | dicom-seg (pdf and DICOM: to --out; "
+        "DICOM: from a DICOM study)",
     ),
     lang: str = typer.Option("en", "--lang", help="en | zh (text)."),
     out: Path = typer.Option(None, "--out", help="Write the report here (default: stdout)."),
@@ -210,14 +211,22 @@ def generate(
         typer.echo(f"warning: {message}", err=True)
     if out:
         write_report(
-            out, report, fmt, lang, generator.template, source, draft.outlines, draft.grid_affine
+            out,
+            report,
+            fmt,
+            lang,
+            generator.template,
+            source,
+            draft.outlines,
+            draft.grid_affine,
+            study=loaded,
         )
         typer.echo(
             f"report written to {out} ({generator.template.id}; valid: {report.validation.valid})",
             err=True,
         )
     else:
-        typer.echo(format_report(report, fmt, lang, generator.template))
+        typer.echo(format_report(report, fmt, lang, generator.template, loaded))
     typer.echo(NOT_FOR_CLINICAL_USE, err=True)
 
 

@@ -93,16 +93,19 @@ def validate(
 @app.command()
 def render(
     report: Path = typer.Argument(..., help="Structured report (reportgen.report/1 JSON)."),
-    fmt: str = typer.Option("text", "--format", help="text | json | fhir"),
+    fmt: str = typer.Option("text", "--format", help="text | json | fhir | html | pdf"),
     lang: str = typer.Option("en", "--lang", help="en or zh (text)."),
     out: Path = typer.Option(None, "--out", help="Write here instead of stdout."),
 ) -> None:
     """Render a structured report as narrative text, canonical JSON or a FHIR R4 bundle."""
-    from reportgen.render.output import check_output, format_report
+    from reportgen.render.output import check_output, format_report, write_report
     from reportgen.report import validate_report
     from reportgen.report.io import read_report
 
     check_output(fmt, lang, out, from_study=False)
     loaded = read_report(report)
     loaded.validation = validate_report(loaded)
+    if fmt == "pdf":  # a file, never the terminal
+        write_report(out, loaded, fmt, lang)
+        return
     _emit(format_report(loaded, fmt, lang), out)

@@ -13,28 +13,33 @@ import numpy as np
 from pydicom import Dataset
 
 from reportgen.errors import ConfigError
+from reportgen.io import Study
 from reportgen.render.fhir import to_fhir_bundle
+from reportgen.render.html import print_pdf, render_html
 from reportgen.render.text import render_text
 from reportgen.report.schema import Report
 from reportgen.report.template import Template
 
-TEXT_FORMATS = ("json", "text", "fhir")
-# Formats that live in the source study: built from the report and the DICOM images it
-# was drafted from, written to a file, never to the terminal.
+TEXT_FORMATS = ("json", "text", "fhir", "html")
+# Written to a file only: a PDF, and the formats that live in the source study (built from
+# the report and the DICOM images it was drafted from).
 DICOM_FORMATS = ("dicom-sr", "dicom-seg")
-FORMATS = (*TEXT_FORMATS, *DICOM_FORMATS)
+FILE_FORMATS = ("pdf", *DICOM_FORMATS)
+FORMATS = (*TEXT_FORMATS, *FILE_FORMATS)
 LANGUAGES = ("en", "zh")
 SUFFIX = {
     "json": ".json",
     "text": ".txt",
     "fhir": ".fhir.json",
+    "html": ".html",
+    "pdf": ".pdf",
     "dicom-sr": ".sr.dcm",
     "dicom-seg": ".seg.dcm",
 }
 
 
 def check_output(fmt: str, lang: str, out: Path | None = None, from_study: bool = True) -> None:
-    """Refuse an unknown format or language, or a DICOM format with nowhere to go, before
+    """Refuse an unknown format or language, or a file format with nowhere to go, before
     any work is done."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -43,21 +48,31 @@ def check_output(fmt: str, lang: str, out: Path | None = None, from_study: bool 
     if fmt in DICOM_FORMATS and not from_study:
         raise ConfigError(
             f"--format {fmt} needs the DICOM images the report describes: use "
-            "`reportgen generate DICOM_FOLDER --format dicom-sr --out FILE.dcm`"
+            f"`reportgen generate DICOM_FOLDER --format {fmt} --out FILE.dcm`"
         )
-    if fmt in DICOM_FORMATS and out is None:
-        raise ConfigError(f"--format {fmt} writes a DICOM file: pass --out FILE.dcm")
+    if fmt in FILE_FORMATS and out is None:
+        raise ConfigError(f"--format {fmt} writes a file: pass --out FILE{SUFFIX[fmt]}")
 
 
 def format_report(
-    report: Report, fmt: str, lang: str = "en", template: Template | None = None
+    report: Report,
+    fmt: str,
+    lang: str = "en",
+    template: Template | None = None,
+    study: Study | None = None,
 ) -> str:
-    """The report as canonical JSON, narrative text (en/zh) or a FHIR R4 bundle."""
-    check_output(fmt, lang, from_study=fmt not in DICOM_FORMATS)
+    """The report as canonical JSON, narrative text (en/zh), a FHIR R4 bundle or a printable
+    HTML page (with key images when the `study` is given)."""
+    if fmt in FILE_FORMATS:
+        check_output(fmt, lang, from_study=fmt not in DICOM_FORMATS)
+        raise ConfigError(f"--format {fmt} writes a file: pass --out FILE{SUFFIX[fmt]}")
+    check_output(fmt, lang)
     if fmt == "json":
         return report.to_json()
     if fmt == "text":
         return render_text(report, lang, template)
+    if fmt == "html":
+        return render_html(report, lang, template, study)
     return to_fhir_bundle(report).model_dump_json(indent=2, exclude_none=True)
 
 
@@ -70,10 +85,12 @@ def write_report(
     source: list[Dataset] | None = None,
     outlines: list[np.ndarray | None] | None = None,
     grid_affine: np.ndarray | None = None,
+    study: Study | None = None,
 ) -> None:
     """Write `report` to `path` in `fmt`. A DICOM SR or SEG is built in the study of
     `source` (the headers of the images the report was drafted from); a SEG from the
-    draft's `outlines` on the model grid `grid_affine`."""
+    draft's `outlines` on the model grid `grid_affine`; HTML and PDF show key images of
+    `study` when given."""
     if fmt == "dicom-sr":
         from reportgen.render.dicom_sr import build_sr
 
@@ -84,8 +101,10 @@ def write_report(
         if grid_affine is None or outlines is None:
             raise ConfigError("this draft carries no outlines to write as a DICOM SEG")
         _write_dicom(path, build_seg(report, outlines, grid_affine, source or [], template))
+    elif fmt == "pdf":
+        print_pdf(render_html(report, lang, template, study), path)
     else:
-        write_text(path, format_report(report, fmt, lang, template))
+        write_text(path, format_report(report, fmt, lang, template, study))
 
 
 def _write_dicom(path: Path, ds: Dataset) -> None:

@@ -6,25 +6,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
 
 import pytest
+from helpers.browser import chromium_or_skip
 from helpers.review import PASSWORD
 from helpers.server import ReviewServer
 
 from reportgen.report import Report
 from reportgen.review.store import RewardLog
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def chromium_or_skip() -> str:
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
-    if os.environ.get("REPORTGEN_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{CHROMIUM} is missing but CI requires the browser test")
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)")
 
 
 def complete_added_finding(page, rounds: int = 6) -> None:

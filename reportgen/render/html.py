@@ -1,0 +1,224 @@
+"""A printable report: one self-contained HTML page (and PDF through Chromium).
+
+What a referring clinician prints or files: the not-for-clinical-use notice as a banner,
+the narrative (as `render_text` writes it), the structured table in preferred terms, the
+validation problems, and for each finding a key image: the axial T2W slice through the
+finding's box with the box drawn, in radiological convention (the patient's right on the
+viewer's left, anterior up). Images are embedded as data URIs, so the page is one file;
+every piece of text is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ontology.concepts import ConceptTable, default_concepts
+from reportgen.errors import ConfigError
+from reportgen.io import Study
+from reportgen.render.text import render_text
+from reportgen.report.schema import Box, Finding, Report, Value
+from reportgen.report.template import FieldSpec, Template, load_template
+
+WORDS = {
+    "en": {"field": "Item", "value": "Value", "finding": "Finding", "yes": "yes", "no": "no",
+           "problems": "Validation", "images": "Key images", "report": "Structured report",
+           "narrative": "Report", "slice": "axial T2W through the finding; box: the outline",
+           "model": "Drafted by"},
+    "zh": {"field": "项目", "value": "结果", "finding": "病灶", "yes": "是", "no": "否",
+           "problems": "校验", "images": "关键图像", "report": "结构化报告",
+           "narrative": "报告", "slice": "经病灶的轴位T2W；方框：勾画范围",
+           "model": "生成模型"},
+}  # fmt: skip
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 52em; color: #111; }
+.notice { border: 3px solid #b00; background: #fee; color: #700; padding: .6em 1em;
+          font-weight: 600; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; border-bottom: 1px solid #aaa; }
+.narrative { white-space: pre-wrap; }
+table { border-collapse: collapse; width: 100%; }
+td, th { border: 1px solid #bbb; padding: .25em .5em; text-align: left; vertical-align: top; }
+th { background: #eee; } tr.finding th { background: #dde6f0; }
+figure { display: inline-block; margin: .5em 1em .5em 0; } figure img { width: 320px; }
+figcaption { font-size: 12px; color: #444; } .warning { color: #850; } .error { color: #b00; }
+@media print { .notice { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+               figure { break-inside: avoid; } }
+"""
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _value_text(spec: FieldSpec, value: Value, concepts: ConceptTable, lang: str) -> str:
+    if spec.type == "enum":
+        return concepts[str(value.value)].pref(lang)
+    if spec.type == "bool":
+        return WORDS[lang]["yes" if value.value else "no"]
+    if spec.type == "number":
+        return f"{value.value:g} {spec.unit or ''}".strip()
+    return str(value.value)
+
+
+def _rows(values: dict[str, Value], template: Template, concepts, lang: str) -> list[str]:
+    rows = []
+    for key, value in values.items():
+        spec = template.field(key)
+        label = concepts[spec.concept].pref(lang)
+        rows.append(
+            f"<tr><td>{_esc(label)}</td><td>{_esc(_value_text(spec, value, concepts, lang))}</td></tr>"
+        )
+    return rows
+
+
+def _derived_rows(values: dict[str, Value], template: Template, concepts, lang) -> list[str]:
+    return [
+        f"<tr><td><b>{_esc(concepts[template.derived(k).concept].pref(lang))}</b></td>"
+        f"<td><b>{_esc(concepts[str(v.value)].pref(lang))}</b></td></tr>"
+        for k, v in values.items()
+    ]
+
+
+def key_image_png(study: Study, box: Box, sequence: str = "T2W") -> bytes | None:
+    """The axial slice of `sequence` through the box centre, box drawn, as PNG bytes (None
+    if the study has no such sequence or the box lies outside it)."""
+    volume = study.sequences.get(sequence)
+    if volume is None:
+        return None
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(volume.data, volume.affine))
+    data = np.asarray(canonical.dataobj, dtype=np.float32)
+    inverse = np.linalg.inv(canonical.affine)
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
+    lo, hi = np.asarray(box.min_mm), np.asarray(box.max_mm)
+    world = lo + corners * (hi - lo)
+    voxels = (inverse @ np.c_[world, np.ones(len(world))].T)[:3].T
+    centre = voxels.mean(axis=0)
+    z = int(np.rint(centre[2]))
+    if not 0 <= z < data.shape[2]:
+        return None
+    plane = data[:, :, z]
+    low, high = np.percentile(plane, [1, 99.5])
+    grey = np.clip((plane - low) / max(high - low, 1e-6), 0, 1)
+    # radiological display: rows run anterior -> posterior, columns patient right -> left
+    shown = (grey.T[::-1, ::-1] * 255).astype(np.uint8)
+    nx, ny = data.shape[:2]
+    image = Image.fromarray(shown).convert("RGB")
+    x0, x1 = nx - 1 - voxels[:, 0].max(), nx - 1 - voxels[:, 0].min()
+    y0, y1 = ny - 1 - voxels[:, 1].max(), ny - 1 - voxels[:, 1].min()
+    scale = max(1, 384 // max(nx, ny))
+    image = image.resize((nx * scale, ny * scale), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle(
+        [x0 * scale, y0 * scale, (x1 + 1) * scale, (y1 + 1) * scale], outline=(255, 215, 0)
+    )
+    draw.text((4, 4), "R", fill=(255, 255, 255))
+    draw.text((image.width - 12, 4), "L", fill=(255, 255, 255))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _figure(finding: Finding, study: Study | None, lang: str) -> str:
+    box = finding.evidence.box if finding.evidence else None
+    png = key_image_png(study, box) if (study is not None and box is not None) else None
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode()
+    caption = f"{WORDS[lang]['finding']} {finding.id}: {WORDS[lang]['slice']}"
+    return (
+        f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_esc(caption)}</figcaption></figure>"
+    )
+
+
+def render_html(
+    report: Report,
+    lang: str = "en",
+    template: Template | None = None,
+    study: Study | None = None,
+    concepts: ConceptTable | None = None,
+) -> str:
+    """The report as one self-contained, printable HTML page."""
+    template = template or load_template(report.template.id)
+    concepts = concepts or default_concepts()
+    words = WORDS[lang]
+    rows = _rows(report.fields, template, concepts, lang)
+    rows += _derived_rows(report.derived, template, concepts, lang)
+    for finding in report.findings:
+        rows.append(
+            f'<tr class="finding"><th colspan="2">{_esc(words["finding"])} {_esc(finding.id)}</th></tr>'
+        )
+        rows += _rows(finding.fields, template, concepts, lang)
+        rows += _derived_rows(finding.derived, template, concepts, lang)
+    problems = report.validation.problems if report.validation else []
+    problem_items = "".join(
+        f'<li class="{_esc(p.severity)}">{_esc(p.severity)}: {_esc(p.where)}: {_esc(p.message)}</li>'
+        for p in problems
+    )
+    figures = "".join(_figure(f, study, lang) for f in report.findings)
+    model = f"{report.provenance.model_name or ''} {report.provenance.model_version or ''}".strip()
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            f'<html lang="{_esc(lang)}"><head><meta charset="utf-8">',
+            f"<title>{_esc(template.title[lang])} - {_esc(report.study.study_id)}</title>",
+            f"<style>{STYLE}</style></head><body>",
+            f'<div class="notice" id="notice">{_esc(report.notice or "")}</div>',
+            f"<h1>{_esc(template.title[lang])}</h1>",
+            f"<p>{_esc(report.study.study_id)} &middot; {_esc(words['model'])}: {_esc(model)} "
+            f"&middot; {_esc(report.provenance.created_at)}</p>",
+            f"<h2>{_esc(words['narrative'])}</h2>",
+            f'<div class="narrative">{_esc(render_text(report, lang, template, concepts))}</div>',
+            f"<h2>{_esc(words['report'])}</h2>",
+            f'<table id="structured"><tr><th>{_esc(words["field"])}</th><th>{_esc(words["value"])}</th></tr>',
+            *rows,
+            "</table>",
+            f"<h2>{_esc(words['images'])}</h2>" + figures if figures else "",
+            f"<h2>{_esc(words['problems'])}</h2><ul>{problem_items}</ul>" if problem_items else "",
+            "</body></html>",
+        ]
+    )
+
+
+def chromium() -> str:
+    """The Chromium (or Chrome) binary that prints PDFs: REPORTGEN_CHROMIUM, else on PATH."""
+    for candidate in (os.environ.get("REPORTGEN_CHROMIUM"), "chromium", "chromium-browser",
+                      "google-chrome"):  # fmt: skip
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    raise ConfigError(
+        "--format pdf prints through Chromium, which is not installed "
+        "(apt-get install chromium, or set REPORTGEN_CHROMIUM)"
+    )
+
+
+def print_pdf(page: str, out: Path) -> None:
+    """Print an HTML page to PDF with headless Chromium (no network, a throwaway profile)."""
+    binary = chromium()
+    with tempfile.TemporaryDirectory(prefix="reportgen-pdf-") as tmp:
+        source = Path(tmp) / "report.html"
+        source.write_text(page, encoding="utf-8")
+        target = Path(tmp) / "report.pdf"
+        command = [
+            binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={Path(tmp) / 'profile'}", "--no-pdf-header-footer",
+            f"--print-to-pdf={target}", source.as_uri(),
+        ]  # fmt: skip
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if run.returncode != 0 or not target.exists():
+            raise ConfigError(f"Chromium could not print the PDF (exit {run.returncode})")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_name(f".{out.name}.partial")
+        shutil.copyfile(target, part)
+        os.replace(part, out)

@@ -1,0 +1,104 @@
+"""The printable report: one self-contained HTML page (escaped, with the notice, the
+structured table and a key image per finding) that renders in a real Chromium, and its
+PDF."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+from helpers.browser import chromium_or_skip
+from PIL import Image
+
+from reportgen.data import read_manifest
+from reportgen.io import load_study
+from reportgen.model.generate import GenerateOptions
+from reportgen.model.generators import GeneratorChoice
+from reportgen.render.html import render_html
+from reportgen.report import Report
+from reportgen.synth import SynthOptions, synth_dataset
+
+
+@pytest.fixture(scope="module")
+def drafted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("printable")
+    synth_dataset(root / "ph", 1, SynthOptions(domain="breast", seed=5))
+    study = load_study(root / "ph" / read_manifest(root / "ph")[0]["dir"])
+    generator = GeneratorChoice(None, "birads_mri")(None, None, False)
+    report = generator.draft(study, GenerateOptions(explain=False)).report
+    return root, study, report
+
+
+def _images(page: str) -> list[np.ndarray]:
+    return [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+        for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    ]
+
+
+def test_html_has_notice_table_and_one_key_image_per_finding(drafted):
+    _, study, report = drafted
+    page = render_html(report, "en", study=study)
+    assert report.notice in page and 'class="notice"' in page
+    rows = page.count("<tr><td>")
+    stated = len(report.fields) + len(report.derived)
+    stated += sum(len(f.fields) + len(f.derived) for f in report.findings)
+    assert rows == stated  # every stated value, once
+    images = _images(page)
+    assert report.findings and len(images) == len(report.findings)
+    for image in images:  # a real slice (not blank) with the box drawn in yellow
+        assert image.std() > 10
+        assert ((image[..., 0] > 200) & (image[..., 1] > 180) & (image[..., 2] < 60)).sum() > 20
+    assert 'src="http' not in page and "<script" not in page  # one file, no scripts
+
+
+def test_html_box_lies_on_the_side_of_the_reported_breast(drafted):
+    _, study, report = drafted
+    image = _images(render_html(report, "en", study=study))[0]
+    yellow = np.argwhere((image[..., 0] > 200) & (image[..., 1] > 180) & (image[..., 2] < 60))
+    side = report.findings[0].fields["laterality"].value
+    on_viewer_right = yellow[:, 1].mean() > image.shape[1] / 2
+    assert on_viewer_right == (side == "left")  # radiological convention
+
+
+def test_html_escapes_what_it_shows(drafted):
+    _, _, report = drafted
+    hostile = Report.model_validate_json(report.to_json())
+    hostile.comment = '<script>alert("x")</script>'
+    hostile.study.study_id = "<img src=x onerror=alert(1)>"
+    page = render_html(hostile, "zh")
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;" in page or "&lt;img" in page
+
+
+@pytest.mark.browser
+def test_html_renders_in_chromium_and_prints_to_pdf(drafted, tmp_path, cli):
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_or_skip()
+    root, study, report = drafted
+    page_file = tmp_path / "report.html"
+    page_file.write_text(render_html(report, "en", study=study), encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1000, "height": 1400})
+        page.goto(page_file.as_uri())
+        assert page.locator("#notice").is_visible()
+        assert "not for clinical use" in page.locator("#notice").inner_text()
+        widths = page.locator("figure img").evaluate_all("els => els.map(e => e.naturalWidth)")
+        assert widths and all(w > 0 for w in widths)  # the key images decoded
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape[0] > 1400 and pixels.std() > 20  # a whole page was drawn
+    pdf = tmp_path / "report.pdf"
+    study_dir = root / "ph" / read_manifest(root / "ph")[0]["dir"]
+    result = cli("generate", study_dir, "--format", "pdf", "--out", pdf, "--no-explain")
+    assert result.code == 0, result.err
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 10_000
