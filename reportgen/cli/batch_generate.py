@@ -27,8 +27,9 @@ class Outcome:
 
 
 def is_batch(folder: Path) -> bool:
-    """A folder of studies (a manifest, or sub-folders that are NIfTI study folders), not
-    one study folder (images directly inside) or one DICOM study."""
+    """A folder of studies (a manifest, sub-folders that are NIfTI study folders, or
+    sub-folders of more than one DICOM study), not one study folder (images directly
+    inside) or one DICOM study (its series in sub-folders)."""
     from reportgen.io.sequences import is_image_file
 
     if not folder.is_dir():
@@ -38,7 +39,28 @@ def is_batch(folder: Path) -> bool:
     children = list(folder.iterdir())
     if any(p.is_file() and is_image_file(p) for p in children):
         return False
-    return any(c.is_dir() and any(is_image_file(p) for p in c.iterdir()) for c in children)
+    if any(c.is_dir() and any(is_image_file(p) for p in c.iterdir()) for c in children):
+        return True
+    return len(set(_dicom_studies(folder).values())) > 1
+
+
+def _dicom_studies(folder: Path) -> dict[Path, str]:
+    """Sub-folders holding DICOM, each with the StudyInstanceUID of its first file."""
+    from reportgen.io.dicom import first_study_uid
+
+    found = {c: first_study_uid(c) for c in sorted(folder.iterdir()) if c.is_dir()}
+    return {c: uid for c, uid in found.items() if uid}
+
+
+def batch_sources(folder: Path) -> list:
+    """The studies of a batch: NIfTI study folders (`discover_studies`), or, in a folder of
+    DICOM studies, each sub-folder."""
+    from reportgen.data.sources import StudySource, discover_studies
+
+    dicom = _dicom_studies(folder) if not (folder / "manifest.jsonl").exists() else {}
+    if len(set(dicom.values())) > 1:
+        return [StudySource(c.name, c) for c in dicom]
+    return discover_studies(folder)
 
 
 def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, options) -> list:
@@ -46,7 +68,6 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
     for its anatomy (`GeneratorChoice`); returns one `Outcome` per study."""
     from tqdm.auto import tqdm
 
-    from reportgen.data.sources import discover_studies
     from reportgen.io import load_study
     from reportgen.io.dicom import source_headers
     from reportgen.model.drafting import draft_checked
@@ -54,7 +75,7 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
 
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "--out must be a folder when drafting a folder of studies")
-    sources = discover_studies(folder)
+    sources = batch_sources(folder)
     outcomes: list[Outcome] = []
     seen: set[str] = set()
     for source in tqdm(sources, desc="generate", unit="study"):

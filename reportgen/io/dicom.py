@@ -95,6 +95,22 @@ def read_dicom(path: Path, headers_only: bool = False) -> pydicom.Dataset:
         return ds
 
 
+def first_study_uid(folder: Path, tries: int = 50) -> str | None:
+    """The StudyInstanceUID of the first DICOM file under `folder` (None if the first
+    `tries` files hold none): enough to tell a study's series folders (one UID) from a
+    folder of studies (several)."""
+    for tried, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
+        if tried >= tries:
+            return None
+        try:
+            ds = read_dicom(path, headers_only=True)
+        except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
+            continue
+        if ds.get("StudyInstanceUID"):
+            return str(ds.StudyInstanceUID)
+    return None
+
+
 def scan_dicom_folder(folder: Path) -> list[SeriesGroup]:
     """Read every DICOM header under a folder (no pixel data) and group by series."""
     groups: dict[str, SeriesGroup] = {}
@@ -476,6 +492,13 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
     skipped: list[tuple[int, str]] = []
     warnings: list[str] = []
     groups = scan_dicom_folder(folder)
+    studies = {str(g.first.get("StudyInstanceUID", "") or "") for g in groups} - {""}
+    if len(studies) > 1:  # never a draft that mixes two patients' or two days' images
+        raise InputError(
+            folder,
+            f"holds {len(studies)} DICOM studies; give one study's folder (or, to draft "
+            "each, a folder of study folders with --out FOLDER)",
+        )
     for group in groups:
         if group.number in overrides:
             kind, reason = overrides[group.number], NAMED_ON_COMMAND_LINE

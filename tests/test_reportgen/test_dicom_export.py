@@ -252,3 +252,24 @@ def test_dicom_sr_is_refused_without_dicom_source_or_out(drafted, cli, tmp_path)
     report = Report.model_validate_json(drafted[2].to_json())
     (tmp_path / "r.json").write_text(report.to_json())
     assert_refused(cli("render", tmp_path / "r.json", "--format", "dicom-sr"), "DICOM images")
+
+
+def test_batch_writes_one_sr_per_dicom_study_and_one_study_never_mixes_two(drafted, cli, tmp_path):
+    root, _, _ = drafted
+    row = read_manifest(root / "ph")[0]
+    for name in ("first", "second"):  # the same phantom exported twice: two studies
+        write_phantom_export(root / "ph" / row["dir"], row["text"]["en"], tmp_path / "in" / name)
+    assert_refused(cli("inspect", tmp_path / "in"), "holds 2 DICOM studies")
+    result = cli(
+        "generate", tmp_path / "in", "--template", "birads_mri", "--format", "dicom-sr",
+        "--out", tmp_path / "out", "--no-explain",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    written = sorted((tmp_path / "out").glob("*.sr.dcm"))
+    assert len(written) == 2
+    studies = {str(pydicom.dcmread(p).StudyInstanceUID) for p in written}
+    sources = {
+        str(pydicom.dcmread(next((tmp_path / "in" / n / "t2w").iterdir())).StudyInstanceUID)
+        for n in ("first", "second")
+    }
+    assert studies == sources  # each SR in its own study
