@@ -104,10 +104,14 @@ def main() -> None:
         "handwritten_development": handwritten("handwritten_reports.json"),
         # Held out: written after those improvements and measured without further tuning.
         "handwritten_held_out": handwritten("handwritten_heldout.json"),
-        # Held out, in the style of real reports (headers, history, comparison, sizes in
-        # cm on three axes, impressions that restate findings, recommendations), written
-        # for issue 18 and measured once, without tuning the parser to it.
-        "handwritten_real_style_held_out": handwritten("handwritten_realstyle.json"),
+        # In the style of real reports (headers, history, comparison, sizes in cm on three
+        # axes, impressions that restate findings, recommendations). The first set was
+        # held out once, then its misses were fixed: it is development now.
+        "handwritten_real_style_development": handwritten("handwritten_realstyle.json"),
+        # The second was written before those fixes and measured once after them (micro
+        # F1 0.913, macro 0.874: README); its misses were then fixed too, so it is
+        # development now as well. A new held-out figure needs a third, unseen set.
+        "handwritten_real_style_2_development": handwritten("handwritten_realstyle_2.json"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -45,6 +45,13 @@ def write_card(folder: Path) -> None:
         if args.get("outline_from") not in (None, "None")
         else ""
     )
+    augmented = (
+        " Trained with acquisition augmentation (per-sequence gain and gamma, a smooth "
+        "bias field, noise, thick slices; left-right flips only), so another scanner's "
+        "images outline alike."
+        if args.get("augment")
+        else ""
+    )
     text = f"""# {cfg.name} ({cfg.template})
 
 **{NOT_FOR_CLINICAL_USE}**
@@ -55,7 +62,7 @@ def write_card(folder: Path) -> None:
   at {cfg.grid_spacing[0]:g} mm (RAS); any of DCE or DWI/ADC may be missing (trained with
   them hidden), T2W is required.
 - Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments primary tumour or
-  lesion, extension, and nodes or deposits.
+  lesion, extension, and nodes or deposits.{augmented}
 - Criteria: {", ".join([*cfg.study_fields, *cfg.finding_fields])}, {reading}
 {lesion}- Size: the outline's diameter in world mm, corrected log-linearly for partial volume
   (fit on the training studies' own outlines).
@@ -64,7 +71,8 @@ def write_card(folder: Path) -> None:
   accuracy {summary.get("best_val_field_acc", float("nan")):.3f}) in {summary.get("seconds", "?")} s
   on 2 CPU cores; weights sha256 {weights_sha256(folder)}.
 - Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
-  --seed {args.get("seed", "?")}` on `reportgen synth` phantoms (see the README){refit}.
+  --seed {args.get("seed", "?")}` on `reportgen synth` phantoms (`make pelvic-models`; see
+  the README){refit}.
 - Training data are synthetic phantoms: the model has never seen a patient's images and
   must not be used for diagnosis.
 """

@@ -305,6 +305,12 @@ class ReportParser:
             for spec in self.template.finding_fields:
                 if spec.id not in finding and spec.required and spec.type == "bool":
                     finding[spec.id] = False
+        # What the lexicon defines: a multilocular cyst "with a solid component" is cystic-solid.
+        for finding in state.findings:
+            scope = Scope(finding, parent=Scope(state.fields))
+            for cond, field_id, value in self.template.finding_implies:
+                if evaluate(cond, scope):
+                    finding[field_id] = value
         # Drop values that do not apply to their finding (e.g. a margin on a non-mass enhancement).
         for finding in state.findings:
             for key in list(finding):

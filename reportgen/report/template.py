@@ -83,6 +83,9 @@ class Template:
     finding_title: Text
     finding_none: Text | None
     finding_opened_by: list[str]
+    # (condition, field, value): a finding that states the condition has that value, as
+    # the lexicon defines (a cyst with solid tissue is cystic-solid); the parser applies it
+    finding_implies: list[tuple[dict, str, object]]
     derived_finding: list[DerivedSpec]
     derived_report: list[DerivedSpec]
     consistency: list[ConsistencyRule]
@@ -182,6 +185,9 @@ def parse_template(
         finding_title=fnd["title"],
         finding_none=fnd.get("none"),
         finding_opened_by=list(fnd.get("opened_by", [])),
+        finding_implies=[
+            (i["when"], i["set"]["field"], i["set"]["value"]) for i in fnd.get("implies", [])
+        ],
         derived_finding=[_derived(d, "finding") for d in raw["derived"].get("finding", [])],
         derived_report=[_derived(d, "report") for d in raw["derived"].get("report", [])],
         consistency=[
@@ -263,6 +269,16 @@ def _check_meaning(t: Template, concepts: ConceptTable, path: str) -> None:
         fail(f"headline {t.headline!r} is not a report-level derived result")
     for rule in t.consistency:
         check_cond(rule.when, f"consistency {rule.id}", False)
+    finding_ids = {f.id: f for f in t.finding_fields}
+    for cond, field_id, value in t.finding_implies:
+        check_cond(cond, f"implies {field_id}", True)
+        spec = finding_ids.get(field_id)
+        if spec is None:
+            fail(f"implies sets {field_id!r}, which is not a finding field")
+        elif spec.type == "enum" and value not in spec.values:
+            fail(f"implies sets {field_id} to {value!r}, which is not one of its values")
+        elif spec.type == "bool" and not isinstance(value, bool):
+            fail(f"implies sets the yes/no field {field_id} to {value!r}")
 
 
 def template_dirs() -> list[Path]:

@@ -218,3 +218,25 @@ def test_generate_picks_the_bundled_model_by_template(cli, tmp_path):
     assert result.code == 0, result.err
     assert Report.model_validate_json(out.read_text()).template.id == "figo_cervix_2018"
     assert_refused(cli("generate", data / row["dir"], "--template", "nope"), "nope")
+
+
+def test_outline_batches_vary_the_acquisition_but_never_the_anatomy():
+    """Augmented outline batches: labels move only with a left-right flip of their image;
+    intensities change (gain, gamma, bias, noise); up/down and front/back never flip."""
+    from reportgen.model.field_training import _batch
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.zeros(1, 7, 8, 6, 4)
+    image[0, 0, 1, 1, 1] = 1.0  # one bright T2W voxel, labelled
+    labels = torch.zeros(1, 8, 6, 4, dtype=torch.long)
+    labels[0, 1, 1, 1] = 1
+    present = torch.ones(1, 7, dtype=torch.bool)
+    seen = set()
+    for _ in range(20):
+        x, _, y = _batch(image, present, labels, [0], g, 0.0, augmented=True)
+        (where,) = torch.nonzero(y[0]).tolist()
+        assert tuple(where) in {(1, 1, 1), (6, 1, 1)}  # only x ever flips
+        assert x[0, 0, where[0], 1, 1] == x[0, 0].max()  # the label stays on its voxel
+        seen.add(tuple(where))
+        assert not torch.equal(x[0, 0], image[0, 0])  # the acquisition varies
+    assert seen == {(1, 1, 1), (6, 1, 1)}

@@ -208,3 +208,43 @@ def test_an_organ_size_is_not_the_tumour_size():
     assert report.findings[0].fields["size_mm"].value == 42
     organ_only = parse_report("The uterus measures 9.8 x 5.6 x 6.0 cm.", "figo_endometrium_2023")
     assert organ_only.findings[0].fields["size_mm"].value == 98  # no lesion measured: kept
+
+
+def test_a_cyst_with_solid_tissue_is_cystic_solid_as_the_lexicon_defines():
+    text = (
+        "Right adnexa: a multilocular cystic mass measuring 8.1 cm. It contains simple fluid, "
+        "with a 2.2 cm solid component along its wall. No ascites."
+    )
+    finding = parse_report(text, "orads_mri", "en").findings[0].fields
+    assert finding["solid_tissue"].value is True
+    assert finding["composition"].value == "composition_cystic_solid"
+    plain = parse_report("Right adnexa: a multilocular cystic mass of 8 cm.", "orads_mri")
+    assert plain.findings[0].fields["composition"].value == "composition_multilocular_cyst"
+
+
+def test_a_template_implication_must_name_a_finding_field_and_one_of_its_values(tmp_path):
+    import yaml
+
+    from reportgen.errors import ConfigError
+    from reportgen.report.template import TEMPLATE_DIR
+
+    raw = yaml.safe_load((TEMPLATE_DIR / "orads_mri.yaml").read_text())
+    raw["findings"]["implies"][0]["set"]["value"] = "composition_made_up"
+    broken = tmp_path / "orads_mri.yaml"
+    broken.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="not one of its values"):
+        load_template(str(broken))
+
+
+@pytest.mark.parametrize(
+    "text, template, field, value",
+    [
+        ("Tumour extends into the upper third of the vagina.", "figo_cervix_2018",
+         "vaginal_involvement", "vagina_upper_two_thirds"),
+        ("Two enlarged right external iliac lymph nodes.", "figo_cervix_2018", "pelvic_nodes", True),
+        ("Several peritoneal nodules in the right paracolic gutter.", "orads_mri",
+         "peritoneal_implants", True),
+    ],
+)  # fmt: skip
+def test_real_report_phrasings(text, template, field, value):
+    assert parse_report(text, template, "en").fields[field].value == value
