@@ -2,7 +2,8 @@
 
 Each outlined component of a training study is matched to the truth lesion it overlaps
 most (at least a fifth of the component); matched components learn that lesion's lexicon
-values and `is_lesion`, unmatched ones learn `is_lesion = false`. Features come from the
+values and `is_lesion`, unmatched ones learn `is_lesion = false`. Every study is read
+also without its DCE phases, so the heads know a lesion seen without contrast. Features come from the
 frozen segmenter's outlines, as at drafting, so the heads learn the outlines they will
 be given. The epoch is chosen on the held-back studies' lesions.
 """
@@ -21,6 +22,8 @@ from reportgen.model.field_training import (
     predict_outline,
 )
 from reportgen.model.lesion_reader import components, lesion_measures
+from reportgen.report import load_template
+from reportgen.report.assessable import not_assessable
 
 
 def _matched(
@@ -38,28 +41,41 @@ def _matched(
 
 @torch.no_grad()
 def lesion_rows(model, images, present, masks, affines, examples, idx):
-    """Measures, targets (fields + is_lesion) and log-diameter pairs for studies `idx`."""
+    """Measures, targets (fields + is_lesion) and log-diameter pairs for studies `idx`,
+    each study read twice: as acquired, and without its DCE phases (as a study without
+    contrast is read at drafting; the fields that need DCE get no target there)."""
     fields = model.cfg.lesion_fields
+    template = load_template(model.cfg.template)
+    sequences = list(model.cfg.sequences)
+    dce = torch.tensor([name.startswith("DCE_") for name in sequences])
+    without_dce = not_assessable(template, [n for n in sequences if not n.startswith("DCE_")])
     feats, targets, size_x, size_y = [], [], [], []
     for i in idx:
-        _, pred = predict_outline(model, images[i][None].float(), present[i][None])
-        pred = pred[0].numpy()
         truth = (examples.truth[i] or {}).get("lesions", [])
         report = examples.reports[i]
         labels = [int(les["label"]) for les in truth]
         image = images[i].float().numpy()
-        for region, j in _matched(pred, masks[i], labels):
-            feats.append(lesion_measures(image, present[i].numpy(), region, affines[i]))
-            if j < 0 or j >= len(report.findings):
-                targets.append([-1] * len(fields) + [0])
-                continue
-            stated = {k: v.value for k, v in report.findings[j].fields.items()}
-            targets.append(
-                [_index(vals, stated[k]) if k in stated else -1 for k, vals in fields.items()] + [1]
-            )
-            if "size_mm" in stated:
-                size_x.append(math.log(outlined_size_mm(region.astype(np.int64), affines[i])))
-                size_y.append(math.log(float(stated["size_mm"])))
+        variants = [(present[i], frozenset())]
+        if bool((present[i] & dce).any()):
+            variants.append((present[i] & ~dce, without_dce))
+        for seen, hidden in variants:
+            _, pred = predict_outline(model, images[i][None].float(), seen[None])
+            for region, j in _matched(pred[0].numpy(), masks[i], labels):
+                feats.append(lesion_measures(image, seen.numpy(), region, affines[i]))
+                if j < 0 or j >= len(report.findings):
+                    targets.append([-1] * len(fields) + [0])
+                    continue
+                stated = {k: v.value for k, v in report.findings[j].fields.items()}
+                targets.append(
+                    [
+                        _index(vals, stated[k]) if k in stated and k not in hidden else -1
+                        for k, vals in fields.items()
+                    ]
+                    + [1]
+                )
+                if "size_mm" in stated and not hidden:
+                    size_x.append(math.log(outlined_size_mm(region.astype(np.int64), affines[i])))
+                    size_y.append(math.log(float(stated["size_mm"])))
     if not feats:
         return torch.zeros(0, 1), torch.zeros(0, len(fields) + 1, dtype=torch.long), [], []
     return torch.from_numpy(np.stack(feats)), torch.tensor(targets), size_x, size_y
