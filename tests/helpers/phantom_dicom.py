@@ -80,3 +80,14 @@ def write_phantom_export(study_dir: Path, text: str, out: Path) -> None:
             extra={**extra, "BodyPartExamined": "BREAST"} if "breast" in study_dir.name else extra,
         )
     (out / "report.txt").write_text(text, encoding="utf-8")
+
+
+def phantom_as_dicom(root: Path, domain: str = "breast", seed: int = 5) -> Path:
+    """One phantom (under `root`/ph) exported as DICOM to `root`/dicom; returns that folder."""
+    from reportgen.data import read_manifest
+    from reportgen.synth import SynthOptions, synth_dataset
+
+    synth_dataset(root / "ph", 1, SynthOptions(domain=domain, seed=seed))
+    row = read_manifest(root / "ph")[0]
+    write_phantom_export(root / "ph" / row["dir"], row["text"]["en"], root / "dicom")
+    return root / "dicom"

@@ -11,16 +11,14 @@ import pytest
 from conftest import assert_refused
 from helpers.dicom_factory import IDENTIFIERS
 from helpers.orthanc import Orthanc
-from helpers.phantom_dicom import write_phantom_export
+from helpers.phantom_dicom import phantom_as_dicom
 from helpers.server import free_port
 
-from reportgen.data import read_manifest
 from reportgen.errors import PacsError
 from reportgen.model.generators import GeneratorChoice
 from reportgen.pacs import watch as watch_module
 from reportgen.pacs.dimse import PacsNode, find_studies
 from reportgen.pacs.watch import Watcher, WatchState
-from reportgen.synth import SynthOptions, synth_dataset
 
 PROSTATEX = Path(__file__).parents[1] / "data" / "prostatex" / "ProstateX-0000"
 
@@ -73,11 +71,7 @@ def test_pull_generate_push_round_trip_on_a_real_study(orthanc, cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def phantom_dicom(tmp_path_factory):
-    root = tmp_path_factory.mktemp("phantom")
-    synth_dataset(root / "ph", 1, SynthOptions(domain="breast", seed=5))
-    row = read_manifest(root / "ph")[0]
-    write_phantom_export(root / "ph" / row["dir"], row["text"]["en"], root / "dicom")
-    return root / "dicom"
+    return phantom_as_dicom(tmp_path_factory.mktemp("phantom"))
 
 
 def test_watch_drafts_a_new_study_once_and_retries_after_a_restart(

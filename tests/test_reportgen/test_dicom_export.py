@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import assert_refused
-from helpers.phantom_dicom import write_phantom_export
+from helpers.phantom_dicom import phantom_as_dicom, write_phantom_export
 from scipy import ndimage
 
 from ontology.concepts import SYSTEM_URIS, default_concepts
@@ -27,7 +27,6 @@ from reportgen.model.generators import GeneratorChoice
 from reportgen.render.dicom_codes import SCHEME, code_value
 from reportgen.render.output import write_report
 from reportgen.report import Report, load_template
-from reportgen.synth import SynthOptions, synth_dataset
 
 PROSTATEX = os.path.join(os.path.dirname(__file__), "..", "data", "prostatex", "ProstateX-0000")
 
@@ -46,10 +45,7 @@ def dciodvfy_errors(path) -> list[str]:
 def drafted(tmp_path_factory):
     """A breast phantom exported as DICOM, drafted once, written as SR and as SEG."""
     root = tmp_path_factory.mktemp("sr")
-    synth_dataset(root / "ph", 1, SynthOptions(domain="breast", seed=5))
-    row = read_manifest(root / "ph")[0]
-    write_phantom_export(root / "ph" / row["dir"], row["text"]["en"], root / "dicom")
-    study = load_study(root / "dicom")
+    study = load_study(phantom_as_dicom(root))
     generator = GeneratorChoice(None, "birads_mri")(None, None, False)
     draft = generator.draft(study, GenerateOptions(explain=False))
     report, source = draft.report, source_headers(study)
