@@ -93,3 +93,31 @@ def marker_volume(
     volume = np.full(shape, base, dtype=np.int16)
     volume[marker] = peak
     return volume
+
+
+def write_marker_dynamic(
+    folder: Path,
+    phases: int,
+    shape: tuple[int, int, int],
+    marker: tuple[int, int, int],
+    series_uid: str,
+    extra: dict | None = None,
+) -> None:
+    """A dynamic series of `phases` phases 10 s apart, whose marker voxel brightens by 10
+    per phase (peak 300 + 10 t): which phase was chosen shows in the converted volume."""
+    for t in range(phases):
+        seconds = 10 * t
+        write_series(
+            folder,
+            marker_volume(shape, marker, base=200, peak=300 + 10 * t),
+            description="fl3d_vibe_dynamic",
+            series_number=20,
+            series_uid=series_uid,
+            instance_offset=t * shape[2],
+            extra={
+                "FlipAngle": 12,
+                "TemporalPositionIdentifier": t + 1,
+                "AcquisitionTime": f"12{seconds // 60:02d}{seconds % 60:02d}.000",
+                **(extra or {}),
+            },
+        )

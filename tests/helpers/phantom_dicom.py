@@ -46,38 +46,33 @@ def write_phantom_export(study_dir: Path, text: str, out: Path) -> None:
         else:
             scaled = data * (3000.0 / max(float(data.max()), 1e-6))
         pixels = np.clip(np.rint(scaled), 0, 32000).astype(np.int16)
+        series_uid, offset = None, 0
         if name in dce:
             t = dce.index(name)
-            description, number = "t1_vibe_dyn", 5
+            description, number, folder = "t1_vibe_dyn", 5, "dce"
+            series_uid, offset = dce_uid, t * pixels.shape[2]  # one series, phase after phase
             extra = {
                 "TemporalPositionIdentifier": t + 1,
                 "AcquisitionTime": f"11{t:02d}00",
                 "ContrastBolusAgent": "" if t == 0 else "Gd",
                 "FlipAngle": 12,
             }
-            write_series(
-                out / "dce",
-                pixels,
-                spacing=spacing,
-                origin_lps=origin,
-                description=description,
-                series_number=number,
-                study_uid=study_uid,
-                series_uid=dce_uid,
-                instance_offset=t * pixels.shape[2],
-                extra=extra,
-            )
-            continue
-        description, number, extra = SERIES[name]
+        else:
+            description, number, extra = SERIES[name]
+            folder = name.lower()
+        if "breast" in study_dir.name:
+            extra = {**extra, "BodyPartExamined": "BREAST"}
         write_series(
-            out / name.lower(),
+            out / folder,
             pixels,
             spacing=spacing,
             origin_lps=origin,
             description=description,
             series_number=number,
             study_uid=study_uid,
-            extra={**extra, "BodyPartExamined": "BREAST"} if "breast" in study_dir.name else extra,
+            series_uid=series_uid,
+            instance_offset=offset,
+            extra=extra,
         )
     (out / "report.txt").write_text(text, encoding="utf-8")
 

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from conftest import DATA, assert_refused, tree_snapshot
-from helpers.dicom_factory import IDENTIFIERS, marker_volume, write_series
+from helpers.dicom_factory import IDENTIFIERS, marker_volume, write_marker_dynamic, write_series
 
 from reportgen.io import load_study
 
@@ -319,24 +319,10 @@ def test_a_74_phase_dynamic_beside_a_variable_flip_angle_set_round_trips(tmp_pat
             series_number=10 + k,
             extra={"FlipAngle": flip, "RepetitionTime": 5, "EchoTime": 2},
         )
-    dynamic_uid = "1.2.826.0.1.3680043.8.498.99"
-    for t in range(74):
-        seconds = 10 * t
-        write_series(
-            root / "dyn",
-            marker_volume(shape, marker, base=200, peak=300 + 10 * t),
-            description="fl3d_vibe_dynamic",
-            series_number=20,
-            series_uid=dynamic_uid,
-            instance_offset=t * shape[2],
-            extra={
-                "FlipAngle": 12,
-                "RepetitionTime": 5,
-                "EchoTime": 2,
-                "TemporalPositionIdentifier": t + 1,
-                "AcquisitionTime": f"12{seconds // 60:02d}{seconds % 60:02d}.000",
-            },
-        )
+    write_marker_dynamic(
+        root / "dyn", 74, shape, marker, "1.2.826.0.1.3680043.8.498.99",
+        extra={"RepetitionTime": 5, "EchoTime": 2},
+    )  # fmt: skip
     out = tmp_path / "study"
     result = cli("ingest", root, out)
     assert result.code == 0, result.err
@@ -359,23 +345,10 @@ def test_dynamic_phases_are_timed_from_the_injection_when_the_headers_give_it(tm
 
     root = tmp_path / "dicom"
     shape, marker = (16, 12, 4), (4, 5, 2)
-    for t in range(50):
-        seconds = 10 * t
-        write_series(
-            root / "dyn",
-            marker_volume(shape, marker, base=200, peak=300 + 10 * t),
-            description="fl3d_vibe_dynamic",
-            series_number=20,
-            series_uid="1.2.826.0.1.3680043.8.498.98",
-            instance_offset=t * shape[2],
-            extra={
-                "FlipAngle": 12,
-                "TemporalPositionIdentifier": t + 1,
-                "AcquisitionTime": f"12{seconds // 60:02d}{seconds % 60:02d}.000",
-                "ContrastBolusStartTime": "120052.000",
-                "ContrastBolusAgent": "gadobutrol",
-            },
-        )
+    write_marker_dynamic(
+        root / "dyn", 50, shape, marker, "1.2.826.0.1.3680043.8.498.98",
+        extra={"ContrastBolusStartTime": "120052.000", "ContrastBolusAgent": "gadobutrol"},
+    )  # fmt: skip
     out = tmp_path / "study"
     summary = ingest_dicom(root, out)
     study = load_study(out)
