@@ -115,6 +115,12 @@ def train_reader(
         "--augment/--no-augment",
         help="Vary gain, contrast, bias, noise and slice thickness while training the outline.",
     ),
+    small_parts: bool = typer.Option(
+        True,
+        "--small-parts/--no-small-parts",
+        help="Weigh small outlined parts (deposits, implants, nodes) up in the outline's loss "
+        "and measure the parts apart from the primary.",
+    ),
 ) -> None:
     """Train a staging reader (FIGO templates): it outlines the tumour and reads each criterion."""
     from reportgen.model.field_training import FieldTrainArgs, train_field_reader
@@ -135,6 +141,7 @@ def train_reader(
             outline_from=outline_from,
             reading=reading,
             augment=augment,
+            small_parts=small_parts,
         ),
         log=typer.echo,
     )

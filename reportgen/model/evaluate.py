@@ -10,7 +10,8 @@ terminology consistency; per missing-sequence subset. Lesion level
 found lesions size error, field accuracy, side and clock face; study-level tissue fields
 (FGT amount, BPE). Headline numbers carry 95% bootstrap intervals (studies resampled).
 Baselines: nearest-neighbour report retrieval by the contrastive image embedding, and
-the same decoder unconstrained.
+the same decoder unconstrained (for a staging reader: the headline read directly from
+its measured outline, without the template's rules: `direct_baseline`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Scorer:
         self.hyp: list[str] = []
         self.ref: list[str] = []
         self.valid = 0
+        self.rule_consistent = 0  # the stated results are the ones the template's rules give
         self.terms_ok = 0
         self.terms = 0
         self.lesions = LesionScores()
@@ -119,6 +121,12 @@ class Scorer:
             self.hyp.append(render_text(predicted, "en", template))
             check = validate_report(predicted, template)
             self.valid += int(check.valid)
+            self.rule_consistent += int(
+                not any(
+                    p.rule == "derivation" and p.where == f"derived.{template.headline}"
+                    for p in check.problems
+                )
+            )
             for _key, value, spec in _coded_values(predicted, template):
                 self.terms += 1
                 self.terms_ok += int(
@@ -161,6 +169,7 @@ class Scorer:
             "bleu4": round(sacrebleu.corpus_bleu(self.hyp, [self.ref]).score / 100, 4),
             "rougeL": round(float(np.mean(rouge)), 4),
             "template_compliance": round(self.valid / max(1, n), 4),
+            "rule_consistency": round(self.rule_consistent / max(1, n), 4),
             "terminology_consistency": round(self.terms_ok / max(1, self.terms), 4),
         }
 
@@ -289,13 +298,22 @@ def evaluate_model(
     headline = template.headline
     systems: dict[str, Scorer] = {f"model[{s}]": Scorer(template) for s in subsets}
     library = None
+    direct = None
     if baselines:
         if decoder:
             systems["baseline:unconstrained"] = Scorer(template)
         if train_data is not None:
             systems["baseline:retrieval"] = Scorer(template)
             lib = load_examples(train_data, enc_cfg, cache_dir, template.id)
-            library = (lib.reports, generator.image_embeddings(lib.images))
+            if decoder:
+                library = (lib.reports, generator.image_embeddings(lib.images))
+            else:  # a reader's unconstrained baseline is fit on the training studies too
+                from reportgen.model.direct_baseline import DirectHeadline, library_features
+
+                embeddings, measured = library_features(generator.model, lib.images)
+                library = (lib.reports, embeddings)
+                systems["baseline:unconstrained"] = Scorer(template)
+                direct = DirectHeadline(generator.model, template, measured, lib.reports)
     names = list(enc_cfg.sequences)
     for i in tqdm(range(n), desc="evaluate", unit="study"):
         item = examples.images[i]
@@ -331,6 +349,10 @@ def evaluate_model(
             systems[f"model[{subset}]"].add(
                 draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions
             )
+            if direct is not None and subset == "all":
+                free_report = direct.report(draft.report, item)
+                prob = 1.0 if suspicious_report(free_report, template) else 0.0
+                systems["baseline:unconstrained"].add(free_report, seen, malignant, prob)
         if baselines and decoder:
             free = generator.draft_tensors(
                 examples.study_ids[i],

@@ -52,6 +52,14 @@ def write_card(folder: Path) -> None:
         if args.get("augment")
         else ""
     )
+    small = (
+        " Small parts (deposits, implants, nodes) weigh as much as large ones in the "
+        "outline's loss, and the parts lying apart from the primary are measured on "
+        "their own."
+        if cfg.small_parts
+        else ""
+    )
+    flags = "" if cfg.small_parts else " --no-small-parts"
     text = f"""# {cfg.name} ({cfg.template})
 
 **{NOT_FOR_CLINICAL_USE}**
@@ -62,7 +70,7 @@ def write_card(folder: Path) -> None:
   at {cfg.grid_spacing[0]:g} mm (RAS); any of DCE or DWI/ADC may be missing (trained with
   them hidden), T2W is required.
 - Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments primary tumour or
-  lesion, extension, and nodes or deposits.{augmented}
+  lesion, extension, and nodes or deposits.{augmented}{small}
 - Criteria: {", ".join([*cfg.study_fields, *cfg.finding_fields])}, {reading}
 {lesion}- Size: the outline's diameter in world mm, corrected log-linearly for partial volume
   (fit on the training studies' own outlines).
@@ -71,7 +79,7 @@ def write_card(folder: Path) -> None:
   accuracy {summary.get("best_val_field_acc", float("nan")):.3f}) in {summary.get("seconds", "?")} s
   on 2 CPU cores; weights sha256 {weights_sha256(folder)}.
 - Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
-  --seed {args.get("seed", "?")}` on `reportgen synth` phantoms (`make pelvic-models`; see
+  --seed {args.get("seed", "?")}{flags}` on `reportgen synth` phantoms (`make pelvic-models`; see
   the README){refit}.
 - Training data are synthetic phantoms: the model has never seen a patient's images and
   must not be used for diagnosis.

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from torch import nn
 
 from reportgen.errors import ConfigError
@@ -34,6 +35,9 @@ from reportgen.model.tree_heads import TreeHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
 SEGMENT_CLASSES = 4  # background, primary tumour, extension, metastatic node (mask labels)
+# per extension / node class: parts apart from the primary (count, voxels, lowest and
+# highest x, y, z): a peritoneal deposit or an implant is one of these, not a reach
+DETACHED = 2 * 8
 
 
 @dataclass
@@ -52,6 +56,9 @@ class FieldReaderConfig:
     widths: tuple[int, ...] = (16, 32, 48, 64)
     hidden: int = 128
     dropout: float = 0.2
+    # small parts (deposits, implants, nodes) weighed up in the outline's loss and their
+    # detached parts measured (`detached`); False in readers trained before both existed
+    small_parts: bool = False
     # criterion -> TreeEnsemble.shape, once boosted trees read the criteria (`fit_tree_heads`)
     tree_shapes: dict[str, list[int]] = field(default_factory=dict)
     name: str = "reportgen-field-reader"
@@ -110,6 +117,29 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
     )
 
 
+def detached(labels: np.ndarray, spacing: np.ndarray, centre: np.ndarray) -> list[float]:
+    """Per extension and node class, its outlined parts that touch no primary tumour: how
+    many, how many voxels (log), and their lowest and highest x, y, z in mm from the
+    primary's centre (zeros when none). A reach is attached; a deposit is not."""
+    near_primary = ndimage.binary_dilation(labels == 1, iterations=1)
+    out: list[float] = []
+    for c in (2, 3):
+        parts, n = ndimage.label(labels == c)
+        if n:
+            touching = np.unique(parts[near_primary & (parts > 0)])
+            apart = np.isin(parts, touching, invert=True) & (parts > 0)
+            count = n - len(touching)
+        else:
+            apart, count = np.zeros(labels.shape, bool), 0
+        if count:
+            points = np.argwhere(apart) * spacing
+            out += [math.log1p(count), math.log1p(int(apart.sum()))]
+            out += [*(points.min(0) - centre), *(points.max(0) - centre)]
+        else:
+            out += [0.0] * 8
+    return [float(v) for v in out]
+
+
 class FieldReader(nn.Module):
     """Image (B, S, X, Y, Z) + present (B, S) -> segmentation logits at half resolution,
     per-field logits and a log-size correction."""
@@ -131,7 +161,7 @@ class FieldReader(nn.Module):
         self.anatomy_shape = tuple(4 * n for n in cfg.deep_shape)  # T2W, finer (ureters)
         self.t2 = cfg.sequences.index("T2W") if "T2W" in cfg.sequences else 0
         where = (SEGMENT_CLASSES - 1) * cells * 8
-        geometry = (SEGMENT_CLASSES - 1) * 7
+        geometry = self.geometry_columns
         summary = w[-1] * cells + 2 * w[-1] + (SEGMENT_CLASSES - 1) + where + cells * 64 + geometry
         # Studies share their anatomy and differ in a few tumour voxels, so raw features
         # barely vary between them: standardise each feature over the training studies.
@@ -149,6 +179,11 @@ class FieldReader(nn.Module):
         self.trees = TreeHeads(cfg.tree_shapes) if cfg.tree_shapes else None
         # log(size) = a + b * log(outlined diameter); identity until `fit_size` sets it
         self.register_buffer("size_coef", torch.tensor([0.0, 1.0]))
+
+    @property
+    def geometry_columns(self) -> int:
+        """How many measured-geometry columns lead the summary (`extents`)."""
+        return (SEGMENT_CLASSES - 1) * 7 + (DETACHED if self.cfg.small_parts else 0)
 
     @property
     def input_cfg(self) -> FieldReaderConfig:
@@ -220,7 +255,7 @@ class FieldReader(nn.Module):
         training studies' intensities)."""
         cells = int(np.prod(self.cfg.deep_shape))
         width = self.cfg.widths[-1]
-        geometry = (SEGMENT_CLASSES - 1) * 7
+        geometry = self.geometry_columns
         deep = width * cells + 2 * width
         where = (SEGMENT_CLASSES - 1) * cells * 8
         rest = (SEGMENT_CLASSES - 1) + where + cells * 64
@@ -228,7 +263,8 @@ class FieldReader(nn.Module):
 
     def extents(self, seg: torch.Tensor, size) -> torch.Tensor:
         """Where each outlined class reaches, in mm from the primary's centre: its lowest and
-        highest x, y and z, and whether it is there at all (B, 3 * 7). The measured form
+        highest x, y and z, and whether it is there at all (B, 3 * 7); then the extension's
+        and the nodes' parts lying apart from the primary (`detached`). The measured form
         of 'tumour reaches the side wall / the lower third / the bladder'."""
         labels = F.interpolate(seg, size=tuple(size), mode="trilinear").argmax(dim=1)
         spacing = torch.tensor(self.cfg.grid_spacing)
@@ -244,7 +280,9 @@ class FieldReader(nn.Module):
                     row += [*(points.amin(0) - centre), *(points.amax(0) - centre), torch.ones(())]
                 else:
                     row += [torch.zeros(())] * 7
-            rows.append(torch.stack(row))
+            if self.cfg.small_parts:
+                row += detached(labels[b].numpy(), spacing.numpy(), centre.numpy())
+            rows.append(torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in row]))
         return torch.stack(rows).to(seg.dtype)
 
     def forward(self, image: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:

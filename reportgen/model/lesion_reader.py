@@ -23,7 +23,8 @@ from reportgen.measure import measure_lesion
 MIN_VOXELS = 4  # smaller components are noise on the reader's grid (4 mm: 0.26 ml)
 DCE = [PROTOCOL.index(f"DCE_{k}") for k in range(4)]
 T2W, DWI, ADC = PROTOCOL.index("T2W"), PROTOCOL.index("DWI"), PROTOCOL.index("ADC")
-N_MEASURES = 3 * len(PROTOCOL) + 6 + 3 + 2 + 2 + 2 + 2
+N_CURVE = 5  # relative enhancement at each post-contrast phase, and the curve's shape
+N_MEASURES = 3 * len(PROTOCOL) + 6 + 3 + 2 + N_CURVE + 2 + 2 + 2
 
 
 def components(labels: np.ndarray, lesion_class: int = 1) -> list[np.ndarray]:
@@ -55,8 +56,9 @@ def lesion_measures(
         late = rise[-1][region]
         top = late >= np.percentile(late, 80)
         out.extend([float(rise[0][region][top].mean()), float(late[top].mean())])
+        out.extend(relative_curve(image, region))
     else:
-        out.extend([0.0] * (6 + 3 + 2))
+        out.extend([0.0] * (6 + 3 + 2 + N_CURVE))
     t2 = image[T2W][core] if present[T2W] else np.zeros(1)
     pre = image[DCE[0]][core] if present[DCE[0]] else np.zeros(1)
     out.extend([float(t2.std()), float(pre.std())])
@@ -66,6 +68,26 @@ def lesion_measures(
     )
     out.extend([float(has_dce), float(bool(present[ADC] and present[DWI]))])
     return np.asarray(out, np.float32)
+
+
+def relative_curve(image: np.ndarray, region: np.ndarray) -> list[float]:
+    """The enhancement curve of the lesion's most-enhancing part as a fraction of its own
+    pre-contrast signal, and the curve's shape (how early it peaks, whether it washes out).
+
+    A receive-coil bias field or another scanner's gain scales every phase alike, so the
+    ratio to the same voxels' pre-contrast signal cancels it; the absolute rises above do
+    not (under another scanner they drift, and the curve type with them)."""
+    phases = np.stack([image[k][region] for k in DCE])  # (4, voxels)
+    total = (phases[1:] - phases[0]).sum(axis=0)
+    top = total >= np.percentile(total, 80)
+    level = np.median(phases[:, top], axis=1)
+    relative = level[1:] / max(float(level[0]), 1e-3) - 1.0
+    peak = float(relative.max()) + 0.05
+    return [
+        *np.clip(relative, -1.0, 10.0).tolist(),
+        float(relative[0] / peak),  # early share of the peak: rising curves are low here
+        float((relative[2] - relative[1]) / peak),  # late change: washout is negative
+    ]
 
 
 def midline_x_mm(image: np.ndarray, affine: np.ndarray) -> float:

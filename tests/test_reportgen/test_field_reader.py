@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import assert_refused
@@ -240,3 +241,91 @@ def test_outline_batches_vary_the_acquisition_but_never_the_anatomy():
         seen.add(tuple(where))
         assert not torch.equal(x[0, 0], image[0, 0])  # the acquisition varies
     assert seen == {(1, 1, 1), (6, 1, 1)}
+
+
+def test_relative_curve_ignores_the_scanner_gain_and_tells_washout_from_rising():
+    """The lesion's curve as a fraction of its own pre-contrast signal: a bias field or
+    another scanner's gain scales all phases alike and leaves it unchanged."""
+    import numpy as np
+
+    from reportgen.model.lesion_reader import relative_curve
+
+    def lesion(curve):
+        image = np.full((7, 12, 12, 6), 0.2, np.float32)
+        image[3:, 3:9, 3:9, 1:5] = 0.4 * (1.0 + np.array(curve))[:, None, None, None]
+        return image, image[3] > 0.3
+
+    rising, region = lesion([0.0, 0.25, 0.55, 0.85])
+    washout, _ = lesion([0.0, 2.0, 1.5, 1.2])
+    gain = np.linspace(0.7, 1.3, 12)[None, :, None, None]  # a bias field across the lesion
+    assert np.allclose(relative_curve(rising, region), relative_curve(rising * gain, region))
+    assert np.allclose(relative_curve(rising, region)[:3], [0.25, 0.55, 0.85], atol=1e-5)
+    early_rising, change_rising = relative_curve(rising, region)[3:]
+    early_washout, change_washout = relative_curve(washout, region)[3:]
+    assert early_rising < 0.5 < early_washout and change_washout < 0 < change_rising
+
+
+def test_small_parts_weigh_as_much_as_the_primary_in_the_outline_loss():
+    from reportgen.model.field_training import small_part_weights
+
+    labels = torch.zeros(1, 20, 20, 10, dtype=torch.long)
+    labels[0, 2:12, 2:12, 2:8] = 1  # a primary of 600 voxels
+    labels[0, 16:18, 16:18, 4:6] = 2  # a deposit of 8
+    weights = small_part_weights(labels, reference=64.0, cap=16.0)
+    assert weights[0, 5, 5, 5] == 1.0 and weights[0, 0, 0, 0] == 1.0
+    assert weights[0, 16, 16, 4] == 8.0  # 64 / 8 voxels
+
+
+def test_detached_parts_are_counted_apart_from_reaches():
+    import numpy as np
+
+    from reportgen.model.field_reader import DETACHED, detached
+
+    labels = np.zeros((20, 20, 10), np.int64)
+    labels[5:10, 5:10, 3:7] = 1  # primary
+    labels[10:13, 6:8, 4:6] = 2  # an extension reaching out of it
+    labels[16:18, 16:18, 1:3] = 2  # a deposit apart
+    row = detached(labels, np.array([4.0, 4.0, 4.0]), np.array([28.0, 28.0, 18.0]))
+    assert len(row) == DETACHED
+    assert np.isclose(row[0], np.log1p(1)) and np.isclose(row[1], np.log1p(8))
+    assert row[2:8] == [36.0, 36.0, -14.0, 40.0, 40.0, -10.0]  # the deposit only
+    assert row[8:] == [0.0] * 8  # no nodes
+
+
+def test_reader_evaluation_reports_the_unconstrained_baseline(cervix, cli, tmp_path):
+    """A reader's unconstrained baseline reads the stage directly (no rules): it is scored
+    beside the model, and its stated stage need not be the one the rules give."""
+    data, model, _ = cervix
+    result = cli(
+        "evaluate", "--data", data, "--model", model, "--out", tmp_path / "eval",
+        "--train-data", data, "--limit", "4",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    metrics = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["results"]
+    assert set(metrics) == {"model[all]", "baseline:retrieval", "baseline:unconstrained"}
+    assert metrics["model[all]"]["rule_consistency"] == 1.0  # the model's stage is derived
+    free = metrics["baseline:unconstrained"]
+    assert free["studies"] == 4 and 0.0 <= free["stage_accuracy"] <= 1.0
+    assert 0.0 <= free["rule_consistency"] <= 1.0
+
+
+def test_direct_headline_states_its_own_stage_and_the_rules_disagreement_shows(cervix, tmp_path):
+    from reportgen.model.data import load_examples
+    from reportgen.model.direct_baseline import DirectHeadline, library_features
+
+    data, model_dir, _ = cervix
+    generator = generators.open_generator(model_dir)
+    examples = load_examples(data, generator.model.input_cfg, tmp_path, "figo_cervix_2018")
+    embeddings, measured = library_features(generator.model, examples.images)
+    assert torch.allclose(embeddings, generator.image_embeddings(examples.images), atol=1e-5)
+    direct = DirectHeadline(generator.model, generator.template, measured, examples.reports)
+    item = examples.images[0]
+    draft = generator.draft_tensors(
+        "s0", item["image"][None], item["present"][None], np.eye(4)
+    ).report
+    free = direct.report(draft, item)
+    assert free.derived["stage"].value == direct.predict(item)
+    assert free.fields == draft.fields
+    problems = validate_report(free, generator.template).problems
+    disagrees = free.derived["stage"].value != draft.derived["stage"].value
+    assert disagrees == any(p.rule == "derivation" for p in problems)

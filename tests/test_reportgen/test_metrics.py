@@ -116,3 +116,16 @@ def test_bootstrap_interval_brackets_the_estimate():
     low, high = bootstrap_interval(records, lambda s: float(np.mean(s)))
     assert low < 0.75 < high and high - low < 0.35
     assert bootstrap_interval([], np.mean) is None
+
+
+def test_a_rare_criterion_never_read_shows_in_balanced_accuracy_not_accuracy():
+    scores = ReportScores(load_template("figo_cervix_2018"))
+    absent = _report("figo_cervix_2018", CERVIX, [{"size_mm": 15}])
+    present = _report("figo_cervix_2018", {**CERVIX, "pelvic_nodes": True}, [{"size_mm": 15}])
+    for _ in range(19):
+        scores.add(absent, absent)
+    scores.add(absent, present)  # nodes there, read as absent
+    summary = scores.summary()
+    assert summary["per_field_accuracy"]["pelvic_nodes"] == 0.95
+    assert summary["per_field_balanced_accuracy"]["pelvic_nodes"] == 0.5
+    assert summary["per_field_balanced_accuracy"]["bladder_mucosa"] == 1.0
