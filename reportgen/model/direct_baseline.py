@@ -50,13 +50,13 @@ class DirectHeadline:
         y = np.array([self.values.index(labels[i]) for i in keep])
         self.classifier = criterion_classifier(seed).fit(x, y) if len(self.values) > 1 else None
 
-    def predict(self, item: dict) -> str:
+    def predict(self, measured: np.ndarray) -> str:
+        """The headline of one study from its measured columns (`library_features`)."""
         if self.classifier is None:
             return self.values[0]
-        x = library_features(self.model, [item])[1]
-        return self.values[int(self.classifier.predict(x)[0])]
+        return self.values[int(self.classifier.predict(measured.reshape(1, -1))[0])]
 
-    def report(self, draft: Report, item: dict) -> Report:
+    def report(self, draft: Report, measured: np.ndarray) -> Report:
         """The reader's own draft, its headline replaced by the directly read one."""
         return build_report(
             self.template,
@@ -64,7 +64,7 @@ class DirectHeadline:
             [plain(f.fields) for f in draft.findings],
             study=draft.study,
             provenance=draft.provenance,
-            stated={self.template.headline: self.predict(item)},
+            stated={self.template.headline: self.predict(measured)},
             trust_stated=True,
             confidences=_confidences(draft.fields),
             finding_confidences=[_confidences(f.fields) for f in draft.findings],

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from reportgen.model.data import load_examples
+from reportgen.model.direct_baseline import DirectHeadline, library_features
 from reportgen.model.explain import region_box_mm
 from reportgen.model.generate import GenerateOptions, ReportGenerator
 from reportgen.model.generators import open_generator
@@ -308,8 +309,6 @@ def evaluate_model(
             if decoder:
                 library = (lib.reports, generator.image_embeddings(lib.images))
             else:  # a reader's unconstrained baseline is fit on the training studies too
-                from reportgen.model.direct_baseline import DirectHeadline, library_features
-
                 embeddings, measured = library_features(generator.model, lib.images)
                 library = (lib.reports, embeddings)
                 systems["baseline:unconstrained"] = Scorer(template)
@@ -322,6 +321,12 @@ def evaluate_model(
         cached = np.load(examples.images.files[i])
         affine, mask = cached["affine"], cached["mask"]
         image = item["image"][None]
+        query = None  # the baselines' view of this study: one pass for both
+        if library is not None:
+            if decoder:
+                query = (generator.image_embeddings([item]), None)
+            else:
+                query = library_features(generator.model, [item])
         for subset in subsets:
             present = item["present"].clone()[None]
             for s in SUBSETS[subset]:
@@ -350,7 +355,7 @@ def evaluate_model(
                 draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions
             )
             if direct is not None and subset == "all":
-                free_report = direct.report(draft.report, item)
+                free_report = direct.report(draft.report, query[1][0])
                 prob = 1.0 if suspicious_report(free_report, template) else 0.0
                 systems["baseline:unconstrained"].add(free_report, seen, malignant, prob)
         if baselines and decoder:
@@ -366,8 +371,7 @@ def evaluate_model(
             )
         if baselines and library is not None:
             reports, embeddings = library
-            query = generator.image_embeddings([item])
-            nearest = int((embeddings @ query[0]).argmax())
+            nearest = int((embeddings @ query[0][0]).argmax())
             retrieved = reports[nearest].model_copy(deep=True)
             retrieved.study = truth.study
             prob = 1.0 if suspicious_report(retrieved, template) else 0.0

@@ -323,8 +323,9 @@ def test_direct_headline_states_its_own_stage_and_the_rules_disagreement_shows(c
     draft = generator.draft_tensors(
         "s0", item["image"][None], item["present"][None], np.eye(4)
     ).report
-    free = direct.report(draft, item)
-    assert free.derived["stage"].value == direct.predict(item)
+    own = library_features(generator.model, [item])[1][0]
+    free = direct.report(draft, own)
+    assert free.derived["stage"].value == direct.predict(own)
     assert free.fields == draft.fields
     problems = validate_report(free, generator.template).problems
     disagrees = free.derived["stage"].value != draft.derived["stage"].value
