@@ -4,8 +4,11 @@ packages."""
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 TEST_HELPERS = Path(__file__).resolve().parent.parent / "tests"
@@ -15,6 +18,14 @@ def use_test_helpers() -> None:
     """Make `helpers.*` (tests/helpers) importable, as it is under pytest."""
     if str(TEST_HELPERS) not in sys.path:
         sys.path.insert(0, str(TEST_HELPERS))
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary work folder removed when the script exits: benchmarks synthesise
+    gigabytes of phantoms, and a shared machine's disk must not fill with them."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def write_result(path: Path, result: dict) -> None:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 import time
 from pathlib import Path
 
-from bench_io import write_result
+from bench_io import scratch_dir, write_result
 
 from reportgen.data import read_manifest
 from reportgen.errors import ReportgenError
@@ -55,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.time()
     model = load_region_model(args.model)
-    root = Path(tempfile.mkdtemp(prefix="reportgen-region-"))
+    root = scratch_dir("reportgen-region-")
     phantoms = {}
     for k, (domain, region) in enumerate(DOMAIN_REGION.items()):
         for shift in (None, "scanner"):

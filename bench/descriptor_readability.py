@@ -24,7 +24,6 @@ import argparse
 import json
 import multiprocessing as mp
 import shutil
-import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_io import write_result
+from bench_io import scratch_dir, write_result
 from torch import nn
 
 from reportgen.data.adapter import study_arrays
@@ -75,7 +74,7 @@ def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
     """Each true lesion of one new phantom: a crop at its centroid and its true fields."""
     seed, index = args
     torch.set_num_threads(1)
-    work = Path(tempfile.mkdtemp(prefix="readability-"))
+    work = scratch_dir("readability-")
     try:
         meta = synth_one(SynthOptions(domain="breast", seed=seed), index, work)
         folder = work / meta["dir"]

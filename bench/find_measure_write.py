@@ -11,13 +11,12 @@ size right, and does the draft write what was measured.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from bench_io import write_result
+from bench_io import scratch_dir, write_result
 
 from reportgen.model.candidates import find_candidates
 from reportgen.model.data import load_examples
@@ -39,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     generator = ReportGenerator(args.model)
     model, roi, f = generator.model, generator.model.cfg.roi, generator.model.cfg.pool_factor
-    cache = Path(tempfile.mkdtemp(prefix="reportgen-fmw-"))
+    cache = scratch_dir("reportgen-fmw-")
     examples = load_examples(args.data, model.input_cfg, cache, generator.template.id)
     found = defaultdict(
         lambda: {"lesions": 0, "peak_over_threshold": 0, "proposed": 0, "outlined": 0}

@@ -12,12 +12,11 @@ can reach.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_io import write_result
+from bench_io import scratch_dir, write_result
 
 from reportgen.data import read_manifest
 from reportgen.io import load_study
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/measure_position.json"))
     args = parser.parse_args()
     t0 = time.time()
-    folder = Path(tempfile.mkdtemp(prefix="reportgen-measure-")) / "studies"
+    folder = scratch_dir("reportgen-measure-") / "studies"
     synth_dataset(folder, args.n, SynthOptions(domain="breast", seed=args.seed, shift=args.shift))
     side_ok = clock_ok = lesions = 0
     clock_off, size_error = [], []

@@ -12,10 +12,9 @@ import argparse
 import json
 import platform
 import signal
-import tempfile
 from pathlib import Path
 
-from bench_io import use_test_helpers
+from bench_io import scratch_dir, use_test_helpers
 
 from reportgen.review.drafts import import_drafts
 from reportgen.review.store import RewardLog, integrity_problems
@@ -34,7 +33,7 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="default: a new SQLite file")
     parser.add_argument("--out", type=Path, default=Path("bench/results/review_load.json"))
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="reportgen-load-"))
+    work = scratch_dir("reportgen-load-")
     db = args.db or str(work / "log.db")
     root, draft, truth = studies_with_draft(work / "studies")
     store = RewardLog(db)

@@ -14,13 +14,12 @@ held-out data, so not a way to choose the threshold).
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
-from bench_io import write_result
+from bench_io import scratch_dir, write_result
 from rl_refine import HELDOUT
 from tqdm import tqdm
 
@@ -58,7 +57,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/rl_headroom.json"))
     args = parser.parse_args()
     t0 = time.time()
-    folder = Path(tempfile.mkdtemp(prefix="reportgen-headroom-")) / "heldout"
+    folder = scratch_dir("reportgen-headroom-") / "heldout"
     # the refinement bench's held-out studies, so the numbers read against its table
     synth_dataset(folder, args.heldout, HELDOUT, workers=1)
     generator = ReportGenerator()

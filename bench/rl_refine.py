@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import tempfile
 import time
 from pathlib import Path
 
-from bench_io import use_test_helpers, write_result
+from bench_io import scratch_dir, use_test_helpers, write_result
 
 from reportgen.model.generate import BUNDLED_MODEL, ReportGenerator
 from reportgen.review.store import RewardLog
@@ -51,7 +50,7 @@ def main() -> None:
     if args.out is None:
         suffix = "" if args.reward == "corrections" else "_learned_reward"
         args.out = Path(f"bench/results/rl_refine{suffix}.json")
-    work = Path(tempfile.mkdtemp(prefix="reportgen-rl-"))
+    work = scratch_dir("reportgen-rl-")
     t0 = time.time()
     synth_dataset(
         work / "studies",

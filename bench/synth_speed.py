@@ -9,11 +9,10 @@ import argparse
 import os
 import platform
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
-from bench_io import write_result
+from bench_io import scratch_dir, write_result
 
 from reportgen.synth import SynthOptions, synth_dataset
 from reportgen.synth.acquisition import DEFAULT_MATRIX, DEFAULT_SPACING
@@ -29,7 +28,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     workers = args.workers or os.cpu_count() or 1
-    folder = Path(tempfile.mkdtemp(prefix="reportgen-bench-"))
+    folder = scratch_dir("reportgen-bench-")
     try:
         start = time.perf_counter()
         synth_dataset(
