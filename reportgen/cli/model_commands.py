@@ -121,12 +121,22 @@ def train_reader(
         help="Weigh small outlined parts (deposits, implants, nodes) up in the outline's loss "
         "and measure the parts apart from the primary.",
     ),
+    augment_reading: bool = typer.Option(
+        False,
+        "--augment-reading/--no-augment-reading",
+        help="Fit the reading also on an acquisition-varied copy of each training study "
+        "(outlined and measured afresh), so it learns how measures move on another scanner.",
+    ),
+    init_from: Path = typer.Option(
+        None, "--init-from", help="A pretrain-reader folder: the outline's encoder starts from it."
+    ),
+    limit: int = typer.Option(0, "--limit", help="Train on the first N studies only (0: all)."),
 ) -> None:
     """Train a staging reader (FIGO templates): it outlines the tumour and reads each criterion."""
     from reportgen.model.field_training import FieldTrainArgs, train_field_reader
 
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError("--epochs and --batch-size must be at least 1")
+    if epochs < 1 or batch_size < 1 or limit < 0:
+        raise ConfigError("--epochs and --batch-size must be at least 1, --limit at least 0")
     summary = train_field_reader(
         FieldTrainArgs(
             data=data,
@@ -142,12 +152,65 @@ def train_reader(
             reading=reading,
             augment=augment,
             small_parts=small_parts,
+            augment_reading=augment_reading,
+            init_from=init_from,
+            limit=limit,
         ),
         log=typer.echo,
     )
     typer.echo(
         f"reader for {summary['template']} written to {out} "
         f"(held-back field accuracy {summary['best_val_field_acc']:.3f})"
+    )
+
+
+@app.command("pretrain-reader")
+def pretrain_reader(
+    data: Path = typer.Option(..., "--data", help="Studies (their images only; masks as prior)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write (for train-reader --init-from)."),
+    masking: str = typer.Option(
+        "random", "--masking", help="random | lesion (lesion cores hidden more, borders kept)."
+    ),
+    mask_ratio: float = typer.Option(0.6, "--mask-ratio", help="Share of patches hidden."),
+    prior_from: Path = typer.Option(
+        None,
+        "--prior-from",
+        help="Lesion masking: this reader's outline is the prior (default: the truth masks).",
+    ),
+    template: str = typer.Option(None, "--template", help="Only studies of this template."),
+    config: str = typer.Option("base", "--config", help="tiny | base (reader size)."),
+    epochs: int = typer.Option(8, "--epochs"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Preprocessed-study cache."),
+) -> None:
+    """Masked-image pretraining of a staging reader's encoder-decoder (random or lesion-aware
+    masking), for `train-reader --init-from`."""
+    from reportgen.model.outline_pretraining import OutlinePretrainArgs, pretrain_outline
+
+    if epochs < 1 or batch_size < 1 or not 0.0 < mask_ratio < 1.0:
+        raise ConfigError("--epochs and --batch-size must be at least 1, --mask-ratio in (0, 1)")
+    summary = pretrain_outline(
+        OutlinePretrainArgs(
+            data=data,
+            out=out,
+            masking=masking,
+            mask_ratio=mask_ratio,
+            prior_from=prior_from,
+            template=template,
+            config=config,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            cache_dir=cache_dir,
+        ),
+        log=typer.echo,
+    )
+    typer.echo(
+        f"pretrained outline ({masking} masking) written to {out} "
+        f"(last loss {summary['history'][-1]['loss']:.4f})"
     )
 
 

@@ -22,9 +22,15 @@ class ReportExamples:
 
 
 def load_examples(
-    data: Path, cfg: GridConfig, cache_dir: Path, template_id: str | None = None, progress=None
+    data: Path,
+    cfg: GridConfig,
+    cache_dir: Path,
+    template_id: str | None = None,
+    progress=None,
+    limit: int = 0,
 ) -> ReportExamples:
-    """Studies under `data` that have a report.json (a synth dataset or study folders)."""
+    """Studies under `data` that have a report.json (a synth dataset or study folders);
+    with `limit`, the first `limit` of them (a labelled few of a larger pool)."""
     kept, reports = [], []
     for source in discover_studies(data):
         if not (source.path.is_dir() and (source.path / REPORT_FILE).is_file()):
@@ -34,6 +40,8 @@ def load_examples(
             continue
         kept.append(source)
         reports.append(report)
+        if limit and len(kept) == limit:
+            break
     if not kept:
         raise InputError(
             data,

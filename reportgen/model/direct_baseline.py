@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from pretrain_mae.data import collate
-from reportgen.model.field_training import criterion_classifier
+from reportgen.model.field_training import TREE_ITERATIONS, criterion_classifier
 from reportgen.report import build_report
 from reportgen.report.schema import Report
 from reportgen.report.values import plain
@@ -40,7 +40,15 @@ class DirectHeadline:
     """Headline value from the measured outline, fit on a library of reported studies
     (`measured`: their `library_features`)."""
 
-    def __init__(self, model, template, measured: np.ndarray, reports: list[Report], seed=0):
+    def __init__(
+        self,
+        model,
+        template,
+        measured: np.ndarray,
+        reports: list[Report],
+        seed: int = 0,
+        iterations: int = TREE_ITERATIONS,
+    ):
         self.model, self.template = model, template
         head = template.headline
         labels = [str(r.derived[head].value) if head in r.derived else None for r in reports]
@@ -48,7 +56,9 @@ class DirectHeadline:
         self.values = sorted({labels[i] for i in keep})
         x = measured[keep]
         y = np.array([self.values.index(labels[i]) for i in keep])
-        self.classifier = criterion_classifier(seed).fit(x, y) if len(self.values) > 1 else None
+        self.classifier = (
+            criterion_classifier(seed, iterations).fit(x, y) if len(self.values) > 1 else None
+        )
 
     def predict(self, measured: np.ndarray) -> str:
         """The headline of one study from its measured columns (`library_features`)."""

@@ -89,6 +89,7 @@ class Scorer:
         prob: float | None,
         boxes=None,
         lesions: list[TruthLesion] | None = None,
+        study_id: str | None = None,
     ) -> None:
         template = self.template
         self.scores.add(predicted, truth, malignant, prob)
@@ -99,6 +100,7 @@ class Scorer:
         p_head = predicted.derived.get(head) if predicted is not None else None
         self.study_rows.append(
             {
+                "study": study_id,
                 "headline": None
                 if t_head is None
                 else (p_head is not None and p_head.value == t_head.value),
@@ -172,6 +174,10 @@ class Scorer:
             "template_compliance": round(self.valid / max(1, n), 4),
             "rule_consistency": round(self.rule_consistent / max(1, n), 4),
             "terminology_consistency": round(self.terms_ok / max(1, self.terms), 4),
+            # per study, so two systems can be compared on the same studies (paired)
+            "headline_by_study": {
+                r["study"]: r["headline"] for r in self.study_rows if r["study"] is not None
+            },
         }
 
     def intervals(self) -> dict:
@@ -352,12 +358,15 @@ def evaluate_model(
                 ]
                 boxes = (_truth_boxes(mask, affine), predicted_boxes)
             systems[f"model[{subset}]"].add(
-                draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions
-            )
+                draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions,
+                study_id=examples.study_ids[i],
+            )  # fmt: skip
             if direct is not None and subset == "all":
                 free_report = direct.report(draft.report, query[1][0])
                 prob = 1.0 if suspicious_report(free_report, template) else 0.0
-                systems["baseline:unconstrained"].add(free_report, seen, malignant, prob)
+                systems["baseline:unconstrained"].add(
+                    free_report, seen, malignant, prob, study_id=examples.study_ids[i]
+                )
         if baselines and decoder:
             free = generator.draft_tensors(
                 examples.study_ids[i],
@@ -367,15 +376,18 @@ def evaluate_model(
                 GenerateOptions(constrained=False, explain=False),
             )
             systems["baseline:unconstrained"].add(
-                free.report, truth, malignant, free.malignancy_probability
-            )
+                free.report, truth, malignant, free.malignancy_probability,
+                study_id=examples.study_ids[i],
+            )  # fmt: skip
         if baselines and library is not None:
             reports, embeddings = library
             nearest = int((embeddings @ query[0][0]).argmax())
             retrieved = reports[nearest].model_copy(deep=True)
             retrieved.study = truth.study
             prob = 1.0 if suspicious_report(retrieved, template) else 0.0
-            systems["baseline:retrieval"].add(retrieved, truth, malignant, prob)
+            systems["baseline:retrieval"].add(
+                retrieved, truth, malignant, prob, study_id=examples.study_ids[i]
+            )
     results = {name: scorer.result() for name, scorer in systems.items()}
     for name, scorer in systems.items():
         if scorer.scores.headline_pairs:

@@ -216,6 +216,14 @@ class FieldReader(nn.Module):
         self, image: torch.Tensor, present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Segmentation logits (B, C, X/2, Y/2, Z/2) and the deepest map."""
+        decoded, deep = self.decode(image, present)
+        return self.segment(decoded), deep
+
+    def decode(
+        self, image: torch.Tensor, present: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The U-Net's last decoder map (B, widths[0], X/2, Y/2, Z/2) and the deepest map:
+        what the outline reads, and what masked-image pretraining reconstructs from."""
         planes = present[:, :, None, None, None].to(image.dtype).expand_as(image)
         x = torch.cat([image * planes, planes], dim=1)
         skips = []
@@ -226,7 +234,7 @@ class FieldReader(nn.Module):
         for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
             x = F.interpolate(x, size=skip.shape[2:], mode="trilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
-        return self.segment(x), deep
+        return x, deep
 
     def _summary(self, seg: torch.Tensor, deep: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Deep features kept in place, the outline's classes pooled to a coarse grid (which

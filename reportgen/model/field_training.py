@@ -56,6 +56,12 @@ class FieldTrainArgs:
     )
     reading: str = "trees"  # "trees" (boosted, on the measured geometry) or "linear"
     small_parts: bool = True  # weigh small outlined parts up; measure the detached ones
+    # the reading also fits on an acquisition-varied copy of each training study (its own
+    # outline, its own measures), so it learns how measures move on another scanner
+    augment_reading: bool = False
+    init_from: Path | None = None  # a `pretrain-reader` folder: the outline starts from it
+    limit: int = 0  # train on the first `limit` studies only (0: all)
+    tree_iterations: int = TREE_ITERATIONS  # boosting rounds per criterion (tests use few)
     outline_from: Path | None = None  # reuse this reader's trained outline (refit the reading)
     val_fraction: float = 0.1
     seed: int = 0
@@ -218,7 +224,7 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
             f"unknown --reading {args.reading!r}; choose one of {', '.join(READINGS)}"
         )
     grid = FieldReaderConfig("probe", PROTOCOL, {}, **READER_PRESETS[args.config])
-    probe = load_examples(args.data, grid, cache_dir, template_id=args.template)
+    probe = load_examples(args.data, grid, cache_dir, template_id=args.template, limit=args.limit)
     template = load_template(probe.reports[0].template.id)
     cfg = reader_config(template, probe.reports, args.config)
     cfg.small_parts = args.small_parts
@@ -242,6 +248,11 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
         history = [{"outline_from": str(args.outline_from)}]
         _load_outline(model, args.outline_from)
     else:
+        if args.init_from is not None:
+            from reportgen.model.outline_pretraining import load_pretrained
+
+            load_pretrained(model, args.init_from)
+            log(f"outline: encoder and decoder start from {args.init_from}")
         history = _train_outline(model, images, present, labels, train, args, generator, log)
     model.eval()
     log("reading: the criterion heads on the frozen outline and encoder")
@@ -250,8 +261,9 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
         from reportgen.model.lesion_training import fit_lesion_heads
 
         lesions = fit_lesion_heads(
-            model, images, present, masks, affines, probe, train, val, generator, log
-        )
+            model, images, present, masks, affines, probe, train, val, generator, log,
+            augmented=args.augment_reading,
+        )  # fmt: skip
         coef = size_fit(*lesions)
     else:
         coef = fit_size(model, images, present, affines, [r[1] for r in rows], train)
@@ -286,6 +298,14 @@ def _batch(images, present, labels, idx, generator, family_dropout: float, augme
         x = x * (1 + 0.1 * torch.randn(len(idx), x.shape[1], 1, 1, 1, generator=generator))
     p = _drop_families(torch.stack([present[i] for i in idx]), family_dropout, generator)
     return x, p, y
+
+
+def varied_copy(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """`images` (B, S, X, Y, Z) as another acquisition might give them: gain, contrast,
+    bias, noise and slice thickness varied as in outline training (`augment`), never
+    flipped, so the truth masks and every position still apply."""
+    unused = torch.zeros((images.shape[0], *images.shape[2:]), dtype=torch.long)
+    return augment(images, unused, generator, flip_axes=())[0]
 
 
 OUTLINE_PARTS = ("down.", "up.", "segment.")
@@ -345,8 +365,11 @@ def _train_outline(model, images, present, labels, train, args, generator, log) 
 
 
 @torch.no_grad()
-def _summaries(model, images, present, idx, patterns) -> tuple[torch.Tensor, list[int]]:
-    """Head inputs of studies `idx` under each sequence pattern ("all", "no_dce", ...)."""
+def _summaries(
+    model, images, present, idx, patterns, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, list[int]]:
+    """Head inputs of studies `idx` under each sequence pattern ("all", "no_dce", ...);
+    pattern "varied" is every sequence of an acquisition-varied copy (`varied_copy`)."""
     rows, owners = [], []
     dce = [i for i, s in enumerate(PROTOCOL) if s.startswith("DCE_")]
     diffusion = [i for i, s in enumerate(PROTOCOL) if s in ("DWI", "ADC")]
@@ -359,6 +382,8 @@ def _summaries(model, images, present, idx, patterns) -> tuple[torch.Tensor, lis
             if pattern == "no_diffusion":
                 p[:, diffusion] = False
             x = torch.stack([images[i] for i in chunk]).float()
+            if pattern == "varied":
+                x = varied_copy(x, generator)
             rows.append(model.summary(x, p)[0])
             owners.extend(chunk)
     return torch.cat(rows), owners
@@ -369,7 +394,8 @@ def fit_heads(model, images, present, answers, train, val, args, generator, log)
     DCE and without diffusion, so a study missing a family is read as trained); the
     epoch with the best held-back field accuracy is kept."""
     model.eval()
-    features, owners = _summaries(model, images, present, train, ("all", "no_dce", "no_diffusion"))
+    patterns = ("all", "no_dce", "no_diffusion", *(("varied",) if args.augment_reading else ()))
+    features, owners = _summaries(model, images, present, train, patterns, generator)
     held = None
     if val:
         held_features, held_owners = _summaries(model, images, present, val, ("all",))
@@ -387,18 +413,18 @@ def fit_heads(model, images, present, answers, train, val, args, generator, log)
         label="reading",
     )  # fmt: skip
     if args.reading == "trees":
-        fit_tree_heads(model, features, answers[owners], names, args.seed)
+        fit_tree_heads(model, features, answers[owners], names, args.seed, args.tree_iterations)
         best = head_accuracy(read, *held, names) if held is not None and len(held[0]) else 0.0
         log(f"reading: boosted trees, held-back accuracy {best:.3f}")
     return best
 
 
-def criterion_classifier(seed: int):
+def criterion_classifier(seed: int, iterations: int = TREE_ITERATIONS):
     """The boosted-tree classifier that reads one criterion (unfitted)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(
-        max_iter=TREE_ITERATIONS,
+        max_iter=iterations,
         learning_rate=0.05,
         max_leaf_nodes=15,
         l2_regularization=1.0,
@@ -406,7 +432,14 @@ def criterion_classifier(seed: int):
     )
 
 
-def fit_tree_heads(model, features: torch.Tensor, targets: torch.Tensor, names, seed: int) -> None:
+def fit_tree_heads(
+    model,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    names,
+    seed: int,
+    iterations: int = TREE_ITERATIONS,
+) -> None:
     """One boosted-tree classifier per criterion on the measured columns of `features`
     (`FieldReader.measured_columns`); criteria a study does not state are left out of
     that criterion's fit. Hyper-parameters were chosen on a development set of phantoms
@@ -424,7 +457,7 @@ def fit_tree_heads(model, features: torch.Tensor, targets: torch.Tensor, names, 
         if len(np.unique(y)) < 2:  # a tiny set may state one answer only (or none)
             heads.fields[name] = constant_ensemble(int(y[0]) if len(y) else 0, values)
             continue
-        fitted = criterion_classifier(seed).fit(x[stated], y)
+        fitted = criterion_classifier(seed, iterations).fit(x[stated], y)
         heads.fields[name] = ensemble_from_sklearn(fitted, columns, values)
     model.trees = heads
     model.cfg.tree_shapes = heads.shapes

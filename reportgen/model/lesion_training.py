@@ -20,6 +20,7 @@ from reportgen.model.field_training import (
     fit_classifiers,
     outlined_size_mm,
     predict_outline,
+    varied_copy,
 )
 from reportgen.model.lesion_reader import components, lesion_measures
 from reportgen.report import load_template
@@ -40,10 +41,12 @@ def _matched(
 
 
 @torch.no_grad()
-def lesion_rows(model, images, present, masks, affines, examples, idx):
+def lesion_rows(model, images, present, masks, affines, examples, idx, varied=None):
     """Measures, targets (fields + is_lesion) and log-diameter pairs for studies `idx`,
     each study read twice: as acquired, and without its DCE phases (as a study without
-    contrast is read at drafting; the fields that need DCE get no target there)."""
+    contrast is read at drafting; the fields that need DCE get no target there). With a
+    generator `varied`, a third time: an acquisition-varied copy (`varied_copy`) outlined
+    and measured afresh, so the heads see how another scanner moves each measure."""
     fields = model.cfg.lesion_fields
     template = load_template(model.cfg.template)
     sequences = list(model.cfg.sequences)
@@ -54,12 +57,15 @@ def lesion_rows(model, images, present, masks, affines, examples, idx):
         truth = (examples.truth[i] or {}).get("lesions", [])
         report = examples.reports[i]
         labels = [int(les["label"]) for les in truth]
-        image = images[i].float().numpy()
-        variants = [(present[i], frozenset())]
+        acquired = images[i][None].float()
+        variants = [(acquired, present[i], frozenset())]
         if bool((present[i] & dce).any()):
-            variants.append((present[i] & ~dce, without_dce))
-        for seen, hidden in variants:
-            _, pred = predict_outline(model, images[i][None].float(), seen[None])
+            variants.append((acquired, present[i] & ~dce, without_dce))
+        if varied is not None:
+            variants.append((varied_copy(acquired, varied), present[i], frozenset()))
+        for x, seen, hidden in variants:
+            image = x[0].numpy()
+            _, pred = predict_outline(model, x, seen[None])
             for region, j in _matched(pred[0].numpy(), masks[i], labels):
                 feats.append(lesion_measures(image, seen.numpy(), region, affines[i]))
                 if j < 0 or j >= len(report.findings):
@@ -82,11 +88,25 @@ def lesion_rows(model, images, present, masks, affines, examples, idx):
 
 
 def fit_lesion_heads(
-    model, images, present, masks, affines, examples, train, val, generator, log, epochs=300
+    model,
+    images,
+    present,
+    masks,
+    affines,
+    examples,
+    train,
+    val,
+    generator,
+    log,
+    epochs=300,
+    augmented: bool = False,
 ) -> tuple[list[float], list[float]]:
-    """Train `model.lesion`; returns the training lesions' (log outlined, log true) sizes."""
+    """Train `model.lesion`; returns the training lesions' (log outlined, log true) sizes.
+    With `augmented`, the training studies are also read as acquisition-varied copies."""
     heads = model.lesion
-    x, y, size_x, size_y = lesion_rows(model, images, present, masks, affines, examples, train)
+    x, y, size_x, size_y = lesion_rows(
+        model, images, present, masks, affines, examples, train, generator if augmented else None
+    )
     vx, vy, _, _ = lesion_rows(model, images, present, masks, affines, examples, val)
     log(f"reading lesions: {len(x)} outlined components in training, {len(vx)} held back")
     heads.mean.copy_(x.mean(0))

@@ -346,3 +346,23 @@ def bootstrap_interval(
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return round(float(low), 4), round(float(high), 4)
+
+
+def paired_difference(
+    a: dict[str, bool | None], b: dict[str, bool | None], resamples: int = 2000, seed: int = 0
+) -> dict:
+    """Accuracy of `a` minus that of `b` (per-study right/wrong, e.g. `headline_by_study`)
+    on the studies both scored, with a 95% bootstrap interval that resamples studies once
+    for both systems (paired: the studies' own difficulty cancels out)."""
+    pairs = [(a[k], b[k]) for k in sorted(a) if k in b and a[k] is not None and b[k] is not None]
+    if not pairs:
+        return {"studies": 0, "difference": None, "interval_95": None}
+
+    def difference(sample: list[tuple[bool, bool]]) -> float:
+        return float(np.mean([x for x, _ in sample]) - np.mean([y for _, y in sample]))
+
+    return {
+        "studies": len(pairs),
+        "difference": round(difference(pairs), 4),
+        "interval_95": bootstrap_interval(pairs, difference, resamples=resamples, seed=seed),
+    }

@@ -27,7 +27,9 @@ def cervix(tmp_path_factory):
     synth_dataset(data, 10, SynthOptions(domain="cervix", seed=21), workers=2)
     model = root / "model"
     summary = train_field_reader(
-        FieldTrainArgs(data=data, out=model, config="tiny", epochs=2, batch_size=4),
+        FieldTrainArgs(
+            data=data, out=model, config="tiny", epochs=2, batch_size=4, tree_iterations=20
+        ),
         log=lambda _: None,
     )
     return data, model, summary
@@ -140,7 +142,9 @@ def adnexa(tmp_path_factory):
     synth_dataset(data, 12, SynthOptions(domain="ovary", seed=5, malignant_fraction=0.5), workers=2)
     model = root / "model"
     train_field_reader(
-        FieldTrainArgs(data=data, out=model, config="tiny", epochs=2, batch_size=4),
+        FieldTrainArgs(
+            data=data, out=model, config="tiny", epochs=2, batch_size=4, tree_iterations=20
+        ),
         log=lambda _: None,
     )
     return data, model
@@ -318,7 +322,9 @@ def test_direct_headline_states_its_own_stage_and_the_rules_disagreement_shows(c
     examples = load_examples(data, generator.model.input_cfg, tmp_path, "figo_cervix_2018")
     embeddings, measured = library_features(generator.model, examples.images)
     assert torch.allclose(embeddings, generator.image_embeddings(examples.images), atol=1e-5)
-    direct = DirectHeadline(generator.model, generator.template, measured, examples.reports)
+    direct = DirectHeadline(
+        generator.model, generator.template, measured, examples.reports, iterations=20
+    )
     item = examples.images[0]
     draft = generator.draft_tensors(
         "s0", item["image"][None], item["present"][None], np.eye(4)

@@ -129,3 +129,17 @@ def test_a_rare_criterion_never_read_shows_in_balanced_accuracy_not_accuracy():
     assert summary["per_field_accuracy"]["pelvic_nodes"] == 0.95
     assert summary["per_field_balanced_accuracy"]["pelvic_nodes"] == 0.5
     assert summary["per_field_balanced_accuracy"]["bladder_mucosa"] == 1.0
+
+
+def test_paired_difference_compares_the_same_studies_only():
+    from reportgen.report.metrics import paired_difference
+
+    a = {f"s{i}": i % 4 != 0 for i in range(40)}  # right on 30 of 40
+    same = paired_difference(a, dict(a))
+    assert same["difference"] == 0.0 and same["interval_95"] == (0.0, 0.0)
+    worse = {**a, **{f"s{i}": False for i in range(1, 14) if i % 4}}  # 10 of a's right
+    result = paired_difference(a, {**worse, "unscored": True, "s0": None})
+    assert result["studies"] == 39  # s0 unscored in b; "unscored" absent from a
+    assert result["difference"] == round(10 / 39, 4)
+    low, high = result["interval_95"]
+    assert 0.0 < low < result["difference"] < high
