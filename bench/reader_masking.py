@@ -9,11 +9,13 @@ Three arms, same labelled studies, same outline epochs, same seed:
   reader's outline on the pool (so no mask beyond the labelled studies' is used).
 Each is evaluated on held-out studies no step sees; arms are compared study by study
 (`reportgen.report.metrics.paired_difference`). One training seed per arm: the intervals
-cover the held-out sample, not the training seed.
+cover the held-out sample, not the training seed. `--transfer encoder` starts only the
+encoder from pretraining (the decoder fresh); with `--keep DIR`, models and evaluations
+already in DIR are reused, so a second transfer mode costs no second pretraining.
 
     python bench/reader_masking.py --pool TRAIN --held HELD --cache-dir CACHE
-        [--labelled 100] [--epochs 40] [--pretrain-epochs 8]
-        [--out bench/results/reader_masking_<template>.json]
+        [--labelled 100] [--epochs 40] [--pretrain-epochs 8] [--transfer encoder]
+        [--keep DIR] [--out bench/results/reader_masking_<template>[_encoder].json]
 
 On 2 CPU cores one domain takes about 45 minutes with the defaults.
 """
@@ -21,6 +23,7 @@ On 2 CPU cores one domain takes about 45 minutes with the defaults.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -44,7 +47,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--pretrain-epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", type=Path, default=None, help="keep the models here")
+    parser.add_argument(
+        "--transfer", choices=("encoder-decoder", "encoder"), default="encoder-decoder"
+    )
+    parser.add_argument("--keep", type=Path, default=None, help="keep (and reuse) models here")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = args.keep or scratch_dir("reportgen-masking-")
@@ -52,29 +58,38 @@ def main() -> None:
     seconds, evaluations = {}, {}
     for arm in ARMS:
         t0 = time.time()
+        name = arm if arm == "scratch" or args.transfer == "encoder-decoder" else f"{arm}-encoder"
+        reused = (work / name / "config.json").is_file()
         init = None
         if arm != "scratch":
             init = work / f"pretrained-{arm}"
-            pretrain_outline(
-                OutlinePretrainArgs(
-                    data=args.pool, out=init, masking=arm, epochs=args.pretrain_epochs,
-                    seed=args.seed, cache_dir=args.cache_dir,
-                    prior_from=work / "scratch" if arm == "lesion" else None,
+            if not (init / "config.json").is_file():
+                pretrain_outline(
+                    OutlinePretrainArgs(
+                        data=args.pool, out=init, masking=arm, epochs=args.pretrain_epochs,
+                        seed=args.seed, cache_dir=args.cache_dir,
+                        prior_from=work / "scratch" if arm == "lesion" else None,
+                    )
+                )  # fmt: skip
+        if not (work / name / "config.json").is_file():
+            train_field_reader(
+                FieldTrainArgs(
+                    data=args.pool, out=work / name, epochs=args.epochs, seed=args.seed,
+                    cache_dir=args.cache_dir, limit=args.labelled, init_from=init,
+                    init_decoder=args.transfer == "encoder-decoder",
                 )
             )  # fmt: skip
-        train_field_reader(
-            FieldTrainArgs(
-                data=args.pool, out=work / arm, epochs=args.epochs, seed=args.seed,
-                cache_dir=args.cache_dir, limit=args.labelled, init_from=init,
-            )
-        )  # fmt: skip
-        summary = evaluate_model(
-            args.held, work / arm, work / f"eval-{arm}", ["all"], baselines=False,
-            cache_dir=args.cache_dir,
-        )  # fmt: skip
+        done = work / f"eval-{name}" / "evaluation.json"
+        if done.is_file():
+            summary = json.loads(done.read_text())
+        else:
+            summary = evaluate_model(
+                args.held, work / name, work / f"eval-{name}", ["all"], baselines=False,
+                cache_dir=args.cache_dir,
+            )  # fmt: skip
         evaluations[arm] = summary
-        seconds[arm] = round(time.time() - t0, 1)
-        print(arm, summary["results"]["model[all]"][f"{summary['headline']}_accuracy"])
+        seconds[arm] = None if reused else round(time.time() - t0, 1)  # None: from --keep
+        print(name, summary["results"]["model[all]"][f"{summary['headline']}_accuracy"])
     headline = evaluations["scratch"]["headline"]
     results = {arm: evaluations[arm]["results"]["model[all]"] for arm in ARMS}
     per_study = {arm: results[arm]["headline_by_study"] for arm in ARMS}
@@ -86,6 +101,7 @@ def main() -> None:
         "labelled": args.labelled,
         "outline_epochs": args.epochs,
         "pretrain_epochs": args.pretrain_epochs,
+        "transfer": args.transfer,
         "seed": args.seed,
         "arms": {
             arm: {
@@ -106,7 +122,9 @@ def main() -> None:
         "seconds": round(time.time() - started, 1),
     }
     template = summary["template"]
-    write_result(args.out or Path(f"bench/results/reader_masking_{template}.json"), summary)
+    suffix = "" if args.transfer == "encoder-decoder" else f"_{args.transfer}"
+    out = args.out or Path(f"bench/results/reader_masking_{template}{suffix}.json")
+    write_result(out, summary)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,11 @@ def train_reader(
     init_from: Path = typer.Option(
         None, "--init-from", help="A pretrain-reader folder: the outline's encoder starts from it."
     ),
+    init_decoder: bool = typer.Option(
+        True,
+        "--init-decoder/--init-encoder-only",
+        help="From --init-from, start the decoder too, or the encoder only.",
+    ),
     limit: int = typer.Option(0, "--limit", help="Train on the first N studies only (0: all)."),
 ) -> None:
     """Train a staging reader (FIGO templates): it outlines the tumour and reads each criterion."""
@@ -154,6 +159,7 @@ def train_reader(
             small_parts=small_parts,
             augment_reading=augment_reading,
             init_from=init_from,
+            init_decoder=init_decoder,
             limit=limit,
         ),
         log=typer.echo,

@@ -60,6 +60,7 @@ class FieldTrainArgs:
     # outline, its own measures), so it learns how measures move on another scanner
     augment_reading: bool = False
     init_from: Path | None = None  # a `pretrain-reader` folder: the outline starts from it
+    init_decoder: bool = True  # from `init_from`, the decoder too (else the encoder only)
     limit: int = 0  # train on the first `limit` studies only (0: all)
     tree_iterations: int = TREE_ITERATIONS  # boosting rounds per criterion (tests use few)
     outline_from: Path | None = None  # reuse this reader's trained outline (refit the reading)
@@ -251,8 +252,9 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
         if args.init_from is not None:
             from reportgen.model.outline_pretraining import load_pretrained
 
-            load_pretrained(model, args.init_from)
-            log(f"outline: encoder and decoder start from {args.init_from}")
+            load_pretrained(model, args.init_from, decoder=args.init_decoder)
+            parts = "encoder and decoder" if args.init_decoder else "encoder"
+            log(f"outline: {parts} start from {args.init_from}")
         history = _train_outline(model, images, present, labels, train, args, generator, log)
     model.eval()
     log("reading: the criterion heads on the frozen outline and encoder")

@@ -192,8 +192,10 @@ def save_pretrained(model: FieldReader, folder: Path, summary: dict) -> None:
     (folder / "config.json").write_text(json.dumps(summary, indent=2))
 
 
-def load_pretrained(model: FieldReader, folder: Path) -> None:
-    """Start `model`'s encoder-decoder from a `pretrain-reader` folder (safetensors)."""
+def load_pretrained(model: FieldReader, folder: Path, decoder: bool = True) -> None:
+    """Start `model`'s encoder-decoder (or, without `decoder`, its encoder only: the
+    decoder learned to fill in intensities, which the outline may not want) from a
+    `pretrain-reader` folder (safetensors)."""
     from safetensors.torch import load_file
 
     try:
@@ -203,7 +205,8 @@ def load_pretrained(model: FieldReader, folder: Path) -> None:
         raise ConfigError(f"{folder} is not a pretrain-reader folder: {exc}") from exc
     if kind != PRETRAINED_TYPE:
         raise ConfigError(f"{folder} is not a pretrain-reader folder (model_type {kind!r})")
-    own = {k: v for k, v in model.state_dict().items() if k.startswith(ENCODER_DECODER)}
+    parts = ENCODER_DECODER if decoder else ENCODER_DECODER[:1]
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
     wrong = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]
     if wrong:
         raise ConfigError(f"{folder} was pretrained for another reader size (e.g. {wrong[0]})")

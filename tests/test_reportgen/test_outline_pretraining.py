@@ -100,6 +100,12 @@ def test_pretraining_saves_the_encoder_decoder_and_the_reader_starts_from_it(pre
     load_pretrained(reader, out)
     state = reader.state_dict()
     assert all(torch.equal(state[k], v) for k, v in saved.items())
+    fresh = FieldReader(tiny_config())
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    load_pretrained(fresh, out, decoder=False)  # the encoder only
+    after = fresh.state_dict()
+    assert all(torch.equal(after[k], saved[k]) for k in saved if k.startswith("down."))
+    assert all(torch.equal(after[k], before[k]) for k in saved if k.startswith("up."))
     model = tmp_path / "reader"
     train_field_reader(
         FieldTrainArgs(
