@@ -328,14 +328,18 @@ def _load_outline(model: FieldReader, folder: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def one_cycle(params, lr: float, weight_decay: float, total_steps: int):
+    """AdamW with a one-cycle schedule (10% warm-up): the outline's and its pretraining's."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total_steps, pct_start=0.1)
+    return opt, sched
+
+
 def _train_outline(model, images, present, labels, train, args, generator, log) -> list[dict]:
     """The segmenter: primary tumour, extension and nodes (the 'find' of find-and-measure)."""
     params = [p for name, p in model.named_parameters() if not name.startswith(("trunk", "heads"))]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, args.lr, total_steps=steps_per_epoch * args.epochs, pct_start=0.1
-    )
+    opt, sched = one_cycle(params, args.lr, args.weight_decay, steps_per_epoch * args.epochs)
     history, start = [], time.time()
     for epoch in range(args.epochs):
         model.train()

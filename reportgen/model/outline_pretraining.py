@@ -31,6 +31,7 @@ from reportgen.io.sequences import PROTOCOL
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
 from reportgen.model.field_reader import READER_PRESETS, FieldReader, FieldReaderConfig
+from reportgen.model.field_training import one_cycle, predict_outline
 
 PRETRAINED_TYPE = "reportgen-outline-pretraining"  # config.json's model_type
 WEIGHTS = "outline.safetensors"
@@ -99,7 +100,6 @@ def outline_prior(reader_dir: Path, images: list[torch.Tensor], present) -> list
     """Where a trained reader outlines tumour (any class) on each study: the lesion prior
     for lesion-aware masking when only a few studies are labelled."""
     from reportgen.model.field_model import load_reader
-    from reportgen.model.field_training import predict_outline
 
     reader = load_reader(reader_dir)
     reader.eval()
@@ -140,11 +140,8 @@ def pretrain_outline(args: OutlinePretrainArgs, log=print) -> dict:
         *(p for name, p in model.named_parameters() if name.startswith(ENCODER_DECODER)),
         *head.parameters(),
     ]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     steps = math.ceil(len(images) / args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, args.lr, total_steps=steps * args.epochs, pct_start=0.1
-    )
+    opt, sched = one_cycle(params, args.lr, args.weight_decay, steps * args.epochs)
     history, start = [], time.time()
     for epoch in range(args.epochs):
         model.train()
