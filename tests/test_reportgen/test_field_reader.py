@@ -336,3 +336,34 @@ def test_direct_headline_states_its_own_stage_and_the_rules_disagreement_shows(c
     problems = validate_report(free, generator.template).problems
     disagrees = free.derived["stage"].value != draft.derived["stage"].value
     assert disagrees == any(p.rule == "derivation" for p in problems)
+
+
+def test_augmented_reading_adds_a_varied_copy_of_each_study_measured_afresh(adnexa, tmp_path):
+    """`--augment-reading`: each training study is read once more as another acquisition
+    might give it (never flipped, so its truth still applies), outlined and measured anew."""
+    from reportgen.model.data import load_examples
+    from reportgen.model.field_training import varied_copy
+    from reportgen.model.lesion_training import lesion_rows
+
+    data, model_dir = adnexa
+    model = load_reader(model_dir)
+    examples = load_examples(data, model.input_cfg, tmp_path, "orads_mri")
+    images, present, masks, affines = [], [], [], []
+    for i in range(3):
+        arrays = examples.images.arrays(i)
+        images.append(torch.from_numpy(arrays["image"]))
+        present.append(torch.from_numpy(arrays["present"]))
+        masks.append(arrays["mask"])
+        affines.append(arrays["affine"])
+    idx = [0, 1, 2]
+    plain = lesion_rows(model, images, present, masks, affines, examples, idx)
+    varied = lesion_rows(
+        model, images, present, masks, affines, examples, idx, torch.Generator().manual_seed(0)
+    )
+    assert len(varied[0]) > len(plain[0])  # the varied copies' outlined components
+    x = images[0][None].float()
+    copy = varied_copy(x, torch.Generator().manual_seed(1))
+    assert copy.shape == x.shape and not torch.equal(copy, x)
+    # never flipped: the brightest T2W voxels are still where they were, and still bright
+    t2 = x[0, 0] > x[0, 0].quantile(0.999)
+    assert (copy[0, 0][t2].mean() > copy[0, 0].mean()).item()
