@@ -25,7 +25,7 @@ from reportgen.model.explain import region_box_mm
 from reportgen.model.field_model import load_reader
 from reportgen.model.field_training import PRIMARY, outlined_size_mm, predict_outline
 from reportgen.model.generate import Draft, GenerateOptions
-from reportgen.model.lesion_reader import components, lesion_measures, midline_x_mm
+from reportgen.model.lesion_reader import lesion_measures, midline_x_mm, outlined_lesions
 from reportgen.report import build_report, load_template
 from reportgen.report.assessable import not_assessable
 from reportgen.report.derive import derive
@@ -269,8 +269,9 @@ class FieldReaderGenerator:
         side = next((s.id for s in template.finding_fields if s.concept == "laterality"), None)
         low, high = template.field("size_mm").range or (0, float("inf"))
         findings, confs, outlines, problems, probs_out = [], [], [], [], []
-        for region in components(labels):
-            measures = torch.from_numpy(lesion_measures(arrays, kept, region, affine))[None]
+        for region, solid in outlined_lesions(labels, cfg.solid_tissue):
+            measures = lesion_measures(arrays, kept, region, affine, solid)
+            measures = torch.from_numpy(measures)[None]
             probs = {k: v[0].softmax(0) for k, v in self.model.lesion(measures).items()}
             if float(probs["is_lesion"][1]) < 0.5:
                 continue

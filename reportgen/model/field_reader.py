@@ -30,7 +30,7 @@ from scipy import ndimage
 from torch import nn
 
 from reportgen.errors import ConfigError
-from reportgen.model.lesion_reader import LesionHeads
+from reportgen.model.lesion_reader import LesionHeads, n_measures
 from reportgen.model.tree_heads import TreeHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
@@ -59,6 +59,9 @@ class FieldReaderConfig:
     # small parts (deposits, implants, nodes) weighed up in the outline's loss and their
     # detached parts measured (`detached`); False in readers trained before both existed
     small_parts: bool = False
+    # outline class 2 is the lesions' solid tissue, part of its lesion (O-RADS: the curve is
+    # the solid tissue's); False: class 2 is a tumour extension, or unused
+    solid_tissue: bool = False
     # criterion -> TreeEnsemble.shape, once boosted trees read the criteria (`fit_tree_heads`)
     tree_shapes: dict[str, list[int]] = field(default_factory=dict)
     name: str = "reportgen-field-reader"
@@ -173,7 +176,11 @@ class FieldReader(nn.Module):
         )
         answers = {**cfg.study_fields, **cfg.finding_fields}
         self.heads = nn.ModuleDict({k: nn.Linear(cfg.hidden, len(v)) for k, v in answers.items()})
-        self.lesion = LesionHeads(cfg.lesion_fields) if cfg.lesion_fields else None
+        self.lesion = (
+            LesionHeads(cfg.lesion_fields, measures=n_measures(cfg.solid_tissue))
+            if cfg.lesion_fields
+            else None
+        )
         # boosted trees on the measured geometry read the criteria once fit; the trunk
         # stays the embedding (similar staging, nearby) for retrieval
         self.trees = TreeHeads(cfg.tree_shapes) if cfg.tree_shapes else None

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.data.truth import part_offsets
 from reportgen.errors import ConfigError
 from reportgen.io.sequences import PROTOCOL, family_groups
 from reportgen.measure import measure_lesion
@@ -78,9 +79,11 @@ def _answer_values(spec) -> list[str]:
 
 
 def reader_config(
-    template: Template, reports: list[Report], preset: str = "base"
+    template: Template, reports: list[Report], preset: str = "base", parts: set[int] = frozenset()
 ) -> FieldReaderConfig:
-    """Heads for every categorical field the training reports state."""
+    """Heads for every categorical field the training reports state. With several
+    findings, the mask labels that sit `parts` above a finding's label (lesions' solid
+    tissue, `reportgen.data.truth`) are outlined as class 2 and read with their lesion."""
     stated = {k for r in reports for k in r.fields}
     stated_finding = {k for r in reports for f in r.findings for k in f.fields}
     study = {s.id: _answer_values(s) for s in template.fields if s.type in ("bool", "enum")}
@@ -101,8 +104,10 @@ def reader_config(
         # mask labels 1..finding_max are findings; higher labels are deposits (implants)
         label_classes={str(k): 1 for k in range(1, template.finding_max + 1)}
         | {str(template.finding_max + 1 + k): 3 for k in range(4)}
+        | {str(k + p): 2 for p in sorted(parts) for k in range(1, template.finding_max + 1)}
         if several
         else {"1": 1, "2": 2, "3": 3},
+        solid_tissue=several and bool(parts),
         **READER_PRESETS[preset],
     )
 
@@ -227,7 +232,7 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
     grid = FieldReaderConfig("probe", PROTOCOL, {}, **READER_PRESETS[args.config])
     probe = load_examples(args.data, grid, cache_dir, template_id=args.template, limit=args.limit)
     template = load_template(probe.reports[0].template.id)
-    cfg = reader_config(template, probe.reports, args.config)
+    cfg = reader_config(template, probe.reports, args.config, part_offsets(probe.truth))
     cfg.small_parts = args.small_parts
     rows = [report_targets(cfg, r) for r in probe.reports]
     model = FieldReader(cfg)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import torch
 
+from reportgen.data.truth import fold_parts
 from reportgen.model.field_training import (
     _index,
     fit_classifiers,
@@ -22,21 +23,22 @@ from reportgen.model.field_training import (
     predict_outline,
     varied_copy,
 )
-from reportgen.model.lesion_reader import components, lesion_measures
+from reportgen.model.lesion_reader import lesion_measures, outlined_lesions
 from reportgen.report import load_template
 from reportgen.report.assessable import not_assessable
 
 
 def _matched(
-    pred: np.ndarray, mask: np.ndarray, truth_labels: list[int]
-) -> list[tuple[np.ndarray, int]]:
-    """(component, index of the truth lesion or -1) for each outlined component."""
+    pred: np.ndarray, mask: np.ndarray, truth_labels: list[int], solid_tissue: bool = False
+) -> list[tuple[np.ndarray, np.ndarray | None, int]]:
+    """(component, its solid tissue, index of the truth lesion or -1) for each outlined
+    component; `mask` has its part labels folded into their lesions' (`fold_parts`)."""
     out = []
-    for region in components(pred):
+    for region, solid in outlined_lesions(pred, solid_tissue):
         overlaps = [int((region & (mask == label)).sum()) for label in truth_labels]
         best = int(np.argmax(overlaps)) if overlaps else -1
         hit = best >= 0 and overlaps[best] >= 0.2 * region.sum()
-        out.append((region, best if hit else -1))
+        out.append((region, solid, best if hit else -1))
     return out
 
 
@@ -57,6 +59,7 @@ def lesion_rows(model, images, present, masks, affines, examples, idx, varied=No
         truth = (examples.truth[i] or {}).get("lesions", [])
         report = examples.reports[i]
         labels = [int(les["label"]) for les in truth]
+        mask = fold_parts(masks[i], truth)
         acquired = images[i][None].float()
         variants = [(acquired, present[i], frozenset())]
         if bool((present[i] & dce).any()):
@@ -66,8 +69,9 @@ def lesion_rows(model, images, present, masks, affines, examples, idx, varied=No
         for x, seen, hidden in variants:
             image = x[0].numpy()
             _, pred = predict_outline(model, x, seen[None])
-            for region, j in _matched(pred[0].numpy(), masks[i], labels):
-                feats.append(lesion_measures(image, seen.numpy(), region, affines[i]))
+            matched = _matched(pred[0].numpy(), mask, labels, model.cfg.solid_tissue)
+            for region, solid, j in matched:
+                feats.append(lesion_measures(image, seen.numpy(), region, affines[i], solid))
                 if j < 0 or j >= len(report.findings):
                     targets.append([-1] * len(fields) + [0])
                     continue

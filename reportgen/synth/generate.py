@@ -113,9 +113,11 @@ def _ovary(rng: np.random.Generator, options: SynthOptions):
     findings, lesions = [], []
     for lesion in shown:
         findings.append({**lesion.fields, "size_mm": round(lesion.size_mm)})
+        part = lesion.label + ovary.SOLID_PART
         lesions.append(
             {
                 "label": lesion.label,
+                "parts": [part] if np.any(canvas.labels == part) else [],
                 "pathology": ovary.pathology(lesion),
                 "subtype": lesion.kind,
                 "size_mm_exact": round(lesion.size_mm, 2),
@@ -123,6 +125,8 @@ def _ovary(rng: np.random.Generator, options: SynthOptions):
             }
         )
     labels = {str(les["label"]): f"finding {i + 1}" for i, les in enumerate(lesions)}
+    for i, les in enumerate(lesions):
+        labels |= {str(p): f"finding {i + 1}: solid tissue" for p in les["parts"]}
     labels[str(ovary.IMPLANTS)] = "peritoneal implants"
     return acq, canvas, dict(case.fields), findings, {"lesions": lesions, "labels": labels}
 

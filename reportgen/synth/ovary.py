@@ -13,7 +13,9 @@ template's rules give the score. What each field means is what the images show:
   rise above the myometrium and washout), or dark on T2 and on high-b DWI (fibrous);
 - ascites as free fluid in the pouch of Douglas and paracolic gutters, peritoneal
   implants as enhancing nodules on the peritoneum.
-Mask labels: lesion k has label k (1, 2); peritoneal implants have label 5.
+Mask labels: lesion k has label k (1, 2) and its solid tissue label k + SOLID_PART (the
+whole of a solid lesion, the nodule of a cystic-solid one), so a reader can learn to
+outline solid tissue and measure its curve there; peritoneal implants have label 5.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from reportgen.synth.pelvis import AIR, URINE, Layout, paint_pelvis
 from reportgen.synth.scene import Canvas, Harmonics, Tissue, blob, ellipsoid, intersect, rotation
 
 IMPLANTS = 5
+SOLID_PART = 10  # lesion k's solid tissue has mask label k + SOLID_PART
 
 FLUID = {
     "fluid_simple": URINE,
@@ -172,7 +175,7 @@ def _paint_lesion(
     label = lesion.label
     if f["composition"] == "composition_solid":
         tissue = DARK_SOLID if f.get("dark_t2_dwi") else SOLID[f["tic"]]
-        canvas.paint(sdf, bounds, tissue, label=label, blur=1.0)
+        canvas.paint(sdf, bounds, tissue, label=label + SOLID_PART, blur=1.0)
         return
     wall = WALL.get(f.get("wall", ""), WALL["wall_smooth_enhancing"])
     canvas.paint(sdf, bounds, wall, label=label, blur=1.0)
@@ -193,7 +196,7 @@ def _paint_lesion(
         at = centre + direction * (r - 3.0 - 0.5 * nodule_r)
         n_sdf, n_b = ellipsoid(at, (nodule_r, nodule_r * 0.85, nodule_r * 0.9), rotation(rng))
         tissue = DARK_SOLID if f.get("dark_t2_dwi") else SOLID[f["tic"]]
-        canvas.paint(n_sdf, n_b, tissue, label=label, blur=1.0)
+        canvas.paint(n_sdf, n_b, tissue, label=label + SOLID_PART, blur=1.0)
 
 
 def _paint_peritoneum(
@@ -234,7 +237,11 @@ def visible_truth(case: OvaryCase, canvas: Canvas) -> list[AdnexalLesion]:
     """Truth says only what the slab shows: lesions and implants that were painted."""
     if case.fields["peritoneal_implants"] and not np.any(canvas.labels == IMPLANTS):
         case.fields["peritoneal_implants"] = False
-    return [les for les in case.lesions if np.any(canvas.labels == les.label)]
+    return [
+        les
+        for les in case.lesions
+        if np.any(np.isin(canvas.labels, (les.label, les.label + SOLID_PART)))
+    ]
 
 
 def pathology(lesion: AdnexalLesion) -> str:

@@ -168,11 +168,52 @@ def test_lesion_measures_have_a_fixed_length_and_see_enhancement():
     assert other.shape == (N_MEASURES,) and not np.array_equal(measures, other)
 
 
+def test_solid_tissue_is_measured_on_its_own_outline_not_the_enhancing_wall():
+    """A cyst whose wall enhances like an intermediate curve and whose nodule rises slowly:
+    the whole lesion's most-enhancing part is the wall, the solid tissue's curve is the
+    nodule's, so the reader sees the lexicon's curve (the solid tissue's)."""
+    import numpy as np
+
+    from reportgen.model.lesion_reader import (
+        DCE,
+        N_CURVE,
+        N_MEASURES,
+        lesion_measures,
+        n_measures,
+        outlined_lesions,
+        relative_curve,
+    )
+
+    image = np.full((7, 16, 16, 12), 0.5, np.float32)
+    labels = np.zeros((16, 16, 12), np.int64)
+    labels[3:13, 3:13, 2:10] = 1  # the cyst ...
+    labels[4:12, 4:12, 3:9] = 0  # ... is its wall (the lumen stays unlabelled here)
+    labels[4:8, 4:8, 3:6] = 2  # and a solid nodule on it
+    labels[4:12, 4:12, 3:9][labels[4:12, 4:12, 3:9] == 0] = 1
+    wall = (labels == 1) & ~np.pad(np.ones((8, 8, 6), bool), ((4, 4), (4, 4), (3, 3)))
+    for phase, (w, n) in enumerate([(0.0, 0.0), (0.9, 0.1), (1.0, 0.2), (1.0, 0.35)]):
+        image[DCE[phase]][wall] += w
+        image[DCE[phase]][labels == 2] += n
+    [(region, solid)] = outlined_lesions(labels, solid_tissue=True)
+    assert region.sum() == (labels > 0).sum() and solid.sum() == (labels == 2).sum()
+    present = np.ones(7, bool)
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    measures = lesion_measures(image, present, region, affine, solid)
+    assert measures.shape == (n_measures(True),) == (N_MEASURES + n_measures(True) - N_MEASURES,)
+    solid_curve = measures[N_MEASURES + 3 : N_MEASURES + 3 + N_CURVE]
+    np.testing.assert_allclose(solid_curve[:3], [0.2, 0.4, 0.7], atol=1e-5)  # the nodule's
+    assert relative_curve(image, region)[0] > 1.5  # the lesion's hottest fifth: the wall
+    assert outlined_lesions(labels)[0][1] is None  # a reader without solid tissue
+    assert outlined_lesions(labels)[0][0].sum() == (labels == 1).sum()
+
+
 def test_adnexal_reader_reads_each_lesion_with_applicable_fields_only(adnexa):
     data, model = adnexa
     generator = generators.open_generator(model)
     cfg = generator.model.cfg
     assert generator.template.id == "orads_mri"
+    # the phantoms label solid tissue, so the reader outlines it as part of its lesion
+    assert cfg.solid_tissue and {"11": 2, "12": 2}.items() <= cfg.label_classes.items()
     assert "laterality" not in cfg.lesion_fields  # measured from the outline, not guessed
     assert {"composition", "tic", "solid_tissue"} <= set(cfg.lesion_fields)
     template = load_template("orads_mri")

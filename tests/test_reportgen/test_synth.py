@@ -13,6 +13,7 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
 from reportgen.data import read_manifest
+from reportgen.data.truth import lesion_labels
 from reportgen.io import load_study
 from reportgen.report import Report, validate_report
 from reportgen.synth import SynthOptions, synth_dataset
@@ -251,8 +252,12 @@ def test_ovarian_phantoms_are_deterministic_and_valid_against_orads(tmp_path):
         scores.add(report.derived["risk_score"].value)
         mask = np.asanyarray(nib.load(a / row["mask"]).dataobj)
         for finding, lesion in zip(report.findings, row["truth"]["lesions"], strict=True):
-            assert (mask == lesion["label"]).any()  # every reported lesion is in the images
+            # every reported lesion is in the images, and its solid tissue has its own label
+            assert np.isin(mask, lesion_labels(lesion)).any()
+            assert bool(lesion["parts"]) == finding.fields["solid_tissue"].value
             assert finding.fields["size_mm"].value == round(lesion["size_mm_exact"])
+            solid_only = finding.fields["composition"].value == "composition_solid"
+            assert (mask == lesion["label"]).any() != solid_only  # a solid lesion: all solid
         if report.fields["peritoneal_implants"].value:
             assert (mask == 5).any()
         assert "O-RADS MRI" in row["text"]["en"] and "O-RADS MRI" in row["text"]["zh"]
@@ -277,7 +282,7 @@ def test_ovarian_lesion_features_show_in_the_images(tmp_path):
         for finding, lesion in zip(row["report"]["findings"], row["truth"]["lesions"], strict=True):
             tic = finding["fields"].get("tic", {}).get("value")
             if tic and finding["fields"]["composition"]["value"] == "composition_solid":
-                inside = mask == lesion["label"]
+                inside = mask == lesion["parts"][0]
                 pre = study.sequences["DCE_0"].data[inside].mean()
                 rises.setdefault(tic, []).append(study.sequences["DCE_1"].data[inside].mean() / pre)
     if "tic_high_risk" in rises and "tic_intermediate_risk" in rises:

@@ -1,0 +1,16 @@
+"""A lesion whose part carries its own mask label stays one lesion in its truth."""
+
+import numpy as np
+
+from reportgen.data.truth import fold_parts, lesion_labels, part_offsets
+
+
+def test_parts_fold_into_their_lesion_and_nothing_else_moves():
+    mask = np.array([0, 1, 11, 11, 2, 5, 12])
+    lesions = [{"label": 1, "parts": [11]}, {"label": 2, "parts": []}]
+    folded = fold_parts(mask, lesions)
+    assert folded.tolist() == [0, 1, 1, 1, 2, 5, 12]  # 12 belongs to no listed lesion
+    assert mask.tolist() == [0, 1, 11, 11, 2, 5, 12]  # the stored mask is never changed
+    assert lesion_labels(lesions[0]) == [1, 11] and lesion_labels({"label": 3}) == [3]
+    assert part_offsets([{"lesions": lesions}, None, {}]) == {10}
+    assert fold_parts(mask, [{"label": 1}]) is mask  # nothing to fold: no copy
