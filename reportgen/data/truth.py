@@ -3,6 +3,8 @@
 A sidecar lesion names its own mask label and, under "parts", the labels of its parts
 that carry their own (an adnexal lesion's solid tissue), so a reader can learn to outline
 the part while the lesion stays one region: its extent, size and centre are the union.
+The sidecar's "anatomy_labels" name labels that are anatomy, not tumour (a dilated
+ureter): a reader may outline them, but they are no finding's extent.
 """
 
 from __future__ import annotations
@@ -36,3 +38,19 @@ def part_offsets(truths: list[dict | None]) -> set[int]:
         for les in (t or {}).get("lesions", [])
         for p in les.get("parts", [])
     }
+
+
+def anatomy_labels(truths: list[dict | None]) -> dict[str, int]:
+    """Anatomy name -> mask label, over these sidecars."""
+    return {k: int(v) for t in truths for k, v in (t or {}).get("anatomy_labels", {}).items()}
+
+
+def lesion_mask(mask: np.ndarray, truth: dict) -> np.ndarray:
+    """The mask as findings' extents: parts folded into their lesions, anatomy cleared."""
+    folded = fold_parts(mask, truth.get("lesions") or [])
+    anatomy = [int(v) for v in truth.get("anatomy_labels", {}).values()]
+    if not anatomy:
+        return folded
+    cleared = folded.copy() if folded is mask else folded
+    cleared[np.isin(mask, anatomy)] = 0
+    return cleared

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from reportgen.data.truth import fold_parts
+from reportgen.data.truth import lesion_mask
 from reportgen.model.data import load_examples
 from reportgen.model.direct_baseline import DirectHeadline, library_features
 from reportgen.model.explain import region_box_mm
@@ -327,7 +327,7 @@ def evaluate_model(
         malignant = _malignant(examples.truth[i])
         cached = np.load(examples.images.files[i])
         affine = cached["affine"]
-        mask = fold_parts(cached["mask"], (examples.truth[i] or {}).get("lesions") or [])
+        mask = lesion_mask(cached["mask"], examples.truth[i] or {})
         image = item["image"][None]
         query = None  # the baselines' view of this study: one pass for both
         if library is not None:

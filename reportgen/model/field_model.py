@@ -6,7 +6,12 @@ from pathlib import Path
 
 from pretrain_mae.checkpoint import read_config, weights_sha256
 from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.model.field_reader import READER_TYPE, FieldReader, FieldReaderConfig
+from reportgen.model.field_reader import (
+    READER_TYPE,
+    SEGMENT_CLASSES,
+    FieldReader,
+    FieldReaderConfig,
+)
 from reportgen.model.model_folder import load_model_folder, read_summary, save_model_folder
 
 CARD = "README.md"
@@ -23,13 +28,29 @@ def write_card(folder: Path) -> None:
     cfg = FieldReaderConfig.from_dict(read_config(folder, READER_TYPE))
     summary = read_summary(folder)
     args = summary.get("args", {})
+    solid = (
+        "; its outlined solid tissue measured on its own (share of the lesion, its curve, "
+        "T2W and diffusion signal)"
+        if cfg.solid_tissue
+        else ""
+    )
     lesion = (
         f"- Per lesion: each outlined component's measures (signal percentiles on every "
         f"sequence, enhancement inside and in the rim, curve of its most-enhancing part, "
-        f"texture, volume, diameter) read by one small classifier per field: "
+        f"texture, volume, diameter{solid}) read by one small classifier per field: "
         f"{', '.join(cfg.lesion_fields)}; laterality and size are measured.\n"
         if cfg.lesion_fields
         else ""
+    )
+    parts = (
+        ", a dilated ureter (anatomy: hydronephrosis)"
+        if cfg.segment_classes > SEGMENT_CLASSES
+        else ""
+    )
+    what = (
+        "lesions, each with its solid tissue, and deposits"
+        if cfg.solid_tissue
+        else f"primary tumour or lesion, extension, and nodes or deposits{parts}"
     )
     reading = (
         "read by boosted trees (one per criterion, kept as tensors) on what the frozen "
@@ -69,8 +90,8 @@ def write_card(folder: Path) -> None:
 - Input: {", ".join(cfg.sequences)} prepared on a {"x".join(map(str, cfg.grid_shape))} grid
   at {cfg.grid_spacing[0]:g} mm (RAS); any of DCE or DWI/ADC may be missing (trained with
   them hidden), T2W is required.
-- Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments primary tumour or
-  lesion, extension, and nodes or deposits.{augmented}{small}
+- Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments
+  {what}.{augmented}{small}
 - Criteria: {", ".join([*cfg.study_fields, *cfg.finding_fields])}, {reading}
 {lesion}- Size: the outline's diameter in world mm, corrected log-linearly for partial volume
   (fit on the training studies' own outlines).

@@ -35,6 +35,7 @@ from reportgen.model.tree_heads import TreeHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
 SEGMENT_CLASSES = 4  # background, primary tumour, extension, metastatic node (mask labels)
+DILATED_URETER = 4  # the outline class of readers trained on phantoms that label it
 # per extension / node class: parts apart from the primary (count, voxels, lowest and
 # highest x, y, z): a peritoneal deposit or an implant is one of these, not a reach
 DETACHED = 2 * 8
@@ -49,8 +50,10 @@ class FieldReaderConfig:
     study_fields: dict[str, list[str]]  # field id -> its values ("false"/"true" for bools)
     finding_fields: dict[str, list[str]] = field(default_factory=dict)  # one finding, per study
     lesion_fields: dict[str, list[str]] = field(default_factory=dict)  # several, per lesion
-    # mask label -> outline class (1 lesion or primary, 2 extension, 3 nodes or deposits)
+    # mask label -> outline class (1 lesion or primary, 2 extension, 3 nodes or deposits,
+    # 4 a dilated ureter where the phantoms label it)
     label_classes: dict[str, int] = field(default_factory=lambda: {"1": 1, "2": 2, "3": 3})
+    segment_classes: int = SEGMENT_CLASSES  # background included
     grid_shape: tuple[int, int, int] = (64, 64, 32)
     grid_spacing: tuple[float, float, float] = (4.0, 4.0, 4.0)
     widths: tuple[int, ...] = (16, 32, 48, 64)
@@ -158,14 +161,15 @@ class FieldReader(nn.Module):
         self.up = nn.ModuleList(
             [_block(w[i + 1] + w[i], w[i], 1) for i in reversed(range(len(w) - 1))]
         )
-        self.segment = nn.Conv3d(w[0], SEGMENT_CLASSES, 1)
+        self.segment = nn.Conv3d(w[0], cfg.segment_classes, 1)
         cells = int(torch.tensor(cfg.deep_shape).prod())
         self.where_shape = tuple(2 * n for n in cfg.deep_shape)  # where tumour lies, coarsely
         self.anatomy_shape = tuple(4 * n for n in cfg.deep_shape)  # T2W, finer (ureters)
         self.t2 = cfg.sequences.index("T2W") if "T2W" in cfg.sequences else 0
-        where = (SEGMENT_CLASSES - 1) * cells * 8
+        classes = cfg.segment_classes - 1
+        where = classes * cells * 8
         geometry = self.geometry_columns
-        summary = w[-1] * cells + 2 * w[-1] + (SEGMENT_CLASSES - 1) + where + cells * 64 + geometry
+        summary = w[-1] * cells + 2 * w[-1] + classes + where + cells * 64 + geometry
         # Studies share their anatomy and differ in a few tumour voxels, so raw features
         # barely vary between them: standardise each feature over the training studies.
         self.trunk = nn.Sequential(
@@ -190,7 +194,7 @@ class FieldReader(nn.Module):
     @property
     def geometry_columns(self) -> int:
         """How many measured-geometry columns lead the summary (`extents`)."""
-        return (SEGMENT_CLASSES - 1) * 7 + (DETACHED if self.cfg.small_parts else 0)
+        return (self.cfg.segment_classes - 1) * 7 + (DETACHED if self.cfg.small_parts else 0)
 
     @property
     def input_cfg(self) -> FieldReaderConfig:
@@ -246,7 +250,8 @@ class FieldReader(nn.Module):
     def _summary(self, seg: torch.Tensor, deep: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Deep features kept in place, the outline's classes pooled to a coarse grid (which
         kind of tumour tissue lies where: a criterion is a place tumour reaches), and the
-        T2W anatomy pooled finer (a dilated ureter is no tumour, so not outlined)."""
+        T2W anatomy pooled finer (readers trained before the phantoms labelled dilated
+        ureters see hydronephrosis only there)."""
         probs = seg.softmax(dim=1)[:, 1:]
         volumes = torch.log1p(probs.sum(dim=(2, 3, 4)))
         where = F.adaptive_avg_pool3d(probs, self.where_shape)
@@ -272,13 +277,13 @@ class FieldReader(nn.Module):
         width = self.cfg.widths[-1]
         geometry = self.geometry_columns
         deep = width * cells + 2 * width
-        where = (SEGMENT_CLASSES - 1) * cells * 8
-        rest = (SEGMENT_CLASSES - 1) + where + cells * 64
+        classes = self.cfg.segment_classes - 1
+        rest = classes + classes * cells * 8 + cells * 64
         return np.r_[0:geometry, geometry + deep : geometry + deep + rest]
 
     def extents(self, seg: torch.Tensor, size) -> torch.Tensor:
         """Where each outlined class reaches, in mm from the primary's centre: its lowest and
-        highest x, y and z, and whether it is there at all (B, 3 * 7); then the extension's
+        highest x, y and z, and whether it is there at all (B, 7 per class); then the extension's
         and the nodes' parts lying apart from the primary (`detached`). The measured form
         of 'tumour reaches the side wall / the lower third / the bladder'."""
         labels = F.interpolate(seg, size=tuple(size), mode="trilinear").argmax(dim=1)
@@ -286,7 +291,8 @@ class FieldReader(nn.Module):
         rows = []
         for b in range(labels.shape[0]):
             index = [
-                torch.nonzero(labels[b] == c).float() * spacing for c in range(1, SEGMENT_CLASSES)
+                torch.nonzero(labels[b] == c).float() * spacing
+                for c in range(1, self.cfg.segment_classes)
             ]
             centre = index[0].mean(0) if len(index[0]) else torch.zeros(3)
             row = []

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.data.truth import part_offsets
+from reportgen.data.truth import anatomy_labels, part_offsets
 from reportgen.errors import ConfigError
 from reportgen.io.sequences import PROTOCOL, family_groups
 from reportgen.measure import measure_lesion
@@ -28,6 +28,7 @@ from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
 from reportgen.model.field_model import save_reader
 from reportgen.model.field_reader import (
+    DILATED_URETER,
     READER_PRESETS,
     SEGMENT_CLASSES,
     FieldReader,
@@ -79,11 +80,17 @@ def _answer_values(spec) -> list[str]:
 
 
 def reader_config(
-    template: Template, reports: list[Report], preset: str = "base", parts: set[int] = frozenset()
+    template: Template,
+    reports: list[Report],
+    preset: str = "base",
+    parts: set[int] = frozenset(),
+    anatomy: dict[str, int] | None = None,
 ) -> FieldReaderConfig:
     """Heads for every categorical field the training reports state. With several
     findings, the mask labels that sit `parts` above a finding's label (lesions' solid
-    tissue, `reportgen.data.truth`) are outlined as class 2 and read with their lesion."""
+    tissue, `reportgen.data.truth`) are outlined as class 2 and read with their lesion.
+    A staging reader outlines a dilated ureter as its own class where the phantoms'
+    `anatomy` labels one (hydronephrosis is anatomy the tumour changes, not tumour)."""
     stated = {k for r in reports for k in r.fields}
     stated_finding = {k for r in reports for f in r.findings for k in f.fields}
     study = {s.id: _answer_values(s) for s in template.fields if s.type in ("bool", "enum")}
@@ -95,6 +102,7 @@ def reader_config(
     finding = {k: v for k, v in finding.items() if k in stated_finding}
     several = template.finding_max > 1  # each outlined lesion is read on its own
     measured = {s.id for s in template.finding_fields if s.concept == "laterality"}
+    ureter = None if several else (anatomy or {}).get("dilated_ureter")
     return FieldReaderConfig(
         template=template.id,
         sequences=PROTOCOL,
@@ -106,7 +114,8 @@ def reader_config(
         | {str(template.finding_max + 1 + k): 3 for k in range(4)}
         | {str(k + p): 2 for p in sorted(parts) for k in range(1, template.finding_max + 1)}
         if several
-        else {"1": 1, "2": 2, "3": 3},
+        else {"1": 1, "2": 2, "3": 3} | ({str(ureter): DILATED_URETER} if ureter else {}),
+        segment_classes=SEGMENT_CLASSES + 1 if ureter else SEGMENT_CLASSES,
         solid_tissue=several and bool(parts),
         **READER_PRESETS[preset],
     )
@@ -142,7 +151,7 @@ def _drop_families(present: torch.Tensor, rate: float, generator: torch.Generato
 
 
 def small_part_weights(
-    labels: torch.Tensor, reference: float = 64.0, cap: float = 16.0
+    labels: torch.Tensor, reference: float = 64.0, cap: float = 16.0, classes: int = SEGMENT_CLASSES
 ) -> torch.Tensor:
     """Per-voxel loss weight (B, X, Y, Z): each connected part of a tumour class weighs
     `reference / its voxels`, between 1 and `cap`. A peritoneal deposit or an implant is
@@ -152,7 +161,7 @@ def small_part_weights(
     weights = np.ones(tuple(labels.shape), np.float32)
     array = labels.numpy()
     for b in range(array.shape[0]):
-        for c in range(1, SEGMENT_CLASSES):
+        for c in range(1, classes):
             parts, n = ndimage.label(array[b] == c)
             if not n:
                 continue
@@ -169,14 +178,14 @@ def segmentation_loss(
     the tumour classes: an extension or a node is a few hundred of 131,000 voxels, which
     cross-entropy alone learns to ignore."""
     seg = F.interpolate(logits, size=labels.shape[1:], mode="trilinear")
-    classes = torch.tensor([0.1, 1.0, 2.0, 2.0])
-    voxel = classes[labels]
+    n = logits.shape[1]
+    voxel = torch.tensor([0.1, 1.0] + [2.0] * (n - 2))[labels]
     if small_parts:
-        voxel = voxel * small_part_weights(labels)
+        voxel = voxel * small_part_weights(labels, classes=n)
     nll = F.cross_entropy(seg, labels, reduction="none")
     ce = (nll * voxel).sum() / voxel.sum()
     probs = seg.softmax(dim=1)[:, 1:]
-    onehot = F.one_hot(labels, SEGMENT_CLASSES).permute(0, 4, 1, 2, 3)[:, 1:].float()
+    onehot = F.one_hot(labels, n).permute(0, 4, 1, 2, 3)[:, 1:].float()
     overlap = (probs * onehot).sum(dim=(0, 2, 3, 4))
     dice = (2 * overlap + 1) / (probs.sum(dim=(0, 2, 3, 4)) + onehot.sum(dim=(0, 2, 3, 4)) + 1)
     return ce + (1 - dice).mean()
@@ -232,7 +241,13 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
     grid = FieldReaderConfig("probe", PROTOCOL, {}, **READER_PRESETS[args.config])
     probe = load_examples(args.data, grid, cache_dir, template_id=args.template, limit=args.limit)
     template = load_template(probe.reports[0].template.id)
-    cfg = reader_config(template, probe.reports, args.config, part_offsets(probe.truth))
+    cfg = reader_config(
+        template,
+        probe.reports,
+        args.config,
+        parts=part_offsets(probe.truth),
+        anatomy=anatomy_labels(probe.truth),
+    )
     cfg.small_parts = args.small_parts
     rows = [report_targets(cfg, r) for r in probe.reports]
     model = FieldReader(cfg)

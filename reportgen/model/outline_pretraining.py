@@ -26,11 +26,17 @@ from torch import nn
 from pretrain_mae.config import MAEConfig
 from pretrain_mae.masking import STRATEGIES, MaskingOptions, draw_mask
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.data.truth import lesion_mask
 from reportgen.errors import ConfigError
 from reportgen.io.sequences import PROTOCOL
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
-from reportgen.model.field_reader import READER_PRESETS, FieldReader, FieldReaderConfig
+from reportgen.model.field_reader import (
+    DILATED_URETER,
+    READER_PRESETS,
+    FieldReader,
+    FieldReaderConfig,
+)
 from reportgen.model.field_training import one_cycle, predict_outline
 
 PRETRAINED_TYPE = "reportgen-outline-pretraining"  # config.json's model_type
@@ -106,7 +112,8 @@ def outline_prior(reader_dir: Path, images: list[torch.Tensor], present) -> list
     out = []
     for image, seen in zip(images, present, strict=True):
         _, labels = predict_outline(reader, image[None].float(), seen[None])
-        out.append((labels[0] > 0).to(torch.uint8))
+        tumour = (labels[0] > 0) & (labels[0] != DILATED_URETER)
+        out.append(tumour.to(torch.uint8))
     return out
 
 
@@ -130,7 +137,8 @@ def pretrain_outline(args: OutlinePretrainArgs, log=print) -> dict:
         arrays = examples.images.arrays(i)
         images.append(torch.from_numpy(arrays["image"].astype("float16")))
         present.append(torch.from_numpy(arrays["present"]))
-        priors.append(torch.from_numpy((arrays["mask"] > 0).astype("uint8")))
+        tumour = lesion_mask(arrays["mask"], examples.truth[i] or {}) > 0
+        priors.append(torch.from_numpy(tumour.astype("uint8")))
     if args.masking == "lesion" and args.prior_from is not None:
         log(f"lesion prior: {args.prior_from}'s outline on {len(images)} studies")
         priors = outline_prior(args.prior_from, images, present)

@@ -100,6 +100,10 @@ def _gynae(rng: np.random.Generator, options: SynthOptions):
             str(gynae.EXTENSION): "tumour extension",
             str(gynae.NODES): "metastatic lymph node",
         },
+        # anatomy, not tumour: no finding's extent, outlined for what it shows (hydronephrosis)
+        "anatomy_labels": {"dilated_ureter": gynae.DILATED_URETER}
+        if "hydronephrosis" in case.fields
+        else {},
         "details": case.details,
     }
     return acq, canvas, dict(case.fields), [tumour], extra

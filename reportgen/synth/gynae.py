@@ -6,7 +6,8 @@ two-thirds or the lower third of the vagina; side-wall involvement reaches the
 obturator muscle; hydronephrosis dilates the ureters; mucosal invasion reaches into the
 bladder or rectal lumen; myometrial invasion depth is a fraction of the myometrium;
 cervical stromal invasion, serosal breach, adnexal and peritoneal deposits likewise.
-Mask labels: 1 primary tumour, 2 tumour extension beyond it, 3 metastatic nodes.
+Mask labels: 1 primary tumour, 2 tumour extension beyond it, 3 metastatic nodes, 4 a
+dilated ureter (anatomy, not tumour: outlined so a reader can see hydronephrosis).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from reportgen.synth.acquisition import Acquisition
 from reportgen.synth.pelvis import AIR, Layout, paint_pelvis, vagina_third_z
 from reportgen.synth.scene import Canvas, Harmonics, Tissue, blob, capsule, ellipsoid, rotation
 
-PRIMARY, EXTENSION, NODES = 1, 2, 3
+PRIMARY, EXTENSION, NODES, DILATED_URETER = 1, 2, 3, 4
 CERVIX_TUMOUR = Tissue(t2=0.55, s0=0.70, adc=820, t1=0.32, e1=1.0, e2=0.9, e3=0.8)
 ENDOMETRIAL_TUMOUR = Tissue(t2=0.50, s0=0.70, adc=800, t1=0.31, e1=0.45, e2=0.6, e3=0.65)
 
@@ -113,6 +114,7 @@ def _paint_nodes_and_pelvis(
         metastatic_pelvic_nodes=int(rng.integers(1, 3)) if f.get("pelvic_nodes") else 0,
         metastatic_paraaortic_nodes=int(rng.integers(1, 3)) if f.get("paraaortic_nodes") else 0,
         node_label=NODES,
+        ureter_label=DILATED_URETER,
     )
 
 

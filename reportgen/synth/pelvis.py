@@ -64,6 +64,7 @@ def paint_pelvis(
     metastatic_pelvic_nodes: int = 0,
     metastatic_paraaortic_nodes: int = 0,
     node_label: int = 0,
+    ureter_label: int = 0,
 ) -> None:
     long = 400.0
     body, body_b = ellipsoid((0, 0, 0), (165, 118, long))
@@ -89,11 +90,11 @@ def paint_pelvis(
         canvas.paint(v, vb, BLOOD)
     ao, ao_b = capsule((8, -40, 35), (8, -38, 70), 9.0)
     canvas.paint(ao, ao_b, BLOOD)
-    # Ureters, dilated (hydroureteronephrosis) when obstructed.
+    # Ureters, dilated (hydroureteronephrosis) when obstructed; a dilated one labelled.
     for side, dilated in zip((1.0, -1.0), dilated_ureters, strict=True):
         radius = 7.5 if dilated else 2.5
         u, ub = capsule((side * 40, -22, 65), (side * 24, 22, -8), radius)
-        canvas.paint(u, ub, URINE)
+        canvas.paint(u, ub, URINE, label=ureter_label if dilated else 0)
     # Uterus: myometrium, junctional zone, endometrium.
     ut, ut_b = ellipsoid(layout.uterus_centre, layout.uterus_axes)
     canvas.paint(ut, ut_b, MYOMETRIUM)

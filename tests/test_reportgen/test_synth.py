@@ -301,3 +301,24 @@ def test_reported_nodes_are_inside_the_field_of_view(tmp_path):
         index_z = np.argwhere(canvas.labels == NODES) @ canvas.grid.affine[2, :3]
         z = index_z + canvas.grid.affine[2, 3]
         assert fields["paraaortic_nodes"] == bool(np.any(z > PARAAORTIC_MIN_Z))
+
+
+def test_a_dilated_ureter_is_labelled_as_anatomy_only_with_hydronephrosis():
+    """Hydronephrosis is read from the ureter it dilates: the phantom labels that ureter
+    (anatomy, not tumour: `lesion_mask` clears it from the findings' extents)."""
+    from reportgen.data.truth import lesion_mask
+    from reportgen.synth.generate import _gynae, study_rng
+    from reportgen.synth.gynae import DILATED_URETER
+
+    options = SynthOptions(domain="cervix", seed=3)
+    seen = set()
+    for index in range(40):
+        _, canvas, fields, _, extra = _gynae(study_rng(options, index), options)
+        labelled = bool(np.any(canvas.labels == DILATED_URETER))
+        assert labelled == fields["hydronephrosis"]
+        assert extra["anatomy_labels"] == {"dilated_ureter": DILATED_URETER}
+        assert not np.any(lesion_mask(canvas.labels, extra) == DILATED_URETER)
+        seen.add(labelled)
+    assert seen == {False, True}
+    endometrium = SynthOptions(domain="endometrium", seed=3)
+    assert _gynae(study_rng(endometrium, 0), endometrium)[4]["anatomy_labels"] == {}

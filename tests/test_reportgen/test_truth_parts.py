@@ -2,7 +2,13 @@
 
 import numpy as np
 
-from reportgen.data.truth import fold_parts, lesion_labels, part_offsets
+from reportgen.data.truth import (
+    anatomy_labels,
+    fold_parts,
+    lesion_labels,
+    lesion_mask,
+    part_offsets,
+)
 
 
 def test_parts_fold_into_their_lesion_and_nothing_else_moves():
@@ -14,3 +20,12 @@ def test_parts_fold_into_their_lesion_and_nothing_else_moves():
     assert lesion_labels(lesions[0]) == [1, 11] and lesion_labels({"label": 3}) == [3]
     assert part_offsets([{"lesions": lesions}, None, {}]) == {10}
     assert fold_parts(mask, [{"label": 1}]) is mask  # nothing to fold: no copy
+
+
+def test_anatomy_is_no_finding_extent():
+    mask = np.array([0, 1, 2, 3, 4, 4])
+    truth = {"lesions": [{"label": 1}], "anatomy_labels": {"dilated_ureter": 4}}
+    assert lesion_mask(mask, truth).tolist() == [0, 1, 2, 3, 0, 0]
+    assert mask.tolist() == [0, 1, 2, 3, 4, 4]
+    assert anatomy_labels([truth, None]) == {"dilated_ureter": 4}
+    assert lesion_mask(mask, {}) is mask
