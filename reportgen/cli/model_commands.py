@@ -121,6 +121,12 @@ def train_reader(
         help="Weigh small outlined parts (deposits, implants, nodes) up in the outline's loss "
         "and measure the parts apart from the primary.",
     ),
+    present_dice: bool = typer.Option(
+        False,
+        "--present-dice/--all-class-dice",
+        help="Average the outline's Dice over the classes each batch holds only (for a "
+        "class most studies lack, such as peritoneal implants).",
+    ),
     augment_reading: bool = typer.Option(
         False,
         "--augment-reading/--no-augment-reading",
@@ -157,6 +163,7 @@ def train_reader(
             reading=reading,
             augment=augment,
             small_parts=small_parts,
+            present_dice=present_dice,
             augment_reading=augment_reading,
             init_from=init_from,
             init_decoder=init_decoder,

@@ -324,6 +324,29 @@ def test_small_parts_weigh_as_much_as_the_primary_in_the_outline_loss():
     assert weights[0, 16, 16, 4] == 8.0  # 64 / 8 voxels
 
 
+def test_present_dice_leaves_a_class_the_batch_lacks_to_cross_entropy():
+    """A batch without implants: the all-class Dice punishes any implant probability (its
+    Dice is 1 / (mass + 1)), the present-class Dice does not; with every class the same."""
+    from reportgen.model.field_training import segmentation_loss
+
+    labels = torch.zeros(2, 16, 16, 8, dtype=torch.long)
+    labels[:, 2:10, 2:10, 2:6] = 1
+    logits = torch.zeros(2, 4, 8, 8, 4)
+    logits[:, 1, 1:5, 1:5, 1:3] = 4.0
+    raised = logits.clone()
+    raised[:, 3] += 1.0  # more implant probability everywhere
+    grows = {
+        present: float(segmentation_loss(raised, labels, False, present))
+        - float(segmentation_loss(logits, labels, False, present))
+        for present in (False, True)
+    }
+    assert grows[False] > grows[True] > 0  # cross-entropy still punishes it
+    labels[0, 12:14, 12:14, 2:4] = 3
+    labels[1, 12:14, 12:14, 2:4] = 2  # a batch holding every class: the two agree
+    every = segmentation_loss(logits, labels, False, False)
+    assert torch.isclose(every, segmentation_loss(logits, labels, False, True))
+
+
 def test_detached_parts_are_counted_apart_from_reaches():
     import numpy as np
 
