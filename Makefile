@@ -46,14 +46,15 @@ demo-model: $(STAMP)
 # Reproduces the bundled pelvic staging readers (reportgen/demo_model/<template>/): 1,000
 # phantoms per domain, a 16-epoch outline and the reading heads (README "Pelvic models"
 # gives the time on 2 CPU cores). Work files go to $(PELVIC_WORK). Each entry is
-# domain:template:extra train-reader options; the bundled cervix reader predates
-# --small-parts and was not retrained with it, so its entry keeps reproducing it.
+# domain:template:extra train-reader options (comma-separated); the bundled cervix reader
+# predates --small-parts and the outlined dilated ureter and was not retrained with
+# either, so its entry keeps reproducing it.
 PELVIC_WORK ?= /tmp/reportgen-pelvic-models
-PELVIC_READERS ?= cervix:figo_cervix_2018:--no-small-parts endometrium:figo_endometrium_2023: ovary:orads_mri:
+PELVIC_READERS ?= cervix:figo_cervix_2018:--no-small-parts,--no-outline-parts endometrium:figo_endometrium_2023: ovary:orads_mri:
 pelvic-models: $(STAMP)
 	rm -rf $(PELVIC_WORK) && mkdir -p $(PELVIC_WORK)
 	for entry in $(PELVIC_READERS); do \
-	  domain=$${entry%%:*}; rest=$${entry#*:}; template=$${rest%%:*}; options=$${rest#*:}; \
+	  domain=$${entry%%:*}; rest=$${entry#*:}; template=$${rest%%:*}; options=$$(echo $${rest#*:} | tr , ' '); \
 	  $(BIN)/reportgen synth $(PELVIC_WORK)/$$domain --domain $$domain --n 1000 --seed 101 && \
 	  $(BIN)/reportgen train-reader --data $(PELVIC_WORK)/$$domain --out $(PELVIC_WORK)/$$template --epochs 16 --seed 0 $$options && \
 	  rm -rf reportgen/demo_model/$$template && cp -r $(PELVIC_WORK)/$$template reportgen/demo_model/$$template || exit 1; \

@@ -127,6 +127,12 @@ def train_reader(
         help="Average the outline's Dice over the classes each batch holds only (for a "
         "class most studies lack, such as peritoneal implants).",
     ),
+    outline_parts: bool = typer.Option(
+        True,
+        "--outline-parts/--no-outline-parts",
+        help="Outline what the masks label beyond tumour as classes of their own (a "
+        "lesion's solid tissue, a dilated ureter).",
+    ),
     augment_reading: bool = typer.Option(
         False,
         "--augment-reading/--no-augment-reading",
@@ -164,6 +170,7 @@ def train_reader(
             augment=augment,
             small_parts=small_parts,
             present_dice=present_dice,
+            outline_parts=outline_parts,
             augment_reading=augment_reading,
             init_from=init_from,
             init_decoder=init_decoder,

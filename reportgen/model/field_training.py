@@ -59,6 +59,9 @@ class FieldTrainArgs:
     reading: str = "trees"  # "trees" (boosted, on the measured geometry) or "linear"
     small_parts: bool = True  # weigh small outlined parts up; measure the detached ones
     present_dice: bool = False  # Dice over the classes a batch holds only (`segmentation_loss`)
+    # outline what the masks label beyond tumour as classes of their own: lesions' solid
+    # tissue, a dilated ureter (`reader_config`); False reproduces readers trained before
+    outline_parts: bool = True
     # the reading also fits on an acquisition-varied copy of each training study (its own
     # outline, its own measures), so it learns how measures move on another scanner
     augment_reading: bool = False
@@ -86,10 +89,12 @@ def reader_config(
     preset: str = "base",
     parts: set[int] = frozenset(),
     anatomy: dict[str, int] | None = None,
+    solid_tissue: bool = True,
 ) -> FieldReaderConfig:
     """Heads for every categorical field the training reports state. With several
     findings, the mask labels that sit `parts` above a finding's label (lesions' solid
-    tissue, `reportgen.data.truth`) are outlined as class 2 and read with their lesion.
+    tissue, `reportgen.data.truth`) are outlined as class 2 and read with their lesion
+    (as the lesion itself, class 1, without `solid_tissue`).
     A staging reader outlines a dilated ureter as its own class where the phantoms'
     `anatomy` labels one (hydronephrosis is anatomy the tumour changes, not tumour)."""
     stated = {k for r in reports for k in r.fields}
@@ -113,11 +118,15 @@ def reader_config(
         # mask labels 1..finding_max are findings; higher labels are deposits (implants)
         label_classes={str(k): 1 for k in range(1, template.finding_max + 1)}
         | {str(template.finding_max + 1 + k): 3 for k in range(4)}
-        | {str(k + p): 2 for p in sorted(parts) for k in range(1, template.finding_max + 1)}
+        | {
+            str(k + p): 2 if solid_tissue else 1
+            for p in sorted(parts)
+            for k in range(1, template.finding_max + 1)
+        }
         if several
         else {"1": 1, "2": 2, "3": 3} | ({str(ureter): DILATED_URETER} if ureter else {}),
         segment_classes=SEGMENT_CLASSES + 1 if ureter else SEGMENT_CLASSES,
-        solid_tissue=several and bool(parts),
+        solid_tissue=several and bool(parts) and solid_tissue,
         **READER_PRESETS[preset],
     )
 
@@ -255,7 +264,8 @@ def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
         probe.reports,
         args.config,
         parts=part_offsets(probe.truth),
-        anatomy=anatomy_labels(probe.truth),
+        anatomy=anatomy_labels(probe.truth) if args.outline_parts else {},
+        solid_tissue=args.outline_parts,
     )
     cfg.small_parts = args.small_parts
     rows = [report_targets(cfg, r) for r in probe.reports]

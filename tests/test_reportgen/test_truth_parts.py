@@ -29,3 +29,24 @@ def test_anatomy_is_no_finding_extent():
     assert mask.tolist() == [0, 1, 2, 3, 4, 4]
     assert anatomy_labels([truth, None]) == {"dilated_ureter": 4}
     assert lesion_mask(mask, {}) is mask
+
+
+def test_without_outlined_parts_a_reader_outlines_what_it_did_before():
+    """`--no-outline-parts`: solid tissue is its lesion's class and no ureter class, as the
+    readers trained before the phantoms labelled either (so `make pelvic-models` still
+    reproduces them); with it, solid tissue is class 2 and the ureter a fifth class."""
+    from reportgen.model.field_training import reader_config
+    from reportgen.report import load_template
+
+    orads, cervix = load_template("orads_mri"), load_template("figo_cervix_2018")
+    ureter = {"dilated_ureter": 4}
+    new, old = (
+        reader_config(orads, [], parts={10}, anatomy=ureter, solid_tissue=flag)
+        for flag in (True, False)
+    )
+    assert (new.label_classes["11"], new.solid_tissue) == (2, True)
+    assert (old.label_classes["11"], old.solid_tissue) == (1, False)
+    assert new.segment_classes == old.segment_classes == 4  # no ureter class for O-RADS
+    staged = reader_config(cervix, [], anatomy=ureter)
+    assert (staged.segment_classes, staged.label_classes["4"]) == (5, 4)
+    assert "4" not in reader_config(cervix, []).label_classes
