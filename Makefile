@@ -46,11 +46,12 @@ demo-model: $(STAMP)
 # Reproduces the bundled pelvic staging readers (reportgen/demo_model/<template>/): 1,000
 # phantoms per domain, a 16-epoch outline and the reading heads (README "Pelvic models"
 # gives the time on 2 CPU cores). Work files go to $(PELVIC_WORK). Each entry is
-# domain:template:extra train-reader options (comma-separated); the bundled cervix reader
-# predates --small-parts and the outlined dilated ureter and was not retrained with
-# either, so its entry keeps reproducing it.
+# domain:template:extra train-reader options (comma-separated). The bundled cervix reader
+# predates --small-parts, and the bundled cervix and O-RADS readers predate outlining
+# the phantoms' dilated ureters and solid tissue (--no-outline-parts); neither was
+# retrained with them, so their entries keep reproducing them.
 PELVIC_WORK ?= /tmp/reportgen-pelvic-models
-PELVIC_READERS ?= cervix:figo_cervix_2018:--no-small-parts,--no-outline-parts endometrium:figo_endometrium_2023: ovary:orads_mri:
+PELVIC_READERS ?= cervix:figo_cervix_2018:--no-small-parts,--no-outline-parts endometrium:figo_endometrium_2023: ovary:orads_mri:--no-outline-parts
 pelvic-models: $(STAMP)
 	rm -rf $(PELVIC_WORK) && mkdir -p $(PELVIC_WORK)
 	for entry in $(PELVIC_READERS); do \
