@@ -81,6 +81,8 @@ def write_card(folder: Path) -> None:
         else ""
     )
     flags = "" if cfg.small_parts else " --no-small-parts"
+    flags += " --present-dice" if args.get("present_dice") else ""
+    flags += " --no-outline-parts" if args.get("outline_parts") is False else ""
     text = f"""# {cfg.name} ({cfg.template})
 
 **{NOT_FOR_CLINICAL_USE}**
