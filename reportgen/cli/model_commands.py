@@ -127,6 +127,12 @@ def train_reader(
         help="Average the outline's Dice over the classes each batch holds only (for a "
         "class most studies lack, such as peritoneal implants).",
     ),
+    rare_share: float = typer.Option(
+        0.0,
+        "--rare-share",
+        help="Share of each outline epoch drawn from studies holding an outline class "
+        "fewer than a fifth of them hold (O-RADS peritoneal implants); 0: each study once.",
+    ),
     outline_parts: bool = typer.Option(
         True,
         "--outline-parts/--no-outline-parts",
@@ -154,6 +160,8 @@ def train_reader(
 
     if epochs < 1 or batch_size < 1 or limit < 0:
         raise ConfigError("--epochs and --batch-size must be at least 1, --limit at least 0")
+    if not 0.0 <= rare_share < 1.0:
+        raise ConfigError(f"--rare-share must be in [0, 1), got {rare_share}")
     summary = train_field_reader(
         FieldTrainArgs(
             data=data,
@@ -170,6 +178,7 @@ def train_reader(
             augment=augment,
             small_parts=small_parts,
             present_dice=present_dice,
+            rare_share=rare_share,
             outline_parts=outline_parts,
             augment_reading=augment_reading,
             init_from=init_from,

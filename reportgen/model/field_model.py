@@ -80,8 +80,14 @@ def write_card(folder: Path) -> None:
         if cfg.small_parts
         else ""
     )
+    if args.get("rare_share"):
+        small += (
+            f" Studies holding an outline class few studies hold (peritoneal implants) make "
+            f"up {args['rare_share']:.0%} of each outline epoch."
+        )
     flags = "" if cfg.small_parts else " --no-small-parts"
     flags += " --present-dice" if args.get("present_dice") else ""
+    flags += f" --rare-share {args['rare_share']:g}" if args.get("rare_share") else ""
     flags += " --no-outline-parts" if args.get("outline_parts") is False else ""
     text = f"""# {cfg.name} ({cfg.template})
 

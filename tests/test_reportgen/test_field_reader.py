@@ -347,6 +347,28 @@ def test_present_dice_leaves_a_class_the_batch_lacks_to_cross_entropy():
     assert torch.isclose(every, segmentation_loss(logits, labels, False, True))
 
 
+def test_rare_class_studies_make_up_their_share_of_the_outline_epoch():
+    """One study in ten holds implants (class 3): drawn with a 30% share, they are about
+    30% of an epoch's studies; with no rare class every study is drawn once."""
+    from reportgen.model.field_training import _epoch_order, rare_class_weights
+
+    labels = [torch.zeros(4, 4, 2, dtype=torch.long) for _ in range(100)]
+    for i, y in enumerate(labels):
+        y[0, 0, 0] = 1  # every study has a lesion
+        if i % 10 == 0:
+            y[3, 3, 1] = 3  # a few hold an implant
+    weights = rare_class_weights(labels, 0.3, classes=4)
+    assert weights is not None and torch.isclose(weights.sum(), torch.tensor(1.0))
+    assert torch.isclose(weights[::10].sum(), torch.tensor(0.3))
+    generator = torch.Generator().manual_seed(0)
+    draws = [i for _ in range(50) for i in _epoch_order(list(range(100)), weights, generator)]
+    assert len(draws) == 5000
+    assert abs(np.mean([i % 10 == 0 for i in draws]) - 0.3) < 0.03
+    common = [y.clamp(max=1) for y in labels]  # only lesions: nothing is rare
+    assert rare_class_weights(common, 0.3, classes=4) is None
+    assert sorted(_epoch_order(list(range(100)), None, generator)) == list(range(100))
+
+
 def test_detached_parts_are_counted_apart_from_reaches():
     import numpy as np
 
@@ -434,3 +456,10 @@ def test_augmented_reading_adds_a_varied_copy_of_each_study_measured_afresh(adne
     # never flipped: the brightest T2W voxels are still where they were, and still bright
     t2 = x[0, 0] > x[0, 0].quantile(0.999)
     assert (copy[0, 0][t2].mean() > copy[0, 0].mean()).item()
+
+
+def test_cli_train_reader_refuses_a_share_outside_zero_to_one(cli, tmp_path):
+    out = tmp_path / "reader"
+    result = cli("train-reader", "--data", str(tmp_path), "--out", str(out), "--rare-share", "1.5")
+    assert_refused(result, "--rare-share")
+    assert not out.exists()
