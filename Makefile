@@ -51,7 +51,7 @@ demo-model: $(STAMP)
 # the phantoms' dilated ureters and solid tissue (--no-outline-parts); neither was
 # retrained with them, so their entries keep reproducing them.
 PELVIC_WORK ?= /tmp/reportgen-pelvic-models
-PELVIC_READERS ?= cervix:figo_cervix_2018:--no-small-parts,--no-outline-parts endometrium:figo_endometrium_2023: ovary:orads_mri:--rare-share,0.3
+PELVIC_READERS ?= cervix:figo_cervix_2018:--rare-share,0.3 endometrium:figo_endometrium_2023: ovary:orads_mri:--rare-share,0.3
 pelvic-models: $(STAMP)
 	rm -rf $(PELVIC_WORK) && mkdir -p $(PELVIC_WORK)
 	for entry in $(PELVIC_READERS); do \

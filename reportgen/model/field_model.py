@@ -82,7 +82,7 @@ def write_card(folder: Path) -> None:
     )
     if args.get("rare_share"):
         small += (
-            f" Studies holding an outline class few studies hold (peritoneal implants) make "
+            f" Studies holding an outline class fewer than a fifth of them hold make "
             f"up {args['rare_share']:.0%} of each outline epoch."
         )
     flags = "" if cfg.small_parts else " --no-small-parts"
