@@ -46,10 +46,9 @@ demo-model: $(STAMP)
 # Reproduces the bundled pelvic staging readers (reportgen/demo_model/<template>/): 1,000
 # phantoms per domain, a 16-epoch outline and the reading heads (README "Pelvic models"
 # gives the time on 2 CPU cores). Work files go to $(PELVIC_WORK). Each entry is
-# domain:template:extra train-reader options (comma-separated). The bundled cervix reader
-# predates --small-parts, and the bundled cervix and O-RADS readers predate outlining
-# the phantoms' dilated ureters and solid tissue (--no-outline-parts); neither was
-# retrained with them, so their entries keep reproducing them.
+# domain:template:extra train-reader options (comma-separated). The cervix and O-RADS
+# readers draw 30% of each outline epoch from studies holding a rare class (a dilated
+# ureter, peritoneal implants: --rare-share); the endometrium reader predates that flag.
 PELVIC_WORK ?= /tmp/reportgen-pelvic-models
 PELVIC_READERS ?= cervix:figo_cervix_2018:--rare-share,0.3 endometrium:figo_endometrium_2023: ovary:orads_mri:--rare-share,0.3
 pelvic-models: $(STAMP)
