@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 from pathlib import Path
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/review_load.json"))
     args = parser.parse_args()
     work = scratch_dir("reportgen-load-")
+    os.environ["REPORTGEN_LOG_KEY_FILE"] = str(work / "log.key")  # the server's too
     db = args.db or str(work / "log.db")
     root, draft, truth = studies_with_draft(work / "studies")
     store = RewardLog(db)
@@ -61,7 +63,7 @@ def main() -> None:
         "duplicates": len(result.acknowledged) - len(set(result.acknowledged)),
         "integrity_problems": integrity_problems(store.engine),
         "hash_chain_problems": store.verify(),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores (server and clients share them)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (server and clients share them)",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

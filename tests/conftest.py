@@ -14,6 +14,14 @@ DATA = Path(__file__).parent / "data"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_config_home(tmp_path_factory):
+    """Reward-log keys (and any other per-user configuration) go to a throwaway folder,
+    shared by the servers the tests start, never to the user's own ~/.config."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config-home"))
+    os.environ.pop("REPORTGEN_LOG_KEY_FILE", None)
+
+
 @dataclass
 class CliResult:
     code: int

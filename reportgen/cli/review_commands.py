@@ -13,6 +13,10 @@ from reportgen.cli import app
 from reportgen.errors import ConfigError, InputError
 
 DB_HELP = "Reward log: a SQLite file (created if new) or postgresql://user:pass@host/db."
+KEY_HELP = (
+    "The reward log's key file, mode 600 (default: one per database under "
+    "~/.config/reportgen/log-keys, or $REPORTGEN_LOG_KEY_FILE; a new log creates it)."
+)
 
 review_app = typer.Typer(
     help="The review page where clinicians correct and sign drafts, and its log's checks.",
@@ -50,6 +54,7 @@ def _read_secret(secret_file: Path) -> str:
 def review(
     ctx: typer.Context,
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
     studies: Path = typer.Option(
         None, "--studies", help="Folder with studies and the drafts `reportgen generate` wrote."
     ),
@@ -71,13 +76,19 @@ def review(
     idle_minutes: float = typer.Option(
         30.0, "--idle-minutes", help="A session ends after this long without a request."
     ),
+    forwarded_allow_ips: str = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        help="Reverse proxies (comma-separated addresses) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; without it they are ignored.",
+    ),
 ) -> None:
     """Serve the review page: clinicians correct and sign drafts; corrections go to the log."""
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
 
-    from reportgen.review.app import ReviewSettings, create_app
+    from reportgen.review.app import ReviewSettings, create_app, security_headers
     from reportgen.review.drafts import import_drafts
     from reportgen.review.store import RewardLog
 
@@ -94,10 +105,15 @@ def review(
         )
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise ConfigError("--ssl-certfile and --ssl-keyfile go together")
-    settings = ReviewSettings(db=db, studies=studies, https_only=https_only or bool(ssl_certfile))
+    settings = ReviewSettings(
+        db=db,
+        studies=studies,
+        https_only=https_only or bool(ssl_certfile),
+        server_adds_headers=True,
+    )
     if secret_file is not None:
         settings.secret = _read_secret(secret_file)
-    store = RewardLog(db)
+    store = RewardLog(db, log_key)
     store.check_chain()  # refuse to serve (and add to) a log someone rewrote
     store.sessions.idle_s = idle_minutes * 60
     if studies is not None:
@@ -113,15 +129,25 @@ def review(
         log_level="warning",
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        # httptools puts these on every response, its own 400s for malformed requests too
+        http="httptools",
+        headers=list(security_headers(settings).items()),
+        server_header=False,
+        # a client's X-Forwarded-For is believed only from a proxy the operator named
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips or "",
     )
 
 
 @review_app.command("verify")
-def review_verify(db: str = typer.Option("reviews.db", "--db", help=DB_HELP)) -> None:
+def review_verify(
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
+) -> None:
     """Check the log's hash chain: names the first row changed, deleted or slipped in."""
     from reportgen.review.store import RewardLog, integrity_problems
 
-    store = RewardLog(db)
+    store = RewardLog(db, log_key)
     problems = store.verify() + integrity_problems(store.engine)
     if problems:
         for problem in problems:
@@ -132,9 +158,26 @@ def review_verify(db: str = typer.Option("reviews.db", "--db", help=DB_HELP)) ->
     typer.echo(f"ok: {head[0]} rows chained; head {head[1]} (keep it to compare later)")
 
 
+@review_app.command("rekey")
+def review_rekey(
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
+) -> None:
+    """Key a log written before keyed chains, once: after it, no one without the key file
+    can append a row `verify` accepts. Refuses a log whose chain does not verify."""
+    from reportgen.review.store import RewardLog
+
+    key_file = RewardLog(db, log_key).rekey()
+    typer.echo(
+        f"keyed: every row so far is sealed, every new one linked with the key in {key_file} "
+        "(keep it off the database server and back it up apart from the database)"
+    )
+
+
 @review_app.command("migrate")
 def review_migrate(
     db: str = typer.Option(..., "--db", help="The database as its owner (PostgreSQL)."),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
     app_role: str = typer.Option(
         None, "--app-role", help="PostgreSQL role the app connects as: may read and append only."
     ),
@@ -143,7 +186,7 @@ def review_migrate(
     from reportgen.review.store import RewardLog
     from reportgen.review.store.engine import grant_app_role
 
-    store = RewardLog(db)
+    store = RewardLog(db, log_key)
     if app_role:
         grant_app_role(store.engine, app_role)
         typer.echo(f"role {app_role}: may read and append; no UPDATE, DELETE, TRUNCATE or DDL")
@@ -160,6 +203,7 @@ def _password(password_stdin: bool) -> str:
 def users_add(
     username: str = typer.Argument(..., help="Sign-in name."),
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
     name: str = typer.Option(None, "--name", help="Name shown on signed reports."),
     role: str = typer.Option("reviewer", "--role", help="reviewer | admin"),
     password_stdin: bool = typer.Option(
@@ -169,18 +213,21 @@ def users_add(
     """Create a clinician account (the password is stored as an Argon2 hash)."""
     from reportgen.review.store import RewardLog
 
-    clinician_id = RewardLog(db).accounts.add(
+    clinician_id = RewardLog(db, log_key).accounts.add(
         username, name or username, _password(password_stdin), role
     )
     typer.echo(f"added clinician {username!r} (id {clinician_id}, {role})")
 
 
 @users.command("list")
-def users_list(db: str = typer.Option("reviews.db", "--db", help=DB_HELP)) -> None:
+def users_list(
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
+) -> None:
     """Every account with its role, state and live sessions."""
     from reportgen.review.store import RewardLog
 
-    store = RewardLog(db)
+    store = RewardLog(db, log_key)
     for a in store.accounts.all():
         state = "disabled" if a.disabled else "enabled"
         live = store.sessions.live(a.id)
@@ -191,12 +238,14 @@ def users_list(db: str = typer.Option("reviews.db", "--db", help=DB_HELP)) -> No
 
 @users.command("disable")
 def users_disable(
-    username: str = typer.Argument(...), db: str = typer.Option("reviews.db", "--db", help=DB_HELP)
+    username: str = typer.Argument(...),
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
 ) -> None:
     """Disable an account and end its sessions at once (its signed reports stay)."""
     from reportgen.review.store import RewardLog
 
-    store = RewardLog(db)
+    store = RewardLog(db, log_key)
     account = store.accounts.set_disabled(username, True)
     ended = store.sessions.end_all(account.id)
     typer.echo(f"disabled {username!r}; ended {ended} sessions")
@@ -204,12 +253,14 @@ def users_disable(
 
 @users.command("enable")
 def users_enable(
-    username: str = typer.Argument(...), db: str = typer.Option("reviews.db", "--db", help=DB_HELP)
+    username: str = typer.Argument(...),
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
 ) -> None:
     """Enable a disabled account again."""
     from reportgen.review.store import RewardLog
 
-    RewardLog(db).accounts.set_disabled(username, False)
+    RewardLog(db, log_key).accounts.set_disabled(username, False)
     typer.echo(f"enabled {username!r}")
 
 
@@ -217,12 +268,13 @@ def users_enable(
 def users_password(
     username: str = typer.Argument(...),
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
     password_stdin: bool = typer.Option(False, "--password-stdin"),
 ) -> None:
     """Set a new password (a new, audited row) and end the account's sessions."""
     from reportgen.review.store import RewardLog
 
-    store = RewardLog(db)
+    store = RewardLog(db, log_key)
     account = store.accounts.set_password(username, _password(password_stdin))
     ended = store.sessions.end_all(account.id)
     typer.echo(f"new password for {username!r}; ended {ended} sessions")
@@ -233,22 +285,25 @@ def users_role(
     username: str = typer.Argument(...),
     role: str = typer.Argument(..., help="reviewer | admin"),
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
 ) -> None:
     """Make an account a reviewer (edit and sign own drafts) or an admin (override, users)."""
     from reportgen.review.store import RewardLog
 
-    RewardLog(db).accounts.set_role(username, role)
+    RewardLog(db, log_key).accounts.set_role(username, role)
     typer.echo(f"{username!r} is now {role}")
 
 
 @users.command("end-sessions")
 def users_end_sessions(
-    username: str = typer.Argument(...), db: str = typer.Option("reviews.db", "--db", help=DB_HELP)
+    username: str = typer.Argument(...),
+    db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
 ) -> None:
     """Sign an account out everywhere, at once."""
     from reportgen.review.store import RewardLog
 
-    store = RewardLog(db)
+    store = RewardLog(db, log_key)
     account = store.accounts.by_name(username)
     if account is None:
         raise ConfigError(f"no user {username!r}")
@@ -258,10 +313,11 @@ def users_end_sessions(
 @corrections.command("export")
 def corrections_export(
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
+    log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
     out: Path = typer.Option(..., "--out", help="JSONL file to write."),
 ) -> None:
     """Write every correction (draft, signed report, field diff, time spent) as JSONL."""
     from reportgen.review.store import RewardLog
 
-    count = RewardLog(db).export_corrections(out)
+    count = RewardLog(db, log_key).export_corrections(out)
     typer.echo(f"wrote {count} corrections to {out}")

@@ -1,4 +1,8 @@
-"""Writing NIfTI files quickly and deterministically.
+"""Writing output files: atomically, readable by their owner only, and NIfTI deterministically.
+
+Every file the product writes may hold clinical content (images, reports, DICOM), so each
+is created 0600 and renamed into place whole (`replaced_privately`): no other local user
+can read it and no reader ever sees half of it.
 
 `.nii.gz` is compressed with ISA-L's gzip (the `isal` package: about 16x faster than
 zlib at level 1 here, same size, standard gzip) with mtime 0, so identical images give
@@ -8,6 +12,8 @@ identical bytes. Headers are fresh: scanner-anchored qform/sform and mm units on
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -27,10 +33,24 @@ def nifti_image(
     return image
 
 
+@contextmanager
+def replaced_privately(path: Path) -> Iterator[Path]:
+    """A new 0600 file beside `path` to write in; renamed over `path` when the block ends
+    (removed if it fails). Writers that open it by name keep its mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".{path.name}.partial")
+    part.unlink(missing_ok=True)  # a stale one from a crash may have another mode
+    os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        yield part
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
 def save_nifti(image: nib.Nifti1Image, path: Path) -> None:
-    """Save .nii or .nii.gz (deterministic bytes); written to a temp name, then renamed."""
+    """Save .nii or .nii.gz (deterministic bytes), privately and atomically."""
     raw = image.to_bytes()
     payload = igzip.compress(raw, compresslevel=1, mtime=0) if path.name.endswith(".gz") else raw
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    with replaced_privately(path) as part:
+        part.write_bytes(payload)

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.io import Study
+from reportgen.io.write import replaced_privately
 from reportgen.render.text import render_text
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
@@ -218,7 +219,5 @@ def print_pdf(page: str, out: Path) -> None:
         run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         if run.returncode != 0 or not target.exists():
             raise ConfigError(f"Chromium could not print the PDF (exit {run.returncode})")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_name(f".{out.name}.partial")
-        shutil.copyfile(target, part)
-        os.replace(part, out)
+        with replaced_privately(out) as part:
+            shutil.copyfile(target, part)

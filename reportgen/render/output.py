@@ -6,7 +6,6 @@ same everywhere and a written file always ends with a newline and is never half-
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from pydicom import Dataset
 
 from reportgen.errors import ConfigError
 from reportgen.io import Study
+from reportgen.io.write import replaced_privately
 from reportgen.render.fhir import to_fhir_bundle
 from reportgen.render.html import print_pdf, render_html
 from reportgen.render.text import render_text
@@ -108,16 +108,13 @@ def write_report(
 
 
 def _write_dicom(path: Path, ds: Dataset) -> None:
-    """Write atomically, as `write_text` does: a PACS must never receive half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.partial")
-    ds.save_as(part, enforce_file_format=True)
-    os.replace(part, path)
+    """Write atomically and privately, as `write_text` does: a PACS must never receive half
+    a file."""
+    with replaced_privately(path) as part:
+        ds.save_as(part, enforce_file_format=True)
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write atomically (a temporary file renamed over the target), newline-terminated."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.partial")
-    part.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    os.replace(part, path)
+    """Write atomically (a temporary file renamed over the target), 0600, newline-terminated."""
+    with replaced_privately(path) as part:
+        part.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")

@@ -25,7 +25,7 @@ from reportgen.review import routes_api, routes_auth, routes_pages
 from reportgen.review.deps import ReviewContext
 from reportgen.review.guard import Guard
 from reportgen.review.store import RewardLog
-from reportgen.review.throttle import SignInThrottle
+from reportgen.review.throttle import PasswordChecks, SignInThrottle
 from reportgen.review.viewer import StudyCache
 
 HERE = Path(__file__).parent
@@ -33,7 +33,8 @@ SESSION_HOURS = 8
 HSTS = "max-age=31536000; includeSubDomains"
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -48,6 +49,17 @@ class ReviewSettings:
     studies: Path | None = None
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     https_only: bool = False
+    # the HTTP server adds the security headers to every response, its own 400s for
+    # malformed requests included (`serve`); the app adds them when nothing else does
+    server_adds_headers: bool = False
+    password_check_slots: int = 1  # Argon2 checks at once: 1 leaves a core to the readers
+
+
+def security_headers(settings: ReviewSettings) -> dict[str, str]:
+    headers = dict(SECURITY_HEADERS)
+    if settings.https_only:
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
 
 
 async def _http_error(request: Request, exc: HTTPException):
@@ -74,6 +86,7 @@ def create_app(settings: ReviewSettings, reward_log: RewardLog | None = None) ->
         cache=StudyCache(),
         pages=Jinja2Templates(directory=str(HERE / "templates")),
         throttle=SignInThrottle(),
+        password_checks=PasswordChecks(settings.password_check_slots),
     )
     app.add_middleware(
         SessionMiddleware,
@@ -83,9 +96,7 @@ def create_app(settings: ReviewSettings, reward_log: RewardLog | None = None) ->
         same_site="strict",
         https_only=settings.https_only,
     )
-    headers = dict(SECURITY_HEADERS)
-    if settings.https_only:
-        headers["Strict-Transport-Security"] = HSTS
+    headers = {} if settings.server_adds_headers else security_headers(settings)
     app.add_middleware(Guard, headers=headers)  # last added: the outermost layer
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

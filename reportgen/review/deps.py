@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Annotated
@@ -21,14 +20,13 @@ from fastapi.templating import Jinja2Templates
 from reportgen.review import auth
 from reportgen.review.store import RewardLog
 from reportgen.review.store.log import DraftState, NotFound
-from reportgen.review.throttle import SignInThrottle
+from reportgen.review.throttle import PasswordChecks, SignInThrottle
 from reportgen.review.viewer import StudyCache
 
 MAX_ID = 2**63 - 1
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_CHARS = 32
 DraftId = Annotated[int, Path(ge=1, le=MAX_ID, description="a draft's id")]
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 @dataclass
@@ -40,6 +38,7 @@ class ReviewContext:
     cache: StudyCache
     pages: Jinja2Templates
     throttle: SignInThrottle
+    password_checks: PasswordChecks
 
 
 def context(request: Request) -> ReviewContext:
@@ -72,16 +71,36 @@ def lang(request: Request) -> str:
     return "zh" if request.query_params.get("lang") == "zh" else "en"
 
 
-def _depth(text: str) -> int:
-    """How deeply the JSON text nests (strings removed first, so brackets in them don't count)."""
-    depth = deepest = 0
-    for char in _STRINGS.sub("", text):
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
+def _check_tree(body: object) -> None:
+    """Depth, and strings a database can store, over the parsed body: one iterative pass.
+
+    Checked after parsing (the C parser is linear in the body's size; a regex over the raw
+    text was not), without recursion, so any shape of body costs time linear in its size.
+    A lone surrogate ("\\ud800") cannot be encoded and PostgreSQL refuses a NUL character:
+    both would otherwise fail deep in the store."""
+    stack: list[tuple[object, int]] = [(body, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            items = [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            items = item
+        else:
+            if isinstance(item, str):
+                _check_text(item)
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise HTTPException(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in items)
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise HTTPException(400, "the request body holds a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise HTTPException(400, "the request body holds an unpaired surrogate") from exc
 
 
 def _number(kind):
@@ -101,14 +120,14 @@ def _no_constant(name: str):
 
 
 async def json_body(request: Request) -> dict:
-    """The request body as a JSON object of bounded depth and number size (400 otherwise)."""
+    """The request body as a JSON object of bounded depth and number size (400 otherwise).
+
+    Every step is linear in the body's size (the body itself is capped by `guard.Guard`):
+    a body nested past the interpreter's recursion limit fails inside the parser."""
     raw = await request.body()
     try:
-        text = (raw or b"{}").decode("utf-8")
-        if _depth(text) > MAX_JSON_DEPTH:
-            raise HTTPException(400, f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
         body = json.loads(
-            text,
+            (raw or b"{}").decode("utf-8"),
             parse_int=_number(int),
             parse_float=_number(float),
             parse_constant=_no_constant,
@@ -117,4 +136,5 @@ async def json_body(request: Request) -> dict:
         raise HTTPException(400, "the request body is not JSON within limits") from exc
     if not isinstance(body, dict):
         raise HTTPException(400, "the request body must be a JSON object")
+    _check_tree(body)
     return body

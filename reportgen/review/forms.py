@@ -90,6 +90,8 @@ def _coerce(spec: FieldSpec, raw: object, where: str) -> Scalar | None:
         raise FormError(f"{where}: expected true or false, got {raw!r}")
     if not isinstance(raw, str):
         raise FormError(f"{where}: expected text, got {raw!r}")
+    if spec.type == "enum" and raw not in spec.values:
+        raise FormError(f"{where}: {raw[:64]!r} is not one of the template's values")
     return raw
 
 

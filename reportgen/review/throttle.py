@@ -1,17 +1,55 @@
-"""Sign-in throttling: exponential back-off per account name and per client address.
+"""Sign-in flood control: back-off per account name and client address, and a cap on the
+Argon2 checks running at once.
 
-After `free` failures in a row a key is locked for 1 s, then 2, 4, ... up to `max_lock_s`;
-while locked, sign-in is refused before the password is even checked (so the right
-password does not get in either). A success clears the account's and the address's count.
-In memory, per process: a restart forgets, which only ever makes it more lenient.
+`SignInThrottle`: after `free` failures in a row a key is locked for 1 s, then 2, 4, ... up
+to `max_lock_s`; while locked, sign-in is refused before the password is even checked (so
+the right password does not get in either). A success clears the account's count. In
+memory, per process: a restart forgets, which only ever makes it more lenient.
+
+`PasswordChecks`: Argon2 is memory- and CPU-hard on purpose, so at most `slots` checks run
+at once, on threads of their own. A sign-in waiting for a slot waits on the event loop,
+holding no thread of the pool the readers' requests run on, and gets `Busy` (503) after
+`wait_s`: a flood of sign-ins slows sign-ins, never reading.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
+
+from reportgen.errors import ReportgenError
+
+T = TypeVar("T")
+POLL_S = 0.02
+
+
+class Busy(ReportgenError):
+    """Too many sign-ins are being checked at once; the client should retry shortly."""
+
+
+class PasswordChecks:
+    def __init__(self, slots: int = 1, wait_s: float = 5.0):
+        self.wait_s = wait_s
+        # a threading semaphore polled from the loop: asyncio's would bind to the first
+        # event loop that waits on it, and a test client starts one per request
+        self.slots = threading.BoundedSemaphore(slots)
+        self._threads = ThreadPoolExecutor(slots, thread_name_prefix="argon2")
+
+    async def run(self, check: Callable[..., T], *args) -> T:
+        deadline = time.monotonic() + self.wait_s
+        while not self.slots.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                raise Busy("too many sign-ins at once; try again in a few seconds")
+            await asyncio.sleep(POLL_S)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, check, *args)
+        finally:
+            self.slots.release()
 
 
 @dataclass

@@ -132,3 +132,87 @@ def run_load(
         thread.join(timeout=120)
     result.seconds = time.monotonic() - start
     return result
+
+
+@dataclass
+class FloodResult:
+    reader_ms: list[float]  # a signed-in reader's reads while the flood ran
+    baseline_ms: list[float]  # the same reads before it
+    sign_in_statuses: dict[int, int]  # HTTP status -> how many sign-ins got it
+    reader_errors: int = 0
+
+    def summary(self) -> dict:
+        def stats(values: list[float]) -> dict:
+            lat = np.asarray(values) if values else np.zeros(1)
+            return {
+                "reads": len(values),
+                "p50_ms": round(float(np.percentile(lat, 50)), 1),
+                "p95_ms": round(float(np.percentile(lat, 95)), 1),
+                "max_ms": round(float(lat.max()), 1),
+            }
+
+        return {
+            "baseline": stats(self.baseline_ms),
+            "during_flood": stats(self.reader_ms),
+            "reader_errors": self.reader_errors,
+            "sign_in_statuses": {str(k): v for k, v in sorted(self.sign_in_statuses.items())},
+        }
+
+
+def sign_in_flood(
+    base_url: str, reader: httpx.Client, draft_id: int, attackers: int = 60, rounds: int = 2
+) -> FloodResult:
+    """`attackers` clients, each from its own loopback address (127.0.0.2, ...) and with its
+    own unknown name (so no lock-out spares the server an Argon2 check), sign in with wrong
+    passwords `rounds` times, all at once, while `reader` reads a draft in a loop."""
+
+    def timed_read() -> float:
+        start = time.perf_counter()
+        response = reader.get(f"/api/drafts/{draft_id}")
+        if response.status_code != 200:
+            raise RuntimeError(f"read failed: {response.status_code}")
+        return (time.perf_counter() - start) * 1000
+
+    result = FloodResult([], [timed_read() for _ in range(30)], {})
+    ready = threading.Barrier(attackers + 1)
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def attack(i: int) -> None:
+        address = f"127.0.{i // 250}.{i % 250 + 2}"
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(base_url=base_url, transport=transport, timeout=60) as client:
+            token = re.search(
+                r'name="csrf_token" value="([^"]+)"', client.get("/login").text
+            ).group(1)
+            ready.wait()
+            for _ in range(rounds):
+                status = client.post(
+                    "/login",
+                    data={
+                        "username": f"nobody{i}",
+                        "password": "wrong password",
+                        "csrf_token": token,
+                    },
+                ).status_code
+                with lock:
+                    result.sign_in_statuses[status] = result.sign_in_statuses.get(status, 0) + 1
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                result.reader_ms.append(timed_read())
+            except (RuntimeError, httpx.HTTPError):
+                result.reader_errors += 1
+
+    threads = [threading.Thread(target=attack, args=(i,)) for i in range(attackers)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    reading = threading.Thread(target=read)
+    reading.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    reading.join()
+    return result

@@ -19,7 +19,9 @@ def free_port() -> int:
 
 
 class ReviewServer:
-    def __init__(self, db: str, studies: Path | None, log_file: Path):
+    def __init__(
+        self, db: str, studies: Path | None, log_file: Path, extra_args: tuple[str, ...] = ()
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [
@@ -34,6 +36,7 @@ class ReviewServer:
         ]
         if studies is not None:
             args += ["--studies", str(studies)]
+        args += list(extra_args)
         self._log = log_file.open("w")
         self.process = subprocess.Popen(
             args,

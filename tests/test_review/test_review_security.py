@@ -29,6 +29,7 @@ from helpers.review import (
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from reportgen.errors import ConfigError
 from reportgen.review.app import ReviewSettings, create_app
 from reportgen.review.drafts import import_drafts
 from reportgen.review.store import RewardLog
@@ -152,10 +153,10 @@ def test_an_unknown_name_costs_exactly_one_argon2_check_like_a_known_one(env):
 def test_sign_ins_beyond_the_concurrent_check_limit_get_503_not_a_queue(env):
     db, store, root, _ = env
     client = client_for(store, db, root)
-    checks = store.accounts._checks
-    store.accounts.wait_s = 0.05
+    checks = client.app.state.review.password_checks
+    checks.wait_s = 0.05
     held = 0
-    while checks.acquire(blocking=False):  # every Argon2 slot busy
+    while checks.slots.acquire(blocking=False):  # every Argon2 slot busy
         held += 1
     try:
         token = csrf_from(client.get("/login").text)
@@ -164,7 +165,7 @@ def test_sign_ins_beyond_the_concurrent_check_limit_get_503_not_a_queue(env):
         )
     finally:
         for _ in range(held):
-            checks.release()
+            checks.slots.release()
     assert busy.status_code == 503 and busy.headers["retry-after"] == "2"
     assert sign_in(client).status_code == 303
 
@@ -229,7 +230,7 @@ def test_verify_names_a_row_slipped_in_without_a_link(tmp_path, cli):
     store = RewardLog(db)
     store.accounts.add("alice", "Dr Alice", PASSWORD)
     result = cli("review", "verify", "--db", db)
-    assert result.code == 0 and "ok: 3 rows chained" in result.out
+    assert result.code == 0 and "ok: 4 rows chained" in result.out  # the key link and 3 rows
     raw = sqlite3.connect(db)
     raw.execute("INSERT INTO audit_events (at, action, detail) VALUES ('2020-01-01', 'x', '{}')")
     raw.commit()
@@ -473,5 +474,13 @@ def test_a_log_from_before_the_chain_is_linked_whole_by_the_upgrade(tmp_path):
         )
     engine.dispose()
     store = RewardLog(db)
-    assert store.verify() == [] and store.chain_head()[0] == 2
+    assert store.chain_head()[0] == 2 and store.key is None
     assert store.accounts.by_name("alice").role == "reviewer"
+    [unkeyed] = store.verify()
+    assert "not keyed" in unkeyed and "reportgen review rekey" in unkeyed
+    with pytest.raises(BrokenChain, match="not keyed"):
+        store.check_chain()  # the app refuses to serve it until the operator rekeys
+    assert store.rekey().is_file() and store.verify() == []
+    with pytest.raises(ConfigError, match="keyed already"):
+        store.rekey()
+    assert RewardLog(db).verify() == []  # opened again, with the key it was keyed with

@@ -58,8 +58,11 @@ def test_versioned_saves_refuse_stale_edits_and_keep_both_sides(setup):
 def test_a_value_the_template_forbids_is_refused_and_nothing_is_stored(setup):
     store, draft_id, draft, _, alice, _ = setup
     before = store.audit_trail()
+    forbidden = edit(draft, alice)  # past the form, which offers only allowed values
+    margin = forbidden.findings[0].fields["margin"]
+    forbidden.findings[0].fields["margin"] = margin.model_copy(update={"value": "shape_round"})
     with pytest.raises(RefusedEdit, match="not allowed"):
-        store.save(draft_id, alice, 0, edit(draft, alice, margin="shape_round"))
+        store.save(draft_id, alice, 0, forbidden)
     with pytest.raises(RefusedEdit, match="outside the allowed range"):
         store.save(draft_id, alice, 0, edit(draft, alice, size_mm=5000))
     assert store.revision_numbers(draft_id) == [] and store.audit_trail() == before

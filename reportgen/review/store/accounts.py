@@ -3,31 +3,26 @@
 An account is its `clinicians` row (name, first password) plus its `account_changes`
 (new password hashes, roles, disabled or enabled), all append-only. Sign-in spends exactly
 one Argon2 verification whether or not the name exists (unknown names are checked against
-a fixed dummy hash), and at most `max_checks` verifications run at once, so a flood of
-sign-ins can neither tell names apart nor starve the readers of CPU.
+a fixed dummy hash), so timing cannot tell names apart. How many verifications run at once
+is the review app's business (`reportgen.review.throttle.PasswordChecks`).
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reportgen.errors import ConfigError, ReportgenError
+from reportgen.errors import ConfigError
 from reportgen.review.store.models import ROLES, AccountChange, AuditEvent, Clinician
-from reportgen.review.store.writing import writing
+from reportgen.review.store.writing import Writer
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
-
-
-class Busy(ReportgenError):
-    """Too many sign-ins are being checked at once; the client should retry shortly."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +50,10 @@ def _check_username(username: str) -> str:
     return username
 
 
+def _plausible_username(username: str) -> bool:
+    return 0 < len(username) <= 64 and username.isascii() and username.isprintable()
+
+
 def _check_password(password: str) -> None:
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise ConfigError(
@@ -71,12 +70,11 @@ def _check_role(role: str) -> str:
 class Accounts:
     """The accounts in one reward log."""
 
-    def __init__(self, engine: Engine, max_checks: int = 2, wait_s: float = 5.0):
-        self.engine = engine
-        self.wait_s = wait_s
+    def __init__(self, write: Writer):
+        self.engine = write.engine
+        self.write = write
         self._hasher = PasswordHasher()
         self._dummy: str | None = None  # made on first use: CLI commands never need it
-        self._checks = threading.BoundedSemaphore(max_checks)
 
     def _dummy_hash(self) -> str:
         """A hash of a random password: what an unknown name is checked against."""
@@ -117,36 +115,41 @@ class Accounts:
             rows = session.scalars(select(Clinician).order_by(Clinician.id)).all()
             return [self._state(session, c)[0] for c in rows]
 
-    def authenticate(self, username: str, password: str) -> Account | None:
-        """The account if the name and password match and it is enabled (one Argon2 check).
-
-        Raises `Busy` when `max_checks` checks are already running for longer than `wait_s`.
-        """
-        if len(password) > MAX_PASSWORD_LENGTH or len(username) > 64:
-            return None
+    def credentials(self, username: str) -> tuple[Account | None, str | None]:
+        """The account and its password hash, if `username` could be one (no query for a
+        name no account can have: over-long, control characters, NUL)."""
+        if not _plausible_username(username):
+            return None, None
         with Session(self.engine) as session:
             clinician = session.scalar(select(Clinician).where(Clinician.username == username))
-            account, stored = self._state(session, clinician) if clinician else (None, None)
+            return self._state(session, clinician) if clinician else (None, None)
+
+    def password_matches(self, stored: str | None, password: str) -> bool:
+        """One Argon2 verification, against the dummy hash when there is no account, so an
+        unknown name costs what a known one does."""
         dummy = self._dummy_hash()  # before the check, so both paths time one verification
-        if not self._checks.acquire(timeout=self.wait_s):
-            raise Busy("too many sign-ins at once; try again in a few seconds")
         try:
             self._hasher.verify(stored or dummy, password)
-            matched = stored is not None
         except (VerificationError, InvalidHashError):
-            matched = False
-        finally:
-            self._checks.release()
-        if not matched or account is None or account.disabled:
-            return None
-        return account
+            return False
+        return stored is not None
+
+    @staticmethod
+    def admitted(account: Account | None, matched: bool) -> Account | None:
+        """Who signs in: the account if its password matched and it is enabled."""
+        return account if matched and account is not None and not account.disabled else None
+
+    def authenticate(self, username: str, password: str) -> Account | None:
+        """The account if the name and password match and it is enabled (one Argon2 check)."""
+        account, stored = self.credentials(username)
+        return self.admitted(account, self.password_matches(stored, password))
 
     # -- changing -------------------------------------------------------------------
     def add(self, username: str, display_name: str, password: str, role: str = "reviewer") -> int:
         username = _check_username(username)
         _check_password(password)
         _check_role(role)
-        with writing(self.engine) as session:
+        with self.write() as session:
             if session.scalar(select(Clinician).where(Clinician.username == username)):
                 raise ConfigError(f"user {username!r} already exists")
             clinician = Clinician(
@@ -163,7 +166,7 @@ class Accounts:
             return clinician.id
 
     def _change(self, username: str, by: int | None, action: str, **change) -> Account:
-        with writing(self.engine) as session:
+        with self.write() as session:
             clinician = session.scalar(select(Clinician).where(Clinician.username == username))
             if clinician is None:
                 raise ConfigError(f"no user {username!r}")

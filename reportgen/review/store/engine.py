@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
@@ -95,14 +95,17 @@ APP_GRANTS = (
     "GRANT USAGE ON SCHEMA public TO {role}",
     "GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO {role}",
     "REVOKE INSERT ON alembic_version FROM {role}",
-    "GRANT UPDATE ON sessions TO {role}",
+    "REVOKE UPDATE ON sessions FROM {role}",
+    "GRANT UPDATE (last_seen_at, ended_at) ON sessions TO {role}",
+    "GRANT UPDATE (id) ON writer_lock TO {role}",  # to lock its row; a trigger refuses writes
     "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
 )
 
 
 def grant_app_role(engine: Engine, role: str) -> None:
-    """PostgreSQL: let `role` (which owns nothing) read and append, and update sessions only:
-    no UPDATE or DELETE of the log, no TRUNCATE, DROP or ALTER."""
+    """PostgreSQL: let `role` (which owns nothing) read and append, note a session's last
+    request and end it, and take the writer lock: no UPDATE or DELETE of the log, no
+    TRUNCATE, DROP or ALTER. Run again after an upgrade that adds tables."""
     if engine.dialect.name != "postgresql":
         raise ConfigError("--app-role is for PostgreSQL; a SQLite file has no roles")
     if not role.replace("_", "").isalnum():
@@ -124,9 +127,29 @@ def grant_app_role(engine: Engine, role: str) -> None:
             connection.execute(text(statement.format(role=role)))
 
 
+def check_schema(engine: Engine) -> None:
+    """Every table and column the store uses is there (one sentence, exit 2, otherwise):
+    a database whose migrations say "up to date" can still have lost tables by hand."""
+    from reportgen.review.store.models import Base
+
+    inspector = inspect(engine)
+    present = set(inspector.get_table_names())
+    missing = [name for name in Base.metadata.tables if name not in present]
+    for name, table in Base.metadata.tables.items():
+        if name in present:
+            columns = {c["name"] for c in inspector.get_columns(name)}
+            missing += [f"{name}.{c.name}" for c in table.columns if c.name not in columns]
+    if missing:
+        raise ConfigError(
+            f"the reward log's schema is damaged ({', '.join(missing[:5])} missing): "
+            "restore the database from a backup"
+        )
+
+
 def open_log_engine(db: str) -> Engine:
     engine = create_log_engine(db)
     migrate(engine)
+    check_schema(engine)
     return engine
 
 

@@ -19,13 +19,15 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from reportgen.errors import InputError, ReportgenError
+from reportgen.errors import ConfigError, InputError, ReportgenError
+from reportgen.io.write import replaced_privately
 from reportgen.report import Report, load_template, validate_report
 from reportgen.report.compare import diff_reports
 from reportgen.report.correction import CorrectionDiff, CorrectionRecord
 from reportgen.review.store import chain
 from reportgen.review.store.accounts import Account, Accounts
 from reportgen.review.store.engine import open_log_engine
+from reportgen.review.store.log_key import create_key, default_key_file, fingerprint, read_key
 from reportgen.review.store.models import (
     AuditEvent,
     Claim,
@@ -38,7 +40,7 @@ from reportgen.review.store.models import (
     StudyRow,
 )
 from reportgen.review.store.sessions import Sessions
-from reportgen.review.store.writing import writing
+from reportgen.review.store.writing import Writer
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +110,53 @@ class BrokenChain(ReportgenError):
 class RewardLog:
     """The reward log over one database (SQLite file or PostgreSQL URL)."""
 
-    def __init__(self, db: str | Engine, max_sign_in_checks: int = 2):
+    def __init__(self, db: str | Engine, log_key: Path | None = None):
+        """Open (and bring up to date) the log; `log_key` is its key file (default:
+        `log_key.default_key_file`). A new log gets a new key and is keyed from its first
+        link; a log keyed before needs its key; a log from before keys opens unkeyed
+        (`verify` says so until `rekey`)."""
         self.engine = open_log_engine(db) if isinstance(db, str) else db
         if self.engine.dialect.name == "sqlite":
             _immediate_transactions(self.engine)
-        self.accounts = Accounts(self.engine, max_checks=max_sign_in_checks)
+        self.key_file = Path(log_key) if log_key else default_key_file(self.engine.url)
+        self.key = self._open_key()
+        self.write = Writer(self.engine, self.key)
+        self.accounts = Accounts(self.write)
         self.sessions = Sessions(self.engine)
+
+    def _open_key(self) -> bytes | None:
+        with self.engine.connect() as connection:
+            links, recorded = chain.key_state(connection)
+        if recorded is None and links:
+            return None  # from before keys: `rekey` keys it, by the operator's choice
+        if recorded is None:
+            key = create_key(self.key_file)
+            with Writer(self.engine, key)() as session:  # under the lock: one first link
+                if chain.key_state(session.connection()) == (0, None):
+                    chain.add_key_link(session.connection(), key)
+            return self._open_key()
+        key = read_key(self.key_file)
+        if fingerprint(key) != recorded:
+            raise ConfigError(
+                f"log key {self.key_file} is not the key this reward log was keyed with"
+            )
+        return key
+
+    def rekey(self) -> Path:
+        """Key a log from before keys, once: its plain chain must verify first; the key
+        link then seals every row before it. Returns the key file."""
+        if self.key is not None:
+            raise ConfigError("the reward log is keyed already")
+        problems = [p for p in self.verify() if "not keyed" not in p]
+        if problems:
+            raise BrokenChain(f"the reward log was altered outside the app: {problems[0]}")
+        key = create_key(self.key_file)
+        with Writer(self.engine, key)() as session:
+            chain.add_key_link(session.connection(), key)
+        self.key = key
+        self.write = Writer(self.engine, key)
+        self.accounts.write = self.write
+        return self.key_file
 
     def close(self) -> None:
         self.engine.dispose()
@@ -121,7 +164,7 @@ class RewardLog:
     def verify(self) -> list[str]:
         """Problems with the hash chain, the first broken link first (empty: intact)."""
         with self.engine.connect() as connection:
-            return chain.verify(connection)
+            return chain.verify(connection, self.key)
 
     def chain_head(self) -> tuple[int, str]:
         """(links, hash of the last link): kept elsewhere, it shows a log later cut short."""
@@ -150,7 +193,7 @@ class RewardLog:
             raise InputError(source_path, "the draft does not pass `reportgen validate`")
         text = report.to_json()
         digest = hashlib.sha256(text.encode()).hexdigest()
-        with writing(self.engine) as session:
+        with self.write() as session:
             existing = session.scalar(select(DraftRow.id).where(DraftRow.content_sha256 == digest))
             if existing is not None:
                 return existing, False
@@ -270,7 +313,7 @@ class RewardLog:
     def open(self, draft_id: int, clinician_id: int) -> Account | None:
         """A clinician opened the draft's review page: audited, and the draft is theirs to
         edit if no one has claimed it (nor signed it). Returns the claimant."""
-        with writing(self.engine) as session:
+        with self.write() as session:
             if session.get(DraftRow, draft_id) is None:
                 raise NotFound(f"no draft {draft_id}")
             session.add(AuditEvent(clinician_id=clinician_id, action="open", draft_id=draft_id))
@@ -363,7 +406,7 @@ class RewardLog:
         saves over another clinician's claim unless an admin asks to `override`."""
         text, _ = self._prepared(draft_id, report, clinician_id)
         try:
-            with writing(self.engine) as session:
+            with self.write() as session:
                 self._base(session, draft_id, base_version, clinician_id, override)
                 session.add(
                     Revision(
@@ -402,7 +445,7 @@ class RewardLog:
         diff = diff_reports(drafted, Report.from_json(text)).to_dict()
         diff["comment_changed"] = drafted.comment != report.comment
         try:
-            with writing(self.engine) as session:
+            with self.write() as session:
                 draft = self._base(session, draft_id, base_version, clinician_id, override)
                 number = base_version + 1
                 session.add(
@@ -471,7 +514,7 @@ class RewardLog:
         draft_id: int | None = None,
         detail: dict | None = None,
     ) -> None:
-        with writing(self.engine) as session:
+        with self.write() as session:
             session.add(
                 AuditEvent(
                     clinician_id=clinician_id, action=action, draft_id=draft_id, detail=detail or {}
@@ -542,17 +585,16 @@ class RewardLog:
                 )
 
     def export_corrections(self, out: Path) -> int:
-        """Write corrections as JSONL (atomically: a partial file never replaces a good one)."""
+        """Write corrections as JSONL, 0600 (signed reports and clinicians' names), atomically:
+        a partial file never replaces a good one."""
         out = Path(out)
         if not out.parent.is_dir():
             raise InputError(out.parent, "folder does not exist")
         self.check_chain()  # never hand the learner a log someone rewrote
-        tmp = out.with_name(out.name + ".partial")
         count = 0
-        with tmp.open("w", encoding="utf-8") as handle:
+        with replaced_privately(out) as part, part.open("w", encoding="utf-8") as handle:
             for record in self.corrections():
                 handle.write(record.to_json_line() + "\n")
                 count += 1
-        tmp.replace(out)
         self.audit("export", detail={"corrections": count})
         return count

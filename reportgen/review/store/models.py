@@ -7,7 +7,8 @@ record, and every action appends to the audit trail. Account changes (password, 
 disabled) and claims on drafts are inserts too. Nothing is updated or deleted; the
 migrations install triggers that make the database itself refuse it, and every appended
 row is a link of the hash chain in `ledger` (see `chain.py`), so a row rewritten behind
-the app's back is found. Only `sessions` changes in place: it is not part of the record.
+the app's back is found. Only `sessions` changes in place (it is not part of the record),
+and only as far as a trigger allows: a last request noted, an end set once.
 """
 
 from __future__ import annotations
@@ -180,3 +181,10 @@ class SessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WriterLock(Base):
+    """One row that every writer locks first (PostgreSQL): see `writing.Writer`."""
+
+    __tablename__ = "writer_lock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
