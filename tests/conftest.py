@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).parent / "data"
+pytest_plugins = ["helpers.review_env"]  # `env`: a reward log on each backend
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

@@ -53,24 +53,27 @@ def _dicom_studies(folder: Path) -> dict[Path, str]:
 
 
 def batch_sources(folder: Path) -> list:
-    """The studies of a batch: NIfTI study folders (`discover_studies`), or, in a folder of
-    DICOM studies, each sub-folder."""
+    """The studies of a batch: a manifest's rows, else every entry of the folder (DICOM
+    studies, NIfTI study folders and files, and whatever else is there, an empty folder
+    included), so each gets its line in the summary, drafted or refused with why."""
     from reportgen.data.sources import StudySource, discover_studies
 
-    dicom = _dicom_studies(folder) if not (folder / "manifest.jsonl").exists() else {}
-    if len(set(dicom.values())) > 1:
-        return [StudySource(c.name, c) for c in dicom]
-    return discover_studies(folder)
+    if (folder / "manifest.jsonl").exists():
+        return discover_studies(folder)
+    return [StudySource(c.name, c) for c in sorted(folder.iterdir()) if not c.name.startswith(".")]
 
 
-def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, options) -> list:
+def generate_batch(
+    folder: Path, out_dir: Path, choose, fmt: str, lang: str, options, force: bool = False
+) -> list:
     """Draft every study under `folder` into `out_dir` with the generator `choose` gives
-    for its anatomy (`GeneratorChoice`); returns one `Outcome` per study."""
+    for its anatomy (`GeneratorChoice`); `force` drafts misfits with the warning, as for
+    one study. Returns one `Outcome` per entry of the folder."""
     from tqdm.auto import tqdm
 
     from reportgen.io import load_study
     from reportgen.io.dicom import source_headers
-    from reportgen.model.drafting import draft_checked
+    from reportgen.model.drafting import draft_checked, refuse_from_headers
     from reportgen.render.output import DICOM_FORMATS, SUFFIX, write_report, write_text
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -81,6 +84,7 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
     for source in tqdm(sources, desc="generate", unit="study"):
         where = str(source.path.relative_to(folder))
         try:
+            refuse_from_headers(source.path, choose, force)
             study = load_study(source.path)
             if study.study_id in seen:
                 raise InputError(source.path, f"study id {study.study_id!r} was already drafted")
@@ -90,7 +94,7 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
             options.explain_dir = (
                 out_dir / f"{study.study_id}_evidence" if options.explain else None
             )
-            checked = draft_checked(study, choose, options)  # a misfit is refused, with why
+            checked = draft_checked(study, choose, options, force)  # a misfit: refused, or warned
             draft, generator = checked.draft, checked.generator
             write_report(
                 target,
@@ -103,7 +107,8 @@ def generate_batch(folder: Path, out_dir: Path, choose, fmt: str, lang: str, opt
                 draft.grid_affine,
                 study=study,
             )
-            outcomes.append(Outcome(where, study.study_id, "drafted", target.name))
+            warned = "".join(f"; warning: {message}" for message in checked.warnings)
+            outcomes.append(Outcome(where, study.study_id, "drafted", target.name + warned))
         except ReportgenError as exc:
             outcomes.append(Outcome(where, None, "refused", str(exc)))
         except Exception as exc:  # one study's unexpected failure must not stop the rest

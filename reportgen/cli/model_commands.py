@@ -281,12 +281,12 @@ def generate(
     from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
     from reportgen.io import load_study
     from reportgen.io.dicom import source_headers
-    from reportgen.model.drafting import draft_checked
+    from reportgen.model.drafting import draft_checked, refuse_from_headers
     from reportgen.model.generate import GenerateOptions
     from reportgen.model.generators import GeneratorChoice
     from reportgen.render.output import DICOM_FORMATS, check_output, format_report, write_report
 
-    check_output(fmt, lang, out)
+    check_output(fmt, lang, out)  # also refuses an `out` that cannot be written
     if beams < 1:
         raise ConfigError("--beams must be at least 1")
     choose = GeneratorChoice(model, template)  # named, else by each study's anatomy
@@ -294,12 +294,13 @@ def generate(
         if out is None:
             raise ConfigError("a folder of studies needs --out FOLDER for the drafts")
         options = GenerateOptions(num_beams=beams, explain=explain)
-        outcomes = generate_batch(study, out, choose, fmt, lang, options)
+        outcomes = generate_batch(study, out, choose, fmt, lang, options, force)
         print_summary(outcomes)
         typer.echo(NOT_FOR_CLINICAL_USE, err=True)
         if any(o.status != "drafted" for o in outcomes):
             raise typer.Exit(1)
         return
+    refuse_from_headers(study, choose, force)  # a tagged study of another region: at once
     loaded = load_study(study, sequence=sequence)
     source = source_headers(loaded) if fmt in DICOM_FORMATS else None  # refused before drafting
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None

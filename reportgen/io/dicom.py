@@ -95,13 +95,8 @@ def read_dicom(path: Path, headers_only: bool = False) -> pydicom.Dataset:
         return ds
 
 
-def first_study_uid(folder: Path, tries: int = 50) -> str | None:
-    """The StudyInstanceUID of the first DICOM file under `folder` (None if the first
-    `tries` files hold none): enough to tell a study's series folders (one UID) from a
-    folder of studies (several)."""
-    for tried, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
-        if tried >= tries:
-            return None
+def _study_uid_of_first(files: list[Path]) -> str | None:
+    for path in files:
         try:
             ds = read_dicom(path, headers_only=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
@@ -111,10 +106,46 @@ def first_study_uid(folder: Path, tries: int = 50) -> str | None:
     return None
 
 
+def first_study_uid(folder: Path, tries: int = 50) -> str | None:
+    """The StudyInstanceUID of the first DICOM file under `folder` (None if the first
+    `tries` files hold none): enough to tell a study's series folders (one UID) from a
+    folder of studies (several)."""
+    return _study_uid_of_first(sorted(p for p in folder.rglob("*") if p.is_file())[:tries])
+
+
+def holds_dicom(files: list[Path]) -> bool:
+    """Whether any of `files` is a DICOM image of a study."""
+    return _study_uid_of_first(files) is not None
+
+
+NO_GEOMETRY = "no patient geometry (ImagePositionPatient/ImageOrientationPatient)"
+_SCANNED: dict[Path, tuple[tuple, list[SeriesGroup]]] = {}
+
+
 def scan_dicom_folder(folder: Path) -> list[SeriesGroup]:
-    """Read every DICOM header under a folder (no pixel data) and group by series."""
+    """Every DICOM header under a folder (no pixel data), grouped by series.
+
+    Headers are read once per folder and kept while its files are unchanged (names, sizes,
+    modification times), so the anatomy check on the headers, the conversion and the
+    DICOM SR's references all share one read."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    stats = [p.stat() for p in files]
+    fingerprint = tuple(
+        (str(p), s.st_size, s.st_mtime_ns) for p, s in zip(files, stats, strict=True)
+    )
+    key = folder.resolve()
+    cached = _SCANNED.get(key)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    groups = _scan(folder, files)
+    _SCANNED.clear()  # one folder at a time: a batch or a PACS watch moves on
+    _SCANNED[key] = (fingerprint, groups)
+    return groups
+
+
+def _scan(folder: Path, files: list[Path]) -> list[SeriesGroup]:
     groups: dict[str, SeriesGroup] = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in files:
         if path.name.upper() == "DICOMDIR":
             continue
         try:
@@ -221,7 +252,7 @@ def _convert_group_volumes(
     group: SeriesGroup, kind: str | None, reason: str
 ) -> list[ConvertedSeries]:
     if not _has_geometry(group.first):
-        raise ValueError("no patient geometry (ImagePositionPatient/ImageOrientationPatient)")
+        raise ValueError(NO_GEOMETRY)
     info = technical_info(group.first)
     calculated = is_calculated(group.first)
     normal = acquisition_normal(group.first)
@@ -288,6 +319,12 @@ def _convert_group_volumes(
                 normal=normal,
                 calculated=calculated,
             )
+        )
+    if kind == "DWI" and len(volumes) > 1 and not any(v.bvals for v in volumes):
+        raise ValueError(
+            f"{len(volumes)} diffusion volumes and no b-values in the headers, so which one "
+            "is the model's b-value cannot be told; export the series with its b-values "
+            "(DiffusionBValue), or name a single-b series DWI"
         )
     return volumes
 
@@ -485,8 +522,12 @@ def _why(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) -> DicomConversion:
-    """Convert every series under a folder; series that cannot be converted are listed, not hidden."""
+def convert_dicom_folder(
+    folder: Path, overrides: dict[int, str] | None = None, protocol_only: bool = False
+) -> DicomConversion:
+    """Convert every series under a folder (with `protocol_only`, only those the headers
+    call a protocol sequence: what a draft reads); series not converted are listed with
+    why, never hidden."""
     overrides = overrides or {}
     converted: list[ConvertedSeries] = []
     skipped: list[tuple[int, str]] = []
@@ -504,9 +545,24 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
             kind, reason = overrides[group.number], NAMED_ON_COMMAND_LINE
         else:
             kind, reason = classify_series(group)
+        if kind is None and protocol_only:  # said from its headers, without converting it
+            unusable = not _has_geometry(group.first)
+            skipped.append(
+                (
+                    group.number,
+                    f"cannot be converted: {NO_GEOMETRY}"
+                    if unusable
+                    else f"not a protocol sequence ({reason}); not read",
+                )
+            )
+            continue
         try:
             volumes = _convert_group(group, kind, reason)
         except Exception as exc:  # dicom2nifti/SimpleITK raise many types for unusable series
+            if reason == NAMED_ON_COMMAND_LINE:  # the user asked for it: never drop it quietly
+                raise InputError(
+                    folder, f"series {group.number}, named {kind}, cannot be read: {_why(exc)}"
+                ) from exc
             skipped.append((group.number, f"cannot be converted: {_why(exc)}"))
             continue
         for vol in volumes:
@@ -522,17 +578,17 @@ def convert_dicom_folder(folder: Path, overrides: dict[int, str] | None = None) 
 
 
 def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
-    """A DICOM folder as a Study (no files written)."""
-    conversion = convert_dicom_folder(folder)
+    """A DICOM folder as a Study (no files written): only the series that can be one of
+    the protocol's sequences are converted."""
+    conversion = convert_dicom_folder(folder, protocol_only=True)
     warnings = list(conversion.warnings) + [f"series {n}: {why}" for n, why in conversion.skipped]
     sequences: dict[str, Volume] = {}
     metadata: dict = {"series": {}}
+    unread: dict[int, list[str]] = defaultdict(list)  # one line per series, not per volume
     for vol in conversion.converted:
         if vol.name is None:
             if vol.kind is None:  # a losing candidate was already named in the warnings
-                warnings.append(
-                    f"series {vol.series_number}: not a protocol sequence ({vol.reason}); ignored"
-                )
+                unread[vol.series_number].append(vol.reason)
             continue
         data = vol.data.astype(np.float32)
         src = Path(folder) / f"series-{vol.series_number}"
@@ -548,9 +604,15 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
         }
         if vol.name == "DWI" and bvals:
             metadata["series"]["DWI"]["b_value"] = bvals[0]
+    for number, reasons in unread.items():
+        warnings.append(
+            f"series {number}: not a protocol sequence ({reasons[0]}); ignored"
+            if len(reasons) == 1
+            else f"series {number}: {len(reasons)} volumes not read (the first: {reasons[0]})"
+        )
     if not sequences:
         raise InputError(folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence")
-    part = body_part(conversion)
+    part = body_part(conversion.groups)
     choice = next((w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)), None)
     if choice:  # the report says which phases of a long dynamic it read
         metadata["dce_phases"] = choice
@@ -585,12 +647,26 @@ def source_headers(study: Study) -> list[pydicom.Dataset]:
     return [h for g in groups for h in g.headers]
 
 
-def body_part(conversion) -> str | None:
+def body_part(groups: list[SeriesGroup]) -> str | None:
     """The series' BodyPartExamined (upper case; several joined by '+'), or None. A
     region, not an identifier: the fitness check reads it, and ingest keeps it."""
     parts = {
         str(h.get("BodyPartExamined", "") or "").strip().upper()
-        for group in conversion.groups
+        for group in groups
         for h in group.headers[:1]
     } - {""}
     return "+".join(sorted(parts)) if parts else None
+
+
+def header_anatomy(folder: Path) -> tuple[str, str | None] | None:
+    """(pseudonymous study id, BodyPartExamined) from a DICOM folder's headers alone, for
+    refusing a study of another region before any series is converted; None when the
+    folder holds no DICOM study (or several)."""
+    try:
+        groups = scan_dicom_folder(folder)
+    except InputError:
+        return None
+    studies = {str(g.first.get("StudyInstanceUID", "") or "") for g in groups} - {""}
+    if len(studies) > 1:
+        return None
+    return pseudonymous_study_id(groups), body_part(groups)

@@ -33,6 +33,7 @@ TECHNICAL_TAGS = (
     "SpacingBetweenSlices",
 )
 
+_CALCULATED = re.compile(r"calc.?bval|calculated")
 _KEYWORDS = {
     "ADC": re.compile(r"\badc\b|apparent.?diff"),
     "DWI": re.compile(r"dwi|diff|ep2d_?diff|trace|\bb ?\d{3,4}\b|resolve"),
@@ -67,11 +68,20 @@ class SeriesGroup:
         return int(self.first.get("NumberOfFrames", 1) or 1) > 1
 
 
-def _text(ds: Dataset) -> str:
-    parts = [
-        str(ds.get(k, "") or "") for k in ("SeriesDescription", "ProtocolName", "SequenceName")
-    ]
-    return " ".join(parts).lower()
+NAMING_TAGS = (
+    ("SeriesDescription", "series description"),
+    ("ProtocolName", "protocol name"),
+    ("SequenceName", "sequence name"),
+)
+
+
+def _named_in(ds: Dataset, pattern: re.Pattern) -> str | None:
+    """Which of the naming tags matches `pattern` ("protocol name", ...), so a series'
+    classification says where its name came from; None if none does."""
+    for key, words in NAMING_TAGS:
+        if pattern.search(str(ds.get(key, "") or "").lower()):
+            return words
+    return None
 
 
 def _float(value: object) -> float | None:
@@ -107,7 +117,7 @@ def b_value(ds: Dataset) -> float | None:
 def is_calculated(ds: Dataset) -> bool:
     """A derived image computed from others (a calculated high b-value), not acquired."""
     image_type = " ".join(str(v).upper() for v in (ds.get("ImageType") or []))
-    return "CALC_BVAL" in image_type or bool(re.search(r"calc.?bval|calculated", _text(ds)))
+    return "CALC_BVAL" in image_type or _named_in(ds, _CALCULATED) is not None
 
 
 def temporal_key(ds: Dataset) -> tuple:
@@ -126,24 +136,25 @@ def classify_series(group: SeriesGroup) -> tuple[str | None, str]:
     """Which protocol sequence a series is ("T2W", "DWI", "ADC", "DCE" or None) and why."""
     ds = group.first
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    text = _text(ds)
     if "ADC" in image_type:
         return "ADC", "ImageType contains ADC"
-    if _KEYWORDS["ADC"].search(text):
-        return "ADC", "series description names an ADC map"
+    if where := _named_in(ds, _KEYWORDS["ADC"]):
+        return "ADC", f"{where} names an ADC map"
     bvals = {b for b in (b_value(h) for h in group.headers) if b is not None}
     if any(b > 0 for b in bvals):
         return "DWI", f"diffusion b-values {sorted(int(b) for b in bvals)}"
-    if "DIFFUSION" in image_type or _KEYWORDS["DWI"].search(text):
-        return "DWI", "ImageType or series description names diffusion"
-    if _KEYWORDS["DCE"].search(text):
-        return "DCE", "series description names a dynamic contrast series"
+    if "DIFFUSION" in image_type:
+        return "DWI", "ImageType names diffusion"
+    if where := _named_in(ds, _KEYWORDS["DWI"]):
+        return "DWI", f"{where} names diffusion"
+    if where := _named_in(ds, _KEYWORDS["DCE"]):
+        return "DCE", f"{where} names a dynamic contrast series"
     has_contrast = any(str(h.get("ContrastBolusAgent", "") or "").strip() for h in group.headers)
     temporal = {h.get("TemporalPositionIdentifier") for h in group.headers} - {None, ""}
     if len(temporal) > 1 or (has_contrast and "T1" in " ".join(image_type)):
         return "DCE", "several temporal positions or contrast agent on a T1 series"
-    if _KEYWORDS["T2W"].search(text):
-        return "T2W", "series description names a T2-weighted series"
+    if where := _named_in(ds, _KEYWORDS["T2W"]):
+        return "T2W", f"{where} names a T2-weighted series"
     tr, te = _float(ds.get("RepetitionTime")), _float(ds.get("EchoTime"))
     scanning = ds.get("ScanningSequence") or ""
     scanning = scanning if isinstance(scanning, str) else " ".join(scanning)

@@ -23,7 +23,7 @@ from reportgen.io.dicom import (
     body_part,
     convert_dicom_folder,
 )
-from reportgen.io.write import nifti_image, save_nifti
+from reportgen.io.write import check_writable, nifti_image, save_nifti
 
 
 def write_nifti(data: np.ndarray, affine: np.ndarray, path: Path) -> None:
@@ -51,6 +51,7 @@ def ingest_dicom(
     which the user may have named after the patient."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InputError(out_dir, "output exists and is not an empty folder; choose a new one")
+    check_writable(out_dir, is_folder=True)  # before the conversion, not after it
     conversion = convert_dicom_folder(dicom_dir, overrides)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -79,7 +80,7 @@ def ingest_dicom(
             ],
             "warnings": conversion.warnings,
         }
-        part = body_part(conversion)
+        part = body_part(conversion.groups)
         if part:
             study["body_part"] = part  # the region, for the fitness check after ingest
         choice = [w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)]

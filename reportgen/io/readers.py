@@ -24,7 +24,7 @@ from reportgen.io.sequences import (
     sequence_from_filename,
     strip_nifti_suffix,
 )
-from reportgen.io.study import Study, Volume
+from reportgen.io.study import Study, Volume, pseudonymous_name_id
 
 
 def _named(name: str | None, path: Path, origin: str) -> str:
@@ -120,7 +120,7 @@ def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
     if isinstance(study_meta.get("body_part"), str):  # ingest keeps the DICOM region
         metadata["body_part"] = study_meta["body_part"].strip().upper()
     return Study(
-        study_id=str(study_meta.get("study_id") or study_id or folder.name),
+        study_id=str(study_meta.get("study_id") or study_id or pseudonymous_name_id(folder.name)),
         sequences=sequences,
         source=str(folder),
         form="folder",
@@ -137,7 +137,7 @@ def read_nifti_file(
     data, affine = load_image(path)
     sidecar = read_sidecar(path)
     warnings: list[str] = []
-    study_id = str(sidecar.get("study_id") or strip_nifti_suffix(path.name))
+    study_id = str(sidecar.get("study_id") or pseudonymous_name_id(strip_nifti_suffix(path.name)))
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim == 3:

@@ -6,12 +6,20 @@ downstream needs to know where a study came from.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import nibabel as nib
 import numpy as np
 
 from reportgen.io.sequences import PROTOCOL, protocol_order
+
+
+def pseudonymous_name_id(name: str) -> str:
+    """The study id of a study known only by its file or folder name: a hash, because
+    users name folders after patients ("Müller Anna 1962"), and a study id is written into
+    reports, file names and logs. Stable: the same name gives the same id."""
+    return "study-" + hashlib.sha256(f"name:{name}".encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -12,6 +12,7 @@ identical bytes. Headers are fresh: scanner-anchored qform/sform and mm units on
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from isal import igzip
+
+from reportgen.errors import InputError
 
 
 def nifti_image(
@@ -31,6 +34,23 @@ def nifti_image(
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     return image
+
+
+def check_writable(target: Path, is_folder: bool = False) -> None:
+    """Refuse, before any work is done, an output that cannot be written: a read-only
+    folder or file system, or a file where a folder must be. Probed by writing, since
+    permission bits say nothing about read-only mounts (or to root)."""
+    folder = target if is_folder else target.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(target, f"{existing} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".reportgen-write-check-"):
+            pass
+    except OSError as exc:
+        raise InputError(target, f"cannot write in {existing} ({exc.strerror or exc})") from exc
 
 
 @contextmanager

@@ -38,7 +38,12 @@ BODY_PARTS = {
 
 
 class StudyMismatch(ReportgenError):
-    """The study shows another body region than the model reports on."""
+    """The study shows another body region than the model reports on. `reason` says why;
+    the message adds what the command line can do about it (`--force`)."""
+
+    def __init__(self, reason: str):
+        super().__init__(f"{reason}; --force drafts it anyway")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,11 @@ def fitness_problems(anatomy: Anatomy, template: Template) -> list[str]:
             f"{template.title['en']} reports ({', '.join(sorted(covered))})"
         ]
     reading = anatomy.reading
-    if reading is None:
-        return []  # no tag and no T2W: nothing says
+    if reading is None:  # no tag, and no T2W for the region reader: nothing can place it
+        return [
+            "the study has no BodyPartExamined tag and no T2W series, the image its body "
+            "region is read from, so its body region cannot be checked"
+        ]
     if reading.unusual:
         return [
             f"the study has no BodyPartExamined tag and its T2W image is unlike every study "
@@ -122,11 +130,11 @@ def unusual_problem(anatomy: Anatomy) -> Problem | None:
     )
 
 
-def check_fitness(study: Study, anatomy: Anatomy, template: Template, force: bool) -> list[str]:
+def check_fitness(study_id: str, anatomy: Anatomy, template: Template, force: bool) -> list[str]:
     """The problems, raised as one line unless `force` (then returned, to be reported)."""
     problems = fitness_problems(anatomy, template)
     if problems and not force:
-        raise StudyMismatch(f"{study.study_id}: {problems[0]}; --force drafts it anyway")
+        raise StudyMismatch(f"{study_id}: {problems[0]}")
     return problems
 
 

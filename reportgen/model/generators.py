@@ -91,8 +91,7 @@ def template_for(tag: str | None, region: str | None, force: bool = False) -> st
         return DEFAULT_TEMPLATE
     said = f"the study's BodyPartExamined is {tag}" if tag else f"the study looks like {region}"
     raise StudyMismatch(
-        f"{said}, and no bundled model reads {region} studies (bundled: {', '.join(bundled)}); "
-        "--force drafts it anyway"
+        f"{said}, and no bundled model reads {region} studies (bundled: {', '.join(bundled)})"
     )
 
 

@@ -26,7 +26,8 @@ from reportgen.errors import PacsError, ReportgenError
 from reportgen.io import load_study
 from reportgen.io.dicom import source_headers
 from reportgen.io.dicom_headers import pseudonymous_uid_id
-from reportgen.model.drafting import draft_checked
+from reportgen.model.drafting import draft_checked, refuse_from_headers
+from reportgen.model.fitness import StudyMismatch
 from reportgen.model.generate import GenerateOptions
 from reportgen.model.generators import GeneratorChoice
 from reportgen.pacs.dimse import PacsNode, find_studies, get_study, store
@@ -147,6 +148,7 @@ class Watcher:
             with tempfile.TemporaryDirectory(prefix="reportgen-watch-") as tmp:
                 dicom = Path(tmp) / "dicom"
                 get_study(self.node, uid, dicom)
+                refuse_from_headers(dicom, self.choose)
                 study = load_study(dicom)
                 source = source_headers(study)
                 checked = draft_checked(study, self.choose, GenerateOptions(explain=False))
@@ -164,6 +166,8 @@ class Watcher:
         except PacsError as exc:  # the network or the PACS: worth another try
             status = FAILED if attempts >= self.max_attempts else RETRY
             return StudyOutcome(study_id, status, f"attempt {attempts}: {exc}")
+        except StudyMismatch as exc:  # watch has no --force: say why, not what it lacks
+            return StudyOutcome(study_id, REFUSED, exc.reason)
         except ReportgenError as exc:  # the study itself: another try gives the same answer
             return StudyOutcome(study_id, REFUSED, str(exc))
         except Exception as exc:  # an internal fault: logged, retried, never fatal to the watch

@@ -109,7 +109,6 @@ def build_seg(
     algorithm = hd.AlgorithmIdentificationSequence(
         name=model[:64], family=codes.cid7162.ArtificialIntelligence, version=version[:64]
     )
-    finding_type = concept_code(concepts[template.finding_concept])
     segments, descriptions = [], []
     for finding, outline in zip(report.findings, outlines, strict=True):
         if outline is None:
@@ -123,7 +122,9 @@ def build_seg(
                 segment_number=len(segments),
                 segment_label=f"finding {finding.id}",
                 segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-                segmented_property_type=finding_type,
+                segmented_property_type=concept_code(
+                    concepts[template.finding_type(finding.fields)]
+                ),
                 algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
                 algorithm_identification=algorithm,
                 tracking_id=f"finding {finding.id}",

@@ -43,7 +43,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from ontology.concepts import ConceptTable, default_concepts
-from reportgen import NOT_FOR_CLINICAL_USE, __version__
+from reportgen import __version__
 from reportgen.errors import ConfigError
 from reportgen.render.dicom_codes import (
     NOT_FOR_CLINICAL_USE_LABEL,
@@ -52,6 +52,7 @@ from reportgen.render.dicom_codes import (
     declare_private_schemes,
     with_type2,
 )
+from reportgen.render.notes import report_notes
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import Template, load_template
 
@@ -144,7 +145,7 @@ def _finding_group(
         tracking_identifier=TrackingIdentifier(
             uid=generate_uid(), identifier=f"finding {finding.id}"
         ),
-        finding_type=items.code(template.finding_concept),
+        finding_type=items.code(template.finding_type(finding.fields)),
         algorithm_id=items.algorithm,
         measurements=items.measurements or None,
         qualitative_evaluations=items.evaluations or None,
@@ -233,8 +234,7 @@ def build_sr(
         imaging_measurements=groups,
         title=codes.cid7021.ImagingMeasurementReport,
     )
-    notes = [report.notice or NOT_FOR_CLINICAL_USE, *_problems(report)]
-    for text in notes:
+    for text in report_notes(report):
         content[0].ContentSequence.append(
             TextContentItem(name=COMMENT, value=text[:1024], relationship_type="CONTAINS")
         )
@@ -263,9 +263,3 @@ def _document(content, source: list[Dataset], now: datetime) -> Comprehensive3DS
         content_date=now.date(),
         content_time=now.time().replace(microsecond=0),
     )
-
-
-def _problems(report: Report) -> list[str]:
-    if report.validation is None:
-        return []
-    return [f"{p.severity}: {p.where}: {p.message}" for p in report.validation.problems]

@@ -5,6 +5,11 @@ component per finding field; the DiagnosticReport cites them all, codes the proc
 from the template, and puts the assessment or stage in `conclusionCode`. fhir.resources
 checks structure but not value sets, so codes come only from the ontology (checked by
 `reportgen validate`) and statuses from a fixed map.
+
+The notice and every validation problem go with the report (R4's DiagnosticReport has no
+`note`): each as an extension (`NOTE_EXTENSION`), and the notice and the warnings about the
+study itself (a forced draft of another region, an unusual study) also open the
+`conclusion`, so a system that shows only the conclusion still shows them.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import uuid
 from fhir.resources.R4B.bundle import Bundle
 
 from ontology.concepts import ConceptTable, default_concepts
+from reportgen.render.notes import report_notes
 from reportgen.report.schema import Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
 
@@ -24,6 +30,7 @@ STATUS = {
     "human": "final",
 }
 UCUM = "http://unitsofmeasure.org"
+NOTE_EXTENSION = "urn:reportgen:fhir:extension:report-note"
 
 
 def _coding(cid: str, concepts: ConceptTable) -> dict:
@@ -44,6 +51,16 @@ def _value(spec_type: str, unit: str | None, value: Value, concepts: ConceptTabl
 
 def _uid() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
+
+
+def _study_warnings(report: Report) -> list[str]:
+    """The notice, then the warnings about the study as a whole, as sentences."""
+    problems = report.validation.problems if report.validation else []
+    notice = report.notice or report_notes(report)[0]
+    return [
+        f"[{notice}]",
+        *(f"[Warning: {p.message}]" for p in problems if p.where == "study"),
+    ]
 
 
 def to_fhir_bundle(
@@ -120,11 +137,19 @@ def to_fhir_bundle(
         "subject": subject,
         "result": refs,
         "conclusion": " ".join(
-            template.derived(key).phrase["en"].format(value=concepts[str(v.value)].en)
-            for key, v in report.derived.items()
-            if template.derived(key).phrase
+            [
+                *_study_warnings(report),
+                *(
+                    template.derived(key).phrase["en"].format(value=concepts[str(v.value)].en)
+                    for key, v in report.derived.items()
+                    if template.derived(key).phrase
+                ),
+            ]
         ),
         "conclusionCode": conclusion_codes,
+        "extension": [
+            {"url": NOTE_EXTENSION, "valueString": text} for text in report_notes(report)
+        ],
     }
     bundle = {
         "resourceType": "Bundle",

@@ -27,6 +27,7 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import replaced_privately
+from reportgen.render.notes import report_notes
 from reportgen.render.text import render_text
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
@@ -174,7 +175,7 @@ def render_html(
             f'<html lang="{_esc(lang)}"><head><meta charset="utf-8">',
             f"<title>{_esc(template.title[lang])} - {_esc(report.study.study_id)}</title>",
             f"<style>{STYLE}</style></head><body>",
-            f'<div class="notice" id="notice">{_esc(report.notice or "")}</div>',
+            f'<div class="notice" id="notice">{_esc(report_notes(report)[0])}</div>',
             f"<h1>{_esc(template.title[lang])}</h1>",
             f"<p>{_esc(report.study.study_id)} &middot; {_esc(words['model'])}: {_esc(model)} "
             f"&middot; {_esc(report.provenance.created_at)}</p>",

@@ -13,7 +13,7 @@ from pydicom import Dataset
 
 from reportgen.errors import ConfigError
 from reportgen.io import Study
-from reportgen.io.write import replaced_privately
+from reportgen.io.write import check_writable, replaced_privately
 from reportgen.render.fhir import to_fhir_bundle
 from reportgen.render.html import print_pdf, render_html
 from reportgen.render.text import render_text
@@ -39,8 +39,8 @@ SUFFIX = {
 
 
 def check_output(fmt: str, lang: str, out: Path | None = None, from_study: bool = True) -> None:
-    """Refuse an unknown format or language, or a file format with nowhere to go, before
-    any work is done."""
+    """Refuse an unknown format or language, a file format with nowhere to go, or an `out`
+    that cannot be written, before any work is done."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if lang not in LANGUAGES:
@@ -52,6 +52,8 @@ def check_output(fmt: str, lang: str, out: Path | None = None, from_study: bool 
         )
     if fmt in FILE_FORMATS and out is None:
         raise ConfigError(f"--format {fmt} writes a file: pass --out FILE{SUFFIX[fmt]}")
+    if out is not None:
+        check_writable(out, is_folder=out.is_dir())
 
 
 def format_report(

@@ -10,7 +10,8 @@ Contradictions found by validation are printed, never hidden, and the report's n
 from __future__ import annotations
 
 from ontology.concepts import ConceptTable, default_concepts
-from reportgen.report.assessable import not_assessable
+from reportgen.render.notes import report_notes
+from reportgen.report.assessable import acquired_families, not_assessable
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
@@ -99,6 +100,15 @@ def _sentence_end(text: str) -> bool:
     ) and not text.rstrip().startswith(("(", "（"))
 
 
+def _no_findings(template: Template, report: Report) -> dict[str, str] | None:
+    """The template's "no findings" sentence, or its weaker form when the study lacks the
+    sequences the sentence speaks for ("no suspicious enhancement" needs contrast)."""
+    used = report.study.sequences_used
+    if used and not set(template.finding_none_requires) <= acquired_families(used):
+        return template.finding_none_otherwise
+    return template.finding_none
+
+
 def render_text(
     report: Report,
     lang: str = "en",
@@ -110,8 +120,7 @@ def render_text(
     words = LABELS[lang]
     sep = " " if lang == "en" else ""
     out = [template.title[lang]]
-    if report.notice:
-        out.append(f"[{report.notice}]")
+    out.append(f"[{report_notes(report)[0]}]")  # the notice, never left out
     missing = ", ".join(report.study.sequences_missing) or words["none"]
     used = ", ".join(report.study.sequences_used)
     out.append(
@@ -133,8 +142,8 @@ def render_text(
         ):
             lines.append(text)
         if section_id == template.finding_section:
-            if not report.findings and template.finding_none:
-                lines.append(template.finding_none[lang])
+            if not report.findings and (none := _no_findings(template, report)):
+                lines.append(none[lang])
             for n, finding in enumerate(report.findings, start=1):
                 head, rest = [], []
                 for spec in template.finding_fields:

@@ -18,7 +18,15 @@ from reportgen.report.template import FieldSpec, Template
 
 
 def acquired_families(sequences: Iterable[str]) -> set[str]:
-    return {f for name in sequences if (f := sequence_family(name)) is not None}
+    """The families a study's sequences give. Enhancement is a change from before contrast
+    to after it, so "dce" needs the pre-contrast phase and at least one post-contrast
+    phase: a lone post-contrast volume shows no enhancement, kinetics or BPE."""
+    names = set(sequences)
+    families = {f for name in names if (f := sequence_family(name)) not in (None, "dce")}
+    phases = {name for name in names if sequence_family(name) == "dce"}
+    if "DCE_0" in phases and len(phases) >= 2:
+        families.add("dce")
+    return families
 
 
 def not_assessable(template: Template, sequences: Iterable[str] | None) -> frozenset[str]:

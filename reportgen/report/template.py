@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jsonschema
 import yaml
@@ -20,6 +22,9 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.report.rules import check_condition_shape, referenced_fields
 from templates import TEMPLATE_DIR
+
+if TYPE_CHECKING:
+    from reportgen.report.schema import Value
 
 Text = dict[str, str]
 
@@ -80,8 +85,12 @@ class Template:
     finding_max: int
     finding_section: str
     finding_concept: str
+    finding_type_field: str | None  # the field naming each finding's own type, if any
     finding_title: Text
-    finding_none: Text | None
+    finding_none: Text | None  # what the text says when there are no findings
+    # ... which states what these sequence families show; without them, `_otherwise` is said
+    finding_none_requires: tuple[str, ...]
+    finding_none_otherwise: Text | None
     finding_opened_by: list[str]
     # (condition, field, value): a finding that states the condition has that value, as
     # the lexicon defines (a cyst with solid tissue is cystic-solid); the parser applies it
@@ -98,6 +107,12 @@ class Template:
 
     def field(self, field_id: str) -> FieldSpec:
         return self._by_id[field_id]
+
+    def finding_type(self, fields: Mapping[str, Value]) -> str:
+        """A finding's own type concept (its `type_field`'s value: a non-mass enhancement
+        is coded as one, never as a mass), else the template's finding concept."""
+        stated = fields.get(self.finding_type_field) if self.finding_type_field else None
+        return str(stated.value) if stated is not None else self.finding_concept
 
     def has_field(self, field_id: str) -> bool:
         return field_id in self._by_id
@@ -118,6 +133,11 @@ class Template:
 
 def _schema() -> dict:
     return json.loads((TEMPLATE_DIR / "template.schema.json").read_text())
+
+
+def _text_only(spec: dict | None) -> Text | None:
+    """The language entries of a text that may carry options beside them."""
+    return {k: v for k, v in spec.items() if k in ("en", "zh")} if spec else None
 
 
 def _field(spec: dict, level: str) -> FieldSpec:
@@ -182,8 +202,11 @@ def parse_template(
         finding_max=fnd["max"],
         finding_section=fnd["section"],
         finding_concept=fnd["concept"],
+        finding_type_field=fnd.get("type_field"),
         finding_title=fnd["title"],
-        finding_none=fnd.get("none"),
+        finding_none=_text_only(fnd.get("none")),
+        finding_none_requires=tuple((fnd.get("none") or {}).get("requires", ())),
+        finding_none_otherwise=(fnd.get("none") or {}).get("otherwise"),
         finding_opened_by=list(fnd.get("opened_by", [])),
         finding_implies=[
             (i["when"], i["set"]["field"], i["set"]["value"]) for i in fnd.get("implies", [])

@@ -66,7 +66,8 @@ def test_the_tag_wins_and_the_image_speaks_when_there_is_no_tag():
     prostate = fitness.Anatomy("PROSTATE", _reading("pelvis"))
     assert "BodyPartExamined is PROSTATE" in fitness.fitness_problems(prostate, breast)[0]
     assert prostate.region == "prostate"
-    assert fitness.fitness_problems(fitness.Anatomy(None, None), breast) == []
+    # no tag and no T2W to read the region from: it cannot be placed, so it is not drafted
+    assert "no T2W series" in fitness.fitness_problems(fitness.Anatomy(None, None), breast)[0]
     unusual = fitness.Anatomy(None, _reading("breast", 9.0))
     assert unusual.region is None  # an unusual image's answer is not used
     assert "cannot be checked" in fitness.fitness_problems(unusual, breast)[0]

@@ -24,6 +24,7 @@ from conftest import assert_refused
 from fastapi.testclient import TestClient
 from helpers.load import sign_in_flood, signed_in_client
 from helpers.review import PASSWORD, csrf_from, make_db, postgres_url, sign_in, studies_with_draft
+from helpers.review_env import BACKENDS
 from helpers.server import ReviewServer
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
@@ -32,20 +33,6 @@ from reportgen.review.app import ReviewSettings, create_app
 from reportgen.review.drafts import import_drafts
 from reportgen.review.store import RewardLog, chain
 from reportgen.review.store.models import AccountChange
-
-BACKENDS = ["sqlite", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def env(request, tmp_path):
-    db = make_db(request.param, tmp_path)
-    root, _, truth = studies_with_draft(tmp_path / "studies")
-    store = RewardLog(db)
-    import_drafts(store, root)
-    store.accounts.add("alice", "Dr Alice", PASSWORD)
-    store.accounts.add("root", "Dr Admin", PASSWORD, role="admin")
-    yield db, store, root, truth
-    store.close()
 
 
 def client_for(store, db, root) -> TestClient:

@@ -36,21 +36,6 @@ from reportgen.review.store import RewardLog
 from reportgen.review.store.log import BrokenChain
 from reportgen.review.throttle import SignInThrottle
 
-BACKENDS = ["sqlite", "postgres"]
-
-
-@pytest.fixture(params=BACKENDS)
-def env(request, tmp_path):
-    db = make_db(request.param, tmp_path)
-    root, _, truth = studies_with_draft(tmp_path / "studies")
-    store = RewardLog(db)
-    import_drafts(store, root)
-    store.accounts.add("alice", "Dr Alice", PASSWORD)
-    store.accounts.add("bob", "Dr Bob", PASSWORD)
-    store.accounts.add("root", "Dr Admin", PASSWORD, role="admin")
-    yield db, store, root, truth
-    store.close()
-
 
 def client_for(store, db, root, **settings) -> TestClient:
     return TestClient(create_app(ReviewSettings(db=db, studies=root, **settings), store))
