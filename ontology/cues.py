@@ -18,6 +18,9 @@ NEGATION = {
         + ["no change", "not only", "no interval change"],
         "preceding_negations": _EN["preceding_negations"]
         + [
+            # "physiological free fluid" is the normal amount: it states no ascites
+            "physiological",
+            "physiologic",
             "no evidence of",
             "negative for",
             "without evidence of",

@@ -39,10 +39,14 @@ IMPRESSION_HEADERS = re.compile(
     re.I,
 )
 CONTEXT_HEADERS = re.compile(
-    r"^\s*(clinical history|clinical information|history|indication|technique|comparison|protocol|"
-    r"临床资料|临床病史|病史|临床诊断|检查方法|检查技术|扫描方法|对比)\s*[:：]",
+    r"^\s*(clinical history|clinical information|clinical details|history|indication|technique|"
+    r"comparison|protocol|exam|examination|procedure|"
+    r"临床资料|临床病史|病史|临床诊断|检查方法|检查技术|扫描方法|对比|检查项目|检查部位)\s*[:：]",
     re.I,
 )
+# An exam title ("MRI PELVIS - ADNEXAL MASS CHARACTERISATION"): names the question, not a
+# finding of this study; in capitals, with no colon to mark it as a heading.
+EXAM_TITLE = re.compile(r"^\s*(?:MRI?|CT|US|PET)\b[^a-z:：]*$")
 HEADING = re.compile(r"^[^.:：。]{1,60}[:：]\s*$")
 FINDINGS_HEADERS = re.compile(r"^\s*(findings|影像所见|影像表现|所见)\s*[:：]?", re.I)
 NUMBER = r"\d+(?:\.\d+)?"
@@ -90,10 +94,12 @@ class ConceptMatcher:
         for key in sorted(self.term_concepts):
             self.matcher.add(f"T::{key}", [nlp.make_doc(key)])
         # English terms also match with a side word inside them ("enlarged left axillary lymph
-        # node", "extending into the right parametrium"): side is its own field, not part of the term.
+        # node", "extending into the right parametrium"): side is its own field, not part of
+        # the term; and with a copula, as reports write them ("myometrial invasion is less
+        # than 50%" for "myometrial invasion less than 50%").
         self.gapped = Matcher(nlp.vocab)
         if lang == "en":
-            side = {"LOWER": {"IN": SIDE_WORDS}, "OP": "?"}
+            side = {"LOWER": {"IN": SIDE_WORDS + COPULAS}, "OP": "?"}
             for key in sorted(self.term_concepts):
                 tokens = [t.lower_ for t in nlp.make_doc(key)]
                 if len(tokens) >= 2:
@@ -133,6 +139,7 @@ class ConceptMatcher:
 
 
 SIDE_WORDS = ["left", "right", "bilateral", "left-sided", "right-sided"]
+COPULAS = ["is", "are", "was", "were"]
 # Chinese reports put a copula before a finding's description ("T2WI呈高信号", "TIC呈持续上升型");
 # it carries nothing, and dropping it lets the terms match.
 ZH_FILLERS = re.compile(r"[呈]")
@@ -248,8 +255,8 @@ def read_sentences(
     if lang == "zh":
         lines = [ZH_FILLERS.sub("", line) for line in lines]
     for doc in nlp.pipe(lines):
-        if CONTEXT_HEADERS.match(doc.text):
-            continue  # history, indication, technique: not findings of this study
+        if CONTEXT_HEADERS.match(doc.text) or EXAM_TITLE.match(doc.text):
+            continue  # title, history, indication, technique: not findings of this study
         if (
             HEADING.match(doc.text)
             and not IMPRESSION_HEADERS.match(doc.text)

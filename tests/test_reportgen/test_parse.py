@@ -248,3 +248,35 @@ def test_a_template_implication_must_name_a_finding_field_and_one_of_its_values(
 )  # fmt: skip
 def test_real_report_phrasings(text, template, field, value):
     assert parse_report(text, template, "en").fields[field].value == value
+
+
+@pytest.mark.parametrize(
+    "text, template, field, value",
+    [
+        ("The tumour is seen extending into the cervical stroma.", "figo_endometrium_2023",
+         "cervical_stromal_invasion", True),
+        ("At the right cornu the tumour breaches the serosa.", "figo_endometrium_2023",
+         "serosal_involvement", True),
+        ("Small amount of physiological free fluid only.", "orads_mri", "ascites", False),
+        ("Small volume free fluid in the pouch of Douglas.", "orads_mri", "ascites", True),
+    ],
+)  # fmt: skip
+def test_pelvic_report_phrasings_from_outside_the_project(text, template, field, value):
+    assert parse_report(text, template, "en").fields[field].value == value
+
+
+def test_a_copula_inside_a_term_a_cystic_solid_mass_and_an_exam_title():
+    endometrium = parse_report(
+        "FINDINGS: A 3 cm endometrial tumour; myometrial invasion is less than 50%.",
+        "figo_endometrium_2023",
+    )
+    invasion = endometrium.findings[0].fields["myometrial_invasion"].value
+    assert invasion == "myometrial_invasion_superficial"
+    ovary = parse_report(
+        "MRI PELVIS - ADNEXAL MASS CHARACTERISATION\n"
+        "FINDINGS: A cystic-solid mass is seen in the left adnexa, measuring 5.1 cm.",
+        "orads_mri",
+    )
+    [lesion] = ovary.findings  # the title's "adnexal mass" opens no lesion of its own
+    assert lesion.fields["composition"].value == "composition_cystic_solid"
+    assert lesion.fields["laterality"].value == "left" and lesion.fields["size_mm"].value == 51
