@@ -20,7 +20,13 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role, evt
 from pynetdicom import sop_class as sop
 
-from reportgen.errors import PacsError
+from reportgen.errors import PacsError, ReportgenError
+
+
+class NoSuchStudy(ReportgenError):
+    """The PACS has no study with the UID asked for: a wrong UID, not a network fault
+    (not a `PacsError`, so `pacs watch` does not retry it)."""
+
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 30
@@ -149,6 +155,10 @@ def get_study(node: PacsNode, study_uid: str, out_dir: Path) -> int:
             last = status
     finally:
         assoc.release()
+    if received == 0 and not find_studies(node, StudyInstanceUID=study_uid):
+        # a PACS answers a retrieval of a study it does not have with a bare failure
+        # status (Orthanc: 0xC000); the user needs to hear that the UID is unknown
+        raise NoSuchStudy(f"PACS {node} holds no study with that StudyInstanceUID")
     if last is None or last.Status not in (0x0000, 0xB000):
         code = "none" if last is None else f"0x{last.Status:04X}"
         raise PacsError(f"PACS {node} could not send the study (status {code})")

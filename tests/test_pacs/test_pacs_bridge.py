@@ -120,3 +120,12 @@ def test_unreachable_pacs_is_one_line(cli):
 def test_push_refuses_a_named_file_that_is_not_dicom(cli, tmp_path, orthanc):
     (tmp_path / "notes.txt").write_text("not DICOM\n")
     assert_refused(cli("pacs", "push", tmp_path / "notes.txt", *_port(orthanc)), "not a DICOM")
+
+
+def test_pulling_a_study_the_pacs_does_not_have_says_so(cli, tmp_path, orthanc):
+    result = cli(
+        "pacs", "pull", "--study", "1.2.826.0.1.3680043.8.498.123456789", "--out",
+        tmp_path / "study", *_port(orthanc),
+    )  # fmt: skip
+    assert_refused(result, "holds no study with that StudyInstanceUID")
+    assert not (tmp_path / "study").exists()
