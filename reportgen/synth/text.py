@@ -31,16 +31,24 @@ NOUN_ENDINGS = {
     "wash-in",
     "rise",
 }
-VERBS = {
+VERBS = {  # a synonym starting with one of these is a clause, not a noun phrase
     "invades",
+    "invading",
     "restricts",
     "does",
     "extends",
+    "extending",
     "involves",
+    "involving",
+    "infiltrates",
+    "infiltrating",
+    "breaches",
+    "breaching",
     "measures",
     "measuring",
     "is",
     "has",
+    "the",
 }
 EN_NEG = [
     "No {x}.",
