@@ -64,7 +64,7 @@ def main() -> None:
         HELDOUT,
         workers=1,
     )
-    log = RewardLog(str(work / "log.db"))
+    log = RewardLog(str(work / "log.db"), log_key=work / "log.key")  # the key dies with work
     correct_drafts_of(log, work / "studies", ReportGenerator(), random.Random(0))
     records = list(log.corrections())
     rollout_studies, reward_model, reward_model_eval = work / "studies", None, None
