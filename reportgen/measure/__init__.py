@@ -5,6 +5,6 @@ it lies), it is computed here from a segmentation and the image's affine, never 
 by the decoder. Nothing here knows a template or a model.
 """
 
-from reportgen.measure.geometry import LesionGeometry, measure_lesion
+from reportgen.measure.geometry import LesionGeometry, largest_component, measure_lesion
 
-__all__ = ["LesionGeometry", "measure_lesion"]
+__all__ = ["LesionGeometry", "largest_component", "measure_lesion"]

@@ -76,6 +76,16 @@ def _axial_feret(mask: np.ndarray, affine: np.ndarray) -> float:
     return best
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected part of a mask (empty if the mask is): what one lesion's size,
+    box and outline are all taken from, so the three never describe different voxels."""
+    parts, n = ndimage.label(mask)
+    if n <= 1:
+        return mask.astype(bool)
+    biggest = 1 + int(np.argmax(ndimage.sum(mask, parts, range(1, n + 1))))
+    return parts == biggest
+
+
 def measure_lesion(mask: np.ndarray, affine: np.ndarray) -> LesionGeometry:
     """The geometry of the voxels where `mask` is true (one lesion) on a grid with `affine`."""
     mask = np.asarray(mask, dtype=bool)

@@ -20,7 +20,7 @@ from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.data import study_arrays
 from reportgen.errors import InputError
 from reportgen.io.study import Study
-from reportgen.measure import measure_lesion
+from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.explain import region_box_mm
 from reportgen.model.field_model import load_reader
 from reportgen.model.field_training import PRIMARY, outlined_size_mm, predict_outline
@@ -257,7 +257,7 @@ class FieldReaderGenerator:
                     "no size is stated",
                 )
             )
-        primary = labels == PRIMARY
+        primary = largest_component(labels == PRIMARY)  # the part the size was measured on
         return [finding], [finding_conf], [primary if primary.any() else None], problems
 
     def _lesions(self, image, present, labels, affine, fields, hidden):

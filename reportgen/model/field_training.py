@@ -23,7 +23,7 @@ from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.data.truth import anatomy_labels, part_offsets
 from reportgen.errors import ConfigError
 from reportgen.io.sequences import PROTOCOL, family_groups
-from reportgen.measure import measure_lesion
+from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
 from reportgen.model.field_model import save_reader
@@ -238,9 +238,7 @@ def outlined_size_mm(labels: np.ndarray, affine: np.ndarray) -> float:
     primary = labels == PRIMARY
     if not primary.any():
         return 0.0
-    parts, n = ndimage.label(primary)
-    biggest = 1 + int(np.argmax(ndimage.sum(primary, parts, range(1, n + 1))))
-    geometry = measure_lesion(parts == biggest, affine)
+    geometry = measure_lesion(largest_component(primary), affine)
     # between the voxel-centre (inner) and voxel-corner (outer) bounds, so that an
     # outline of one or two voxels still measures what it covers
     return (geometry.centre_diameter_mm + geometry.longest_diameter_mm) / 2

@@ -313,3 +313,25 @@ def test_the_classification_names_the_tag_it_read_and_a_long_dynamic_is_one_line
     study = load_study(tmp_path)
     unread = [w for w in study.warnings if "not one of the model's phases" in w]
     assert len(unread) == 1 and "26 volumes not read" in unread[0], study.warnings
+
+
+# -- 5 (pelvic readers). size, box and outline come from one part of the outline ----------
+def test_a_pelvic_primarys_box_and_outline_are_the_part_its_size_was_measured_on():
+    import numpy as np
+
+    from reportgen.measure import largest_component
+
+    study = load_study(PROSTATEX)
+    checked = draft_checked(
+        study,
+        GeneratorChoice(None, "figo_endometrium_2023"),
+        GenerateOptions(explain=False),
+        force=True,
+    )
+    [finding], [outline] = checked.draft.report.findings, checked.draft.outlines
+    box = finding.evidence.box
+    extent = np.subtract(box.max_mm, box.min_mm)
+    size = finding.fields["size_mm"].value
+    # was a 160 x 132 x 56 mm box around scattered voxels, stating 56 mm
+    assert extent.max() <= 1.25 * size + 8, (size, extent)
+    assert np.array_equal(outline, largest_component(outline))  # one part, not scattered
