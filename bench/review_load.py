@@ -17,12 +17,11 @@ from pathlib import Path
 
 from bench_io import scratch_dir, use_test_helpers
 
-from reportgen.review.drafts import import_drafts
-from reportgen.review.store import RewardLog, integrity_problems
+from reportgen.review.store import integrity_problems
 
 use_test_helpers()
 from helpers.load import run_load  # noqa: E402
-from helpers.review import PASSWORD, studies_with_draft  # noqa: E402
+from helpers.review import PASSWORD, review_log_with_draft  # noqa: E402
 from helpers.server import ReviewServer  # noqa: E402
 
 
@@ -35,11 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/review_load.json"))
     args = parser.parse_args()
     work = scratch_dir("reportgen-load-")
-    os.environ["REPORTGEN_LOG_KEY_FILE"] = str(work / "log.key")  # the server's too
-    db = args.db or str(work / "log.db")
-    root, draft, truth = studies_with_draft(work / "studies")
-    store = RewardLog(db)
-    import_drafts(store, root)
+    db, store, root, draft, truth = review_log_with_draft(work, args.db)
     draft_ids = [store.worklist()[0].draft_id]
     for i in range(1, args.drafts):
         copy = draft.model_copy(deep=True)

@@ -17,12 +17,9 @@ from pathlib import Path
 
 from bench_io import scratch_dir, use_test_helpers, write_result
 
-from reportgen.review.drafts import import_drafts
-from reportgen.review.store import RewardLog
-
 use_test_helpers()
 from helpers.load import sign_in_flood, signed_in_client  # noqa: E402
-from helpers.review import PASSWORD, studies_with_draft  # noqa: E402
+from helpers.review import PASSWORD, review_log_with_draft  # noqa: E402
 from helpers.server import ReviewServer  # noqa: E402
 
 
@@ -34,11 +31,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = scratch_dir("reportgen-flood-")
-    os.environ["REPORTGEN_LOG_KEY_FILE"] = str(work / "log.key")  # the server's too
-    db = args.db or str(work / "log.db")
-    root, _, _ = studies_with_draft(work / "studies")
-    store = RewardLog(db)
-    import_drafts(store, root)
+    db, store, root, _, _ = review_log_with_draft(work, args.db)
     store.accounts.add("reader", "Dr Reader", PASSWORD)
     server = ReviewServer(db, root, work / "server.log")
     try:

@@ -107,3 +107,33 @@ def sign_in(client, username: str = "alice", password: str = PASSWORD):
         data={"username": username, "password": password, "csrf_token": token},
         follow_redirects=False,
     )
+
+
+def app_role(owner_url: str, cli, grants: bool = True) -> tuple[str, str]:
+    """A new PostgreSQL login role (granted what `review migrate --app-role` grants, unless
+    `grants` is False) and the URL that connects as it."""
+    from sqlalchemy import create_engine, text
+
+    role = f"rg_{uuid.uuid4().hex[:8]}"
+    owner = create_engine(owner_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with owner.begin() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN"))
+    owner.dispose()
+    if grants:
+        assert cli("review", "migrate", "--db", owner_url, "--app-role", role).code == 0
+    return role, owner_url.replace("postgres@", f"{role}@", 1)
+
+
+def review_log_with_draft(work: Path, db: str | None = None):
+    """What the review benches start from: the log's key in `work` (the server the bench
+    starts reads it too), a studies folder with one model draft, the log (a new SQLite file
+    in `work` unless `db`) with that draft imported. Returns (db, store, root, draft, truth)."""
+    from reportgen.review.drafts import import_drafts
+    from reportgen.review.store import RewardLog
+
+    os.environ["REPORTGEN_LOG_KEY_FILE"] = str(work / "log.key")
+    db = db or str(work / "log.db")
+    root, draft, truth = studies_with_draft(work / "studies")
+    store = RewardLog(db)
+    import_drafts(store, root)
+    return db, store, root, draft, truth

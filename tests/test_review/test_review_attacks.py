@@ -23,7 +23,15 @@ import pytest
 from conftest import assert_refused
 from fastapi.testclient import TestClient
 from helpers.load import sign_in_flood, signed_in_client
-from helpers.review import PASSWORD, csrf_from, make_db, postgres_url, sign_in, studies_with_draft
+from helpers.review import (
+    PASSWORD,
+    app_role,
+    csrf_from,
+    make_db,
+    postgres_url,
+    sign_in,
+    studies_with_draft,
+)
 from helpers.review_env import BACKENDS
 from helpers.server import ReviewServer
 from sqlalchemy import create_engine, text
@@ -223,17 +231,6 @@ def test_sql_cannot_revive_an_ended_session_or_hand_it_to_someone_else(env):
     ):
         connection.execute(text(f"UPDATE sessions SET clinician_id = {admin}"))
     assert live.get("/api/drafts/1").json()["draft_id"] == 1
-
-
-def app_role(owner_url: str, cli, grants: bool = True) -> tuple[str, str]:
-    role = f"rg_{uuid.uuid4().hex[:8]}"
-    owner = create_engine(owner_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with owner.begin() as connection:
-        connection.execute(text(f"CREATE ROLE {role} LOGIN"))
-    owner.dispose()
-    if grants:
-        assert cli("review", "migrate", "--db", owner_url, "--app-role", role).code == 0
-    return role, owner_url.replace("postgres@", f"{role}@", 1)
 
 
 def test_postgres_app_role_cannot_revive_or_reassign_sessions(tmp_path, cli):

@@ -12,13 +12,13 @@ import os
 import sqlite3
 import stat
 import time
-import uuid
 
 import pytest
 from conftest import assert_refused
 from fastapi.testclient import TestClient
 from helpers.review import (
     PASSWORD,
+    app_role,
     csrf_from,
     make_db,
     page_data,
@@ -227,12 +227,8 @@ def test_postgres_refuses_truncate_and_the_app_role_owns_nothing(tmp_path, cli):
         pytest.skip("no PostgreSQL server (set REPORTGEN_TEST_POSTGRES_URL; .ci/run does)")
     owner_url = make_db("postgres", tmp_path)
     root, _, truth = studies_with_draft(tmp_path / "studies")
-    role = f"rg_app_{uuid.uuid4().hex[:8]}"
+    _, app_url = app_role(owner_url, cli)
     owner = create_engine(owner_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    with owner.begin() as connection:
-        connection.execute(text(f"CREATE ROLE {role} LOGIN"))
-    assert cli("review", "migrate", "--db", owner_url, "--app-role", role).code == 0
-    app_url = owner_url.replace("postgres@", f"{role}@", 1)
     store = RewardLog(app_url)  # the app, as its own role, can append and read
     import_drafts(store, root)
     store.accounts.add("alice", "Dr Alice", PASSWORD)

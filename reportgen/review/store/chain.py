@@ -30,6 +30,10 @@ from reportgen.review.store.models import Base, LedgerLink
 
 GENESIS = "0" * 64
 KEY_LINK = "log_key"  # the table name of the link that keys the chain (no such table)
+UNKEYED = (
+    "the chain is not keyed, so anyone who can write to the database could extend it: "
+    "run `reportgen review rekey` once"
+)
 
 # The columns each link hashes, fixed here (not read from the schema) so that a later
 # migration adding a column does not break the links written before it.
@@ -246,8 +250,5 @@ def verify(connection: Connection, key: bytes | None) -> list[str]:
                     f"{table} row {row_id}: not in the chain (written behind the app's back)"
                 )
     if expected_seq > 1 and not keyed:
-        problems.append(
-            "the chain is not keyed, so anyone who can write to the database could extend it: "
-            "run `reportgen review rekey` once"
-        )
+        problems.append(UNKEYED)
     return problems

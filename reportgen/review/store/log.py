@@ -147,7 +147,7 @@ class RewardLog:
         link then seals every row before it. Returns the key file."""
         if self.key is not None:
             raise ConfigError("the reward log is keyed already")
-        problems = [p for p in self.verify() if "not keyed" not in p]
+        problems = [p for p in self.verify() if p != chain.UNKEYED]
         if problems:
             raise BrokenChain(f"the reward log was altered outside the app: {problems[0]}")
         key = create_key(self.key_file)
