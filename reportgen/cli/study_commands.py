@@ -98,16 +98,25 @@ def ingest(
     study_id: str = typer.Option(
         None, "--study-id", help="Id for the study (default: a hash of its StudyInstanceUID)."
     ),
+    all_series: bool = typer.Option(
+        False,
+        "--all-series",
+        help="Write every series that converts, not only what a draft reads "
+        "(unread ones as other_series-N).",
+    ),
 ) -> None:
-    """Convert a DICOM folder into a de-identified study folder of NIfTI files."""
+    """Convert a DICOM folder into a de-identified study folder of NIfTI files: the
+    series a draft reads (T2W, DWI, ADC, the chosen DCE phases); --all-series for all."""
     from reportgen.errors import InputError
     from reportgen.io.ingest import ingest_dicom
 
     if not dicom_dir.is_dir():
         raise InputError(dicom_dir, "not a folder")
-    result = ingest_dicom(dicom_dir, out, _parse_overrides(series), study_id)
+    result = ingest_dicom(dicom_dir, out, _parse_overrides(series), study_id, all_series)
     for stem, reason in result["files"].items():
         typer.echo(f"{stem}: {reason}")
     for item in result["skipped_series"]:
         typer.echo(f"skipped series {item['series_number']}: {item['reason']}", err=True)
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {len(result['files'])} volume(s) to {out}")

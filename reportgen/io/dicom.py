@@ -387,7 +387,7 @@ def _assign_names(converted: list[ConvertedSeries], warnings: list[str]) -> None
         candidates[0].name = kind
         for extra in candidates[1:]:
             warnings.append(
-                f"{_describe(extra)}: another {kind} candidate, kept as other "
+                f"{_describe(extra)}: another {kind} candidate, not read "
                 f"({kind} is {_describe(candidates[0])})"
             )
         return candidates[0]
@@ -475,7 +475,7 @@ def _phase_times(ordered: list[ConvertedSeries]) -> tuple[list[float], int, str]
 def _model_phases(volumes: list[ConvertedSeries], warnings: list[str]) -> list:
     """The model's phases from a dynamic of any length: the pre-contrast phase, then the
     phases nearest `DCE_TARGETS_S` after the injection (`_phase_times`). The others are
-    kept as other, each with its time."""
+    left unread, each with its time."""
     ordered = _dce_pre_first(volumes)
     wanted = len(DCE_TARGETS_S) + 1
     if len(ordered) <= wanted:

@@ -39,28 +39,44 @@ def _sidecar(vol: ConvertedSeries, name: str | None) -> dict:
     return side
 
 
+def _not_written(reasons: list[str]) -> str:
+    """One line for a series whose converted volumes the model does not read."""
+    what = reasons[0] if len(reasons) == 1 else f"{len(reasons)} volumes (the first: {reasons[0]})"
+    return f"not read by the model, not written: {what}; --all-series writes it"
+
+
 def ingest_dicom(
     dicom_dir: Path,
     out_dir: Path,
     overrides: dict[int, str] | None = None,
     study_id: str | None = None,
+    all_series: bool = False,
 ) -> dict:
     """Convert, name and write a DICOM study; returns a summary of what was written.
 
-    The study id is `study_id` or a hash of the StudyInstanceUID: never the folder names,
-    which the user may have named after the patient."""
+    By default only what a draft reads is converted and written (a 70-phase dynamic
+    gives its four chosen phases, not 70 files); every other series is listed in
+    `skipped_series` with why, one entry per series. `all_series` writes every series
+    that converts (unread ones as `other_series-N`). The study id is `study_id` or a hash
+    of the StudyInstanceUID: never the folder names, which the user may have named after
+    the patient."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InputError(out_dir, "output exists and is not an empty folder; choose a new one")
     check_writable(out_dir, is_folder=True)  # before the conversion, not after it
-    conversion = convert_dicom_folder(dicom_dir, overrides)
+    conversion = convert_dicom_folder(dicom_dir, overrides, protocol_only=not all_series)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     written: dict[str, str] = {}
     try:
         other_count: dict[int, int] = {}
+        unread: dict[int, list[str]] = {}  # converted, not read, not written: per series
         for vol in conversion.converted:
             if vol.name:
                 stem = vol.name
+            elif not all_series:
+                if vol.kind is None:  # a losing candidate is named in the warnings
+                    unread.setdefault(vol.series_number, []).append(vol.reason)
+                continue
             else:
                 k = other_count[vol.series_number] = other_count.get(vol.series_number, 0) + 1
                 stem = f"other_series-{vol.series_number}" + (f"_{k}" if k > 1 else "")
@@ -76,7 +92,11 @@ def ingest_dicom(
             "deidentified": "no patient, institution, date or UID tags are written",
             "files": written,
             "skipped_series": [
-                {"series_number": n, "reason": why} for n, why in conversion.skipped
+                *({"series_number": n, "reason": why} for n, why in conversion.skipped),
+                *(
+                    {"series_number": n, "reason": _not_written(reasons)}
+                    for n, reasons in unread.items()
+                ),
             ],
             "warnings": conversion.warnings,
         }

@@ -112,6 +112,9 @@ class CandidateReading:
     features: np.ndarray  # (CANDIDATE_FEATURES,)
     pointers: dict[str, str]  # template field -> measured value (text), may be empty
     centre_voxel: np.ndarray  # (3,) centroid on the input grid
+    # The diagonal of the outline's box (mm): no lesion inside the box is longer, so no
+    # size read from the outline may be either.
+    longest_possible_mm: float = float("inf")
 
 
 def canonical_affine(spacing: tuple[float, ...]) -> np.ndarray:
@@ -195,7 +198,8 @@ def read_candidate(
     _put_signal(values, signal, study.images)
     _put_form(values, mask, study.images)
     centre = np.argwhere(mask).mean(0)
-    return CandidateReading(values, pointers, centre)
+    diagonal = float(np.linalg.norm(geometry.extent_mm))
+    return CandidateReading(values, pointers, centre, diagonal)
 
 
 def _put_signal(values: np.ndarray, signal: LesionSignal, images: dict) -> None:

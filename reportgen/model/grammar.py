@@ -88,7 +88,10 @@ class TemplateGrammar:
         lesion at the side and clock face written. A radiologist measures a lesion and
         writes that number; the decoder, left to write sizes itself, wrote the measured
         size 4 times in 10 and erred by 3.8 mm where the measurement erred by 2.6 mm (120
-        validation phantoms). Where no candidate agrees, the field is not restricted."""
+        validation phantoms). Each candidate is one lesion: a candidate an earlier finding
+        stated in full is taken, so two findings never copy one lesion's values (a forced
+        prostate study drafted two findings with one candidate's side, clock face and size).
+        Where no candidate agrees, the field is not restricted."""
         measured = tuple(dict(c) for c in candidates)
         if measured == self.measured:
             return self
@@ -96,11 +99,24 @@ class TemplateGrammar:
         other.measured = measured
         return other
 
-    def _measured_values(self, spec: FieldSpec, values: dict) -> frozenset[int] | None:
-        """Value ids a finding's measured field may take (None: unrestricted)."""
+    def _unclaimed(self, earlier: list[dict]) -> list[dict[str, str]]:
+        """The measured candidates no earlier finding stated in full (each claims one)."""
+        free = list(self.measured)
+        for values in earlier:
+            for c in free:
+                if all(str(values.get(k)) == v for k, v in c.items()):
+                    free.remove(c)
+                    break
+        return free
+
+    def _measured_values(
+        self, spec: FieldSpec, values: dict, earlier: list[dict]
+    ) -> frozenset[int] | None:
+        """Value ids a finding's measured field may take (None: unrestricted), given the
+        findings written before it."""
         agreeing = [
             c
-            for c in self.measured
+            for c in self._unclaimed(earlier)
             if spec.id in c and all(str(values.get(k)) == v for k, v in c.items() if k in values)
         ]
         if not agreeing:
@@ -197,7 +213,8 @@ class TemplateGrammar:
                     return False
                 allowed = self._value_sets[spec.id]
                 if parent is not None and self.measured:
-                    allowed = self._measured_values(spec, values) or allowed
+                    earlier = state.findings[:-1]
+                    allowed = self._measured_values(spec, values, earlier) or allowed
                 token = expect(allowed)
                 if token is None:
                     return False

@@ -391,7 +391,10 @@ class ReportModel(nn.Module):
             reading = read_candidate(mask, score, study, self._size_grid)
             if self.size_readout is not None and bool(self.size_readout.fitted):
                 size = self.size_readout.predict(torch.from_numpy(reading.features))
-                reading.pointers["size_mm"] = self.size_value(float(size))
+                # The readout corrects partial volume; it may not extrapolate past the
+                # outline's box (a forced prostate outlined 12 x 42 x 18 mm read 83 mm).
+                size = min(float(size), reading.longest_possible_mm)
+                reading.pointers["size_mm"] = self.size_value(size)
             kept.append(
                 replace(
                     cand,

@@ -27,7 +27,7 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import replaced_privately
-from reportgen.render.notes import report_notes
+from reportgen.render.notes import notice_text, problem_text
 from reportgen.render.text import render_text
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
@@ -164,7 +164,7 @@ def render_html(
         rows += _derived_rows(finding.derived, template, concepts, lang)
     problems = report.validation.problems if report.validation else []
     problem_items = "".join(
-        f'<li class="{_esc(p.severity)}">{_esc(p.severity)}: {_esc(p.where)}: {_esc(p.message)}</li>'
+        f'<li class="{_esc(p.severity)}">{_esc(problem_text(p, lang, template))}</li>'
         for p in problems
     )
     figures = "".join(_figure(f, study, lang) for f in report.findings)
@@ -175,7 +175,7 @@ def render_html(
             f'<html lang="{_esc(lang)}"><head><meta charset="utf-8">',
             f"<title>{_esc(template.title[lang])} - {_esc(report.study.study_id)}</title>",
             f"<style>{STYLE}</style></head><body>",
-            f'<div class="notice" id="notice">{_esc(report_notes(report)[0])}</div>',
+            f'<div class="notice" id="notice">{_esc(notice_text(report, lang))}</div>',
             f"<h1>{_esc(template.title[lang])}</h1>",
             f"<p>{_esc(report.study.study_id)} &middot; {_esc(words['model'])}: {_esc(model)} "
             f"&middot; {_esc(report.provenance.created_at)}</p>",

@@ -10,7 +10,7 @@ Contradictions found by validation are printed, never hidden, and the report's n
 from __future__ import annotations
 
 from ontology.concepts import ConceptTable, default_concepts
-from reportgen.render.notes import report_notes
+from reportgen.render.notes import notice_text, problem_text
 from reportgen.report.assessable import acquired_families, not_assessable
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Report, Value
@@ -120,7 +120,7 @@ def render_text(
     words = LABELS[lang]
     sep = " " if lang == "en" else ""
     out = [template.title[lang]]
-    out.append(f"[{report_notes(report)[0]}]")  # the notice, never left out
+    out.append(f"[{notice_text(report, lang)}]")  # the notice, never left out
     missing = ", ".join(report.study.sequences_missing) or words["none"]
     used = ", ".join(report.study.sequences_used)
     out.append(
@@ -198,5 +198,8 @@ def render_text(
     if problems:
         out.append("")
         for p in problems:
-            out.append(f"{words['note']} ({p.severity}, {p.where}): {p.message}")
+            if lang == "en":
+                out.append(f"{words['note']} ({p.severity}, {p.where}): {p.message}")
+            else:
+                out.append(f"{words['note']}：{problem_text(p, lang, template)}")
     return "\n".join(out) + "\n"

@@ -49,7 +49,7 @@ def _only_volume(out_dir):
 def test_ingest_agrees_with_dicom2nifti_ground_truth(tmp_path, cli, series):
     """Shape, orientation, spacing and every voxel value, compared in RAS canonical form."""
     out = tmp_path / "study"
-    result = cli("ingest", VENDORS / series, out)
+    result = cli("ingest", VENDORS / series, out, "--all-series")  # classified or not
     assert result.code == 0, result.err
     ours, our_affine = _canonical(_only_volume(out))
     truth, truth_affine = _canonical(VENDORS / f"{series}_ground_truth.nii.gz")
@@ -71,7 +71,7 @@ def test_ingest_agrees_with_dicom2nifti_ground_truth(tmp_path, cli, series):
 def test_ingest_refuses_where_dicom2nifti_fails(tmp_path, cli, series, fragment):
     before = tree_snapshot(tmp_path)
     assert_refused(
-        cli("ingest", VENDORS / series, tmp_path / "out"),
+        cli("ingest", VENDORS / series, tmp_path / "out", "--all-series"),
         "no DICOM series could be converted",
         fragment,
     )
@@ -82,7 +82,10 @@ def test_ingest_refuses_where_dicom2nifti_fails(tmp_path, cli, series, fragment)
 def test_enhanced_siemens_one_file_per_timepoint_matches_dcm2niix(tmp_path, cli):
     """dicom2nifti keeps only the first of these files; every time point must survive."""
     out = tmp_path / "xa10"
-    assert cli("ingest", DATA / "dcm_qa_enh" / "In" / "Siemens" / "XA10", out).code == 0
+    assert (
+        cli("ingest", DATA / "dcm_qa_enh" / "In" / "Siemens" / "XA10", out, "--all-series").code
+        == 0
+    )
     reference, ref_affine = _canonical(
         DATA / "dcm_qa_enh" / "Ref" / "Siemens_REST1_w_SMS_PF7-8_6.nii"
     )
@@ -96,7 +99,7 @@ def test_enhanced_siemens_one_file_per_timepoint_matches_dcm2niix(tmp_path, cli)
 
 def test_enhanced_philips_field_map_matches_dcm2niix_and_zero_volume_is_reported(tmp_path, cli):
     out = tmp_path / "philips"
-    result = cli("ingest", DATA / "dcm_qa_enh" / "In" / "Philips", out)
+    result = cli("ingest", DATA / "dcm_qa_enh" / "In" / "Philips", out, "--all-series")
     assert result.code == 0
     fieldmap, _ = _canonical(
         DATA / "dcm_qa_enh" / "Ref" / "Philips_WIP_B0_NS_801_e2_fieldmaphz.nii"
@@ -248,9 +251,14 @@ def test_ingest_writes_no_identifiers(tmp_path, cli, mp_dicom):
 
 def test_series_override_names_an_unclassified_series(tmp_path, cli):
     out = tmp_path / "study"
-    assert cli("ingest", VENDORS / "hitachi/anatomical/001", out, "--series", "9999=T2W").code == 0
-    assert next(p.name for p in out.glob("*.nii.gz")).startswith("other_series")
-    number = json.loads(next(out.glob("other_series*.json")).read_text())["series_number"]
+    refused = cli("ingest", VENDORS / "hitachi/anatomical/001", out, "--series", "9999=T2W")
+    assert_refused(refused, "not a protocol sequence")  # and nothing written
+    assert not out.exists()
+    everything = tmp_path / "all"
+    assert cli("ingest", VENDORS / "hitachi/anatomical/001", everything, "--all-series").code == 0
+    assert next(p.name for p in everything.glob("*.nii.gz")).startswith("other_series")
+    number = json.loads(next(everything.glob("other_series*.json")).read_text())["series_number"]
+    assert f"series {number}: not a protocol sequence" in refused.err
     out2 = tmp_path / "study2"
     assert (
         cli("ingest", VENDORS / "hitachi/anatomical/001", out2, "--series", f"{number}=T2W").code

@@ -27,7 +27,7 @@ def test_real_study_t2w_is_the_axial_tse_and_dwi_the_acquired_b800_of_the_adcs_a
     assert series["ADC"]["series_number"] == 7
     dwi, adc = study.sequences["DWI"], study.sequences["ADC"]
     assert dwi.shape == adc.shape and np.allclose(dwi.affine, adc.affine, atol=1e-3)
-    assert any("b=1000" in w and "kept as other" in w for w in study.warnings)
+    assert any("b=1000" in w and "not read" in w for w in study.warnings)
     assert not any("cannot be converted" in w for w in study.warnings)
     assert study.study_id.startswith("study-") and "ProstateX" not in study.study_id
 

@@ -303,3 +303,38 @@ def test_a_finding_states_the_size_measured_at_the_side_and_clock_face_it_states
     assert left["size_mm"] == ids("<n:9>")
     unrestricted = TemplateGrammar(template, vocab)
     assert len(unrestricted.allowed([])) >= 1 and unrestricted.measured == ()
+
+
+def test_two_findings_never_state_one_candidates_measurement():
+    """A forced prostate study drafted two findings with one candidate's side, clock face
+    and size; the second finding's box then came from the other candidate."""
+    template = load_template("birads_mri")
+    vocab = ReportVocab.for_template(template)
+    measured = [
+        {"laterality": "left", "clock": "clock_5", "size_mm": "83"},
+        {"laterality": "right", "clock": "clock_7", "size_mm": "12"},
+    ]
+    grammar = TemplateGrammar(template, vocab).measured_by(measured).at_most(2)
+    finding, mass = vocab.id("<finding>"), vocab.id("<v:mass>")
+    picks = {
+        vocab.id(f"<f:{k}>"): vocab.id(f"<v:{measured[0][k]}>") for k in ("laterality", "clock")
+    }
+    picks[vocab.id("<f:size_mm>")] = vocab.id("<n:83>")
+    prefix: list[int] = []
+    offered_sides: list[frozenset[int]] = []
+    while len(offered_sides) < 2:
+        allowed = grammar.allowed(prefix)
+        if finding in allowed and prefix.count(finding) < 2:
+            prefix.append(finding)
+            continue
+        field = prefix[-1] if prefix else None
+        if field == vocab.id("<f:laterality>"):
+            offered_sides.append(allowed)
+        choice = picks.get(field) if field in picks and picks.get(field) in allowed else None
+        if choice is None:
+            choice = mass if mass in allowed else min(allowed)
+        prefix.append(choice)
+    assert vocab.id("<v:left>") in offered_sides[0]
+    assert offered_sides[1] == frozenset({vocab.id("<v:right>")})
+    state = grammar.parse(prefix)
+    assert state.findings[0]["laterality"] == "left"

@@ -155,6 +155,23 @@ def test_every_format_carries_the_notice_and_the_forced_warning(forced_prostate)
         assert "BodyPartExamined is PROSTATE" in flat and "not meaningful" in flat, fmt
 
 
+def test_a_chinese_draft_says_its_notice_and_warnings_in_chinese(forced_prostate):
+    """`--lang zh` text kept the notice and every note in English."""
+    from reportgen.render.html import render_html
+
+    _, report, _ = forced_prostate
+    text = render_text(report, "zh")
+    notice = text.splitlines()[1]
+    assert "不可用于临床" in notice and "clinical" not in notice
+    [fitness] = [line for line in text.splitlines() if "--force" in line]
+    assert fitness.startswith("注意：警告：") and "本报告无意义" in fitness
+    assert "PROSTATE" in fitness  # the measured detail is kept as written
+    html = render_html(report, "zh")
+    assert "不可用于临床" in html and "本报告无意义" in html
+    english = render_text(report, "en")
+    assert "not for clinical use" in english and "本报告" not in english
+
+
 # -- 3. batch mode: every entry of the folder, and --force honoured -----------------------
 def test_batch_lists_every_entry_and_honours_force(phantom, tmp_path, cli):
     batch = tmp_path / "batch"
@@ -291,7 +308,7 @@ def test_a_folder_mixing_nifti_and_dicom_is_refused_in_one_line(phantom, tmp_pat
 
 
 # -- 12. warnings that say where they come from, once ------------------------------------
-def test_the_classification_names_the_tag_it_read_and_a_long_dynamic_is_one_line(tmp_path):
+def test_the_classification_names_the_tag_it_read_and_a_long_dynamic_is_one_line(tmp_path, cli):
     import numpy as np
     from helpers.dicom_factory import marker_volume, write_marker_dynamic, write_series
 
@@ -313,6 +330,17 @@ def test_the_classification_names_the_tag_it_read_and_a_long_dynamic_is_one_line
     study = load_study(tmp_path)
     unread = [w for w in study.warnings if "not one of the model's phases" in w]
     assert len(unread) == 1 and "26 volumes not read" in unread[0], study.warnings
+    # ingest writes what a draft reads (it wrote all 70 phases of the real dynamic) and
+    # says what it left out once per series, each warning once
+    ingested = cli("ingest", tmp_path, tmp_path.parent / "ingested")
+    assert ingested.code == 0, ingested.err
+    written = sorted(p.name for p in (tmp_path.parent / "ingested").glob("*.nii.gz"))
+    assert written == [f"DCE_{i}.nii.gz" for i in range(4)] + ["T2W.nii.gz"]
+    lines = ingested.err.splitlines()
+    assert sum("not one of the model's phases" in line for line in lines) == 1, lines
+    assert len(lines) == len(set(lines)), lines
+    everything = cli("ingest", tmp_path, tmp_path.parent / "all", "--all-series")
+    assert everything.code == 0 and len(list((tmp_path.parent / "all").glob("*.nii.gz"))) == 32
 
 
 # -- 5 (pelvic readers). size, box and outline come from one part of the outline ----------
@@ -335,3 +363,45 @@ def test_a_pelvic_primarys_box_and_outline_are_the_part_its_size_was_measured_on
     # was a 160 x 132 x 56 mm box around scattered voxels, stating 56 mm
     assert extent.max() <= 1.25 * size + 8, (size, extent)
     assert np.array_equal(outline, largest_component(outline))  # one part, not scattered
+
+
+# -- 5 (breast model). a finding's side, clock face, size and box: one outline's measure --
+@pytest.mark.parametrize("source", ["ProstateX-0001", "ProstateX-0000", "phantom"])
+def test_a_breast_findings_side_size_and_box_are_one_outlines_measurement(
+    source, phantom, monkeypatch
+):
+    """Forced on ProstateX-0001 the breast model drafted two findings with one candidate's
+    side, clock face and size (83 mm, from a 12 x 42 x 18 mm outline) and gave the second
+    the other candidate's box."""
+    import numpy as np
+
+    import reportgen.model.generate as generate
+
+    seen: list = []
+    real = generate.outlined_boxes
+
+    def spy(report, candidates, affine, shape=None):
+        seen.extend(c for c in candidates if c.outline is not None)
+        return real(report, candidates, affine, shape)
+
+    monkeypatch.setattr(generate, "outlined_boxes", spy)
+    folder = phantom if source == "phantom" else DATA / "prostatex" / source
+    checked = draft_checked(
+        load_study(folder),
+        GeneratorChoice(None, "birads_mri"),
+        GenerateOptions(explain=False),
+        force=True,
+    )
+    draft = checked.draft
+    assert draft.report.findings and len(seen) >= len(draft.report.findings)
+    for finding, outline in zip(draft.report.findings, draft.outlines, strict=True):
+        [own] = [
+            c
+            for c in seen
+            if np.array_equal(np.argwhere(outline), c.outline[np.lexsort(c.outline.T[::-1])])
+        ]
+        stated = {k: str(finding.fields[k].value) for k in own.reading.pointers}
+        assert stated == own.reading.pointers, (stated, own.reading.pointers)
+        box = finding.evidence.box
+        diagonal = float(np.linalg.norm(np.subtract(box.max_mm, box.min_mm)))
+        assert finding.fields["size_mm"].value <= diagonal + 0.5, (finding.fields["size_mm"], box)
