@@ -143,7 +143,8 @@ def add_fitness_warnings(report: Report, problems: list[str], anatomy: Anatomy) 
     warning added, for the command line."""
     added = []
     unusual = unusual_problem(anatomy)
-    if unusual is not None:
+    said = bool(problems) and not anatomy.tag  # the untagged refusal already says "unlike"
+    if unusual is not None and not said:  # one warning per fact, never two wordings
         report.validation.problems.insert(0, unusual)
         added.append(unusual.message)
     for message in problems:

@@ -88,6 +88,14 @@ def test_an_unusual_study_is_drafted_with_a_warning_in_its_report():
     assert len(added) == 1 and "unlike the phantoms" in added[0]
     assert report.validation.problems[0].rule == "unusual_study"
     assert fitness.unusual_problem(fitness.Anatomy(None, _reading("breast", 4.0))) is None
+    # forced, untagged and unusual: the one fitness warning says it (it was said twice)
+    unusual = fitness.Anatomy(None, _reading("breast", 9.0))
+    forced = fitness.add_fitness_warnings(
+        report.model_copy(deep=True),
+        fitness.fitness_problems(unusual, load_template("birads_mri")),
+        unusual,
+    )
+    assert len(forced) == 1 and "unlike every study" in forced[0], forced
 
 
 def test_the_anatomy_chooses_the_bundled_template():
