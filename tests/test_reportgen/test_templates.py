@@ -88,7 +88,9 @@ def test_all_four_templates_load():
     )
     for template_id in available_templates():
         template = load_template(template_id)
-        assert (template.id == template_id and template.fields) or template.finding_fields
+        assert template.id == template_id
+        assert template.fields and template.finding_fields, template_id
+        assert template.title["en"] and template.title["zh"], template_id
 
 
 def test_rules_do_not_confuse_true_with_one():
