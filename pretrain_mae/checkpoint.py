@@ -107,6 +107,19 @@ def load_weights(
     return model
 
 
+def read_weights(folder: Path, prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's model.safetensors (those whose names start with one
+    of `prefixes`, when given): for copying part of one model into another."""
+    path = Path(folder) / WEIGHTS
+    if not path.is_file():
+        raise PretrainError(folder, f"not a checkpoint (no {WEIGHTS})")
+    try:
+        state = load_file(str(path))
+    except (OSError, ValueError) as exc:  # safetensors raises SafetensorError (a ValueError)
+        raise PretrainError(path, f"unreadable weights ({exc})") from exc
+    return {k: v for k, v in state.items() if not prefixes or k.startswith(prefixes)}
+
+
 def read_state(folder: Path) -> dict:
     """Trainer state saved beside the weights (tensors and plain data only)."""
     return torch.load(Path(folder) / STATE, weights_only=True, map_location="cpu")

@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from pretrain_mae.checkpoint import (
     STATE,
-    WEIGHTS,
     load_weights,
     read_config,
     read_state,
+    read_weights,
     write_checkpoint,
 )
 from pretrain_mae.errors import PretrainError
@@ -180,7 +179,7 @@ def _load_checkpoint(trainer: PPOTrainer, folder: Path) -> None:
         read_config(folder / "value_head", VALUE_HEAD_TYPE)
     except PretrainError as exc:
         raise InputError(exc.path, exc.problem) from exc
-    value_head = load_file(str(folder / "value_head" / WEIGHTS))
+    value_head = read_weights(folder / "value_head")
     trainer.load_state_dict({"value_head": value_head, **read_state(folder / "value_head")})
 
 

@@ -23,7 +23,7 @@ from reportgen.io.study import Study
 from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.explain import region_box_mm
 from reportgen.model.field_model import load_reader
-from reportgen.model.field_training import PRIMARY, outlined_size_mm, predict_outline
+from reportgen.model.field_reader import PRIMARY, outlined_size_mm, predict_outline
 from reportgen.model.generate import Draft, GenerateOptions
 from reportgen.model.lesion_reader import lesion_measures, midline_x_mm, outlined_lesions
 from reportgen.report import build_report, load_template

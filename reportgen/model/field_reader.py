@@ -30,10 +30,12 @@ from scipy import ndimage
 from torch import nn
 
 from reportgen.errors import ConfigError
+from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.lesion_reader import LesionHeads, n_measures
 from reportgen.model.tree_heads import TreeHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
+PRIMARY = 1  # mask label of the primary tumour (reportgen.synth.gynae)
 SEGMENT_CLASSES = 4  # background, primary tumour, extension, metastatic node (mask labels)
 DILATED_URETER = 4  # the outline class of readers trained on phantoms that label it
 # per extension / node class: parts apart from the primary (count, voxels, lowest and
@@ -321,3 +323,35 @@ class FieldReader(nn.Module):
         """The outlined primary's diameter corrected for the grid's partial volume."""
         a, b = (float(v) for v in self.size_coef)
         return math.exp(a + b * math.log(outlined_mm))
+
+
+def predict_outline(
+    model: FieldReader, image: torch.Tensor, present: torch.Tensor, require_primary: bool = False
+):
+    """Forward pass -> (outputs, label map on the input grid). With `require_primary` (a
+    staging study has a tumour by definition) a primary too small to win the argmax on
+    this grid (a 1 cm tumour is 2-3 voxels at 4 mm) is the connected region around the
+    most probable primary voxel where its probability is at least half that peak."""
+    out = model(image, present)
+    seg = F.interpolate(out["segment"], size=image.shape[2:], mode="trilinear")
+    labels = seg.argmax(dim=1)
+    if require_primary:
+        for b in range(labels.shape[0]):
+            if (labels[b] == PRIMARY).any():
+                continue
+            prob = seg[b].softmax(dim=0)[PRIMARY].numpy()
+            peak = np.unravel_index(int(prob.argmax()), prob.shape)
+            parts, _ = ndimage.label(prob >= 0.5 * prob[peak])
+            labels[b][torch.from_numpy(parts == parts[peak])] = PRIMARY
+    return out, labels
+
+
+def outlined_size_mm(labels: np.ndarray, affine: np.ndarray) -> float:
+    """Longest diameter of the largest outlined primary (0 when none is outlined)."""
+    primary = labels == PRIMARY
+    if not primary.any():
+        return 0.0
+    geometry = measure_lesion(largest_component(primary), affine)
+    # between the voxel-centre (inner) and voxel-corner (outer) bounds, so that an
+    # outline of one or two voxels still measures what it covers
+    return (geometry.centre_diameter_mm + geometry.longest_diameter_mm) / 2

@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from pretrain_mae.checkpoint import read_weights
+from pretrain_mae.errors import PretrainError
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.data.truth import anatomy_labels, part_offsets
 from reportgen.errors import ConfigError
 from reportgen.io.sequences import PROTOCOL, family_groups
-from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
 from reportgen.model.field_model import save_reader
@@ -33,13 +34,14 @@ from reportgen.model.field_reader import (
     SEGMENT_CLASSES,
     FieldReader,
     FieldReaderConfig,
+    outlined_size_mm,
+    predict_outline,
 )
 from reportgen.report import Report, load_template
 from reportgen.report.template import Template
 
 READINGS = ("trees", "linear")
 TREE_ITERATIONS = 300  # boosting rounds per criterion
-PRIMARY = 1  # mask label of the primary tumour (reportgen.synth.gynae)
 
 
 @dataclass
@@ -212,38 +214,6 @@ def segmentation_loss(
     return ce + (1 - dice).mean()
 
 
-def predict_outline(
-    model: FieldReader, image: torch.Tensor, present: torch.Tensor, require_primary: bool = False
-):
-    """Forward pass -> (outputs, label map on the input grid). With `require_primary` (a
-    staging study has a tumour by definition) a primary too small to win the argmax on
-    this grid (a 1 cm tumour is 2-3 voxels at 4 mm) is the connected region around the
-    most probable primary voxel where its probability is at least half that peak."""
-    out = model(image, present)
-    seg = F.interpolate(out["segment"], size=image.shape[2:], mode="trilinear")
-    labels = seg.argmax(dim=1)
-    if require_primary:
-        for b in range(labels.shape[0]):
-            if (labels[b] == PRIMARY).any():
-                continue
-            prob = seg[b].softmax(dim=0)[PRIMARY].numpy()
-            peak = np.unravel_index(int(prob.argmax()), prob.shape)
-            parts, _ = ndimage.label(prob >= 0.5 * prob[peak])
-            labels[b][torch.from_numpy(parts == parts[peak])] = PRIMARY
-    return out, labels
-
-
-def outlined_size_mm(labels: np.ndarray, affine: np.ndarray) -> float:
-    """Longest diameter of the largest outlined primary (0 when none is outlined)."""
-    primary = labels == PRIMARY
-    if not primary.any():
-        return 0.0
-    geometry = measure_lesion(largest_component(primary), affine)
-    # between the voxel-centre (inner) and voxel-corner (outer) bounds, so that an
-    # outline of one or two voxels still measures what it covers
-    return (geometry.centre_diameter_mm + geometry.longest_diameter_mm) / 2
-
-
 def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
     """Outline first, then read: the segmenter trains on the masks; the criterion heads then
     train on what the frozen segmenter and encoder give (`fit_heads`), with the epoch
@@ -355,13 +325,10 @@ OUTLINE_PARTS = ("down.", "up.", "segment.")
 
 def _load_outline(model: FieldReader, folder: Path) -> None:
     """The segmenter's weights from another reader of the same grid and widths."""
-    from safetensors.torch import load_file
-
-    state = {
-        k: v
-        for k, v in load_file(str(folder / "model.safetensors")).items()
-        if k.startswith(OUTLINE_PARTS)
-    }
+    try:
+        state = read_weights(folder, OUTLINE_PARTS)
+    except PretrainError as exc:
+        raise ConfigError(f"{folder}: {exc.problem}") from exc
     missing = [k for k in model.state_dict() if k.startswith(OUTLINE_PARTS) and k not in state]
     if missing:
         raise ConfigError(f"{folder} has no outline of this reader's shape (missing {missing[:2]})")

@@ -13,7 +13,6 @@ unlabelled study. `train-reader --init-from DIR` starts the outline from the res
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pretrain_mae.checkpoint import read_config, read_weights, write_checkpoint
 from pretrain_mae.config import MAEConfig
+from pretrain_mae.errors import PretrainError
 from pretrain_mae.masking import STRATEGIES, MaskingOptions, draw_mask
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.data.truth import lesion_mask
@@ -36,11 +37,11 @@ from reportgen.model.field_reader import (
     READER_PRESETS,
     FieldReader,
     FieldReaderConfig,
+    predict_outline,
 )
-from reportgen.model.field_training import one_cycle, predict_outline
+from reportgen.model.field_training import one_cycle
 
 PRETRAINED_TYPE = "reportgen-outline-pretraining"  # config.json's model_type
-WEIGHTS = "outline.safetensors"
 ENCODER_DECODER = ("down.", "up.")  # what pretraining teaches; the class layer is new
 
 
@@ -187,29 +188,21 @@ def pretrain_outline(args: OutlinePretrainArgs, log=print) -> dict:
 
 
 def save_pretrained(model: FieldReader, folder: Path, summary: dict) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(ENCODER_DECODER)
-    }
-    save_file(state, str(folder / WEIGHTS))
-    (folder / "config.json").write_text(json.dumps(summary, indent=2))
+    """The encoder-decoder's weights and the run's summary, as every checkpoint is written."""
+    state = {k: v for k, v in model.state_dict().items() if k.startswith(ENCODER_DECODER)}
+    config = {k: v for k, v in summary.items() if k != "model_type"}
+    write_checkpoint(folder, state, config, PRETRAINED_TYPE)
 
 
 def load_pretrained(model: FieldReader, folder: Path, decoder: bool = True) -> None:
     """Start `model`'s encoder-decoder (or, without `decoder`, its encoder only: the
     decoder learned to fill in intensities, which the outline may not want) from a
     `pretrain-reader` folder (safetensors)."""
-    from safetensors.torch import load_file
-
     try:
-        kind = json.loads((folder / "config.json").read_text()).get("model_type")
-        state = load_file(str(folder / WEIGHTS))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder} is not a pretrain-reader folder: {exc}") from exc
-    if kind != PRETRAINED_TYPE:
-        raise ConfigError(f"{folder} is not a pretrain-reader folder (model_type {kind!r})")
+        read_config(folder, PRETRAINED_TYPE, "pretrain-reader")
+        state = read_weights(folder)
+    except PretrainError as exc:
+        raise ConfigError(f"{folder} is not a pretrain-reader folder: {exc.problem}") from exc
     parts = ENCODER_DECODER if decoder else ENCODER_DECODER[:1]
     own = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}
     wrong = [k for k, v in own.items() if k not in state or state[k].shape != v.shape]

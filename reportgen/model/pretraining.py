@@ -18,11 +18,11 @@ from reportgen.data import CachedStudies, build_cache, discover_studies
 from reportgen.errors import InputError
 from reportgen.model.detector import (
     LesionDetector,
-    fit_detector,
     lesion_probability,
     load_detector,
     save_detector,
 )
+from reportgen.model.detector_training import fit_detector
 
 DETECTOR_BATCH = 4
 DETECTOR_LR = 2e-3

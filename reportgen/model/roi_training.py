@@ -294,13 +294,12 @@ def detection_summary(regions: CachedRegions, findings_per_study: list[int]) -> 
 def load_detector_from(model: ReportModel, folder: Path) -> None:
     """Copy a trained detector (and segmenter, if both have one) from another report model
     directory (same input grid)."""
-    from safetensors.torch import load_file
+    from pretrain_mae.checkpoint import PretrainError, read_weights
 
-    from pretrain_mae.checkpoint import WEIGHTS
-
-    if not (folder / WEIGHTS).is_file():
-        raise InputError(folder, f"not a report model directory (no {WEIGHTS})")
-    state = load_file(str(folder / WEIGHTS))
+    try:
+        state = read_weights(folder)
+    except PretrainError as exc:
+        raise InputError(folder, f"not a report model directory ({exc.problem})") from exc
     own = {k.removeprefix("detector."): v for k, v in state.items() if k.startswith("detector.")}
     if not own:
         raise InputError(folder, "holds no lesion detector")

@@ -27,7 +27,7 @@ from reportgen.io.sequences import family_groups
 from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
 from reportgen.model.copying import Memory
 from reportgen.model.data import load_examples
-from reportgen.model.detector import fit_detector
+from reportgen.model.detector_training import fit_detector
 from reportgen.model.evidence import visible
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.modeling import ReportModel, load_model, save_model

@@ -15,12 +15,8 @@ from reportgen.model.candidates import (
     match_to_labels,
 )
 from reportgen.model.config import PRESETS, ReportModelConfig
-from reportgen.model.detector import (
-    LesionDetector,
-    detector_loss,
-    fit_detector,
-    lesion_probability,
-)
+from reportgen.model.detector import LesionDetector, lesion_probability
+from reportgen.model.detector_training import detector_loss, fit_detector
 from reportgen.model.modeling import ReportModel
 from reportgen.model.roi_training import findings_in_candidate_order
 from reportgen.synth import SynthOptions, synth_dataset
@@ -167,7 +163,7 @@ def test_memory_holds_a_geometry_token_and_zoomed_tokens_per_candidate():
 
 
 def test_small_lesions_weigh_more_per_voxel_than_large_ones():
-    from reportgen.model.detector import MAX_LESION_WEIGHT, lesion_size_weights
+    from reportgen.model.detector_training import MAX_LESION_WEIGHT, lesion_size_weights
 
     target = torch.zeros(1, 24, 24, 24)
     target[0, 2:4, 2:4, 2:4] = 1  # 8 voxels

@@ -1,0 +1,37 @@
+"""One definition of each concept, held by the code's own shape: what issue 36 made
+true stays true. Each test reads the source, so a new shortcut fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("reportgen", "rl", "pretrain_mae", "ontology")
+CHECKPOINT_MODULE = ROOT / "pretrain_mae" / "checkpoint.py"
+
+
+def _modules() -> list[Path]:
+    return sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_weights_are_read_and_written_only_by_the_checkpoint_module():
+    """Strict keys, atomic writes and the model_type check live in one place; four
+    modules once called safetensors themselves (one wrote a second file format)."""
+    direct = [
+        str(p.relative_to(ROOT))
+        for p in _modules()
+        if p != CHECKPOINT_MODULE and any(n.split(".")[0] == "safetensors" for n in _imports(p))
+    ]
+    assert direct == [], direct
+    assert "safetensors.torch" in _imports(CHECKPOINT_MODULE)  # the scan can see an import
