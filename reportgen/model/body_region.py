@@ -11,25 +11,33 @@ study unlike anything the models were trained on.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reportgen.errors import ConfigError, InputError
+from reportgen.errors import InputError
 from reportgen.io.study import Study
-from reportgen.model.model_folder import load_model_folder, read_summary, save_model_folder
+from reportgen.model.model_folder import (
+    StrictConfig,
+    load_model_folder,
+    read_summary,
+    save_model_folder,
+)
 
 REGION_TYPE = "reportgen-body-region"  # config.json's model_type
 REGION_FOLDER = "body_region"  # its folder among the bundled models
 
 
 @dataclass
-class RegionConfig:
+class RegionConfig(StrictConfig):
     """Grid, sequence and answers of the body-region reader."""
+
+    KIND: ClassVar[str] = "body-region"
 
     regions: tuple[str, ...] = ("breast", "pelvis")
     sequences: tuple[str, ...] = ("T2W",)
@@ -47,16 +55,6 @@ class RegionConfig:
         self.grid_shape = tuple(int(n) for n in self.grid_shape)  # type: ignore[assignment]
         self.grid_spacing = tuple(float(s) for s in self.grid_spacing)  # type: ignore[assignment]
         self.widths = tuple(int(w) for w in self.widths)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RegionConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown body-region config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

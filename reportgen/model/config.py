@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from reportgen.errors import ConfigError
+from reportgen.model.model_folder import StrictConfig
 
 FREEZE_MODES = ("frozen", "partial", "full")
 # Lesion-centred reading (reportgen.model.candidates): the study is prepared at
@@ -33,7 +35,9 @@ ROI_DEFAULTS = {
 
 
 @dataclass
-class ReportModelConfig:
+class ReportModelConfig(StrictConfig):
+    KIND: ClassVar[str] = "report model"
+
     template: str
     encoder: dict  # the MAE encoder's config (pretrain_mae.config.MAEConfig.to_dict())
     encoder_source_sha256: str | None = None  # which pretraining checkpoint it came from
@@ -95,17 +99,6 @@ class ReportModelConfig:
     def input_grid(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """(shape, spacing) the study is prepared on before it reaches the model."""
         return input_grid(self.encoder, self.roi)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ReportModelConfig:
-        """Unknown keys are an error, as for `MAEConfig`: a config is never half-read."""
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown report model config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 def pool_factor(encoder: dict, roi: dict | None) -> int:

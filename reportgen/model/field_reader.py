@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from torch import nn
 from reportgen.errors import ConfigError
 from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.lesion_reader import LesionHeads, n_measures
+from reportgen.model.model_folder import StrictConfig
 from reportgen.model.tree_heads import TreeHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
@@ -44,8 +46,10 @@ DETACHED = 2 * 8
 
 
 @dataclass
-class FieldReaderConfig:
+class FieldReaderConfig(StrictConfig):
     """What the reader reads (grid, sequences) and answers (the template's fields)."""
+
+    KIND: ClassVar[str] = "field reader"
 
     template: str
     sequences: tuple[str, ...]
@@ -86,16 +90,6 @@ class FieldReaderConfig:
     def deep_shape(self) -> tuple[int, int, int]:
         stride = 2 ** len(self.widths)
         return tuple(n // stride for n in self.grid_shape)  # type: ignore[return-value]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FieldReaderConfig:
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown field reader config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 # Reader sizes: `tiny` for tests (coarse grid, few channels), `base` for the bundled models.

@@ -8,15 +8,35 @@ clear error (exit 2), not a half-loaded model.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import ClassVar, Self
 
 from torch import nn
 
 from pretrain_mae.checkpoint import load_weights, read_config, write_checkpoint
 from pretrain_mae.errors import PretrainError
-from reportgen.errors import InputError
+from reportgen.errors import ConfigError, InputError
 
 SUMMARY = "training_summary.json"
+
+
+class StrictConfig:
+    """A dataclass config kept as config.json beside its weights: unknown keys are an
+    error, so a config is never half-read (a key a newer version wrote, or a typo, would
+    otherwise build another model than the one trained). `KIND` names it in the error."""
+
+    KIND: ClassVar[str] = "model"
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise ConfigError(f"unknown {cls.KIND} config keys: {sorted(unknown)}")
+        return cls(**data)
 
 
 def save_model_folder(model: nn.Module, cfg, folder: Path, model_type: str, summary: dict | None):
