@@ -41,14 +41,13 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pretrain_mae.checkpoint import load_pretrained
 from pretrain_mae.config import MAEConfig, preset
 from pretrain_mae.data import collate
 from pretrain_mae.masking import MaskingOptions, draw_mask, lesion_weights
 from pretrain_mae.model import MaskedAutoencoder3D
-from pretrain_mae.trainer import TrainArgs, train
 from reportgen.data import CachedStudies, build_cache, discover_studies, read_manifest
 from reportgen.model.detector import lesion_probability, load_detector
+from reportgen.model.mae_training import TrainArgs, load_pretrained, train
 from reportgen.model.pretraining import detector_prior, study_dataset, train_standalone_detector
 from reportgen.report.metrics import bootstrap_interval
 from reportgen.synth import SynthOptions, synth_dataset

@@ -6,7 +6,8 @@ random, lesion-aware or anatomy-preserving, joint or complementary across sequen
 
 This package imports nothing of reportgen's: the studies come in as a torch Dataset
 (items as `pretrain_mae.data.collate` batches them) and a lesion prior, if any, as a
-function. Its names load on first use, so `pretrain_mae.errors` stays cheap to import.
+function; it is trained and its checkpoints kept by `reportgen.model.mae_training`. Its
+names load on first use, so importing one module stays cheap.
 """
 
 from __future__ import annotations

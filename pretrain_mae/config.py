@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 DEFAULT_SEQUENCES = ("T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3")
 # MOME-style experts share attention but give each family of sequences its own MLP.
@@ -94,13 +93,6 @@ class MAEConfig:
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         return cls(**{k: v for k, v in data.items() if k in known})
-
-    @classmethod
-    def load(cls, folder: Path) -> MAEConfig:
-        """The config of an MAE checkpoint folder (`pretrain_mae.checkpoint`)."""
-        from pretrain_mae.checkpoint import MAE_TYPE, read_config
-
-        return cls.from_dict(read_config(folder, MAE_TYPE, "pretraining"))
 
 
 PRESETS: dict[str, dict] = {

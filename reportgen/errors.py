@@ -24,11 +24,10 @@ class ConfigError(ReportgenError):
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Every error type that means "fix your input" (exit status 2), ours and the lower
-    floors' (`ontology` and `pretrain_mae` import nothing of ours, so they have their own)."""
+    floor's (`ontology` imports nothing of ours, so it has its own)."""
     from ontology.errors import TerminologyError
-    from pretrain_mae.errors import PretrainError
 
-    return (ReportgenError, TerminologyError, PretrainError)
+    return (ReportgenError, TerminologyError)
 
 
 class PacsError(ReportgenError):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pretrain_mae.checkpoint import (
+from reportgen.checkpoint import (
     STATE,
     load_weights,
     read_config,
@@ -32,7 +32,6 @@ from pretrain_mae.checkpoint import (
     read_weights,
     write_checkpoint,
 )
-from pretrain_mae.errors import PretrainError
 from reportgen.errors import ConfigError, InputError
 from reportgen.io import load_study
 from reportgen.model.generate import GenerateOptions, ReportGenerator
@@ -174,11 +173,8 @@ def _save_checkpoint(trainer: PPOTrainer, generator: ReportGenerator, folder: Pa
 
 def _load_checkpoint(trainer: PPOTrainer, folder: Path) -> None:
     """Strict: every tensor of the policy and the value head must be there, and no other."""
-    try:
-        load_weights(trainer.generator.model, folder, derived=(TIED,))
-        read_config(folder / "value_head", VALUE_HEAD_TYPE)
-    except PretrainError as exc:
-        raise InputError(exc.path, exc.problem) from exc
+    load_weights(trainer.generator.model, folder, derived=(TIED,))
+    read_config(folder / "value_head", VALUE_HEAD_TYPE)
     value_head = read_weights(folder / "value_head")
     trainer.load_state_dict({"value_head": value_head, **read_state(folder / "value_head")})
 

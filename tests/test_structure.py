@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("reportgen", "rl", "pretrain_mae", "ontology")
-CHECKPOINT_MODULE = ROOT / "pretrain_mae" / "checkpoint.py"
+CHECKPOINT_MODULE = ROOT / "reportgen" / "checkpoint.py"
 
 
 def _modules() -> list[Path]:

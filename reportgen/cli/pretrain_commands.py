@@ -105,8 +105,7 @@ def pretrain(
             f"lesion detector trained on {stats['trained_on']} studies with masks; saved in {out}"
         )
         return
-    from pretrain_mae.errors import PretrainError
-    from pretrain_mae.trainer import TrainArgs, resolve_config, train
+    from reportgen.model.mae_training import TrainArgs, resolve_config, train
 
     overrides = {"modality_experts": experts, "mask_ratio": mask_ratio}
     if layers:
@@ -133,7 +132,7 @@ def pretrain(
         train(
             args, study_dataset(data, out / "cache"), prior, log=lambda m: typer.echo(m, err=True)
         )
-    except PretrainError:  # already says what is wrong with which file (exit status 2)
+    except InputError:  # already says what is wrong with which file (exit status 2)
         raise
     except ValueError as exc:  # inconsistent config values
         raise ConfigError(str(exc)) from exc

@@ -20,14 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reportgen.errors import InputError
-from reportgen.io.study import Study
-from reportgen.model.model_folder import (
+from reportgen.checkpoint import (
     StrictConfig,
     load_model_folder,
     read_summary,
     save_model_folder,
 )
+from reportgen.errors import InputError
+from reportgen.io.study import Study
 
 REGION_TYPE = "reportgen-body-region"  # config.json's model_type
 REGION_FOLDER = "body_region"  # its folder among the bundled models
@@ -126,8 +126,8 @@ def save_region_model(model: BodyRegionNet, folder: Path, summary: dict) -> Path
 
 def write_region_card(folder: Path) -> None:
     """The model card: what it reads, what it was trained on, what it is not for."""
-    from pretrain_mae.checkpoint import read_config, weights_sha256
     from reportgen import NOT_FOR_CLINICAL_USE
+    from reportgen.checkpoint import read_config, weights_sha256
 
     cfg = RegionConfig.from_dict(read_config(folder, REGION_TYPE))
     summary = read_summary(folder)

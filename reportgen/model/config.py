@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from reportgen.checkpoint import StrictConfig
 from reportgen.errors import ConfigError
-from reportgen.model.model_folder import StrictConfig
 
 FREEZE_MODES = ("frozen", "partial", "full")
 # Lesion-centred reading (reportgen.model.candidates): the study is prepared at

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pretrain_mae.checkpoint import load_weights, read_config, write_checkpoint
+from reportgen.checkpoint import load_weights, read_config, write_checkpoint
 
 DETECTOR_TYPE = "reportgen-lesion-detector"
 

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pretrain_mae.checkpoint import read_config, weights_sha256
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.checkpoint import (
+    load_model_folder,
+    read_config,
+    read_summary,
+    save_model_folder,
+    weights_sha256,
+)
 from reportgen.model.field_reader import (
     READER_TYPE,
     SEGMENT_CLASSES,
     FieldReader,
     FieldReaderConfig,
 )
-from reportgen.model.model_folder import load_model_folder, read_summary, save_model_folder
 
 CARD = "README.md"
 

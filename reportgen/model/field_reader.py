@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
+from reportgen.checkpoint import StrictConfig
 from reportgen.errors import ConfigError
 from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.lesion_reader import LesionHeads, n_measures
-from reportgen.model.model_folder import StrictConfig
 from reportgen.model.tree_heads import TreeHeads
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type

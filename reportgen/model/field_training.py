@@ -19,11 +19,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from pretrain_mae.checkpoint import read_weights
-from pretrain_mae.errors import PretrainError
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.checkpoint import read_weights
 from reportgen.data.truth import anatomy_labels, part_offsets
-from reportgen.errors import ConfigError
+from reportgen.errors import ConfigError, InputError
 from reportgen.io.sequences import PROTOCOL, family_groups
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
@@ -327,7 +326,7 @@ def _load_outline(model: FieldReader, folder: Path) -> None:
     """The segmenter's weights from another reader of the same grid and widths."""
     try:
         state = read_weights(folder, OUTLINE_PARTS)
-    except PretrainError as exc:
+    except InputError as exc:
         raise ConfigError(f"{folder}: {exc.problem}") from exc
     missing = [k for k in model.state_dict() if k.startswith(OUTLINE_PARTS) and k not in state]
     if missing:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pretrain_mae.checkpoint import weights_sha256
 from pretrain_mae.data import collate
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.checkpoint import weights_sha256
 from reportgen.data import study_arrays
 from reportgen.errors import InputError
 from reportgen.io.study import Study

@@ -19,7 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from pretrain_mae.checkpoint import (
+from pretrain_mae.config import MAEConfig
+from pretrain_mae.model import MaskedAutoencoder3D
+from pretrain_mae.patches import token_ids
+from reportgen.checkpoint import (
     CONFIG,
     WEIGHTS,
     load_weights,
@@ -27,10 +30,6 @@ from pretrain_mae.checkpoint import (
     weights_sha256,
     write_checkpoint,
 )
-from pretrain_mae.config import MAEConfig
-from pretrain_mae.errors import PretrainError
-from pretrain_mae.model import MaskedAutoencoder3D
-from pretrain_mae.patches import token_ids
 from reportgen.errors import InputError
 from reportgen.model import vocab as V
 from reportgen.model.candidates import (
@@ -614,17 +613,14 @@ def load_model(folder: Path, device: str | torch.device = "cpu") -> tuple[Report
     """A model directory -> (model in eval mode, vocab); weights via safetensors, strict keys."""
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
         raise InputError(folder, f"not a report model directory (needs {CONFIG} and {WEIGHTS})")
-    try:
-        cfg = ReportModelConfig.from_dict(read_config(folder, REPORT_TYPE))
-        vocab = ReportVocab.load(folder)
-        if len(vocab) != cfg.vocab_size:
-            raise InputError(
-                folder, f"vocabulary has {len(vocab)} tokens but the model expects {cfg.vocab_size}"
-            )
-        model = ReportModel(cfg)
-        load_weights(model, folder, device, derived=(TIED,))
-    except PretrainError as exc:
-        raise InputError(exc.path, exc.problem) from exc
+    cfg = ReportModelConfig.from_dict(read_config(folder, REPORT_TYPE))
+    vocab = ReportVocab.load(folder)
+    if len(vocab) != cfg.vocab_size:
+        raise InputError(
+            folder, f"vocabulary has {len(vocab)} tokens but the model expects {cfg.vocab_size}"
+        )
+    model = ReportModel(cfg)
+    load_weights(model, folder, device, derived=(TIED,))
     model.decoder.tie_weights()
     model.attach_vocab(vocab)
     return model.to(device).eval(), vocab

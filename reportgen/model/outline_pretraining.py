@@ -22,13 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain_mae.checkpoint import read_config, read_weights, write_checkpoint
 from pretrain_mae.config import MAEConfig
-from pretrain_mae.errors import PretrainError
 from pretrain_mae.masking import STRATEGIES, MaskingOptions, draw_mask
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.checkpoint import read_config, read_weights, write_checkpoint
 from reportgen.data.truth import lesion_mask
-from reportgen.errors import ConfigError
+from reportgen.errors import ConfigError, InputError
 from reportgen.io.sequences import PROTOCOL
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
@@ -201,7 +200,7 @@ def load_pretrained(model: FieldReader, folder: Path, decoder: bool = True) -> N
     try:
         read_config(folder, PRETRAINED_TYPE, "pretrain-reader")
         state = read_weights(folder)
-    except PretrainError as exc:
+    except InputError as exc:
         raise ConfigError(f"{folder} is not a pretrain-reader folder: {exc.problem}") from exc
     parts = ENCODER_DECODER if decoder else ENCODER_DECODER[:1]
     own = {k: v for k, v in model.state_dict().items() if k.startswith(parts)}

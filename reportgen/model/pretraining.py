@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from pretrain_mae.config import MAEConfig
-from pretrain_mae.trainer import DatasetFactory, LesionPrior
 from reportgen.data import CachedStudies, build_cache, discover_studies
 from reportgen.errors import InputError
 from reportgen.model.detector import (
@@ -23,6 +22,7 @@ from reportgen.model.detector import (
     save_detector,
 )
 from reportgen.model.detector_training import fit_detector
+from reportgen.model.mae_training import DatasetFactory, LesionPrior
 
 DETECTOR_BATCH = 4
 DETECTOR_LR = 2e-3
@@ -59,12 +59,7 @@ def train_standalone_detector(dataset: CachedStudies, out: Path, steps: int, see
 
 def detector_prior(folder: Path, cfg: MAEConfig) -> LesionPrior:
     """The detector in `folder` as a lesion prior on the MAE grid of `cfg`."""
-    from pretrain_mae.errors import PretrainError
-
-    try:
-        detector, config = load_detector(folder)
-    except PretrainError as exc:
-        raise InputError(exc.path, exc.problem) from exc
+    detector, config = load_detector(folder)
     if config["in_channels"] != len(cfg.sequences) or config.get("grid_shape") != list(
         cfg.grid_shape
     ):

@@ -294,11 +294,11 @@ def detection_summary(regions: CachedRegions, findings_per_study: list[int]) -> 
 def load_detector_from(model: ReportModel, folder: Path) -> None:
     """Copy a trained detector (and segmenter, if both have one) from another report model
     directory (same input grid)."""
-    from pretrain_mae.checkpoint import PretrainError, read_weights
+    from reportgen.checkpoint import read_weights
 
     try:
         state = read_weights(folder)
-    except PretrainError as exc:
+    except InputError as exc:
         raise InputError(folder, f"not a report model directory ({exc.problem})") from exc
     own = {k.removeprefix("detector."): v for k, v in state.items() if k.startswith("detector.")}
     if not own:

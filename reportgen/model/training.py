@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pretrain_mae.checkpoint import load_pretrained, weights_sha256
 from pretrain_mae.data import collate
 from pretrain_mae.masking import drop_groups, drop_sequences
-from pretrain_mae.trainer import lr_schedule
 from reportgen import NOT_FOR_CLINICAL_USE
+from reportgen.checkpoint import weights_sha256
 from reportgen.errors import ConfigError, InputError
 from reportgen.io.sequences import family_groups
 from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
@@ -30,6 +29,7 @@ from reportgen.model.data import load_examples
 from reportgen.model.detector_training import fit_detector
 from reportgen.model.evidence import visible
 from reportgen.model.grammar import TemplateGrammar
+from reportgen.model.mae_training import load_pretrained, lr_schedule
 from reportgen.model.modeling import ReportModel, load_model, save_model
 from reportgen.model.roi_training import (
     CrossFittedReadouts,

@@ -22,7 +22,7 @@ from reportgen.synth import SynthOptions, synth_dataset
 def bench(tmp_path_factory):
     """Tiny breast studies, a tiny MAE encoder and a tiny report model trained on them."""
     from pretrain_mae.masking import MaskingOptions
-    from pretrain_mae.trainer import TrainArgs, train
+    from reportgen.model.mae_training import TrainArgs, train
     from reportgen.model.pretraining import study_dataset
     from reportgen.model.training import ReportTrainArgs, train_report_model
 

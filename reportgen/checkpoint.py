@@ -1,7 +1,8 @@
 """The project's one checkpoint convention: a folder with `config.json` + `model.safetensors`.
 
-Every model (MAE encoder, report model, lesion detector, PPO state, reward model) is
-saved and loaded through here, as Hugging Face does: the config names its `model_type`,
+Every model (MAE encoder, report model, lesion detector, staging readers, body region,
+PPO state) is saved and loaded through here, its config a `StrictConfig`, as Hugging
+Face does: the config names its `model_type`,
 weights are safetensors only (never pickle), keys are checked strictly (a missing or
 unexpected tensor is an error naming it), and a folder is written to a temporary name
 and renamed, so a crash never leaves half a checkpoint. Trainer state needed to resume
@@ -14,12 +15,15 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import ClassVar, Self
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from pretrain_mae.errors import PretrainError
+from reportgen.errors import ConfigError, InputError
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -75,16 +79,16 @@ def read_config(folder: Path, model_type: str, what: str | None = None) -> dict:
     `what` names the kind of checkpoint in errors ("pretraining")."""
     folder = Path(folder)
     if not (folder / CONFIG).is_file() or not (folder / WEIGHTS).is_file():
-        raise PretrainError(
+        raise InputError(
             folder, f"not a {what or model_type} checkpoint (needs {CONFIG} and {WEIGHTS})"
         )
     try:
         data = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PretrainError(folder / CONFIG, "not valid JSON") from exc
+        raise InputError(folder / CONFIG, "not valid JSON") from exc
     found = data.pop("model_type", None) if isinstance(data, dict) else None
     if found != model_type:
-        raise PretrainError(folder, f"holds a {found or 'unknown'} model, not a {model_type} model")
+        raise InputError(folder, f"holds a {found or 'unknown'} model, not a {model_type} model")
     return data
 
 
@@ -100,7 +104,7 @@ def load_weights(
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in derived]
     if missing or unexpected:
-        raise PretrainError(
+        raise InputError(
             folder,
             f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})",
         )
@@ -112,11 +116,11 @@ def read_weights(folder: Path, prefixes: tuple[str, ...] = ()) -> dict[str, torc
     of `prefixes`, when given): for copying part of one model into another."""
     path = Path(folder) / WEIGHTS
     if not path.is_file():
-        raise PretrainError(folder, f"not a checkpoint (no {WEIGHTS})")
+        raise InputError(folder, f"not a checkpoint (no {WEIGHTS})")
     try:
         state = load_file(str(path))
     except (OSError, ValueError) as exc:  # safetensors raises SafetensorError (a ValueError)
-        raise PretrainError(path, f"unreadable weights ({exc})") from exc
+        raise InputError(path, f"unreadable weights ({exc})") from exc
     return {k: v for k, v in state.items() if not prefixes or k.startswith(prefixes)}
 
 
@@ -134,29 +138,45 @@ def weights_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-# -- the MAE itself ------------------------------------------------------------------------
+# -- configs and small models' folders ------------------------------------------------
 
-MAE_TYPE = "reportgen-mae3d"
-
-
-def save_checkpoint(
-    folder: Path,
-    model: torch.nn.Module,
-    cfg,
-    state: dict | None = None,
-    extra_files: dict[str, bytes] | None = None,
-) -> Path:
-    """An MAE checkpoint (`cfg` is its MAEConfig)."""
-    return write_checkpoint(
-        folder, unwrap(model).state_dict(), cfg.to_dict(), MAE_TYPE, state, extra_files
-    )
+SUMMARY = "training_summary.json"
 
 
-def load_pretrained(folder: Path, device: str | torch.device = "cpu"):
-    """An MAE from a checkpoint folder (weights loaded with safetensors, strict keys)."""
-    from pretrain_mae.config import MAEConfig
-    from pretrain_mae.model import MaskedAutoencoder3D
+class StrictConfig:
+    """A dataclass config kept as config.json beside its weights: unknown keys are an
+    error, so a config is never half-read (a key a newer version wrote, or a typo, would
+    otherwise build another model than the one trained). `KIND` names it in the error."""
 
-    cfg = MAEConfig.load(folder)
-    model = MaskedAutoencoder3D(cfg)
-    return load_weights(model, folder, device).to(device)
+    KIND: ClassVar[str] = "model"
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        if unknown:
+            raise ConfigError(f"unknown {cls.KIND} config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def save_model_folder(model: nn.Module, cfg, folder: Path, model_type: str, summary: dict | None):
+    """Weights, `cfg.to_dict()` as config.json (with `model_type`) and the summary."""
+    extra = {SUMMARY: json.dumps(summary, indent=2).encode()} if summary else None
+    write_checkpoint(folder, dict(model.state_dict()), cfg.to_dict(), model_type, extra_files=extra)
+
+
+def load_model_folder(folder: Path, model_type: str, config_cls, model_cls, device: str = "cpu"):
+    """`model_cls(config_cls.from_dict(config))` with the folder's weights, in eval mode."""
+    cfg = config_cls.from_dict(read_config(folder, model_type))
+    try:
+        model = load_weights(model_cls(cfg), folder, device)
+    except RuntimeError as exc:  # a tensor of another shape than the config builds
+        raise InputError(folder, "weights do not fit the config (tensor shapes differ)") from exc
+    return model.to(device).eval()
+
+
+def read_summary(folder: Path) -> dict:
+    path = Path(folder) / SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else {}

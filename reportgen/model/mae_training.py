@@ -1,4 +1,6 @@
-"""The pretraining loop: progress, TensorBoard, checkpoints, exact resume, DDP.
+"""The MAE pretraining loop (`reportgen pretrain`): progress, TensorBoard, checkpoints,
+exact resume, DDP. `pretrain_mae` holds the network, its masking and its config; this
+module trains it and keeps its checkpoints in the one format (`reportgen.checkpoint`).
 
 Everything random is derived from (seed, step, rank): the data order of each epoch,
 every mask, every dropout draw. A resumed run therefore continues exactly where the
@@ -22,12 +24,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from pretrain_mae.checkpoint import load_pretrained, read_state, save_checkpoint, unwrap
 from pretrain_mae.config import MAEConfig, preset
 from pretrain_mae.data import collate
 from pretrain_mae.masking import MaskingOptions, draw_mask
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.viz import reconstruction_png
+from reportgen.checkpoint import load_weights, read_config, read_state, unwrap, write_checkpoint
 
 # The studies, built for a config's grid (called once the config is known, on rank 0 first).
 DatasetFactory = Callable[[MAEConfig], Dataset]
@@ -71,6 +73,36 @@ class TrainArgs:
         )
 
 
+# -- the MAE's checkpoints ---------------------------------------------------------------
+
+MAE_TYPE = "reportgen-mae3d"
+
+
+def save_checkpoint(
+    folder: Path,
+    model: torch.nn.Module,
+    cfg,
+    state: dict | None = None,
+    extra_files: dict[str, bytes] | None = None,
+) -> Path:
+    """An MAE checkpoint (`cfg` is its MAEConfig)."""
+    return write_checkpoint(
+        folder, unwrap(model).state_dict(), cfg.to_dict(), MAE_TYPE, state, extra_files
+    )
+
+
+def load_pretrained(folder: Path, device: str | torch.device = "cpu"):
+    """An MAE from a checkpoint folder (weights loaded with safetensors, strict keys)."""
+    cfg = mae_config(folder)
+    model = MaskedAutoencoder3D(cfg)
+    return load_weights(model, folder, device).to(device)
+
+
+def mae_config(folder: Path) -> MAEConfig:
+    """The config of an MAE checkpoint folder."""
+    return MAEConfig.from_dict(read_config(folder, MAE_TYPE, "pretraining"))
+
+
 def _ranks() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
@@ -103,7 +135,7 @@ def resolve_config(args: TrainArgs) -> MAEConfig:
     """The run's model config: the interrupted run's when resuming, else the preset."""
     last = args.out / "last"
     if args.resume and last.exists():
-        return MAEConfig.load(last)
+        return mae_config(last)
     return preset(args.config, **args.model_overrides)
 
 
