@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 DEFAULT_SEQUENCES = ("T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3")
 # MOME-style experts share attention but give each family of sequences its own MLP.
@@ -85,14 +85,6 @@ class MAEConfig:
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> MAEConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known - {"model_type"}
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 PRESETS: dict[str, dict] = {

@@ -17,7 +17,7 @@ import os
 import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import ClassVar, Self, TypeVar
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -26,6 +26,7 @@ from torch import nn
 from reportgen.errors import ConfigError, InputError
 
 WEIGHTS = "model.safetensors"
+T = TypeVar("T")
 CONFIG = "config.json"
 STATE = "trainer_state.pt"
 
@@ -143,10 +144,19 @@ def weights_sha256(folder: Path) -> str:
 SUMMARY = "training_summary.json"
 
 
+def strict_config(cls: type[T], data: dict, kind: str) -> T:
+    """`cls(**data)` for a dataclass config, with an unknown key an error naming it: a
+    config is never half-read (a key a newer version wrote, or a typo, would otherwise
+    build another model than the one trained)."""
+    unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    if unknown:
+        raise ConfigError(f"unknown {kind} config keys: {sorted(unknown)}")
+    return cls(**data)
+
+
 class StrictConfig:
-    """A dataclass config kept as config.json beside its weights: unknown keys are an
-    error, so a config is never half-read (a key a newer version wrote, or a typo, would
-    otherwise build another model than the one trained). `KIND` names it in the error."""
+    """Base of our dataclass configs kept as config.json: `from_dict` is `strict_config`;
+    `KIND` names the config in its errors."""
 
     KIND: ClassVar[str] = "model"
 
@@ -155,10 +165,7 @@ class StrictConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> Self:
-        unknown = set(data) - {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        if unknown:
-            raise ConfigError(f"unknown {cls.KIND} config keys: {sorted(unknown)}")
-        return cls(**data)
+        return strict_config(cls, data, cls.KIND)
 
 
 def save_model_folder(model: nn.Module, cfg, folder: Path, model_type: str, summary: dict | None):

@@ -29,7 +29,14 @@ from pretrain_mae.data import collate
 from pretrain_mae.masking import MaskingOptions, draw_mask
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.viz import reconstruction_png
-from reportgen.checkpoint import load_weights, read_config, read_state, unwrap, write_checkpoint
+from reportgen.checkpoint import (
+    load_weights,
+    read_config,
+    read_state,
+    strict_config,
+    unwrap,
+    write_checkpoint,
+)
 
 # The studies, built for a config's grid (called once the config is known, on rank 0 first).
 DatasetFactory = Callable[[MAEConfig], Dataset]
@@ -100,7 +107,7 @@ def load_pretrained(folder: Path, device: str | torch.device = "cpu"):
 
 def mae_config(folder: Path) -> MAEConfig:
     """The config of an MAE checkpoint folder."""
-    return MAEConfig.from_dict(read_config(folder, MAE_TYPE, "pretraining"))
+    return strict_config(MAEConfig, read_config(folder, MAE_TYPE, "pretraining"), "MAE")
 
 
 def _ranks() -> tuple[int, int]:

@@ -27,6 +27,7 @@ from reportgen.checkpoint import (
     WEIGHTS,
     load_weights,
     read_config,
+    strict_config,
     weights_sha256,
     write_checkpoint,
 )
@@ -103,7 +104,7 @@ class ReportModel(nn.Module):
     def __init__(self, cfg: ReportModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder_cfg = MAEConfig.from_dict(cfg.encoder)
+        self.encoder_cfg = strict_config(MAEConfig, cfg.encoder, "MAE encoder")
         self.encoder = drop_mae_decoder(MaskedAutoencoder3D(self.encoder_cfg))
         width = self.encoder_cfg.embed_dim * (
             1 + (len(self.encoder_cfg.multiscale_layers) if cfg.use_multiscale else 0)

@@ -16,7 +16,7 @@ from pretrain_mae.config import MAEConfig, preset
 from pretrain_mae.masking import MaskingOptions, draw_mask, lesion_weights
 from pretrain_mae.model import MaskedAutoencoder3D
 from pretrain_mae.patches import patchify, unpatchify
-from reportgen.errors import InputError
+from reportgen.errors import ConfigError, InputError
 from reportgen.model.detector import load_detector
 from reportgen.model.mae_training import (
     TrainArgs,
@@ -51,7 +51,7 @@ def test_checkpoint_round_trip_with_strict_config_and_keys(tmp_path):
         MAEConfig(grid_shape=(30, 32, 16), patch=(8, 8, 4))
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     (tmp_path / "ckpt" / "config.json").write_text(json.dumps({**config, "colour": "red"}))
-    with pytest.raises(ValueError, match="unknown config keys"):
+    with pytest.raises(ConfigError, match="unknown MAE config keys"):
         mae_config(tmp_path / "ckpt")
     # weights of another shape: refused by name, never half-loaded
     save_checkpoint(tmp_path / "other", MaskedAutoencoder3D(preset("tiny")), preset("tiny"))
