@@ -31,6 +31,7 @@ from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, sel
 
 from reportgen.model.copying import Memory
 from reportgen.model.decoding import Drafted, draft_tokens
+from reportgen.model.engine import Optimiser, adamw
 from reportgen.model.generate import ReportGenerator
 from reportgen.report import Report
 
@@ -150,8 +151,11 @@ class PPOTrainer:
             p.requires_grad = True
         self.value_head = ValueHead(generator.model.cfg.n_embd)
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            [*params, *self.value_head.parameters()], lr=config.lr, weight_decay=0.0
+        self.optimizer = adamw([*params, *self.value_head.parameters()], config.lr, 0.0)
+        self.optimiser = Optimiser(
+            self.optimizer,
+            clip=config.max_grad_norm,
+            clip_params=[*self.policy.parameters(), *self.value_head.parameters()],
         )
         self.kl = AdaptiveKL(
             config.init_kl_coef, config.target_kl, config.kl_horizon, config.adaptive_kl
@@ -284,12 +288,7 @@ class PPOTrainer:
                 vf_loss = (vf * m).sum() / n
                 ent = (entropy * m).sum() / n
                 loss = pg_loss + cfg.vf_coef * vf_loss - cfg.ent_coef * ent
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(
-                    [*self.policy.parameters(), *self.value_head.parameters()], cfg.max_grad_norm
-                )
-                self.optimizer.step()
+                self.optimiser.step(loss)
                 with torch.no_grad():
                     stats["pg"].append(float(pg_loss))
                     stats["vf"].append(float(vf_loss))

@@ -35,3 +35,21 @@ def test_weights_are_read_and_written_only_by_the_checkpoint_module():
     ]
     assert direct == [], direct
     assert "safetensors.torch" in _imports(CHECKPOINT_MODULE)  # the scan can see an import
+
+
+def test_every_fit_steps_through_the_one_training_engine():
+    """One place zeroes, back-propagates, clips and steps (there were ten loops, each with
+    its own AdamW set-up)."""
+    engine = ROOT / "reportgen" / "model" / "engine.py"
+    backward = [
+        str(p.relative_to(ROOT))
+        for p in _modules()
+        if p != engine and ".backward()" in p.read_text(encoding="utf-8")
+    ]
+    adam = [
+        str(p.relative_to(ROOT))
+        for p in _modules()
+        if p != engine and "AdamW(" in p.read_text(encoding="utf-8")
+    ]
+    assert backward == [] and adam == [], (backward, adam)
+    assert ".backward()" in engine.read_text(encoding="utf-8")

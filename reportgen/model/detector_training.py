@@ -12,6 +12,7 @@ from pretrain_mae.masking import drop_groups, drop_sequences
 from reportgen.errors import InputError
 from reportgen.model.augment import augment
 from reportgen.model.detector import LesionDetector
+from reportgen.model.engine import Optimiser, adamw
 
 # A lesion of this many voxels weighs as much per voxel as before; a smaller one weighs
 # sqrt(REFERENCE_VOXELS / its volume) times more (capped), so a 5 mm focus is not
@@ -89,7 +90,7 @@ def fit_detector(
     for p in detector.parameters():
         p.requires_grad = True
     detector.train()
-    opt = torch.optim.AdamW(detector.parameters(), lr=lr, weight_decay=1e-4)
+    opt = Optimiser(adamw(detector.parameters(), lr, weight_decay=1e-4))
     losses = []
     for step in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
         g = torch.Generator().manual_seed(seed * 7919 + step)
@@ -108,9 +109,7 @@ def fit_detector(
         if augmented:
             x, target = augment(x, target, g)
         loss = detector_loss(detector(x, seen), target, lesion_size_weights(target))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        opt.step(loss)
         losses.append(loss.item())
     detector.eval()
     for p in detector.parameters():

@@ -26,6 +26,7 @@ from reportgen.errors import ConfigError, InputError
 from reportgen.io.sequences import PROTOCOL, family_groups
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
+from reportgen.model.engine import Optimiser, adamw, one_cycle
 from reportgen.model.field_model import save_reader
 from reportgen.model.field_reader import (
     DILATED_URETER,
@@ -334,13 +335,6 @@ def _load_outline(model: FieldReader, folder: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def one_cycle(params, lr: float, weight_decay: float, total_steps: int):
-    """AdamW with a one-cycle schedule (10% warm-up): the outline's and its pretraining's."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=total_steps, pct_start=0.1)
-    return opt, sched
-
-
 RARE_CLASS = 0.2  # an outline class fewer than this share of the training studies hold
 
 
@@ -375,7 +369,8 @@ def _train_outline(model, images, present, labels, train, args, generator, log) 
     """The segmenter: primary tumour, extension and nodes (the 'find' of find-and-measure)."""
     params = [p for name, p in model.named_parameters() if not name.startswith(("trunk", "heads"))]
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    opt, sched = one_cycle(params, args.lr, args.weight_decay, steps_per_epoch * args.epochs)
+    adam = adamw(params, args.lr, args.weight_decay)
+    opt = Optimiser(adam, one_cycle(adam, args.lr, steps_per_epoch * args.epochs))
     weights = None
     if args.rare_share > 0:
         classes = model.cfg.segment_classes
@@ -402,10 +397,7 @@ def _train_outline(model, images, present, labels, train, args, generator, log) 
             )
             seg, _ = model.features(x, p)
             loss = segmentation_loss(seg, y, model.cfg.small_parts, args.present_dice)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            opt.step(loss)
             running += float(loss.detach())
         history.append({"epoch": epoch + 1, "outline_loss": round(running / steps_per_epoch, 4)})
         log(
@@ -533,7 +525,7 @@ def fit_classifiers(
 ) -> float:
     """Cross-entropy on each named head (targets of -1 ignored) with AdamW; the epoch with
     the best accuracy on `held` (features, targets) is kept in `module`."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = Optimiser(adamw(params, lr, weight_decay))
     best, best_state = -1.0, None
     for epoch in range(epochs):
         module.train()
@@ -548,9 +540,7 @@ def fit_classifiers(
                 for j, name in enumerate(names)
                 if (y[idx, j] >= 0).any()
             )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            opt.step(loss)
         module.eval()
         score = head_accuracy(read, *held, names) if held is not None and len(held[0]) else 0.0
         if score > best:

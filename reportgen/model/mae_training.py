@@ -12,7 +12,6 @@ share of each global batch and only rank 0 writes.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -37,6 +36,7 @@ from reportgen.checkpoint import (
     unwrap,
     write_checkpoint,
 )
+from reportgen.model.engine import Optimiser, adamw, warmup_cosine
 
 # The studies, built for a config's grid (called once the config is known, on rank 0 first).
 DatasetFactory = Callable[[MAEConfig], Dataset]
@@ -125,13 +125,6 @@ def batch_indices(step: int, n: int, batch: int, world: int, rank: int, seed: in
     return out
 
 
-def lr_schedule(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _step_generator(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed((seed * 7_919 + step * 104_729 + rank * 1_299_709) % (2**63 - 1))
@@ -177,19 +170,19 @@ def train(
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or "embed" in n]
     fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw(
         [
             {"params": decay, "weight_decay": args.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ],
-        lr=args.lr,
+        args.lr,
+        args.weight_decay,
         betas=(0.9, 0.95),
         fused=fused,
     )
     warmup = max(1, int(args.warmup_fraction * args.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_schedule(s, args.steps, warmup)
-    )
+    scheduler = warmup_cosine(optimizer, args.steps, warmup)
+    opt = Optimiser(optimizer, scheduler, clip=1.0, clip_params=list(model.parameters()))
     start = 0
     if args.resume and last.exists():
         model.load_state_dict(unwrap(load_pretrained(last)).state_dict())
@@ -241,11 +234,7 @@ def train(
         torch.manual_seed(args.seed * 31 + step * world + rank)  # drop-path draws
         with autocast:
             loss, _ = train_model(images, mask.keep, mask.target, mask.keep_valid)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+        opt.step(loss)
         seen += len(idx) * world
         loss_value = float(loss.detach())
         if world > 1:

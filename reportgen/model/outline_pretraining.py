@@ -31,6 +31,7 @@ from reportgen.errors import ConfigError, InputError
 from reportgen.io.sequences import PROTOCOL
 from reportgen.model.augment import augment
 from reportgen.model.data import load_examples
+from reportgen.model.engine import Optimiser, adamw, one_cycle
 from reportgen.model.field_reader import (
     DILATED_URETER,
     READER_PRESETS,
@@ -38,7 +39,6 @@ from reportgen.model.field_reader import (
     FieldReaderConfig,
     predict_outline,
 )
-from reportgen.model.field_training import one_cycle
 
 PRETRAINED_TYPE = "reportgen-outline-pretraining"  # config.json's model_type
 ENCODER_DECODER = ("down.", "up.")  # what pretraining teaches; the class layer is new
@@ -149,7 +149,8 @@ def pretrain_outline(args: OutlinePretrainArgs, log=print) -> dict:
         *head.parameters(),
     ]
     steps = math.ceil(len(images) / args.batch_size)
-    opt, sched = one_cycle(params, args.lr, args.weight_decay, steps * args.epochs)
+    adam = adamw(params, args.lr, args.weight_decay)
+    opt = Optimiser(adam, one_cycle(adam, args.lr, steps * args.epochs))
     history, start = [], time.time()
     for epoch in range(args.epochs):
         model.train()
@@ -164,10 +165,7 @@ def pretrain_outline(args: OutlinePretrainArgs, log=print) -> dict:
             hidden = hidden_voxels(grid, p, options, generator, lesion=prior.float())
             decoded, _ = model.decode(x * ~hidden, p)
             loss = reconstruction_loss(head(decoded), x, hidden)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            opt.step(loss)
             running += loss.item()
         history.append({"epoch": epoch + 1, "loss": round(running / steps, 5)})
         log(f"pretraining epoch {epoch + 1}/{args.epochs} loss {running / steps:.4f} "

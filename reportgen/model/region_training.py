@@ -26,6 +26,7 @@ from reportgen.model.body_region import (
     save_region_model,
 )
 from reportgen.model.data import load_examples
+from reportgen.model.engine import Optimiser, adamw
 from reportgen.report import load_template
 from reportgen.report.anatomy import PROCEDURE_REGION
 
@@ -126,7 +127,7 @@ def train_region_model(args: RegionTrainArgs, log=print) -> dict:
         raise ConfigError(f"train-region needs studies of every region: {', '.join(cfg.regions)}")
     calibration = labelled_images(args.calibration, cfg, cache_dir) if args.calibration else None
     model = BodyRegionNet(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    opt = Optimiser(adamw(model.parameters(), args.lr, weight_decay=1e-4))
     counts = torch.bincount(labels, minlength=len(cfg.regions)).float()
     weight = counts.sum() / (len(cfg.regions) * counts)  # regions count equally
     start = time.time()
@@ -138,9 +139,7 @@ def train_region_model(args: RegionTrainArgs, log=print) -> dict:
             idx = perm[b : b + args.batch_size]
             logits, _ = model(augment(images[idx], generator))
             loss = F.cross_entropy(logits, labels[idx], weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            opt.step(loss)
             total += float(loss.detach()) * len(idx)
         if (epoch + 1) % max(1, args.epochs // 5) == 0:
             log(f"region epoch {epoch + 1}/{args.epochs}: loss {total / len(images):.4f}")

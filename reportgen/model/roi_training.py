@@ -165,7 +165,7 @@ def fit_readouts(
     the candidate and size readouts on each outlined candidate that overlaps a lesion and
     that lesion's finding. Returns their training accuracies per field (and size MAE)."""
     from reportgen.io.sequences import family_groups
-    from reportgen.model.readout import (
+    from reportgen.model.readout_training import (
         fit_readout,
         fit_size_readout,
         keep_patterns,

@@ -27,9 +27,10 @@ from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
 from reportgen.model.copying import Memory
 from reportgen.model.data import load_examples
 from reportgen.model.detector_training import fit_detector
+from reportgen.model.engine import Optimiser, adamw, warmup_cosine
 from reportgen.model.evidence import visible
 from reportgen.model.grammar import TemplateGrammar
-from reportgen.model.mae_training import load_pretrained, lr_schedule
+from reportgen.model.mae_training import load_pretrained
 from reportgen.model.modeling import ReportModel, load_model, save_model
 from reportgen.model.roi_training import (
     CrossFittedReadouts,
@@ -231,11 +232,9 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         )
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    warmup = max(1, args.steps // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_schedule(s, args.steps, warmup)
-    )
+    optimizer = adamw(params, args.lr, args.weight_decay)
+    scheduler = warmup_cosine(optimizer, args.steps, max(1, args.steps // 20))
+    opt = Optimiser(optimizer, scheduler, clip=1.0, clip_params=params)
     start_step = 0
     if args.resume:
         state = torch.load(last / "trainer_state.pt", weights_only=True)
@@ -288,11 +287,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
             )
             ids, attn = targets.batch(idx, present)
             out = model(batch["image"], present, ids, attn)
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
+        opt.step(out["loss"])
         seen += len(idx)
         rate = seen / max(1e-9, time.perf_counter() - t0)
         bar.set_postfix(loss=f"{out['loss'].item():.3f}", studies_s=f"{rate:.1f}")

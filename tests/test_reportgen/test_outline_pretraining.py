@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import assert_refused
-from safetensors.torch import load_file
 
 from pretrain_mae.masking import MaskingOptions
+from reportgen.checkpoint import read_weights
 from reportgen.errors import ConfigError
 from reportgen.model.field_model import load_reader
 from reportgen.model.field_reader import READER_PRESETS, FieldReader, FieldReaderConfig
 from reportgen.model.field_training import FieldTrainArgs, train_field_reader
 from reportgen.model.outline_pretraining import (
-    WEIGHTS,
     OutlinePretrainArgs,
     hidden_voxels,
     load_pretrained,
@@ -94,7 +93,7 @@ def pretrained(tmp_path_factory):
 def test_pretraining_saves_the_encoder_decoder_and_the_reader_starts_from_it(pretrained, tmp_path):
     data, out, summary = pretrained
     assert len(summary["history"]) == 2 and all(h["loss"] > 0 for h in summary["history"])
-    saved = load_file(str(out / WEIGHTS))
+    saved = read_weights(out)
     assert saved and all(k.startswith(("down.", "up.")) for k in saved)
     reader = FieldReader(tiny_config())
     load_pretrained(reader, out)

@@ -13,13 +13,8 @@ from reportgen.model.copying import Memory
 from reportgen.model.evidence import TISSUE_LAYOUT
 from reportgen.model.grammar import TemplateGrammar
 from reportgen.model.modeling import ReportModel
-from reportgen.model.readout import (
-    TISSUE_READOUT,
-    Readout,
-    fit_readout,
-    readout_targets,
-    readout_values,
-)
+from reportgen.model.readout import TISSUE_READOUT, Readout, readout_values
+from reportgen.model.readout_training import fit_readout, readout_targets
 from reportgen.model.vocab import ReportVocab
 from reportgen.report import load_template
 
@@ -227,7 +222,8 @@ def test_the_size_readout_corrects_the_outline_diameter_on_unseen_lesions():
     ones small, more so when flat): fit on stated sizes, the corrected diameter is closer
     on lesions it was not fit on; unfit, it is the measured diameter itself."""
     from reportgen.model.evidence import CANDIDATE_FEATURES, CANDIDATE_LAYOUT
-    from reportgen.model.readout import SizeReadout, fit_size_readout
+    from reportgen.model.readout import SizeReadout
+    from reportgen.model.readout_training import fit_size_readout
 
     index = {name: i for i, (name, _) in enumerate(CANDIDATE_LAYOUT)}
 
