@@ -32,7 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 # Reproduces the bundled demo model (reportgen/demo_model/) from synthetic phantoms
-# (see README "Report model" for the measured time on 2 CPU cores; the 2 mm study cache
+# (see docs/report_model.md for the measured time on 2 CPU cores; the 2 mm study cache
 # needs ~9 GB). Work files go to $(DEMO_WORK).
 DEMO_WORK ?= /tmp/reportgen-demo-model
 demo-model: $(STAMP)
@@ -44,7 +44,7 @@ demo-model: $(STAMP)
 	cp -r $(DEMO_WORK)/model reportgen/demo_model/birads_mri && rm -rf reportgen/demo_model/birads_mri/tb
 
 # Reproduces the bundled pelvic staging readers (reportgen/demo_model/<template>/): 1,000
-# phantoms per domain, a 16-epoch outline and the reading heads (README "Pelvic models"
+# phantoms per domain, a 16-epoch outline and the reading heads (docs/pelvic_models.md
 # gives the time on 2 CPU cores). Work files go to $(PELVIC_WORK). Each entry is
 # domain:template:extra train-reader options (comma-separated). The cervix and O-RADS
 # readers draw 30% of each outline epoch from studies holding a rare class (a dilated

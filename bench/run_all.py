@@ -1,6 +1,6 @@
 """`make bench`: the benchmarks that finish in minutes on 2 cores, one after another.
 
-The long ones (MAE probe, demo-model reproduction) are run on their own; see README.
+The long ones (MAE probe, demo-model reproduction) are run on their own; see docs/architecture.md.
 """
 
 from __future__ import annotations

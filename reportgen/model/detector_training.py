@@ -46,7 +46,7 @@ def detector_loss(
 
     Dice is per study (smoothed by 1), so on a lesion-free study it is lowest when
     nothing is marked: it suppresses false candidates. Dice pooled over the batch was
-    tried and read worse on held-out phantoms (README, "Lesion-centred reading").
+    tried and read worse on held-out phantoms (docs/report_model.md, "Lesion-centred reading").
     `weight` (`lesion_size_weights`) lets small lesions count in the cross-entropy.
     """
     bce = F.binary_cross_entropy_with_logits(

@@ -114,7 +114,7 @@ def write_card(folder: Path) -> None:
   on 2 CPU cores; weights sha256 {weights_sha256(folder)}.
 - Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
   --seed {args.get("seed", "?")}{flags}` on `reportgen synth` phantoms (`make pelvic-models`; see
-  the README){refit}.
+  docs/pelvic_models.md){refit}.
 - Training data are synthetic phantoms: the model has never seen a patient's images and
   must not be used for diagnosis.
 """

@@ -4,7 +4,7 @@ A criterion such as "tumour reaches the lower third of the vagina" is a threshol
 measured extent. A linear head over thousands of standardised features finds such
 thresholds poorly (cervix development phantoms, seed 555: 0.91 on the vaginal third);
 boosted trees split on them directly (0.99 on the same features; the held-out numbers
-are in the README). The trees are
+are in docs/pelvic_models.md). The trees are
 fit with scikit-learn's `HistGradientBoostingClassifier` and kept as plain tensors, so
 they are saved and loaded with the rest of the reader through safetensors (no pickle),
 and predict with a few vectorised gathers.

@@ -3,7 +3,7 @@
 A DICOM export with one folder per study and its free-text report.txt (phantoms written
 out as a hospital would: images and text, never their truth) -> `ingest-archive`
 (de-identified study folders, each report parsed into report.json) -> `pretrain` ->
-`train` -> `evaluate`. The README's "Train on your own studies" walks the same commands.
+`train` -> `evaluate`. docs/report_model.md ("Train on your own studies") walks the same commands.
 """
 
 from __future__ import annotations
