@@ -35,6 +35,7 @@ from reportgen.errors import ConfigError
 from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.lesion_reader import LesionHeads, n_measures
 from reportgen.model.tree_heads import TreeHeads
+from reportgen.model.unet import UNet3D, UNetSpec
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
 PRIMARY = 1  # mask label of the primary tumour (reportgen.synth.gynae)
@@ -107,18 +108,6 @@ def is_field_reader(folder: Path) -> bool:
         return False
 
 
-def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    groups = 4 if cout % 4 == 0 else 1
-    return nn.Sequential(
-        nn.Conv3d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.GroupNorm(groups, cout),
-        nn.GELU(),
-        nn.Conv3d(cout, cout, 3, padding=1, bias=False),
-        nn.GroupNorm(groups, cout),
-        nn.GELU(),
-    )
-
-
 def detached(labels: np.ndarray, spacing: np.ndarray, centre: np.ndarray) -> list[float]:
     """Per extension and node class, its outlined parts that touch no primary tumour: how
     many, how many voxels (log), and their lowest and highest x, y, z in mm from the
@@ -149,15 +138,11 @@ class FieldReader(nn.Module):
     def __init__(self, cfg: FieldReaderConfig):
         super().__init__()
         self.cfg = cfg
-        channels = len(cfg.sequences) * 2  # each sequence and its "present" plane
         w = cfg.widths
-        self.down = nn.ModuleList(
-            [_block(channels if i == 0 else w[i - 1], w[i], 2) for i in range(len(w))]
+        # the outline: half resolution, each sequence and its "present" plane
+        self.unet = UNet3D(
+            UNetSpec(len(cfg.sequences), tuple(w), cfg.segment_classes, present_planes=True)
         )
-        self.up = nn.ModuleList(
-            [_block(w[i + 1] + w[i], w[i], 1) for i in reversed(range(len(w) - 1))]
-        )
-        self.segment = nn.Conv3d(w[0], cfg.segment_classes, 1)
         cells = int(torch.tensor(cfg.deep_shape).prod())
         self.where_shape = tuple(2 * n for n in cfg.deep_shape)  # where tumour lies, coarsely
         self.anatomy_shape = tuple(4 * n for n in cfg.deep_shape)  # T2W, finer (ureters)
@@ -186,6 +171,7 @@ class FieldReader(nn.Module):
         self.trees = TreeHeads(cfg.tree_shapes) if cfg.tree_shapes else None
         # log(size) = a + b * log(outlined diameter); identity until `fit_size` sets it
         self.register_buffer("size_coef", torch.tensor([0.0, 1.0]))
+        self.register_load_state_dict_pre_hook(_rename_legacy_outline)
 
     @property
     def geometry_columns(self) -> int:
@@ -224,24 +210,14 @@ class FieldReader(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Segmentation logits (B, C, X/2, Y/2, Z/2) and the deepest map."""
         decoded, deep = self.decode(image, present)
-        return self.segment(decoded), deep
+        return self.unet.head(decoded), deep
 
     def decode(
         self, image: torch.Tensor, present: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The U-Net's last decoder map (B, widths[0], X/2, Y/2, Z/2) and the deepest map:
         what the outline reads, and what masked-image pretraining reconstructs from."""
-        planes = present[:, :, None, None, None].to(image.dtype).expand_as(image)
-        x = torch.cat([image * planes, planes], dim=1)
-        skips = []
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-        deep = x
-        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
-            x = F.interpolate(x, size=skip.shape[2:], mode="trilinear", align_corners=False)
-            x = block(torch.cat([x, skip], dim=1))
-        return x, deep
+        return self.unet.decode(image, present)
 
     def _summary(self, seg: torch.Tensor, deep: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Deep features kept in place, the outline's classes pooled to a coarse grid (which
@@ -349,3 +325,22 @@ def outlined_size_mm(labels: np.ndarray, affine: np.ndarray) -> float:
     # between the voxel-centre (inner) and voxel-corner (outer) bounds, so that an
     # outline of one or two voxels still measures what it covers
     return (geometry.centre_diameter_mm + geometry.longest_diameter_mm) / 2
+
+
+# Readers saved before the one U-Net named its parts at the reader's top level.
+LEGACY_OUTLINE_NAMES = {"down.": "unet.down.", "up.": "unet.up.", "segment.": "unet.head."}
+
+
+def legacy_outline_names(name: str) -> str:
+    """A reader tensor's name as the reader calls it now (`down.0...` -> `unet.down.0...`)."""
+    for old, new in LEGACY_OUTLINE_NAMES.items():
+        if name.startswith(old):
+            return new + name[len(old) :]
+    return name
+
+
+def _rename_legacy_outline(_module: nn.Module, state: dict, prefix: str, *_args) -> None:
+    for key in [k for k in state if k.startswith(prefix)]:
+        renamed = prefix + legacy_outline_names(key[len(prefix) :])
+        if renamed != key:
+            state[renamed] = state.pop(key)

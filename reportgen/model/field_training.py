@@ -34,6 +34,7 @@ from reportgen.model.field_reader import (
     SEGMENT_CLASSES,
     FieldReader,
     FieldReaderConfig,
+    legacy_outline_names,
     outlined_size_mm,
     predict_outline,
 )
@@ -320,13 +321,17 @@ def varied_copy(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return augment(images, unused, generator, flip_axes=())[0]
 
 
-OUTLINE_PARTS = ("down.", "up.", "segment.")
+OUTLINE_PARTS = ("unet.down.", "unet.up.", "unet.head.")
 
 
 def _load_outline(model: FieldReader, folder: Path) -> None:
     """The segmenter's weights from another reader of the same grid and widths."""
     try:
-        state = read_weights(folder, OUTLINE_PARTS)
+        state = {
+            name: v
+            for k, v in read_weights(folder).items()
+            if (name := legacy_outline_names(k)).startswith(OUTLINE_PARTS)
+        }
     except InputError as exc:
         raise ConfigError(f"{folder}: {exc.problem}") from exc
     missing = [k for k in model.state_dict() if k.startswith(OUTLINE_PARTS) and k not in state]

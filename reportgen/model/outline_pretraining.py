@@ -37,11 +37,12 @@ from reportgen.model.field_reader import (
     READER_PRESETS,
     FieldReader,
     FieldReaderConfig,
+    legacy_outline_names,
     predict_outline,
 )
 
 PRETRAINED_TYPE = "reportgen-outline-pretraining"  # config.json's model_type
-ENCODER_DECODER = ("down.", "up.")  # what pretraining teaches; the class layer is new
+ENCODER_DECODER = ("unet.down.", "unet.up.")  # what pretraining teaches; the head is new
 
 
 @dataclass
@@ -197,7 +198,7 @@ def load_pretrained(model: FieldReader, folder: Path, decoder: bool = True) -> N
     `pretrain-reader` folder (safetensors)."""
     try:
         read_config(folder, PRETRAINED_TYPE, "pretrain-reader")
-        state = read_weights(folder)
+        state = {legacy_outline_names(k): v for k, v in read_weights(folder).items()}
     except InputError as exc:
         raise ConfigError(f"{folder} is not a pretrain-reader folder: {exc.problem}") from exc
     parts = ENCODER_DECODER if decoder else ENCODER_DECODER[:1]

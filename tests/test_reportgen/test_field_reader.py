@@ -75,7 +75,7 @@ def test_reader_reads_criteria_with_trees_on_the_measured_columns_only(cervix):
     reader = load_reader(model)
     # the cervix phantoms label dilated ureters: the reader outlines them as a fifth class
     assert reader.cfg.segment_classes == 5 and reader.cfg.label_classes["4"] == 4
-    assert reader.segment.out_channels == 5
+    assert reader.unet.head.out_channels == 5
     answers = {**reader.cfg.study_fields, **reader.cfg.finding_fields}
     assert reader.trees is not None and set(reader.cfg.tree_shapes) == set(answers)
     width = reader.trunk[0].num_features

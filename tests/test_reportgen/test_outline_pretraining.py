@@ -94,7 +94,7 @@ def test_pretraining_saves_the_encoder_decoder_and_the_reader_starts_from_it(pre
     data, out, summary = pretrained
     assert len(summary["history"]) == 2 and all(h["loss"] > 0 for h in summary["history"])
     saved = read_weights(out)
-    assert saved and all(k.startswith(("down.", "up.")) for k in saved)
+    assert saved and all(k.startswith(("unet.down.", "unet.up.")) for k in saved)
     reader = FieldReader(tiny_config())
     load_pretrained(reader, out)
     state = reader.state_dict()
@@ -103,8 +103,8 @@ def test_pretraining_saves_the_encoder_decoder_and_the_reader_starts_from_it(pre
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
     load_pretrained(fresh, out, decoder=False)  # the encoder only
     after = fresh.state_dict()
-    assert all(torch.equal(after[k], saved[k]) for k in saved if k.startswith("down."))
-    assert all(torch.equal(after[k], before[k]) for k in saved if k.startswith("up."))
+    assert all(torch.equal(after[k], saved[k]) for k in saved if k.startswith("unet.down."))
+    assert all(torch.equal(after[k], before[k]) for k in saved if k.startswith("unet.up."))
     model = tmp_path / "reader"
     train_field_reader(
         FieldTrainArgs(
