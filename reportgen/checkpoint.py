@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import ClassVar, Self, TypeVar
@@ -125,6 +126,20 @@ def read_weights(folder: Path, prefixes: tuple[str, ...] = ()) -> dict[str, torc
     return {k: v for k, v in state.items() if not prefixes or k.startswith(prefixes)}
 
 
+def rename_on_load(module: nn.Module, rename: Callable[[str], str]) -> None:
+    """Let `module` load tensors saved under older names: `rename` maps a name (relative
+    to `module`) to today's before the strict key check sees it, so a checkpoint written
+    before a refactor still loads, strictly and unchanged on disk."""
+
+    def hook(_module: nn.Module, state: dict, prefix: str, *_args) -> None:
+        for key in [k for k in state if k.startswith(prefix)]:
+            renamed = prefix + rename(key[len(prefix) :])
+            if renamed != key:
+                state[renamed] = state.pop(key)
+
+    module.register_load_state_dict_pre_hook(hook)
+
+
 def read_state(folder: Path) -> dict:
     """Trainer state saved beside the weights (tensors and plain data only)."""
     return torch.load(Path(folder) / STATE, weights_only=True, map_location="cpu")
@@ -187,3 +202,23 @@ def load_model_folder(folder: Path, model_type: str, config_cls, model_cls, devi
 def read_summary(folder: Path) -> dict:
     path = Path(folder) / SUMMARY
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+CARD = "README.md"
+PHANTOM_ONLY = (
+    "Trained on synthetic phantoms: the model has never seen a patient's images and must "
+    "not be used for diagnosis."
+)
+
+
+def write_model_card(folder: Path, title: str, facts: list[str]) -> Path:
+    """A model folder's README.md, the same shape for every model: its name, the notice,
+    what it is (one bullet per fact: what it reads and answers, how it was trained, how
+    to reproduce it), its weights' SHA-256, and that it is trained on phantoms only."""
+    from reportgen import NOT_FOR_CLINICAL_USE
+
+    bullets = [*facts, f"Weights sha256 {weights_sha256(folder)}.", PHANTOM_ONLY]
+    lines = "\n".join(f"- {fact}" for fact in bullets)
+    path = Path(folder) / CARD
+    path.write_text(f"# {title}\n\n**{NOT_FOR_CLINICAL_USE}**\n\n{lines}\n")
+    return path

@@ -53,3 +53,20 @@ def test_every_fit_steps_through_the_one_training_engine():
     ]
     assert backward == [] and adam == [], (backward, adam)
     assert ".backward()" in engine.read_text(encoding="utf-8")
+
+
+def test_one_config_reader_one_model_card_writer_one_unet():
+    """Configs are read strictly by one `from_dict`, model cards written by one function,
+    and every 3D U-Net is `reportgen.model.unet.UNet3D` (there were four `from_dict`
+    copies, three card writers and two U-Nets)."""
+    sources = {p: p.read_text(encoding="utf-8") for p in _modules()}
+    from_dict = [str(p.relative_to(ROOT)) for p, s in sources.items() if "def from_dict(" in s]
+    cards = [
+        str(p.relative_to(ROOT))
+        for p, s in sources.items()
+        if '"README.md").write_text' in s or "/ CARD).write_text" in s
+    ]
+    transposed = [str(p.relative_to(ROOT)) for p, s in sources.items() if "ConvTranspose3d(" in s]
+    assert from_dict == ["reportgen/checkpoint.py"], from_dict
+    assert cards == [], cards
+    assert transposed == ["reportgen/model/unet.py"], transposed

@@ -126,35 +126,32 @@ def save_region_model(model: BodyRegionNet, folder: Path, summary: dict) -> Path
 
 def write_region_card(folder: Path) -> None:
     """The model card: what it reads, what it was trained on, what it is not for."""
-    from reportgen import NOT_FOR_CLINICAL_USE
-    from reportgen.checkpoint import read_config, weights_sha256
+    from reportgen.checkpoint import read_config, write_model_card
 
     cfg = RegionConfig.from_dict(read_config(folder, REGION_TYPE))
     summary = read_summary(folder)
     counts = ", ".join(f"{n} {r}" for r, n in summary.get("per_region", {}).items())
-    text = f"""# {cfg.name}
-
-**{NOT_FOR_CLINICAL_USE}**
-
-- Answers: which body region a study's T2W shows ({", ".join(cfg.regions)}), and how far
+    write_model_card(
+        folder,
+        cfg.name,
+        [
+            f"""Answers: which body region a study's T2W shows ({", ".join(cfg.regions)}), and how far
   the study is from the training studies (Mahalanobis distance on its {cfg.embedding}-d
   embedding; above {summary.get("threshold", "?")} is "unusual", the 99th percentile of
-  {summary.get("calibration_studies", "?")} held-out calibration phantoms).
-- Input: T2W only, on a {"x".join(map(str, cfg.grid_shape))} grid at {cfg.grid_spacing[0]:g} mm
-  (RAS, centred on the body): the body's outline and large structures, not detail.
-- Network: 3D CNN (widths {", ".join(map(str, cfg.widths))}), mean and max pooled.
-- Trained on {summary.get("studies", "?")} phantom studies ({counts}), a quarter of them
+  {summary.get("calibration_studies", "?")} held-out calibration phantoms).""",
+            f"""Input: T2W only, on a {"x".join(map(str, cfg.grid_shape))} grid at {cfg.grid_spacing[0]:g} mm
+  (RAS, centred on the body): the body's outline and large structures, not detail.""",
+            f"Network: 3D CNN (widths {', '.join(map(str, cfg.widths))}), mean and max pooled.",
+            f"""Trained on {summary.get("studies", "?")} phantom studies ({counts}), a quarter of them
   under another scanner's acquisition, with gamma, gain, noise, shift and mirror
-  augmentation; calibration accuracy {summary.get("calibration_accuracy", "?")};
-  weights sha256 {weights_sha256(folder)}.
-- Used by `reportgen generate` when a study has no BodyPartExamined tag (NIfTI, NRRD,
+  augmentation; calibration accuracy {summary.get("calibration_accuracy", "?")}.""",
+            """Used by `reportgen generate` when a study has no BodyPartExamined tag (NIfTI, NRRD,
   anonymised exports) to refuse a study of another region than the model's, to choose
-  the bundled model, and to warn on an unusual study. Reproduce: `make region-model`.
-- Trained on synthetic phantoms only: it has never seen a patient, and a region it was
-  not trained on (head, knee, prostate) is answered as the nearer of breast or pelvis;
-  the distance, not the answer, is what flags such a study.
-"""
-    (folder / "README.md").write_text(text)
+  the bundled model, and to warn on an unusual study. Reproduce: `make region-model`.""",
+            """A region it was not trained on (head, knee, prostate) is answered as the nearer of
+  breast or pelvis; the distance, not the answer, is what flags such a study.""",
+        ],
+    )
 
 
 def load_region_model(folder: Path) -> BodyRegionNet:

@@ -16,17 +16,15 @@ import torch
 
 from pretrain_mae.data import collate
 from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.checkpoint import weights_sha256
-from reportgen.data import study_arrays
 from reportgen.errors import InputError
 from reportgen.io.study import Study
 from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.explain import region_box_mm
 from reportgen.model.field_model import load_reader
 from reportgen.model.field_reader import PRIMARY, outlined_size_mm, predict_outline
-from reportgen.model.generate import Draft, GenerateOptions
+from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
 from reportgen.model.lesion_reader import lesion_measures, midline_x_mm, outlined_lesions
-from reportgen.report import build_report, load_template
+from reportgen.report import build_report
 from reportgen.report.assessable import not_assessable
 from reportgen.report.derive import derive
 from reportgen.report.rules import Scope, evaluate
@@ -137,15 +135,12 @@ def suspicion(
     return hits / samples
 
 
-class FieldReaderGenerator:
+class FieldReaderGenerator(LoadedModel):
     """A loaded staging reader, drafting reports as `ReportGenerator` does."""
 
     def __init__(self, model_dir: Path, device: str = "cpu"):
-        self.model_dir = Path(model_dir)
-        self.model = load_reader(self.model_dir, device)
-        self.template = load_template(self.model.cfg.template)
-        self.checkpoint = weights_sha256(self.model_dir)
-        self.device = torch.device(device)
+        model = load_reader(Path(model_dir), device)
+        super().__init__(model_dir, model, model.cfg.template, device)
 
     @property
     def sequences(self) -> tuple[str, ...]:
@@ -154,9 +149,7 @@ class FieldReaderGenerator:
     def tensors(self, study: Study) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         if "T2W" not in study.sequences:  # refuse before the (slow) resampling
             raise InputError(study.source, "has no T2W series; staging reads the anatomy on T2W")
-        arrays = study_arrays(study, self.model.cfg)
-        image = torch.from_numpy(arrays["image"])[None].to(self.device)
-        present = torch.from_numpy(arrays["present"])[None].to(self.device)
+        image, present, arrays = self.prepared(study, self.model.cfg)
         return image, present, arrays["affine"]
 
     @torch.no_grad()

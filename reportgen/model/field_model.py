@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.checkpoint import (
     load_model_folder,
     read_config,
     read_summary,
     save_model_folder,
-    weights_sha256,
+    write_model_card,
 )
 from reportgen.model.field_reader import (
     READER_TYPE,
@@ -18,8 +17,6 @@ from reportgen.model.field_reader import (
     FieldReader,
     FieldReaderConfig,
 )
-
-CARD = "README.md"
 
 
 def save_reader(model: FieldReader, folder: Path, summary: dict | None = None) -> Path:
@@ -94,31 +91,30 @@ def write_card(folder: Path) -> None:
     flags += " --present-dice" if args.get("present_dice") else ""
     flags += f" --rare-share {args['rare_share']:g}" if args.get("rare_share") else ""
     flags += " --no-outline-parts" if args.get("outline_parts") is False else ""
-    text = f"""# {cfg.name} ({cfg.template})
-
-**{NOT_FOR_CLINICAL_USE}**
-
-- Template: `{cfg.template}`. A staging reader, not a text decoder: the template's rules
-  derive the stage or score from the criteria it reads, so the two always agree.
-- Input: {", ".join(cfg.sequences)} prepared on a {"x".join(map(str, cfg.grid_shape))} grid
+    write_model_card(
+        folder,
+        f"{cfg.name} ({cfg.template})",
+        [
+            f"""Template: `{cfg.template}`. A staging reader, not a text decoder: the template's rules
+  derive the stage or score from the criteria it reads, so the two always agree.""",
+            f"""Input: {", ".join(cfg.sequences)} prepared on a {"x".join(map(str, cfg.grid_shape))} grid
   at {cfg.grid_spacing[0]:g} mm (RAS); any of DCE or DWI/ADC may be missing (trained with
-  them hidden), T2W is required.
-- Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments
-  {what}.{augmented}{small}
-- Criteria: {", ".join([*cfg.study_fields, *cfg.finding_fields])}, {reading}
-{lesion}- Size: the outline's diameter in world mm, corrected log-linearly for partial volume
-  (fit on the training studies' own outlines).
-- Trained on {summary.get("studies", "?")} studies from `{args.get("data", "?")}`
+  them hidden), T2W is required.""",
+            f"""Outline: a 3D U-Net (widths {", ".join(map(str, cfg.widths))}) segments
+  {what}.{augmented}{small}""",
+            f"Criteria: {', '.join([*cfg.study_fields, *cfg.finding_fields])}, {reading}",
+            *([lesion.removeprefix("- ").rstrip()] if lesion else []),
+            """Size: the outline's diameter in world mm, corrected log-linearly for partial volume
+  (fit on the training studies' own outlines).""",
+            f"""Trained on {summary.get("studies", "?")} studies from `{args.get("data", "?")}`
   ({summary.get("held_back", "?")} held back to choose the reading epoch; held-back field
   accuracy {summary.get("best_val_field_acc", float("nan")):.3f}) in {summary.get("seconds", "?")} s
-  on 2 CPU cores; weights sha256 {weights_sha256(folder)}.
-- Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
+  on 2 CPU cores.""",
+            f"""Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
   --seed {args.get("seed", "?")}{flags}` on `reportgen synth` phantoms (`make pelvic-models`; see
-  docs/pelvic_models.md){refit}.
-- Training data are synthetic phantoms: the model has never seen a patient's images and
-  must not be used for diagnosis.
-"""
-    (folder / CARD).write_text(text)
+  docs/pelvic_models.md){refit}.""",
+        ],
+    )
 
 
 def load_reader(folder: Path, device: str = "cpu") -> FieldReader:

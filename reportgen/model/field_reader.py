@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from reportgen.checkpoint import StrictConfig
+from reportgen.checkpoint import StrictConfig, rename_on_load
 from reportgen.errors import ConfigError
 from reportgen.measure import largest_component, measure_lesion
 from reportgen.model.lesion_reader import LesionHeads, n_measures
@@ -171,7 +171,7 @@ class FieldReader(nn.Module):
         self.trees = TreeHeads(cfg.tree_shapes) if cfg.tree_shapes else None
         # log(size) = a + b * log(outlined diameter); identity until `fit_size` sets it
         self.register_buffer("size_coef", torch.tensor([0.0, 1.0]))
-        self.register_load_state_dict_pre_hook(_rename_legacy_outline)
+        rename_on_load(self, legacy_outline_names)
 
     @property
     def geometry_columns(self) -> int:
@@ -337,10 +337,3 @@ def legacy_outline_names(name: str) -> str:
         if name.startswith(old):
             return new + name[len(old) :]
     return name
-
-
-def _rename_legacy_outline(_module: nn.Module, state: dict, prefix: str, *_args) -> None:
-    for key in [k for k in state if k.startswith(prefix)]:
-        renamed = prefix + legacy_outline_names(key[len(prefix) :])
-        if renamed != key:
-            state[renamed] = state.pop(key)

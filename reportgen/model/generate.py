@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,67 +9,39 @@ import torch
 
 from pretrain_mae.data import collate
 from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.checkpoint import weights_sha256
-from reportgen.data import study_arrays
 from reportgen.errors import InputError
 from reportgen.io.study import Study
 from reportgen.model.decoding import Drafted, draft_tokens
+from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
 from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
 from reportgen.model.modeling import load_model
-from reportgen.report import Report, build_report, load_template
+from reportgen.report import Report, build_report
 from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
 
 BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "demo_model"  # one folder per template
 BUNDLED_MODEL = BUNDLED_MODELS / "birads_mri"
 
 
-@dataclass
-class GenerateOptions:
-    num_beams: int = 1
-    do_sample: bool = False
-    temperature: float = 1.0
-    constrained: bool = True
-    explain: bool = True
-    explain_dir: Path | None = None  # heat-map NIfTI + key-slice PNG go here
-
-
-@dataclass
-class Draft:
-    report: Report | None  # None only for an unconstrained draft the template cannot read
-    state: ParseState | None  # None for a staging reader's draft (no tokens)
-    drafted: Drafted | None
-    malignancy_probability: float | None
-    error: str | None = None
-    # Each finding's outline on the model's input grid (None where it has none) and that
-    # grid's voxel -> world (RAS mm) affine: what a DICOM SEG of the draft is made of.
-    outlines: list[np.ndarray | None] = field(default_factory=list)
-    grid_affine: np.ndarray | None = None
-
-
-class ReportGenerator:
+class ReportGenerator(LoadedModel):
     """A loaded report model, ready to draft reports for studies."""
 
     def __init__(self, model_dir: Path | None = None, device: str = "cpu"):
-        self.model_dir = Path(model_dir) if model_dir else BUNDLED_MODEL
-        self.model, self.vocab = load_model(self.model_dir, device)
-        self.template = load_template(self.model.cfg.template)
+        folder = Path(model_dir) if model_dir else BUNDLED_MODEL
+        model, self.vocab = load_model(folder, device)
+        super().__init__(folder, model, model.cfg.template, device)
         self.grammar = TemplateGrammar(self.template, self.vocab)
-        self.checkpoint = weights_sha256(self.model_dir)
-        self.device = torch.device(device)
 
     @property
     def sequences(self) -> tuple[str, ...]:
         return self.model.encoder_cfg.sequences
 
     def tensors(self, study: Study) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        arrays = study_arrays(study, self.model.input_cfg)
+        image, present, arrays = self.prepared(study, self.model.input_cfg)
         if not arrays["present"].any():
             raise InputError(
                 study.source,
                 f"has none of the sequences the model reads ({', '.join(self.sequences)})",
             )
-        image = torch.from_numpy(arrays["image"])[None].to(self.device)
-        present = torch.from_numpy(arrays["present"])[None].to(self.device)
         return image, present, arrays["affine"]
 
     def draft(self, study: Study, options: GenerateOptions | None = None) -> Draft:

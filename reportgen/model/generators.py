@@ -14,8 +14,8 @@ from reportgen.model.body_region import REGION_FOLDER
 from reportgen.model.field_generate import FieldReaderGenerator
 from reportgen.model.field_reader import is_field_reader
 from reportgen.model.generate import BUNDLED_MODEL, BUNDLED_MODELS, ReportGenerator
+from reportgen.model.generator import Generator
 
-Generator = ReportGenerator | FieldReaderGenerator
 DEFAULT_TEMPLATE = "birads_mri"
 # BodyPartExamined values that name the question, not only the region
 TAG_TEMPLATE = {

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 
 from pretrain_mae.data import collate
 from pretrain_mae.masking import drop_groups, drop_sequences
-from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.checkpoint import weights_sha256
+from reportgen.checkpoint import weights_sha256, write_model_card
 from reportgen.errors import ConfigError, InputError
 from reportgen.io.sequences import family_groups
 from reportgen.model.config import PRESETS, ReportModelConfig, input_grid
@@ -313,7 +312,7 @@ def train_report_model(args: ReportTrainArgs, log=print) -> Path:
         "sentencepiece_pieces": vocab.sp_size,
     }
     (args.out / "training_summary.json").write_text(json.dumps(summary, indent=2))
-    (args.out / "README.md").write_text(model_card(cfg, summary, args))
+    write_card(args.out, cfg, summary, args)
     shutil.rmtree(last, ignore_errors=True)
     if args.cache_dir is None:  # the default cache lives in the model folder only while training
         shutil.rmtree(args.out / "cache", ignore_errors=True)
@@ -446,21 +445,20 @@ def _checkpoint(model, vocab, optimizer, scheduler, step: int, last: Path) -> No
     tmp.rename(last)
 
 
-def model_card(cfg: ReportModelConfig, summary: dict, args: ReportTrainArgs) -> str:
-    return f"""# {cfg.name} ({cfg.template})
-
-**{NOT_FOR_CLINICAL_USE}**
-
-- Template: `{cfg.template}`; vocabulary {summary["vocab_size"]} tokens
-  ({summary["sentencepiece_pieces"]} sentencepiece pieces for comments).
-- Encoder: MAE checkpoint `{args.encoder}` (sha256 {cfg.encoder_source_sha256}), {cfg.freeze}.
-- Decoder: GPT-2 with cross-attention, {cfg.n_layer} layers, width {cfg.n_embd}.
-- {_reading(cfg)}
-- Trained on {summary["studies"]} studies from `{args.data}` for {summary["steps"]} steps
-  (final loss {summary["final_loss"]}), weights sha256 {summary["weights_sha256"]}.
-- Training data are synthetic phantoms unless the folder above says otherwise: the model has
-  never seen a patient's images and must not be used for diagnosis.
-"""
+def write_card(folder: Path, cfg: ReportModelConfig, summary: dict, args: ReportTrainArgs) -> None:
+    write_model_card(
+        folder,
+        f"{cfg.name} ({cfg.template})",
+        [
+            f"""Template: `{cfg.template}`; vocabulary {summary["vocab_size"]} tokens
+  ({summary["sentencepiece_pieces"]} sentencepiece pieces for comments).""",
+            f"Encoder: MAE checkpoint `{args.encoder}` (sha256 {cfg.encoder_source_sha256}), {cfg.freeze}.",
+            f"Decoder: GPT-2 with cross-attention, {cfg.n_layer} layers, width {cfg.n_embd}.",
+            _reading(cfg),
+            f"""Trained on {summary["studies"]} studies from `{args.data}` for {summary["steps"]} steps
+  (final loss {summary["final_loss"]}).""",
+        ],
+    )
 
 
 def _reading(cfg: ReportModelConfig) -> str:

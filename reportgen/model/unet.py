@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reportgen.checkpoint import rename_on_load
+
 
 @dataclass(frozen=True)
 class UNetSpec:
@@ -65,7 +67,7 @@ class UNet3D(nn.Module):
                 width_in = w[i + 1] + w[i]
             self.up.append(self._block(width_in, w[i], 1, spec.decoder_convs))
         self.head = nn.Conv3d(w[0], spec.out_channels, 1)
-        self.register_load_state_dict_pre_hook(_rename_legacy)
+        rename_on_load(self, legacy_unet_names)
 
     def _block(self, cin: int, cout: int, stride: int, convs: int) -> nn.Sequential:
         layers: list[nn.Module] = []
@@ -131,10 +133,3 @@ def legacy_unet_names(name: str) -> str:
         level, kind = m.groups()
         return f"upsample.{3 - int(level)}.{kind}"
     return name
-
-
-def _rename_legacy(_module: nn.Module, state: dict, prefix: str, *_args) -> None:
-    for key in [k for k in state if k.startswith(prefix)]:
-        renamed = prefix + legacy_unet_names(key[len(prefix) :])
-        if renamed != key:
-            state[renamed] = state.pop(key)
