@@ -71,9 +71,7 @@ def generate_batch(
     one study. Returns one `Outcome` per entry of the folder."""
     from tqdm.auto import tqdm
 
-    from reportgen.io import load_study
-    from reportgen.io.dicom import source_headers
-    from reportgen.model.drafting import draft_checked, refuse_from_headers
+    from reportgen.model.drafting import draft_study
     from reportgen.render.output import DICOM_FORMATS, SUFFIX, write_report, write_text
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -84,18 +82,25 @@ def generate_batch(
     for source in tqdm(sources, desc="generate", unit="study"):
         where = str(source.path.relative_to(folder))
         try:
-            refuse_from_headers(source.path, choose, force)
-            study = load_study(source.path)
-            if study.study_id in seen:
-                raise InputError(source.path, f"study id {study.study_id!r} was already drafted")
-            seen.add(study.study_id)
-            source_images = source_headers(study) if fmt in DICOM_FORMATS else None
-            target = out_dir / f"{study.study_id}{SUFFIX[fmt]}"
-            options.explain_dir = (
-                out_dir / f"{study.study_id}_evidence" if options.explain else None
+
+            def admit(study, path=source.path) -> None:
+                if study.study_id in seen:
+                    raise InputError(path, f"study id {study.study_id!r} was already drafted")
+                seen.add(study.study_id)
+
+            checked = draft_study(  # a misfit: refused, or drafted with the warning
+                source.path,
+                choose,
+                options,
+                force,
+                with_headers=fmt in DICOM_FORMATS,
+                admit=admit,
+                evidence_dir=lambda s: (
+                    out_dir / f"{s.study_id}_evidence" if options.explain else None
+                ),
             )
-            checked = draft_checked(study, choose, options, force)  # a misfit: refused, or warned
-            draft, generator = checked.draft, checked.generator
+            draft, generator, study = checked.draft, checked.generator, checked.study
+            source_images, target = checked.source, out_dir / f"{study.study_id}{SUFFIX[fmt]}"
             write_report(
                 target,
                 draft.report,

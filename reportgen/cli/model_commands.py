@@ -279,9 +279,7 @@ def generate(
     """Draft a structured report for a study (template-constrained, valid by construction)."""
     from reportgen import NOT_FOR_CLINICAL_USE
     from reportgen.cli.batch_generate import generate_batch, is_batch, print_summary
-    from reportgen.io import load_study
-    from reportgen.io.dicom import source_headers
-    from reportgen.model.drafting import draft_checked, refuse_from_headers
+    from reportgen.model.drafting import draft_study
     from reportgen.model.generate import GenerateOptions
     from reportgen.model.generators import GeneratorChoice
     from reportgen.render.output import DICOM_FORMATS, check_output, format_report, write_report
@@ -300,13 +298,13 @@ def generate(
         if any(o.status != "drafted" for o in outcomes):
             raise typer.Exit(1)
         return
-    refuse_from_headers(study, choose, force)  # a tagged study of another region: at once
-    loaded = load_study(study, sequence=sequence)
-    source = source_headers(loaded) if fmt in DICOM_FORMATS else None  # refused before drafting
     explain_dir = (out.parent / f"{out.stem}_evidence") if (out and explain) else None
     options = GenerateOptions(num_beams=beams, explain=explain, explain_dir=explain_dir)
-    checked = draft_checked(loaded, choose, options, force)
+    checked = draft_study(
+        study, choose, options, force, sequence=sequence, with_headers=fmt in DICOM_FORMATS
+    )
     draft, generator, report = checked.draft, checked.generator, checked.draft.report
+    loaded, source = checked.study, checked.source
     for message in checked.warnings:
         typer.echo(f"warning: {message}", err=True)
     if out:

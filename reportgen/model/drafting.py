@@ -5,10 +5,11 @@ unusual is written into the report itself, so no output format loses it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from reportgen.io import Study
+from reportgen.io import Study, load_study
 from reportgen.io.sequences import is_image_file
 from reportgen.model.fitness import Anatomy, add_fitness_warnings, check_fitness, study_anatomy
 from reportgen.model.generate import Draft, GenerateOptions
@@ -20,6 +21,8 @@ class CheckedDraft:
     draft: Draft
     generator: Generator
     warnings: list[str]  # fitness warnings added to the report, for the command line
+    study: Study | None = None  # the study as loaded (`draft_study`)
+    source: list | None = None  # its DICOM headers, where a DICOM output references them
 
 
 def draft_checked(
@@ -34,6 +37,38 @@ def draft_checked(
     unfit = check_fitness(study.study_id, anatomy, generator.template, force)
     draft = generator.draft(study, options or GenerateOptions())
     return CheckedDraft(draft, generator, add_fitness_warnings(draft.report, unfit, anatomy))
+
+
+def draft_study(
+    path: Path,
+    choose: GeneratorChoice,
+    options: GenerateOptions,
+    force: bool = False,
+    *,
+    sequence: str | None = None,
+    with_headers: bool = False,
+    admit: Callable[[Study], None] | None = None,
+    evidence_dir: Callable[[Study], Path | None] | None = None,
+) -> CheckedDraft:
+    """A study on disk, drafted the one way `generate`, batch `generate` and `pacs watch`
+    draft it: refused from its DICOM headers first where the tag decides; loaded (a DICOM
+    folder scanned once and only the series a draft reads converted); its source headers
+    read when a DICOM output will reference them (a study without them is refused before
+    drafting); `admit` may refuse the loaded study (batch: an id already drafted); then
+    `draft_checked`, with the evidence written to `evidence_dir(study)` if given."""
+    refuse_from_headers(path, choose, force)
+    study = load_study(path, sequence=sequence)
+    if admit is not None:
+        admit(study)
+    source = None
+    if with_headers:
+        from reportgen.io.dicom import source_headers  # pydicom: only for DICOM outputs
+
+        source = source_headers(study)
+    if evidence_dir is not None:
+        options = replace(options, explain_dir=evidence_dir(study))
+    checked = draft_checked(study, choose, options, force)
+    return replace(checked, study=study, source=source)
 
 
 def refuse_from_headers(path: Path, choose: GeneratorChoice, force: bool = False) -> None:

@@ -23,10 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reportgen.errors import PacsError, ReportgenError
-from reportgen.io import load_study
-from reportgen.io.dicom import source_headers
 from reportgen.io.dicom_headers import pseudonymous_uid_id
-from reportgen.model.drafting import draft_checked, refuse_from_headers
+from reportgen.model.drafting import draft_study
 from reportgen.model.fitness import StudyMismatch
 from reportgen.model.generate import GenerateOptions
 from reportgen.model.generators import GeneratorChoice
@@ -148,10 +146,10 @@ class Watcher:
             with tempfile.TemporaryDirectory(prefix="reportgen-watch-") as tmp:
                 dicom = Path(tmp) / "dicom"
                 get_study(self.node, uid, dicom)
-                refuse_from_headers(dicom, self.choose)
-                study = load_study(dicom)
-                source = source_headers(study)
-                checked = draft_checked(study, self.choose, GenerateOptions(explain=False))
+                checked = draft_study(
+                    dicom, self.choose, GenerateOptions(explain=False), with_headers=True
+                )
+                study, source = checked.study, checked.source
                 sr = Path(tmp) / "report.sr.dcm"
                 write_report(
                     sr,

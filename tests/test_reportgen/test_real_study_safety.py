@@ -405,3 +405,39 @@ def test_a_breast_findings_side_size_and_box_are_one_outlines_measurement(
         box = finding.evidence.box
         diagonal = float(np.linalg.norm(np.subtract(box.max_mm, box.min_mm)))
         assert finding.fields["size_mm"].value <= diagonal + 0.5, (finding.fields["size_mm"], box)
+
+
+# -- the one drafting service: a DICOM folder scanned once, each grid prepared once -------
+def test_generate_scans_a_dicom_folder_once_and_prepares_each_grid_once(cli, tmp_path, monkeypatch):
+    import reportgen.data.adapter as adapter
+    import reportgen.io.dicom as dicom
+
+    scans, grids = [], []
+    scan, prepare = dicom._scan, adapter.prepare_study
+
+    def counted_scan(folder, files):
+        scans.append(folder)
+        return scan(folder, files)
+
+    def counted_prepare(study, spec, *args, **kwargs):
+        grids.append(spec)
+        return prepare(study, spec, *args, **kwargs)
+
+    monkeypatch.setattr(dicom, "_scan", counted_scan)
+    monkeypatch.setattr(adapter, "prepare_study", counted_prepare)
+    dicom._SCANNED.clear()
+    copy = tmp_path / "study"
+    shutil.copytree(PROSTATEX, copy)  # a folder no earlier test scanned
+    result = cli(
+        "generate",
+        copy,
+        "--force",
+        "--no-explain",
+        "--format",
+        "dicom-sr",
+        "--out",
+        tmp_path / "r.dcm",
+    )
+    assert result.code == 0, result.err
+    assert len(scans) == 1, scans  # headers for the refusal, the conversion and the SR
+    assert len(grids) == len(set(grids)) == 2, grids  # the body-region grid and the model's
