@@ -183,10 +183,26 @@ class StrictConfig:
         return strict_config(cls, data, cls.KIND)
 
 
-def save_model_folder(model: nn.Module, cfg, folder: Path, model_type: str, summary: dict | None):
-    """Weights, `cfg.to_dict()` as config.json (with `model_type`) and the summary."""
+def save_model_folder(
+    model: nn.Module,
+    folder: Path,
+    model_type: str,
+    summary: dict | None,
+    card: Callable[[Path], object] | None = None,
+) -> Path:
+    """Weights, `model.cfg.to_dict()` as config.json (with `model_type`), the training
+    summary, and the model card `card(folder)` writes (from what was just saved)."""
     extra = {SUMMARY: json.dumps(summary, indent=2).encode()} if summary else None
-    write_checkpoint(folder, dict(model.state_dict()), cfg.to_dict(), model_type, extra_files=extra)
+    config = model.cfg.to_dict()  # type: ignore[union-attr,operator]
+    write_checkpoint(folder, dict(model.state_dict()), config, model_type, extra_files=extra)
+    if card is not None:
+        card(folder)
+    return folder
+
+
+def read_model_folder(folder: Path, model_type: str, config_cls: type[T]) -> tuple[T, dict]:
+    """A small model's config and training summary, as its model card reads them."""
+    return config_cls.from_dict(read_config(folder, model_type)), read_summary(folder)  # type: ignore[attr-defined]
 
 
 def load_model_folder(folder: Path, model_type: str, config_cls, model_cls, device: str = "cpu"):

@@ -5,6 +5,20 @@ it lies), it is computed here from a segmentation and the image's affine, never 
 by the decoder. Nothing here knows a template or a model.
 """
 
-from reportgen.measure.geometry import LesionGeometry, largest_component, measure_lesion
+from reportgen.measure.geometry import (
+    LesionGeometry,
+    largest_component,
+    measure_lesion,
+    midline_x_mm,
+    side_of,
+)
+from reportgen.measure.signal import relative_curve
 
-__all__ = ["LesionGeometry", "largest_component", "measure_lesion"]
+__all__ = [
+    "LesionGeometry",
+    "largest_component",
+    "measure_lesion",
+    "midline_x_mm",
+    "relative_curve",
+    "side_of",
+]

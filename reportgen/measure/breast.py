@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from reportgen.measure.geometry import side_of
+
 # The nipple's left-right and up-down position is the centre of the breast's front: the
 # body points within this distance of its most anterior point (wide enough that a
 # retracted nipple's notch does not pull it sideways).
@@ -121,7 +123,7 @@ def breast_position(
 ) -> BreastPosition:
     """Side, clock face, nipple distance and depth of a lesion centred at `centre_mm`."""
     x, y, z = centre_mm
-    side = "right" if x > marks.midline_x_mm else "left"  # RAS: patient right is +x
+    side = side_of(x, marks.midline_x_mm)
     if side not in marks.nipples_mm:
         raise ValueError(f"no {side} nipple was found in the image")
     nx, ny, nz = marks.nipples_mm[side]

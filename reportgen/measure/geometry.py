@@ -106,3 +106,18 @@ def measure_lesion(mask: np.ndarray, affine: np.ndarray) -> LesionGeometry:
         axial_longest_diameter_mm=round(_axial_feret(mask, affine), 2),
         volume_ml=round(float(mask.sum()) * voxel_ml, 4),
     )
+
+
+def midline_x_mm(t2: np.ndarray, affine: np.ndarray) -> float:
+    """World x of the body's left-right centre of mass (T2W foreground), the pelvic
+    readers' midline. (The breast's midline is its body's left-right extent halved,
+    `measure.breast.find_landmarks`: two breasts of unequal size shift a centre of mass,
+    not the extent; a pelvis is near symmetric and its extent often leaves the field.)"""
+    body = t2 > 0.1 * np.percentile(t2, 99)
+    index = np.argwhere(body)
+    return float((index.mean(0) @ affine[:3, :3].T + affine[:3, 3])[0]) if len(index) else 0.0
+
+
+def side_of(x_mm: float, midline_x_mm: float) -> str:
+    """The patient's side a point lies on: RAS world x grows to the patient's right."""
+    return "right" if x_mm > midline_x_mm else "left"

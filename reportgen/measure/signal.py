@@ -1,4 +1,6 @@
-"""What a lesion's voxels say on each sequence, against the breast's own reference tissue.
+"""What a lesion's voxels say on each sequence: against the breast's own reference
+tissue (`lesion_signal`, the breast model), and as a curve relative to its own
+pre-contrast signal (`relative_curve`, the staging readers' lesions).
 
 - T2W: the lesion's mean over fibroglandular tissue's (T2 signal is described against
   it: hyper-, iso-, hypointense) and over fat's;
@@ -18,6 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from reportgen.io.sequences import PROTOCOL
+
+# where each dynamic phase lies in an image stacked in PROTOCOL order
+DCE = [PROTOCOL.index(f"DCE_{k}") for k in range(4)]
 
 
 @dataclass(frozen=True)
@@ -72,3 +79,23 @@ def lesion_signal(
         hot_spot_enhancement=hot,
         delayed_change=delayed,
     )
+
+
+def relative_curve(image: np.ndarray, region: np.ndarray, top: float = 0.2) -> list[float]:
+    """The enhancement curve of the region's most-enhancing share `top` as a fraction of its own
+    pre-contrast signal, and the curve's shape (how early it peaks, whether it washes out).
+
+    A receive-coil bias field or another scanner's gain scales every phase alike, so the
+    ratio to the same voxels' pre-contrast signal cancels it; the absolute rises above do
+    not (under another scanner they drift, and the curve type with them)."""
+    phases = np.stack([image[k][region] for k in DCE])  # (4, voxels)
+    total = (phases[1:] - phases[0]).sum(axis=0)
+    hot = total >= np.percentile(total, 100 * (1 - top))
+    level = np.median(phases[:, hot], axis=1)
+    relative = level[1:] / max(float(level[0]), 1e-3) - 1.0
+    peak = float(relative.max()) + 0.05
+    return [
+        *np.clip(relative, -1.0, 10.0).tolist(),
+        float(relative[0] / peak),  # early share of the peak: rising curves are low here
+        float((relative[2] - relative[1]) / peak),  # late change: washout is negative
+    ]

@@ -23,7 +23,6 @@ from torch import nn
 from reportgen.checkpoint import (
     StrictConfig,
     load_model_folder,
-    read_summary,
     save_model_folder,
 )
 from reportgen.errors import InputError
@@ -119,17 +118,14 @@ def region_image(study: Study, cfg: RegionConfig) -> np.ndarray:
 
 
 def save_region_model(model: BodyRegionNet, folder: Path, summary: dict) -> Path:
-    save_model_folder(model, model.cfg, folder, REGION_TYPE, summary)
-    write_region_card(folder)
-    return folder
+    return save_model_folder(model, folder, REGION_TYPE, summary, card=write_region_card)
 
 
 def write_region_card(folder: Path) -> None:
     """The model card: what it reads, what it was trained on, what it is not for."""
-    from reportgen.checkpoint import read_config, write_model_card
+    from reportgen.checkpoint import read_model_folder, write_model_card
 
-    cfg = RegionConfig.from_dict(read_config(folder, REGION_TYPE))
-    summary = read_summary(folder)
+    cfg, summary = read_model_folder(folder, REGION_TYPE, RegionConfig)
     counts = ", ".join(f"{n} {r}" for r, n in summary.get("per_region", {}).items())
     write_model_card(
         folder,

@@ -18,12 +18,12 @@ from pretrain_mae.data import collate
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import InputError
 from reportgen.io.study import Study
-from reportgen.measure import largest_component, measure_lesion
+from reportgen.measure import largest_component, measure_lesion, midline_x_mm, side_of
 from reportgen.model.explain import region_box_mm
 from reportgen.model.field_model import load_reader
 from reportgen.model.field_reader import PRIMARY, outlined_size_mm, predict_outline
 from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
-from reportgen.model.lesion_reader import lesion_measures, midline_x_mm, outlined_lesions
+from reportgen.model.lesion_reader import T2W, lesion_measures, outlined_lesions
 from reportgen.report import build_report
 from reportgen.report.assessable import not_assessable
 from reportgen.report.derive import derive
@@ -258,7 +258,7 @@ class FieldReaderGenerator(LoadedModel):
         template, cfg = self.template, self.model.cfg
         arrays = image[0].float().cpu().numpy()
         kept = present[0].cpu().numpy()
-        midline = midline_x_mm(arrays, affine)
+        midline = midline_x_mm(arrays[T2W], affine)
         side = next((s.id for s in template.finding_fields if s.concept == "laterality"), None)
         low, high = template.field("size_mm").range or (0, float("inf"))
         findings, confs, outlines, problems, probs_out = [], [], [], [], []
@@ -271,7 +271,7 @@ class FieldReaderGenerator(LoadedModel):
             geometry = measure_lesion(region, affine)
             values: dict = {}
             if side is not None:
-                values[side] = "right" if geometry.centre_mm[0] > midline else "left"
+                values[side] = side_of(geometry.centre_mm[0], midline)
             size = round(
                 self.model.corrected_size(outlined_size_mm(region.astype(np.int64), affine))
             )

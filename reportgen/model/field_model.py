@@ -6,8 +6,7 @@ from pathlib import Path
 
 from reportgen.checkpoint import (
     load_model_folder,
-    read_config,
-    read_summary,
+    read_model_folder,
     save_model_folder,
     write_model_card,
 )
@@ -20,15 +19,12 @@ from reportgen.model.field_reader import (
 
 
 def save_reader(model: FieldReader, folder: Path, summary: dict | None = None) -> Path:
-    save_model_folder(model, model.cfg, folder, READER_TYPE, summary)
-    write_card(folder)
-    return folder
+    return save_model_folder(model, folder, READER_TYPE, summary, card=write_card)
 
 
 def write_card(folder: Path) -> None:
     """The model card: what it reads, what it was trained on, that it is not for clinical use."""
-    cfg = FieldReaderConfig.from_dict(read_config(folder, READER_TYPE))
-    summary = read_summary(folder)
+    cfg, summary = read_model_folder(folder, READER_TYPE, FieldReaderConfig)
     args = summary.get("args", {})
     solid = (
         "; its outlined solid tissue measured on its own (share of the lesion, its curve, "

@@ -21,7 +21,7 @@ from scipy import ndimage
 from torch import nn
 
 from reportgen.io.sequences import PROTOCOL
-from reportgen.measure import measure_lesion
+from reportgen.measure import measure_lesion, relative_curve
 
 MIN_VOXELS = 4  # smaller components are noise on the reader's grid (4 mm: 0.26 ml)
 DCE = [PROTOCOL.index(f"DCE_{k}") for k in range(4)]
@@ -116,34 +116,6 @@ def solid_measures(
         float(np.median(image[s][solid])) if found and present[s] else 0.0 for s in (T2W, DWI, ADC)
     )
     return out
-
-
-def relative_curve(image: np.ndarray, region: np.ndarray, top: float = 0.2) -> list[float]:
-    """The enhancement curve of the region's most-enhancing share `top` as a fraction of its own
-    pre-contrast signal, and the curve's shape (how early it peaks, whether it washes out).
-
-    A receive-coil bias field or another scanner's gain scales every phase alike, so the
-    ratio to the same voxels' pre-contrast signal cancels it; the absolute rises above do
-    not (under another scanner they drift, and the curve type with them)."""
-    phases = np.stack([image[k][region] for k in DCE])  # (4, voxels)
-    total = (phases[1:] - phases[0]).sum(axis=0)
-    hot = total >= np.percentile(total, 100 * (1 - top))
-    level = np.median(phases[:, hot], axis=1)
-    relative = level[1:] / max(float(level[0]), 1e-3) - 1.0
-    peak = float(relative.max()) + 0.05
-    return [
-        *np.clip(relative, -1.0, 10.0).tolist(),
-        float(relative[0] / peak),  # early share of the peak: rising curves are low here
-        float((relative[2] - relative[1]) / peak),  # late change: washout is negative
-    ]
-
-
-def midline_x_mm(image: np.ndarray, affine: np.ndarray) -> float:
-    """World x of the body's left-right centre (T2W foreground), for laterality."""
-    t2 = image[T2W]
-    body = t2 > 0.1 * np.percentile(t2, 99)
-    index = np.argwhere(body)
-    return float((index.mean(0) @ affine[:3, :3].T + affine[:3, 3])[0]) if len(index) else 0.0
 
 
 class LesionHeads(nn.Module):
