@@ -24,7 +24,7 @@ from reportgen.checkpoint import read_weights
 from reportgen.data.truth import anatomy_labels, part_offsets
 from reportgen.errors import ConfigError, InputError
 from reportgen.io.sequences import PROTOCOL, family_groups
-from reportgen.model.augment import augment
+from reportgen.model.augment import augment, flip_and_gain, varied_copy
 from reportgen.model.data import load_examples
 from reportgen.model.engine import Optimiser, adamw, one_cycle
 from reportgen.model.field_model import save_reader
@@ -305,20 +305,9 @@ def _batch(images, present, labels, idx, generator, family_dropout: float, augme
     if augmented:
         x, y = augment(x, y, generator, flip_axes=(0,))
     else:
-        flip = torch.rand(len(idx), generator=generator) < 0.5
-        x[flip] = x[flip].flip(2)
-        y[flip] = y[flip].flip(1)
-        x = x * (1 + 0.1 * torch.randn(len(idx), x.shape[1], 1, 1, 1, generator=generator))
+        x, y = flip_and_gain(x, y, generator)
     p = _drop_families(torch.stack([present[i] for i in idx]), family_dropout, generator)
     return x, p, y
-
-
-def varied_copy(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """`images` (B, S, X, Y, Z) as another acquisition might give them: gain, contrast,
-    bias, noise and slice thickness varied as in outline training (`augment`), never
-    flipped, so the truth masks and every position still apply."""
-    unused = torch.zeros((images.shape[0], *images.shape[2:]), dtype=torch.long)
-    return augment(images, unused, generator, flip_axes=())[0]
 
 
 OUTLINE_PARTS = ("unet.down.", "unet.up.", "unet.head.")

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from reportgen.data.truth import fold_parts
+from reportgen.model.augment import varied_copy
 from reportgen.model.field_reader import outlined_size_mm, predict_outline
-from reportgen.model.field_training import _index, fit_classifiers, varied_copy
+from reportgen.model.field_training import _index, fit_classifiers
 from reportgen.model.lesion_reader import lesion_measures, outlined_lesions
 from reportgen.report import load_template
 from reportgen.report.assessable import not_assessable

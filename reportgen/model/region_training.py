@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import ConfigError
+from reportgen.model.augment import body_region_look
 from reportgen.model.body_region import (
     BodyRegionNet,
     RegionConfig,
@@ -66,20 +67,6 @@ def labelled_images(
             images.append(torch.from_numpy(examples.images.arrays(i)["image"]))
             labels.append(region)
     return torch.stack(images).float(), torch.tensor(labels)
-
-
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Another scanner's look at the same body: gamma, gain, noise, shift, mirror."""
-    n = x.shape[0]
-    gamma = torch.exp(torch.empty(n, 1, 1, 1, 1).uniform_(-0.4, 0.4, generator=generator))
-    gain = torch.empty(n, 1, 1, 1, 1).uniform_(0.7, 1.3, generator=generator)
-    x = x.clamp_min(0) ** gamma * gain
-    x = x + 0.05 * torch.randn(x.shape, generator=generator) * (x > 0)
-    shifts = torch.randint(-3, 4, (3,), generator=generator).tolist()
-    x = torch.roll(x, shifts=shifts, dims=(2, 3, 4))
-    if bool(torch.rand(1, generator=generator) < 0.5):
-        x = x.flip(2)
-    return x
 
 
 @torch.no_grad()
@@ -137,7 +124,7 @@ def train_region_model(args: RegionTrainArgs, log=print) -> dict:
         total = 0.0
         for b in range(0, len(perm), args.batch_size):
             idx = perm[b : b + args.batch_size]
-            logits, _ = model(augment(images[idx], generator))
+            logits, _ = model(body_region_look(images[idx], generator))
             loss = F.cross_entropy(logits, labels[idx], weight=weight)
             opt.step(loss)
             total += float(loss.detach()) * len(idx)

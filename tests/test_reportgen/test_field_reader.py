@@ -430,8 +430,8 @@ def test_direct_headline_states_its_own_stage_and_the_rules_disagreement_shows(c
 def test_augmented_reading_adds_a_varied_copy_of_each_study_measured_afresh(adnexa, tmp_path):
     """`--augment-reading`: each training study is read once more as another acquisition
     might give it (never flipped, so its truth still applies), outlined and measured anew."""
+    from reportgen.model.augment import varied_copy
     from reportgen.model.data import load_examples
-    from reportgen.model.field_training import varied_copy
     from reportgen.model.lesion_training import lesion_rows
 
     data, model_dir = adnexa
