@@ -7,18 +7,20 @@ same everywhere and a written file always ends with a newline and is never half-
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydicom import Dataset
 
 from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import check_writable, replaced_privately
-from reportgen.render.fhir import to_fhir_bundle
 from reportgen.render.html import print_pdf, render_html
 from reportgen.render.text import render_text
 from reportgen.report.schema import Report
 from reportgen.report.template import Template
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 TEXT_FORMATS = ("json", "text", "fhir", "html")
 # Written to a file only: a PDF, and the formats that live in the source study (built from
@@ -75,6 +77,8 @@ def format_report(
         return render_text(report, lang, template)
     if fmt == "html":
         return render_html(report, lang, template, study)
+    from reportgen.render.fhir import to_fhir_bundle  # fhir.resources: only for FHIR output
+
     return to_fhir_bundle(report).model_dump_json(indent=2, exclude_none=True)
 
 
