@@ -105,13 +105,17 @@ def _parse_code(text: str, reference: dict[str, dict], where: str) -> Code:
     return Code(key, code, entry["display"], entry["source"])
 
 
+# libyaml's parser with PyYAML's safe constructor: the same objects, several times faster.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_concepts(folder: Path | None = None) -> ConceptTable:
     """Read every concept file, resolve codes, and check the hierarchy."""
     folder = folder or DATA / "concepts"
     reference = _reference_codes()
     table = ConceptTable()
     for path in sorted(folder.glob("*.yaml")):
-        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        content = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER) or {}
         for cid, spec in (content.get("concepts") or {}).items():
             where = f"{path.name}:{cid}"
             if cid in table:

@@ -8,7 +8,9 @@ and exit status 2; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import sys
 import traceback
 
@@ -76,6 +78,27 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+
+
+def entry() -> None:
+    """The installed `reportgen` script: `main`, then a quick exit.
+
+    Tearing down an interpreter that has imported torch and transformers frees their
+    thousands of modules one by one: 1.1 s of a 6.6 s `reportgen generate` (measured on 2
+    cores), after the report is written. Exit handlers (logging, temporary folders) still
+    run and the streams are flushed; only the teardown is skipped. Tests call `main`."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 # Register subcommands (each module only adds thin command functions to `app`).

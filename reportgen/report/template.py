@@ -318,10 +318,15 @@ def available_templates() -> dict[str, Path]:
     return found
 
 
+# libyaml's parser with PyYAML's safe constructor: the same objects, a tenth of the time
+# (the four templates a breast draft reads took 0.37 s with the pure-Python parser).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @lru_cache(maxsize=32)
 def _load_path(path: str) -> Template:
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):

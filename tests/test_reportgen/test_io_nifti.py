@@ -252,3 +252,19 @@ def test_gzip_member_corruption_is_refused(tmp_path, cli):
     path.write_bytes(bytes(raw))
     with pytest.raises(InputError):
         load_study(path)
+
+
+def test_console_script_quick_exit_keeps_output_and_status():
+    """The installed script leaves without interpreter teardown (`reportgen.cli.entry`):
+    output to a pipe (block-buffered) still arrives whole, with the command's status."""
+
+    exe = str(Path(sys.executable).parent / "reportgen")
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    from reportgen.cli import app
+
+    assert proc.returncode == 0
+    names = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+    assert len(names) > 10 and all(name in proc.stdout for name in names)
+    assert "corrections" in proc.stdout  # the last group listed
+    missing = subprocess.run([exe, "no-such-command"], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no-such-command" in missing.stderr
