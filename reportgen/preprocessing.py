@@ -19,6 +19,7 @@ Intensity scaling respects what each sequence means:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,11 +138,27 @@ def preprocessing_transform(grid: GridSpec, affine: np.ndarray) -> tio.Compose:
     )
 
 
-def prepare_study(study: Study, grid: GridSpec | None = None) -> PreparedStudy:
-    """Resample every sequence (and the mask) onto one grid and scale intensities."""
+def prepare_study(
+    study: Study,
+    grid: GridSpec | None = None,
+    sequences: Iterable[str] | None = None,
+    with_mask: bool = True,
+) -> PreparedStudy:
+    """Resample the sequences (and the mask) onto one grid and scale intensities.
+
+    `sequences` limits the work to what a model reads (the pre-contrast phase comes along
+    with any DCE phase: it sets their scale); the others stay absent. Each sequence is
+    prepared on its own, so a channel is the same whichever others are prepared with it.
+    The body-region reader reads T2W only: 1 series resampled instead of 7. `with_mask=False`
+    skips the lesion mask, which drafting never reads."""
     grid = grid or GridSpec()
     names = [n for n in study.sequences if n in PROTOCOL]
     reference = study.sequences["T2W"] if "T2W" in study.sequences else study.sequences[names[0]]
+    if sequences is not None:
+        wanted = set(sequences)
+        if wanted & set(DCE_KEYS):
+            wanted.add(DCE_KEYS[0])
+        names = [n for n in names if n in wanted]
     affine = target_affine(grid, _foreground_centre(reference.data, reference.affine))
     images: dict[str, tio.Image] = {
         name: tio.ScalarImage(
@@ -150,7 +167,7 @@ def prepare_study(study: Study, grid: GridSpec | None = None) -> PreparedStudy:
         )
         for name in names
     }
-    if study.lesion_mask is not None:
+    if with_mask and study.lesion_mask is not None:
         images[MASK_KEY] = tio.LabelMap(
             tensor=torch.from_numpy(study.lesion_mask.data)[None], affine=study.lesion_mask.affine
         )

@@ -23,10 +23,12 @@ class GridConfig(Protocol):
     sequences: tuple[str, ...]
 
 
-def study_arrays(study: Study, cfg: GridConfig) -> dict[str, np.ndarray]:
+def study_arrays(study: Study, cfg: GridConfig, with_mask: bool = True) -> dict[str, np.ndarray]:
     """Image (S, X, Y, Z) in `cfg.sequences` order, which sequences are present, the lesion
-    mask (zeros if none) and the grid's affine."""
-    ready = prepare_study(study, GridSpec(tuple(cfg.grid_shape), tuple(cfg.grid_spacing)))
+    mask (zeros if none, or if not `with_mask`: drafting never reads it) and the grid's
+    affine. Only `cfg.sequences` are prepared."""
+    grid = GridSpec(tuple(cfg.grid_shape), tuple(cfg.grid_spacing))
+    ready = prepare_study(study, grid, cfg.sequences, with_mask)
     present = np.array([name in ready.sequences for name in cfg.sequences])
     image = np.stack(
         [

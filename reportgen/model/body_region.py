@@ -114,7 +114,7 @@ def region_image(study: Study, cfg: RegionConfig) -> np.ndarray:
 
     if "T2W" not in study.sequences:
         raise InputError(study.source, "has no T2W series; the body region is read on T2W")
-    return study_arrays(study, cfg)["image"]
+    return study_arrays(study, cfg, with_mask=False)["image"]
 
 
 def save_region_model(model: BodyRegionNet, folder: Path, summary: dict) -> Path:

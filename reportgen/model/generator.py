@@ -76,7 +76,7 @@ class LoadedModel:
     def prepared(self, study: Study, grid) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """The study on `grid` (a `GridConfig`): image (1, S, X, Y, Z) and present (1, S)
         on the model's device, and the arrays as prepared (affine, ...)."""
-        arrays = study_arrays(study, grid)
+        arrays = study_arrays(study, grid, with_mask=False)
         image = torch.from_numpy(arrays["image"])[None].to(self.device)
         present = torch.from_numpy(arrays["present"])[None].to(self.device)
         return image, present, arrays
