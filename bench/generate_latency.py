@@ -2,7 +2,10 @@
 
 Warm: one study drafted repeatedly in one process, constrained vs unconstrained
 (greedy, no explanations), and with explanations. Cold: `reportgen generate` as a fresh
-process, wall clock from start to exit.
+process, wall clock from start to exit, beside the import floor (a fresh process that
+only imports what drafting cannot do without: torch, timm, transformers' GPT-2, nibabel,
+TorchIO, SimpleITK, typer). Batch: `reportgen generate DIR --out OUT --no-explain` on 4
+and on 20 breast phantoms; studies/s over the 20, and the steady rate from the difference.
 
 python bench/generate_latency.py [--model DIR] [--repeats 10] [--out bench/results/generate_latency.json]
 """
@@ -34,6 +37,29 @@ def _timed(fn, repeats: int) -> dict:
         fn()
         times.append(time.perf_counter() - start)
     return {"median_s": round(statistics.median(times), 4), "max_s": round(max(times), 4)}
+
+
+FLOOR = (
+    "import os, torch, timm, nibabel, torchio, SimpleITK, typer; "
+    "from transformers import GPT2LMHeadModel, LogitsProcessor; os._exit(0)"
+)
+
+
+def _wall(cmd: list[str], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(round(time.perf_counter() - start, 3))
+    return times
+
+
+def _batch(exe: str, folder: Path, n: int, model: Path | None) -> float:
+    """Seconds for one `reportgen generate` over `n` breast phantoms (seed 2027)."""
+    studies = folder / f"batch{n}"
+    synth_dataset(studies, n, SynthOptions(domain="breast", seed=2027), workers=0)
+    cmd = [exe, "generate", str(studies), "--no-explain", "--out", str(folder / f"out{n}")]
+    return _wall(cmd + (["--model", str(model)] if model else []), 1)[0]
 
 
 def main() -> None:
@@ -83,11 +109,10 @@ def main() -> None:
         ]
         if args.model:
             cmd += ["--model", str(args.model)]
-        cold = []
-        for _ in range(3):
-            start = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True)
-            cold.append(time.perf_counter() - start)
+        cold = _wall(cmd, 5)
+        floor = _wall([sys.executable, "-c", FLOOR], 5)
+        torch_only = _wall([sys.executable, "-c", "import os, torch; os._exit(0)"], 5)
+        small, large = (_batch(cmd[0], folder, n, args.model) for n in (4, 20))
     overhead = warm["constrained"]["median_s"] / warm["unconstrained"]["median_s"] - 1
     result = {
         "benchmark": "generate_latency",
@@ -96,9 +121,15 @@ def main() -> None:
         "tokens_generated": tokens,
         "warm": warm,
         "constraint_overhead": round(overhead, 4),
-        "cold_start_s": {
-            "median": round(statistics.median(cold), 3),
-            "runs": [round(c, 3) for c in cold],
+        "cold_start_s": {"median": statistics.median(cold), "runs": cold},
+        "import_floor_s": {"median": statistics.median(floor), "runs": floor},
+        "import_torch_s": {"median": statistics.median(torch_only), "runs": torch_only},
+        "batch": {
+            "studies_4_s": small,
+            "studies_20_s": large,
+            "studies_per_s_over_20": round(20 / large, 3),
+            "steady_s_per_study": round((large - small) / 16, 3),
+            "steady_studies_per_s": round(16 / (large - small), 3),
         },
     }
     write_result(args.out, result)

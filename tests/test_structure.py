@@ -70,3 +70,23 @@ def test_one_config_reader_one_model_card_writer_one_unet():
     assert from_dict == ["reportgen/checkpoint.py"], from_dict
     assert cards == [], cards
     assert transposed == ["reportgen/model/unet.py"], transposed
+
+
+def test_one_segmentation_loss_one_size_weighting_one_args_record():
+    """Outlines train with `reportgen.model.losses` only (there were two losses and two
+    small-part weightings), and training arguments are written by one `to_dict`."""
+    sources = {p: p.read_text(encoding="utf-8") for p in _modules()}
+    binary = [str(p.relative_to(ROOT)) for p, s in sources.items() if "binary_cross_entropy" in s]
+    labelled = [
+        str(p.relative_to(ROOT))
+        for p, s in sources.items()
+        if "ndimage.label(" in s and "/model/" in str(p) and "training" in str(p)
+    ]
+    to_dict = [
+        str(p.relative_to(ROOT))
+        for p, s in sources.items()
+        if "def to_dict(self)" in s and "/model/" in str(p)
+    ]
+    assert binary == ["reportgen/model/losses.py"], binary
+    assert labelled == [], labelled
+    assert to_dict == ["reportgen/model/train_args.py"], to_dict

@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import template_option
 from reportgen.errors import InputError, ReportgenError
 
 REPORT_TEXT = "report.txt"
@@ -73,9 +74,7 @@ def ingest_one(folder: Path, out: Path, template: str | None, lang: str | None) 
 def ingest_archive(
     archive: Path = typer.Argument(..., help="Export with one sub-folder per study."),
     out: Path = typer.Argument(..., help="Folder to write one study folder per study into."),
-    template: str = typer.Option(
-        None, "--template", help="Parse each study's report.txt with this template."
-    ),
+    template: str = template_option("Parse each study's report.txt with this template."),
     lang: str = typer.Option(None, "--lang", help="en or zh (default: detected per report)."),
 ) -> None:
     """Ingest a DICOM export of many studies, each report.txt parsed into report.json."""

@@ -8,13 +8,14 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import out_option
 from reportgen.errors import ConfigError
 
 
 @app.command()
 def demo(
-    out: Path = typer.Option(
-        None, "--out", help="Keep the example study here (default: a temporary folder)."
+    out: Path = out_option(
+        "Keep the example study here (default: a temporary folder).", default=None
     ),
     domain: str = typer.Option(
         "breast",

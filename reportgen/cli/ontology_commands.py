@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import out_option
 
 ontology_app = typer.Typer(
     help="Terminology: look up terms, rebuild the OWL file, load SNOMED CT RF2.",
@@ -45,8 +46,8 @@ def lookup(term: str = typer.Argument(..., help="A term in English or Chinese.")
 
 @ontology_app.command("build-owl")
 def build_owl(
-    out: Path = typer.Option(
-        None, "--out", help="Where to write (default: the shipped ontology/reportgen.owl)."
+    out: Path = out_option(
+        "Where to write (default: the shipped ontology/reportgen.owl).", default=None
     ),
 ) -> None:
     """Rebuild the OWL ontology from the concept files."""
@@ -63,7 +64,7 @@ def import_rf2(
     root: list[str] = typer.Option(
         ..., "--root", help="Keep the subtree under this concept id (repeatable)."
     ),
-    out: Path = typer.Option(..., "--out", help="Graph extension (JSON) to write."),
+    out: Path = out_option("Graph extension (JSON) to write."),
 ) -> None:
     """Load SNOMED CT subtrees into a graph extension (use it via REPORTGEN_GRAPH_EXTENSIONS)."""
     from ontology.concepts import default_concepts

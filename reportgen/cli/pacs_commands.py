@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import out_option, template_option
 from reportgen.errors import ConfigError
 
 pacs_app = typer.Typer(
@@ -65,7 +66,7 @@ def find_command(
 @pacs_app.command("pull")
 def pull_command(
     study: str = typer.Option(..., "--study", help="The StudyInstanceUID to pull."),
-    out: Path = typer.Option(..., "--out", help="New study folder (de-identified NIfTI)."),
+    out: Path = out_option("New study folder (de-identified NIfTI)."),
     keep_dicom: Path = typer.Option(
         None,
         "--keep-dicom",
@@ -113,7 +114,7 @@ def watch_command(
         Path("reportgen-watch.sqlite"), "--state", help="What was drafted, refused or retried."
     ),
     model: Path = typer.Option(None, "--model", help="Model directory (default: by anatomy)."),
-    template: str = typer.Option(None, "--template", help="Draft with this bundled model."),
+    template: str = template_option("Draft with this bundled model."),
     interval: float = typer.Option(30.0, "--interval", help="Seconds between polls."),
     polls: int = typer.Option(0, "--polls", help="Stop after N polls (0: run until Ctrl-C)."),
     settle_polls: int = typer.Option(

@@ -7,15 +7,14 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import out_option, seed_option
 from reportgen.errors import ConfigError, InputError
 
 
 @app.command()
 def pretrain(
     data: Path = typer.Option(..., "--data", help="Folder of studies (or a synth dataset)."),
-    out: Path = typer.Option(
-        ..., "--out", help="Output folder: checkpoints, TensorBoard logs, final encoder."
-    ),
+    out: Path = out_option("Output folder: checkpoints, TensorBoard logs, final encoder."),
     config: str = typer.Option("base", "--config", help="tiny | base | large"),
     masking: str = typer.Option("lesion", "--masking", help="random | lesion | anatomy"),
     cross: str = typer.Option(
@@ -45,7 +44,7 @@ def pretrain(
         "auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32"
     ),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     checkpoint_every: int = typer.Option(200, "--checkpoint-every"),
     resume: bool = typer.Option(
         False, "--resume", help="Continue from OUT/last exactly where it stopped."

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import out_option, template_option
 from reportgen.errors import ConfigError, InputError
 
 
@@ -30,11 +31,11 @@ def _lang(lang: str) -> str:
 @app.command()
 def parse(
     report: Path = typer.Argument(..., help="Free-text report (UTF-8 text file)."),
-    template: str = typer.Option(
-        ..., "--template", help="Template id, e.g. birads_mri, figo_cervix_2018."
+    template: str = template_option(
+        "Template id, e.g. birads_mri, figo_cervix_2018.", required=True
     ),
     lang: str = typer.Option(None, "--lang", help="en or zh (default: detected)."),
-    out: Path = typer.Option(None, "--out", help="Write the JSON here instead of stdout."),
+    out: Path = out_option("Write the JSON here instead of stdout.", default=None),
 ) -> None:
     """Turn a free-text report into a structured report (JSON), for labelling legacy reports."""
     from reportgen.report import load_template
@@ -95,7 +96,7 @@ def render(
     report: Path = typer.Argument(..., help="Structured report (reportgen.report/1 JSON)."),
     fmt: str = typer.Option("text", "--format", help="text | json | fhir | html | pdf"),
     lang: str = typer.Option("en", "--lang", help="en or zh (text)."),
-    out: Path = typer.Option(None, "--out", help="Write here instead of stdout."),
+    out: Path = out_option("Write here instead of stdout.", default=None),
 ) -> None:
     """Render a structured report as narrative text, canonical JSON or a FHIR R4 bundle."""
     from reportgen.render.output import check_output, format_report, write_report

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import out_option
 from reportgen.errors import ConfigError, InputError
 
 DB_HELP = "Reward log: a SQLite file (created if new) or postgresql://user:pass@host/db."
@@ -314,7 +315,7 @@ def users_end_sessions(
 def corrections_export(
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
     log_key: Path = typer.Option(None, "--log-key", help=KEY_HELP),
-    out: Path = typer.Option(..., "--out", help="JSONL file to write."),
+    out: Path = out_option("JSONL file to write."),
 ) -> None:
     """Write every correction (draft, signed report, field diff, time spent) as JSONL."""
     from reportgen.review.store import RewardLog

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import out_option, seed_option
 from reportgen.cli.review_commands import DB_HELP
 from reportgen.errors import ConfigError, InputError
 
@@ -24,9 +25,7 @@ def refine(
         "--studies",
         help="The studies folder the review app served (with --reward-model: any studies).",
     ),
-    out: Path = typer.Option(
-        ..., "--out", help="Output folder (model/, refine_summary.json, tb/)."
-    ),
+    out: Path = out_option("Output folder (model/, refine_summary.json, tb/)."),
     steps: int = typer.Option(200, "--steps"),
     batch_size: int = typer.Option(8, "--batch-size", help="Drafts (rollouts) per PPO step."),
     samples_per_study: int = typer.Option(
@@ -45,7 +44,7 @@ def refine(
     ),
     heldout_limit: int = typer.Option(None, "--heldout-limit"),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last."),
     reward_model: Path = typer.Option(
         None,
@@ -157,12 +156,10 @@ def rewards(
 @app.command("reward-model")
 def reward_model(
     db: str = typer.Option("reviews.db", "--db", help=DB_HELP),
-    out: Path = typer.Option(
-        ..., "--out", help="Folder for the reward model (safetensors + config)."
-    ),
+    out: Path = out_option("Folder for the reward model (safetensors + config)."),
     epochs: int = typer.Option(30, "--epochs"),
     heldout_fraction: float = typer.Option(0.2, "--heldout-fraction"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = seed_option(),
 ) -> None:
     """Train the learned reward model (trl RewardTrainer) on the log's (signed, draft) pairs."""
     from reportgen.review.store import RewardLog

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from reportgen.cli import app
+from reportgen.cli.options import seed_option
 
 
 @app.command()
@@ -15,7 +16,7 @@ def synth(
     out: Path = typer.Argument(..., help="Folder to write (new, or empty)."),
     domain: str = typer.Option("breast", "--domain", help="breast | cervix | endometrium | ovary"),
     n: int = typer.Option(10, "--n", help="Number of studies."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed writes the same bytes."),
+    seed: int = seed_option(help="Random seed: the same seed writes the same bytes."),
     shift: str = typer.Option(
         None, "--shift", help="'scanner': draw another scanner's acquisition (robustness tests)."
     ),

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.checkpoint import read_weights
@@ -38,51 +36,10 @@ from reportgen.model.field_reader import (
     outlined_size_mm,
     predict_outline,
 )
+from reportgen.model.losses import OUTLINE_WEIGHTING, part_size_weights, segmentation_loss
+from reportgen.model.train_args import READINGS, TREE_ITERATIONS, FieldTrainArgs
 from reportgen.report import Report, load_template
 from reportgen.report.template import Template
-
-READINGS = ("trees", "linear")
-TREE_ITERATIONS = 300  # boosting rounds per criterion
-
-
-@dataclass
-class FieldTrainArgs:
-    data: Path
-    out: Path
-    template: str | None = None
-    config: str = "base"  # READER_PRESETS
-    epochs: int = 16
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    family_dropout: float = 0.2
-    augment: bool = (
-        True  # acquisition augmentation of the outline (gain, gamma, bias, noise, thick slices)
-    )
-    reading: str = "trees"  # "trees" (boosted, on the measured geometry) or "linear"
-    small_parts: bool = True  # weigh small outlined parts up; measure the detached ones
-    present_dice: bool = False  # Dice over the classes a batch holds only (`segmentation_loss`)
-    # share of each outline epoch drawn from the studies that hold a rare outline class
-    # (`rare_class_weights`); 0 draws every study once per epoch
-    rare_share: float = 0.0
-    # outline what the masks label beyond tumour as classes of their own: lesions' solid
-    # tissue, a dilated ureter (`reader_config`); False reproduces readers trained before
-    outline_parts: bool = True
-    # the reading also fits on an acquisition-varied copy of each training study (its own
-    # outline, its own measures), so it learns how measures move on another scanner
-    augment_reading: bool = False
-    init_from: Path | None = None  # a `pretrain-reader` folder: the outline starts from it
-    init_decoder: bool = True  # from `init_from`, the decoder too (else the encoder only)
-    limit: int = 0  # train on the first `limit` studies only (0: all)
-    tree_iterations: int = TREE_ITERATIONS  # boosting rounds per criterion (tests use few)
-    outline_from: Path | None = None  # reuse this reader's trained outline (refit the reading)
-    val_fraction: float = 0.1
-    seed: int = 0
-    cache_dir: Path | None = None
-    progress: bool = True
-
-    def to_dict(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
 def _answer_values(spec) -> list[str]:
@@ -164,55 +121,6 @@ def _drop_families(present: torch.Tensor, rate: float, generator: torch.Generato
         for i in group:
             kept[hide, i] = False
     return kept
-
-
-def small_part_weights(
-    labels: torch.Tensor, reference: float = 64.0, cap: float = 16.0, classes: int = SEGMENT_CLASSES
-) -> torch.Tensor:
-    """Per-voxel loss weight (B, X, Y, Z): each connected part of a tumour class weighs
-    `reference / its voxels`, between 1 and `cap`. A peritoneal deposit or an implant is
-    5-15 voxels beside a primary of thousands; summed over voxels it barely moves the
-    loss, and the outline learned to miss every one (measured: none of 12 training
-    studies' deposits outlined). Weighted, a small part counts about as much as a big one."""
-    weights = np.ones(tuple(labels.shape), np.float32)
-    array = labels.numpy()
-    for b in range(array.shape[0]):
-        for c in range(1, classes):
-            parts, n = ndimage.label(array[b] == c)
-            if not n:
-                continue
-            sizes = ndimage.sum(np.ones_like(parts), parts, range(1, n + 1))
-            per_part = np.clip(reference / np.maximum(sizes, 1), 1.0, cap)
-            weights[b][parts > 0] = per_part[parts[parts > 0] - 1]
-    return torch.from_numpy(weights)
-
-
-def segmentation_loss(
-    logits: torch.Tensor, labels: torch.Tensor, small_parts: bool = True, present_dice: bool = False
-) -> torch.Tensor:
-    """Cross-entropy (small parts weighted up: `small_part_weights`) plus soft Dice over
-    the tumour classes: an extension or a node is a few hundred of 131,000 voxels, which
-    cross-entropy alone learns to ignore. With `present_dice` the Dice is averaged over the
-    classes the batch holds only: a class absent from most batches (O-RADS implants, in
-    one study of ten) otherwise scores Dice 1 / (its probability mass + 1) there, which
-    pushes its probability to zero everywhere; measured: the O-RADS outline gave implants
-    a probability of at most 0.11 even on its training studies."""
-    seg = F.interpolate(logits, size=labels.shape[1:], mode="trilinear")
-    n = logits.shape[1]
-    voxel = torch.tensor([0.1, 1.0] + [2.0] * (n - 2))[labels]
-    if small_parts:
-        voxel = voxel * small_part_weights(labels, classes=n)
-    nll = F.cross_entropy(seg, labels, reduction="none")
-    ce = (nll * voxel).sum() / voxel.sum()
-    probs = seg.softmax(dim=1)[:, 1:]
-    onehot = F.one_hot(labels, n).permute(0, 4, 1, 2, 3)[:, 1:].float()
-    overlap = (probs * onehot).sum(dim=(0, 2, 3, 4))
-    truth = onehot.sum(dim=(0, 2, 3, 4))
-    dice = (2 * overlap + 1) / (probs.sum(dim=(0, 2, 3, 4)) + truth + 1)
-    if present_dice:
-        held = truth > 0
-        return ce + ((1 - dice) * held).sum() / held.sum().clamp_min(1)
-    return ce + (1 - dice).mean()
 
 
 def train_field_reader(args: FieldTrainArgs, log=print) -> dict:
@@ -390,7 +298,12 @@ def _train_outline(model, images, present, labels, train, args, generator, log) 
                 args.augment,
             )
             seg, _ = model.features(x, p)
-            loss = segmentation_loss(seg, y, model.cfg.small_parts, args.present_dice)
+            by_size = (
+                part_size_weights(y, seg.shape[1], OUTLINE_WEIGHTING)
+                if model.cfg.small_parts
+                else None
+            )
+            loss = segmentation_loss(seg, y, by_size, "present" if args.present_dice else "pooled")
             opt.step(loss)
             running += float(loss.detach())
         history.append({"epoch": epoch + 1, "outline_loss": round(running / steps_per_epoch, 4)})

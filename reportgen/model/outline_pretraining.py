@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -40,30 +39,10 @@ from reportgen.model.field_reader import (
     legacy_outline_names,
     predict_outline,
 )
+from reportgen.model.train_args import OutlinePretrainArgs
 
 PRETRAINED_TYPE = "reportgen-outline-pretraining"  # config.json's model_type
 ENCODER_DECODER = ("unet.down.", "unet.up.")  # what pretraining teaches; the head is new
-
-
-@dataclass
-class OutlinePretrainArgs:
-    data: Path
-    out: Path
-    masking: str = "random"  # pretrain_mae.masking.STRATEGIES (random | lesion)
-    mask_ratio: float = 0.6
-    patch: tuple[int, int, int] = (8, 8, 4)  # voxels of the reader's grid (32 x 32 x 16 mm)
-    prior_from: Path | None = None  # a reader whose outline is the lesion prior
-    config: str = "base"  # READER_PRESETS
-    epochs: int = 8
-    batch_size: int = 8
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    seed: int = 0
-    template: str | None = None
-    cache_dir: Path | None = None
-
-    def to_dict(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
 def masking_grid(cfg: FieldReaderConfig, patch: tuple[int, int, int]) -> MAEConfig:

@@ -11,7 +11,6 @@ trained on.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,28 +27,11 @@ from reportgen.model.body_region import (
 )
 from reportgen.model.data import load_examples
 from reportgen.model.engine import Optimiser, adamw
+from reportgen.model.train_args import RegionTrainArgs
 from reportgen.report import load_template
 from reportgen.report.anatomy import PROCEDURE_REGION
 
 UNUSUAL_PERCENTILE = 99.0
-
-
-@dataclass
-class RegionTrainArgs:
-    data: list[Path]
-    out: Path
-    calibration: list[Path] = field(default_factory=list)
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-3
-    seed: int = 0
-    cache_dir: Path | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            k: [str(p) for p in v] if isinstance(v, list) else str(v) if isinstance(v, Path) else v
-            for k, v in asdict(self).items()
-        }
 
 
 def labelled_images(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -42,40 +42,10 @@ from reportgen.model.roi_training import (
     pooled_arrays,
     segmenter_windows,
 )
+from reportgen.model.train_args import ReportTrainArgs
 from reportgen.model.vocab import ReportVocab, train_sentencepiece
 from reportgen.render.text import render_text
 from reportgen.report import load_template
-
-
-@dataclass
-class ReportTrainArgs:
-    data: Path
-    encoder: Path
-    out: Path
-    config: str = "base"
-    template: str | None = None
-    steps: int = 1500
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    freeze: str | None = None
-    sequence_dropout: float | None = None
-    sp_vocab_size: int = 256
-    checkpoint_every: int = 500
-    roi: bool = True  # lesion-centred reading (detector + zoomed crops); False: whole study only
-    evidence: bool = True  # outline and measure candidates (templates with a measurer)
-    copy_values: bool = True  # the decoder can copy measured values (with evidence)
-    detector_steps: int = 400
-    segmenter_steps: int = 600
-    detector_from: Path | None = None  # reuse another model's trained detector (ablations)
-    seed: int = 0
-    resume: bool = False
-    cache_dir: Path | None = None
-    progress: bool = True
-
-    def to_dict(self) -> dict:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-
 
 # The detector trains on random windows of the encoder grid this size (voxels).
 DETECTOR_WINDOW = (48, 48, 32)

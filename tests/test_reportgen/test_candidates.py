@@ -16,7 +16,8 @@ from reportgen.model.candidates import (
 )
 from reportgen.model.config import PRESETS, ReportModelConfig
 from reportgen.model.detector import LesionDetector, lesion_probability
-from reportgen.model.detector_training import detector_loss, fit_detector
+from reportgen.model.detector_training import fit_detector
+from reportgen.model.losses import segmentation_loss
 from reportgen.model.modeling import ReportModel
 from reportgen.model.roi_training import findings_in_candidate_order
 from reportgen.synth import SynthOptions, synth_dataset
@@ -72,7 +73,7 @@ def test_detector_learns_to_mark_a_bright_blob():
     first = None
     for _ in range(60):
         image, target = sample()
-        loss = detector_loss(net(image, present), target)
+        loss = segmentation_loss(net(image, present), target)
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
@@ -163,11 +164,11 @@ def test_memory_holds_a_geometry_token_and_zoomed_tokens_per_candidate():
 
 
 def test_small_lesions_weigh_more_per_voxel_than_large_ones():
-    from reportgen.model.detector_training import MAX_LESION_WEIGHT, lesion_size_weights
+    from reportgen.model.losses import DETECTOR_WEIGHTING, part_size_weights
 
     target = torch.zeros(1, 24, 24, 24)
     target[0, 2:4, 2:4, 2:4] = 1  # 8 voxels
     target[0, 10:20, 10:20, 10:20] = 1  # 1000 voxels
-    w = lesion_size_weights(target)[0]
+    w = part_size_weights(target.long(), 2, DETECTOR_WEIGHTING)[0]
     assert w[0, 0, 0] == 1.0 and w[15, 15, 15] == 1.0  # background; a large lesion: as before
-    assert w[2, 2, 2] == pytest.approx(8.0**0.5) and w[2, 2, 2] <= MAX_LESION_WEIGHT
+    assert w[2, 2, 2] == pytest.approx(8.0**0.5) and w[2, 2, 2] <= DETECTOR_WEIGHTING.cap

@@ -27,8 +27,14 @@ def cervix(tmp_path_factory):
     synth_dataset(data, 10, SynthOptions(domain="cervix", seed=21), workers=2)
     model = root / "model"
     summary = train_field_reader(
-        FieldTrainArgs(
-            data=data, out=model, config="tiny", epochs=2, batch_size=4, tree_iterations=20
+        FieldTrainArgs(  # rare-class draws, as the bundled O-RADS reader trains
+            data=data,
+            out=model,
+            config="tiny",
+            epochs=2,
+            batch_size=4,
+            tree_iterations=20,
+            rare_share=0.3,
         ),
         log=lambda _: None,
     )
@@ -145,8 +151,14 @@ def adnexa(tmp_path_factory):
     synth_dataset(data, 12, SynthOptions(domain="ovary", seed=5, malignant_fraction=0.5), workers=2)
     model = root / "model"
     train_field_reader(
-        FieldTrainArgs(
-            data=data, out=model, config="tiny", epochs=2, batch_size=4, tree_iterations=20
+        FieldTrainArgs(  # rare-class draws, as the bundled O-RADS reader trains
+            data=data,
+            out=model,
+            config="tiny",
+            epochs=2,
+            batch_size=4,
+            tree_iterations=20,
+            rare_share=0.3,
         ),
         log=lambda _: None,
     )
@@ -314,12 +326,12 @@ def test_relative_curve_ignores_the_scanner_gain_and_tells_washout_from_rising()
 
 
 def test_small_parts_weigh_as_much_as_the_primary_in_the_outline_loss():
-    from reportgen.model.field_training import small_part_weights
+    from reportgen.model.losses import OUTLINE_WEIGHTING, part_size_weights
 
     labels = torch.zeros(1, 20, 20, 10, dtype=torch.long)
     labels[0, 2:12, 2:12, 2:8] = 1  # a primary of 600 voxels
     labels[0, 16:18, 16:18, 4:6] = 2  # a deposit of 8
-    weights = small_part_weights(labels, reference=64.0, cap=16.0)
+    weights = part_size_weights(labels, 3, OUTLINE_WEIGHTING)
     assert weights[0, 5, 5, 5] == 1.0 and weights[0, 0, 0, 0] == 1.0
     assert weights[0, 16, 16, 4] == 8.0  # 64 / 8 voxels
 
@@ -327,7 +339,7 @@ def test_small_parts_weigh_as_much_as_the_primary_in_the_outline_loss():
 def test_present_dice_leaves_a_class_the_batch_lacks_to_cross_entropy():
     """A batch without implants: the all-class Dice punishes any implant probability (its
     Dice is 1 / (mass + 1)), the present-class Dice does not; with every class the same."""
-    from reportgen.model.field_training import segmentation_loss
+    from reportgen.model.losses import segmentation_loss
 
     labels = torch.zeros(2, 16, 16, 8, dtype=torch.long)
     labels[:, 2:10, 2:10, 2:6] = 1
@@ -336,15 +348,15 @@ def test_present_dice_leaves_a_class_the_batch_lacks_to_cross_entropy():
     raised = logits.clone()
     raised[:, 3] += 1.0  # more implant probability everywhere
     grows = {
-        present: float(segmentation_loss(raised, labels, False, present))
-        - float(segmentation_loss(logits, labels, False, present))
-        for present in (False, True)
+        dice: float(segmentation_loss(raised, labels, dice=dice))
+        - float(segmentation_loss(logits, labels, dice=dice))
+        for dice in ("pooled", "present")
     }
-    assert grows[False] > grows[True] > 0  # cross-entropy still punishes it
+    assert grows["pooled"] > grows["present"] > 0  # cross-entropy still punishes it
     labels[0, 12:14, 12:14, 2:4] = 3
     labels[1, 12:14, 12:14, 2:4] = 2  # a batch holding every class: the two agree
-    every = segmentation_loss(logits, labels, False, False)
-    assert torch.isclose(every, segmentation_loss(logits, labels, False, True))
+    every = segmentation_loss(logits, labels, dice="pooled")
+    assert torch.isclose(every, segmentation_loss(logits, labels, dice="present"))
 
 
 def test_rare_class_studies_make_up_their_share_of_the_outline_epoch():
