@@ -11,7 +11,13 @@ field), and when foci are not found either.
 
 python bench/descriptor_readability.py [--train 4000] [--heldout 600] [--epochs 12]
     [--crops-cache DIR] [--ceiling-train DIR --ceiling-heldout DIR]
-    [--out bench/results/descriptor_readability.json]
+    [--protocol low_resolution|clinical] [--out bench/results/descriptor_readability.json]
+
+With `--protocol clinical` the phantoms are acquired at clinical resolution and each
+crop is read at the acquisition's own resolution: 48 x 48 x 24 voxels on the DCE's grid
+(0.9 x 0.9 x 2 mm: 43 x 43 x 48 mm), centred on the lesion in world millimetres, every
+series resampled into it once (T2W and DWI from their own grids), scaled as the model
+scales a study (`reportgen.preprocessing`), without the 2 mm model grid in between.
 
 About 40 min of synthesis (kept in --crops-cache for reruns) and 40 min of training on
 2 cores at the defaults. The BI-RADS part reads the truth reports of two synthesised
@@ -67,7 +73,34 @@ FIELDS = {
     "diffusion": ["diffusion_restricted", "diffusion_not_restricted"],
 }
 CROP = (32, 32, 32)
+NATIVE_CROP = (48, 48, 24)  # voxels of the clinical DCE grid
 _GRID = None
+_PROTOCOL = "low_resolution"
+
+
+def native_crop(study, centre_world: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(len(PROTOCOL), *shape) on the DCE's own grid around `centre_world` (mm): each
+    series resampled straight from its own grid, scaled per `reportgen.preprocessing`."""
+    import torchio as tio
+
+    from reportgen.io.sequences import PROTOCOL
+    from reportgen.preprocessing import GridSpec, preprocessing_transform, target_affine
+
+    dce = study.sequences["DCE_0"]
+    spacing = tuple(float(v) for v in np.sqrt((dce.affine[:3, :3] ** 2).sum(0)))
+    grid = GridSpec(shape, spacing)
+    affine = target_affine(grid, centre_world)
+    subject = tio.Subject(
+        {
+            n: tio.ScalarImage(tensor=torch.from_numpy(v.data)[None], affine=v.affine)
+            for n, v in study.sequences.items()
+        }
+    )
+    ready = preprocessing_transform(grid, affine)(subject)
+    out = np.zeros((len(PROTOCOL), *shape), np.float32)
+    for n in study.sequences:
+        out[PROTOCOL.index(n)] = torch.nan_to_num(ready[n].data[0].float()).numpy()
+    return out
 
 
 def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
@@ -76,9 +109,21 @@ def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
     torch.set_num_threads(1)
     work = scratch_dir("readability-")
     try:
-        meta = synth_one(SynthOptions(domain="breast", seed=seed), index, work)
+        options = SynthOptions(domain="breast", seed=seed, protocol=_PROTOCOL)
+        meta = synth_one(options, index, work)
         folder = work / meta["dir"]
         report = Report.from_json((folder / "report.json").read_text())
+        if _PROTOCOL == "clinical":
+            study = load_study(folder)
+            mask, affine = study.lesion_mask.data, study.lesion_mask.affine
+            out = []
+            for j, finding in enumerate(report.findings):
+                voxels = np.argwhere(mask == j + 1)
+                if len(voxels):
+                    centre = affine[:3, :3] @ voxels.mean(0) + affine[:3, 3]
+                    crop = native_crop(study, centre, NATIVE_CROP)
+                    out.append((crop.astype(np.float16), plain(finding.fields)))
+            return out
         arrays = study_arrays(load_study(folder), _GRID)
         image, mask = torch.from_numpy(arrays["image"]), arrays["mask"]
         out = []
@@ -94,7 +139,7 @@ def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
 
 def lesion_crops(seed: int, n: int, workers: int, cache: Path | None) -> tuple:
     """(crops, fields) of the lesions of `n` phantoms of `seed` (from `cache` if there)."""
-    stored = cache / f"crops-{seed}-{n}.npz" if cache else None
+    stored = cache / f"crops-{_PROTOCOL}-{seed}-{n}.npz" if cache else None
     if stored and stored.exists():
         with np.load(stored) as data:
             return data["crops"], [json.loads(f) for f in data["fields"]]
@@ -159,6 +204,21 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return torch.roll(x, [int(v) for v in torch.randint(-2, 3, (3,))], (2, 3, 4))
 
 
+def balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
+    """Mean recall over the classes the truth holds (chance: 1 / classes)."""
+    return float(np.mean([(guess[truth == c] == c).mean() for c in np.unique(truth)]))
+
+
+def bootstrap_interval(truth: np.ndarray, guess: np.ndarray, n: int = 1000) -> list[float]:
+    """95% percentile interval of the balanced accuracy over lesions resampled with replacement."""
+    rng = np.random.default_rng(0)
+    draws = [
+        balanced_accuracy(truth[idx], guess[idx])
+        for idx in (rng.integers(0, len(truth), len(truth)) for _ in range(n))
+    ]
+    return [round(float(v), 3) for v in np.percentile(draws, [2.5, 97.5])]
+
+
 def train_and_score(xt, yt, xv, yv, epochs: int, seed: int = 0) -> dict:
     torch.manual_seed(seed)
     net, batch = CropNet(xt.shape[1]), min(16, len(xt))
@@ -192,10 +252,13 @@ def train_and_score(xt, yt, xv, yv, epochs: int, seed: int = 0) -> dict:
         if m.any():
             right = int((outs[k][m].argmax(1) == yv[m, k]).sum())
             majority = int(torch.bincount(yv[m, k]).max())
+            truth, guess = yv[m, k].numpy(), outs[k][m].argmax(1).numpy()
             result[name] = {
                 "n": int(m.sum()),
                 "accuracy": round(right / int(m.sum()), 3),
                 "majority_class": round(majority / int(m.sum()), 3),
+                "balanced_accuracy": round(balanced_accuracy(truth, guess), 3),
+                "balanced_accuracy_95ci": bootstrap_interval(truth, guess),
             }
     return result
 
@@ -236,7 +299,7 @@ def birads_with_margin_guessed(train_reports: list, heldout_reports: list) -> di
 
 
 def main() -> None:
-    global _GRID
+    global _GRID, _PROTOCOL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=4000)
     parser.add_argument("--heldout", type=int, default=600)
@@ -247,10 +310,12 @@ def main() -> None:
     parser.add_argument("--crops-cache", type=Path, default=None)
     parser.add_argument("--ceiling-train", type=Path, default=None)
     parser.add_argument("--ceiling-heldout", type=Path, default=None)
+    parser.add_argument("--protocol", default="low_resolution")
     parser.add_argument(
         "--out", type=Path, default=Path("bench/results/descriptor_readability.json")
     )
     args = parser.parse_args()
+    _PROTOCOL = args.protocol
     from reportgen.model.generate import ReportGenerator
 
     _GRID = ReportGenerator(None).model.input_cfg  # the bundled model's grid
@@ -271,7 +336,8 @@ def main() -> None:
         train_lesions=len(xt),
         heldout_lesions=len(xv),
         seeds={"train": args.train_seed, "heldout": args.heldout_seed},
-        crop_voxels=list(CROP),
+        protocol=args.protocol,
+        crop_voxels=list(NATIVE_CROP if args.protocol == "clinical" else CROP),
         epochs=args.epochs,
         seconds=round(time.time() - start),
     )

@@ -23,6 +23,12 @@ def synth(
     malignant_fraction: float = typer.Option(
         0.3, "--malignant-fraction", help="Breast: share of lesions that are malignant."
     ),
+    protocol: str = typer.Option(
+        "low_resolution",
+        "--protocol",
+        help="low_resolution (every series on one 2.6 mm grid) | clinical (breast: each "
+        "series on its own grid, DCE 0.9 x 0.9 x 2 mm; docs/phantoms.md).",
+    ),
     workers: int = typer.Option(0, "--workers", help="Processes (0: one per CPU core)."),
 ) -> None:
     """Synthesise phantom studies (study folders + manifest.jsonl) with known ground truth."""
@@ -37,7 +43,11 @@ def synth(
     from reportgen.synth import SynthOptions, synth_dataset
 
     options = SynthOptions(
-        domain=domain, seed=seed, shift=shift, malignant_fraction=malignant_fraction
+        domain=domain,
+        seed=seed,
+        shift=shift,
+        malignant_fraction=malignant_fraction,
+        protocol=protocol,
     )
     start = time.perf_counter()
     with Progress(

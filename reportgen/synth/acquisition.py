@@ -1,4 +1,11 @@
-"""Acquisition parameters: the grid a phantom is sampled on, and the scanner's habits.
+"""Acquisition parameters: the grids a phantom is sampled on, and the scanner's habits.
+
+Two protocols. `low_resolution`: every series on one grid (2.6 x 2.6 x 3 mm for the
+breast), the phantoms every bundled model was trained on, kept for fast tests and as a
+shift. `clinical` (breast): each series on its own grid, as scanners write them and as
+accreditation requires (`CLINICAL_BREAST`, with the sources); the scene is painted once
+on the finest grid (the DCE's) and each coarser series integrates it over its own
+voxels (`reportgen.synth.mri.acquire_series`).
 
 The default draw is one protocol with small variation (matrix fixed, spacing +-5 %,
 patient off-centre by up to 1 cm). `shift="scanner"` draws a different scanner:
@@ -8,7 +15,7 @@ noise and bias, different T2 contrast: what a model meets at another hospital.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -21,6 +28,32 @@ DEFAULT_SPACING = {
     "endometrium": (2.5, 2.5, 3.0),
     "ovary": (2.5, 2.5, 3.0),
 }
+
+
+PROTOCOLS = ("low_resolution", "clinical")
+
+# The clinical breast protocol: voxel size (mm: in-plane x, y; slice) per series family.
+# - DCE: the ACR Breast MRI Accreditation Program requires the pre- and post-contrast T1
+#   series at <= 1 mm in-plane in both directions and <= 3 mm slices without gap, the
+#   first post-contrast phase within 4 minutes of injection (ACR BMRAP requirements).
+# - T2W: about 1 mm in-plane with thicker slices, as T2/STIR series are acquired (ACR
+#   BMRAP recommends T2W or STIR; EUSOBI recommendations, Mann et al., Eur Radiol 2008).
+# - DWI and its ADC map: coarser, as real echo-planar DWI is: <= 2 x 2 mm in-plane and
+#   4-5 mm slices (EUSOBI International Breast DWI Working Group, Baltzer et al., Eur
+#   Radiol 2020).
+CLINICAL_BREAST = {
+    "DCE": (0.9, 0.9, 2.0),
+    "T2W": (0.9, 0.9, 3.0),
+    "DWI": (1.9, 1.9, 4.5),
+}
+# Other accredited protocols `--shift scanner` draws from (other vendors' matrices).
+CLINICAL_BREAST_SCANNERS = (
+    {"DCE": (0.8, 0.8, 1.6), "T2W": (0.7, 0.7, 3.5), "DWI": (1.7, 1.7, 4.0)},
+    {"DCE": (1.0, 1.0, 2.5), "T2W": (1.0, 1.0, 4.0), "DWI": (2.0, 2.0, 5.0)},
+    {"DCE": (0.95, 0.8, 1.8), "T2W": (0.8, 0.8, 3.0), "DWI": (2.0, 1.8, 4.0)},
+)
+# Which series family each written series belongs to.
+SERIES_FAMILY = {"T2W": "T2W", "DWI": "DWI", "ADC": "DWI"}
 
 
 @dataclass
@@ -36,6 +69,30 @@ class Acquisition:
     t2_contrast: float  # T2 contrast scaling (echo time differences)
     b_value: float
     severe_motion: bool = False
+    protocol: str = "low_resolution"
+    # Voxel size per series family ("DCE", "T2W", "DWI"); empty: every series on `grid()`.
+    series_spacing: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    @property
+    def texture_scale(self) -> float:
+        """Voxels of this grid per voxel of the low-resolution grid: textures, patterns and
+        motion are drawn in millimetres, so a finer grid needs proportionally more voxels."""
+        if self.protocol == "low_resolution":
+            return 1.0
+        return DEFAULT_SPACING["breast"][0] / float(min(self.spacing[:2]))
+
+    def series_grid(self, name: str) -> Grid:
+        """The grid series `name` is written on: its own voxel size over the same field of
+        view, orientation and centre as the painted grid (`grid()`)."""
+        family = "DCE" if name.startswith("DCE") else SERIES_FAMILY.get(name, name)
+        spacing = self.series_spacing.get(family)
+        if spacing is None or family == "DCE":  # the DCE is the painted grid
+            return self.grid()
+        fov = np.asarray(self.matrix) * np.asarray(self.spacing)
+        matrix = tuple(int(v) for v in np.maximum(1, np.round(fov / np.asarray(spacing))))
+        return Acquisition(
+            **{**asdict(self), "matrix": matrix, "spacing": tuple(spacing), "series_spacing": {}}
+        ).grid()
 
     def grid(self) -> Grid:
         direction = np.diag([-1.0, -1.0, 1.0]) if self.storage == "LPS" else np.eye(3)
@@ -55,12 +112,22 @@ class Acquisition:
         return Grid(tuple(self.matrix), affine)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        out["series_spacing"] = {k: list(v) for k, v in self.series_spacing.items()}
+        return out
 
 
 def sample_acquisition(
-    rng: np.random.Generator, domain: str, shift: str | None = None, severe_motion: bool = False
+    rng: np.random.Generator,
+    domain: str,
+    shift: str | None = None,
+    severe_motion: bool = False,
+    protocol: str = "low_resolution",
 ) -> Acquisition:
+    """The acquisition of one phantom. The low-resolution draws are unchanged (the same
+    seed gives the same bytes as before the clinical protocol existed)."""
+    if protocol == "clinical":
+        return _clinical(rng, shift, severe_motion)
     base = DEFAULT_SPACING[domain]
     offset = tuple(float(v) for v in rng.uniform(-10, 10, size=3))
     if shift == "scanner":
@@ -95,4 +162,40 @@ def sample_acquisition(
         t2_contrast=1.0,
         b_value=800.0,
         severe_motion=severe_motion,
+    )
+
+
+def _clinical(rng: np.random.Generator, shift: str | None, severe_motion: bool) -> Acquisition:
+    """The clinical breast protocol (`CLINICAL_BREAST`), or under `shift="scanner"`
+    another accredited one, oblique and stored LPS, with that scanner's noise and contrast.
+    The field of view is the low-resolution one (250 x 250 x 120 mm); the painted grid is
+    the DCE's."""
+    fov = np.asarray(DEFAULT_MATRIX) * np.asarray(DEFAULT_SPACING["breast"])
+    offset = tuple(float(v) for v in rng.uniform(-10, 10, size=3))
+    scanner = shift == "scanner"
+    series = (
+        CLINICAL_BREAST_SCANNERS[int(rng.integers(len(CLINICAL_BREAST_SCANNERS)))]
+        if scanner
+        else CLINICAL_BREAST
+    )
+    dce = np.asarray(series["DCE"]) * (1.0 if scanner else rng.uniform(0.97, 1.03))
+    matrix = tuple(int(v) for v in np.round(fov / dce))
+    spacing = tuple(float(v) for v in fov / np.asarray(matrix))
+    return Acquisition(
+        matrix=matrix,  # type: ignore[arg-type]
+        spacing=spacing,  # type: ignore[arg-type]
+        oblique_deg=float(rng.uniform(5, 12) * rng.choice([-1, 1])) if scanner else 0.0,
+        storage="LPS" if scanner else "RAS",
+        offset_mm=offset,  # type: ignore[arg-type]
+        noise=float(rng.uniform(0.04, 0.07) if scanner else rng.uniform(0.02, 0.04)),
+        bias=float(rng.uniform(0.2, 0.3) if scanner else rng.uniform(0.05, 0.15)),
+        motion=float(rng.uniform(0.3, 0.8) if scanner else rng.uniform(0.0, 0.4)),
+        t2_contrast=float(rng.uniform(0.75, 0.9)) if scanner else 1.0,
+        b_value=1000.0 if scanner else 800.0,
+        severe_motion=severe_motion,
+        protocol="clinical",
+        series_spacing={
+            **{k: tuple(float(x) for x in v) for k, v in series.items()},
+            "DCE": spacing,
+        },
     )

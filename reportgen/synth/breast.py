@@ -330,8 +330,15 @@ def _lesion_tissue(lesion: Lesion, rng: np.random.Generator) -> Tissue:
     return _enhancement(base, f["kinetics_initial"], f["kinetics_delayed"], rng)
 
 
-def _patterned(tissue: Tissue, pattern: str, rng: np.random.Generator, scale_mm: float = 4.0):
-    """A tissue function whose enhancement varies in space by the descriptor's pattern."""
+def _patterned(
+    tissue: Tissue,
+    pattern: str,
+    rng: np.random.Generator,
+    scale_mm: float = 4.0,
+    texture_scale: float = 1.0,
+):
+    """A tissue function whose enhancement varies in space by the descriptor's pattern
+    (`texture_scale`: the canvas's voxels per low-resolution voxel)."""
     vec = tissue.vector()
     grid_scale = scale_mm
 
@@ -347,7 +354,7 @@ def _patterned(tissue: Tissue, pattern: str, rng: np.random.Generator, scale_mm:
                 depth_in > 0.8, np.maximum(out[0], 0.75), out[0]
             )  # necrotic core is T2-bright
             return out
-        noise = smooth_noise(rng, dist.shape, scale=max(1.5, grid_scale / 2.6))
+        noise = smooth_noise(rng, dist.shape, scale=max(1.5, grid_scale / 2.6) * texture_scale)
         if pattern in ("enhancement_heterogeneous", "nme_heterogeneous"):
             weight = 0.35 + 1.0 * noise
         elif pattern == "nme_clumped":
@@ -408,7 +415,13 @@ def _paint_mass(canvas: Canvas, lesion: Lesion, rng: np.random.Generator) -> Non
             s_sdf, s_bounds = capsule(start, end, radius=float(rng.uniform(0.9, 1.3)))
             canvas.paint(s_sdf, s_bounds, tissue, blur=1.0)
     pattern = f.get("internal_enhancement", "enhancement_homogeneous")
-    canvas.paint(sdf, bounds, _patterned(tissue, pattern, rng), label=lesion.label, blur=blur)
+    canvas.paint(
+        sdf,
+        bounds,
+        _patterned(tissue, pattern, rng, texture_scale=canvas.texture_scale),
+        label=lesion.label,
+        blur=blur,
+    )
     lesion.size_mm = size
 
 
@@ -463,7 +476,7 @@ def _paint_nme(canvas: Canvas, lesion: Lesion, case: BreastCase, rng: np.random.
     canvas.paint(
         sdf,
         bounds,
-        _patterned(tissue, f["nme_pattern"], rng, scale_mm=3.0),
+        _patterned(tissue, f["nme_pattern"], rng, 3.0, canvas.texture_scale),
         label=lesion.label,
         blur=1.5,
     )
@@ -473,6 +486,7 @@ def _paint_nme(canvas: Canvas, lesion: Lesion, case: BreastCase, rng: np.random.
 def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canvas:
     """Paint the anatomy and the lesions onto the acquisition's grid."""
     canvas = Canvas(acq.grid(), AIR)
+    canvas.texture_scale = acq.texture_scale
     long = 400.0
     torso, torso_b = ellipsoid((0, -68, 0), (120, 78, long))
     canvas.paint(torso, torso_b, FAT, extruded=True)
@@ -500,7 +514,7 @@ def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canv
                 canvas.paint(h_sdf, h_b, FAT)
     fgt_fraction = FGT_FRACTION[case.fields["fgt_amount"]]
     bpe = BPE_LEVEL[case.fields["bpe_level"]]
-    noise = smooth_noise(rng, canvas.grid.shape, scale=4.0)
+    noise = smooth_noise(rng, canvas.grid.shape, scale=4.0 * canvas.texture_scale)
     for side in ("right", "left"):
         base = _breast_centre(side)
         axes = (BREAST_AXES[0], case.breast_depth, BREAST_AXES[1])

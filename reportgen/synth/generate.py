@@ -24,8 +24,8 @@ from reportgen.parallel import parallel_map
 from reportgen.report import build_report, load_template
 from reportgen.report.schema import Provenance, StudyRef
 from reportgen.synth import breast, gynae, ovary
-from reportgen.synth.acquisition import sample_acquisition
-from reportgen.synth.mri import save_int16, synthesise_sequences
+from reportgen.synth.acquisition import PROTOCOLS, sample_acquisition
+from reportgen.synth.mri import acquire_series, save_int16, synthesise_sequences
 from reportgen.synth.text import free_text
 
 DOMAINS = {
@@ -44,6 +44,10 @@ class SynthOptions:
     shift: str | None = None
     malignant_fraction: float = 0.3
     inadequate_fraction: float = 0.01
+    # `reportgen.synth.acquisition.PROTOCOLS`: "clinical" (breast only) writes each series
+    # on its own grid at clinical resolution. The default stays low-resolution until the
+    # bundled breast model is retrained on clinical phantoms (issue 37).
+    protocol: str = "low_resolution"
 
 
 def study_rng(options: SynthOptions, index: int) -> np.random.Generator:
@@ -53,7 +57,7 @@ def study_rng(options: SynthOptions, index: int) -> np.random.Generator:
 def _breast(rng: np.random.Generator, options: SynthOptions):
     case = breast.sample_case(rng, options.malignant_fraction)
     inadequate = bool(rng.random() < options.inadequate_fraction)
-    acq = sample_acquisition(rng, "breast", options.shift, severe_motion=inadequate)
+    acq = sample_acquisition(rng, "breast", options.shift, inadequate, options.protocol)
     canvas = breast.render(case, acq, rng)
     fields = dict(case.fields)
     if inadequate:
@@ -147,7 +151,8 @@ def synth_one(options: SynthOptions, index: int, out_dir: Path) -> dict:
     """Make, write and describe one study."""
     rng = study_rng(options, index)
     acq, canvas, fields, findings, extra = SAMPLERS[options.domain](rng, options)
-    images = synthesise_sequences(canvas, acq, rng)
+    series = acquire_series(synthesise_sequences(canvas, acq, rng), canvas.grid, acq)
+    images = {name: image for name, (image, _) in series.items()}
     template = load_template(DOMAINS[options.domain])
     study_id = f"{options.domain}-s{options.seed}-{index:05d}"
     report = build_report(
@@ -164,10 +169,10 @@ def synth_one(options: SynthOptions, index: int, out_dir: Path) -> dict:
         raise RuntimeError(f"{study_id}: synthetic truth is invalid: {report.validation.problems}")
     folder = out_dir / study_id
     folder.mkdir(parents=True, exist_ok=True)
-    affine = canvas.grid.affine
-    for name, image in images.items():
+    for name, (image, affine) in series.items():
         save_int16(image, affine, folder / f"{name}.nii.gz", physical=(name == "ADC"))
-    save_nifti(nifti_image(canvas.labels.astype(np.uint8), affine), folder / "lesion_mask.nii.gz")
+    mask = nifti_image(canvas.labels.astype(np.uint8), canvas.grid.affine)
+    save_nifti(mask, folder / "lesion_mask.nii.gz")
     (folder / "study.json").write_text(
         json.dumps({"study_id": study_id, "synthetic": True, "notice": SYNTH_NOTICE}, indent=2)
     )
@@ -211,6 +216,14 @@ def synth_dataset(
         raise ConfigError("--n must be at least 1")
     if options.shift not in (None, "scanner"):
         raise ConfigError(f"unknown --shift {options.shift!r}; the only shift is 'scanner'")
+    if options.protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"unknown --protocol {options.protocol!r}; choose from {', '.join(PROTOCOLS)}"
+        )
+    if options.protocol == "clinical" and options.domain != "breast":
+        raise ConfigError(
+            "--protocol clinical is the breast protocol; pelvic phantoms are low_resolution"
+        )
     if not 0.0 <= options.malignant_fraction <= 1.0:
         raise ConfigError("--malignant-fraction must be between 0 and 1")
     manifest = out_dir / "manifest.jsonl"

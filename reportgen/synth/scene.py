@@ -99,6 +99,9 @@ class Canvas:
         self.props[:] = background.vector()[:, None, None, None]
         self.labels = np.zeros(grid.shape, dtype=np.int16)
         self.pv_width = float(np.min(grid.spacing))
+        # Voxels per low-resolution voxel (`Acquisition.texture_scale`): texture sizes given
+        # in voxels of the low-resolution grid are multiplied by it.
+        self.texture_scale = 1.0
 
     def paint(
         self,

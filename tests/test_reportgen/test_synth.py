@@ -20,6 +20,8 @@ from reportgen.synth import SynthOptions, synth_dataset
 from reportgen.synth.pelvis import Layout, vagina_third_z
 
 N = {"breast": 24, "cervix": 12, "endometrium": 12}
+# SHA-256 of breast seed 5 study 0's DCE_1 as written before the clinical protocol existed.
+EXPECTED_LOW_RESOLUTION_DCE_1 = "e6eb970db90541b27c6d77f9b9d106c44b75aba556193d4f4ff96bc652b41d8b"
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +209,8 @@ def test_scanner_shift_changes_the_acquisition(tmp_path):
         (["--n", "0"], "--n must be at least 1"),
         (["--shift", "vendor"], "unknown --shift"),
         (["--malignant-fraction", "1.5"], "between 0 and 1"),
+        (["--protocol", "research"], "unknown --protocol"),
+        (["--domain", "cervix", "--protocol", "clinical"], "breast protocol"),
     ],
 )
 def test_synth_refuses_bad_options(tmp_path, cli, args, fragment):
@@ -322,3 +326,62 @@ def test_a_dilated_ureter_is_labelled_as_anatomy_only_with_hydronephrosis():
     assert seen == {False, True}
     endometrium = SynthOptions(domain="endometrium", seed=3)
     assert _gynae(study_rng(endometrium, 0), endometrium)[4]["anatomy_labels"] == {}
+
+
+@pytest.fixture(scope="module")
+def clinical(tmp_path_factory):
+    """Breast phantoms on the clinical protocol: the plain draw and another scanner's."""
+    root = tmp_path_factory.mktemp("clinical")
+    synth_dataset(root / "site", 2, SynthOptions(domain="breast", seed=3, protocol="clinical"), 2)
+    shifted = SynthOptions(domain="breast", seed=3, protocol="clinical", shift="scanner")
+    synth_dataset(root / "scanner", 1, shifted, workers=1)
+    return root
+
+
+def test_clinical_protocol_writes_each_series_on_its_accredited_grid(clinical):
+    """DCE at <= 1 mm in-plane and <= 3 mm slices (ACR BMRAP), T2W about 1 mm in-plane
+    with thicker slices, DWI/ADC coarser; one field of view and centre for all, as one
+    scanner session writes them; another scanner's protocol is accredited too."""
+    for name, shifted in (("site", False), ("scanner", True)):
+        for row in read_manifest(clinical / name):
+            study = load_study(clinical / name / row["dir"])
+            spacing = {s: np.asarray(v.spacing) for s, v in study.sequences.items()}
+            for phase in ("DCE_0", "DCE_1", "DCE_2", "DCE_3"):
+                assert spacing[phase][:2].max() <= 1.0 and spacing[phase][2] <= 3.0, spacing
+            assert spacing["T2W"][:2].max() <= 1.0 and spacing["T2W"][2] >= spacing["DCE_0"][2]
+            assert 1.5 <= spacing["DWI"][:2].min() and 4.0 <= spacing["DWI"][2] <= 5.0
+            assert np.allclose(spacing["ADC"], spacing["DWI"])
+            centres = [
+                v.affine[:3, :3] @ ((np.asarray(v.data.shape) - 1) / 2) + v.affine[:3, 3]
+                for v in study.sequences.values()
+            ]
+            assert np.ptp(np.asarray(centres), axis=0).max() < 0.01  # one centre
+            assert row["acquisition"]["protocol"] == "clinical"
+            assert study.sequences["T2W"].is_oblique == shifted
+
+
+def test_clinical_truth_mask_is_on_the_dce_grid_and_measures_in_mm(clinical):
+    """The truth lives on the painted (DCE) grid; its lesions keep their size and place in
+    world millimetres: centroid at the drawn centre, extent the reported size."""
+    checked = 0
+    for row in read_manifest(clinical / "site"):
+        mask = nib.load(str(clinical / "site" / row["mask"]))
+        dce = nib.load(str(clinical / "site" / row["sequences"]["DCE_1"]))
+        assert np.allclose(mask.affine, dce.affine) and mask.shape == dce.shape
+        for finding, lesion in zip(row["report"]["findings"], row["truth"]["lesions"], strict=True):
+            _, world = _voxels_world(mask, lesion["label"])
+            assert np.linalg.norm(world.mean(axis=0) - lesion["centre_mm"]) < 1.5
+            if finding["fields"]["type"]["value"] in ("mass", "breast_cyst"):
+                reported = finding["fields"]["size_mm"]["value"]
+                assert abs(_feret(world) + 0.45 - reported) <= 1.5, (row["id"], reported)
+            checked += 1
+    assert checked >= 1
+
+
+def test_low_resolution_protocol_is_byte_for_byte_the_phantoms_models_were_trained_on(tmp_path):
+    """The clinical protocol must not move a byte of the low-resolution phantoms (every
+    bundled model's training data and the golden drafts' studies)."""
+    a = tmp_path / "a"
+    synth_dataset(a, 1, SynthOptions(domain="breast", seed=5), workers=1)
+    digest = _digest(a)["breast-s5-00000/DCE_1.nii.gz"]
+    assert digest == EXPECTED_LOW_RESOLUTION_DCE_1
