@@ -349,7 +349,7 @@ def test_clinical_protocol_writes_each_series_on_its_accredited_grid(clinical):
             for phase in ("DCE_0", "DCE_1", "DCE_2", "DCE_3"):
                 assert spacing[phase][:2].max() <= 1.0 and spacing[phase][2] <= 3.0, spacing
             assert spacing["T2W"][:2].max() <= 1.0 and spacing["T2W"][2] >= spacing["DCE_0"][2]
-            assert 1.5 <= spacing["DWI"][:2].min() and 4.0 <= spacing["DWI"][2] <= 5.0
+            assert spacing["DWI"][:2].min() >= 1.5 and 4.0 <= spacing["DWI"][2] <= 5.0
             assert np.allclose(spacing["ADC"], spacing["DWI"])
             centres = [
                 v.affine[:3, :3] @ ((np.asarray(v.data.shape) - 1) / 2) + v.affine[:3, 3]
