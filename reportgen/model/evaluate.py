@@ -264,6 +264,8 @@ def _truth_lesions(truth: Report, sidecar: dict, mask: np.ndarray, affine) -> li
     labels = [les.get("label", k + 1) for k, les in enumerate(sidecar.get("lesions") or [])]
     out = []
     for k, finding in enumerate(truth.findings):
+        # a finding keeps its id ("F3") when findings before it are not shown (assessable)
+        k = int(finding.id[1:]) - 1 if finding.id[1:].isdigit() else k
         label = labels[k] if k < len(labels) else k + 1
         voxels = np.argwhere(mask == label)
         if not len(voxels):

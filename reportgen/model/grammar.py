@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from reportgen.model import vocab as V
 from reportgen.model.vocab import ReportVocab
-from reportgen.report.assessable import not_assessable
+from reportgen.report.assessable import not_assessable, unseen_values
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Report
 from reportgen.report.template import FieldSpec, Template
@@ -77,6 +77,7 @@ class TemplateGrammar:
             self._value_sets[derived.id] = frozenset(allowed)
         self._text_ids = frozenset(range(vocab.sp_offset, len(vocab)))
         self.hidden: frozenset[str] = frozenset()  # fields the study cannot support
+        self.unseen: dict[str, frozenset[int]] = {}  # value ids the study cannot show, by field
         self.finding_cap: int | None = None  # at most this many findings (see `at_most`)
         self.measured: tuple[dict[str, str], ...] = ()  # see `measured_by`
 
@@ -150,12 +151,18 @@ class TemplateGrammar:
     # -- the automaton -------------------------------------------------------------------------
     def for_sequences(self, sequences: list[str] | tuple[str, ...]) -> TemplateGrammar:
         """This automaton for a study with these sequences: fields they cannot support
-        (`reportgen.report.assessable`) are skipped, so they can never be written."""
+        (`reportgen.report.assessable`) are skipped, and values they cannot show (a non-mass
+        enhancement without contrast) are not offered, so neither can ever be written."""
         hidden = not_assessable(self.template, sequences)
-        if hidden == self.hidden:
+        unseen = {
+            field_id: frozenset(self.vocab.id(V.value_token(v)) for v in values)
+            for field_id, values in unseen_values(self.template, sequences).items()
+        }
+        if hidden == self.hidden and unseen == self.unseen:
             return self
         other = copy.copy(self)
         other.hidden = hidden
+        other.unseen = unseen
         return other
 
     def at_most(self, findings: int) -> TemplateGrammar:
@@ -215,6 +222,8 @@ class TemplateGrammar:
                 if parent is not None and self.measured:
                     earlier = state.findings[:-1]
                     allowed = self._measured_values(spec, values, earlier) or allowed
+                if spec.id in self.unseen:
+                    allowed = allowed - self.unseen[spec.id]
                 token = expect(allowed)
                 if token is None:
                     return False

@@ -65,6 +65,7 @@ def build_report(
         dict(fields),
         [dict(f) for f in findings],
         stated_report=stated if trust_stated else None,
+        sequences=study.sequences_used,
     )
     for finding, derived in zip(coded_findings, rule_findings, strict=True):
         finding.derived = {k: Value(value=v, concept=coding_for(v)) for k, v in derived.items()}

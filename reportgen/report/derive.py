@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from reportgen.report.assessable import acquired_families
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Scalar
 from reportgen.report.template import DerivedSpec, Template
@@ -21,13 +22,17 @@ def derive(
     fields: Mapping[str, Scalar],
     findings: Sequence[Mapping[str, Scalar]],
     stated_report: Mapping[str, Scalar] | None = None,
+    sequences: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, str]], dict[str, str]]:
     """Finding-level then report-level derived values; later rules see earlier results.
 
     `stated_report` lets report-level rules that depend on another derived value (e.g.
     management from assessment) follow a value a clinician stated instead of the rule's.
+    `sequences`, the study's, let rules ask what was acquired (`{acquired: dce}`); without
+    them every family counts as acquired.
     """
-    report_scope = Scope(dict(fields))
+    families = frozenset(acquired_families(sequences)) if sequences else None
+    report_scope = Scope(dict(fields), families=families)
     finding_values: list[dict[str, Scalar]] = []
     finding_derived: list[dict[str, str]] = []
     for finding in findings:
@@ -43,7 +48,7 @@ def derive(
     values = dict(fields)
     report_derived: dict[str, str] = {}
     for spec in template.derived_report:
-        result = _first_match(spec, Scope(values, findings=finding_values))
+        result = _first_match(spec, Scope(values, findings=finding_values, families=families))
         if result is not None:
             report_derived[spec.id] = result
         chosen = (stated_report or {}).get(spec.id, result)

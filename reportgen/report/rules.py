@@ -3,6 +3,7 @@
     {field: margin, is: margin_spiculated}      {field: size_mm, gt: 40}
     {field: clock, in: [clock_1, clock_2]}      {field: nipple_retraction, present: true}
     {all: [...]}  {any: [...]}  {not: {...}}    {any_finding: {...}}  {no_finding: {...}}
+    {acquired: dce}                             (the study holds that sequence family)
     {}                                          (always true)
 
 A field that is absent makes every comparison false. Inside `any_finding`, field
@@ -25,11 +26,19 @@ class Scope:
     values: Mapping[str, Scalar]
     findings: list[Mapping[str, Scalar]] = field(default_factory=list)
     parent: Scope | None = None
+    # the sequence families the study holds; None: not known (a report parsed from text)
+    families: frozenset[str] | None = None
 
     def get(self, name: str) -> Scalar | None:
         if name in self.values:
             return self.values[name]
         return self.parent.get(name) if self.parent else None
+
+    def acquired(self, family: str) -> bool:
+        """Whether the study holds `family`; true when its sequences are not known."""
+        if self.families is not None:
+            return family in self.families
+        return self.parent.acquired(family) if self.parent else True
 
 
 def evaluate(cond: Mapping, scope: Scope) -> bool:
@@ -45,6 +54,8 @@ def evaluate(cond: Mapping, scope: Scope) -> bool:
         return any(evaluate(cond["any_finding"], Scope(f, parent=scope)) for f in scope.findings)
     if "no_finding" in cond:
         return not any(evaluate(cond["no_finding"], Scope(f, parent=scope)) for f in scope.findings)
+    if "acquired" in cond:
+        return scope.acquired(cond["acquired"])
     value = scope.get(cond["field"])
     if "present" in cond:
         return (value is not None) == bool(cond["present"])
@@ -109,6 +120,8 @@ def check_condition_shape(cond: Mapping) -> str | None:
             if problem:
                 return problem
         return None
+    if "acquired" in cond:
+        return None if len(cond) == 1 else f"acquired must stand alone, found keys {sorted(cond)}"
     if "field" not in cond:
         return f"a comparison needs 'field', found keys {sorted(cond)}"
     ops = [k for k in COMPARATORS if k in cond]

@@ -43,10 +43,17 @@ class FieldSpec:
     decimals: int = 0
     applicable_if: dict | None = None
     requires: tuple[str, ...] = ()  # sequence families it is read from (not assessable without)
+    # enum values only a sequence family shows ("non_mass_enhancement" needs "dce"):
+    # (value, families) pairs
+    value_requires: tuple[tuple[str, tuple[str, ...]], ...] = ()
     section: str | None = None
     phrase: Text | None = None
     phrase_true: Text | None = None
     phrase_false: Text | None = None
+
+    def values_unseen(self, acquired: set[str] | frozenset[str]) -> frozenset[str]:
+        """The values of this field a study with only the `acquired` families cannot show."""
+        return frozenset(v for v, need in self.value_requires if not set(need) <= acquired)
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,9 @@ def _field(spec: dict, level: str) -> FieldSpec:
         decimals=int(spec.get("decimals", 0)),
         applicable_if=spec.get("applicable_if"),
         requires=tuple(spec.get("requires", ())),
+        value_requires=tuple(
+            (value, tuple(need)) for value, need in (spec.get("value_requires") or {}).items()
+        ),
         section=spec.get("section"),
         phrase=spec.get("phrase"),
         phrase_true=spec.get("phrase_true"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ontology.concepts import ConceptTable, default_concepts
-from reportgen.report.assessable import not_assessable
+from reportgen.report.assessable import not_assessable, unseen_values
 from reportgen.report.derive import derive
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Problem, Report, Validation, Value
@@ -64,7 +64,9 @@ def _check_fields(
     concepts: ConceptTable,
     problems: list[Problem],
     hidden: frozenset[str] = frozenset(),
+    unseen: Mapping[str, frozenset[str]] | None = None,
 ) -> None:
+    unseen = unseen or {}
     known = {s.id for s in specs}
     for name in values:
         if name not in known:
@@ -85,6 +87,18 @@ def _check_fields(
                     where=where,
                     message=f"not assessable: the study has no {'/'.join(spec.requires)} "
                     "sequence to read it from",
+                )
+            )
+        elif spec.id in values and values[spec.id].value in unseen.get(spec.id, ()):
+            families = "/".join(
+                f for v, need in spec.value_requires if v == values[spec.id].value for f in need
+            )
+            problems.append(
+                Problem(
+                    severity="error",
+                    where=where,
+                    message=f"{values[spec.id].value} is seen only on {families}; the study has "
+                    f"no {families} sequence",
                 )
             )
         elif spec.id in values:
@@ -108,7 +122,9 @@ def _check_derived(
     fields = plain(report.fields)
     findings = [plain(f.fields) for f in report.findings]
     stated = plain(report.derived)
-    rule_findings, rule_report = derive(template, fields, findings, stated_report=stated)
+    rule_findings, rule_report = derive(
+        template, fields, findings, stated_report=stated, sequences=report.study.sequences_used
+    )
     for i, (finding, expected) in enumerate(zip(report.findings, rule_findings, strict=True)):
         for key, value in finding.derived.items():
             if key not in {d.id for d in template.derived_finding}:
@@ -201,8 +217,9 @@ def validate_report(
         )
     report_scope = Scope(plain(report.fields))
     hidden = not_assessable(template, report.study.sequences_used)
+    unseen = unseen_values(template, report.study.sequences_used)
     _check_fields(
-        template.fields, report.fields, report_scope, "fields.", concepts, problems, hidden
+        template.fields, report.fields, report_scope, "fields.", concepts, problems, hidden, unseen
     )
     n = len(report.findings)
     if not template.finding_min <= n <= template.finding_max:
@@ -228,6 +245,7 @@ def validate_report(
             concepts,
             problems,
             hidden,
+            unseen,
         )
     # Derivation and consistency run whatever else is wrong: a contradiction is never hidden
     # behind another error (rules treat a missing or malformed field as not matching).

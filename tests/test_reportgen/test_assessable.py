@@ -99,3 +99,97 @@ def test_the_truth_is_held_to_what_the_sequences_show():
     assert "kinetics_initial" not in seen.findings[0].fields and "bpe_level" not in seen.fields
     assert "kinetics_initial" in truth.findings[0].fields  # the original is untouched
     assert restrict_to_study(truth, load_template("birads_mri"), ALL) is truth
+
+
+BENIGN_MASS = {
+    **{k: v for k, v in MASS.items() if k not in DCE_FIELDS},
+    "shape": "shape_oval",
+    "margin": "margin_circumscribed",
+    "t2_signal": "t2_hyperintense",
+    "diffusion": "diffusion_not_restricted",
+}
+NME = {
+    "type": "non_mass_enhancement",
+    "laterality": "right",
+    "clock": "clock_10",
+    "depth": "depth_anterior",
+    "size_mm": 22,
+    "t2_signal": "t2_isointense",
+    "diffusion": "diffusion_not_restricted",
+}
+WITHOUT_DCE = {k: v for k, v in FIELDS.items() if k not in DCE_FIELDS}
+
+
+def test_enhancement_defined_findings_cannot_be_written_or_stated_without_dce():
+    """A non-mass enhancement and a focus are seen only on a contrast series: the automaton
+    never offers them for a study without DCE, and a report stating one is invalid."""
+    template = load_template("birads_mri")
+    vocab = ReportVocab.for_template(template)
+    grammar = TemplateGrammar(template, vocab)
+    nme, focus, mass = (vocab.id(f"<v:{v}>") for v in ("non_mass_enhancement", "focus", "mass"))
+    type_field, finding = vocab.id("<f:type>"), vocab.id("<finding>")
+    for sequences, offered in ((NO_DCE, False), (ALL, True)):
+        restricted = grammar.for_sequences(sequences)
+        ids: list[int] = []  # walk to the first finding's type value
+        while not ids or ids[-1] != type_field:
+            allowed = restricted.parse(ids).allowed
+            ids.append(next((t for t in (type_field, finding) if t in allowed), min(allowed)))
+        allowed = restricted.parse(ids).allowed
+        assert mass in allowed and (nme in allowed) == offered and (focus in allowed) == offered
+    stated = _report(NO_DCE, WITHOUT_DCE, NME)
+    problems = [p for p in stated.validation.problems if p.where == "findings[0].type"]
+    assert problems and "dce" in problems[0].message
+    assert not [p for p in _report(ALL, FIELDS, {**NME, **_nme_dce()}).validation.problems
+                if p.where == "findings[0].type"]  # fmt: skip
+
+
+def _nme_dce() -> dict:
+    return {
+        "nme_distribution": "nme_focal",
+        "nme_pattern": "nme_homogeneous",
+        "kinetics_initial": "initial_slow",
+        "kinetics_delayed": "delayed_persistent",
+    }
+
+
+def test_without_dce_only_suspicious_morphology_keeps_its_category_the_rest_is_incomplete():
+    """BI-RADS 0 (incomplete: additional imaging) for a study without contrast, unless what it
+    shows is already suspicious; with contrast the same benign mass is benign (category 2)."""
+    assessment = {
+        (name, tuple(seq)): _report(seq, fields, finding).derived["assessment"].value
+        for name, fields, finding, seq in (
+            ("benign", WITHOUT_DCE, BENIGN_MASS, NO_DCE),
+            ("spiculated", WITHOUT_DCE, {k: v for k, v in MASS.items() if k not in DCE_FIELDS}, NO_DCE),
+            ("benign", FIELDS, {**BENIGN_MASS, "internal_enhancement": "enhancement_homogeneous",
+                                "kinetics_initial": "initial_slow", "kinetics_delayed": "delayed_persistent"}, ALL),
+        )
+    }  # fmt: skip
+    assert assessment[("benign", tuple(NO_DCE))] == "birads_0"
+    assert assessment[("spiculated", tuple(NO_DCE))] == "birads_5"
+    assert assessment[("benign", tuple(ALL))] == "birads_2"
+    honest = _report(NO_DCE, WITHOUT_DCE, BENIGN_MASS)
+    assert (
+        honest.validation.valid and honest.derived["management"].value == "mgmt_additional_imaging"
+    )
+
+
+def test_the_truth_without_dce_loses_what_only_contrast_shows_and_is_derived_again():
+    """Scored against what the sequences show: the non-mass enhancement is not there to
+    find, the assessment is what the rules give without contrast; a stated call stays."""
+    template = load_template("birads_mri")
+    truth = build_report(
+        template, FIELDS, [BENIGN_MASS | {"internal_enhancement": "enhancement_homogeneous",
+                                          "kinetics_initial": "initial_slow",
+                                          "kinetics_delayed": "delayed_persistent"},
+                           {**NME, **_nme_dce()}],
+        study=StudyRef(study_id="t", sequences_used=ALL), provenance=Provenance(source="synthetic"),
+    )  # fmt: skip
+    seen = restrict_to_study(truth, template, NO_DCE)
+    assert [f.id for f in seen.findings] == ["F1"]  # the NME is gone, the mass keeps its id
+    assert seen.derived["assessment"].value == "birads_0"
+    assert truth.derived["assessment"].value != "birads_0"  # the original is untouched
+    called = truth.model_copy(deep=True)
+    called.derived["assessment"] = called.derived["assessment"].model_copy(
+        update={"value": "birads_2"}
+    )
+    assert restrict_to_study(called, template, NO_DCE).derived["assessment"].value == "birads_2"
