@@ -20,24 +20,22 @@ from reportgen.report import Report, load_template, validate_report
 from reportgen.synth import SynthOptions, synth_dataset
 
 
+def _tiny_reader(data, model, rare_share: float = 0.0) -> dict:
+    """A staging reader at its tiny size, trained in seconds."""
+    args = FieldTrainArgs(
+        data=data, out=model, config="tiny", epochs=2, batch_size=4, tree_iterations=20,
+        rare_share=rare_share,
+    )  # fmt: skip
+    return train_field_reader(args, log=lambda _: None)
+
+
 @pytest.fixture(scope="module")
 def cervix(tmp_path_factory):
     root = tmp_path_factory.mktemp("reader")
     data = root / "data"
     synth_dataset(data, 10, SynthOptions(domain="cervix", seed=21), workers=2)
     model = root / "model"
-    summary = train_field_reader(
-        FieldTrainArgs(  # rare-class draws, as the bundled O-RADS reader trains
-            data=data,
-            out=model,
-            config="tiny",
-            epochs=2,
-            batch_size=4,
-            tree_iterations=20,
-            rare_share=0.3,
-        ),
-        log=lambda _: None,
-    )
+    summary = _tiny_reader(data, model)
     return data, model, summary
 
 
@@ -150,18 +148,7 @@ def adnexa(tmp_path_factory):
     data = root / "data"
     synth_dataset(data, 12, SynthOptions(domain="ovary", seed=5, malignant_fraction=0.5), workers=2)
     model = root / "model"
-    train_field_reader(
-        FieldTrainArgs(  # rare-class draws, as the bundled O-RADS reader trains
-            data=data,
-            out=model,
-            config="tiny",
-            epochs=2,
-            batch_size=4,
-            tree_iterations=20,
-            rare_share=0.3,
-        ),
-        log=lambda _: None,
-    )
+    _tiny_reader(data, model, rare_share=0.3)  # rare-class draws, as the O-RADS reader trains
     return data, model
 
 
