@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from reportgen.io.sequences import sequence_family
 from reportgen.synth.scene import Grid
 
 DEFAULT_MATRIX = (96, 96, 40)
@@ -42,18 +43,16 @@ PROTOCOLS = ("low_resolution", "clinical")
 #   4-5 mm slices (EUSOBI International Breast DWI Working Group, Baltzer et al., Eur
 #   Radiol 2020).
 CLINICAL_BREAST = {
-    "DCE": (0.9, 0.9, 2.0),
-    "T2W": (0.9, 0.9, 3.0),
-    "DWI": (1.9, 1.9, 4.5),
+    "dce": (0.9, 0.9, 2.0),
+    "t2": (0.9, 0.9, 3.0),
+    "diffusion": (1.9, 1.9, 4.5),
 }
 # Other accredited protocols `--shift scanner` draws from (other vendors' matrices).
 CLINICAL_BREAST_SCANNERS = (
-    {"DCE": (0.8, 0.8, 1.6), "T2W": (0.7, 0.7, 3.5), "DWI": (1.7, 1.7, 4.0)},
-    {"DCE": (1.0, 1.0, 2.5), "T2W": (1.0, 1.0, 4.0), "DWI": (2.0, 2.0, 5.0)},
-    {"DCE": (0.95, 0.8, 1.8), "T2W": (0.8, 0.8, 3.0), "DWI": (2.0, 1.8, 4.0)},
+    {"dce": (0.8, 0.8, 1.6), "t2": (0.7, 0.7, 3.5), "diffusion": (1.7, 1.7, 4.0)},
+    {"dce": (1.0, 1.0, 2.5), "t2": (1.0, 1.0, 4.0), "diffusion": (2.0, 2.0, 5.0)},
+    {"dce": (0.95, 0.8, 1.8), "t2": (0.8, 0.8, 3.0), "diffusion": (2.0, 1.8, 4.0)},
 )
-# Which series family each written series belongs to.
-SERIES_FAMILY = {"T2W": "T2W", "DWI": "DWI", "ADC": "DWI"}
 
 
 @dataclass
@@ -70,7 +69,8 @@ class Acquisition:
     b_value: float
     severe_motion: bool = False
     protocol: str = "low_resolution"
-    # Voxel size per series family ("DCE", "T2W", "DWI"); empty: every series on `grid()`.
+    # Voxel size per sequence family (`reportgen.io.sequences.sequence_family`: "dce", "t2",
+    # "diffusion"); empty: every series on `grid()`.
     series_spacing: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     @property
@@ -84,9 +84,9 @@ class Acquisition:
     def series_grid(self, name: str) -> Grid:
         """The grid series `name` is written on: its own voxel size over the same field of
         view, orientation and centre as the painted grid (`grid()`)."""
-        family = "DCE" if name.startswith("DCE") else SERIES_FAMILY.get(name, name)
-        spacing = self.series_spacing.get(family)
-        if spacing is None or family == "DCE":  # the DCE is the painted grid
+        family = sequence_family(name)
+        spacing = self.series_spacing.get(family) if family else None
+        if spacing is None or family == "dce":  # the DCE is the painted grid
             return self.grid()
         fov = np.asarray(self.matrix) * np.asarray(self.spacing)
         matrix = tuple(int(v) for v in np.maximum(1, np.round(fov / np.asarray(spacing))))
@@ -178,7 +178,7 @@ def _clinical(rng: np.random.Generator, shift: str | None, severe_motion: bool) 
         if scanner
         else CLINICAL_BREAST
     )
-    dce = np.asarray(series["DCE"]) * (1.0 if scanner else rng.uniform(0.97, 1.03))
+    dce = np.asarray(series["dce"]) * (1.0 if scanner else rng.uniform(0.97, 1.03))
     matrix = tuple(int(v) for v in np.round(fov / dce))
     spacing = tuple(float(v) for v in fov / np.asarray(matrix))
     return Acquisition(
@@ -196,6 +196,6 @@ def _clinical(rng: np.random.Generator, shift: str | None, severe_motion: bool) 
         protocol="clinical",
         series_spacing={
             **{k: tuple(float(x) for x in v) for k, v in series.items()},
-            "DCE": spacing,
+            "dce": spacing,
         },
     )
