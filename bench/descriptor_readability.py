@@ -47,6 +47,7 @@ from reportgen.report import Report, load_template
 from reportgen.report.derive import derive
 from reportgen.report.values import plain
 from reportgen.synth import SynthOptions, synth_one
+from reportgen.synth.views import lesion_views
 
 FIELDS = {
     "type": ["mass", "non_mass_enhancement", "focus", "breast_cyst"],
@@ -78,27 +79,32 @@ _GRID = None
 _PROTOCOL = "low_resolution"
 
 
-def native_crop(study, centre_world: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """(len(PROTOCOL), *shape) on the DCE's own grid around `centre_world` (mm): each
-    series resampled straight from its own grid, scaled per `reportgen.preprocessing`."""
+def native_crop(
+    series: dict[str, tuple[np.ndarray, np.ndarray]],
+    centre_world: np.ndarray,
+    shape: tuple[int, int, int],
+) -> np.ndarray:
+    """(len(PROTOCOL), *shape) on the DCE's own voxel size around `centre_world` (mm):
+    each series resampled straight from its own grid ({name: (image, affine)}), scaled
+    per `reportgen.preprocessing` within the crop."""
     import torchio as tio
 
     from reportgen.io.sequences import PROTOCOL
     from reportgen.preprocessing import GridSpec, preprocessing_transform, target_affine
 
-    dce = study.sequences["DCE_0"]
-    spacing = tuple(float(v) for v in np.sqrt((dce.affine[:3, :3] ** 2).sum(0)))
+    dce_affine = series["DCE_0"][1]
+    spacing = tuple(float(v) for v in np.sqrt((dce_affine[:3, :3] ** 2).sum(0)))
     grid = GridSpec(shape, spacing)
     affine = target_affine(grid, centre_world)
     subject = tio.Subject(
         {
-            n: tio.ScalarImage(tensor=torch.from_numpy(v.data)[None], affine=v.affine)
-            for n, v in study.sequences.items()
+            n: tio.ScalarImage(tensor=torch.from_numpy(image)[None], affine=a)
+            for n, (image, a) in series.items()
         }
     )
     ready = preprocessing_transform(grid, affine)(subject)
     out = np.zeros((len(PROTOCOL), *shape), np.float32)
-    for n in study.sequences:
+    for n in series:
         out[PROTOCOL.index(n)] = torch.nan_to_num(ready[n].data[0].float()).numpy()
     return out
 
@@ -107,23 +113,18 @@ def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
     """Each true lesion of one new phantom: a crop at its centroid and its true fields."""
     seed, index = args
     torch.set_num_threads(1)
+    if _PROTOCOL == "clinical":  # views around each lesion, never written to disk
+        options = SynthOptions(domain="breast", seed=seed, protocol=_PROTOCOL)
+        return [
+            (native_crop(v.series, v.centroid_mm(), NATIVE_CROP).astype(np.float16), v.fields)
+            for v in lesion_views(options, index)
+        ]
     work = scratch_dir("readability-")
     try:
-        options = SynthOptions(domain="breast", seed=seed, protocol=_PROTOCOL)
+        options = SynthOptions(domain="breast", seed=seed)
         meta = synth_one(options, index, work)
         folder = work / meta["dir"]
         report = Report.from_json((folder / "report.json").read_text())
-        if _PROTOCOL == "clinical":
-            study = load_study(folder)
-            mask, affine = study.lesion_mask.data, study.lesion_mask.affine
-            out = []
-            for j, finding in enumerate(report.findings):
-                voxels = np.argwhere(mask == j + 1)
-                if len(voxels):
-                    centre = affine[:3, :3] @ voxels.mean(0) + affine[:3, 3]
-                    crop = native_crop(study, centre, NATIVE_CROP)
-                    out.append((crop.astype(np.float16), plain(finding.fields)))
-            return out
         arrays = study_arrays(load_study(folder), _GRID)
         image, mask = torch.from_numpy(arrays["image"]), arrays["mask"]
         out = []

@@ -15,7 +15,7 @@ noise and bias, different T2 contrast: what a model meets at another hospital.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -72,6 +72,9 @@ class Acquisition:
     # Voxel size per sequence family (`reportgen.io.sequences.sequence_family`: "dce", "t2",
     # "diffusion"); empty: every series on `grid()`.
     series_spacing: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # Width (voxels) of the receive-coil bias field's texture; 0: half the largest matrix
+    # dimension, the whole field of view's. A view (`around`) keeps its parent's.
+    bias_scale: float = 0.0
 
     @property
     def texture_scale(self) -> float:
@@ -93,6 +96,18 @@ class Acquisition:
         return Acquisition(
             **{**asdict(self), "matrix": matrix, "spacing": tuple(spacing), "series_spacing": {}}
         ).grid()
+
+    def around(self, centre_mm: np.ndarray, extent_mm: float) -> Acquisition:
+        """This acquisition with its field of view narrowed to a cube of `extent_mm` centred
+        on `centre_mm`: the same voxels, orientation, noise and bias field scale, so what is
+        painted inside it is imaged as in the whole field of view (lesion views)."""
+        matrix = tuple(int(np.ceil(extent_mm / s)) for s in self.spacing)
+        return replace(
+            self,
+            matrix=matrix,
+            offset_mm=tuple(float(v) for v in centre_mm),
+            bias_scale=self.bias_scale or max(self.matrix) / 2.0,
+        )
 
     def grid(self) -> Grid:
         direction = np.diag([-1.0, -1.0, 1.0]) if self.storage == "LPS" else np.eye(3)

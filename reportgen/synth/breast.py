@@ -205,6 +205,7 @@ class Lesion:
     centre: np.ndarray
     radius: float
     size_mm: float = 0.0
+    placed: bool = False  # centre chosen (`place_lesion`); `render` places the others
 
 
 @dataclass
@@ -309,8 +310,33 @@ def _place(rng: np.random.Generator, lesion: Lesion, depth: float, placed: list[
             for other in placed
         ):
             lesion.centre = centre
+            lesion.placed = True
             return True
     return False
+
+
+def place_lesion(
+    rng: np.random.Generator, lesion: Lesion, depth: float, placed: list[Lesion]
+) -> bool:
+    """Place a lesion where its fields say, else deeper, else smaller; False: nowhere fits
+    (not painted, so not part of the truth)."""
+    if _place(rng, lesion, depth, placed):
+        return True
+    lesion.fields["depth"] = "depth_posterior"
+    if _place(rng, lesion, depth, placed):
+        return True
+    lesion.radius *= 0.6
+    return _place(rng, lesion, depth, placed)
+
+
+def place_lesions(case: BreastCase, rng: np.random.Generator) -> list[Lesion]:
+    """Choose every lesion's centre before rendering (lesion views need it to aim the
+    field of view); the lesions that fit, in order."""
+    placed: list[Lesion] = []
+    for lesion in case.lesions:
+        if place_lesion(rng, lesion, case.breast_depth, placed):
+            placed.append(lesion)
+    return placed
 
 
 def _enhancement(tissue: Tissue, initial: str, delayed: str, rng: np.random.Generator) -> Tissue:
@@ -558,12 +584,8 @@ def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canv
             canvas.paint(nip, nip_b, SKIN)
     placed: list[Lesion] = []
     for lesion in case.lesions:
-        if not _place(rng, lesion, case.breast_depth, placed):
-            lesion.fields["depth"] = "depth_posterior"
-            if not _place(rng, lesion, case.breast_depth, placed):
-                lesion.radius *= 0.6
-                if not _place(rng, lesion, case.breast_depth, placed):
-                    continue  # nowhere it fits: not painted, so not part of the truth
+        if not lesion.placed and not place_lesion(rng, lesion, case.breast_depth, placed):
+            continue  # nowhere it fits: not painted, so not part of the truth
         placed.append(lesion)
         if lesion.fields["type"] == "non_mass_enhancement":
             _paint_nme(canvas, lesion, case, rng)

@@ -14,9 +14,12 @@ from reportgen.synth.scene import PROPS, Canvas, Grid, smooth_noise
 DCE_PHASES = 4  # pre-contrast + 3 post-contrast phases (early, intermediate, late)
 
 
-def _bias_field(rng: np.random.Generator, shape: tuple[int, ...], amplitude: float) -> np.ndarray:
-    """A smooth multiplicative receive-coil field around 1."""
-    field = smooth_noise(rng, shape, scale=max(shape) / 2.0)
+def _bias_field(
+    rng: np.random.Generator, shape: tuple[int, ...], amplitude: float, scale: float = 0.0
+) -> np.ndarray:
+    """A smooth multiplicative receive-coil field around 1 (`scale` in voxels; 0: half the
+    largest dimension of `shape`)."""
+    field = smooth_noise(rng, shape, scale=scale or max(shape) / 2.0)
     return (1.0 + amplitude * (2.0 * field - 1.0)).astype(np.float32)
 
 
@@ -40,7 +43,7 @@ def synthesise_sequences(
 ) -> dict[str, np.ndarray]:
     """Image every protocol sequence from the property maps."""
     p = {name: canvas.props[i] for i, name in enumerate(PROPS)}
-    bias = _bias_field(rng, canvas.grid.shape, acq.bias)
+    bias = _bias_field(rng, canvas.grid.shape, acq.bias, acq.bias_scale)
     motion = acq.motion * acq.texture_scale  # blur in voxels of the painted grid
     enhancement = [np.zeros_like(p["e1"]), p["e1"], p["e2"], p["e3"]]
     clean = {
