@@ -260,6 +260,12 @@ def train_and_score(xt, yt, xv, yv, epochs: int, seed: int = 0) -> dict:
                 "majority_class": round(majority / int(m.sum()), 3),
                 "balanced_accuracy": round(balanced_accuracy(truth, guess), 3),
                 "balanced_accuracy_95ci": bootstrap_interval(truth, guess),
+                # rows: true value, columns: read value, in FIELDS order
+                "confusion": np.bincount(
+                    truth * len(FIELDS[name]) + guess, minlength=len(FIELDS[name]) ** 2
+                )
+                .reshape(len(FIELDS[name]), -1)
+                .tolist(),
             }
     return result
 
