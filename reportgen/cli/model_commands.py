@@ -1,4 +1,5 @@
-"""`reportgen train | train-reader | train-region | generate | evaluate | similar`: the models' commands."""
+"""`reportgen train | train-reader | train-region | generate | evaluate | calibrate | similar`: the
+models' commands."""
 
 from __future__ import annotations
 
@@ -194,6 +195,35 @@ def evaluate(
     typer.echo(f"metrics written to {out / 'evaluation.json'}", err=True)
     if not result:
         raise InputError(data, "nothing was evaluated")
+
+
+@app.command()
+def calibrate(
+    data: Path = typer.Option(
+        ..., "--data", help="Held-out calibration studies with report.json (not the test set)."
+    ),
+    model: Path = typer.Option(..., "--model", help="Model directory; calibration.json goes here."),
+    out: Path = out_option(
+        "Folder for the raw drafts' evaluation and the fit's summary.",
+        default=Path("calibration"),
+    ),
+    limit: int = typer.Option(0, "--limit", help="Use only the first N studies (0: all)."),
+) -> None:
+    """Calibrate a model's per-value confidence on held-out studies (isotonic, per field),
+    so that values below its threshold are marked for the reader to check."""
+    from reportgen.model.calibration_fit import calibrate_model
+
+    if not (model / "config.json").is_file():
+        raise InputError(model, "is not a model folder (no config.json)")
+    result = calibrate_model(model, data, out, limit=limit)
+    raw = result["raw_on_calibration_studies"]["ece"]
+    fitted = result["fitted_on_calibration_studies"]["ece"]
+    typer.echo(
+        f"calibrated on {result['values']} values: ECE {raw} raw -> {fitted} fitted "
+        f"(on the calibration studies; score held-out ones with `reportgen evaluate`); "
+        f"values below {result['check_below']} are marked for checking"
+    )
+    typer.echo(f"written {model / 'calibration.json'}", err=True)
 
 
 @app.command()

@@ -37,6 +37,7 @@ from reportgen.report.metrics import (
     TruthLesion,
     auroc,
     bootstrap_interval,
+    calibration_error,
     suspicious_report,
 )
 from reportgen.report.schema import Report
@@ -81,6 +82,8 @@ class Scorer:
         self.terms = 0
         self.lesions = LesionScores()
         self.study_rows: list[dict] = []  # per study, for bootstrap intervals
+        # (field, confidence, right?) of each study-level value the draft states
+        self.confidences: list[tuple[str, float, bool]] = []
 
     def add(
         self,
@@ -116,6 +119,11 @@ class Scorer:
                 },
             }
         )
+        if predicted is not None:
+            for key, value in predicted.fields.items():
+                if value.confidence is not None and key in truth.fields:
+                    right = truth.fields[key].value == value.value
+                    self.confidences.append((key, float(value.confidence), right))
         if boxes is not None:
             truth_boxes, predicted_boxes = boxes
             for tb in truth_boxes:
@@ -204,6 +212,12 @@ class Scorer:
                 out[key] = bootstrap_interval(
                     studies, lambda sample, key=key: self.lesions.summary(sample)[key]
                 )
+            out["calibration_ece"] = bootstrap_interval(
+                studies,
+                lambda sample: (
+                    calibration_error([(c, r) for s in sample for _, c, r in s.confidences]) or {}
+                ).get("ece"),
+            )
         return out
 
 
@@ -291,12 +305,17 @@ def evaluate_model(
     train_data: Path | None = None,
     limit: int = 0,
     cache_dir: Path | None = None,
+    raw_confidence: bool = False,
 ) -> dict:
     """Score `model_dir` on the studies under `data`. Prepared studies are cached in
-    `cache_dir` (kept, e.g. the training run's) or under `out` (removed afterwards)."""
+    `cache_dir` (kept, e.g. the training run's) or under `out` (removed afterwards).
+    `raw_confidence`: draft without the model's calibration and return every stated
+    value's (field, confidence, right?) as `confidence_records` (what calibration fits)."""
     from tqdm.auto import tqdm
 
     generator = open_generator(model_dir)
+    if raw_confidence:
+        generator.calibration = None
     decoder = isinstance(generator, ReportGenerator)  # a staging reader writes no tokens
     template = generator.template
     enc_cfg = generator.model.input_cfg
@@ -408,6 +427,11 @@ def evaluate_model(
         "results": results,
     }
     (out / "evaluation.json").write_text(json.dumps(summary, indent=2))
+    if raw_confidence:
+        scorer = systems[f"model[{subsets[0]}]"]
+        summary["confidence_records"] = scorer.confidences + [
+            r for study in scorer.lesions.studies for r in study.confidences
+        ]
     (out / "evaluation.md").write_text(markdown_table(summary))
     import shutil
 

@@ -220,6 +220,7 @@ class FieldReaderGenerator(LoadedModel):
         if problems:
             report.validation.problems.extend(problems)
             report.validation.valid = False
+        self.calibrated(report)
         return Draft(report, None, None, probability, outlines=outlines, grid_affine=affine)
 
     def _primary(self, out, labels, affine, hidden):

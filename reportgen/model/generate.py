@@ -222,7 +222,7 @@ class ReportGenerator(LoadedModel):
                             message=f"predicted {value!r} but the template's rules give {rule.value!r}",
                         )
                     )
-        return report
+        return self.calibrated(report)
 
 
 def outlined_boxes(

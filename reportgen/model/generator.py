@@ -21,6 +21,7 @@ from reportgen.checkpoint import weights_sha256
 from reportgen.data import study_arrays
 from reportgen.io.study import Study
 from reportgen.report import Report, Template, load_template
+from reportgen.report.calibration import Calibration
 
 if TYPE_CHECKING:
     from reportgen.model.decoding import Drafted
@@ -72,6 +73,12 @@ class LoadedModel:
         self.template = load_template(template_id)
         self.checkpoint = weights_sha256(self.model_dir)
         self.device = torch.device(device)
+        # the folder's confidence calibration (`reportgen calibrate`), if it has one
+        self.calibration = Calibration.load(self.model_dir)
+
+    def calibrated(self, report: Report) -> Report:
+        """`report` with its confidences calibrated and the check threshold recorded."""
+        return self.calibration.apply(report) if self.calibration is not None else report
 
     def prepared(self, study: Study, grid) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """The study on `grid` (a `GridConfig`): image (1, S, X, Y, Z) and present (1, S)

@@ -23,6 +23,7 @@ import highdicom as hd
 import numpy as np
 from highdicom.sr import (
     AlgorithmIdentification,
+    CodeContentItem,
     CodedConcept,
     Comprehensive3DSR,
     DeviceObserverIdentifyingAttributes,
@@ -32,6 +33,7 @@ from highdicom.sr import (
     ObservationContext,
     ObserverContext,
     QualitativeEvaluation,
+    RelationshipTypeValues,
     SourceSeriesForSegmentation,
     TextContentItem,
     TrackingIdentifier,
@@ -53,6 +55,7 @@ from reportgen.render.dicom_codes import (
     with_type2,
 )
 from reportgen.render.notes import report_notes
+from reportgen.report.calibration import needs_check
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import Template, load_template
 
@@ -60,6 +63,10 @@ SR_SERIES_NUMBER = 9901
 SR_SERIES_DESCRIPTION = f"reportgen draft - {NOT_FOR_CLINICAL_USE_LABEL}"
 YES, NO = codes.SCT.Yes, codes.SCT.No
 COMMENT = codes.DCM.Comment
+# A value below the model's calibrated confidence threshold carries this qualifier:
+# Certainty of Feature (DCM 111011) = Known possible (SNOMED CT 410590009).
+CERTAINTY = codes.DCM.CertaintyOfFeature
+UNCERTAIN = CodedConcept("410590009", "SCT", "Known possible")
 
 
 def ucum(unit: str) -> CodedConcept:
@@ -83,8 +90,11 @@ def _ellipsoid(box: Box) -> np.ndarray:
 class _Items:
     """Measurements and qualitative evaluations of one group, from a report's values."""
 
-    def __init__(self, template: Template, concepts: ConceptTable, algorithm):
+    def __init__(
+        self, template: Template, concepts: ConceptTable, algorithm, check_below: float | None
+    ):
         self.template, self.concepts, self.algorithm = template, concepts, algorithm
+        self.check_below = check_below
         self.measurements: list[Measurement] = []
         self.evaluations: list[QualitativeEvaluation] = []
         self.texts: list[tuple[CodedConcept, str]] = []
@@ -106,13 +116,23 @@ class _Items:
             )
         elif spec.type == "bool":  # the report's own present/absent code, else yes/no
             answer = coding_code(value.concept) if value.concept else None
-            self.evaluations.append(
-                QualitativeEvaluation(name, answer or (YES if value.value else NO))
-            )
+            self._evaluation(name, answer or (YES if value.value else NO), value)
         elif spec.type == "enum":
-            self.evaluations.append(QualitativeEvaluation(name, self.code(str(value.value))))
+            self._evaluation(name, self.code(str(value.value)), value)
         else:
             self.texts.append((name, str(value.value)))
+
+    def _evaluation(self, name: CodedConcept, answer: CodedConcept, value: Value) -> None:
+        evaluation = QualitativeEvaluation(name, answer)
+        if needs_check(value, self.check_below):  # the reader is told to check it
+            evaluation[0].ContentSequence = [
+                CodeContentItem(
+                    name=CERTAINTY,
+                    value=UNCERTAIN,
+                    relationship_type=RelationshipTypeValues.HAS_PROPERTIES,
+                )
+            ]
+        self.evaluations.append(evaluation)
 
     def derived(self, derived_id: str, value: Value) -> None:
         spec = self.template.derived(derived_id)
@@ -202,7 +222,7 @@ def build_sr(
     reference = _reference_series(source)
     frame = str(reference.get("FrameOfReferenceUID", "") or "") or None
     groups = []
-    study_items = _Items(template, concepts, algorithm)
+    study_items = _Items(template, concepts, algorithm, report.provenance.check_below)
     for key, value in report.fields.items():
         study_items.field(key, value)
     for key, value in report.derived.items():
@@ -222,7 +242,7 @@ def build_sr(
         groups.append(
             _finding_group(
                 finding,
-                _Items(template, concepts, algorithm),
+                _Items(template, concepts, algorithm, report.provenance.check_below),
                 frame,
                 str(reference.SeriesInstanceUID),
                 template,

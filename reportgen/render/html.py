@@ -27,7 +27,7 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import replaced_privately
-from reportgen.render.notes import notice_text, problem_text
+from reportgen.render.notes import check_note, notice_text, problem_text
 from reportgen.render.text import render_text
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
@@ -53,6 +53,7 @@ td, th { border: 1px solid #bbb; padding: .25em .5em; text-align: left; vertical
 th { background: #eee; } tr.finding th { background: #dde6f0; }
 figure { display: inline-block; margin: .5em 1em .5em 0; } figure img { width: 320px; }
 figcaption { font-size: 12px; color: #444; } .warning { color: #850; } .error { color: #b00; }
+tr.check td { background: #fff4d6; } .check-note { color: #850; font-weight: bold; }
 @media print { .notice { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
                figure { break-inside: avoid; } }
 """
@@ -72,14 +73,22 @@ def _value_text(spec: FieldSpec, value: Value, concepts: ConceptTable, lang: str
     return str(value.value)
 
 
-def _rows(values: dict[str, Value], template: Template, concepts, lang: str) -> list[str]:
+def _rows(
+    values: dict[str, Value], report: Report, template: Template, concepts, lang: str
+) -> list[str]:
     rows = []
     for key, value in values.items():
         spec = template.field(key)
         label = concepts[spec.concept].pref(lang)
-        rows.append(
-            f"<tr><td>{_esc(label)}</td><td>{_esc(_value_text(spec, value, concepts, lang))}</td></tr>"
-        )
+        shown = _esc(_value_text(spec, value, concepts, lang))
+        note = check_note(value, report, lang)
+        if note:  # what the reader should check, beside the value itself
+            rows.append(
+                f'<tr class="check"><td>{_esc(label)}</td>'
+                f'<td>{shown} <span class="check-note">{_esc(note)}</span></td></tr>'
+            )
+        else:
+            rows.append(f"<tr><td>{_esc(label)}</td><td>{shown}</td></tr>")
     return rows
 
 
@@ -154,13 +163,13 @@ def render_html(
     template = template or load_template(report.template.id)
     concepts = concepts or default_concepts()
     words = WORDS[lang]
-    rows = _rows(report.fields, template, concepts, lang)
+    rows = _rows(report.fields, report, template, concepts, lang)
     rows += _derived_rows(report.derived, template, concepts, lang)
     for finding in report.findings:
         rows.append(
             f'<tr class="finding"><th colspan="2">{_esc(words["finding"])} {_esc(finding.id)}</th></tr>'
         )
-        rows += _rows(finding.fields, template, concepts, lang)
+        rows += _rows(finding.fields, report, template, concepts, lang)
         rows += _derived_rows(finding.derived, template, concepts, lang)
     problems = report.validation.problems if report.validation else []
     problem_items = "".join(

@@ -9,7 +9,8 @@ as written (a clinician must not need English to see that a draft is not meaning
 from __future__ import annotations
 
 from reportgen import NOT_FOR_CLINICAL_USE
-from reportgen.report.schema import Problem, Report
+from reportgen.report.calibration import needs_check
+from reportgen.report.schema import Problem, Report, Value
 from reportgen.report.template import Template
 
 NOT_FOR_CLINICAL_USE_ZH = "科研软件：内置模型仅以合成体模训练，不可用于临床。"
@@ -64,3 +65,15 @@ def report_notes(report: Report, lang: str = "en", template: Template | None = N
     """The notice first, then every validation problem, in `lang`."""
     problems = report.validation.problems if report.validation else []
     return [notice_text(report, lang), *(problem_text(p, lang, template) for p in problems)]
+
+
+# A value whose calibrated confidence is below the model's threshold, as every format
+# marks it (`reportgen.report.calibration`): the reader sees what to check before signing.
+CHECK_NOTE = {"en": "uncertain, {percent}%: please verify", "zh": "不确定，{percent}%，请核实"}
+
+
+def check_note(value: Value, report: Report, lang: str = "en") -> str | None:
+    """The mark for `value` in `report`, or None when it needs no check."""
+    if not needs_check(value, report.provenance.check_below):
+        return None
+    return CHECK_NOTE[lang].format(percent=round(100 * float(value.confidence or 0.0)))

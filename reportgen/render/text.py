@@ -10,7 +10,7 @@ Contradictions found by validation are printed, never hidden, and the report's n
 from __future__ import annotations
 
 from ontology.concepts import ConceptTable, default_concepts
-from reportgen.render.notes import notice_text, problem_text
+from reportgen.render.notes import check_note, notice_text, problem_text
 from reportgen.report.assessable import acquired_families, not_assessable
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Report, Value
@@ -94,6 +94,17 @@ def _not_assessable(
     )
 
 
+def _marked(text: str | None, note: str | None, lang: str) -> str | None:
+    """A phrase with its check mark, inside its sentence's full stop."""
+    if not text or not note:
+        return text
+    mark = f" ({note})" if lang == "en" else f"（{note}）"
+    stripped = text.rstrip()
+    if stripped.endswith((".", "。")):
+        return stripped[:-1] + mark + stripped[-1]
+    return stripped + mark
+
+
 def _sentence_end(text: str) -> bool:
     return text.rstrip().endswith(
         (".", "。", "!", "?", "）", ")")
@@ -133,7 +144,10 @@ def render_text(
         lines: list[str] = []
         for spec in template.fields:
             if spec.section == section_id and spec.id in report.fields:
-                text = _phrase(spec, report.fields[spec.id], concepts, lang)
+                value = report.fields[spec.id]
+                text = _marked(
+                    _phrase(spec, value, concepts, lang), check_note(value, report, lang), lang
+                )
                 if text:
                     lines.append(text)
         section_specs = [s for s in template.fields if s.section == section_id]
@@ -148,7 +162,12 @@ def render_text(
                 head, rest = [], []
                 for spec in template.finding_fields:
                     if spec.id in finding.fields:
-                        text = _phrase(spec, finding.fields[spec.id], concepts, lang)
+                        value = finding.fields[spec.id]
+                        text = _marked(
+                            _phrase(spec, value, concepts, lang),
+                            check_note(value, report, lang),
+                            lang,
+                        )
                         if text:
                             (rest if _sentence_end(text) else head).append(text)
                 if hidden and (

@@ -243,6 +243,9 @@ class StudyLesions:
     size_errors: list[float]
     laterality: list[bool]
     clock: list[bool]
+    # (field, the draft's confidence, right?) per described field of a found lesion: what
+    # calibration is measured (and fit) on
+    confidences: list[tuple[str, float, bool]] = field(default_factory=list)
 
 
 def _size_bin(size: float) -> str:
@@ -287,6 +290,10 @@ class LesionScores:
             for key, out in (("laterality", record.laterality), ("clock", record.clock)):
                 if _field(truth, key) is not None:
                     out.append(_field(truth, key) == _field(predicted, key))
+            for key, value in predicted.fields.items():
+                if value.confidence is not None:
+                    right = _field(truth, key) == value.value
+                    record.confidences.append((key, float(value.confidence), right))
         self.studies.append(record)
 
     def summary(self, studies: list[StudyLesions] | None = None) -> dict:
@@ -312,6 +319,7 @@ class LesionScores:
             "clock_found": _mean(flat("clock")),
             "recall_by_type": {k: _count(v) for k, v in sorted(by_type.items())},
             "recall_by_size": {k: _count(v) for k, v in sorted(by_size.items())},
+            "calibration": calibration_summary(flat("confidences")),
         }
 
 
@@ -326,6 +334,42 @@ def _mean(values: list) -> float | None:
 
 def _count(found: list[bool]) -> str:
     return f"{sum(found)}/{len(found)}"
+
+
+def calibration_error(pairs: list[tuple[float, bool]], bins: int = 10) -> dict | None:
+    """Expected calibration error: over equal-width confidence bins, the gap between the
+    mean confidence and the share right, weighted by the bin's share of values; with the
+    reliability curve it is computed from (bins holding values only)."""
+    if not pairs:
+        return None
+    confidence = np.array([c for c, _ in pairs], float)
+    right = np.array([r for _, r in pairs], float)
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    curve, gap = [], 0.0
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            mean_c, share = float(confidence[inside].mean()), float(right[inside].mean())
+            gap += inside.mean() * abs(mean_c - share)
+            curve.append(
+                {"confidence": round(mean_c, 4), "right": round(share, 4), "n": int(inside.sum())}
+            )
+    return {"ece": round(float(gap), 4), "values": len(pairs), "reliability": curve}
+
+
+def calibration_summary(records: list[tuple[str, float, bool]]) -> dict | None:
+    """ECE and reliability over every (field, confidence, right) record, and ECE per field."""
+    overall = calibration_error([(c, r) for _, c, r in records])
+    if overall is None:
+        return None
+    by_field: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for key, c, r in records:
+        by_field[key].append((c, r))
+    overall["ece_by_field"] = {
+        k: calibration_error(v)["ece"]  # type: ignore[index]
+        for k, v in sorted(by_field.items())
+    }
+    return overall
 
 
 def bootstrap_interval(

@@ -88,6 +88,9 @@ class Provenance(BaseModel):
     model_version: str | None = None
     checkpoint_sha256: str | None = None
     clinician_id: str | None = None
+    # values whose calibrated confidence is below this are marked for the reader to check
+    # (`reportgen.report.calibration`); None: the model was never calibrated
+    check_below: float | None = Field(default=None, ge=0.0, le=1.0)
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 

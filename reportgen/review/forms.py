@@ -67,6 +67,24 @@ def form_values(report: Report) -> dict:
     }
 
 
+def check_notes(report: Report, lang: str, findings_now: int) -> dict:
+    """The draft's values to check (calibrated confidence below the model's threshold),
+    as the form marks them: {"fields": {id: note}, "findings": [{id: note}, ...]}. The
+    findings' marks follow the draft's order, so they are left off once the reader has
+    added or removed a finding (`findings_now` differs)."""
+    from reportgen.render.notes import check_note
+
+    def notes(values: dict) -> dict[str, str]:
+        return {k: n for k, v in values.items() if (n := check_note(v, report, lang))}
+
+    return {
+        "fields": notes(report.fields),
+        "findings": [notes(f.fields) for f in report.findings]
+        if findings_now == len(report.findings)
+        else [],
+    }
+
+
 def _coerce(spec: FieldSpec, raw: object, where: str) -> Scalar | None:
     if raw is None or raw == "":
         return None

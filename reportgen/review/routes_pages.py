@@ -17,7 +17,7 @@ from reportgen.render import render_text
 from reportgen.report import load_template
 from reportgen.review import auth
 from reportgen.review.deps import DraftId, ReviewContext, clinician, context, draft_state, lang
-from reportgen.review.forms import controls, form_values
+from reportgen.review.forms import check_notes, controls, form_values
 from reportgen.review.store.log import DraftState
 from reportgen.review.viewer import PathRefused, inside, load_heatmap, render_slice
 
@@ -71,6 +71,7 @@ def review_page(
         "lang": lang,
         "values": form_values(state.current),
         "draft_values": form_values(state.draft),
+        "checks": check_notes(state.draft, lang, len(state.current.findings)),
         "report_controls": [asdict(c) for c in controls(template.fields, lang)],
         "finding_controls": [asdict(c) for c in controls(template.finding_fields, lang)],
         "finding_max": template.finding_max,

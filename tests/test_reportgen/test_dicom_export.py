@@ -269,3 +269,35 @@ def test_batch_writes_one_sr_per_dicom_study_and_one_study_never_mixes_two(draft
         for n in ("first", "second")
     }
     assert studies == sources  # each SR in its own study
+
+
+def test_sr_qualifies_exactly_the_values_the_reader_should_check(drafted, tmp_path):
+    """A value below the model's calibrated threshold carries Certainty of Feature = Known
+    possible; the others carry nothing, and dciodvfy still accepts the object."""
+    _, study, report = drafted
+    marked = report.model_copy(deep=True)
+    marked.provenance.check_below = 0.8
+    finding = marked.findings[0]
+    unsure = next(k for k, v in finding.fields.items() if k != "size_mm")
+    for key, value in finding.fields.items():
+        value.confidence = 0.4 if key == unsure else 0.95
+    out = tmp_path / "marked.sr.dcm"
+    write_report(out, marked, "dicom-sr", source=source_headers(study))
+    assert dciodvfy_errors(out) == []
+    qualified = []  # (value's concept, qualifier) for every qualified item in the document
+
+    def walk(items):
+        for item in items:
+            for child in item.get("ContentSequence", []):
+                if child.ConceptNameCodeSequence[0].CodeValue == "111011":
+                    qualified.append(
+                        (
+                            item.ConceptNameCodeSequence[0].CodeValue,
+                            child.ConceptCodeSequence[0].CodeValue,
+                        )
+                    )
+            walk(item.get("ContentSequence", []))
+
+    walk(pydicom.dcmread(out).ContentSequence)
+    spec = load_template(report.template.id).field(unsure)
+    assert qualified == [(_code(spec.concept)[0], "410590009")]

@@ -376,3 +376,41 @@ def test_the_report_says_which_phases_of_a_long_dynamic_it_read(bench):
     report = ReportGenerator(bench / "model").draft(study, GenerateOptions(explain=False)).report
     notes = [p for p in report.validation.problems if p.rule == "dce_phases"]
     assert len(notes) == 1 and "74 phases" in notes[0].message
+
+
+def test_calibrate_writes_a_calibration_that_every_later_draft_applies(bench, cli, tmp_path):
+    """`reportgen calibrate` fits on held-out drafts' raw confidences and writes
+    calibration.json into the model; the model's drafts then carry calibrated confidences
+    (the fitted map of the raw ones) and the threshold the formats mark values by."""
+    import shutil
+
+    from reportgen.io import load_study
+    from reportgen.model.generators import open_generator
+    from reportgen.report.calibration import Calibration
+
+    model = tmp_path / "model"
+    shutil.copytree(bench / "model", model)
+    result = cli(
+        "calibrate", "--data", bench / "heldout", "--model", model, "--out", tmp_path / "cal"
+    )
+    assert result.code == 0, result.err
+    assert "ECE" in result.out and (model / "calibration.json").is_file()
+    calibration = Calibration.load(model)
+    study = load_study(
+        bench / "heldout" / read_manifest(bench / "heldout" / "manifest.jsonl")[0]["dir"]
+    )
+    options = GenerateOptions(explain=False)
+    raw = open_generator(bench / "model").draft(study, options).report
+    calibrated = open_generator(model).draft(study, options).report
+    assert raw.provenance.check_below is None
+    assert calibrated.provenance.check_below == calibration.check_below
+    pairs = [(k, v, calibrated.fields[k]) for k, v in raw.fields.items()]
+    for r, c in zip(raw.findings, calibrated.findings, strict=True):
+        pairs += [(k, v, c.fields[k]) for k, v in r.fields.items()]
+    confident = [(k, a, b) for k, a, b in pairs if a.confidence is not None]
+    assert confident
+    for key, before, after in confident:
+        assert after.value == before.value
+        assert after.confidence == pytest.approx(calibration.confidence(key, before.confidence))
+    refused = cli("calibrate", "--data", bench / "heldout", "--model", tmp_path / "nothing")
+    assert_refused(refused, "not a model folder")

@@ -51,8 +51,9 @@
   for (const id of ["slice", "level", "width", "overlay"]) $(id).addEventListener("input", showSlice);
 
   // -- the form -------------------------------------------------------------------
-  function control(spec, value, idPrefix) {
-    const label = el("label", { "data-field": spec.id });
+  function control(spec, value, idPrefix, checks) {
+    const note = checks ? checks[spec.id] : undefined;
+    const label = el("label", note ? { "data-field": spec.id, class: "check" } : { "data-field": spec.id });
     const text = spec.label + (spec.unit ? ` (${spec.unit})` : "") + (spec.required ? " *" : "");
     label.appendChild(el("span", {}, text));
     let input;
@@ -81,6 +82,7 @@
     input.dataset.type = spec.type;
     input.addEventListener("change", schedulePreview);
     label.appendChild(input);
+    if (note) label.appendChild(el("span", { class: "check-note" }, note));  // the model was unsure
     return label;
   }
 
@@ -94,13 +96,13 @@
   }
 
   const reportFields = $("report-fields");
-  for (const spec of page.report_controls) reportFields.appendChild(control(spec, page.values.fields[spec.id], "field-"));
+  for (const spec of page.report_controls) reportFields.appendChild(control(spec, page.values.fields[spec.id], "field-", page.checks.fields));
 
-  function addFinding(values) {
+  function addFinding(values, checks) {
     const box = el("fieldset", { class: "finding" });
     const legend = el("legend");
     box.appendChild(legend);
-    for (const spec of page.finding_controls) box.appendChild(control(spec, values[spec.id], "finding-"));
+    for (const spec of page.finding_controls) box.appendChild(control(spec, values[spec.id], "finding-", checks));
     const remove = el("button", { type: "button", class: "remove-finding" }, "Remove finding");
     remove.addEventListener("click", () => { box.remove(); numberFindings(); schedulePreview(); });
     box.appendChild(remove);
@@ -117,7 +119,7 @@
     });
     $("add-finding").disabled = boxes.length >= page.finding_max;
   }
-  for (const f of page.values.findings) addFinding(f);
+  page.values.findings.forEach((f, i) => addFinding(f, (page.checks.findings || [])[i]));
   $("add-finding").addEventListener("click", () => { addFinding({}); schedulePreview(); });
   $("comment").value = page.values.comment || "";
   $("comment").addEventListener("change", schedulePreview);
