@@ -13,11 +13,12 @@ python bench/descriptor_readability.py [--train 4000] [--heldout 600] [--epochs 
     [--crops-cache DIR] [--ceiling-train DIR --ceiling-heldout DIR]
     [--protocol low_resolution|clinical] [--out bench/results/descriptor_readability.json]
 
-With `--protocol clinical` the phantoms are acquired at clinical resolution and each
-crop is read at the acquisition's own resolution: 48 x 48 x 24 voxels on the DCE's grid
-(0.9 x 0.9 x 2 mm: 43 x 43 x 48 mm), centred on the lesion in world millimetres, every
-series resampled into it once (T2W and DWI from their own grids), scaled as the model
-scales a study (`reportgen.preprocessing`), without the 2 mm model grid in between.
+With `--protocol clinical` the lesions come from lesion views (`reportgen.synth.views`:
+the clinical scene acquired in a 64 mm cube around each lesion, never written to disk,
+about 0.1 s per case) and each crop is read at the acquisition's own resolution
+(`reportgen.preprocessing.lesion_crop`: 48 x 48 x 24 voxels of 0.9 x 0.9 x 2 mm, 43 x 43
+x 48 mm, centred on the lesion in world millimetres, every series resampled into it
+once from its own grid and scaled within the crop), without the 2 mm model grid.
 
 About 40 min of synthesis (kept in --crops-cache for reruns) and 40 min of training on
 2 cores at the defaults. The BI-RADS part reads the truth reports of two synthesised
@@ -43,6 +44,7 @@ from torch import nn
 from reportgen.data.adapter import study_arrays
 from reportgen.io import load_study
 from reportgen.model.candidates import crop_around
+from reportgen.preprocessing import LESION_CROP, lesion_crop
 from reportgen.report import Report, load_template
 from reportgen.report.derive import derive
 from reportgen.report.values import plain
@@ -74,39 +76,8 @@ FIELDS = {
     "diffusion": ["diffusion_restricted", "diffusion_not_restricted"],
 }
 CROP = (32, 32, 32)
-NATIVE_CROP = (48, 48, 24)  # voxels of the clinical DCE grid
 _GRID = None
 _PROTOCOL = "low_resolution"
-
-
-def native_crop(
-    series: dict[str, tuple[np.ndarray, np.ndarray]],
-    centre_world: np.ndarray,
-    shape: tuple[int, int, int],
-) -> np.ndarray:
-    """(len(PROTOCOL), *shape) on the DCE's own voxel size around `centre_world` (mm):
-    each series resampled straight from its own grid ({name: (image, affine)}), scaled
-    per `reportgen.preprocessing` within the crop."""
-    import torchio as tio
-
-    from reportgen.io.sequences import PROTOCOL
-    from reportgen.preprocessing import GridSpec, preprocessing_transform, target_affine
-
-    dce_affine = series["DCE_0"][1]
-    spacing = tuple(float(v) for v in np.sqrt((dce_affine[:3, :3] ** 2).sum(0)))
-    grid = GridSpec(shape, spacing)
-    affine = target_affine(grid, centre_world)
-    subject = tio.Subject(
-        {
-            n: tio.ScalarImage(tensor=torch.from_numpy(image)[None], affine=a)
-            for n, (image, a) in series.items()
-        }
-    )
-    ready = preprocessing_transform(grid, affine)(subject)
-    out = np.zeros((len(PROTOCOL), *shape), np.float32)
-    for n in series:
-        out[PROTOCOL.index(n)] = torch.nan_to_num(ready[n].data[0].float()).numpy()
-    return out
 
 
 def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
@@ -116,7 +87,7 @@ def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
     if _PROTOCOL == "clinical":  # views around each lesion, never written to disk
         options = SynthOptions(domain="breast", seed=seed, protocol=_PROTOCOL)
         return [
-            (native_crop(v.series, v.centroid_mm(), NATIVE_CROP).astype(np.float16), v.fields)
+            (lesion_crop(v.study(), v.centroid_mm())[0].astype(np.float16), v.fields)
             for v in lesion_views(options, index)
         ]
     work = scratch_dir("readability-")
@@ -344,7 +315,8 @@ def main() -> None:
         heldout_lesions=len(xv),
         seeds={"train": args.train_seed, "heldout": args.heldout_seed},
         protocol=args.protocol,
-        crop_voxels=list(NATIVE_CROP if args.protocol == "clinical" else CROP),
+        crop_voxels=list(LESION_CROP.shape if args.protocol == "clinical" else CROP),
+        crop_spacing_mm=list(LESION_CROP.spacing) if args.protocol == "clinical" else None,
         epochs=args.epochs,
         seconds=round(time.time() - start),
     )

@@ -182,3 +182,36 @@ def prepare_study(
     if MASK_KEY in subject:
         mask = np.rint(subject[MASK_KEY].data[0].numpy()).astype(np.int16)
     return PreparedStudy(study.study_id, image, present, mask, affine, grid)
+
+
+# A lesion read at the acquisition's own resolution: 48 x 48 x 24 voxels of the clinical
+# breast DCE's size (0.9 x 0.9 x 2 mm: 43 x 43 x 48 mm around the lesion), never through
+# the 2 mm model grid.
+LESION_CROP = GridSpec((48, 48, 24), (0.9, 0.9, 2.0))
+
+
+def lesion_crop(
+    study: Study, centre_world: np.ndarray, grid: GridSpec = LESION_CROP
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image (len(PROTOCOL), *grid.shape), present (len(PROTOCOL),)) around
+    `centre_world` (RAS mm): each series resampled once, straight from its own grid, onto
+    a RAS grid of `grid.spacing`, and scaled as `prepare_study` scales a study, within
+    the crop (so a crop reads the same whatever field of view it was cut from)."""
+    affine = target_affine(grid, np.asarray(centre_world, float))
+    names = [n for n in study.sequences if n in PROTOCOL]
+    subject = tio.Subject(
+        {
+            n: tio.ScalarImage(
+                tensor=torch.from_numpy(study.sequences[n].data)[None],
+                affine=study.sequences[n].affine,
+            )
+            for n in names
+        }
+    )
+    ready = preprocessing_transform(grid, affine)(subject)
+    image = np.zeros((len(PROTOCOL), *grid.shape), np.float32)
+    present = np.zeros(len(PROTOCOL), bool)
+    for n in names:
+        image[PROTOCOL.index(n)] = torch.nan_to_num(ready[n].data[0].float()).numpy()
+        present[PROTOCOL.index(n)] = True
+    return image, present

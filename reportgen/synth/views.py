@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reportgen.io.study import Study, Volume
 from reportgen.synth import breast
 from reportgen.synth.acquisition import sample_acquisition
 from reportgen.synth.generate import SynthOptions
@@ -41,6 +42,15 @@ class LesionView:
     fields: dict
     pathology: str
     subtype: str
+
+    def study(self) -> Study:
+        """The view as a study: its series, each on its own grid."""
+        return Study(
+            study_id=f"view-{self.label}",
+            sequences={n: Volume(image, affine) for n, (image, affine) in self.series.items()},
+            source="lesion view",
+            form="folder",
+        )
 
     def centroid_mm(self) -> np.ndarray:
         """World centre (mm) of the lesion's labelled voxels."""

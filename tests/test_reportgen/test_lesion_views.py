@@ -1,0 +1,59 @@
+"""Lesion views: the clinical breast scene around one lesion, imaged as the whole study
+is, and the crop a lesion is read from at the acquisition's own resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reportgen.io.sequences import PROTOCOL
+from reportgen.preprocessing import LESION_CROP, lesion_crop
+from reportgen.synth import SynthOptions
+from reportgen.synth.acquisition import sample_acquisition
+from reportgen.synth.views import VIEW_EXTENT_MM, lesion_views, view_rng
+
+
+def test_a_view_is_the_clinical_acquisition_narrowed_to_a_cube_around_its_lesion():
+    options = SynthOptions(domain="breast", seed=3, protocol="clinical")
+    views = [v for i in range(6) for v in lesion_views(options, i)]
+    assert views, "six cases drew no lesion"
+    for view in views:
+        dce = view.series["DCE_1"][1]
+        spacing = np.sqrt((dce[:3, :3] ** 2).sum(0))
+        assert np.all(spacing[:2] <= 1.0) and spacing[2] <= 3.0  # the DCE at clinical resolution
+        diffusion = np.sqrt((view.series["ADC"][1][:3, :3] ** 2).sum(0))
+        assert diffusion[0] > 1.5 and diffusion[2] >= 4.0  # DWI/ADC coarser, as acquired
+        extent = np.asarray(view.labels.shape) * spacing
+        assert np.all(np.abs(extent - VIEW_EXTENT_MM) < spacing + 1e-6)
+        centre = view.grid.affine[:3, :3] @ ((np.asarray(view.labels.shape) - 1) / 2)
+        centre += view.grid.affine[:3, 3]
+        assert np.linalg.norm(view.centroid_mm() - centre) < 0.3 * VIEW_EXTENT_MM
+        assert "size_mm" in view.fields and view.fields["type"]
+    # the same draws: views are deterministic by (seed, index)
+    once, twice = lesion_views(options, 1), lesion_views(options, 1)
+    assert len(once) == len(twice)
+    for a, b in zip(once, twice, strict=True):
+        assert np.array_equal(a.series["DCE_1"][0], b.series["DCE_1"][0])
+
+
+def test_a_views_bias_field_keeps_the_whole_field_of_views_scale():
+    """Narrowed to a cube, the receive-coil field must vary as slowly (in voxels) as over
+    the whole acquisition, or the view would show a lesion under another coil."""
+    options = SynthOptions(domain="breast", seed=3, protocol="clinical")
+    acq = sample_acquisition(view_rng(options, 0), "breast", None, False, "clinical")
+    narrowed = acq.around(np.zeros(3), VIEW_EXTENT_MM)
+    assert narrowed.bias_scale == max(acq.matrix) / 2.0
+    assert narrowed.spacing == acq.spacing and narrowed.series_spacing == acq.series_spacing
+
+
+def test_lesion_crop_reads_every_series_at_the_crops_own_resolution():
+    options = SynthOptions(domain="breast", seed=4, protocol="clinical")
+    view = next(v for i in range(10) for v in lesion_views(options, i))
+    image, present = lesion_crop(view.study(), view.centroid_mm())
+    assert image.shape == (len(PROTOCOL), *LESION_CROP.shape) and present.all()
+    assert np.isfinite(image).all()
+    # DCE phases share the pre-contrast scale: the kinetic curve survives, so an enhancing
+    # lesion is brighter after contrast at the crop's centre than before
+    centre = tuple(s // 2 for s in LESION_CROP.shape)
+    dce = [image[PROTOCOL.index(f"DCE_{k}")][centre] for k in range(4)]
+    if view.fields["type"] != "breast_cyst":
+        assert max(dce[1:]) > dce[0]
