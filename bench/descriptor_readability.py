@@ -284,6 +284,9 @@ def main() -> None:
     parser.add_argument("--train-seed", type=int, default=9090)
     parser.add_argument("--heldout-seed", type=int, default=6161)
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument(
+        "--max-train-lesions", type=int, default=0, help="train on the first N lesions (0: all)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--crops-cache", type=Path, default=None)
     parser.add_argument("--ceiling-train", type=Path, default=None)
@@ -307,6 +310,8 @@ def main() -> None:
         print(json.dumps(result["birads_ceiling"]))
     xt, ft = lesion_crops(args.train_seed, args.train, args.workers, args.crops_cache)
     xv, fv = lesion_crops(args.heldout_seed, args.heldout, args.workers, args.crops_cache)
+    if args.max_train_lesions:
+        xt, ft = xt[: args.max_train_lesions], ft[: args.max_train_lesions]
     result["per_descriptor"] = train_and_score(
         torch.from_numpy(xt), labels(ft), torch.from_numpy(xv), labels(fv), args.epochs
     )
