@@ -37,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from bench_io import scratch_dir, write_result
-from torch import nn
 
 from reportgen.data.adapter import study_arrays
 from reportgen.io import load_study
 from reportgen.model.candidates import crop_around
+from reportgen.model.crop_reader import BIRADS_CROP_FIELDS, CropReaderConfig
+from reportgen.model.crop_reader_training import field_targets, train_crop_reader
 from reportgen.preprocessing import LESION_CROP, lesion_crop
 from reportgen.report import Report, load_template
 from reportgen.report.derive import derive
@@ -51,30 +51,6 @@ from reportgen.report.values import plain
 from reportgen.synth import SynthOptions, synth_one
 from reportgen.synth.views import lesion_views
 
-FIELDS = {
-    "type": ["mass", "non_mass_enhancement", "focus", "breast_cyst"],
-    "shape": ["shape_oval", "shape_round", "shape_irregular"],
-    "margin": ["margin_circumscribed", "margin_irregular", "margin_spiculated"],
-    "internal_enhancement": [
-        "enhancement_homogeneous",
-        "enhancement_heterogeneous",
-        "enhancement_rim",
-        "enhancement_dark_septations",
-    ],
-    "nme_distribution": [
-        "nme_focal",
-        "nme_linear",
-        "nme_segmental",
-        "nme_regional",
-        "nme_multiple_regions",
-        "nme_diffuse",
-    ],
-    "nme_pattern": ["nme_homogeneous", "nme_heterogeneous", "nme_clumped", "nme_clustered_ring"],
-    "kinetics_initial": ["initial_slow", "initial_medium", "initial_fast"],
-    "kinetics_delayed": ["delayed_persistent", "delayed_plateau", "delayed_washout"],
-    "t2_signal": ["t2_hyperintense", "t2_isointense", "t2_hypointense"],
-    "diffusion": ["diffusion_restricted", "diffusion_not_restricted"],
-}
 CROP = (32, 32, 32)
 _GRID = None
 _PROTOCOL = "low_resolution"
@@ -132,50 +108,6 @@ def truth_reports(folder: Path) -> list[Report]:
     return [Report.from_json((folder / r["dir"] / "report.json").read_text()) for r in rows]
 
 
-def labels(fields: list[dict]) -> torch.Tensor:
-    y = torch.full((len(fields), len(FIELDS)), -1)
-    for r, f in enumerate(fields):
-        for k, (name, values) in enumerate(FIELDS.items()):
-            if f.get(name) in values:
-                y[r, k] = values.index(f[name])
-    return y
-
-
-def _block(i: int, o: int, s: int) -> nn.Module:
-    return nn.Sequential(nn.Conv3d(i, o, 3, s, 1), nn.GroupNorm(4, o), nn.GELU())
-
-
-class CropNet(nn.Module):
-    def __init__(self, channels: int, width: int = 16):
-        super().__init__()
-        w = width
-        self.body = nn.Sequential(
-            _block(channels, w, 1),
-            _block(w, w, 1),
-            _block(w, 2 * w, 2),
-            _block(2 * w, 2 * w, 1),
-            _block(2 * w, 4 * w, 2),
-            _block(4 * w, 4 * w, 1),
-            _block(4 * w, 8 * w, 2),
-            _block(8 * w, 8 * w, 1),
-        )
-        self.drop = nn.Dropout(0.2)
-        self.heads = nn.ModuleList(nn.Linear(16 * w, len(v)) for v in FIELDS.values())
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = self.body(x)
-        h = self.drop(torch.cat([h.mean((2, 3, 4)), h.amax((2, 3, 4))], 1))
-        return [head(h) for head in self.heads]
-
-
-def _augment(x: torch.Tensor) -> torch.Tensor:
-    for dim in (2, 3, 4):
-        if torch.rand(()) < 0.5:
-            x = x.flip(dim)
-    x = torch.rot90(x, int(torch.randint(0, 4, ())), (2, 3))
-    return torch.roll(x, [int(v) for v in torch.randint(-2, 3, (3,))], (2, 3, 4))
-
-
 def balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
     """Mean recall over the classes the truth holds (chance: 1 / classes)."""
     return float(np.mean([(guess[truth == c] == c).mean() for c in np.unique(truth)]))
@@ -191,51 +123,32 @@ def bootstrap_interval(truth: np.ndarray, guess: np.ndarray, n: int = 1000) -> l
     return [round(float(v), 3) for v in np.percentile(draws, [2.5, 97.5])]
 
 
-def train_and_score(xt, yt, xv, yv, epochs: int, seed: int = 0) -> dict:
-    torch.manual_seed(seed)
-    net, batch = CropNet(xt.shape[1]), min(16, len(xt))
-    steps = epochs * (len(xt) // batch)
-    opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
-    for _ in range(epochs):
-        net.train()
-        order = torch.randperm(len(xt))
-        for b in range(len(xt) // batch):
-            idx = order[b * batch : (b + 1) * batch]
-            out, y = net(_augment(xt[idx].float())), yt[idx]
-            loss = sum(
-                F.cross_entropy(o[y[:, k] >= 0], y[y[:, k] >= 0, k])
-                for k, o in enumerate(out)
-                if (y[:, k] >= 0).any()
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    net.eval()
-    with torch.no_grad():
-        outs = [
-            torch.cat(o)
-            for o in zip(*(net(xv[b : b + 64].float()) for b in range(0, len(xv), 64)), strict=True)
-        ]
+def train_and_score(xt, ft, xv, fv, epochs: int, seed: int = 0) -> dict:
+    """The product's crop reader (`reportgen.model.crop_reader`), trained on the training
+    lesions' crops and scored per descriptor on the held-out lesions'."""
+    cfg = CropReaderConfig.for_template(load_template("birads_mri"))
+    yt, yv = field_targets(ft, cfg), field_targets(fv, cfg)
+    present_t = torch.ones((len(xt), xt.shape[1]), dtype=torch.bool)
+    model = train_crop_reader(torch.from_numpy(xt), present_t, yt, cfg, epochs=epochs, seed=seed)
+    read = model.read(torch.from_numpy(xv), torch.ones((len(xv), xv.shape[1]), dtype=torch.bool))
     result = {}
-    for k, name in enumerate(FIELDS):
+    for k, name in enumerate(cfg.fields):
         m = yv[:, k] >= 0
         if m.any():
-            right = int((outs[k][m].argmax(1) == yv[m, k]).sum())
-            majority = int(torch.bincount(yv[m, k]).max())
-            truth, guess = yv[m, k].numpy(), outs[k][m].argmax(1).numpy()
+            truth = yv[m, k].numpy()
+            guess = np.array(
+                [int(r[name].argmax()) for r, keep in zip(read, m, strict=True) if keep]
+            )
+            n, values = int(m.sum()), cfg.fields[name]
             result[name] = {
-                "n": int(m.sum()),
-                "accuracy": round(right / int(m.sum()), 3),
-                "majority_class": round(majority / int(m.sum()), 3),
+                "n": n,
+                "accuracy": round(float((guess == truth).mean()), 3),
+                "majority_class": round(int(np.bincount(truth).max()) / n, 3),
                 "balanced_accuracy": round(balanced_accuracy(truth, guess), 3),
                 "balanced_accuracy_95ci": bootstrap_interval(truth, guess),
-                # rows: true value, columns: read value, in FIELDS order
-                "confusion": np.bincount(
-                    truth * len(FIELDS[name]) + guess, minlength=len(FIELDS[name]) ** 2
-                )
-                .reshape(len(FIELDS[name]), -1)
+                # rows: true value, columns: read value, in the template's order
+                "confusion": np.bincount(truth * len(values) + guess, minlength=len(values) ** 2)
+                .reshape(len(values), -1)
                 .tolist(),
             }
     return result
@@ -243,7 +156,9 @@ def train_and_score(xt, yt, xv, yv, epochs: int, seed: int = 0) -> dict:
 
 def birads_with_margin_guessed(train_reports: list, heldout_reports: list) -> dict:
     template = load_template("birads_mri")
-    others = [k for k in FIELDS if k not in ("margin", "nme_distribution", "nme_pattern")]
+    others = [
+        k for k in BIRADS_CROP_FIELDS if k not in ("margin", "nme_distribution", "nme_pattern")
+    ]
     table, overall = defaultdict(Counter), Counter()
     for report in train_reports:
         for f in (plain(x.fields) for x in report.findings):
@@ -312,9 +227,7 @@ def main() -> None:
     xv, fv = lesion_crops(args.heldout_seed, args.heldout, args.workers, args.crops_cache)
     if args.max_train_lesions:
         xt, ft = xt[: args.max_train_lesions], ft[: args.max_train_lesions]
-    result["per_descriptor"] = train_and_score(
-        torch.from_numpy(xt), labels(ft), torch.from_numpy(xv), labels(fv), args.epochs
-    )
+    result["per_descriptor"] = train_and_score(xt, ft, xv, fv, args.epochs)
     result.update(
         train_lesions=len(xt),
         heldout_lesions=len(xv),

@@ -1,0 +1,72 @@
+"""The crop reader: learns a descriptor its crops show, never asked a field the kept
+series cannot show, and saved and loaded through safetensors unchanged."""
+
+from __future__ import annotations
+
+import torch
+
+from reportgen.io.sequences import PROTOCOL
+from reportgen.model.crop_reader import CropReaderConfig, load_crop_reader, save_crop_reader
+from reportgen.model.crop_reader_training import _drop_families, field_targets, train_crop_reader
+from reportgen.report import load_template
+
+SHAPE = (12, 12, 8)
+
+
+def _cfg() -> CropReaderConfig:
+    return CropReaderConfig.for_template(
+        load_template("birads_mri"), ("t2_signal", "kinetics_initial"), crop_shape=SHAPE, width=4
+    )
+
+
+def _crops(n: int, generator: torch.Generator):
+    """T2 signal shows as the T2W channel's brightness at the centre against a band of
+    fixed brightness (fat, as in a breast crop); kinetics are noise."""
+    t2 = ["t2_hyperintense", "t2_isointense", "t2_hypointense"]
+    truth = [{"t2_signal": t2[i % 3], "kinetics_initial": "initial_fast"} for i in range(n)]
+    crops = 0.1 * torch.randn((n, len(PROTOCOL), *SHAPE), generator=generator)
+    t2w = PROTOCOL.index("T2W")
+    crops[:, t2w, :, :, :2] += 1.0
+    for i in range(n):
+        crops[i, t2w, 3:9, 3:9, 3:6] += (2 - i % 3) * 0.8
+    return crops.half(), torch.ones((n, len(PROTOCOL)), dtype=torch.bool), truth
+
+
+def test_the_reader_learns_what_its_crops_show_and_round_trips(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    cfg = _cfg()
+    crops, present, truth = _crops(96, generator)
+    model = train_crop_reader(crops, present, field_targets(truth, cfg), cfg, epochs=40, batch=16)
+    test_crops, test_present, test_truth = _crops(30, generator)
+    read = model.read(test_crops, test_present)
+    right = [
+        cfg.fields["t2_signal"][int(r["t2_signal"].argmax())] == t["t2_signal"]
+        for r, t in zip(read, test_truth, strict=True)
+    ]
+    assert sum(right) / len(right) > 0.9
+    assert all(abs(float(r["kinetics_initial"].sum()) - 1.0) < 1e-5 for r in read)
+    save_crop_reader(model, tmp_path / "reader")
+    again = load_crop_reader(tmp_path / "reader")
+    assert again.cfg == cfg
+    for a, b in zip(again.read(test_crops, test_present), read, strict=True):
+        assert torch.allclose(a["t2_signal"], b["t2_signal"])
+
+
+def test_a_dropped_family_is_zeroed_marked_absent_and_its_fields_unasked():
+    cfg = _cfg()
+    crops, present, truth = _crops(64, torch.Generator().manual_seed(1))
+    targets = field_targets(truth, cfg)
+    template = load_template("birads_mri")
+    requires = [tuple(template.field(k).requires) for k in cfg.fields]
+    x, p, y = _drop_families(
+        crops.float(), present, targets, requires, 0.5, torch.Generator().manual_seed(2)
+    )
+    dce = [PROTOCOL.index(f"DCE_{k}") for k in range(4)]
+    no_dce = ~p[:, dce].any(1)
+    assert no_dce.any() and (~no_dce).any()
+    assert (x[no_dce][:, dce] == 0).all()
+    kinetics = list(cfg.fields).index("kinetics_initial")
+    assert (y[no_dce, kinetics] == -1).all() and (y[~no_dce, kinetics] >= 0).all()
+    assert p.any(1).all()  # never every family
+    t2 = list(cfg.fields).index("t2_signal")
+    assert torch.equal(y[:, t2] >= 0, p[:, PROTOCOL.index("T2W")])
