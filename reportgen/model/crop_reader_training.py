@@ -21,6 +21,7 @@ from reportgen.io.sequences import PROTOCOL, sequence_family
 from reportgen.model.crop_reader import CropReader, CropReaderConfig
 from reportgen.model.engine import Optimiser, adamw, one_cycle
 from reportgen.report import load_template
+from reportgen.report.template import FieldSpec
 
 FAMILIES = ("dce", "diffusion", "t2")
 
@@ -50,12 +51,13 @@ def _drop_families(
     crops: torch.Tensor,
     present: torch.Tensor,
     targets: torch.Tensor,
-    requires: list[tuple[str, ...]],
+    specs: list[FieldSpec],
     rate: float,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per crop, each family dropped at `rate` (never all): its channels zeroed, marked
-    absent, and the fields that need it left unasked."""
+    absent, and the fields that need it left unasked, as is a value only it shows (a
+    non-mass enhancement's type without DCE)."""
     crops, present, targets = crops.clone(), present.clone(), targets.clone()
     channels = {
         f: [PROTOCOL.index(n) for n in PROTOCOL if sequence_family(n) == f] for f in FAMILIES
@@ -64,12 +66,18 @@ def _drop_families(
         dropped = [f for f in FAMILIES if float(torch.rand((), generator=generator)) < rate]
         if len(dropped) == len(FAMILIES):
             dropped = dropped[:-1]
+        if not dropped:
+            continue
+        acquired = set(FAMILIES) - set(dropped)
         for family in dropped:
             crops[i, channels[family]] = 0
             present[i, channels[family]] = False
-            for k, needs in enumerate(requires):
-                if family in needs:
-                    targets[i, k] = -1
+        for k, spec in enumerate(specs):
+            value = int(targets[i, k])
+            if value < 0:
+                continue
+            if set(spec.requires) - acquired or spec.values[value] in spec.values_unseen(acquired):
+                targets[i, k] = -1
     return crops, present, targets
 
 
@@ -90,7 +98,7 @@ def train_crop_reader(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     template = load_template(cfg.template)
-    requires = [tuple(template.field(k).requires) for k in cfg.fields]
+    specs = [template.field(k) for k in cfg.fields]
     model = CropReader(cfg)
     batch = min(batch, len(crops))
     per_epoch = len(crops) // batch
@@ -105,7 +113,7 @@ def train_crop_reader(
             idx = order[b * batch : (b + 1) * batch]
             x, p, y = crops[idx].float(), present[idx], targets[idx]
             if family_dropout > 0:
-                x, p, y = _drop_families(x, p, y, requires, family_dropout, generator)
+                x, p, y = _drop_families(x, p, y, specs, family_dropout, generator)
             out = model(vary(x, generator), p)
             terms = [
                 F.cross_entropy(out[name][y[:, k] >= 0], y[y[:, k] >= 0, k])

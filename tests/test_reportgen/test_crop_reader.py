@@ -57,9 +57,9 @@ def test_a_dropped_family_is_zeroed_marked_absent_and_its_fields_unasked():
     crops, present, truth = _crops(64, torch.Generator().manual_seed(1))
     targets = field_targets(truth, cfg)
     template = load_template("birads_mri")
-    requires = [tuple(template.field(k).requires) for k in cfg.fields]
+    specs = [template.field(k) for k in cfg.fields]
     x, p, y = _drop_families(
-        crops.float(), present, targets, requires, 0.5, torch.Generator().manual_seed(2)
+        crops.float(), present, targets, specs, 0.5, torch.Generator().manual_seed(2)
     )
     dce = [PROTOCOL.index(f"DCE_{k}") for k in range(4)]
     no_dce = ~p[:, dce].any(1)
@@ -70,3 +70,20 @@ def test_a_dropped_family_is_zeroed_marked_absent_and_its_fields_unasked():
     assert p.any(1).all()  # never every family
     t2 = list(cfg.fields).index("t2_signal")
     assert torch.equal(y[:, t2] >= 0, p[:, PROTOCOL.index("T2W")])
+
+
+def test_without_dce_a_type_only_contrast_shows_is_not_asked():
+    template = load_template("birads_mri")
+    cfg = CropReaderConfig.for_template(template, ("type",), crop_shape=SHAPE, width=4)
+    truth = [{"type": "non_mass_enhancement"}, {"type": "mass"}] * 32
+    crops = torch.zeros((len(truth), len(PROTOCOL), *SHAPE))
+    present = torch.ones((len(truth), len(PROTOCOL)), dtype=torch.bool)
+    _, p, y = _drop_families(
+        crops, present, field_targets(truth, cfg), [template.field("type")], 0.5,
+        torch.Generator().manual_seed(3),
+    )  # fmt: skip
+    no_dce = ~p[:, PROTOCOL.index("DCE_1")]
+    nme = torch.tensor([t["type"] == "non_mass_enhancement" for t in truth])
+    assert (no_dce & nme).any() and (no_dce & ~nme).any()
+    assert (y[no_dce & nme, 0] == -1).all()  # only enhancement shows it
+    assert (y[no_dce & ~nme, 0] >= 0).all()  # a mass is seen on T2W
