@@ -27,6 +27,7 @@ from reportgen.io.sequences import PROTOCOL
 from reportgen.preprocessing import LESION_CROP
 
 CROP_READER_TYPE = "reportgen-crop-reader"
+CROP_READER_FOLDER = "crop_reader"  # inside a report model's folder
 
 # BI-RADS MRI: what a lesion's crop shows (its side, clock face, depth and size are
 # measured in world millimetres, not read).
@@ -95,15 +96,15 @@ class CropReader(nn.Module):
             _block(8 * w, 8 * w, 1),
         )
         self.drop = nn.Dropout(cfg.dropout)
-        self.heads = nn.ModuleDict(
-            {k: nn.Linear(16 * w + c, len(v)) for k, v in cfg.fields.items()}
-        )
+        # one head per field, in `cfg.fields` order (a ModuleDict would clash with
+        # nn.Module's own attribute names: a field called "type")
+        self.heads = nn.ModuleList(nn.Linear(16 * w + c, len(v)) for v in cfg.fields.values())
 
     def forward(self, crop: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.body(crop)
         pooled = torch.cat([h.mean((2, 3, 4)), h.amax((2, 3, 4))], 1)
         features = torch.cat([self.drop(pooled), present.float()], 1)
-        return {k: head(features) for k, head in self.heads.items()}
+        return {k: head(features) for k, head in zip(self.cfg.fields, self.heads, strict=True)}
 
     @torch.no_grad()
     def read(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reportgen.data import CachedStudies, GridConfig, build_cache, discover_studies
@@ -19,6 +19,7 @@ class ReportExamples:
     reports: list[Report]
     images: CachedStudies
     truth: list[dict]  # synthetic ground truth beyond the report (pathology), {} otherwise
+    sources: list[Path] = field(default_factory=list)  # each study as stored (its own grids)
 
 
 def load_examples(
@@ -58,4 +59,5 @@ def load_examples(
         reports=reports,
         images=CachedStudies(files),
         truth=[s.truth for s in kept],
+        sources=[s.path for s in kept],
     )

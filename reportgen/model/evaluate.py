@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from reportgen.data.truth import lesion_mask
+from reportgen.io import load_study
 from reportgen.model.data import load_examples
 from reportgen.model.direct_baseline import DirectHeadline, library_features
 from reportgen.model.explain import region_box_mm
@@ -350,6 +351,10 @@ def evaluate_model(
         affine = cached["affine"]
         mask = lesion_mask(cached["mask"], examples.truth[i] or {})
         image = item["image"][None]
+        # a crop reader reads candidates from the series on their own grids
+        original = (
+            load_study(examples.sources[i]) if getattr(generator, "crop_reader", None) else None
+        )
         query = None  # the baselines' view of this study: one pass for both
         if library is not None:
             if decoder:
@@ -370,7 +375,12 @@ def evaluate_model(
             lesions = _truth_lesions(seen, examples.truth[i] or {}, mask, affine)
             explain = subset == "all"
             draft = generator.draft_tensors(
-                examples.study_ids[i], image, present, affine, GenerateOptions(explain=explain)
+                examples.study_ids[i],
+                image,
+                present,
+                affine,
+                GenerateOptions(explain=explain),
+                study=original,
             )
             boxes = None
             if explain:

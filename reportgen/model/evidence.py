@@ -115,6 +115,8 @@ class CandidateReading:
     # The diagonal of the outline's box (mm): no lesion inside the box is longer, so no
     # size read from the outline may be either.
     longest_possible_mm: float = float("inf")
+    # field -> probability of the value a crop reader read (`generate.read_candidates`)
+    read: dict[str, float] = field(default_factory=dict)
 
 
 def canonical_affine(spacing: tuple[float, ...]) -> np.ndarray:

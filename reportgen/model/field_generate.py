@@ -174,6 +174,7 @@ class FieldReaderGenerator(LoadedModel):
         affine: np.ndarray,
         options: GenerateOptions | None = None,
         missing: list[str] | None = None,
+        study: Study | None = None,  # the reader reads its prepared grid only
     ) -> Draft:
         staging = self.model.lesion is None and self.template.finding_min >= 1
         out, labels = predict_outline(self.model, image, present, require_primary=staging)

@@ -11,6 +11,7 @@ from pretrain_mae.data import collate
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import InputError
 from reportgen.io.study import Study
+from reportgen.model.crop_reader import CROP_READER_FOLDER, load_crop_reader
 from reportgen.model.decoding import Drafted, draft_tokens
 from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
 from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
@@ -30,6 +31,10 @@ class ReportGenerator(LoadedModel):
         model, self.vocab = load_model(folder, device)
         super().__init__(folder, model, model.cfg.template, device)
         self.grammar = TemplateGrammar(self.template, self.vocab)
+        # Reads each outlined candidate's descriptors at the acquisition's own resolution
+        # (`reportgen.model.crop_reader`), where the model folder holds one.
+        reader = folder / CROP_READER_FOLDER
+        self.crop_reader = load_crop_reader(reader, device) if reader.is_dir() else None
 
     @property
     def sequences(self) -> tuple[str, ...]:
@@ -47,7 +52,9 @@ class ReportGenerator(LoadedModel):
     def draft(self, study: Study, options: GenerateOptions | None = None) -> Draft:
         options = options or GenerateOptions()
         image, present, affine = self.tensors(study)
-        draft = self.draft_tensors(study.study_id, image, present, affine, options, study.missing)
+        draft = self.draft_tensors(
+            study.study_id, image, present, affine, options, study.missing, study=study
+        )
         if study.metadata.get("dce_phases"):  # which phases of a long dynamic were read
             draft.report.validation.problems.append(
                 Problem(
@@ -67,13 +74,18 @@ class ReportGenerator(LoadedModel):
         affine: np.ndarray | None,
         options: GenerateOptions,
         missing: list[str] | None = None,
+        study: Study | None = None,
     ) -> Draft:
+        """Draft from the prepared study; `study` (as loaded, each series on its own grid)
+        lets a crop reader read the candidates at the acquisition's own resolution."""
         used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
         grammar = self.grammar.for_sequences(used)  # what the study cannot show is skipped
         with torch.no_grad():
             memory, regions = self.model.encode_with_regions(image, present)
         if regions is not None and self.model.has_evidence:  # only findings it can place
             placed = [c for c in regions.candidates[0] if c.outline is not None]
+            if self.crop_reader is not None and study is not None and affine is not None:
+                read_candidates(self.crop_reader, study, placed, affine, self.template, used)
             grammar = grammar.at_most(len(placed)).measured_by(
                 [c.reading.pointers for c in placed if c.reading is not None]
             )
@@ -103,6 +115,8 @@ class ReportGenerator(LoadedModel):
         outlines: list[np.ndarray | None] = [None] * len(report.findings)
         if regions is not None and affine is not None:
             outlines = outlined_boxes(report, regions.candidates[0], affine, image.shape[2:])
+            read_confidences(report, regions.candidates[0])
+        self.calibrated(report)
         study_p = max([p for p in probs if p is not None], default=None)
         if study_p is None:  # no finding (or no per-finding category): the study's headline
             headline = self.template.headline
@@ -125,7 +139,8 @@ class ReportGenerator(LoadedModel):
             return None
         if not state.done:
             return None
-        return self._build(study_id, state, drafted, list(used or self.sequences), None)
+        report = self._build(study_id, state, drafted, list(used or self.sequences), None)
+        return self.calibrated(report)
 
     @torch.no_grad()
     def image_embeddings(self, images) -> torch.Tensor:
@@ -222,24 +237,43 @@ class ReportGenerator(LoadedModel):
                             message=f"predicted {value!r} but the template's rules give {rule.value!r}",
                         )
                     )
-        return self.calibrated(report)
+        return report
 
 
 def outlined_boxes(
     report: Report, candidates: list, affine: np.ndarray, shape: tuple[int, ...] | None = None
 ) -> list[np.ndarray | None]:
-    """Where each finding is: the outline of the candidate whose measured values (side,
-    clock face, size) the finding states, as the decoder copies them; ties go to the
-    candidate in the finding's own place in the order the decoder was trained in. Sets
+    """Where each finding is: the outline of its candidate (`finding_candidates`). Sets
     each finding's box and returns its outline as a mask of `shape` (the input grid)."""
-    from scipy.optimize import linear_sum_assignment
-
     from reportgen.model.explain import region_box_mm
 
-    outlined = [c for c in candidates if c.outline is not None]
     masks: list[np.ndarray | None] = [None] * len(report.findings)
+    for i, cand in enumerate(finding_candidates(report, candidates)):
+        if cand is None:
+            continue
+        finding = report.findings[i]
+        size = shape or tuple(int(v) for v in cand.outline.max(0) + 1)
+        region = np.zeros(tuple(int(v) for v in size), dtype=bool)
+        region[tuple(cand.outline.T)] = True
+        low, high = region_box_mm(region, affine)
+        finding.evidence = finding.evidence or Evidence()
+        finding.evidence.box = Box(
+            min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist())
+        )
+        masks[i] = region
+    return masks
+
+
+def finding_candidates(report: Report, candidates: list) -> list:
+    """Each finding's outlined candidate (None where there is none): the one whose
+    measured and read values the finding states, as the decoder copies them; ties go to
+    the candidate in the finding's own place in the order the decoder was trained in."""
+    from scipy.optimize import linear_sum_assignment
+
+    outlined = [c for c in candidates if c.outline is not None]
+    chosen: list = [None] * len(report.findings)
     if not report.findings or not outlined:
-        return masks
+        return chosen
     cost = np.array(
         [
             [
@@ -251,17 +285,62 @@ def outlined_boxes(
         ]
     )
     for i, j in zip(*linear_sum_assignment(cost), strict=True):
-        cand, finding = outlined[j], report.findings[i]
-        size = shape or tuple(int(v) for v in cand.outline.max(0) + 1)
-        region = np.zeros(tuple(int(v) for v in size), dtype=bool)
-        region[tuple(cand.outline.T)] = True
-        low, high = region_box_mm(region, affine)
-        finding.evidence = finding.evidence or Evidence()
-        finding.evidence.box = Box(
-            min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist())
-        )
-        masks[i] = region
-    return masks
+        chosen[i] = outlined[j]
+    return chosen
+
+
+def read_candidates(
+    reader, study: Study, placed: list, affine: np.ndarray, template, used: list[str]
+) -> None:
+    """Read each placed candidate's crop with the crop reader (at the acquisition's own
+    resolution, around its outline's centre in world mm) and add what it reads to the
+    values the candidate constrains (`TemplateGrammar.measured_by`): a finding's
+    descriptors are then the ones read of the lesion it describes, each value the most
+    probable one the study can show, only for fields applicable to the type read and
+    assessable with the study's series. Their probabilities go to `reading.read`."""
+    from reportgen.preprocessing import GridSpec, lesion_crop
+    from reportgen.report.assessable import not_assessable, unseen_values
+    from reportgen.report.rules import Scope, evaluate
+
+    readable = [c for c in placed if c.reading is not None]
+    if not readable:
+        return
+    grid = GridSpec(reader.cfg.crop_shape, reader.cfg.crop_spacing)
+    crops, present = zip(
+        *(
+            lesion_crop(study, affine[:3, :3] @ c.reading.centre_voxel + affine[:3, 3], grid)
+            for c in readable
+        ),
+        strict=True,
+    )
+    read = reader.read(torch.from_numpy(np.stack(crops)), torch.from_numpy(np.stack(present)))
+    hidden, unseen = not_assessable(template, used), unseen_values(template, used)
+    for candidate, probs in zip(readable, read, strict=True):
+        values: dict[str, str] = {}
+        for field_id, p in probs.items():  # in template order: type decides the others
+            spec = template.field(field_id)
+            if field_id in hidden or (
+                spec.applicable_if is not None and not evaluate(spec.applicable_if, Scope(values))
+            ):
+                continue
+            options = reader.cfg.fields[field_id]
+            allowed = [k for k, v in enumerate(options) if v not in unseen.get(field_id, ())]
+            best = max(allowed, key=lambda k: float(p[k]))
+            values[field_id] = options[best]
+            candidate.reading.read[field_id] = float(p[best])
+        candidate.reading.pointers.update(values)
+
+
+def read_confidences(report: Report, candidates: list) -> None:
+    """A finding's read descriptors carry the crop reader's probability as confidence
+    (the decoder only copied them)."""
+    for finding, cand in zip(report.findings, finding_candidates(report, candidates), strict=True):
+        if cand is None or cand.reading is None:
+            continue
+        for field_id, p in cand.reading.read.items():
+            value = finding.fields.get(field_id)
+            if value is not None and str(value.value) == cand.reading.pointers.get(field_id):
+                value.confidence = round(p, 4)
 
 
 def _agreement(finding, candidate) -> int:

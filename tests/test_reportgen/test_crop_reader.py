@@ -3,6 +3,7 @@ series cannot show, and saved and loaded through safetensors unchanged."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from reportgen.io.sequences import PROTOCOL
@@ -87,3 +88,39 @@ def test_without_dce_a_type_only_contrast_shows_is_not_asked():
     assert (no_dce & nme).any() and (no_dce & ~nme).any()
     assert (y[no_dce & nme, 0] == -1).all()  # only enhancement shows it
     assert (y[no_dce & ~nme, 0] >= 0).all()  # a mass is seen on T2W
+
+
+def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_path):
+    """With `crop_reader/` in the report model's folder, each finding's descriptors are
+    the ones read from its candidate's crop (here a reader made certain of one answer),
+    with the reader's probability as their confidence."""
+    import shutil
+
+    from reportgen.io import load_study
+    from reportgen.model.crop_reader import CROP_READER_FOLDER, CropReader
+    from reportgen.model.generate import BUNDLED_MODEL, GenerateOptions
+    from reportgen.model.generators import open_generator
+    from reportgen.synth import SynthOptions, synth_dataset
+
+    synth_dataset(tmp_path / "s", 1, SynthOptions(domain="breast", seed=5), workers=1)
+    model = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODEL, model)
+    template = load_template("birads_mri")
+    cfg = CropReaderConfig.for_template(template, ("type", "shape", "margin"), width=4)
+    reader = CropReader(cfg)
+    certain = {"type": "mass", "shape": "shape_irregular", "margin": "margin_spiculated"}
+    with torch.no_grad():
+        for name, head in zip(cfg.fields, reader.heads, strict=True):
+            head.weight.zero_()
+            head.bias.fill_(-4.0)
+            head.bias[cfg.fields[name].index(certain[name])] = 4.0
+    save_crop_reader(reader, model / CROP_READER_FOLDER)
+    generator = open_generator(model)
+    study = load_study(tmp_path / "s" / "breast-s5-00000")
+    findings = generator.draft(study, GenerateOptions(explain=False)).report.findings
+    assert findings
+    expected = float(torch.tensor([4.0, -4.0, -4.0]).softmax(0)[0])
+    for finding in findings:
+        for name, value in certain.items():
+            assert finding.fields[name].value == value
+            assert finding.fields[name].confidence == pytest.approx(expected, abs=1e-3)
