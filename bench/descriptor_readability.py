@@ -43,10 +43,15 @@ from reportgen.data.adapter import study_arrays
 from reportgen.io import load_study
 from reportgen.model.candidates import crop_around
 from reportgen.model.crop_reader import BIRADS_CROP_FIELDS, CropReaderConfig
-from reportgen.model.crop_reader_training import field_targets, train_crop_reader
+from reportgen.model.crop_reader_training import (
+    balanced_accuracy,
+    field_targets,
+    train_crop_reader,
+)
 from reportgen.preprocessing import LESION_CROP, lesion_crop
 from reportgen.report import Report, load_template
 from reportgen.report.derive import derive
+from reportgen.report.metrics import bootstrap_interval
 from reportgen.report.values import plain
 from reportgen.synth import SynthOptions, synth_one
 from reportgen.synth.views import lesion_views
@@ -108,19 +113,13 @@ def truth_reports(folder: Path) -> list[Report]:
     return [Report.from_json((folder / r["dir"] / "report.json").read_text()) for r in rows]
 
 
-def balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
-    """Mean recall over the classes the truth holds (chance: 1 / classes)."""
-    return float(np.mean([(guess[truth == c] == c).mean() for c in np.unique(truth)]))
-
-
-def bootstrap_interval(truth: np.ndarray, guess: np.ndarray, n: int = 1000) -> list[float]:
-    """95% percentile interval of the balanced accuracy over lesions resampled with replacement."""
-    rng = np.random.default_rng(0)
-    draws = [
-        balanced_accuracy(truth[idx], guess[idx])
-        for idx in (rng.integers(0, len(truth), len(truth)) for _ in range(n))
-    ]
-    return [round(float(v), 3) for v in np.percentile(draws, [2.5, 97.5])]
+def bootstrap_ci(truth: np.ndarray, guess: np.ndarray) -> list[float] | None:
+    """95% interval of the balanced accuracy, lesions resampled (the one bootstrap)."""
+    pairs = list(zip(truth.tolist(), guess.tolist(), strict=True))
+    interval = bootstrap_interval(
+        pairs, lambda s: balanced_accuracy(np.array([t for t, _ in s]), np.array([g for _, g in s]))
+    )
+    return [round(v, 3) for v in interval] if interval else None
 
 
 def train_and_score(xt, ft, xv, fv, epochs: int, seed: int = 0) -> dict:
@@ -145,7 +144,7 @@ def train_and_score(xt, ft, xv, fv, epochs: int, seed: int = 0) -> dict:
                 "accuracy": round(float((guess == truth).mean()), 3),
                 "majority_class": round(int(np.bincount(truth).max()) / n, 3),
                 "balanced_accuracy": round(balanced_accuracy(truth, guess), 3),
-                "balanced_accuracy_95ci": bootstrap_interval(truth, guess),
+                "balanced_accuracy_95ci": bootstrap_ci(truth, guess),
                 # rows: true value, columns: read value, in the template's order
                 "confusion": np.bincount(truth * len(values) + guess, minlength=len(values) ** 2)
                 .reshape(len(values), -1)

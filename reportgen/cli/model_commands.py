@@ -1,5 +1,5 @@
-"""`reportgen train | train-reader | train-region | generate | evaluate | calibrate | similar`: the
-models' commands."""
+"""`reportgen train | train-reader | train-crop-reader | train-region | generate | evaluate |
+calibrate | similar`: the models' commands."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from reportgen.cli import app
 from reportgen.cli.options import command_from, out_option, template_option
 from reportgen.errors import ConfigError, InputError
 from reportgen.model.train_args import (
+    CropReaderTrainArgs,
     FieldTrainArgs,
     OutlinePretrainArgs,
     RegionTrainArgs,
@@ -50,6 +51,27 @@ def train_reader(args: FieldTrainArgs) -> None:
         f"reader for {summary['template']} written to {args.out} "
         f"(held-back field accuracy {summary['best_val_field_acc']:.3f})"
     )
+
+
+@app.command("train-crop-reader")
+@command_from(CropReaderTrainArgs)
+def train_crop_reader(args: CropReaderTrainArgs) -> None:
+    """Train the breast crop reader on lesion views: each lesion read at the acquisition's
+    own resolution (put it in a report model's crop_reader/ folder)."""
+    from reportgen.model.crop_reader_training import train_crop_reader_from_views
+    from reportgen.synth.acquisition import PROTOCOLS
+
+    if args.cases < 1 or args.epochs < 1 or args.heldout_cases < 0 or args.width < 4:
+        raise ConfigError(
+            "--cases and --epochs must be at least 1, --heldout-cases at least 0, --width at least 4"
+        )
+    if not 0.0 <= args.family_dropout < 1.0:
+        raise ConfigError(f"--family-dropout must be in [0, 1), got {args.family_dropout}")
+    if args.protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"unknown --protocol {args.protocol!r}; choose from {', '.join(PROTOCOLS)}"
+        )
+    train_crop_reader_from_views(args, log=typer.echo)
 
 
 @app.command("pretrain-reader")

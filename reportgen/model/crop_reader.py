@@ -22,7 +22,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from reportgen.checkpoint import StrictConfig, load_model_folder, save_model_folder
+from reportgen.checkpoint import (
+    StrictConfig,
+    load_model_folder,
+    read_model_folder,
+    save_model_folder,
+    write_model_card,
+)
 from reportgen.io.sequences import PROTOCOL
 from reportgen.preprocessing import LESION_CROP
 
@@ -123,7 +129,41 @@ class CropReader(nn.Module):
 
 
 def save_crop_reader(model: CropReader, folder: Path, summary: dict | None = None) -> Path:
-    return save_model_folder(model, folder, CROP_READER_TYPE, summary)
+    return save_model_folder(model, folder, CROP_READER_TYPE, summary, card=write_card)
+
+
+def write_card(folder: Path) -> None:
+    """The model card: what it reads, what it was trained and scored on."""
+    cfg, summary = read_model_folder(folder, CROP_READER_TYPE, CropReaderConfig)
+    args = summary.get("args", {})
+    facts = [
+        f"Reads {', '.join(cfg.fields)} ({cfg.template}) from a lesion's crop of "
+        f"{' x '.join(map(str, cfg.crop_shape))} voxels of "
+        f"{' x '.join(f'{s:g}' for s in cfg.crop_spacing)} mm, every series from its own grid.",
+    ]
+    if summary.get("train_lesions"):
+        facts.append(
+            f"Trained on {summary['train_lesions']} lesions of {args.get('cases')} "
+            f"{args.get('protocol')} phantom cases (seed {args.get('seed')}), "
+            f"{args.get('epochs')} epochs."
+        )
+    held = summary.get("heldout")
+    if held:
+        scores = ", ".join(f"{k} {v['balanced_accuracy']:.2f}" for k, v in held["fields"].items())
+        facts.append(
+            f"Balanced accuracy on {held['lesions']} lesions of seed {held['seed']}: {scores}."
+        )
+    if args:
+        facts.append(
+            "Reproduce: `reportgen train-crop-reader "
+            + " ".join(
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in args.items()
+                if k not in ("out", "workers") and v is not None
+            )
+            + " --out DIR`."
+        )
+    write_model_card(folder, "Breast crop reader", facts)
 
 
 def load_crop_reader(folder: Path, device: str = "cpu") -> CropReader:

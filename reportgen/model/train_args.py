@@ -209,3 +209,28 @@ class RegionTrainArgs(ArgsRecord):
     lr: float = 3e-3
     seed: int = field(default=0, metadata=option())
     cache_dir: Path | None = field(default=None, metadata=option())
+
+
+@dataclass
+class CropReaderTrainArgs(ArgsRecord):
+    out: Path = field(
+        metadata=option("Folder to write the crop reader to (a report model's crop_reader/).")
+    )
+    cases: int = field(
+        default=2000,
+        metadata=option("Phantom cases whose lesion views train it (about 1.45 lesions each)."),
+    )
+    heldout_cases: int = field(
+        default=400, metadata=option("Cases of another seed it is scored on (0: none).")
+    )
+    epochs: int = field(default=10, metadata=option())
+    width: int = field(default=16, metadata=option("Channels of the first block."))
+    family_dropout: float = field(
+        default=0.15, metadata=option("Chance each sequence family is hidden from a crop.")
+    )
+    batch_size: int = 16
+    lr: float = 2e-3
+    protocol: str = field(default="clinical", metadata=option("Acquisition protocol of the views."))
+    seed: int = field(default=0, metadata=option())
+    heldout_seed: int = 1
+    workers: int | None = field(default=None, metadata=option("Processes drawing the views."))

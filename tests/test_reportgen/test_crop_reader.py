@@ -124,3 +124,22 @@ def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_
         for name, value in certain.items():
             assert finding.fields[name].value == value
             assert finding.fields[name].confidence == pytest.approx(expected, abs=1e-3)
+
+
+def test_train_crop_reader_from_lesion_views_end_to_end(cli, tmp_path):
+    from conftest import assert_refused
+
+    from reportgen.checkpoint import read_summary
+
+    out = tmp_path / "reader"
+    args = ["--out", out, "--cases", "3", "--heldout-cases", "3", "--epochs", "1"]
+    result = cli("train-crop-reader", *args, "--width", "4", "--workers", "1")
+    assert result.code == 0, result.err
+    reader = load_crop_reader(out)
+    assert list(reader.cfg.fields)[:3] == ["type", "shape", "margin"]
+    summary = read_summary(out)
+    assert summary["train_lesions"] >= 1 and summary["heldout"]["lesions"] >= 1
+    assert "type" in summary["heldout"]["fields"]
+    card = (out / "README.md").read_text()
+    assert "not for clinical use" in card.lower() and "reportgen train-crop-reader" in card
+    assert_refused(cli("train-crop-reader", "--out", tmp_path / "x", "--cases", "0"), "--cases")
