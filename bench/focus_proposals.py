@@ -6,8 +6,8 @@ where a focus is one voxel. This measures the simplest small-lesion path before 
 it: on the early subtraction image (first post-contrast phase minus pre-contrast, scaled
 by the pre-contrast 99th percentile), a scale-normalised Laplacian of Gaussian (sigma
 1.2 mm, a 2-4 mm blob's scale), its local maxima inside the breasts (body in front of
-each side's chest wall: `reportgen.measure.breast.find_landmarks` on the pre-contrast
-image, where fat is bright), ranked by response. A focus is proposed at rank k when a
+each side's chest wall: `reportgen.measure.breast.find_landmarks` on
+T2W), ranked by response. A focus is proposed at rank k when a
 maximum within 4 mm of its centre is among the study's k strongest. Once at the
 acquisition's own resolution (clinical protocol, 0.9 x 0.9 x 2 mm) and once on the 2 mm
 model grid it is resampled to.
@@ -39,10 +39,12 @@ NEAR_MM = 4.0
 RANKS = (1, 3, 6, 12)
 
 
-def breast_region(pre: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Body voxels in front of their side's chest wall."""
+def breast_region(pre: np.ndarray, affine: np.ndarray, t2w: np.ndarray, t2_affine) -> np.ndarray:
+    """Body voxels (of the pre-contrast image) in front of their side's chest wall, as
+    the product finds it on T2W (`find_landmarks`: fibroglandular tissue is dark against
+    fat on T1 and would read as chest wall)."""
     body = body_mask(pre)
-    marks = find_landmarks(pre, affine, body)
+    marks = find_landmarks(t2w, t2_affine)
     world = np.indices(pre.shape).reshape(3, -1).T @ affine[:3, :3].T + affine[:3, 3]
     x, y = world[:, 0].reshape(pre.shape), world[:, 1].reshape(pre.shape)
     region = np.zeros(pre.shape, bool)
@@ -83,7 +85,8 @@ def main() -> None:
         series = acquire_series(synthesise_sequences(canvas, acq, rng), canvas.grid, acq)
         pre, early = series["DCE_0"][0], series["DCE_1"][0]
         subtraction = (early - pre) / float(np.percentile(pre[pre > 0], 99))
-        region = breast_region(pre, canvas.grid.affine)
+        t2w, t2_affine = series["T2W"]
+        region = breast_region(pre, canvas.grid.affine, t2w, t2_affine)
         spacing = np.asarray(canvas.grid.spacing)
         foci = [
             np.argwhere(canvas.labels == lesion["label"]).mean(0)
