@@ -11,6 +11,7 @@ cross-entropy step per field over the crops whose truth states it.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -140,7 +141,8 @@ def train_crop_reader(
 def _view_crops(job: tuple[SynthOptions, int]) -> list[tuple[np.ndarray, np.ndarray, dict]]:
     """The crops of one case's lesion views (a worker's unit)."""
     options, index = job
-    torch.set_num_threads(1)
+    if multiprocessing.parent_process() is not None:  # one thread per worker process; the
+        torch.set_num_threads(1)  # caller's own threads are left alone when run in-process
     out = []
     for view in lesion_views(options, index):
         image, present = lesion_crop(view.study(), view.centroid_mm())
@@ -203,7 +205,6 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
     with tqdm(total=args.cases, desc="lesion views", unit="case") as bar:
         crops, present, truth = view_crops(options, args.cases, args.workers, bar.update)
     log(f"{len(crops)} lesions from {args.cases} cases in {time.time() - start:.0f} s")
-    torch.set_num_threads(max(1, args.workers or torch.get_num_threads()))
     model = train_crop_reader(
         crops,
         present,
