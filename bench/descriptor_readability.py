@@ -1,26 +1,23 @@
 """Benchmark: which BI-RADS descriptors can be read at all from the phantoms' images?
 
-An upper bound for the readouts, with no detector in the way: crops (32 voxels on the
-bundled model's 2 mm grid, every sequence) centred on each true lesion's centroid, from
-freshly synthesised breast phantoms; a small 3D CNN trained on the crops of one seed
-(flips, rotations, shifts), scored per descriptor on lesions of another seed against the
-majority class. Then the consequence for the headline: the BI-RADS assessment of held-out
-truth reports when every field is known except margin, which is guessed as well as the
-other fields allow (the most frequent margin among training lesions alike in every other
-field), and when foci are not found either.
+An upper bound for the product's reading, with no detector in the way: every true
+lesion of freshly drawn breast phantoms of one seed, read by the product's crop reader
+(`reportgen.model.crop_reader`: the lesion cut from the study as acquired around its
+true centroid, `reportgen.preprocessing.lesion_crop`, outlined and measured at that
+resolution, one boosted-tree classifier per field), fit on one seed and scored per
+descriptor on the lesions of another, against the majority class. Twice: with the
+reader's own outline (what the product reads, given a perfect centre) and under the
+true lesion mask (what a perfect outline would add). Then the consequence for the
+headline: the BI-RADS assessment of held-out truth reports when every field is known
+except margin, which is guessed as well as the other fields allow, and when foci are
+not found either.
 
-python bench/descriptor_readability.py [--train 4000] [--heldout 600] [--epochs 12]
-    [--crops-cache DIR] [--ceiling-train DIR --ceiling-heldout DIR]
-    [--protocol low_resolution|clinical] [--out bench/results/descriptor_readability.json]
+python bench/descriptor_readability.py [--train 2000] [--heldout 800]
+    [--protocol clinical|low_resolution] [--ceiling-train DIR --ceiling-heldout DIR]
+    [--out bench/results/descriptor_readability.json]
 
-With `--protocol clinical` the lesions come from lesion views (`reportgen.synth.views`:
-the clinical scene acquired in a 64 mm cube around each lesion, never written to disk,
-about 0.1 s per case) and each crop is read at the acquisition's own resolution
-(`reportgen.preprocessing.lesion_crop`: 48 x 48 x 24 voxels of 0.9 x 0.9 x 2 mm, 43 x 43
-x 48 mm, centred on the lesion in world millimetres, every series resampled into it
-once from its own grid and scaled within the crop), without the 2 mm model grid.
-
-About 40 min of synthesis (kept in --crops-cache for reruns) and 40 min of training on
+Lesions come from lesion views (`reportgen.synth.views`: the scene acquired in a 64 mm
+cube around each lesion, never written to disk, about 0.1 s per case). About 10 min on
 2 cores at the defaults. The BI-RADS part reads the truth reports of two synthesised
 folders (e.g. the bundled model's training set and its 200 held-out phantoms).
 """
@@ -30,82 +27,72 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import shutil
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from bench_io import scratch_dir, write_result
+import torchio as tio
+from bench_io import write_result
 
-from reportgen.data.adapter import study_arrays
-from reportgen.io import load_study
-from reportgen.model.candidates import crop_around
+from reportgen.io.sequences import PROTOCOL
+from reportgen.measure.crop_measures import crop_measures
 from reportgen.model.crop_reader import BIRADS_CROP_FIELDS, CropReaderConfig
 from reportgen.model.crop_reader_training import (
+    acquired_families,
     balanced_accuracy,
     field_targets,
-    train_crop_reader,
+    fit_crop_reader,
 )
-from reportgen.preprocessing import LESION_CROP, lesion_crop
+from reportgen.preprocessing import LESION_CROP, lesion_crop, target_affine
 from reportgen.report import Report, load_template
 from reportgen.report.derive import derive
 from reportgen.report.metrics import bootstrap_interval
 from reportgen.report.values import plain
-from reportgen.synth import SynthOptions, synth_one
+from reportgen.synth import SynthOptions
 from reportgen.synth.views import lesion_views
 
-CROP = (32, 32, 32)
-_GRID = None
-_PROTOCOL = "low_resolution"
+_PROTOCOL = "clinical"
 
 
-def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, dict]]:
-    """Each true lesion of one new phantom: a crop at its centroid and its true fields."""
+def _lesions(args: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """Each true lesion of one case's views: its measures with the reader's own outline
+    and under the true mask, and its true fields."""
     seed, index = args
     torch.set_num_threads(1)
-    if _PROTOCOL == "clinical":  # views around each lesion, never written to disk
-        options = SynthOptions(domain="breast", seed=seed, protocol=_PROTOCOL)
-        return [
-            (lesion_crop(v.study(), v.centroid_mm())[0].astype(np.float16), v.fields)
-            for v in lesion_views(options, index)
-        ]
-    work = scratch_dir("readability-")
-    try:
-        options = SynthOptions(domain="breast", seed=seed)
-        meta = synth_one(options, index, work)
-        folder = work / meta["dir"]
-        report = Report.from_json((folder / "report.json").read_text())
-        arrays = study_arrays(load_study(folder), _GRID)
-        image, mask = torch.from_numpy(arrays["image"]), arrays["mask"]
-        out = []
-        for j, finding in enumerate(report.findings):
-            voxels = np.argwhere(mask == j + 1)
-            if len(voxels):
-                crop = crop_around(image, voxels.mean(0), CROP).half().numpy()
-                out.append((crop, plain(finding.fields)))
-        return out
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    options = SynthOptions(domain="breast", seed=seed, protocol=_PROTOCOL)
+    out = []
+    for view in lesion_views(options, index):
+        centre = view.centroid_mm()
+        crop, present = lesion_crop(view.study(), centre)
+        truth = tio.LabelMap(
+            tensor=torch.from_numpy((view.labels == view.label).astype(np.int16))[None],
+            affine=view.grid.affine,
+        )
+        target = (LESION_CROP.shape, target_affine(LESION_CROP, centre))
+        mask = tio.Resample(target=target)(tio.Subject(m=truth))["m"].data[0].numpy() > 0
+        spacing = LESION_CROP.spacing[0]
+        out.append(
+            (
+                crop_measures(crop, present, spacing),
+                crop_measures(crop, present, spacing, mask if mask.any() else None),
+                view.fields,
+            )
+        )
+    return out
 
 
-def lesion_crops(seed: int, n: int, workers: int, cache: Path | None) -> tuple:
-    """(crops, fields) of the lesions of `n` phantoms of `seed` (from `cache` if there)."""
-    stored = cache / f"crops-{_PROTOCOL}-{seed}-{n}.npz" if cache else None
-    if stored and stored.exists():
-        with np.load(stored) as data:
-            return data["crops"], [json.loads(f) for f in data["fields"]]
-    crops, fields = [], []
+def lesion_measures(seed: int, n: int, workers: int) -> tuple:
+    """(own-outline measures, true-mask measures, fields) of the lesions of `n` cases."""
+    own, true, fields = [], [], []
     with mp.get_context("fork").Pool(workers) as pool:
         for found in pool.imap(_lesions, [(seed, i) for i in range(n)], chunksize=4):
-            for crop, f in found:
-                crops.append(crop)
+            for a, b, f in found:
+                own.append(a)
+                true.append(b)
                 fields.append(f)
-    if stored:
-        stored.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(stored, crops=np.stack(crops), fields=np.array([json.dumps(f) for f in fields]))
-    return np.stack(crops), fields
+    return np.stack(own), np.stack(true), fields
 
 
 def truth_reports(folder: Path) -> list[Report]:
@@ -122,14 +109,14 @@ def bootstrap_ci(truth: np.ndarray, guess: np.ndarray) -> list[float] | None:
     return [round(v, 3) for v in interval] if interval else None
 
 
-def train_and_score(xt, ft, xv, fv, epochs: int, seed: int = 0) -> dict:
-    """The product's crop reader (`reportgen.model.crop_reader`), trained on the training
-    lesions' crops and scored per descriptor on the held-out lesions'."""
+def fit_and_score(xt, ft, xv, fv, seed: int = 0) -> dict:
+    """The product's crop reader fit on the training lesions' measures and scored per
+    descriptor on the held-out lesions' (every series acquired)."""
     cfg = CropReaderConfig.for_template(load_template("birads_mri"))
-    yt, yv = field_targets(ft, cfg), field_targets(fv, cfg)
-    present_t = torch.ones((len(xt), xt.shape[1]), dtype=torch.bool)
-    model = train_crop_reader(torch.from_numpy(xt), present_t, yt, cfg, epochs=epochs, seed=seed)
-    read = model.read(torch.from_numpy(xv), torch.ones((len(xv), xv.shape[1]), dtype=torch.bool))
+    every = [acquired_families(np.ones(len(PROTOCOL), bool))]
+    model = fit_crop_reader(xt, every * len(xt), ft, cfg, seed)
+    yv = field_targets(fv, cfg)
+    read = model.read_measures(torch.from_numpy(np.asarray(xv, np.float32)))
     result = {}
     for k, name in enumerate(cfg.fields):
         m = yv[:, k] >= 0
@@ -191,29 +178,21 @@ def birads_with_margin_guessed(train_reports: list, heldout_reports: list) -> di
 
 
 def main() -> None:
-    global _GRID, _PROTOCOL
+    global _PROTOCOL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=4000)
-    parser.add_argument("--heldout", type=int, default=600)
+    parser.add_argument("--train", type=int, default=2000)
+    parser.add_argument("--heldout", type=int, default=800)
     parser.add_argument("--train-seed", type=int, default=9090)
     parser.add_argument("--heldout-seed", type=int, default=6161)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument(
-        "--max-train-lesions", type=int, default=0, help="train on the first N lesions (0: all)"
-    )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--crops-cache", type=Path, default=None)
     parser.add_argument("--ceiling-train", type=Path, default=None)
     parser.add_argument("--ceiling-heldout", type=Path, default=None)
-    parser.add_argument("--protocol", default="low_resolution")
+    parser.add_argument("--protocol", default="clinical")
     parser.add_argument(
         "--out", type=Path, default=Path("bench/results/descriptor_readability.json")
     )
     args = parser.parse_args()
     _PROTOCOL = args.protocol
-    from reportgen.model.generate import ReportGenerator
-
-    _GRID = ReportGenerator(None).model.input_cfg  # the bundled model's grid
     torch.set_num_threads(args.workers)
     start = time.time()
     result: dict = {}
@@ -222,22 +201,25 @@ def main() -> None:
             truth_reports(args.ceiling_train), truth_reports(args.ceiling_heldout)
         )
         print(json.dumps(result["birads_ceiling"]))
-    xt, ft = lesion_crops(args.train_seed, args.train, args.workers, args.crops_cache)
-    xv, fv = lesion_crops(args.heldout_seed, args.heldout, args.workers, args.crops_cache)
-    if args.max_train_lesions:
-        xt, ft = xt[: args.max_train_lesions], ft[: args.max_train_lesions]
-    result["per_descriptor"] = train_and_score(xt, ft, xv, fv, args.epochs)
+    own_t, true_t, ft = lesion_measures(args.train_seed, args.train, args.workers)
+    own_v, true_v, fv = lesion_measures(args.heldout_seed, args.heldout, args.workers)
+    result["per_descriptor"] = fit_and_score(own_t, ft, own_v, fv)
+    result["per_descriptor_true_outline"] = fit_and_score(true_t, ft, true_v, fv)
     result.update(
-        train_lesions=len(xt),
-        heldout_lesions=len(xv),
+        train_lesions=len(own_t),
+        heldout_lesions=len(own_v),
         seeds={"train": args.train_seed, "heldout": args.heldout_seed},
         protocol=args.protocol,
-        crop_voxels=list(LESION_CROP.shape if args.protocol == "clinical" else CROP),
-        crop_spacing_mm=list(LESION_CROP.spacing) if args.protocol == "clinical" else None,
-        epochs=args.epochs,
+        crop_voxels=list(LESION_CROP.shape),
+        crop_spacing_mm=list(LESION_CROP.spacing),
         seconds=round(time.time() - start),
     )
     write_result(args.out, result)
+    for name, row in result["per_descriptor"].items():
+        ceiling = result["per_descriptor_true_outline"][name]["balanced_accuracy"]
+        print(
+            f"{name:22s} {row['balanced_accuracy']:.3f} {row['balanced_accuracy_95ci']} (true outline {ceiling:.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -184,10 +184,11 @@ def prepare_study(
     return PreparedStudy(study.study_id, image, present, mask, affine, grid)
 
 
-# A lesion read at the acquisition's own resolution: 48 x 48 x 24 voxels of the clinical
-# breast DCE's size (0.9 x 0.9 x 2 mm: 43 x 43 x 48 mm around the lesion), never through
-# the 2 mm model grid.
-LESION_CROP = GridSpec((48, 48, 24), (0.9, 0.9, 2.0))
+# A lesion read at the acquisition's own resolution: a 43 mm cube of the clinical breast
+# DCE's in-plane voxel size (0.9 mm), never through the 2 mm model grid. Isotropic, so
+# an outline's radii and form are the same in every direction (the 2 mm slices are
+# interpolated, not invented: what is between them stays as smooth as acquired).
+LESION_CROP = GridSpec((48, 48, 48), (0.9, 0.9, 0.9))
 
 
 def lesion_crop(

@@ -56,17 +56,14 @@ def train_reader(args: FieldTrainArgs) -> None:
 @app.command("train-crop-reader")
 @command_from(CropReaderTrainArgs)
 def train_crop_reader(args: CropReaderTrainArgs) -> None:
-    """Train the breast crop reader on lesion views: each lesion read at the acquisition's
-    own resolution (put it in a report model's crop_reader/ folder)."""
+    """Fit the breast crop reader on lesion views: each lesion outlined and measured at the
+    acquisition's own resolution, its descriptors read by boosted trees (put it in a
+    report model's crop_reader/ folder)."""
     from reportgen.model.crop_reader_training import train_crop_reader_from_views
     from reportgen.synth.acquisition import PROTOCOLS
 
-    if args.cases < 1 or args.epochs < 1 or args.heldout_cases < 0 or args.width < 4:
-        raise ConfigError(
-            "--cases and --epochs must be at least 1, --heldout-cases at least 0, --width at least 4"
-        )
-    if not 0.0 <= args.family_dropout < 1.0:
-        raise ConfigError(f"--family-dropout must be in [0, 1), got {args.family_dropout}")
+    if args.cases < 1 or args.iterations < 1 or args.heldout_cases < 0:
+        raise ConfigError("--cases and --iterations must be at least 1, --heldout-cases at least 0")
     if args.protocol not in PROTOCOLS:
         raise ConfigError(
             f"unknown --protocol {args.protocol!r}; choose from {', '.join(PROTOCOLS)}"

@@ -369,8 +369,9 @@ def fit_heads(model, images, present, answers, train, val, args, generator, log)
     return best
 
 
-def criterion_classifier(seed: int, iterations: int = TREE_ITERATIONS):
-    """The boosted-tree classifier that reads one criterion (unfitted)."""
+def criterion_classifier(seed: int, iterations: int = TREE_ITERATIONS, balanced: bool = False):
+    """The boosted-tree classifier that reads one criterion (unfitted); `balanced` weighs
+    each answer by the inverse of its frequency (rare descriptors count as much)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(
@@ -378,6 +379,7 @@ def criterion_classifier(seed: int, iterations: int = TREE_ITERATIONS):
         learning_rate=0.05,
         max_leaf_nodes=15,
         l2_regularization=1.0,
+        class_weight="balanced" if balanced else None,
         random_state=seed,
     )
 

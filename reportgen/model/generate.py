@@ -313,7 +313,7 @@ def read_candidates(
         ),
         strict=True,
     )
-    read = reader.read(torch.from_numpy(np.stack(crops)), torch.from_numpy(np.stack(present)))
+    read = reader.read(np.stack(crops), np.stack(present))
     hidden, unseen = not_assessable(template, used), unseen_values(template, used)
     for candidate, probs in zip(readable, read, strict=True):
         values: dict[str, str] = {}

@@ -223,14 +223,8 @@ class CropReaderTrainArgs(ArgsRecord):
     heldout_cases: int = field(
         default=400, metadata=option("Cases of another seed it is scored on (0: none).")
     )
-    epochs: int = field(default=10, metadata=option())
-    width: int = field(default=16, metadata=option("Channels of the first block."))
-    family_dropout: float = field(
-        default=0.15, metadata=option("Chance each sequence family is hidden from a crop.")
-    )
-    batch_size: int = 16
-    lr: float = 2e-3
+    iterations: int = field(default=200, metadata=option("Boosting rounds per field."))
     protocol: str = field(default="clinical", metadata=option("Acquisition protocol of the views."))
     seed: int = field(default=0, metadata=option())
-    heldout_seed: int = 1
+    heldout_seed: int = field(default=1, metadata=option("Seed of the scoring cases."))
     workers: int | None = field(default=None, metadata=option("Processes drawing the views."))
