@@ -148,6 +148,7 @@ def crop_measures(
     else:
         out += [0.0] * 12
     core = ndimage.binary_erosion(mask) if mask.sum() > 30 else mask
+    core = core if core.any() else mask  # a thin outline erodes to nothing
     around = ~ndimage.binary_dilation(mask, iterations=OUTSIDE_VOXELS)
     for channel in (T2W, DWI, ADC):
         if not present[channel]:

@@ -19,15 +19,19 @@ from reportgen.synth.acquisition import Acquisition
 from reportgen.synth.scene import (
     Canvas,
     Harmonics,
+    SurfaceWaves,
     Tissue,
     blob,
     capsule,
     ellipsoid,
     half_space,
     intersect,
+    longest_diameter,
     rotation,
+    roughen,
     shell,
     smooth_noise,
+    smooth_union,
 )
 
 AIR = Tissue(0.0, 0.0, 0.0, 0.0)
@@ -402,7 +406,101 @@ def _patterned(
     return values
 
 
+# Shape and margin at the scale real lesions draw them. The definitions are the BI-RADS
+# MRI lexicon's (ACR BI-RADS Atlas, 5th ed., 2013): an irregular shape is neither round
+# nor oval; an irregular margin is uneven or jagged; a spiculated margin has lines
+# radiating from the mass. Real lobulations and spicules span millimetres to
+# centimetres; the scales below are chosen within that range so that a 0.9 mm grid
+# resolves them (at least three voxels per wavelength). They are the phantom's choice,
+# not measured from patients:
+IRREGULAR_LOBES = (3, 6)  # lobes merged onto a smaller core
+LOBE_OFFSET = (0.35, 0.6)  # lobe centres, in radii from the core's centre
+LOBE_SIZE = (0.3, 0.5)  # lobe semi-axes, in radii
+MARGIN_ROUGHNESS_MM = (1.0, 1.6)  # irregular margin: std of the surface's displacement
+MARGIN_WAVELENGTH_MM = (2.5, 6.0)  # ... over wavelengths a 0.9 mm grid resolves
+SPICULE_LENGTH_MM = (5.0, 15.0)  # beyond the margin
+SPICULE_RADIUS_MM = (0.8, 1.2)
+
+
+def _irregular_body(lesion: Lesion, rng: np.random.Generator):
+    """A smaller core with lobes merged onto it at random angles: angular and lobulated."""
+    r, c = lesion.radius, lesion.centre
+    parts = [
+        ellipsoid(
+            c, (r * 0.65, r * rng.uniform(0.45, 0.65), r * rng.uniform(0.45, 0.65)), rotation(rng)
+        )
+    ]
+    for _ in range(int(rng.integers(*IRREGULAR_LOBES))):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        centre = c + direction * r * rng.uniform(*LOBE_OFFSET)
+        axes = r * rng.uniform(*LOBE_SIZE, size=3)
+        parts.append(ellipsoid(centre, axes, rotation(rng)))
+    sdf = smooth_union([p[0] for p in parts], k=max(1.0, 0.15 * r))
+    bounds = (
+        np.min([p[1][0] for p in parts], axis=0),
+        np.max([p[1][1] for p in parts], axis=0),
+    )
+    return sdf, bounds
+
+
 def _paint_mass(canvas: Canvas, lesion: Lesion, rng: np.random.Generator) -> None:
+    f = lesion.fields
+    r = lesion.radius
+    rot = rotation(rng)
+    if f["type"] == "breast_cyst":
+        axes = (r, r * rng.uniform(0.7, 0.95), r * rng.uniform(0.7, 0.95))
+        sdf, bounds, size = blob(lesion.centre, axes, rot, Harmonics(rng, 0.0))
+        canvas.paint(sdf, bounds, CYST, label=lesion.label, blur=0.8)
+        lesion.size_mm = size
+        return
+    tissue = _lesion_tissue(lesion, rng)
+    if f["type"] == "focus":
+        sdf, bounds, size = blob(lesion.centre, (r, r, r), rot, Harmonics(rng, 0.0))
+        canvas.paint(sdf, bounds, tissue, label=lesion.label)
+        lesion.size_mm = size
+        return
+    shape = f.get("shape", "shape_round")
+    margin = f.get("margin", "margin_circumscribed")
+    if shape == "shape_irregular":
+        sdf, bounds = _irregular_body(lesion, rng)
+    else:
+        if shape == "shape_round":
+            axes = (r, r * rng.uniform(0.92, 1.0), r * rng.uniform(0.92, 1.0))
+        else:  # oval, which may have two or three gentle undulations
+            axes = (r, r * rng.uniform(0.55, 0.75), r * rng.uniform(0.6, 0.8))
+        sdf, bounds, _ = blob(
+            lesion.centre, axes, rot, Harmonics(rng, 0.08, n_terms=3, max_freq=1.5)
+        )
+    blur = 1.0
+    if margin == "margin_irregular":
+        waves = SurfaceWaves(rng, rng.uniform(*MARGIN_ROUGHNESS_MM), MARGIN_WAVELENGTH_MM)
+        sdf = roughen(sdf, waves)
+        bounds = (bounds[0] - 3 * waves.amplitude, bounds[1] + 3 * waves.amplitude)
+        blur = 1.8  # and indistinct
+    if margin == "margin_spiculated":
+        for _ in range(int(rng.integers(8, 15))):
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction)
+            start = lesion.centre + direction * r * 0.6
+            end = lesion.centre + direction * (r + rng.uniform(*SPICULE_LENGTH_MM))
+            s_sdf, s_bounds = capsule(start, end, radius=float(rng.uniform(*SPICULE_RADIUS_MM)))
+            canvas.paint(s_sdf, s_bounds, tissue, blur=1.0)
+    pattern = f.get("internal_enhancement", "enhancement_homogeneous")
+    canvas.paint(
+        sdf,
+        bounds,
+        _patterned(tissue, pattern, rng, texture_scale=canvas.texture_scale),
+        label=lesion.label,
+        blur=blur,
+    )
+    lesion.size_mm = longest_diameter(sdf, bounds)
+
+
+def _paint_mass_low_resolution(canvas: Canvas, lesion: Lesion, rng: np.random.Generator) -> None:
+    """The drawing the bundled breast model was trained on (relative harmonics, short
+    spicules), kept byte for byte for the low-resolution protocol until that model is
+    retrained on clinical phantoms (issue 37)."""
     f = lesion.fields
     r = lesion.radius
     rot = rotation(rng)
@@ -590,5 +688,6 @@ def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canv
         if lesion.fields["type"] == "non_mass_enhancement":
             _paint_nme(canvas, lesion, case, rng)
         else:
-            _paint_mass(canvas, lesion, rng)
+            paint = _paint_mass if acq.protocol == "clinical" else _paint_mass_low_resolution
+            paint(canvas, lesion, rng)
     return canvas

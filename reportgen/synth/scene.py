@@ -9,6 +9,7 @@ lesion's size in millimetres is the same whatever the voxel grid.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -242,6 +243,66 @@ def capsule(a, b, radius: float) -> tuple[SDF, tuple[np.ndarray, np.ndarray]]:
         return np.linalg.norm(p - (pa + t[..., None] * ab), axis=-1) - radius
 
     return sdf, (np.minimum(pa, pb) - radius, np.maximum(pa, pb) + radius)
+
+
+def smooth_union(sdfs: list[SDF], k: float) -> SDF:
+    """The union of shapes with fillets `k` mm wide where they meet (a polynomial smooth
+    minimum): lobes that merge into one mass instead of touching spheres."""
+
+    def sdf(p: np.ndarray) -> np.ndarray:
+        d = sdfs[0](p)
+        for other in sdfs[1:]:
+            e = other(p)
+            h = np.clip(0.5 + 0.5 * (e - d) / k, 0.0, 1.0)
+            d = e + (d - e) * h - k * h * (1.0 - h)
+        return d
+
+    return sdf
+
+
+class SurfaceWaves:
+    """Roughness of a surface in millimetres: a sum of plane waves of wavelengths
+    `wavelength_mm`, so its scale is anatomical whatever the lesion's size or the grid."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        amplitude_mm: float,
+        wavelength_mm: tuple[float, float],
+        n_terms: int = 24,
+    ):
+        k = rng.normal(size=(n_terms, 3))
+        k /= np.linalg.norm(k, axis=1, keepdims=True)
+        self.k = (k * (2 * np.pi / rng.uniform(*wavelength_mm, size=(n_terms, 1)))).astype(
+            np.float32
+        )
+        self.phase = rng.uniform(0, 2 * np.pi, size=n_terms).astype(np.float32)
+        self.amplitude = float(amplitude_mm) * np.sqrt(2.0 / n_terms)
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        return self.amplitude * np.cos(p @ self.k.T + self.phase).sum(-1)
+
+
+def roughen(sdf: SDF, waves: SurfaceWaves) -> SDF:
+    return lambda p: sdf(p) + waves(p)
+
+
+def longest_diameter(sdf: SDF, bounds: tuple[np.ndarray, np.ndarray]) -> float:
+    """The longest distance (mm) between two points of a shape: over the convex hull of
+    its inside on a lattice of 64 steps across its bounds (at least 0.5 mm)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    lo, hi = (np.asarray(b, np.float32) for b in bounds)
+    step = max(0.5, float((hi - lo).max()) / 64)
+    axes = [np.arange(a, b + step, step, dtype=np.float32) for a, b in zip(lo, hi, strict=True)]
+    points = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    inside = points[sdf(points) < 0]
+    if len(inside) < 4:
+        return float(step * len(inside))
+    with contextlib.suppress(QhullError):  # flat: every point is on the hull
+        inside = inside[ConvexHull(inside).vertices]
+    gaps = inside[:, None, :] - inside[None, :, :]
+    return float(np.sqrt((gaps**2).sum(-1)).max()) + step
 
 
 def intersect(first: SDF, second: SDF) -> SDF:

@@ -57,3 +57,23 @@ def test_lesion_crop_reads_every_series_at_the_crops_own_resolution():
     dce = [image[PROTOCOL.index(f"DCE_{k}")][centre] for k in range(4)]
     if view.fields["type"] != "breast_cyst":
         assert max(dce[1:]) > dce[0]
+
+
+def test_clinical_margins_are_drawn_at_a_scale_the_acquisition_resolves():
+    """An irregular margin's surface is rougher, and a spiculated mass reaches farther
+    beyond its body, than a circumscribed mass's, measured on the drawn lesion's own
+    mask at the view's resolution (`reportgen.measure.radial`)."""
+    from reportgen.measure.radial import radial_form, radial_outline
+
+    options = SynthOptions(domain="breast", seed=8, protocol="clinical")
+    jagged: dict[str, list[float]] = {}
+    for i in range(80):
+        for view in lesion_views(options, i):
+            margin = view.fields.get("margin")
+            if margin is None or view.fields["size_mm"] < 10:
+                continue
+            voxels = np.argwhere(view.labels == view.label)
+            outline = radial_outline((view.labels == view.label).astype(float), voxels.mean(0))
+            jagged.setdefault(margin, []).append(radial_form(outline).jagged)
+    assert all(len(v) >= 4 for v in jagged.values()) and len(jagged) >= 2, jagged
+    assert np.median(jagged["margin_irregular"]) > 1.5 * np.median(jagged["margin_circumscribed"])
