@@ -34,6 +34,7 @@ from reportgen.checkpoint import (
     write_model_card,
 )
 from reportgen.errors import ConfigError
+from reportgen.io.study import Study
 from reportgen.measure.crop_measures import MEASURES, crop_measures
 from reportgen.model.tree_heads import TreeEnsemble, constant_ensemble
 from reportgen.preprocessing import LESION_CROP
@@ -67,6 +68,10 @@ class CropReaderConfig(StrictConfig):
     crop_spacing: tuple[float, float, float] = LESION_CROP.spacing
     measures: list[str] = field(default_factory=lambda: list(MEASURES))
     tree_shapes: dict[str, list[int]] = field(default_factory=dict)  # TreeEnsemble.shape
+    # reads a study only where it was acquired at least this finely in-plane (the ACR
+    # Breast MRI Accreditation Program's limit for the T1 series: 1 mm); a coarser study
+    # keeps the report model's own reading, as the reader was never fit on one
+    max_in_plane_mm: float = 1.0
     name: str = "reportgen-crop-reader"
     version: str = "0.2.0"
 
@@ -108,6 +113,15 @@ class CropReader(nn.Module):
             else constant_ensemble(0, len(v))
             for k, v in cfg.fields.items()
         )
+
+    def reads(self, study: Study) -> bool:
+        """Whether `study` was acquired finely enough for this reader (its early DCE
+        phase, or T2W without contrast)."""
+        name = next((n for n in ("DCE_1", "DCE_0", "T2W") if n in study.sequences), None)
+        if name is None:
+            return False
+        spacing = np.sort(np.linalg.norm(study.sequences[name].affine[:3, :3], axis=0))
+        return bool(spacing[1] <= self.cfg.max_in_plane_mm + 1e-3)
 
     def measure(
         self, crops: np.ndarray, present: np.ndarray, masks: list | None = None

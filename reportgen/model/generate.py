@@ -84,7 +84,13 @@ class ReportGenerator(LoadedModel):
             memory, regions = self.model.encode_with_regions(image, present)
         if regions is not None and self.model.has_evidence:  # only findings it can place
             placed = [c for c in regions.candidates[0] if c.outline is not None]
-            if self.crop_reader is not None and study is not None and affine is not None:
+            reader = self.crop_reader
+            if (
+                reader is not None
+                and study is not None
+                and affine is not None
+                and reader.reads(study)
+            ):
                 read_candidates(self.crop_reader, study, placed, affine, self.template, used)
             grammar = grammar.at_most(len(placed)).measured_by(
                 [c.reading.pointers for c in placed if c.reading is not None]

@@ -144,9 +144,10 @@ def test_a_field_the_kept_series_cannot_show_is_never_asked():
 
 
 def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_path):
-    """With `crop_reader/` in the report model's folder, each finding's descriptors are
-    the ones read from its candidate's crop (here a reader made certain of one answer),
-    with the reader's probability as their confidence."""
+    """With `crop_reader/` in the report model's folder, each finding's descriptors in a
+    study acquired at clinical resolution are the ones read from its candidate's crop
+    (here a reader made certain of one answer), with the reader's probability as their
+    confidence; a study acquired coarser than 1 mm in-plane keeps the model's own reading."""
     import shutil
 
     from reportgen.io import load_study
@@ -154,9 +155,13 @@ def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_
     from reportgen.model.generate import BUNDLED_MODEL, GenerateOptions
     from reportgen.model.generators import open_generator
     from reportgen.model.tree_heads import constant_ensemble
+    from reportgen.report.values import plain
     from reportgen.synth import SynthOptions, synth_dataset
 
-    synth_dataset(tmp_path / "s", 1, SynthOptions(domain="breast", seed=5), workers=1)
+    synth_dataset(
+        tmp_path / "c", 1, SynthOptions(domain="breast", seed=5, protocol="clinical"), workers=1
+    )
+    synth_dataset(tmp_path / "low", 1, SynthOptions(domain="breast", seed=5), workers=1)
     model = tmp_path / "model"
     shutil.copytree(BUNDLED_MODEL, model)
     template = load_template("birads_mri")
@@ -171,13 +176,20 @@ def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_
         mine.load_state_dict(head.state_dict())
     save_crop_reader(reader, model / CROP_READER_FOLDER)
     generator = open_generator(model)
-    study = load_study(tmp_path / "s" / "breast-s5-00000")
-    findings = generator.draft(study, GenerateOptions(explain=False)).report.findings
+    options = GenerateOptions(explain=False)
+    study = load_study(tmp_path / "c" / "breast-s5-00000")
+    findings = generator.draft(study, options).report.findings
     assert findings
     for finding in findings:
         for name, value in certain.items():
             assert finding.fields[name].value == value
             assert finding.fields[name].confidence == pytest.approx(1.0, abs=1e-3)
+    coarse = load_study(tmp_path / "low" / "breast-s5-00000")
+    assert generator.crop_reader.reads(study) and not generator.crop_reader.reads(coarse)
+    own = open_generator(BUNDLED_MODEL).draft(coarse, options).report
+    again = generator.draft(coarse, options).report
+    assert [plain(f.fields) for f in again.findings] == [plain(f.fields) for f in own.findings]
+    assert [f.fields for f in again.findings] == [f.fields for f in own.findings]  # confidences too
 
 
 def test_train_crop_reader_from_lesion_views_end_to_end(cli, tmp_path):
