@@ -333,7 +333,7 @@ def test_demo_drafts_a_valid_report_with_the_bundled_model(cli, tmp_path):
     from reportgen.model.generate import BUNDLED_MODEL
 
     size = sum(p.stat().st_size for p in BUNDLED_MODEL.rglob("*") if p.is_file())
-    assert size <= 20 * 1024 * 1024, "the bundled model must stay within 20 MB"
+    assert size <= 30 * 1024 * 1024, "the bundled breast model must stay within 30 MB (issue 37)"
     assert "not for clinical use" in (BUNDLED_MODEL / "README.md").read_text()
     result = cli("demo", "--out", tmp_path)
     assert result.code == 0, result.err
