@@ -35,9 +35,11 @@ from reportgen.checkpoint import (
 )
 from reportgen.errors import ConfigError
 from reportgen.io.study import Study
+from reportgen.io.write import replaced_privately
 from reportgen.measure.crop_measures import MEASURES, crop_measures
 from reportgen.model.tree_heads import TreeEnsemble, constant_ensemble
 from reportgen.preprocessing import LESION_CROP
+from reportgen.report.calibration import CALIBRATION_FILE, Calibration
 
 CROP_READER_TYPE = "reportgen-crop-reader"
 CROP_READER_FOLDER = "crop_reader"  # inside a report model's folder
@@ -105,6 +107,9 @@ class CropReader(nn.Module):
                 "train it again (`reportgen train-crop-reader`)"
             )
         self.cfg = cfg
+        # raw probability -> share right on lesions of another seed (`save_crop_reader`
+        # writes it beside the weights; None: probabilities as the trees give them)
+        self.calibration: Calibration | None = None
         # in `cfg.fields` order (a ModuleDict would clash with nn.Module's own attribute
         # names: a field called "type")
         self.heads = nn.ModuleList(
@@ -148,6 +153,12 @@ class CropReader(nn.Module):
         measures = self.measure(np.asarray(crops), np.asarray(present), masks)
         return self.read_measures(measures)
 
+    def confidence(self, field_id: str, probability: float) -> float:
+        """How often a value read with `probability` was right on held-out lesions."""
+        if self.calibration is None:
+            return probability
+        return self.calibration.confidence(field_id, probability)
+
     @torch.no_grad()
     def read_measures(self, measures: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         probs = {k: v.softmax(-1) for k, v in self(measures.double()).items()}
@@ -155,7 +166,12 @@ class CropReader(nn.Module):
 
 
 def save_crop_reader(model: CropReader, folder: Path, summary: dict | None = None) -> Path:
-    return save_model_folder(model, folder, CROP_READER_TYPE, summary, card=write_card)
+    save_model_folder(model, folder, CROP_READER_TYPE, summary)
+    if model.calibration is not None:
+        with replaced_privately(Path(folder) / CALIBRATION_FILE) as part:
+            part.write_text(model.calibration.to_json() + "\n")
+    write_card(Path(folder))
+    return Path(folder)
 
 
 def write_card(folder: Path) -> None:
@@ -174,9 +190,19 @@ def write_card(folder: Path) -> None:
             f"family hidden) of {args.get('cases')} {args.get('protocol')} phantom cases "
             f"(seed {args.get('seed')}), {args.get('iterations')} boosting rounds per field."
         )
+    calibrated = summary.get("calibration")
+    if calibrated and (folder / CALIBRATION_FILE).is_file():
+        facts.append(
+            f"Confidence: each field's read probability mapped onto the share right "
+            f"(isotonic) on {calibrated['values']} read values of seed {calibrated['seed']}."
+        )
     held = summary.get("heldout")
     if held:
-        scores = ", ".join(f"{k} {v['balanced_accuracy']:.2f}" for k, v in held["fields"].items())
+        scores = ", ".join(
+            f"{k} {v['balanced_accuracy']:.2f}"
+            + (f" (ECE {v['ece']:.3f})" if v.get("ece") is not None else "")
+            for k, v in held["fields"].items()
+        )
         facts.append(
             f"Balanced accuracy on {held['lesions']} lesions of seed {held['seed']}: {scores}."
         )
@@ -195,4 +221,8 @@ def write_card(folder: Path) -> None:
 
 def load_crop_reader(folder: Path, device: str = "cpu") -> CropReader:
     """Weights through safetensors with strict keys; a config that does not fit is an error."""
-    return load_model_folder(folder, CROP_READER_TYPE, CropReaderConfig, CropReader, device)
+    model = load_model_folder(folder, CROP_READER_TYPE, CropReaderConfig, CropReader, device)
+    calibration = Path(folder) / CALIBRATION_FILE
+    if calibration.is_file():
+        model.calibration = Calibration.from_json(calibration.read_text())
+    return model

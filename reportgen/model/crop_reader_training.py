@@ -8,6 +8,10 @@ cannot show (`requires`), or a value only a hidden family shows (a non-mass
 enhancement's type without DCE), is never asked of that row. One boosted-tree
 classifier per field is fit on the rows whose truth states it, answers weighted by
 inverse frequency (rare descriptors such as spiculation count as much as the common).
+Weighting by inverse frequency makes the trees' probabilities say little about how
+often they are right, so each field's read probability is then mapped onto the share
+right on lesions of a third seed (isotonic, `fit_reader_calibration`), and the reader
+states that as its confidence.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 
 from reportgen.io.sequences import PROTOCOL, sequence_family
 from reportgen.measure.crop_measures import crop_measures
+from reportgen.model.calibration_fit import fit_calibration
 from reportgen.model.crop_reader import CropReader, CropReaderConfig
 from reportgen.model.field_training import criterion_classifier
 from reportgen.model.train_args import CropReaderTrainArgs
@@ -29,6 +34,8 @@ from reportgen.model.tree_heads import constant_ensemble, ensemble_from_sklearn
 from reportgen.parallel import parallel_map
 from reportgen.preprocessing import LESION_CROP, lesion_crop
 from reportgen.report import load_template
+from reportgen.report.calibration import POOLED, Calibration
+from reportgen.report.metrics import calibration_error
 from reportgen.report.template import FieldSpec
 from reportgen.synth import SynthOptions
 from reportgen.synth.views import lesion_views
@@ -153,25 +160,51 @@ def balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
     return float(np.mean([(guess[truth == c] == c).mean() for c in np.unique(truth)]))
 
 
-def score_reader(
+def _asked_reads(
     model: CropReader, measures: np.ndarray, acquired: Sequence[frozenset[str]], truth: list[dict]
-) -> dict:
-    """Per field: lesions asked, accuracy and balanced accuracy on held-out measures."""
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per field, over the rows asked it: (true index, read index, raw probability read)."""
     template = load_template(model.cfg.template)
     specs = [template.field(k) for k in model.cfg.fields]
     targets = unasked(field_targets(truth, model.cfg), specs, acquired)
     read = model.read_measures(torch.from_numpy(np.asarray(measures, np.float32)))
     out = {}
     for k, name in enumerate(model.cfg.fields):
-        keep = (targets[:, k] >= 0).numpy()
-        if keep.any():
-            t = targets[keep, k].numpy()
-            g = np.array([int(r[name].argmax()) for r, m in zip(read, keep, strict=True) if m])
-            out[name] = {
-                "lesions": int(keep.sum()),
-                "accuracy": round(float((g == t).mean()), 4),
-                "balanced_accuracy": round(balanced_accuracy(t, g), 4),
-            }
+        rows = np.flatnonzero((targets[:, k] >= 0).numpy())
+        if len(rows):
+            probs = torch.stack([read[i][name] for i in rows]).numpy()
+            out[name] = (targets[rows, k].numpy(), probs.argmax(1), probs.max(1))
+    return out
+
+
+def fit_reader_calibration(
+    model: CropReader, measures: np.ndarray, acquired: Sequence[frozenset[str]], truth: list[dict]
+) -> Calibration:
+    """Isotonic maps from each field's raw read probability to the share right, on
+    lesions the trees were not fit on (`reportgen.model.calibration_fit`)."""
+    records = [
+        (name, float(p), bool(g == t))
+        for name, (truth_idx, guess, prob) in _asked_reads(model, measures, acquired, truth).items()
+        for t, g, p in zip(truth_idx, guess, prob, strict=True)
+    ]
+    return fit_calibration(records)
+
+
+def score_reader(
+    model: CropReader, measures: np.ndarray, acquired: Sequence[frozenset[str]], truth: list[dict]
+) -> dict:
+    """Per field: lesions asked, accuracy, balanced accuracy and, with the reader's
+    calibration applied, the expected calibration error, on held-out measures."""
+    out = {}
+    for name, (t, g, p) in _asked_reads(model, measures, acquired, truth).items():
+        confidence = [model.confidence(name, float(v)) for v in p]
+        ece = calibration_error(list(zip(confidence, (g == t).tolist(), strict=True)))
+        out[name] = {
+            "lesions": len(t),
+            "accuracy": round(float((g == t).mean()), 4),
+            "balanced_accuracy": round(balanced_accuracy(t, g), 4),
+            "ece": round(ece["ece"], 4) if ece else None,
+        }
     return out
 
 
@@ -192,11 +225,23 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
         )
     log(f"{len(measures)} rows from {args.cases} cases in {time.time() - start:.0f} s")
     model = fit_crop_reader(measures, acquired, truth, cfg, args.seed, args.iterations)
+    if args.calibration_cases:
+        calibrating = SynthOptions(
+            domain="breast", seed=args.calibration_seed, protocol=args.protocol
+        )
+        rows = view_measures(calibrating, args.calibration_cases, True, args.workers)
+        model.calibration = fit_reader_calibration(model, *rows)
+        log(f"calibrated on {len(rows[0])} rows of seed {args.calibration_seed}")
     summary: dict = {
         "args": args.to_dict(),
         "train_rows": len(measures),
         "seconds": round(time.time() - start),
     }
+    if model.calibration is not None:
+        summary["calibration"] = {
+            "seed": args.calibration_seed,
+            "values": model.calibration.examples.get(POOLED, 0),
+        }
     if args.heldout_cases:
         held = SynthOptions(domain="breast", seed=args.heldout_seed, protocol=args.protocol)
         h = view_measures(held, args.heldout_cases, False, args.workers)

@@ -333,7 +333,7 @@ def read_candidates(
             allowed = [k for k, v in enumerate(options) if v not in unseen.get(field_id, ())]
             best = max(allowed, key=lambda k: float(p[k]))
             values[field_id] = options[best]
-            candidate.reading.read[field_id] = float(p[best])
+            candidate.reading.read[field_id] = reader.confidence(field_id, float(p[best]))
         candidate.reading.pointers.update(values)
 
 

@@ -227,4 +227,9 @@ class CropReaderTrainArgs(ArgsRecord):
     protocol: str = field(default="clinical", metadata=option("Acquisition protocol of the views."))
     seed: int = field(default=0, metadata=option())
     heldout_seed: int = field(default=1, metadata=option("Seed of the scoring cases."))
+    calibration_cases: int = field(
+        default=1000,
+        metadata=option("Cases of a third seed its confidence is calibrated on (0: none)."),
+    )
+    calibration_seed: int = field(default=2, metadata=option("Seed of the calibration cases."))
     workers: int | None = field(default=None, metadata=option("Processes drawing the views."))

@@ -199,6 +199,7 @@ def test_train_crop_reader_from_lesion_views_end_to_end(cli, tmp_path):
 
     out = tmp_path / "reader"
     args = ["--out", out, "--cases", "4", "--heldout-cases", "3", "--iterations", "5"]
+    args += ["--calibration-cases", "4"]
     result = cli("train-crop-reader", *args, "--workers", "1")
     assert result.code == 0, result.err
     reader = load_crop_reader(out)
@@ -206,6 +207,9 @@ def test_train_crop_reader_from_lesion_views_end_to_end(cli, tmp_path):
     summary = read_summary(out)
     assert summary["train_rows"] >= 2 and summary["heldout"]["lesions"] >= 1
     assert "type" in summary["heldout"]["fields"]
+    # its confidence is calibrated on a third seed, and held out it says how well
+    assert reader.calibration is not None and (out / "calibration.json").is_file()
+    assert summary["heldout"]["fields"]["type"]["ece"] is not None
     card = (out / "README.md").read_text()
     assert "not for clinical use" in card.lower() and "reportgen train-crop-reader" in card
     assert_refused(cli("train-crop-reader", "--out", tmp_path / "x", "--cases", "0"), "--cases")
