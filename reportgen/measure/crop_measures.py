@@ -28,12 +28,13 @@ from scipy import ndimage
 
 from reportgen.io.sequences import PROTOCOL
 from reportgen.measure.morphology import lesion_form, lesion_pattern
-from reportgen.measure.radial import RadialOutline, radial_form, radial_outline
+from reportgen.measure.radial import RadialOutline, core_level, radial_form, radial_outline
 
 DCE = [PROTOCOL.index(f"DCE_{k}") for k in range(4)]
 T2W, DWI, ADC = PROTOCOL.index("T2W"), PROTOCOL.index("DWI"), PROTOCOL.index("ADC")
 SMOOTH_VOXELS = 0.6  # denoising before the outline (sigma)
 ENHANCING = 0.10  # a lesion whose early relative enhancement is below this is outlined on T2W
+# (against T1 where the pre-contrast image is there: fluid is bright on one, dark on the other)
 OUTSIDE_VOXELS = 3  # the crop "around" the lesion starts this far outside its outline
 
 _FORM = [
@@ -88,13 +89,19 @@ def _outline_contrast(crop: np.ndarray, present: np.ndarray) -> tuple[np.ndarray
     if present[DCE[:2]].all():
         before = np.maximum(ndimage.gaussian_filter(crop[DCE[0]], SMOOTH_VOXELS), 1e-2)
         relative = ndimage.gaussian_filter(crop[DCE[1]], SMOOTH_VOXELS) / before - 1.0
-        if float(ndimage.uniform_filter(relative, 5)[centre]) >= ENHANCING:
+        if core_level(relative) >= ENHANCING:
             return relative, "enhancement"
     channel = T2W if present[T2W] else DWI if present[DWI] else None
     if channel is None:
         return np.zeros(crop.shape[1:], np.float32), "none"
-    image = ndimage.gaussian_filter(crop[channel], SMOOTH_VOXELS)
-    contrast = image / max(float(np.median(image)), 1e-3) - 1.0
+
+    def against_crop(k: int) -> np.ndarray:
+        image = ndimage.gaussian_filter(crop[k], SMOOTH_VOXELS)
+        return image / max(float(np.median(image)), 1e-3) - 1.0
+
+    contrast = against_crop(channel)
+    if channel == T2W and present[DCE[0]]:  # fluid: bright on T2W and dark on T1, where
+        contrast = contrast - against_crop(DCE[0])  # fat is bright on both
     sign = 1.0 if float(ndimage.uniform_filter(contrast, 5)[centre]) >= 0 else -1.0
     return sign * contrast, "t2" if channel == T2W else "dwi"
 

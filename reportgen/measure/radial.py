@@ -25,7 +25,10 @@ from scipy.spatial import cKDTree
 N_DIRECTIONS = 300
 STEP_VOXELS = 0.5  # sampling step along each ray
 STAY_BELOW_VOXELS = 2.0  # the edge: contrast below half the level for this far
-CORE_RADIUS_VOXELS = 4.0  # the lesion's level: its contrast within this of the centre
+ENTRY_VOXELS = 5.0  # a ray must reach lesion-level contrast within this of the centre
+# the lesion's level: the highest of its contrast's upper quartiles within these distances
+# of the centre (a focus fills only the smallest; a necrotic core needs the largest)
+CORE_RADII_VOXELS = (1.5, 2.5, 4.0, 6.0)
 PROFILE_STEPS = 8  # samples either side of the edge in the edge profile
 
 
@@ -67,7 +70,7 @@ class RadialOutline:
     centre: np.ndarray
     level: float  # the lesion's contrast near its centre
     profile: np.ndarray  # median contrast across the edge, over `level` (2 * PROFILE_STEPS + 1)
-    reached_border: float  # share of rays that ran out of the crop before an edge
+    reached_border: float  # share of rays that never entered, or ran out of the crop
 
     def mask(self, shape: tuple[int, ...]) -> np.ndarray:
         """The star-shaped region inside the radii on a grid of `shape`."""
@@ -75,6 +78,17 @@ class RadialOutline:
         distance = np.linalg.norm(points, axis=1)
         nearest = _LOOKUP.query(points / np.maximum(distance, 1e-6)[:, None])[1]
         return (distance <= self.radii[nearest]).reshape(shape)
+
+
+def core_level(contrast: np.ndarray, centre: np.ndarray | None = None) -> float:
+    """The lesion's contrast at the centre: the highest upper quartile within
+    `CORE_RADII_VOXELS` (a focus fills only the smallest sphere, a necrotic or septated
+    centre needs the largest)."""
+    shape = np.asarray(contrast.shape)
+    centre = (shape - 1) / 2.0 if centre is None else np.asarray(centre, float)
+    distance = np.linalg.norm(np.argwhere(np.ones(contrast.shape, bool)) - centre, axis=1)
+    flat = contrast.reshape(-1)
+    return max(float(np.percentile(flat[distance <= r], 75)) for r in CORE_RADII_VOXELS)
 
 
 def radial_outline(contrast: np.ndarray, centre: np.ndarray | None = None) -> RadialOutline:
@@ -87,17 +101,28 @@ def radial_outline(contrast: np.ndarray, centre: np.ndarray | None = None) -> Ra
     samples = ndimage.map_coordinates(
         contrast, points.reshape(-1, 3).T, order=1, mode="nearest"
     ).reshape(len(DIRECTIONS), len(steps))
-    grid = np.argwhere(np.ones(contrast.shape, bool))
-    core = np.linalg.norm(grid - centre, axis=1) <= CORE_RADIUS_VOXELS
-    level = max(float(np.percentile(contrast.reshape(-1)[core], 75)), 1e-3)
+    level = max(core_level(contrast, centre), 1e-3)
     below = samples < 0.5 * level
     run = round(STAY_BELOW_VOXELS / STEP_VOXELS)
     stays = below.copy()
     for k in range(1, run):
         stays[:, :-k] &= below[:, k:]
-    found = stays.any(1)
-    first = np.where(found, stays.argmax(1), len(steps) - 1)
+    # a ray starting in a dark septum or a necrotic centre enters the lesion first; one
+    # that never does within ENTRY_VOXELS (along a septum) takes its neighbours' radius
+    entered = ~below
+    entry = np.where(entered.any(1), entered.argmax(1), len(steps))
+    inside = entry <= round(ENTRY_VOXELS / STEP_VOXELS)
+    stays &= np.arange(len(steps))[None, :] >= entry[:, None]
+    found = stays.any(1) & inside
+    first = np.where(stays.any(1), stays.argmax(1), len(steps) - 1)
     radii = np.maximum(steps[first], STEP_VOXELS)
+    if inside.any() and not inside.all():
+        for _ in range(3):  # fill from the neighbouring directions that entered
+            known = np.where(inside[NEIGHBOURS], radii[NEIGHBOURS], np.nan)
+            fill = ~inside & np.isfinite(known).any(1)
+            radii[fill] = np.nanmedian(known[fill], axis=1)
+            inside = inside | fill
+        radii[~inside] = np.median(radii[inside])
     offsets = np.arange(-PROFILE_STEPS, PROFILE_STEPS + 1)
     at = np.clip(first[:, None] + offsets[None, :], 0, len(steps) - 1)
     profile = np.median(samples[np.arange(len(DIRECTIONS))[:, None], at], 0) / level

@@ -239,13 +239,16 @@ class StudyLesions:
     lesions: list[tuple[str, float, bool]]  # (type, size mm, found)
     findings: int  # findings the draft wrote
     matched_findings: int
-    field_pairs: list[bool]  # per field of matched pairs: equal?
+    field_pairs: list[tuple[str, bool]]  # per field of matched pairs: (field, equal?)
     size_errors: list[float]
     laterality: list[bool]
     clock: list[bool]
     # (field, the draft's confidence, right?) per described field of a found lesion: what
     # calibration is measured (and fit) on
     confidences: list[tuple[str, float, bool]] = field(default_factory=list)
+
+
+GEOMETRY_FIELDS = ("laterality", "clock", "size_mm", "depth")
 
 
 def _size_bin(size: float) -> str:
@@ -283,7 +286,7 @@ class LesionScores:
         for i, j in matched:
             truth, predicted = lesions[i].finding, findings[j]
             for key in set(truth.fields) | set(predicted.fields):
-                record.field_pairs.append(_field(truth, key) == _field(predicted, key))
+                record.field_pairs.append((key, _field(truth, key) == _field(predicted, key)))
             t_size, p_size = _field(truth, "size_mm"), _field(predicted, "size_mm")
             if t_size is not None and p_size is not None:
                 record.size_errors.append(abs(float(p_size) - float(t_size)))
@@ -302,7 +305,9 @@ class LesionScores:
         reportable = [found for _, size, found in lesions if size >= MIN_REPORTABLE_MM]
         findings = sum(r.findings for r in rows)
         flat = lambda name: [v for r in rows for v in getattr(r, name)]  # noqa: E731
-        by_type, by_size = defaultdict(list), defaultdict(list)
+        by_type, by_size, by_field = defaultdict(list), defaultdict(list), defaultdict(list)
+        for key, right in flat("field_pairs"):
+            by_field[key].append(right)
         for kind, size, found in lesions:
             by_type[kind].append(found)
             by_size[_size_bin(size)].append(found)
@@ -314,12 +319,19 @@ class LesionScores:
             if findings
             else None,
             "size_mae_found_mm": _mean(flat("size_errors")),
-            "field_accuracy_found": _mean(flat("field_pairs")),
+            "field_accuracy_found": _mean([right for _, right in flat("field_pairs")]),
+            "field_accuracy_found_by_field": {
+                k: round(float(np.mean(v)), 4) for k, v in sorted(by_field.items())
+            },
             "laterality_found": _mean(flat("laterality")),
             "clock_found": _mean(flat("clock")),
             "recall_by_type": {k: _count(v) for k, v in sorted(by_type.items())},
             "recall_by_size": {k: _count(v) for k, v in sorted(by_size.items())},
             "calibration": calibration_summary(flat("confidences")),
+            # the lexicon's descriptors alone (where and how large are measured, not read)
+            "calibration_descriptors": calibration_summary(
+                [r for r in flat("confidences") if r[0] not in GEOMETRY_FIELDS]
+            ),
         }
 
 
