@@ -444,15 +444,21 @@ def _irregular_body(lesion: Lesion, rng: np.random.Generator):
     return sdf, bounds
 
 
+def _paint_cyst(canvas: Canvas, lesion: Lesion, rot: np.ndarray, rng: np.random.Generator) -> None:
+    """A simple cyst: a smooth, slightly flattened ellipsoid of fluid (either protocol)."""
+    r = lesion.radius
+    axes = (r, r * rng.uniform(0.7, 0.95), r * rng.uniform(0.7, 0.95))
+    sdf, bounds, size = blob(lesion.centre, axes, rot, Harmonics(rng, 0.0))
+    canvas.paint(sdf, bounds, CYST, label=lesion.label, blur=0.8)
+    lesion.size_mm = size
+
+
 def _paint_mass(canvas: Canvas, lesion: Lesion, rng: np.random.Generator) -> None:
     f = lesion.fields
     r = lesion.radius
     rot = rotation(rng)
     if f["type"] == "breast_cyst":
-        axes = (r, r * rng.uniform(0.7, 0.95), r * rng.uniform(0.7, 0.95))
-        sdf, bounds, size = blob(lesion.centre, axes, rot, Harmonics(rng, 0.0))
-        canvas.paint(sdf, bounds, CYST, label=lesion.label, blur=0.8)
-        lesion.size_mm = size
+        _paint_cyst(canvas, lesion, rot, rng)
         return
     tissue = _lesion_tissue(lesion, rng)
     if f["type"] == "focus":
@@ -505,10 +511,7 @@ def _paint_mass_low_resolution(canvas: Canvas, lesion: Lesion, rng: np.random.Ge
     r = lesion.radius
     rot = rotation(rng)
     if f["type"] == "breast_cyst":
-        axes = (r, r * rng.uniform(0.7, 0.95), r * rng.uniform(0.7, 0.95))
-        sdf, bounds, size = blob(lesion.centre, axes, rot, Harmonics(rng, 0.0))
-        canvas.paint(sdf, bounds, CYST, label=lesion.label, blur=0.8)
-        lesion.size_mm = size
+        _paint_cyst(canvas, lesion, rot, rng)
         return
     shape = f.get("shape", "shape_round")
     margin = f.get("margin", "margin_circumscribed")
