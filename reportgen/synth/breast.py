@@ -11,6 +11,7 @@ margin in 3D geometry, internal enhancement as spatial patterns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -453,6 +454,46 @@ def _paint_cyst(canvas: Canvas, lesion: Lesion, rot: np.ndarray, rng: np.random.
     lesion.size_mm = size
 
 
+def _paint_spicules(
+    canvas: Canvas,
+    centre: np.ndarray,
+    tissue: Tissue,
+    rng: np.random.Generator,
+    start_mm: float,
+    end_mm: Callable[[], float],
+    radius_mm: tuple[float, float],
+) -> None:
+    """8-14 enhancing strands from `start_mm` off the centre out to `end_mm()` (drawn per
+    strand), each as thick as a draw from `radius_mm`."""
+    for _ in range(int(rng.integers(8, 15))):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        start = centre + direction * start_mm
+        end = centre + direction * end_mm()
+        s_sdf, s_bounds = capsule(start, end, radius=float(rng.uniform(*radius_mm)))
+        canvas.paint(s_sdf, s_bounds, tissue, blur=1.0)
+
+
+def _paint_body(
+    canvas: Canvas,
+    lesion: Lesion,
+    sdf,
+    bounds,
+    tissue: Tissue,
+    rng: np.random.Generator,
+    blur: float,
+) -> None:
+    """The mass itself, labelled, enhancing in its internal pattern."""
+    pattern = lesion.fields.get("internal_enhancement", "enhancement_homogeneous")
+    canvas.paint(
+        sdf,
+        bounds,
+        _patterned(tissue, pattern, rng, texture_scale=canvas.texture_scale),
+        label=lesion.label,
+        blur=blur,
+    )
+
+
 def _paint_mass(canvas: Canvas, lesion: Lesion, rng: np.random.Generator) -> None:
     f = lesion.fields
     r = lesion.radius
@@ -485,21 +526,11 @@ def _paint_mass(canvas: Canvas, lesion: Lesion, rng: np.random.Generator) -> Non
         bounds = (bounds[0] - 3 * waves.amplitude, bounds[1] + 3 * waves.amplitude)
         blur = 1.8  # and indistinct
     if margin == "margin_spiculated":
-        for _ in range(int(rng.integers(8, 15))):
-            direction = rng.normal(size=3)
-            direction /= np.linalg.norm(direction)
-            start = lesion.centre + direction * r * 0.6
-            end = lesion.centre + direction * (r + rng.uniform(*SPICULE_LENGTH_MM))
-            s_sdf, s_bounds = capsule(start, end, radius=float(rng.uniform(*SPICULE_RADIUS_MM)))
-            canvas.paint(s_sdf, s_bounds, tissue, blur=1.0)
-    pattern = f.get("internal_enhancement", "enhancement_homogeneous")
-    canvas.paint(
-        sdf,
-        bounds,
-        _patterned(tissue, pattern, rng, texture_scale=canvas.texture_scale),
-        label=lesion.label,
-        blur=blur,
-    )
+        _paint_spicules(
+            canvas, lesion.centre, tissue, rng, r * 0.6,
+            lambda: r + rng.uniform(*SPICULE_LENGTH_MM), SPICULE_RADIUS_MM,
+        )  # fmt: skip
+    _paint_body(canvas, lesion, sdf, bounds, tissue, rng, blur)
     lesion.size_mm = longest_diameter(sdf, bounds)
 
 
@@ -534,21 +565,11 @@ def _paint_mass_low_resolution(canvas: Canvas, lesion: Lesion, rng: np.random.Ge
         modulation = Harmonics(rng, 0.0)
     sdf, bounds, size = blob(lesion.centre, axes, rot, modulation)
     if margin == "margin_spiculated":
-        for _ in range(int(rng.integers(8, 15))):
-            direction = rng.normal(size=3)
-            direction /= np.linalg.norm(direction)
-            start = lesion.centre + direction * r * 0.7
-            end = lesion.centre + direction * r * rng.uniform(1.7, 2.4)
-            s_sdf, s_bounds = capsule(start, end, radius=float(rng.uniform(0.9, 1.3)))
-            canvas.paint(s_sdf, s_bounds, tissue, blur=1.0)
-    pattern = f.get("internal_enhancement", "enhancement_homogeneous")
-    canvas.paint(
-        sdf,
-        bounds,
-        _patterned(tissue, pattern, rng, texture_scale=canvas.texture_scale),
-        label=lesion.label,
-        blur=blur,
-    )
+        _paint_spicules(
+            canvas, lesion.centre, tissue, rng, r * 0.7,
+            lambda: r * rng.uniform(1.7, 2.4), (0.9, 1.3),
+        )  # fmt: skip
+    _paint_body(canvas, lesion, sdf, bounds, tissue, rng, blur)
     lesion.size_mm = size
 
 
