@@ -59,6 +59,34 @@ def test_lesion_crop_reads_every_series_at_the_crops_own_resolution():
         assert max(dce[1:]) > dce[0]
 
 
+def test_a_crop_cut_from_its_footprint_is_the_crop_cut_from_the_whole_series():
+    """`lesion_crop` resamples each series from the part around the crop only (15x
+    faster); the voxels must be those resampled from the whole series, at the lesion and
+    at the series' edge and beyond (zeros)."""
+    import torch
+    import torchio as tio
+
+    from reportgen.preprocessing import preprocessing_transform, target_affine
+
+    options = SynthOptions(domain="breast", seed=4, protocol="clinical")
+    view = next(v for i in range(10) for v in lesion_views(options, i))
+    study = view.study()
+    dce = study.sequences["DCE_0"]
+    corner = dce.affine[:3, :3] @ np.asarray(dce.data.shape) + dce.affine[:3, 3]
+    for centre in (view.centroid_mm(), corner, corner + 500.0):
+        image, _ = lesion_crop(study, centre)
+        whole = tio.Subject(
+            {
+                n: tio.ScalarImage(tensor=torch.from_numpy(v.data)[None], affine=v.affine)
+                for n, v in study.sequences.items()
+            }
+        )
+        ready = preprocessing_transform(LESION_CROP, target_affine(LESION_CROP, centre))(whole)
+        for n in study.sequences:
+            expected = torch.nan_to_num(ready[n].data[0].float()).numpy()
+            assert np.array_equal(image[PROTOCOL.index(n)], expected), n
+
+
 def test_clinical_margins_are_drawn_at_a_scale_the_acquisition_resolves():
     """An irregular margin's surface is rougher, and a spiculated mass reaches farther
     beyond its body, than a circumscribed mass's, measured on the drawn lesion's own
