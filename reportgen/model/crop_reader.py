@@ -74,6 +74,10 @@ class CropReaderConfig(StrictConfig):
     # Breast MRI Accreditation Program's limit for the T1 series: 1 mm); a coarser study
     # keeps the report model's own reading, as the reader was never fit on one
     max_in_plane_mm: float = 1.0
+    # the gate: is a lesion at the crop's centre? (`reportgen.model.native_candidates`;
+    # empty: no gate, the report model's own candidates only)
+    gate_shape: list[int] = field(default_factory=list)
+    gate_threshold: float = 0.5
     name: str = "reportgen-crop-reader"
     version: str = "0.2.0"
 
@@ -118,6 +122,7 @@ class CropReader(nn.Module):
             else constant_ensemble(0, len(v))
             for k, v in cfg.fields.items()
         )
+        self.gate = TreeEnsemble(*cfg.gate_shape) if cfg.gate_shape else None
 
     def reads(self, study: Study) -> bool:
         """Whether `study` was acquired finely enough for this reader (its early DCE
@@ -152,6 +157,14 @@ class CropReader(nn.Module):
         """Each crop's distribution over every field's values."""
         measures = self.measure(np.asarray(crops), np.asarray(present), masks)
         return self.read_measures(measures)
+
+    @torch.no_grad()
+    def gate_probability(self, measures: np.ndarray) -> np.ndarray:
+        """Each crop's probability that a lesion is at its centre (the gate's)."""
+        if self.gate is None:
+            raise ConfigError("this crop reader has no gate: train it again with --gate-studies")
+        logits = self.gate(torch.from_numpy(np.asarray(measures, np.float64)))
+        return logits.softmax(-1)[:, 1].float().numpy()
 
     def confidence(self, field_id: str, probability: float) -> float:
         """How often a value read with `probability` was right on held-out lesions."""

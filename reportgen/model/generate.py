@@ -16,6 +16,7 @@ from reportgen.model.decoding import Drafted, draft_tokens
 from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
 from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
 from reportgen.model.modeling import load_model
+from reportgen.model.native_candidates import lesion_chooser
 from reportgen.report import Report, build_report
 from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
 
@@ -80,21 +81,24 @@ class ReportGenerator(LoadedModel):
         lets a crop reader read the candidates at the acquisition's own resolution."""
         used = [s for s, p in zip(self.sequences, present[0].tolist(), strict=True) if p]
         grammar = self.grammar.for_sequences(used)  # what the study cannot show is skipped
+        reader = self.crop_reader
+        native = (
+            reader is not None and study is not None and affine is not None and reader.reads(study)
+        )
+        choose = None
+        if native and reader.gate is not None and self.model.has_evidence:
+            choose = lesion_chooser(self.model, reader, study, affine)
         with torch.no_grad():
-            memory, regions = self.model.encode_with_regions(image, present)
+            memory, regions = self.model.encode_with_regions(image, present, choose)
         if regions is not None and self.model.has_evidence:  # only findings it can place
             placed = [c for c in regions.candidates[0] if c.outline is not None]
-            reader = self.crop_reader
-            if (
-                reader is not None
-                and study is not None
-                and affine is not None
-                and reader.reads(study)
-            ):
-                read_candidates(self.crop_reader, study, placed, affine, self.template, used)
+            if native:
+                read_candidates(reader, study, placed, affine, self.template, used)
             grammar = grammar.at_most(len(placed)).measured_by(
                 [c.reading.pointers for c in placed if c.reading is not None]
             )
+            if choose is not None:  # the gate decided which are lesions: one finding each
+                grammar = grammar.at_least(len(placed))
         drafted = draft_tokens(
             self.model,
             self.vocab,

@@ -79,6 +79,7 @@ class TemplateGrammar:
         self.hidden: frozenset[str] = frozenset()  # fields the study cannot support
         self.unseen: dict[str, frozenset[int]] = {}  # value ids the study cannot show, by field
         self.finding_cap: int | None = None  # at most this many findings (see `at_most`)
+        self.finding_floor: int = 0  # at least this many findings (see `at_least`)
         self.measured: tuple[dict[str, str], ...] = ()  # see `measured_by`
 
     def measured_by(self, candidates: list[dict[str, str]]) -> TemplateGrammar:
@@ -176,6 +177,16 @@ class TemplateGrammar:
         other.finding_cap = findings
         return other
 
+    def at_least(self, findings: int) -> TemplateGrammar:
+        """This automaton writing at least `findings` findings (never over the template's
+        maximum or `at_most`'s cap): with a gate that decided which candidates are
+        lesions, one finding for each, so the decoder cannot leave a found lesion out."""
+        if findings == self.finding_floor:
+            return self
+        other = copy.copy(self)
+        other.finding_floor = findings
+        return other
+
     def _applicable(self, spec: FieldSpec, values: dict, parent: dict | None) -> bool:
         if spec.id in self.hidden:
             return False
@@ -243,7 +254,7 @@ class TemplateGrammar:
             options = set()
             if len(state.findings) < most:
                 options.add(finding)
-            if len(state.findings) >= t.finding_min:
+            if len(state.findings) >= max(t.finding_min, min(self.finding_floor, most)):
                 options.add(end)
             token = expect(frozenset(options))
             if token is None:

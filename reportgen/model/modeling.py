@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -85,6 +86,11 @@ def drop_mae_decoder(encoder: MaskedAutoencoder3D) -> MaskedAutoencoder3D:
             delattr(encoder, name)
     encoder.register_buffer("decoder_pos_embed", None, persistent=False)
     return encoder
+
+
+# Which of a study's outlined candidates are lesions, given them and the study's reading
+# (and any it finds itself, through `ReportModel.measured_candidate`); most likely first.
+Chooser = Callable[[list[Candidate], StudyReading], list[Candidate]]
 
 
 @dataclass
@@ -262,9 +268,10 @@ class ReportModel(nn.Module):
         return self.encode_with_regions(images, present)[0]
 
     def encode_with_regions(
-        self, images: torch.Tensor, present: torch.Tensor
+        self, images: torch.Tensor, present: torch.Tensor, choose: Chooser | None = None
     ) -> tuple[Memory, RegionsOfInterest | None]:
-        """As `encode`, also returning the lesion candidates the memory was read from."""
+        """As `encode`, also returning the lesion candidates the memory was read from;
+        `choose` decides which outlined candidates are lesions (`outline_candidates`)."""
         if not bool(present.any(1).all()):
             raise InputError("study", "has none of the sequences the model was trained on")
         coarse = self.pooled(images)
@@ -277,7 +284,7 @@ class ReportModel(nn.Module):
         memory = Memory(self.memory_proj(feats), enc.valid)
         if self.cfg.roi is None:
             return memory, None
-        regions = self.propose(images, coarse, present)
+        regions = self.propose(images, coarse, present, choose)
         with torch.no_grad() if frozen else contextlib.nullcontext():
             stem, stem_valid = self.roi_stem(regions.crops, present, regions.valid)
         memory = memory.cat(
@@ -329,7 +336,11 @@ class ReportModel(nn.Module):
         return torch.sigmoid(self.detector(coarse.detach(), present))
 
     def propose(
-        self, images: torch.Tensor, coarse: torch.Tensor, present: torch.Tensor
+        self,
+        images: torch.Tensor,
+        coarse: torch.Tensor,
+        present: torch.Tensor,
+        choose: Chooser | None = None,
     ) -> RegionsOfInterest:
         roi, enc = self.cfg.roi, self.encoder_cfg
         prob = self.detect(coarse, present).float().cpu().numpy()
@@ -346,18 +357,23 @@ class ReportModel(nn.Module):
             proposals = find_candidates(
                 p, enc.grid_spacing, roi["threshold"], roi["max_proposals"]
             )[0]
-            outlined, study = self.outline_candidates(images[b], present[b], proposals)
+            outlined, study = self.outline_candidates(images[b], present[b], proposals, choose)
             found.append(outlined)
             tissue.append(torch.from_numpy(study.features))
         return self.regions_at(images, found, torch.stack(tissue).to(images.device))
 
     @torch.no_grad()
     def outline_candidates(
-        self, image: torch.Tensor, present: torch.Tensor, proposals: list[Candidate]
+        self,
+        image: torch.Tensor,
+        present: torch.Tensor,
+        proposals: list[Candidate],
+        choose: Chooser | None = None,
     ) -> tuple[list[Candidate], StudyReading]:
         """Segment each proposal at input resolution, measure what is outlined, and keep
         up to `max_candidates` distinct lesions the segmenter is sure of (`min_outline_score`),
-        strongest proposal first."""
+        strongest proposal first. `choose(outlined, study)` may instead decide which are
+        lesions, and add its own (`measured_candidate`): every distinct outline is given."""
         roi, f = self.cfg.roi, self.cfg.pool_factor
         shape = tuple(roi["roi_shape"])
         _, spacing = self.cfg.input_grid()
@@ -365,50 +381,67 @@ class ReportModel(nn.Module):
         study = read_study(
             volume.numpy(), present.cpu().numpy(), tuple(self.encoder_cfg.sequences), spacing
         )
-        if not proposals:
-            return [], study
-        centres = [c.centre * f + (f - 1) / 2 for c in proposals]
-        crops = torch.stack([crop_around(volume, c, shape) for c in centres])
-        seen = present.cpu()[None].expand(len(crops), -1)
-        prob = torch.sigmoid(self.segmenter(crops, seen)).numpy()
-        grid = np.array(volume.shape[1:])
-        taken = np.zeros(tuple(grid), dtype=bool)
         kept: list[Candidate] = []
-        for cand, centre, p in zip(proposals, centres, prob, strict=True):
-            got = outline(p, roi["segment_threshold"])
-            if got is None:
-                continue
-            voxels, score = got
-            if score < roi["min_outline_score"]:
-                continue
-            voxels = voxels + np.array(crop_start(centre, shape))
-            voxels = voxels[((voxels >= 0) & (voxels < grid)).all(1)]
-            if not len(voxels) or taken[tuple(voxels.T)].any():
-                continue
-            mask = np.zeros(tuple(grid), dtype=bool)
-            mask[tuple(voxels.T)] = True
-            taken |= mask
-            reading = read_candidate(mask, score, study, self._size_grid)
-            if self.size_readout is not None and bool(self.size_readout.fitted):
-                size = self.size_readout.predict(torch.from_numpy(reading.features))
-                # The readout corrects partial volume; it may not extrapolate past the
-                # outline's box (a forced prostate outlined 12 x 42 x 18 mm read 83 mm).
-                size = min(float(size), reading.longest_possible_mm)
-                reading.pointers["size_mm"] = self.size_value(size)
-            kept.append(
-                replace(
-                    cand,
-                    low=voxels.min(0) // f,
-                    high=voxels.max(0) // f,
-                    peak=score,
-                    fine_centre=reading.centre_voxel,
-                    reading=reading,
-                    outline=voxels,
-                )
-            )
-            if len(kept) == roi["max_candidates"]:
-                break
+        if proposals:
+            centres = [c.centre * f + (f - 1) / 2 for c in proposals]
+            crops = torch.stack([crop_around(volume, c, shape) for c in centres])
+            seen = present.cpu()[None].expand(len(crops), -1)
+            prob = torch.sigmoid(self.segmenter(crops, seen)).numpy()
+            grid = np.array(volume.shape[1:])
+            taken = np.zeros(tuple(grid), dtype=bool)
+            for cand, centre, p in zip(proposals, centres, prob, strict=True):
+                got = outline(p, roi["segment_threshold"])
+                if got is None:
+                    continue
+                voxels, score = got
+                if score < roi["min_outline_score"]:
+                    continue
+                voxels = voxels + np.array(crop_start(centre, shape))
+                voxels = voxels[((voxels >= 0) & (voxels < grid)).all(1)]
+                if not len(voxels) or taken[tuple(voxels.T)].any():
+                    continue
+                taken[tuple(voxels.T)] = True
+                kept.append(self.measured_candidate(cand, voxels, score, study))
+                if choose is None and len(kept) == roi["max_candidates"]:
+                    break
+        if choose is not None:
+            kept = choose(kept, study)[: roi["max_candidates"]]
         return kept, study
+
+    def measured_candidate(
+        self, cand: Candidate | None, voxels: np.ndarray, score: float, study: StudyReading
+    ) -> Candidate:
+        """A candidate outlined by `voxels` (input grid, (N, 3)) and measured; `cand` is the
+        detector's proposal it came from (None: found another way)."""
+        f = self.cfg.pool_factor
+        mask = np.zeros(tuple(study.images[next(iter(study.images))].shape), dtype=bool)
+        mask[tuple(voxels.T)] = True
+        reading = read_candidate(mask, score, study, self._size_grid)
+        if self.size_readout is not None and bool(self.size_readout.fitted):
+            size = self.size_readout.predict(torch.from_numpy(reading.features))
+            # The readout corrects partial volume; it may not extrapolate past the
+            # outline's box (a forced prostate outlined 12 x 42 x 18 mm read 83 mm).
+            size = min(float(size), reading.longest_possible_mm)
+            reading.pointers["size_mm"] = self.size_value(size)
+        if cand is None:
+            _, spacing = self.cfg.input_grid()
+            cand = Candidate(
+                centre=voxels.mean(0) / f,
+                low=voxels.min(0) // f,
+                high=voxels.max(0) // f,
+                volume_mm3=float(len(voxels) * np.prod(spacing)),
+                peak=score,
+                component=0,
+            )
+        return replace(
+            cand,
+            low=voxels.min(0) // f,
+            high=voxels.max(0) // f,
+            peak=score,
+            fine_centre=reading.centre_voxel,
+            reading=reading,
+            outline=voxels,
+        )
 
     def size_value(self, mm: float) -> str:
         """The template's size value nearest `mm` (what a size pointer spells)."""

@@ -163,6 +163,11 @@ def test_a_capped_grammar_writes_no_more_findings_than_it_can_place():
     assert finding in options_after(grammar, 1)
     assert finding not in options_after(grammar.at_most(1), 1)
     assert options_after(grammar.at_most(0), 0) == {end}
+    # with a gate that decided the lesions: exactly one finding each
+    exactly = grammar.at_most(2).at_least(2)
+    assert options_after(exactly, 0) == {finding} and options_after(exactly, 1) == {finding}
+    assert options_after(exactly, 2) == {end}
+    assert options_after(grammar.at_most(1).at_least(3), 1) == {end}  # the cap wins
 
 
 def test_the_decoder_trains_on_readouts_fit_without_the_study():

@@ -1,0 +1,175 @@
+"""Lesions found at the acquisition's own resolution: proposals, crops, the reader's gate.
+
+The report model's detector works on a 4 mm grid and its segmenter on 2 mm; at clinical
+resolution that missed every focus and a fifth of the larger lesions of the dev phantoms
+(seed 2323). Here the study is searched as acquired (`reportgen.measure.proposals`:
+blobs of enhancement and of fluid inside the breast), each proposal is cut as a lesion
+crop and measured (`reportgen.measure.crop_measures`), and the crop reader's gate, a
+boosted-tree classifier on those measures fit on proposals of whole phantom studies,
+says how likely a lesion is there. Accepted proposals are re-centred on their own
+outline once (a proposal may sit on a lesion's edge) and merged where two describe one
+lesion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from reportgen.io.study import Study
+from reportgen.measure.crop_measures import outline_crop
+from reportgen.measure.proposals import Inside, Proposal, inside_mask, propose
+from reportgen.preprocessing import GridSpec, lesion_crop, target_affine
+
+PROPOSAL_LIMITS = {"enhancement": 16, "fluid": 8}
+RECENTRE_MM = 1.5  # an accepted proposal further than this from its outline's centre moves
+SAME_LESION_MM = 8.0  # accepted centres closer than this (or inside each other's outline)
+
+
+@dataclass
+class NativeCandidate:
+    """An accepted proposal: where (world mm), its crop and measures, the gate's
+    probability and its outline's voxels (world mm)."""
+
+    centre_mm: np.ndarray
+    probability: float
+    crop: np.ndarray
+    present: np.ndarray
+    measures: np.ndarray
+    outline_mm: np.ndarray  # (N, 3)
+    contrast: str
+
+
+def breast_inside(reading, affine: np.ndarray) -> Inside | None:
+    """Where the breast is, from a prepared study's tissue measures (`StudyReading`):
+    its confident fat and fibroglandular tissue, grown a little; None without T2W."""
+    tissue = reading.tissue if reading is not None else None
+    if tissue is None or tissue.fgt_mask is None:
+        return None
+    breast = tissue.fgt_mask | tissue.fat_mask
+    return inside_mask(breast, affine) if breast.any() else None
+
+
+BREAST_GRID = GridSpec((128, 128, 64), (2.0, 2.0, 2.0))  # the bundled model's input grid
+
+
+def propose_for(study: Study, limits: dict[str, int] = PROPOSAL_LIMITS) -> list[Proposal]:
+    """Proposals of a study on its own: the breast found on BREAST_GRID (what drafting
+    reads from the report model's prepared study)."""
+    from reportgen.io.sequences import PROTOCOL
+    from reportgen.model.evidence import read_study
+    from reportgen.preprocessing import prepare_study
+
+    ready = prepare_study(study, BREAST_GRID, PROTOCOL, with_mask=False)
+    reading = read_study(ready.image, ready.present, tuple(PROTOCOL), BREAST_GRID.spacing)
+    inside = breast_inside(reading, ready.affine)
+    return propose(study, inside, limits) if inside is not None else []
+
+
+def crop_outline_mm(crop: np.ndarray, present: np.ndarray, centre_mm, grid: GridSpec) -> np.ndarray:
+    """The crop's own outline of the lesion at its centre, as world points (mm)."""
+    outline, _ = outline_crop(crop, present)
+    voxels = np.argwhere(outline.mask(grid.shape))
+    affine = target_affine(grid, np.asarray(centre_mm, float))
+    return voxels @ affine[:3, :3].T + affine[:3, 3]
+
+
+def find_native(
+    reader, study: Study, inside: Inside, limits: dict[str, int] = PROPOSAL_LIMITS
+) -> list[NativeCandidate]:
+    """Proposals the reader's gate accepts, re-centred and one per lesion, most probable
+    first."""
+    grid = GridSpec(reader.cfg.crop_shape, reader.cfg.crop_spacing)
+    proposals: list[Proposal] = propose(study, inside, limits)
+    if not proposals:
+        return []
+    cut = [lesion_crop(study, np.asarray(p.centre_mm), grid) for p in proposals]
+    crops = np.stack([c for c, _ in cut])
+    present = np.stack([p for _, p in cut])
+    measures = reader.measure(crops, present).numpy()
+    probability = reader.gate_probability(measures)
+    accepted: list[NativeCandidate] = []
+    for k in np.argsort(-probability, kind="stable"):
+        if probability[k] < reader.cfg.gate_threshold:
+            break
+        centre = np.asarray(proposals[k].centre_mm, float)
+        crop, seen, row, p = crops[k], present[k], measures[k], float(probability[k])
+        outline = crop_outline_mm(crop, seen, centre, grid)
+        if len(outline) and np.linalg.norm(outline.mean(0) - centre) > RECENTRE_MM:
+            centre = outline.mean(0)
+            crop, seen = lesion_crop(study, centre, grid)
+            row = reader.measure(crop[None], seen[None]).numpy()[0]
+            p = max(p, float(reader.gate_probability(row[None])[0]))
+            outline = crop_outline_mm(crop, seen, centre, grid)
+        if any(_same_lesion(centre, outline, other) for other in accepted):
+            continue
+        accepted.append(NativeCandidate(centre, p, crop, seen, row, outline, proposals[k].contrast))
+    return accepted
+
+
+def _same_lesion(centre: np.ndarray, outline: np.ndarray, other: NativeCandidate) -> bool:
+    if np.linalg.norm(centre - other.centre_mm) < SAME_LESION_MM:
+        return True
+    return _within(centre, other.outline_mm) or _within(other.centre_mm, outline)
+
+
+def _within(point: np.ndarray, outline: np.ndarray, reach_mm: float = 1.0) -> bool:
+    return bool(len(outline)) and float(np.min(np.linalg.norm(outline - point, axis=1))) < reach_mm
+
+
+def lesion_chooser(model, reader, study: Study, affine: np.ndarray):
+    """A `Chooser` for the report model (`ReportModel.outline_candidates`): the lesions are
+    the proposals the gate accepts, each described by the model's own outline where one
+    holds it (what the decoder was trained on), else by the crop's outline on the model's
+    grid; a model outline no accepted proposal falls in stays if the gate accepts its own
+    crop. Most probable first."""
+    grid = GridSpec(reader.cfg.crop_shape, reader.cfg.crop_spacing)
+    inverse = np.linalg.inv(np.asarray(affine, np.float64))
+
+    def world(voxel: np.ndarray) -> np.ndarray:
+        return affine[:3, :3] @ voxel + affine[:3, 3]
+
+    def choose(outlined: list, reading) -> list:
+        inside = breast_inside(reading, affine)
+        natives = find_native(reader, study, inside) if inside is not None else []
+        chosen: list[tuple[float, object]] = []
+        claimed: set[int] = set()
+        for native in natives:
+            voxel = np.rint(inverse[:3, :3] @ native.centre_mm + inverse[:3, 3]).astype(int)
+            holder = next(
+                (
+                    k
+                    for k, c in enumerate(outlined)
+                    if k not in claimed
+                    and (
+                        (c.outline == voxel).all(1).any()
+                        or np.linalg.norm(world(c.reading.centre_voxel) - native.centre_mm)
+                        < SAME_LESION_MM
+                    )
+                ),
+                None,
+            )
+            if holder is not None:
+                claimed.add(holder)
+                chosen.append((native.probability, outlined[holder]))
+                continue
+            voxels = np.unique(
+                np.rint(native.outline_mm @ inverse[:3, :3].T + inverse[:3, 3]).astype(int), axis=0
+            )
+            shape = np.asarray(next(iter(reading.images.values())).shape)
+            voxels = voxels[((voxels >= 0) & (voxels < shape)).all(1)]
+            if len(voxels):
+                candidate = model.measured_candidate(None, voxels, native.probability, reading)
+                chosen.append((native.probability, candidate))
+        rest = [c for k, c in enumerate(outlined) if k not in claimed]
+        if rest:
+            cut = [lesion_crop(study, world(c.reading.centre_voxel), grid) for c in rest]
+            measures = reader.measure(np.stack([c for c, _ in cut]), np.stack([p for _, p in cut]))
+            for c, p in zip(rest, reader.gate_probability(measures.numpy()), strict=True):
+                if p >= reader.cfg.gate_threshold:
+                    chosen.append((float(p), c))
+        chosen.sort(key=lambda pc: -pc[0])
+        return [c for _, c in chosen]
+
+    return choose

@@ -1,0 +1,124 @@
+"""Lesions found at the acquisition's own resolution: blob proposals in the breast's
+enhancement and fluid maps, and the crop reader's gate deciding which are lesions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reportgen.io.study import Study, Volume
+from reportgen.measure.proposals import blob_peaks, propose
+
+SPACING = (0.9, 0.9, 2.0)
+SHAPE = (90, 90, 36)  # 81 x 81 x 72 mm
+FOCUS_MM = np.array([-12.0, 6.0, -8.0])
+CYST_MM = np.array([15.0, -10.0, 10.0])
+
+
+def _affine(spacing, shape) -> np.ndarray:
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -np.asarray(spacing) * (np.asarray(shape) - 1) / 2  # centred on 0
+    return affine
+
+
+def _ball(shape, affine, centre, radius) -> np.ndarray:
+    index = np.indices(shape).reshape(3, -1).T
+    world = index @ affine[:3, :3].T + affine[:3, 3]
+    return (np.linalg.norm(world - centre, axis=1) <= radius).reshape(shape)
+
+
+def _breast_study(seed: int = 0) -> Study:
+    """Fat (bright on T1 and T2W), a 4 mm enhancing focus and a 12 mm cyst (bright on
+    T2W, dark on T1, not enhancing); T2W on its own thinner-in-plane, shorter grid."""
+    rng = np.random.default_rng(seed)
+    dce = _affine(SPACING, SHAPE)
+    focus = _ball(SHAPE, dce, FOCUS_MM, 2.0)
+    cyst = _ball(SHAPE, dce, CYST_MM, 6.0)
+    pre = np.where(cyst, 0.2, np.where(focus, 0.3, 0.85)).astype(np.float32)
+    series = {"DCE_0": pre}
+    for k, gain in enumerate((1.0, 0.95, 0.9), start=1):
+        series[f"DCE_{k}"] = np.where(focus, pre + gain * 0.9, pre)
+    noisy = {
+        n: Volume((v + rng.normal(0, 0.02, v.shape)).astype(np.float32), dce)
+        for n, v in series.items()
+    }
+    t2_spacing, t2_shape = (0.7, 0.7, 3.0), (116, 116, 20)  # 60 mm of the 72 mm
+    t2_affine = _affine(t2_spacing, t2_shape)
+    t2 = np.where(_ball(t2_shape, t2_affine, CYST_MM, 6.0), 1.0, 0.8).astype(np.float32)
+    t2 += rng.normal(0, 0.02, t2.shape).astype(np.float32)
+    noisy["T2W"] = Volume(t2, t2_affine)
+    return Study("phantom", noisy, source="test", form="folder")
+
+
+def _everywhere(points: np.ndarray) -> np.ndarray:
+    return np.ones(len(points), bool)
+
+
+def test_blob_peaks_find_a_blob_at_its_own_scale():
+    affine = _affine(SPACING, SHAPE)
+    image = _ball(SHAPE, affine, CYST_MM, 6.0).astype(np.float32)
+    image += np.random.default_rng(1).normal(0, 0.05, SHAPE).astype(np.float32)
+    world, strength, scale = blob_peaks(image, affine, np.ones(SHAPE, bool))
+    assert np.linalg.norm(world[0] - CYST_MM) < 2.0
+    assert scale[0] >= 3.2  # a 12 mm ball, not the finest (noise) scale
+    assert strength[0] > 3 * strength[1]  # and far above the noise around it
+
+
+def test_proposals_find_a_focus_by_enhancement_and_a_cyst_by_fluid():
+    study = _breast_study()
+    found = propose(study, _everywhere, {"enhancement": 3, "fluid": 3})
+    enhancing = [p for p in found if p.contrast == "enhancement"]
+    fluid = [p for p in found if p.contrast == "fluid"]
+    assert np.linalg.norm(np.asarray(enhancing[0].centre_mm) - FOCUS_MM) < 2.0
+    assert np.linalg.norm(np.asarray(fluid[0].centre_mm) - CYST_MM) < 2.0
+    # T2W covers 60 of the DCE's 72 mm: its edge is no blob (it would be a bright sheet)
+    for p in fluid:
+        assert abs(p.centre_mm[2]) < 30.0 - 3.0
+    # without contrast the fluid map still finds the cyst (T2W against fat alone)
+    t2_only = Study("t2", {"T2W": study.sequences["T2W"]}, source="test", form="folder")
+    alone = propose(t2_only, _everywhere, {"enhancement": 3, "fluid": 1})
+    assert [p.contrast for p in alone] == ["fluid"]
+    assert np.linalg.norm(np.asarray(alone[0].centre_mm) - CYST_MM) < 2.0
+
+
+def test_the_gate_accepts_the_lesions_of_another_study_and_nothing_else():
+    """A gate fit on one phantom's crops (at its two lesions and at its other proposals) reads a
+    second phantom (other noise): the proposals it accepts are its focus and its cyst,
+    each once, re-centred on the lesion."""
+    from reportgen.measure.crop_measures import MEASURES
+    from reportgen.model.crop_reader import CropReader, CropReaderConfig
+    from reportgen.model.gate_training import fit_gate
+    from reportgen.model.native_candidates import find_native
+    from reportgen.preprocessing import lesion_crop
+    from reportgen.report import load_template
+
+    cfg = CropReaderConfig.for_template(load_template("birads_mri"))
+    plain = CropReader(cfg)
+    train = _breast_study(seed=0)
+    rng = np.random.default_rng(2)
+    elsewhere = [  # what the gate must learn to refuse: the proposals that are no lesion
+        np.asarray(p.centre_mm)
+        for p in propose(train, _everywhere, {"enhancement": 8, "fluid": 8})
+        if min(np.linalg.norm(p.centre_mm - FOCUS_MM), np.linalg.norm(p.centre_mm - CYST_MM)) > 8
+    ][:10]
+    near = [c + rng.uniform(-1, 1, 3) for c in (FOCUS_MM, CYST_MM) for _ in range(5)]
+    centres = [*near, *elsewhere]
+    labels = np.array([1] * len(near) + [0] * len(elsewhere))
+    cut = [lesion_crop(train, c) for c in centres]
+    measures = plain.measure(np.stack([c for c, _ in cut]), np.stack([p for _, p in cut]))
+    # twenty crops: the gate may only look at what tells these lesions from noise at all
+    # (how much the crop's centre enhances, how bright on T2W it is over fat), or it would
+    # split on whatever else separates twenty rows; the trees split no leaf under 20 rows,
+    # so each row counts eight times
+    keep = [MEASURES.index(k) for k in ("enhancement_1", "t2_over_fat")]
+    only = np.zeros_like(measures.numpy())
+    only[:, keep] = measures.numpy()[:, keep]
+    measures, labels = np.tile(only, (8, 1)), np.tile(labels, 8)
+    gate = fit_gate(measures, labels, iterations=100)
+    cfg.gate_shape = gate.shape
+    reader = CropReader(cfg)
+    reader.gate.load_state_dict(gate.state_dict())
+    found = find_native(reader, _breast_study(seed=1), _everywhere, {"enhancement": 4, "fluid": 4})
+    assert len(found) == 2, [(f.centre_mm, f.probability) for f in found]
+    where = sorted(found, key=lambda f: f.centre_mm[0])
+    assert np.linalg.norm(where[0].centre_mm - FOCUS_MM) < 1.5
+    assert np.linalg.norm(where[1].centre_mm - CYST_MM) < 1.5
