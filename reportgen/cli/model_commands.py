@@ -1,5 +1,5 @@
-"""`reportgen train | train-reader | train-crop-reader | train-region | generate | evaluate |
-calibrate | similar`: the models' commands."""
+"""`reportgen train | train-reader | train-crop-reader | train-gate | train-region |
+generate | evaluate | calibrate | similar`: the models' commands."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from reportgen.errors import ConfigError, InputError
 from reportgen.model.train_args import (
     CropReaderTrainArgs,
     FieldTrainArgs,
+    GateTrainArgs,
     OutlinePretrainArgs,
     RegionTrainArgs,
     ReportTrainArgs,
@@ -72,6 +73,23 @@ def train_crop_reader(args: CropReaderTrainArgs) -> None:
             f"unknown --protocol {args.protocol!r}; choose from {', '.join(PROTOCOLS)}"
         )
     train_crop_reader_from_views(args, log=typer.echo)
+
+
+@app.command("train-gate")
+@command_from(GateTrainArgs)
+def train_gate(args: GateTrainArgs) -> None:
+    """Fit a crop reader's gate (is a lesion at a proposal's centre?) on proposals of whole
+    clinical phantom studies, found at the acquisition's own resolution; written into the
+    reader, which then decides a clinical-resolution study's lesions."""
+    from reportgen.model.gate_training import train_gate as fit
+
+    if args.studies < 1 or args.iterations < 1 or not 0.0 < args.threshold < 1.0:
+        raise ConfigError(
+            "--studies and --iterations must be at least 1 and --threshold within (0, 1)"
+        )
+    if not (args.reader / "config.json").is_file():
+        raise InputError(str(args.reader), "is not a crop reader folder (train-crop-reader)")
+    fit(args)
 
 
 @app.command("pretrain-reader")

@@ -37,7 +37,7 @@ from reportgen.errors import ConfigError
 from reportgen.io.study import Study
 from reportgen.io.write import replaced_privately
 from reportgen.measure.crop_measures import MEASURES, crop_measures
-from reportgen.model.tree_heads import TreeEnsemble, constant_ensemble
+from reportgen.model.tree_heads import TreeEnsemble, constant_ensemble, regressed
 from reportgen.preprocessing import LESION_CROP
 from reportgen.report.calibration import CALIBRATION_FILE, Calibration
 
@@ -78,6 +78,8 @@ class CropReaderConfig(StrictConfig):
     # empty: no gate, the report model's own candidates only)
     gate_shape: list[int] = field(default_factory=list)
     gate_threshold: float = 0.5
+    # the lesion's longest diameter (log mm) read from the measures (empty: none)
+    size_shape: list[int] = field(default_factory=list)
     name: str = "reportgen-crop-reader"
     version: str = "0.2.0"
 
@@ -123,6 +125,7 @@ class CropReader(nn.Module):
             for k, v in cfg.fields.items()
         )
         self.gate = TreeEnsemble(*cfg.gate_shape) if cfg.gate_shape else None
+        self.size = TreeEnsemble(*cfg.size_shape) if cfg.size_shape else None
 
     def reads(self, study: Study) -> bool:
         """Whether `study` was acquired finely enough for this reader (its early DCE
@@ -165,6 +168,16 @@ class CropReader(nn.Module):
             raise ConfigError("this crop reader has no gate: train it again with --gate-studies")
         logits = self.gate(torch.from_numpy(np.asarray(measures, np.float64)))
         return logits.softmax(-1)[:, 1].float().numpy()
+
+    @torch.no_grad()
+    def size_mm(self, measures: np.ndarray) -> np.ndarray | None:
+        """Each crop's lesion size (longest diameter, mm) as the size head reads it from
+        the measures (None without one): the outline's own extent, corrected for what
+        the outline leaves out or takes in, as learned on lesions of known size."""
+        if self.size is None:
+            return None
+        log_mm = regressed(self.size, torch.from_numpy(np.asarray(measures, np.float64)))
+        return np.exp(log_mm.double().numpy())
 
     def confidence(self, field_id: str, probability: float) -> float:
         """How often a value read with `probability` was right on held-out lesions."""

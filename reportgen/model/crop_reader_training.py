@@ -149,10 +149,31 @@ def fit_crop_reader(
         fitted = criterion_classifier(seed, iterations, balanced=True).fit(x[asked], y)
         heads.append(ensemble_from_sklearn(fitted, None, len(values)))
     cfg.tree_shapes = {k: head.shape for k, head in zip(cfg.fields, heads, strict=True)}
+    size = fit_size(x, truth, seed, iterations)
+    cfg.size_shape = size.shape if size is not None else []
     model = CropReader(cfg)
     for mine, fitted in zip(model.heads, heads, strict=True):
         mine.load_state_dict(fitted.state_dict())
+    if size is not None:
+        model.size.load_state_dict(size.state_dict())
     return model.eval()
+
+
+def fit_size(measures: np.ndarray, truth: list[dict], seed: int = 0, iterations: int = 200):
+    """The size head: boosted regression trees from the measures to the log of the
+    lesion's longest diameter (the truth's size), on the rows that state one; None if
+    too few do."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rows = [i for i, t in enumerate(truth) if t.get("size_mm")]
+    if len(rows) < 40:
+        return None
+    target = np.log([float(truth[i]["size_mm"]) for i in rows])
+    fitted = HistGradientBoostingRegressor(
+        max_iter=iterations, learning_rate=0.05, max_leaf_nodes=15, l2_regularization=1.0,
+        random_state=seed,
+    ).fit(np.asarray(measures, np.float64)[rows], target)  # fmt: skip
+    return ensemble_from_sklearn(fitted, None, 2)
 
 
 def balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
@@ -208,6 +229,23 @@ def score_reader(
     return out
 
 
+def score_size(model: CropReader, measures: np.ndarray, truth: list[dict]) -> dict | None:
+    """The size head's mean absolute error (mm) and its 95% bootstrap interval on
+    held-out lesions that state a size."""
+    from reportgen.report.metrics import bootstrap_interval
+
+    rows = [i for i, t in enumerate(truth) if t.get("size_mm")]
+    read = model.size_mm(np.asarray(measures)[rows]) if rows else None
+    if read is None:
+        return None
+    errors = np.abs(read - np.array([float(truth[i]["size_mm"]) for i in rows]))
+    return {
+        "lesions": len(rows),
+        "mae_mm": round(float(errors.mean()), 3),
+        "mae_mm_95": bootstrap_interval(errors.tolist(), lambda e: float(np.mean(e))),
+    }
+
+
 def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
     """`reportgen train-crop-reader`: lesion views of `args.cases` cases measured, the
     reader fit on them, scored on views of another seed (as acquired), saved to `args.out`."""
@@ -249,6 +287,7 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
             "seed": args.heldout_seed,
             "lesions": len(h[0]),
             "fields": score_reader(model, *h),
+            "size": score_size(model, h[0], h[2]),
         }
     save_crop_reader(model, args.out, summary)
     log(f"crop reader written to {args.out}")

@@ -114,3 +114,48 @@ def fit_gate(measures: np.ndarray, labels: np.ndarray, seed: int = 0, iterations
         np.asarray(measures, np.float64), labels
     )
     return ensemble_from_sklearn(fitted, None, 2)
+
+
+def train_gate(args, log=print) -> Path:
+    """`reportgen train-gate`: proposals of `args.studies` whole studies measured, the
+    gate fit on them and written into the crop reader at `args.reader` (its summary
+    keeps how)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from reportgen.checkpoint import read_summary
+    from reportgen.model.crop_reader import load_crop_reader, save_crop_reader
+
+    reader = load_crop_reader(args.reader)
+    start = time.time()
+    options = SynthOptions(domain="breast", seed=args.seed, protocol="clinical")
+    with tqdm(total=args.studies, desc="gate studies", unit="study") as bar:
+        measures, labels, _, _ = gate_rows(options, args.studies, args.workers, bar.update)
+    log(f"{len(labels)} proposals ({int(labels.sum())} on lesions) in {time.time() - start:.0f} s")
+    gated = with_gate(
+        reader, fit_gate(measures, labels, args.seed, args.iterations), args.threshold
+    )
+    summary = read_summary(args.reader)
+    summary["gate"] = {
+        "args": args.to_dict(),
+        "rows": len(labels),
+        "lesion_rows": int(labels.sum()),
+        "seconds": round(time.time() - start),
+    }
+    save_crop_reader(gated, args.reader, summary)
+    log(f"gate written into {args.reader}")
+    return Path(args.reader)
+
+
+def with_gate(reader, gate, threshold: float):
+    """`reader` with `gate` (a two-value `TreeEnsemble`) deciding from `threshold`."""
+    from reportgen.model.crop_reader import CropReader
+
+    reader.cfg.gate_shape = gate.shape
+    reader.cfg.gate_threshold = float(threshold)
+    gated = CropReader(reader.cfg)
+    state = {k: v for k, v in reader.state_dict().items() if not k.startswith("gate.")}
+    gated.load_state_dict({**state, **{f"gate.{k}": v for k, v in gate.state_dict().items()}})
+    gated.calibration = reader.calibration
+    return gated.eval()

@@ -93,7 +93,9 @@ class ReportGenerator(LoadedModel):
         if regions is not None and self.model.has_evidence:  # only findings it can place
             placed = [c for c in regions.candidates[0] if c.outline is not None]
             if native:
-                read_candidates(reader, study, placed, affine, self.template, used)
+                read_candidates(
+                    reader, study, placed, affine, self.template, used, self.model.size_value
+                )
             grammar = grammar.at_most(len(placed)).measured_by(
                 [c.reading.pointers for c in placed if c.reading is not None]
             )
@@ -300,14 +302,22 @@ def finding_candidates(report: Report, candidates: list) -> list:
 
 
 def read_candidates(
-    reader, study: Study, placed: list, affine: np.ndarray, template, used: list[str]
+    reader,
+    study: Study,
+    placed: list,
+    affine: np.ndarray,
+    template,
+    used: list[str],
+    size_value=None,
 ) -> None:
     """Read each placed candidate's crop with the crop reader (at the acquisition's own
     resolution, around its outline's centre in world mm) and add what it reads to the
     values the candidate constrains (`TemplateGrammar.measured_by`): a finding's
     descriptors are then the ones read of the lesion it describes, each value the most
     probable one the study can show, only for fields applicable to the type read and
-    assessable with the study's series. Their probabilities go to `reading.read`."""
+    assessable with the study's series. Their probabilities go to `reading.read`. With a
+    size head, the size is the one read at this resolution (`size_value` spells it as
+    the template's size values)."""
     from reportgen.preprocessing import GridSpec, lesion_crop
     from reportgen.report.assessable import not_assessable, unseen_values
     from reportgen.report.rules import Scope, evaluate
@@ -323,9 +333,13 @@ def read_candidates(
         ),
         strict=True,
     )
-    read = reader.read(np.stack(crops), np.stack(present))
+    measures = reader.measure(np.stack(crops), np.stack(present))
+    read = reader.read_measures(measures)
+    sizes = reader.size_mm(measures.numpy()) if size_value is not None else None
     hidden, unseen = not_assessable(template, used), unseen_values(template, used)
-    for candidate, probs in zip(readable, read, strict=True):
+    for k, (candidate, probs) in enumerate(zip(readable, read, strict=True)):
+        if sizes is not None and "size_mm" in candidate.reading.pointers:
+            candidate.reading.pointers["size_mm"] = size_value(float(sizes[k]))
         values: dict[str, str] = {}
         for field_id, p in probs.items():  # in template order: type decides the others
             spec = template.field(field_id)

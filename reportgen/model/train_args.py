@@ -233,3 +233,20 @@ class CropReaderTrainArgs(ArgsRecord):
     )
     calibration_seed: int = field(default=2, metadata=option("Seed of the calibration cases."))
     workers: int | None = field(default=None, metadata=option("Processes drawing the views."))
+
+
+@dataclass
+class GateTrainArgs(ArgsRecord):
+    reader: Path = field(
+        metadata=option("A crop reader folder (`train-crop-reader`); its gate is written into it.")
+    )
+    studies: int = field(
+        default=240,
+        metadata=option("Whole clinical phantom studies whose proposals train the gate."),
+    )
+    iterations: int = field(default=200, metadata=option("Boosting rounds."))
+    threshold: float = field(
+        default=0.5, metadata=option("Gate probability from which a proposal is a lesion.")
+    )
+    seed: int = field(default=0, metadata=option())
+    workers: int | None = field(default=None, metadata=option("Processes drawing the studies."))

@@ -79,7 +79,8 @@ def ensemble_from_sklearn(
     model, columns: np.ndarray | None = None, values: int | None = None
 ) -> TreeEnsemble:
     """A fitted `HistGradientBoostingClassifier` (integer labels: answer indices) as a
-    `TreeEnsemble` over `values` answers. `columns` maps the model's feature index to
+    `TreeEnsemble` over `values` answers (a `HistGradientBoostingRegressor`: two values,
+    the second logit its prediction, `regressed`). `columns` maps the model's feature index to
     the column of the full feature vector it was fit on.
 
     Reads the fitted predictors' node records (sklearn's own prediction path); a test
@@ -88,8 +89,10 @@ def ensemble_from_sklearn(
     per_iteration = len(model._predictors[0])
     nodes = max(len(tree.nodes) for tree in predictors)
     depth = max(int(tree.nodes["depth"].max()) for tree in predictors) + 1
-    classes = len(model.classes_)
-    answers = np.asarray(model.classes_, dtype=np.int64)
+    # a regressor has no classes: its one raw score is the second of two logits
+    labels = getattr(model, "classes_", None)
+    answers = np.asarray([0, 1] if labels is None else labels, dtype=np.int64)
+    classes = len(answers)
     out = TreeEnsemble(len(predictors), nodes, classes, depth, values or int(answers.max()) + 1)
     out.answers.copy_(torch.from_numpy(answers))
     mapping = np.arange(model.n_features_in_) if columns is None else np.asarray(columns)
@@ -107,6 +110,11 @@ def ensemble_from_sklearn(
         out.score_of_tree[t] = t % per_iteration
     out.baseline.copy_(torch.from_numpy(np.ravel(model._baseline_prediction).astype(np.float32)))
     return out
+
+
+def regressed(ensemble: TreeEnsemble, x: torch.Tensor) -> torch.Tensor:
+    """A regressor's prediction (B,) from its ensemble (`ensemble_from_sklearn`)."""
+    return ensemble(x)[:, 1]
 
 
 class TreeHeads(nn.Module):

@@ -83,16 +83,17 @@ def test_crop_measures_outline_on_enhancement_or_without_it_on_t2_and_flag_what_
 
 
 def _lessons(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list, list[dict]]:
-    """T2 signal shows as the lesion's T2W brightness; kinetics are as fast in every one."""
+    """T2 signal shows as the lesion's T2W brightness; kinetics are as fast in every one;
+    the size is the ellipsoid's longest diameter (voxels of 0.9 mm)."""
     t2 = {"t2_hyperintense": 0.9, "t2_isointense": 0.5, "t2_hypointense": 0.2}
     truth = [{"t2_signal": list(t2)[i % 3], "kinetics_initial": "initial_fast"} for i in range(n)]
     present = np.ones(len(PROTOCOL), bool)
-    rows = [
-        crop_measures(
-            _crop(_ellipsoid(rng.uniform(4, 8, 3)), t2[t["t2_signal"]], 1.0, rng), present, 0.9
-        )
-        for t in truth
-    ]
+    rows = []
+    for t in truth:
+        axes = rng.uniform(4, 8, 3)
+        t["size_mm"] = round(2 * float(axes.max()) * 0.9, 1)
+        crop = _crop(_ellipsoid(axes), t2[t["t2_signal"]], 1.0, rng)
+        rows.append(crop_measures(crop, present, 0.9))
     return np.stack(rows), [acquired_families(present)] * n, truth
 
 
@@ -114,9 +115,13 @@ def test_the_reader_learns_what_its_measures_show_and_round_trips(tmp_path):
         cfg.fields["kinetics_initial"][int(r["kinetics_initial"].argmax())] == "initial_fast"
         for r in read
     )
+    # the size head reads the longest diameter from the outline's measures
+    sizes = np.array([t["size_mm"] for t in truth])
+    assert np.abs(model.size_mm(measures) - sizes).mean() < 1.2, (model.size_mm(measures), sizes)
     save_crop_reader(model, tmp_path / "reader")
     again = load_crop_reader(tmp_path / "reader")
     assert again.cfg == model.cfg
+    np.testing.assert_allclose(again.size_mm(measures), model.size_mm(measures))
     for a, b in zip(again.read_measures(torch.from_numpy(measures)), read, strict=True):
         assert torch.allclose(a["t2_signal"], b["t2_signal"])
 

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from reportgen.model.tree_heads import (
     TreeEnsemble,
     TreeHeads,
     constant_ensemble,
     ensemble_from_sklearn,
+    regressed,
 )
 
 
@@ -22,6 +23,16 @@ def test_tree_ensemble_matches_predict_proba(classes):
     trees = ensemble_from_sklearn(model)
     probs = trees(torch.from_numpy(x[200:])).softmax(1).numpy()
     np.testing.assert_allclose(probs, model.predict_proba(x[200:]), atol=1e-5)
+
+
+def test_a_regressor_kept_as_tensors_predicts_what_scikit_learn_predicts():
+    """The crop reader's size head: one raw score, read as the second logit."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 5))
+    y = np.log(8 + 4 * x[:, 0] ** 2 + x[:, 3])  # log sizes
+    model = HistGradientBoostingRegressor(max_iter=40, random_state=0).fit(x[:200], y[:200])
+    predicted = regressed(ensemble_from_sklearn(model, None, 2), torch.from_numpy(x[200:]))
+    np.testing.assert_allclose(predicted.numpy(), model.predict(x[200:]), atol=1e-5)
 
 
 def test_columns_map_a_subset_back_to_the_full_vector():
