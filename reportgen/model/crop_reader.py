@@ -42,6 +42,7 @@ from reportgen.preprocessing import LESION_CROP
 from reportgen.report.calibration import CALIBRATION_FILE, Calibration
 
 CROP_READER_TYPE = "reportgen-crop-reader"
+SIZE_BORDER_LIMIT = 0.05  # share of the outline's rays that may run out of the crop
 CROP_READER_FOLDER = "crop_reader"  # inside a report model's folder
 
 # BI-RADS MRI: what a lesion's crop shows (its side, clock face, depth and size are
@@ -173,11 +174,15 @@ class CropReader(nn.Module):
     def size_mm(self, measures: np.ndarray) -> np.ndarray | None:
         """Each crop's lesion size (longest diameter, mm) as the size head reads it from
         the measures (None without one): the outline's own extent, corrected for what
-        the outline leaves out or takes in, as learned on lesions of known size."""
+        the outline leaves out or takes in, as learned on lesions of known size. NaN
+        where the outline ran out of the crop (a lesion larger than the 43 mm crop: its
+        size is not in it)."""
         if self.size is None:
             return None
-        log_mm = regressed(self.size, torch.from_numpy(np.asarray(measures, np.float64)))
-        return np.exp(log_mm.double().numpy())
+        measures = np.asarray(measures, np.float64)
+        log_mm = regressed(self.size, torch.from_numpy(measures)).double().numpy()
+        border = measures[:, self.cfg.measures.index("outline_reached_border")]
+        return np.where(border < SIZE_BORDER_LIMIT, np.exp(log_mm), np.nan)
 
     def confidence(self, field_id: str, probability: float) -> float:
         """How often a value read with `probability` was right on held-out lesions."""

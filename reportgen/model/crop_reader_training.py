@@ -231,7 +231,8 @@ def score_reader(
 
 def score_size(model: CropReader, measures: np.ndarray, truth: list[dict]) -> dict | None:
     """The size head's mean absolute error (mm) and its 95% bootstrap interval on
-    held-out lesions that state a size."""
+    held-out lesions that state a size and fit in the crop (how many did not: their
+    size is left to the report model)."""
     from reportgen.report.metrics import bootstrap_interval
 
     rows = [i for i, t in enumerate(truth) if t.get("size_mm")]
@@ -239,8 +240,12 @@ def score_size(model: CropReader, measures: np.ndarray, truth: list[dict]) -> di
     if read is None:
         return None
     errors = np.abs(read - np.array([float(truth[i]["size_mm"]) for i in rows]))
+    errors = errors[np.isfinite(errors)]
+    if not len(errors):
+        return None
     return {
-        "lesions": len(rows),
+        "lesions": len(errors),
+        "larger_than_the_crop": len(rows) - len(errors),
         "mae_mm": round(float(errors.mean()), 3),
         "mae_mm_95": bootstrap_interval(errors.tolist(), lambda e: float(np.mean(e))),
     }

@@ -338,7 +338,7 @@ def read_candidates(
     sizes = reader.size_mm(measures.numpy()) if size_value is not None else None
     hidden, unseen = not_assessable(template, used), unseen_values(template, used)
     for k, (candidate, probs) in enumerate(zip(readable, read, strict=True)):
-        if sizes is not None and "size_mm" in candidate.reading.pointers:
+        if sizes is not None and np.isfinite(sizes[k]) and "size_mm" in candidate.reading.pointers:
             candidate.reading.pointers["size_mm"] = size_value(float(sizes[k]))
         values: dict[str, str] = {}
         for field_id, p in probs.items():  # in template order: type decides the others
