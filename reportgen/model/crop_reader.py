@@ -166,7 +166,9 @@ class CropReader(nn.Module):
     def gate_probability(self, measures: np.ndarray) -> np.ndarray:
         """Each crop's probability that a lesion is at its centre (the gate's)."""
         if self.gate is None:
-            raise ConfigError("this crop reader has no gate: train it again with --gate-studies")
+            raise ConfigError(
+                "this crop reader has no gate: fit one with `reportgen train-gate --reader DIR`"
+            )
         logits = self.gate(torch.from_numpy(np.asarray(measures, np.float64)))
         return logits.softmax(-1)[:, 1].float().numpy()
 
@@ -237,6 +239,16 @@ def write_card(folder: Path) -> None:
         facts.append(
             f"Balanced accuracy on {held['lesions']} lesions of seed {held['seed']}: {scores}."
         )
+    size = held.get("size") if held else None
+    if cfg.size_shape and size:
+        low, high = size["mae_mm_95"]
+        facts.append(
+            "Size: boosted regression trees from the measures to the log longest diameter, "
+            f"read where under {SIZE_BORDER_LIMIT:.0%} of the outline's rays leave the crop "
+            f"(else the report model's size stays): mean absolute error {size['mae_mm']:.2f} mm "
+            f"[{low:.2f}, {high:.2f}] on the {size['lesions']} held-out lesions that fit "
+            f"({size['larger_than_the_crop']} did not)."
+        )
     if args:
         facts.append(
             "Reproduce: `reportgen train-crop-reader "
@@ -246,6 +258,17 @@ def write_card(folder: Path) -> None:
                 if k not in ("out", "workers") and v is not None
             )
             + " --out DIR`."
+        )
+    gate = summary.get("gate")
+    if cfg.gate_shape and gate:
+        made = gate.get("args", {})
+        facts.append(
+            "Gate (is a lesion at this proposal's centre?, `reportgen.model.native_candidates`): "
+            f"boosted trees on the same measures, fit on {gate['rows']} proposals "
+            f"({gate['lesion_rows']} on lesions) of {made.get('studies')} whole clinical "
+            f"phantom studies (seed {made.get('seed')}); a lesion from probability "
+            f"{cfg.gate_threshold:g}. Then: `reportgen train-gate --reader DIR --studies "
+            f"{made.get('studies')} --seed {made.get('seed')} --threshold {cfg.gate_threshold:g}`."
         )
     write_model_card(folder, "Breast crop reader", facts)
 

@@ -437,6 +437,7 @@ def evaluate_model(
         "results": results,
     }
     (out / "evaluation.json").write_text(json.dumps(summary, indent=2))
+    _write_lesions(systems[f"model[{subsets[0]}]"], out / "lesions.jsonl")
     if raw_confidence:
         scorer = systems[f"model[{subsets[0]}]"]
         summary["confidence_records"] = scorer.confidences + [
@@ -448,6 +449,16 @@ def evaluate_model(
     if own_cache:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return summary
+
+
+def _write_lesions(scorer: Scorer, path: Path) -> None:
+    """Per study (by its place in the run, never its id), what each truth lesion was
+    drafted as and which findings matched no lesion: where the lesion metrics come from."""
+    rows = [
+        json.dumps({"study": k, "described": study.described}, default=str)
+        for k, study in enumerate(scorer.lesions.studies)
+    ]
+    path.write_text("\n".join(rows) + ("\n" if rows else ""))
 
 
 def markdown_table(summary: dict) -> str:

@@ -117,6 +117,10 @@ class CandidateReading:
     longest_possible_mm: float = float("inf")
     # field -> probability of the value a crop reader read (`generate.read_candidates`)
     read: dict[str, float] = field(default_factory=dict)
+    # where the lesion was found at the acquisition's own resolution (world mm; the centre
+    # of its crop's outline, `native_candidates`): the crop reader reads it there, not at
+    # this outline's centre on the model grid
+    found_at_mm: np.ndarray | None = None
 
 
 def canonical_affine(spacing: tuple[float, ...]) -> np.ndarray:

@@ -327,10 +327,7 @@ def read_candidates(
         return
     grid = GridSpec(reader.cfg.crop_shape, reader.cfg.crop_spacing)
     crops, present = zip(
-        *(
-            lesion_crop(study, affine[:3, :3] @ c.reading.centre_voxel + affine[:3, 3], grid)
-            for c in readable
-        ),
+        *(lesion_crop(study, _read_at(c.reading, affine), grid) for c in readable),
         strict=True,
     )
     measures = reader.measure(np.stack(crops), np.stack(present))
@@ -353,6 +350,13 @@ def read_candidates(
             values[field_id] = options[best]
             candidate.reading.read[field_id] = reader.confidence(field_id, float(p[best]))
         candidate.reading.pointers.update(values)
+
+
+def _read_at(reading, affine: np.ndarray) -> np.ndarray:
+    """Where a crop reader reads a candidate (world mm)."""
+    if reading.found_at_mm is not None:
+        return np.asarray(reading.found_at_mm, float)
+    return affine[:3, :3] @ reading.centre_voxel + affine[:3, 3]
 
 
 def read_confidences(report: Report, candidates: list) -> None:

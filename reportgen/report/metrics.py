@@ -246,6 +246,9 @@ class StudyLesions:
     # (field, the draft's confidence, right?) per described field of a found lesion: what
     # calibration is measured (and fit) on
     confidences: list[tuple[str, float, bool]] = field(default_factory=list)
+    # for error analysis: per truth lesion what the draft wrote of it, then the findings
+    # no lesion matched
+    described: list[dict] = field(default_factory=list)
 
 
 GEOMETRY_FIELDS = ("laterality", "clock", "size_mm", "depth")
@@ -285,6 +288,19 @@ class LesionScores:
         )
         for i, j in matched:
             truth, predicted = lesions[i].finding, findings[j]
+            record.described.append(
+                {
+                    "lesion": i,
+                    "type": _field(truth, "type"),
+                    "size_mm": _field(truth, "size_mm"),
+                    "drafted_size_mm": _field(predicted, "size_mm"),
+                    "wrong": sorted(
+                        key
+                        for key in set(truth.fields) | set(predicted.fields)
+                        if _field(truth, key) != _field(predicted, key)
+                    ),
+                }
+            )
             for key in set(truth.fields) | set(predicted.fields):
                 record.field_pairs.append((key, _field(truth, key) == _field(predicted, key)))
             t_size, p_size = _field(truth, "size_mm"), _field(predicted, "size_mm")
@@ -297,6 +313,22 @@ class LesionScores:
                 if value.confidence is not None:
                     right = _field(truth, key) == value.value
                     record.confidences.append((key, float(value.confidence), right))
+        record.described += [
+            {
+                "lesion": i,
+                "type": _field(les.finding, "type"),
+                "size_mm": _field(les.finding, "size_mm"),
+                "missed": True,
+            }
+            for i, les in enumerate(lesions)
+            if i not in found
+        ]
+        used = {j for _, j in matched}
+        record.described += [
+            {"false": True, "type": _field(f, "type"), "drafted_size_mm": _field(f, "size_mm")}
+            for j, f in enumerate(findings)
+            if j not in used
+        ]
         self.studies.append(record)
 
     def summary(self, studies: list[StudyLesions] | None = None) -> dict:

@@ -80,7 +80,7 @@ def test_proposals_find_a_focus_by_enhancement_and_a_cyst_by_fluid():
     assert np.linalg.norm(np.asarray(alone[0].centre_mm) - CYST_MM) < 2.0
 
 
-def test_the_gate_accepts_the_lesions_of_another_study_and_nothing_else():
+def test_the_gate_accepts_the_lesions_of_another_study_and_nothing_else(tmp_path):
     """A gate fit on one phantom's crops (at its two lesions and at its other proposals) reads a
     second phantom (other noise): the proposals it accepts are its focus and its cyst,
     each once, re-centred on the lesion."""
@@ -122,3 +122,87 @@ def test_the_gate_accepts_the_lesions_of_another_study_and_nothing_else():
     where = sorted(found, key=lambda f: f.centre_mm[0])
     assert np.linalg.norm(where[0].centre_mm - FOCUS_MM) < 1.5
     assert np.linalg.norm(where[1].centre_mm - CYST_MM) < 1.5
+    # saved, the gate and how it was fit are on the reader's card
+    from reportgen.model.crop_reader import load_crop_reader, save_crop_reader
+    from reportgen.model.gate_training import with_gate
+
+    made = {"studies": 1, "seed": 0, "threshold": 0.6}
+    summary = {"gate": {"args": made, "rows": len(labels), "lesion_rows": int(labels.sum())}}
+    save_crop_reader(with_gate(reader, gate, 0.6), tmp_path / "reader", summary)
+    card = (tmp_path / "reader" / "README.md").read_text()
+    assert f"fit on {len(labels)} proposals" in card
+    assert "`reportgen train-gate --reader DIR --studies 1 --seed 0 --threshold 0.6`" in card
+    assert load_crop_reader(tmp_path / "reader").cfg.gate_threshold == 0.6
+
+
+def test_one_per_lesion_keeps_the_most_probable_description_of_each_lesion():
+    from types import SimpleNamespace
+
+    from reportgen.model.native_candidates import one_per_lesion
+
+    def outlined(centre, radius):
+        grid = np.indices((40, 40, 40)).reshape(3, -1).T
+        voxels = grid[np.linalg.norm(grid - np.asarray(centre), axis=1) <= radius]
+        return SimpleNamespace(
+            reading=SimpleNamespace(centre_voxel=voxels.mean(0)), outline=voxels, name=centre
+        )
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])  # 2 mm voxels
+    large = outlined((20, 20, 20), 8)  # 32 mm across
+    chosen = [
+        (large, True),
+        (outlined((20, 21, 20), 2), True),  # centre 2 mm from the large one's
+        (outlined((26, 20, 20), 4), False),  # at its edge: 12 mm away, inside its outline
+        (outlined((5, 5, 5), 2), False),  # another lesion, outlined by its crop only
+        (outlined((5, 5, 13), 2), False),  # 16 mm away, not touching: a lesion of its own
+        (outlined((5, 6, 5), 3), True),  # the model's outline of (5, 5, 5): its description
+    ]
+    kept = one_per_lesion(chosen, affine)
+    assert [c.name for c in kept] == [(20, 20, 20), (5, 6, 5), (5, 5, 13)]
+
+
+def test_touching_outlines_of_one_lesion_become_their_union():
+    """A large lesion proposed as pieces, each outlined by its own crop: one lesion,
+    outlined by all of them, measured again."""
+    from types import SimpleNamespace
+
+    from reportgen.model.native_candidates import one_per_lesion
+
+    def piece(low, high, name):
+        grid = np.indices((60, 20, 20)).reshape(3, -1).T
+        voxels = grid[((grid >= low) & (grid < high)).all(1)]
+        return SimpleNamespace(
+            reading=SimpleNamespace(centre_voxel=voxels.mean(0)), outline=voxels, name=name
+        )
+
+    def remeasure(c, voxels):
+        return SimpleNamespace(
+            reading=SimpleNamespace(centre_voxel=voxels.mean(0)), outline=voxels, name=c.name
+        )
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    pieces = [  # a 96 mm long band in three 32 mm pieces, and a lesion 2 voxels away
+        (piece((16, 5, 5), (32, 10, 10), "middle"), False),
+        (piece((0, 5, 5), (16, 10, 10), "front"), False),
+        (piece((32, 5, 5), (48, 10, 10), "back"), False),
+        (piece((50, 5, 5), (55, 10, 10), "other"), False),
+    ]
+    kept = one_per_lesion(pieces, affine, remeasure)
+    assert [c.name for c in kept] == ["middle", "other"]
+    band = kept[0].outline
+    assert (band.min(0) == (0, 5, 5)).all() and (band.max(0) == (47, 9, 9)).all()
+    assert len(band) == 48 * 5 * 5
+
+
+def test_the_crop_reader_reads_a_lesion_where_it_was_found():
+    """A model outline claimed by a native proposal is read at the proposal's centre (its
+    crop outline's), not at the outline's centre on the 2 mm grid."""
+    from reportgen.model.evidence import CandidateReading
+    from reportgen.model.generate import _read_at
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-10.0, -20.0, -30.0)
+    reading = CandidateReading(np.zeros(1), {}, np.array([5.0, 5.0, 5.0]))
+    assert np.allclose(_read_at(reading, affine), (0.0, -10.0, -20.0))
+    reading.found_at_mm = np.array([1.5, -9.0, -21.0])
+    assert np.allclose(_read_at(reading, affine), (1.5, -9.0, -21.0))

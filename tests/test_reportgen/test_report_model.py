@@ -262,6 +262,15 @@ def test_cli_generate_evaluate_similar(bench, cli, tmp_path):
     }
     assert metrics["model[all]"]["template_compliance"] == 1.0
     assert 0.0 <= metrics["model[all]"]["field_accuracy"] <= 1.0
+    # every truth lesion and every unmatched finding is accounted for, by study position
+    rows = [json.loads(r) for r in (tmp_path / "eval" / "lesions.jsonl").read_text().splitlines()]
+    assert [r["study"] for r in rows] == [0, 1]
+    lesion = metrics["model[all]"]["lesion"]
+    described = [d for r in rows for d in r["described"]]
+    assert sum("lesion" in d for d in described) == lesion["lesions"]
+    matched = sum("lesion" in d and not d.get("missed") for d in described)
+    drafted = matched + sum(bool(d.get("false")) for d in described)
+    assert lesion["lesion_precision"] == (matched / drafted if drafted else None)
     sim = cli(
         "similar", study, "--library", bench / "train", "--model", bench / "model", "--top", "2"
     )
