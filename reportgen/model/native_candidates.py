@@ -201,7 +201,8 @@ def one_per_lesion(
     model outlines of it) left 7 of the 13 false findings on the dev phantoms, and a
     95 mm non-mass enhancement was proposed as three pieces, each drawn 23-38 mm by its
     43 mm crop. Touching outlines become one: their union, measured again by
-    `remeasure(candidate, voxels)`. Otherwise the lesion keeps the model's outline where
+    `remeasure(candidate, voxels)` (and read at its own centre: no one crop found it).
+    Otherwise the lesion keeps the model's outline where
     one of its descriptions has it (what the decoder was trained on). Each lesion keeps
     its most probable place in the order."""
     linear, shift = np.asarray(affine, np.float64)[:3, :3], np.asarray(affine, np.float64)[:3, 3]
