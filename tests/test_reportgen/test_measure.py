@@ -111,6 +111,22 @@ def test_side_and_clock_face_are_read_from_the_mask_and_landmarks(phantoms, flip
     assert seen >= 3
 
 
+def test_the_chest_wall_is_behind_the_breast_fat_not_at_a_grey_front():
+    # a slab body on 1 mm voxels, posterior to anterior (+y): muscle (dark), breast fat
+    # (bright), then 10 mm of mid-grey skin and dense tissue at the front, darker than
+    # the wall's level: the wall is where the muscle starts, not at the nipple
+    image = np.zeros((60, 90, 30), np.float32)
+    image[:, 0:20] = 0.25  # muscle
+    image[:, 20:60] = 1.0  # fat
+    image[:, 60:70] = 0.38  # skin, nipple, dense tissue
+    marks = find_landmarks(image, np.eye(4))
+    for side in ("right", "left"):
+        assert marks.nipples_mm[side][1] == 69
+        assert abs(marks.chest_wall_y_mm[side] - 19) <= 2
+    position = breast_position((45.0, 44.0, 15.0), marks)
+    assert 0.4 < position.depth_fraction < 0.6
+
+
 def test_clock_faces_as_seen_facing_the_patient():
     assert clock_hour(0.0, 10.0) == 12  # superior
     assert clock_hour(-10.0, 0.0) == 3  # towards the patient's left (-x in RAS)
