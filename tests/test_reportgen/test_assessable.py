@@ -193,3 +193,44 @@ def test_the_truth_without_dce_loses_what_only_contrast_shows_and_is_derived_aga
         update={"value": "birads_2"}
     )
     assert restrict_to_study(called, template, NO_DCE).derived["assessment"].value == "birads_2"
+
+
+def _adnexal(sequences, finding, implants=False):
+    return build_report(
+        load_template("orads_mri"),
+        {"peritoneal_implants": implants, "ascites": False},
+        [{"laterality": "left", "size_mm": 60, "lipid": False, **finding}],
+        study=StudyRef(study_id="t", sequences_used=sequences),
+        provenance=Provenance(source="synthetic"),
+    )
+
+
+def test_an_adnexal_lesion_with_solid_tissue_is_o_rads_0_without_contrast():
+    """O-RADS MRI defines solid tissue by its enhancement: without DCE none is stated, and a
+    cystic-solid lesion whose solid part is not dark on T2 and DWI is incomplete (0); dark
+    T2/dark DWI solid tissue stays 2; with contrast the curve scores it."""
+    solid = {"composition": "composition_cystic_solid", "dark_t2_dwi": False}
+    incomplete = _adnexal(NO_DCE, solid)
+    assert "solid_tissue" not in incomplete.findings[0].fields
+    assert incomplete.findings[0].derived["score"].value == "orads_0"
+    assert incomplete.derived["risk_score"].value == "orads_0"
+    assert incomplete.validation.valid, incomplete.validation.problems
+    text = render_text(incomplete, "en")
+    assert "nhancing solid tissue is present" not in text and "O-RADS MRI 0" in text
+    dark = _adnexal(NO_DCE, {**solid, "dark_t2_dwi": True})
+    assert dark.findings[0].derived["score"].value == "orads_2"
+    enhancing = _adnexal(ALL, {**solid, "solid_tissue": True, "fluid": "fluid_simple",
+                               "tic": "tic_high_risk"})  # fmt: skip
+    assert enhancing.findings[0].derived["score"].value == "orads_5"
+    # a multilocular cyst (no solid part) scores 3 with or without contrast
+    cyst = {"composition": "composition_multilocular_cyst"}
+    assert _adnexal(NO_DCE, cyst).findings[0].derived["score"].value == "orads_3"
+    assert (
+        _adnexal(ALL, {**cyst, "solid_tissue": False, "fluid": "fluid_simple"})
+        .findings[0]
+        .derived["score"]
+        .value
+        == "orads_3"
+    )
+    # implants still make the study 5
+    assert _adnexal(NO_DCE, solid, implants=True).derived["risk_score"].value == "orads_5"
