@@ -131,26 +131,33 @@ def explain_findings(
 
 
 def _save(heat, affine, image, present, names, out_dir: Path, stem: str) -> tuple[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The heat map as NIfTI, and the axial slice where it peaks as PNG, over the first
+    acquired sequence: radiological convention, R and L marked, as every image we write."""
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
 
     from reportgen.io.write import nifti_image, save_nifti
+    from reportgen.render.key_images import canonical, enlarged, mark_sides, radiological, window
 
     out_dir.mkdir(parents=True, exist_ok=True)
     scaled = (heat / heat.max()).astype(np.float32) if heat.max() > 0 else heat.astype(np.float32)
     nii = out_dir / f"{stem}_heatmap.nii.gz"
     save_nifti(nifti_image(scaled, affine), nii)
-    z = int(np.unravel_index(int(np.argmax(heat)), heat.shape)[2])
     background = next((i for i, p in enumerate(present.tolist()) if p), 0)
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(image[background, :, :, z].T.numpy(), cmap="gray", origin="lower")
-    ax.imshow(scaled[:, :, z].T, cmap="hot", alpha=0.45, origin="lower")
-    ax.set_title(f"{stem} ({names[background]}, slice {z})", fontsize=8)
-    ax.axis("off")
+    shown_heat, _ = canonical(scaled, affine)
+    base, _ = canonical(image[background].numpy(), affine)
+    z = int(np.unravel_index(int(np.argmax(shown_heat)), shown_heat.shape)[2])
+    grey = radiological(window(base[:, :, z]))[..., None] * np.ones(3)
+    hot = radiological(shown_heat[:, :, z])
+    alpha = 0.45 * hot[..., None]
+    colour = colormaps["hot"](0.3 + 0.45 * hot)[..., :3]  # red to yellow, never white
+    rgb = (1 - alpha) * grey + alpha * colour
+    picture, _ = enlarged(Image.fromarray((rgb * 255).astype(np.uint8)))
+    mark_sides(picture)
+    ImageDraw.Draw(picture).text(
+        (4, picture.height - 14), f"{names[background]}, axial {z}", fill=(255, 255, 255)
+    )
     png = out_dir / f"{stem}_key_slice.png"
-    fig.savefig(png, dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    picture.save(png)
     # Relative to the folder that holds the evidence folder, where the report is written.
     return f"{out_dir.name}/{nii.name}", f"{out_dir.name}/{png.name}"

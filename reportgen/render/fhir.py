@@ -19,7 +19,7 @@ import uuid
 from fhir.resources.R4B.bundle import Bundle
 
 from ontology.concepts import ConceptTable, default_concepts
-from reportgen.render.notes import report_notes
+from reportgen.render.notes import report_notes, signed_problems
 from reportgen.report.schema import Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
 
@@ -55,7 +55,7 @@ def _uid() -> str:
 
 def _study_warnings(report: Report) -> list[str]:
     """The notice, then the warnings about the study as a whole, as sentences."""
-    problems = report.validation.problems if report.validation else []
+    problems = signed_problems(report)
     notice = report.notice or report_notes(report)[0]
     return [
         f"[{notice}]",

@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -27,7 +26,8 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import replaced_privately
-from reportgen.render.notes import check_note, notice_text, problem_text
+from reportgen.render.key_images import canonical, enlarged, mark_sides, radiological, window
+from reportgen.render.notes import check_note, notice_text, problem_text, signed_problems
 from reportgen.render.text import render_text
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
@@ -106,9 +106,9 @@ def key_image_png(study: Study, box: Box, sequence: str = "T2W") -> bytes | None
     volume = study.sequences.get(sequence)
     if volume is None:
         return None
-    canonical = nib.as_closest_canonical(nib.Nifti1Image(volume.data, volume.affine))
-    data = np.asarray(canonical.dataobj, dtype=np.float32)
-    inverse = np.linalg.inv(canonical.affine)
+    data, affine = canonical(volume.data, volume.affine)
+    data = data.astype(np.float32)
+    inverse = np.linalg.inv(affine)
     corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
     lo, hi = np.asarray(box.min_mm), np.asarray(box.max_mm)
     world = lo + corners * (hi - lo)
@@ -117,23 +117,16 @@ def key_image_png(study: Study, box: Box, sequence: str = "T2W") -> bytes | None
     z = int(np.rint(centre[2]))
     if not 0 <= z < data.shape[2]:
         return None
-    plane = data[:, :, z]
-    low, high = np.percentile(plane, [1, 99.5])
-    grey = np.clip((plane - low) / max(high - low, 1e-6), 0, 1)
-    # radiological display: rows run anterior -> posterior, columns patient right -> left
-    shown = (grey.T[::-1, ::-1] * 255).astype(np.uint8)
+    shown = (radiological(window(data[:, :, z])) * 255).astype(np.uint8)
     nx, ny = data.shape[:2]
-    image = Image.fromarray(shown).convert("RGB")
+    image, scale = enlarged(Image.fromarray(shown).convert("RGB"))
     x0, x1 = nx - 1 - voxels[:, 0].max(), nx - 1 - voxels[:, 0].min()
     y0, y1 = ny - 1 - voxels[:, 1].max(), ny - 1 - voxels[:, 1].min()
-    scale = max(1, 384 // max(nx, ny))
-    image = image.resize((nx * scale, ny * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
     draw.rectangle(
         [x0 * scale, y0 * scale, (x1 + 1) * scale, (y1 + 1) * scale], outline=(255, 215, 0)
     )
-    draw.text((4, 4), "R", fill=(255, 255, 255))
-    draw.text((image.width - 12, 4), "L", fill=(255, 255, 255))
+    mark_sides(image)
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
@@ -171,7 +164,7 @@ def render_html(
         )
         rows += _rows(finding.fields, report, template, concepts, lang)
         rows += _derived_rows(finding.derived, template, concepts, lang)
-    problems = report.validation.problems if report.validation else []
+    problems = signed_problems(report)
     problem_items = "".join(
         f'<li class="{_esc(p.severity)}">{_esc(problem_text(p, lang, template))}</li>'
         for p in problems

@@ -1,7 +1,8 @@
 """What every output format must carry beside the report's values: its notice (the
 bundled models are trained on synthetic phantoms, not for clinical use) and each
 validation problem (a forced draft of another body region, an unusual study, a
-contradiction), in one wording, so no format drops one. Each format puts them in its own
+contradiction), in one wording, so no format drops one; a model's disagreement with the
+template's rules is the reviewer's, not the signed report's (`REVIEW_ONLY`). Each format puts them in its own
 standard place (see docs/output_notices.md). A report read in Chinese gets them in Chinese:
 the notice translated, each problem's kind said in Chinese with the measured detail kept
 as written (a clinician must not need English to see that a draft is not meaningful)."""
@@ -39,6 +40,20 @@ PROBLEM_KINDS_ZH = {
 }
 
 
+# Where a model's own prediction of a derived result differed from what the template's
+# rules give (the rules' value is the one stated): a note for whoever reviews the model,
+# kept in the JSON and shown on the review page, never in a narrative a clinician signs
+# ("predicted 'quadrant_upper_inner' but the template's rules give ..." once was).
+REVIEW_ONLY = frozenset({"prediction"})
+
+
+def signed_problems(report: Report) -> list[Problem]:
+    """The validation problems every output a clinician signs carries: all but the
+    review-only ones."""
+    problems = report.validation.problems if report.validation else []
+    return [p for p in problems if p.rule not in REVIEW_ONLY]
+
+
 def notice_text(report: Report, lang: str = "en") -> str:
     """The report's notice in `lang` (an unknown notice in Chinese keeps its own words
     after the standard one)."""
@@ -62,8 +77,8 @@ def problem_text(problem: Problem, lang: str = "en", template: Template | None =
 
 
 def report_notes(report: Report, lang: str = "en", template: Template | None = None) -> list[str]:
-    """The notice first, then every validation problem, in `lang`."""
-    problems = report.validation.problems if report.validation else []
+    """The notice first, then every signed validation problem, in `lang`."""
+    problems = signed_problems(report)
     return [notice_text(report, lang), *(problem_text(p, lang, template) for p in problems)]
 
 

@@ -10,7 +10,7 @@ Contradictions found by validation are printed, never hidden, and the report's n
 from __future__ import annotations
 
 from ontology.concepts import ConceptTable, default_concepts
-from reportgen.render.notes import check_note, notice_text, problem_text
+from reportgen.render.notes import check_note, notice_text, problem_text, signed_problems
 from reportgen.report.assessable import acquired_families, not_assessable
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Report, Value
@@ -213,7 +213,7 @@ def render_text(
             out.extend(lines)
     if report.comment:
         out += ["", f"{words['comment']}: {report.comment}"]
-    problems = report.validation.problems if report.validation else []
+    problems = signed_problems(report)
     if problems:
         out.append("")
         for p in problems:

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import map_coordinates
 
 from reportgen.errors import InputError
+from reportgen.render.key_images import mark_sides, radiological
 from reportgen.report.schema import Box
 
 DISPLAY_SIZE = 384
@@ -132,7 +133,8 @@ def render_slice(
     heat: tuple[np.ndarray, np.ndarray] | None = None,
     boxes: list[Box] | None = None,
 ) -> bytes:
-    """One axial slice as PNG in radiological convention (patient's right on the left)."""
+    """One axial slice as PNG in radiological convention (patient's right on the left,
+    marked R and L)."""
     z = int(np.clip(z, 0, volume.slices - 1))
     level = volume.level if level is None else level
     width = volume.width if width is None or width <= 0 else width
@@ -144,8 +146,7 @@ def render_slice(
         colour = np.concatenate([np.ones_like(h), h, np.zeros_like(h)], axis=2)  # red -> yellow
         alpha = 0.5 * h
         rgb = rgb * (1 - alpha) + colour * alpha
-    # array index (x, y) -> screen (row = anterior at top, column = patient's right at left)
-    screen = np.ascontiguousarray(np.transpose(rgb, (1, 0, 2))[::-1, ::-1])
+    screen = np.ascontiguousarray(radiological(rgb))
     nx, ny = plane.shape
     spacing = np.sqrt((volume.affine[:3, :3] ** 2).sum(axis=0))
     aspect = (ny * spacing[1]) / (nx * spacing[0])
@@ -164,6 +165,7 @@ def render_slice(
             outline=(0, 255, 0),
             width=2,
         )
+    mark_sides(image)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()

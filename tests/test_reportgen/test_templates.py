@@ -291,6 +291,15 @@ def test_model_prediction_that_disagrees_with_rules_is_reported():
     assert any(
         p.rule == "prediction" and "birads_3" in p.message for p in report.validation.problems
     )
+    # ... to the reviewer (the JSON, the review page), never in what a clinician signs
+    from reportgen.render import render_text, to_fhir_bundle
+    from reportgen.render.html import render_html
+    from reportgen.render.notes import report_notes
+
+    signed = [render_text(report, "en"), render_text(report, "zh"), render_html(report)]
+    signed += [to_fhir_bundle(report).model_dump_json(), *report_notes(report)]
+    for out in signed:
+        assert "birads_3" not in out and "template's rules give" not in out
 
 
 def test_report_json_round_trip_keeps_schema_id():
@@ -374,3 +383,22 @@ def test_templates_declare_their_headline_and_suspicious_values(template_id, hea
 def test_unknown_template_is_a_clear_error():
     with pytest.raises(ConfigError, match="unknown template 'pirads'"):
         load_template("pirads")
+
+
+ENHANCEMENT_WORDS = ("enhanc", "kinetic", "bpe", "tic_curve")
+
+
+@pytest.mark.parametrize("template_id", sorted(available_templates()))
+def test_every_enhancement_finding_needs_a_contrast_series(template_id):
+    """A field (or value) that states enhancement is read from DCE: declared so, it is never
+    written for a study without contrast (an ovarian draft once said "Enhancing solid
+    tissue is present" without DCE)."""
+    template = load_template(template_id)
+    for spec in [*template.fields, *template.finding_fields]:
+        if any(w in spec.concept for w in ENHANCEMENT_WORDS):
+            assert "dce" in spec.requires, f"{template_id}.{spec.id} states enhancement"
+        elif "dce" not in spec.requires:
+            needs = dict(spec.value_requires)
+            for value in spec.values:
+                if any(w in value for w in ENHANCEMENT_WORDS):
+                    assert "dce" in needs.get(value, ()), f"{template_id}.{spec.id}={value}"

@@ -1,0 +1,52 @@
+"""Axial images as a radiologist reads them: radiological convention, R and L marked.
+
+Every image the product writes shows an axial slice the same way, whatever order the
+volume's voxels are stored in: the patient's right on the viewer's left, anterior at the
+top, an "R" and an "L" at the edges. One definition, so the printable page's key images
+and the evidence heat maps can never disagree (a heat map once showed a left-breast
+lesion on the image's left, in neurological convention, with no marker).
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+from PIL import Image, ImageDraw
+
+DISPLAY_PIXELS = 384  # an image's longer side is scaled up by whole voxels to about this
+
+
+def canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The volume with its voxel axes in RAS+ order and direction (nearest canonical:
+    voxels are reordered, never resampled)."""
+    image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data), np.asarray(affine)))
+    return np.asarray(image.dataobj), image.affine
+
+
+def radiological(plane: np.ndarray) -> np.ndarray:
+    """An axial plane of a canonical volume (indexed [x, y]: in RAS+ x runs towards the
+    patient's right, y towards anterior) as display rows and columns: rows anterior ->
+    posterior, columns patient right -> left."""
+    return np.swapaxes(np.asarray(plane), 0, 1)[::-1, ::-1]  # (a colour axis may follow)
+
+
+def window(plane: np.ndarray) -> np.ndarray:
+    """Grey levels 0-1 over the plane's 1st to 99.5th percentile."""
+    low, high = np.percentile(plane, [1, 99.5])
+    return np.clip((plane - low) / max(float(high - low), 1e-6), 0, 1)
+
+
+def enlarged(image: Image.Image) -> tuple[Image.Image, int]:
+    """The image scaled up by a whole factor (each voxel a block of pixels) and the factor."""
+    scale = max(1, DISPLAY_PIXELS // max(image.size))
+    return image.resize(
+        (image.width * scale, image.height * scale), Image.Resampling.NEAREST
+    ), scale
+
+
+def mark_sides(image: Image.Image) -> Image.Image:
+    """ "R" at the left edge and "L" at the right (radiological convention)."""
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 4), "R", fill=(255, 255, 255))
+    draw.text((image.width - 12, 4), "L", fill=(255, 255, 255))
+    return image
