@@ -1,11 +1,13 @@
 """A printable report: one self-contained HTML page (and PDF through Chromium).
 
-What a referring clinician prints or files: the not-for-clinical-use notice as a banner,
-the narrative (as `render_text` writes it), the structured table in preferred terms, the
-validation problems, and for each finding a key image: the axial T2W slice through the
-finding's box with the box drawn, in radiological convention (the patient's right on the
-viewer's left, anterior up). Images are embedded as data URIs, so the page is one file;
-every piece of text is HTML-escaped.
+What a referring clinician prints or files states everything once: the not-for-clinical-
+use notice as a banner, the narrative (as `render_text` writes it, without its own title
+and notice), the validation problems, and for each finding a key image: the axial T2W
+slice through the finding's box with the box drawn, in radiological convention (the
+patient's right on the viewer's left, anterior up). The structured table, in preferred
+terms, is folded away on screen and not printed: it says what the narrative says.
+Images are embedded as data URIs, so the page is one file; every piece of text is
+HTML-escaped.
 """
 
 from __future__ import annotations
@@ -54,8 +56,9 @@ th { background: #eee; } tr.finding th { background: #dde6f0; }
 figure { display: inline-block; margin: .5em 1em .5em 0; } figure img { width: 320px; }
 figcaption { font-size: 12px; color: #444; } .warning { color: #850; } .error { color: #b00; }
 tr.check td { background: #fff4d6; } .check-note { color: #850; font-weight: bold; }
+summary { font-weight: 600; margin: .8em 0 .4em; cursor: pointer; }
 @media print { .notice { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-               figure { break-inside: avoid; } }
+               figure { break-inside: avoid; } details.structured { display: none; } }
 """
 
 
@@ -182,11 +185,11 @@ def render_html(
             f"<p>{_esc(report.study.study_id)} &middot; {_esc(words['model'])}: {_esc(model)} "
             f"&middot; {_esc(report.provenance.created_at)}</p>",
             f"<h2>{_esc(words['narrative'])}</h2>",
-            f'<div class="narrative">{_esc(render_text(report, lang, template, concepts))}</div>',
-            f"<h2>{_esc(words['report'])}</h2>",
+            f'<div class="narrative">{_esc(render_text(report, lang, template, concepts, heading=False))}</div>',
+            f'<details class="structured"><summary>{_esc(words["report"])}</summary>',
             f'<table id="structured"><tr><th>{_esc(words["field"])}</th><th>{_esc(words["value"])}</th></tr>',
             *rows,
-            "</table>",
+            "</table></details>",
             f"<h2>{_esc(words['images'])}</h2>" + figures if figures else "",
             f"<h2>{_esc(words['problems'])}</h2><ul>{problem_items}</ul>" if problem_items else "",
             "</body></html>",

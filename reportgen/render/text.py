@@ -125,13 +125,15 @@ def render_text(
     lang: str = "en",
     template: Template | None = None,
     concepts: ConceptTable | None = None,
+    heading: bool = True,
 ) -> str:
+    """The report as narrative text; `heading=False` leaves out the title and the notice
+    for a page that shows them itself (the printable page's title and banner)."""
     template = template or load_template(report.template.id)
     concepts = concepts or default_concepts()
     words = LABELS[lang]
     sep = " " if lang == "en" else ""
-    out = [template.title[lang]]
-    out.append(f"[{notice_text(report, lang)}]")  # the notice, never left out
+    out = [template.title[lang], f"[{notice_text(report, lang)}]"] if heading else []
     missing = ", ".join(report.study.sequences_missing) or words["none"]
     used = ", ".join(report.study.sequences_used)
     out.append(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -43,6 +45,8 @@ def test_html_has_notice_table_and_one_key_image_per_finding(drafted):
     _, study, report = drafted
     page = render_html(report, "en", study=study)
     assert report.notice in page and 'class="notice"' in page
+    assert page.count(report.notice) == 1  # the banner; the narrative does not repeat it
+    assert "details.structured { display: none; }" in page  # the table, folded, not printed
     rows = page.count("<tr><td>")
     stated = len(report.fields) + len(report.derived)
     stated += sum(len(f.fields) + len(f.derived) for f in report.findings)
@@ -90,6 +94,9 @@ def test_html_renders_in_chromium_and_prints_to_pdf(drafted, tmp_path, cli):
         page.goto(page_file.as_uri())
         assert page.locator("#notice").is_visible()
         assert "not for clinical use" in page.locator("#notice").inner_text()
+        assert not page.locator("#structured").is_visible()  # folded on screen ...
+        page.locator("details.structured > summary").click()
+        assert page.locator("#structured").is_visible()  # ... and opens with a click
         widths = page.locator("figure img").evaluate_all("els => els.map(e => e.naturalWidth)")
         assert widths and all(w > 0 for w in widths)  # the key images decoded
         shot = tmp_path / "report.png"
@@ -102,3 +109,8 @@ def test_html_renders_in_chromium_and_prints_to_pdf(drafted, tmp_path, cli):
     result = cli("generate", study_dir, "--format", "pdf", "--out", pdf, "--no-explain")
     assert result.code == 0, result.err
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 10_000
+    if shutil.which("pdftotext"):  # printed once: the narrative, not also the table
+        printed = subprocess.run(
+            ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
+        ).stdout
+        assert "Structured report" not in printed and "Report" in printed
