@@ -620,6 +620,8 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
         }
         if vol.name == "DWI" and bvals:
             metadata["series"]["DWI"]["b_value"] = bvals[0]
+        if vol.info:  # technical tags only (`technical_info`): a draft's technique
+            metadata.setdefault("acquisition", {})[vol.name] = dict(vol.info)
     for number, reasons in unread.items():
         warnings.append(
             f"series {number}: not a protocol sequence ({reasons[0]}); ignored"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from reportgen.errors import InputError
+from reportgen.io.dicom_headers import TECHNICAL_TAGS
 from reportgen.io.nifti import (
     as_volume,
     load_image,
@@ -108,6 +109,9 @@ def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
         data, affine = load_image(path)
         data = _diffusion_3d(data, path, name, warnings, metadata)
         sequences[name] = as_volume(data, affine, path, name, warnings)
+        technical = {k: sidecar[k] for k in TECHNICAL_TAGS if k in sidecar}
+        if technical:  # what ingest kept of the headers: a draft's technique
+            metadata.setdefault("acquisition", {})[name] = technical
     if not sequences:
         raise InputError(
             folder,

@@ -29,6 +29,7 @@ from reportgen.report.assessable import not_assessable
 from reportgen.report.derive import derive
 from reportgen.report.rules import Scope, evaluate
 from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
+from reportgen.report.technique import study_technique
 from reportgen.report.template import FieldSpec, Template
 
 
@@ -163,7 +164,9 @@ class FieldReaderGenerator(LoadedModel):
 
     def draft(self, study: Study, options: GenerateOptions | None = None) -> Draft:
         image, present, affine = self.tensors(study)
-        return self.draft_tensors(study.study_id, image, present, affine, options, study.missing)
+        draft = self.draft_tensors(study.study_id, image, present, affine, options, study.missing)
+        draft.report.study.technique = study_technique(study)
+        return draft
 
     @torch.no_grad()
     def draft_tensors(

@@ -19,6 +19,7 @@ from reportgen.model.modeling import load_model
 from reportgen.model.native_candidates import lesion_chooser
 from reportgen.report import Report, build_report
 from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
+from reportgen.report.technique import study_technique
 
 BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "demo_model"  # one folder per template
 BUNDLED_MODEL = BUNDLED_MODELS / "birads_mri"
@@ -56,6 +57,8 @@ class ReportGenerator(LoadedModel):
         draft = self.draft_tensors(
             study.study_id, image, present, affine, options, study.missing, study=study
         )
+        if draft.report is not None:
+            draft.report.study.technique = study_technique(study)
         if study.metadata.get("dce_phases"):  # which phases of a long dynamic were read
             draft.report.validation.problems.append(
                 Problem(

@@ -13,7 +13,8 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.render.notes import check_note, notice_text, problem_text, signed_problems
 from reportgen.report.assessable import acquired_families, not_assessable
 from reportgen.report.rules import Scope, evaluate
-from reportgen.report.schema import Report, Value
+from reportgen.report.schema import Report, SeriesTechnique, Value
+from reportgen.report.technique import field_strength
 from reportgen.report.template import FieldSpec, Template, load_template
 from reportgen.report.values import plain
 
@@ -26,6 +27,12 @@ LABELS = {
         "comment": "Comment",
         "none": "none",
         "not_assessable": "Not assessable without {families} images: {fields}.",
+        "technique": "Technique",
+        "mri": "{tesla} T MRI",
+        "series": "{name}, {a:.1f} x {b:.1f} mm in-plane, {c:.1f} mm slices",
+        "b_value": "b = {b:g} s/mm²",
+        "phases": "pre-contrast and {n} post-contrast phases",
+        "comparison": "Comparison: none available.",
     },
     "zh": {
         "study": "检查",
@@ -35,8 +42,34 @@ LABELS = {
         "comment": "备注",
         "none": "无",
         "not_assessable": "缺少{families}序列，无法评估：{fields}。",
+        "technique": "检查技术",
+        "mri": "{tesla} T MRI",
+        "series": "{name}，层内 {a:.1f} × {b:.1f} mm，层厚 {c:.1f} mm",
+        "b_value": "b = {b:g} s/mm²",
+        "phases": "平扫及增强后{n}期",
+        "comparison": "对比：无既往检查可供对比。",
     },
 }
+
+
+def _technique(technique: list[SeriesTechnique], lang: str) -> str:
+    """ "Technique: 1.5 T MRI. T2W, 0.7 x 0.7 mm in-plane, 3 mm slices; DWI, b = 800 ..." """
+    words = LABELS[lang]
+    parts = []
+    for t in technique:
+        part = words["series"].format(
+            name=t.sequence, a=t.in_plane_mm[0], b=t.in_plane_mm[1], c=t.slice_mm
+        )
+        extra = [words["b_value"].format(b=t.b_value)] if t.b_value is not None else []
+        extra += [words["phases"].format(n=t.phases - 1)] if t.phases and t.phases > 1 else []
+        parts.append(", ".join([part, *extra]) if lang == "en" else "，".join([part, *extra]))
+    tesla = field_strength(technique)
+    lead = (
+        words["mri"].format(tesla=f"{tesla:g}") + (". " if lang == "en" else "。") if tesla else ""
+    )
+    if lang == "en":
+        return f"{words['technique']}: {lead}{'; '.join(parts)}."
+    return f"{words['technique']}：{lead}{'；'.join(parts)}。"
 
 
 def _value_text(spec_type: str, value: Value, concepts: ConceptTable, lang: str) -> str:
@@ -140,6 +173,8 @@ def render_text(
         f"{words['study']}: {report.study.study_id}"
         + (f"; {words['sequences']}: {used}; {words['missing']}: {missing}" if used else "")
     )
+    if report.study.technique:  # a draft from images: how they were acquired, no priors
+        out += [_technique(report.study.technique, lang), words["comparison"]]
     hidden = not_assessable(template, report.study.sequences_used)
     report_values = plain(report.fields)
     for section_id, title in template.sections:

@@ -72,11 +72,27 @@ class TemplateRef(BaseModel):
     version: str
 
 
+class SeriesTechnique(BaseModel):
+    """How one sequence was acquired: its voxels, and what its headers or sidecar say of
+    field strength and b-value (technical values only, nothing that identifies)."""
+
+    model_config = ConfigDict(extra="forbid")
+    sequence: str  # a protocol name; the DCE phases are one entry, "DCE", with `phases`
+    in_plane_mm: tuple[float, float]
+    slice_mm: float
+    field_strength_t: float | None = None
+    b_value: float | None = None  # s/mm2, diffusion
+    phases: int | None = None  # DCE: the pre-contrast phase and the post-contrast ones
+
+
 class StudyRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     study_id: str
     sequences_used: list[str] = Field(default_factory=list)
     sequences_missing: list[str] = Field(default_factory=list)
+    # how the study was acquired, as the drafting model read it (a draft's technique
+    # section); empty for a report that was not drafted from images
+    technique: list[SeriesTechnique] = Field(default_factory=list)
 
 
 class Provenance(BaseModel):

@@ -155,6 +155,18 @@ def test_every_format_carries_the_notice_and_the_forced_warning(forced_prostate)
         assert "BodyPartExamined is PROSTATE" in flat and "not meaningful" in flat, fmt
 
 
+def test_the_draft_states_the_technique_its_headers_give(forced_prostate):
+    """The real Siemens study: field strength and b-value from its DICOM headers, the
+    pixel and slice from its geometry, and no comparison (the product reads one study)."""
+    out, report, _ = forced_prostate
+    text = (out / "r.txt").read_text()
+    technique = next(line for line in text.splitlines() if line.startswith("Technique:"))
+    assert technique.startswith("Technique: 3 T MRI. T2W, 0.5 x 0.5 mm in-plane, 3.0 mm slices")
+    assert "DWI, 2.0 x 2.0 mm in-plane, 3.0 mm slices, b = 800 s/mm²" in technique
+    assert "Comparison: none available." in text
+    assert {t.sequence for t in report.study.technique} == {"T2W", "DWI", "ADC"}
+
+
 def test_a_chinese_draft_says_its_notice_and_warnings_in_chinese(forced_prostate):
     """`--lang zh` text kept the notice and every note in English."""
     from reportgen.render.html import render_html

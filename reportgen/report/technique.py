@@ -1,0 +1,67 @@
+"""A draft's technique: how each sequence of the study was acquired, as a report states it.
+
+Radiology reports open with the technique (field strength, sequences, slice thickness,
+b-values, contrast phases). Geometry comes from each volume's affine (in-plane pixel and
+slice thickness, the slice axis taken as the coarsest); field strength and b-value come
+from what the study's reader kept of the DICOM headers or the NIfTI sidecars
+(`Study.metadata`: technical tags only). A value no header gave is left out, never
+guessed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reportgen.io.sequences import PROTOCOL, sequence_family
+from reportgen.io.study import Study
+from reportgen.report.schema import SeriesTechnique
+
+FIELD_STRENGTH_TAG = "MagneticFieldStrength"
+
+
+def _geometry(spacing: tuple[float, float, float]) -> tuple[tuple[float, float], float]:
+    ordered = sorted(float(s) for s in spacing)
+    return (round(ordered[0], 2), round(ordered[1], 2)), round(ordered[2], 2)
+
+
+def _b_value(study: Study, name: str) -> float | None:
+    from_dicom = study.metadata.get("series", {}).get(name, {}).get("b_value")
+    from_nifti = study.metadata.get("b_value", {}).get(name)
+    value = from_dicom if from_dicom is not None else from_nifti
+    return float(value) if value is not None else None
+
+
+def _field_strength(study: Study, name: str) -> float | None:
+    value = study.metadata.get("acquisition", {}).get(name, {}).get(FIELD_STRENGTH_TAG)
+    try:
+        return round(float(value), 2) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def study_technique(study: Study) -> list[SeriesTechnique]:
+    """One entry per sequence the study holds, in protocol order; the DCE phases as one."""
+    out: list[SeriesTechnique] = []
+    dce = [n for n in study.sequences if sequence_family(n) == "dce"]
+    for name in PROTOCOL:
+        if name not in study.sequences or (sequence_family(name) == "dce" and name != dce[0]):
+            continue
+        in_plane, slice_mm = _geometry(study.sequences[name].spacing)
+        is_dce = sequence_family(name) == "dce"
+        out.append(
+            SeriesTechnique(
+                sequence="DCE" if is_dce else name,
+                in_plane_mm=in_plane,
+                slice_mm=slice_mm,
+                field_strength_t=_field_strength(study, name),
+                b_value=_b_value(study, name),
+                phases=len(dce) if is_dce else None,
+            )
+        )
+    return out
+
+
+def field_strength(technique: list[SeriesTechnique]) -> float | None:
+    """The study's field strength where its series agree on one."""
+    found = {t.field_strength_t for t in technique if t.field_strength_t is not None}
+    return float(np.round(found.pop(), 2)) if len(found) == 1 else None

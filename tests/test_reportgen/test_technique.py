@@ -1,0 +1,73 @@
+"""A draft states its technique: each sequence's pixel and slice from its geometry, field
+strength and b-value where the headers or sidecars give them (never guessed), the DCE
+phases as one entry, and that no comparison study was available."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+
+from reportgen.io.readers import read_study_folder
+from reportgen.io.study import Study, Volume
+from reportgen.render.text import render_text
+from reportgen.report import build_report, load_template
+from reportgen.report.schema import Provenance, StudyRef
+from reportgen.report.technique import study_technique
+
+
+def _volume(spacing) -> Volume:
+    return Volume(np.zeros((8, 8, 8), np.float32), np.diag([*spacing, 1.0]))
+
+
+def _study() -> Study:
+    sequences = {"T2W": _volume((0.7, 0.7, 3.0)), "DWI": _volume((2.0, 2.0, 4.0))}
+    sequences |= {f"DCE_{k}": _volume((2.0, 0.9, 0.9)) for k in range(4)}  # slices first
+    metadata = {
+        "b_value": {"DWI": 800.0},
+        "acquisition": {n: {"MagneticFieldStrength": 1.5} for n in sequences},
+    }
+    return Study("s", sequences, "memory", "folder", metadata=metadata)
+
+
+def _report(technique):
+    return build_report(
+        load_template("birads_mri"),
+        {},
+        [],
+        study=StudyRef(study_id="s", sequences_used=["T2W"], technique=technique),
+        provenance=Provenance(source="model"),
+    )
+
+
+def test_the_technique_line_says_how_each_sequence_was_acquired():
+    technique = study_technique(_study())
+    assert [t.sequence for t in technique] == ["T2W", "DWI", "DCE"]
+    dce = technique[-1]
+    assert dce.in_plane_mm == (0.9, 0.9) and dce.slice_mm == 2.0 and dce.phases == 4
+    text = render_text(_report(technique), "en")
+    assert (
+        "Technique: 1.5 T MRI. T2W, 0.7 x 0.7 mm in-plane, 3.0 mm slices; DWI, 2.0 x 2.0 mm "
+        "in-plane, 4.0 mm slices, b = 800 s/mm²; DCE, 0.9 x 0.9 mm in-plane, 2.0 mm slices, "
+        "pre-contrast and 3 post-contrast phases." in text
+    )
+    assert "Comparison: none available." in text
+    zh = render_text(_report(technique), "zh")
+    assert "检查技术：1.5 T MRI。" in zh and "平扫及增强后3期" in zh and "无既往检查" in zh
+
+
+def test_what_no_header_gave_is_left_out_and_a_report_not_drafted_has_no_technique():
+    study = _study()
+    study.metadata = {}
+    text = render_text(_report(study_technique(study)), "en")
+    assert "Technique: T2W," in text and " T MRI" not in text and "b = " not in text
+    assert "Technique" not in render_text(_report([]), "en")
+
+
+def test_a_nifti_sidecar_gives_the_field_strength(tmp_path):
+    image = nib.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.diag([0.8, 0.8, 3.0, 1.0]))
+    nib.save(image, tmp_path / "T2W.nii.gz")
+    (tmp_path / "T2W.json").write_text(json.dumps({"MagneticFieldStrength": 3}))
+    technique = study_technique(read_study_folder(tmp_path))
+    assert technique[0].field_strength_t == 3.0 and technique[0].slice_mm == 3.0
