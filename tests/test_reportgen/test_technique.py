@@ -71,3 +71,25 @@ def test_a_nifti_sidecar_gives_the_field_strength(tmp_path):
     (tmp_path / "T2W.json").write_text(json.dumps({"MagneticFieldStrength": 3}))
     technique = study_technique(read_study_folder(tmp_path))
     assert technique[0].field_strength_t == 3.0 and technique[0].slice_mm == 3.0
+
+
+def test_drafts_with_their_technique_parse_back_to_the_same_values():
+    """The technique line (sizes in mm, "slices") is never read as a finding's value."""
+    from pathlib import Path
+
+    from reportgen.report.parse import parse_report
+    from reportgen.report.schema import Report
+
+    golden = sorted((Path(__file__).parents[1] / "data" / "golden").glob("*.report.json"))
+    assert golden
+    for path in golden:
+        report = Report.from_json(path.read_text())
+        assert report.study.technique  # drafted from images
+        for lang in ("en", "zh"):
+            parsed = parse_report(render_text(report, lang), report.template.id, lang)
+            assert {k: v.value for k, v in parsed.fields.items()} == {
+                k: v.value for k, v in report.fields.items()
+            }, (path.name, lang)
+            assert [{k: v.value for k, v in f.fields.items()} for f in parsed.findings] == [
+                {k: v.value for k, v in f.fields.items()} for f in report.findings
+            ], (path.name, lang)
