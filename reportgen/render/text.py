@@ -33,6 +33,7 @@ LABELS = {
         "b_value": "b = {b:g} s/mm²",
         "phases": "pre-contrast and {n} post-contrast phases",
         "comparison": "Comparison: none available.",
+        "signed": "Signed by {who} on {when} UTC.",
     },
     "zh": {
         "study": "检查",
@@ -48,6 +49,7 @@ LABELS = {
         "b_value": "b = {b:g} s/mm²",
         "phases": "平扫及增强后{n}期",
         "comparison": "对比：无既往检查可供对比。",
+        "signed": "签署：{who}，{when} UTC。",
     },
 }
 
@@ -250,6 +252,10 @@ def render_text(
             out.extend(lines)
     if report.comment:
         out += ["", f"{words['comment']}: {report.comment}"]
+    signed = report.provenance
+    if signed.signed_by and signed.signed_at:  # a signed report says who and when
+        when = signed.signed_at.replace("T", " ")[:16]
+        out += ["", words["signed"].format(who=signed.signed_by, when=when)]
     problems = signed_problems(report)
     if problems:
         out.append("")

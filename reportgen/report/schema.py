@@ -108,6 +108,10 @@ class Provenance(BaseModel):
     # (`reportgen.report.calibration`); None: the model was never calibrated
     check_below: float | None = Field(default=None, ge=0.0, le=1.0)
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    # set by the review store when a clinician signs (never by an edit): who and when,
+    # as the signed report states it
+    signed_by: str | None = None
+    signed_at: str | None = None
 
 
 class Problem(BaseModel):

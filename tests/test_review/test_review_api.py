@@ -7,6 +7,7 @@ from conftest import tree_snapshot
 from fastapi.testclient import TestClient
 from helpers.review import PASSWORD, csrf_from, make_db, page_data, sign_in, studies_with_draft
 
+from reportgen.render import render_text
 from reportgen.report import load_template
 from reportgen.review.app import ReviewSettings, create_app
 from reportgen.review.drafts import import_drafts
@@ -188,6 +189,11 @@ def test_saves_and_signing_with_every_refusal_storing_nothing(app_env):
     [record] = list(store.corrections())
     assert {c.field for c in record.diff.changes} >= {"size_mm", "margin"}
     assert "signed" in client.get("/").text
+    # the signed report states who signed it and when; an edit cannot carry a signature
+    signed_report = store.state(1).current
+    assert signed_report.provenance.signed_by == "Dr Alice" and signed_report.provenance.signed_at
+    assert "Signed by Dr Alice on " in render_text(signed_report, "en")
+    assert "Signed by" not in render_text(store.state(1).draft, "en")
 
 
 def test_shown_text_is_escaped(app_env):

@@ -65,6 +65,10 @@ def test_a_value_the_template_forbids_is_refused_and_nothing_is_stored(setup):
         store.save(draft_id, alice, 0, forbidden)
     with pytest.raises(RefusedEdit, match="outside the allowed range"):
         store.save(draft_id, alice, 0, edit(draft, alice, size_mm=5000))
+    forged = edit(draft, alice)  # a signature only signing adds
+    forged.provenance.signed_by, forged.provenance.signed_at = "Dr Alice", "2026-01-01T00:00:00"
+    with pytest.raises(RefusedEdit, match="cannot carry a signature"):
+        store.save(draft_id, alice, 0, forged)
     assert store.revision_numbers(draft_id) == [] and store.audit_trail() == before
 
 

@@ -291,6 +291,8 @@ class RewardLog:
             clinician_id
         ):
             raise RefusedEdit("an edit must carry the signed-in clinician as its author")
+        if report.provenance.signed_by or report.provenance.signed_at:
+            raise RefusedEdit("an edit cannot carry a signature: signing adds it")
         validation = validate_report(report, load_template(draft.template_id))
         errors = [p for p in validation.problems if p.severity == "error"]
         if errors:
@@ -439,8 +441,16 @@ class RewardLog:
         report: Report,
         override: bool = False,
     ) -> int:
-        """Store the final revision, the signed report and the correction record at once."""
+        """Store the final revision, the signed report and the correction record at once;
+        the signed report states who signed it and when."""
         text, draft_json = self._prepared(draft_id, report, clinician_id)
+        now = datetime.now(UTC)
+        with Session(self.engine) as session:
+            signer = session.get(Clinician, clinician_id)
+        signed_report = Report.from_json(text)
+        signed_report.provenance.signed_by = signer.display_name if signer else str(clinician_id)
+        signed_report.provenance.signed_at = now.isoformat(timespec="seconds")
+        text = signed_report.to_json()
         drafted = Report.from_json(draft_json)
         diff = diff_reports(drafted, Report.from_json(text)).to_dict()
         diff["comment_changed"] = drafted.comment != report.comment
@@ -461,11 +471,11 @@ class RewardLog:
                     revision_number=number,
                     report_json=text,
                     clinician_id=clinician_id,
+                    signed_at=now,
                 )
                 session.add(signed)
                 session.flush()
                 opened = self._first_open(session, draft_id, clinician_id)
-                now = datetime.now(UTC)
                 session.add(
                     Correction(
                         draft_id=draft_id,
