@@ -488,6 +488,23 @@ def _phase_times(ordered: list[ConvertedSeries]) -> tuple[list[float], int, str]
     return [t - times[0] for t in times], 0, "the first"
 
 
+def dce_timing(converted: list[ConvertedSeries]) -> dict | None:
+    """When the read DCE phases were acquired, as a report's technique states it: seconds
+    after the injection where the headers give ContrastBolusStartTime within the dynamic,
+    else after the first phase; None without DCE phases or their acquisition times."""
+    named = sorted(
+        (v for v in converted if v.name and v.name.startswith("DCE_")),
+        key=lambda v: int(v.name.split("_")[1]),
+    )
+    if len(named) < 2 or any(_seconds(v) is None for v in named):
+        return None
+    after, _, since = _phase_times(named)
+    return {
+        "seconds": [round(t, 1) for t in after],
+        "after": "injection" if since.startswith("the injection") else "first phase",
+    }
+
+
 def _model_phases(volumes: list[ConvertedSeries], warnings: list[str]) -> list:
     """The model's phases from a dynamic of any length: the pre-contrast phase, then the
     phases nearest `DCE_TARGETS_S` after the injection (`_phase_times`). The others are
@@ -636,6 +653,9 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
         metadata["dce_phases"] = choice
     if part:  # a region, not an identifier: what the fitness check reads
         metadata["body_part"] = part
+    timing = dce_timing(conversion.converted)
+    if timing:  # seconds after the injection: a draft's technique
+        metadata["dce_timing"] = timing
     return Study(
         study_id or conversion.study_id,
         sequences,

@@ -22,6 +22,7 @@ from reportgen.io.dicom import (
     ConvertedSeries,
     body_part,
     convert_dicom_folder,
+    dce_timing,
 )
 from reportgen.io.write import check_writable, nifti_image, save_nifti
 
@@ -106,6 +107,9 @@ def ingest_dicom(
         choice = [w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)]
         if choice:
             study["dce_phases"] = choice[0]
+        timing = dce_timing(conversion.converted)
+        if timing:  # seconds after the injection (never a time of day)
+            study["dce_timing"] = timing
         (staging / "study.json").write_text(json.dumps(study, indent=2))
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above

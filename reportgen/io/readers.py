@@ -121,6 +121,8 @@ def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
         warnings.append(f"ignored files that name no known sequence: {', '.join(ignored)}")
     if isinstance(study_meta.get("dce_phases"), str):  # written by ingest from a long dynamic
         metadata["dce_phases"] = study_meta["dce_phases"]
+    if isinstance(study_meta.get("dce_timing"), dict):  # ingest: phases after injection
+        metadata["dce_timing"] = study_meta["dce_timing"]
     if isinstance(study_meta.get("body_part"), str):  # ingest keeps the DICOM region
         metadata["body_part"] = study_meta["body_part"].strip().upper()
     return Study(

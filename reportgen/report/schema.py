@@ -83,6 +83,10 @@ class SeriesTechnique(BaseModel):
     field_strength_t: float | None = None
     b_value: float | None = None  # s/mm2, diffusion
     phases: int | None = None  # DCE: the pre-contrast phase and the post-contrast ones
+    # DCE: each phase's seconds after `timed_from` ("injection" where the headers give
+    # the bolus start, else "first phase"), when the headers give acquisition times
+    phase_times_s: list[float] | None = None
+    timed_from: str | None = None
 
 
 class StudyRef(BaseModel):

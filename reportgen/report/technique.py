@@ -2,9 +2,10 @@
 
 Radiology reports open with the technique (field strength, sequences, slice thickness,
 b-values, contrast phases). Geometry comes from each volume's affine (in-plane pixel and
-slice thickness, the slice axis taken as the coarsest); field strength and b-value come
-from what the study's reader kept of the DICOM headers or the NIfTI sidecars
-(`Study.metadata`: technical tags only). A value no header gave is left out, never
+slice thickness, the slice axis taken as the coarsest); field strength, b-value and the DCE phases' seconds
+after the injection come from what the study's reader kept of the DICOM headers or the
+NIfTI sidecars (`Study.metadata`: technical tags and relative times only, never a time of
+day). A value no header gave is left out, never
 guessed.
 """
 
@@ -48,6 +49,8 @@ def study_technique(study: Study) -> list[SeriesTechnique]:
             continue
         in_plane, slice_mm = _geometry(study.sequences[name].spacing)
         is_dce = sequence_family(name) == "dce"
+        timing = study.metadata.get("dce_timing") if is_dce else None
+        timed = isinstance(timing, dict) and len(timing.get("seconds", [])) == len(dce)
         out.append(
             SeriesTechnique(
                 sequence="DCE" if is_dce else name,
@@ -56,6 +59,8 @@ def study_technique(study: Study) -> list[SeriesTechnique]:
                 field_strength_t=_field_strength(study, name),
                 b_value=_b_value(study, name),
                 phases=len(dce) if is_dce else None,
+                phase_times_s=[float(t) for t in timing["seconds"]] if timed else None,
+                timed_from=str(timing.get("after")) if timed else None,
             )
         )
     return out

@@ -365,3 +365,11 @@ def test_dynamic_phases_are_timed_from_the_injection_when_the_headers_give_it(tm
     assert "after the injection (ContrastBolusStartTime)" in summary["dce_phases"]
     assert "phase 5 (-2 s)" in summary["dce_phases"]
     assert "120052" not in (out / "DCE_0.json").read_text()  # times of day stay behind
+    # the draft's technique says when the read phases were acquired, after the injection
+    from reportgen.io.dicom import read_dicom_study
+    from reportgen.report.technique import study_technique
+
+    for read in (study, read_dicom_study(root)):
+        [dce] = [t for t in study_technique(read) if t.sequence == "DCE"]
+        assert dce.phase_times_s == [-2.0, 88.0, 238.0, 388.0] and dce.timed_from == "injection"
+    assert "120052" not in (out / "study.json").read_text()

@@ -25,6 +25,7 @@ def _study() -> Study:
     sequences = {"T2W": _volume((0.7, 0.7, 3.0)), "DWI": _volume((2.0, 2.0, 4.0))}
     sequences |= {f"DCE_{k}": _volume((2.0, 0.9, 0.9)) for k in range(4)}  # slices first
     metadata = {
+        "dce_timing": {"seconds": [-2.0, 88.0, 238.0, 388.0], "after": "injection"},
         "b_value": {"DWI": 800.0},
         "acquisition": {n: {"MagneticFieldStrength": 1.5} for n in sequences},
     }
@@ -50,11 +51,12 @@ def test_the_technique_line_says_how_each_sequence_was_acquired():
     assert (
         "Technique: 1.5 T MRI. T2W, 0.7 x 0.7 mm in-plane, 3.0 mm slices; DWI, 2.0 x 2.0 mm "
         "in-plane, 4.0 mm slices, b = 800 s/mm²; DCE, 0.9 x 0.9 mm in-plane, 2.0 mm slices, "
-        "pre-contrast and 3 post-contrast phases." in text
+        "pre-contrast and 3 post-contrast phases, at 88/238/388 s after the injection." in text
     )
     assert "Comparison: none available." in text
     zh = render_text(_report(technique), "zh")
     assert "检查技术：1.5 T MRI。" in zh and "平扫及增强后3期" in zh and "无既往检查" in zh
+    assert "于注射对比剂后88/238/388 s" in zh
 
 
 def test_what_no_header_gave_is_left_out_and_a_report_not_drafted_has_no_technique():
