@@ -67,6 +67,8 @@ class DerivedSpec:
     section: str | None = None
     phrase: Text | None = None
     suspicious: frozenset[str] = frozenset()  # values meaning "suspicious for malignancy"
+    # headline values a worklist lists first (suspicious, advanced stage)
+    triage: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ def _derived(spec: dict, level: str) -> DerivedSpec:
         section=spec.get("section"),
         phrase=spec.get("phrase"),
         suspicious=frozenset(spec.get("suspicious", ())),
+        triage=frozenset(spec.get("triage", ())),
     )
 
 
@@ -294,10 +297,9 @@ def _check_meaning(t: Template, concepts: ConceptTable, path: str) -> None:
             check_cond(cond, where, d.level == "finding")
         if d.default is not None and d.default not in d.values:
             fail(f"{where}: default {d.default!r} is not one of its values")
-        if not d.suspicious <= set(d.values):
-            fail(
-                f"{where}: suspicious values {sorted(d.suspicious - set(d.values))} are not its values"
-            )
+        for key, chosen in (("suspicious", d.suspicious), ("triage", d.triage)):
+            if not chosen <= set(d.values):
+                fail(f"{where}: {key} values {sorted(chosen - set(d.values))} are not its values")
     if t.headline not in {d.id for d in t.derived_report}:
         fail(f"headline {t.headline!r} is not a report-level derived result")
     for rule in t.consistency:

@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from ontology.concepts import default_concepts
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import ReportgenError
 from reportgen.render import render_text
@@ -26,13 +27,25 @@ router = APIRouter()
 
 
 @router.get("/", response_class=HTMLResponse)
-def worklist(request: Request, clinician_id: int = Depends(clinician)):
+def worklist(request: Request, template: str | None = None, clinician_id: int = Depends(clinician)):
+    """The drafts, those whose headline the template lists first (BI-RADS 4-5, O-RADS 4-5,
+    FIGO stage II and above) at the top; `?template=ID` shows one template's."""
     ctx = context(request)
+    rows = ctx.store.worklist()
+    templates = sorted({r.template_id for r in rows})
+    shown = [r for r in rows if template in (None, "", r.template_id)]
+    concepts = default_concepts()
     return ctx.pages.TemplateResponse(
         request,
         "worklist.html",
         {
-            "rows": ctx.store.worklist(),
+            "rows": shown,
+            "headlines": {
+                r.draft_id: concepts[r.headline].pref("en") if r.headline in concepts else ""
+                for r in shown
+            },
+            "templates": templates,
+            "chosen": template or "",
             "clinician": ctx.store.accounts.get(clinician_id),
             "csrf": auth.csrf_token(request),
             "notice": NOT_FOR_CLINICAL_USE,

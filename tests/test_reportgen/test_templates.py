@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import yaml
+from helpers.report_examples import BREAST, SPICULATED
 
 from reportgen.errors import ConfigError
 from reportgen.report import available_templates, build_report, load_template, validate_report
@@ -17,27 +18,6 @@ from templates import TEMPLATE_DIR
 STUDY = StudyRef(study_id="t")
 SYNTH = Provenance(source="synthetic")
 
-BREAST = {
-    "fgt_amount": "fgt_scattered",
-    "bpe_level": "bpe_mild",
-    "bpe_symmetry": "bpe_symmetric",
-    "axillary_adenopathy": False,
-    "skin_thickening": False,
-}
-SPICULATED = {
-    "type": "mass",
-    "laterality": "left",
-    "clock": "clock_2",
-    "depth": "depth_middle",
-    "size_mm": 17,
-    "shape": "shape_irregular",
-    "margin": "margin_spiculated",
-    "internal_enhancement": "enhancement_heterogeneous",
-    "kinetics_initial": "initial_fast",
-    "kinetics_delayed": "delayed_washout",
-    "t2_signal": "t2_isointense",
-    "diffusion": "diffusion_restricted",
-}
 FIBROADENOMA = {
     **SPICULATED,
     "laterality": "right",

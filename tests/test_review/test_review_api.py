@@ -218,3 +218,37 @@ def test_sign_out_ends_the_session(app_env):
     )
     assert client.get("/api/drafts/1").status_code == 401
     assert [e["action"] for e in store.audit_trail()][-1] == "sign_out"
+
+
+def test_the_worklist_shows_each_headline_and_lists_suspicious_drafts_first(app_env):
+    from helpers.report_examples import BREAST, SPICULATED
+
+    from reportgen.report import build_report
+    from reportgen.report.schema import Provenance, StudyRef
+
+    client, store, _, _, _ = app_env
+    added = {}
+    for name, findings in (("negative", []), ("spiculated", [SPICULATED])):
+        drafted = build_report(
+            load_template("birads_mri"),
+            BREAST,
+            findings,
+            study=StudyRef(study_id=f"s-{name}"),
+            provenance=Provenance(source="model", model_name="test"),
+        )
+        added[drafted.derived["assessment"].value], _ = store.add_draft(drafted)
+    assert set(added) == {"birads_1", "birads_5"}
+    rows = store.worklist()
+    headline = {r.draft_id: r.headline for r in rows}
+    assert headline[added["birads_5"]] == "birads_5" and headline[added["birads_1"]] == "birads_1"
+    first = [r.draft_id for r in rows if r.first]
+    assert added["birads_5"] in first and added["birads_1"] not in first
+    assert [r.draft_id for r in rows][: len(first)] == first  # the suspicious ones on top
+    signed_in_page(client)
+    page = client.get("/").text
+    assert "BI-RADS 5: highly suggestive of malignancy" in page
+    assert page.index(f'href="/drafts/{added["birads_5"]}"') < page.index(
+        f'href="/drafts/{added["birads_1"]}"'
+    )
+    only = client.get("/", params={"template": "orads_mri"}).text
+    assert "open-draft" not in only  # no O-RADS drafts: the filter shows none

@@ -9,6 +9,7 @@ ever silently overwritten. A report is only stored if the template accepts it.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +58,13 @@ class NotFound(ReportgenError):
     pass
 
 
+def _headline(report_json: str, template_id: str) -> str | None:
+    """The headline value (BI-RADS category, FIGO stage, O-RADS score) a stored report states."""
+    derived = json.loads(report_json).get("derived", {})
+    value = derived.get(load_template(template_id).headline, {}).get("value")
+    return str(value) if value is not None else None
+
+
 @dataclass(frozen=True)
 class WorklistRow:
     draft_id: int
@@ -66,6 +74,8 @@ class WorklistRow:
     version: int
     model_version: str | None
     created_at: datetime
+    headline: str | None = None  # the current report's headline value (category, stage)
+    first: bool = False  # the headline is one the template's worklist lists first
 
 
 @dataclass(frozen=True)
@@ -232,23 +242,33 @@ class RewardLog:
                 .subquery()
             )
             rows = session.execute(
-                select(DraftRow, latest.c.version, SignedReport.id)
+                select(DraftRow, latest.c.version, SignedReport.id, Revision.report_json)
                 .outerjoin(latest, latest.c.draft_id == DraftRow.id)
                 .outerjoin(SignedReport, SignedReport.draft_id == DraftRow.id)
+                .outerjoin(
+                    Revision,
+                    (Revision.draft_id == DraftRow.id) & (Revision.number == latest.c.version),
+                )
                 .order_by(DraftRow.id)
             ).all()
-            return [
-                WorklistRow(
-                    draft_id=d.id,
-                    study_id=d.study_id,
-                    template_id=d.template_id,
-                    status="signed" if signed else ("in review" if version else "draft"),
-                    version=int(version or 0),
-                    model_version=d.model_version,
-                    created_at=_utc(d.created_at),
+            out = []
+            for d, version, signed, revised in rows:
+                headline = _headline(revised or d.report_json, d.template_id)
+                template = load_template(d.template_id)
+                out.append(
+                    WorklistRow(
+                        draft_id=d.id,
+                        study_id=d.study_id,
+                        template_id=d.template_id,
+                        status="signed" if signed else ("in review" if version else "draft"),
+                        version=int(version or 0),
+                        model_version=d.model_version,
+                        created_at=_utc(d.created_at),
+                        headline=headline,
+                        first=headline in template.derived(template.headline).triage,
+                    )
                 )
-                for d, version, signed in rows
-            ]
+            return sorted(out, key=lambda r: (not r.first, r.draft_id))  # triage first
 
     def state(self, draft_id: int) -> DraftState:
         with Session(self.engine) as session:
