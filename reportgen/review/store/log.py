@@ -58,10 +58,10 @@ class NotFound(ReportgenError):
     pass
 
 
-def _headline(report_json: str, template_id: str) -> str | None:
-    """The headline value (BI-RADS category, FIGO stage, O-RADS score) a stored report states."""
-    derived = json.loads(report_json).get("derived", {})
-    value = derived.get(load_template(template_id).headline, {}).get("value")
+def _headline(report_json: str, headline: str) -> str | None:
+    """The value of the `headline` result (BI-RADS category, FIGO stage, O-RADS score) a
+    stored report states."""
+    value = json.loads(report_json).get("derived", {}).get(headline, {}).get("value")
     return str(value) if value is not None else None
 
 
@@ -253,8 +253,8 @@ class RewardLog:
             ).all()
             out = []
             for d, version, signed, revised in rows:
-                headline = _headline(revised or d.report_json, d.template_id)
                 template = load_template(d.template_id)
+                headline = _headline(revised or d.report_json, template.headline)
                 out.append(
                     WorklistRow(
                         draft_id=d.id,
