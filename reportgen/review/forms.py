@@ -26,6 +26,8 @@ class Control:
     id: str
     type: str  # enum | number | bool | text
     label: str
+    # marked required only where it always applies: a field required when it applies
+    # (a non-mass enhancement's distribution, never a mass's) is not marked
     required: bool
     options: tuple[tuple[str, str], ...] = ()  # (value id, label)
     unit: str | None = None
@@ -47,7 +49,7 @@ def controls(specs: list[FieldSpec], lang: str) -> list[Control]:
                 id=spec.id,
                 type=spec.type,
                 label=_label(spec, lang),
-                required=spec.required,
+                required=spec.required and spec.applicable_if is None,
                 options=tuple((v, concepts[v].pref(lang)) for v in spec.values),
                 unit=spec.unit,
                 minimum=spec.range[0] if spec.range else None,

@@ -25,6 +25,12 @@ from reportgen.review.viewer import PathRefused, inside, load_heatmap, render_sl
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+# What signing asks the clinician to confirm (a browser dialog before the signature).
+ATTESTATION = {
+    "en": "I have reviewed the images and every value of this report, and I sign it as {name}.",
+    "zh": "本人已核对图像及本报告全部内容，以{name}的身份签署。",
+}
+
 
 @router.get("/", response_class=HTMLResponse)
 def worklist(request: Request, template: str | None = None, clinician_id: int = Depends(clinician)):
@@ -88,6 +94,10 @@ def review_page(
         "report_controls": [asdict(c) for c in controls(template.fields, lang)],
         "finding_controls": [asdict(c) for c in controls(template.finding_fields, lang)],
         "finding_max": template.finding_max,
+        "finding_min": template.finding_min,  # a mandatory primary cannot be removed
+        "attestation": ATTESTATION[lang].format(
+            name=ctx.store.accounts.get(clinician_id).display_name
+        ),
         "yes_no": ["yes", "no"] if lang == "en" else ["是", "否"],
         "sequences": _sequences_of(ctx, state),
     }

@@ -252,3 +252,13 @@ def test_the_worklist_shows_each_headline_and_lists_suspicious_drafts_first(app_
     )
     only = client.get("/", params={"template": "orads_mri"}).text
     assert "open-draft" not in only  # no O-RADS drafts: the filter shows none
+
+
+def test_the_form_marks_required_only_what_always_applies_and_signing_asks_to_attest(app_env):
+    client, *_ = app_env
+    _, page = signed_in_page(client)
+    required = {c["id"]: c["required"] for c in page["finding_controls"]}
+    assert required["laterality"] and required["size_mm"]  # every finding states them
+    assert not required["nme_distribution"] and not required["shape"]  # only where they apply
+    assert page["finding_min"] == load_template("birads_mri").finding_min
+    assert page["attestation"].endswith("and I sign it as Dr Alice.")

@@ -106,8 +106,11 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
             page.wait_for_timeout(600)  # live validation (debounced)
             shot = os.environ.get("REPORTGEN_SCREENSHOT")
             page.screenshot(path=shot or str(tmp_path / "review.png"), full_page=True)
-            page.click("#sign")
+            asked = []
+            page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+            page.click("#sign")  # signing asks for the attestation first
             expect(page.locator("#message")).to_contain_text("Signed")
+            assert asked and "I sign it as Dr Alice" in asked[0]
             browser.close()
     finally:
         server.kill()

@@ -118,6 +118,8 @@
       for (const input of box.querySelectorAll("[data-type]")) input.id = `finding-${i + 1}-${input.name}`;
     });
     $("add-finding").disabled = boxes.length >= page.finding_max;
+    // a template's mandatory findings (FIGO's primary tumour) cannot be removed
+    for (const button of $("findings").querySelectorAll(".remove-finding")) button.disabled = boxes.length <= page.finding_min;
   }
   page.values.findings.forEach((f, i) => addFinding(f, (page.checks.findings || [])[i]));
   $("add-finding").addEventListener("click", () => { addFinding({}); schedulePreview(); });
@@ -195,7 +197,7 @@
     }
   }
   $("save").addEventListener("click", () => write("save"));
-  $("sign").addEventListener("click", () => write("sign"));
+  $("sign").addEventListener("click", () => { if (window.confirm(page.attestation)) write("sign"); });
   if (signed) $("save").disabled = $("sign").disabled = true;
   preview();
 })();
