@@ -91,6 +91,17 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
             else:  # the model missed the lesion: the clinician adds and completes a finding
                 page.click("#add-finding")
                 complete_added_finding(page)
+            # a size out of range first (its preview lists the problem), then the right one
+            # saved at once, before its preview answers: the click must reach the server
+            size = page.locator("#finding-1-size_mm")
+            wanted = size.input_value()
+            size.fill("100000")
+            size.dispatch_event("change")
+            expect(page.locator("#problems")).to_contain_text("size_mm")
+            size.fill(wanted)
+            size.dispatch_event("change")
+            page.click("#save", force=True)  # as a person clicks: no waiting for the button
+            expect(page.locator("#message")).to_contain_text("Saved (version 1)")
             fgt = page.locator("#field-fgt_amount")
             options = [
                 o for o in fgt.locator("option").evaluate_all("els => els.map(e => e.value)") if o

@@ -153,12 +153,15 @@
   }
 
   let timer = null;
+  let asked = 0;  // previews answer out of order: only the latest one's answer is shown
   function schedulePreview() {
     clearTimeout(timer);
     timer = setTimeout(preview, 250);
   }
   async function preview() {
+    const mine = ++asked;
     const { ok, data } = await post(`/api/drafts/${page.draft_id}/preview?lang=${lang}`, { report: formReport() });
+    if (mine !== asked) return;  // a later edit's preview is on its way
     if (!ok) { say(data.error || "preview failed", "error"); return; }
     const derived = $("derived");
     derived.replaceChildren();
@@ -179,16 +182,26 @@
       ? "Preferred terms used: " + data.replacements.map((r) => `“${r.found}” → “${r.preferred}”`).join(", ")
       : "";
     $("narrative").textContent = data.narrative;
-    $("save").disabled = $("sign").disabled = signed || !data.valid;
   }
 
+  // Save and Sign are never disabled by the live validation: a click between an edit and
+  // its preview was once swallowed by a button still disabled from the value before. The
+  // server checks every write and says why it refuses; only a write in flight (no double
+  // submission) and a signed report disable them.
+  let writing = false;
+  function setButtons() { $("save").disabled = $("sign").disabled = signed || writing; }
   async function write(kind) {
     const path = `/api/drafts/${page.draft_id}/${kind === "sign" ? "sign" : "revisions"}?lang=${lang}`;
-    const { ok, status, data } = await post(path, { version, report: formReport() });
+    writing = true;
+    setButtons();
+    let answer;
+    try { answer = await post(path, { version, report: formReport() }); }
+    finally { writing = false; setButtons(); }
+    const { ok, status, data } = answer;
     if (ok) {
       version = data.version;
       $("status").textContent = data.status;
-      if (kind === "sign") { signed = true; $("save").disabled = $("sign").disabled = true; }
+      if (kind === "sign") { signed = true; setButtons(); }
       say(kind === "sign" ? `Signed (version ${version}).` : `Saved (version ${version}).`, "ok");
     } else if (status === 409) {
       say(`Not saved: ${data.error}`, "conflict");
@@ -198,6 +211,6 @@
   }
   $("save").addEventListener("click", () => write("save"));
   $("sign").addEventListener("click", () => { if (window.confirm(page.attestation)) write("sign"); });
-  if (signed) $("save").disabled = $("sign").disabled = true;
+  setButtons();
   preview();
 })();
