@@ -133,11 +133,17 @@ def explain_findings(
 def _save(heat, affine, image, present, names, out_dir: Path, stem: str) -> tuple[str, str]:
     """The heat map as NIfTI, and the axial slice where it peaks as PNG, over the first
     acquired sequence: radiological convention, R and L marked, as every image we write."""
-    from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
     from reportgen.io.write import nifti_image, save_nifti
-    from reportgen.render.key_images import canonical, enlarged, mark_sides, radiological, window
+    from reportgen.render.key_images import (
+        canonical,
+        enlarged,
+        mark_sides,
+        radiological,
+        window,
+        with_heat,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     scaled = (heat / heat.max()).astype(np.float32) if heat.max() > 0 else heat.astype(np.float32)
@@ -147,11 +153,7 @@ def _save(heat, affine, image, present, names, out_dir: Path, stem: str) -> tupl
     shown_heat, _ = canonical(scaled, affine)
     base, _ = canonical(image[background].numpy(), affine)
     z = int(np.unravel_index(int(np.argmax(shown_heat)), shown_heat.shape)[2])
-    grey = radiological(window(base[:, :, z]))[..., None] * np.ones(3)
-    hot = radiological(shown_heat[:, :, z])
-    alpha = 0.45 * hot[..., None]
-    colour = colormaps["hot"](0.3 + 0.45 * hot)[..., :3]  # red to yellow, never white
-    rgb = (1 - alpha) * grey + alpha * colour
+    rgb = with_heat(radiological(window(base[:, :, z])), radiological(shown_heat[:, :, z]))
     picture, _ = enlarged(Image.fromarray((rgb * 255).astype(np.uint8)))
     mark_sides(picture)
     ImageDraw.Draw(picture).text(

@@ -36,6 +36,17 @@ def window(plane: np.ndarray) -> np.ndarray:
     return np.clip((plane - low) / max(float(high - low), 1e-6), 0, 1)
 
 
+def with_heat(grey: np.ndarray, heat: np.ndarray | None) -> np.ndarray:
+    """A grey plane (0-1) as RGB with a heat map (0-1) over it, red to yellow, as opaque as
+    the heat is strong (half at most)."""
+    rgb = np.repeat(np.asarray(grey, float)[..., None], 3, axis=-1)
+    if heat is None:
+        return rgb
+    h = np.clip(np.asarray(heat, float), 0.0, 1.0)[..., None]
+    colour = np.concatenate([np.ones_like(h), h, np.zeros_like(h)], axis=-1)
+    return rgb * (1 - 0.5 * h) + colour * 0.5 * h
+
+
 def enlarged(image: Image.Image) -> tuple[Image.Image, int]:
     """The image scaled up by a whole factor (each voxel a block of pixels) and the factor."""
     scale = max(1, DISPLAY_PIXELS // max(image.size))

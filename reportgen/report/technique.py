@@ -2,16 +2,13 @@
 
 Radiology reports open with the technique (field strength, sequences, slice thickness,
 b-values, contrast phases). Geometry comes from each volume's affine (in-plane pixel and
-slice thickness, the slice axis taken as the coarsest); field strength, b-value and the DCE phases' seconds
-after the injection come from what the study's reader kept of the DICOM headers or the
-NIfTI sidecars (`Study.metadata`: technical tags and relative times only, never a time of
-day). A value no header gave is left out, never
-guessed.
+slice thickness, the slice axis taken as the coarsest); field strength, b-value and the
+DCE phases' seconds after the injection come from what the study's reader kept of the
+DICOM headers or the NIfTI sidecars (`Study.metadata`: technical tags and relative times
+only, never a time of day). A value no header gave is left out, never guessed.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from reportgen.io.sequences import PROTOCOL, sequence_family
 from reportgen.io.study import Study
@@ -26,9 +23,7 @@ def _geometry(spacing: tuple[float, float, float]) -> tuple[tuple[float, float],
 
 
 def _b_value(study: Study, name: str) -> float | None:
-    from_dicom = study.metadata.get("series", {}).get(name, {}).get("b_value")
-    from_nifti = study.metadata.get("b_value", {}).get(name)
-    value = from_dicom if from_dicom is not None else from_nifti
+    value = study.metadata.get("b_value", {}).get(name)
     return float(value) if value is not None else None
 
 
@@ -69,4 +64,4 @@ def study_technique(study: Study) -> list[SeriesTechnique]:
 def field_strength(technique: list[SeriesTechnique]) -> float | None:
     """The study's field strength where its series agree on one."""
     found = {t.field_strength_t for t in technique if t.field_strength_t is not None}
-    return float(np.round(found.pop(), 2)) if len(found) == 1 else None
+    return found.pop() if len(found) == 1 else None

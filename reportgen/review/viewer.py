@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import map_coordinates
 
 from reportgen.errors import InputError
-from reportgen.render.key_images import mark_sides, radiological
+from reportgen.render.key_images import mark_sides, radiological, with_heat
 from reportgen.report.schema import Box
 
 DISPLAY_SIZE = 384
@@ -140,12 +140,8 @@ def render_slice(
     width = volume.width if width is None or width <= 0 else width
     plane = np.nan_to_num(volume.data[:, :, z], nan=0.0)
     gray = np.clip((plane - (level - width / 2)) / width, 0.0, 1.0)
-    rgb = np.repeat(gray[..., None], 3, axis=2)
-    if heat is not None:
-        h = np.clip(_heat_on_slice(volume, z, heat), 0.0, 1.0)[..., None]
-        colour = np.concatenate([np.ones_like(h), h, np.zeros_like(h)], axis=2)  # red -> yellow
-        alpha = 0.5 * h
-        rgb = rgb * (1 - alpha) + colour * alpha
+    overlay = None if heat is None else _heat_on_slice(volume, z, heat)
+    rgb = with_heat(gray, overlay)
     screen = np.ascontiguousarray(radiological(rgb))
     nx, ny = plane.shape
     spacing = np.sqrt((volume.affine[:3, :3] ** 2).sum(axis=0))
