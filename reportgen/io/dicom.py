@@ -635,7 +635,8 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
             "reason": vol.reason,
             "series_uid": vol.series_uid,  # in memory only: a DICOM SR references it
         }
-        if vol.name == "DWI" and bvals:  # where the NIfTI reader keeps it too
+        if vol.name == "DWI" and bvals:  # with its series, and where the NIfTI reader
+            metadata["series"]["DWI"]["b_value"] = bvals[0]  # keeps it (what drafts read)
             metadata.setdefault("b_value", {})["DWI"] = bvals[0]
         if vol.info:  # technical tags only (`technical_info`): a draft's technique
             metadata.setdefault("acquisition", {})[vol.name] = dict(vol.info)
