@@ -40,6 +40,17 @@ CHEST_WALL_RUN_MM = 8.0
 BREAST_FAT_LEVEL = 0.5
 
 
+# The lexicon's depth: the third of the line from the chest wall behind the nipple to the
+# nipple that a lesion lies in (BI-RADS MRI lexicon, 5th ed.: anterior, middle or
+# posterior third), in the order of `BreastPosition.depth_fraction`.
+DEPTH_THIRDS = ("depth_posterior", "depth_middle", "depth_anterior")
+
+
+def depth_third(fraction: float) -> str:
+    """The lexicon's depth term of a depth fraction (0 at the chest wall, 1 at the nipple)."""
+    return DEPTH_THIRDS[min(max(int(fraction * 3), 0), 2)]
+
+
 @dataclass(frozen=True)
 class BreastLandmarks:
     midline_x_mm: float
@@ -105,12 +116,12 @@ def _chest_wall_y(points: np.ndarray, values: np.ndarray, nipple: tuple) -> floa
     step = 2.0
     edges = np.arange(ny, ys.min() - step, -step) if vs.size else np.array([ny])
     bins = [(ys <= top) & (ys > top - step) for top in edges]
-    means = [float(vs[b].mean()) if b.any() else 0.0 for b in bins]
-    fat = [k for k, m in enumerate(means) if m >= BREAST_FAT_LEVEL * bright]
+    levels = [float(np.median(vs[b])) if b.any() else 0.0 for b in bins]
+    fat = [k for k, m in enumerate(levels) if m >= BREAST_FAT_LEVEL * bright]
     start = fat[0] if fat else 0  # no fat in the column at all: walk from the tip
     run = 0.0
-    for top, mean in zip(edges[start:], means[start:], strict=True):
-        dark = mean < CHEST_WALL_LEVEL * bright
+    for top, level in zip(edges[start:], levels[start:], strict=True):
+        dark = level < CHEST_WALL_LEVEL * bright
         run = run + step if dark else 0.0
         if run >= CHEST_WALL_RUN_MM:
             return float(top + run - step)

@@ -81,6 +81,8 @@ class CropReaderConfig(StrictConfig):
     gate_threshold: float = 0.5
     # the lesion's longest diameter (log mm) read from the measures (empty: none)
     size_shape: list[int] = field(default_factory=list)
+    # the probability that the lesion is malignant, read from the measures (empty: none)
+    malignancy_shape: list[int] = field(default_factory=list)
     name: str = "reportgen-crop-reader"
     version: str = "0.2.0"
 
@@ -127,6 +129,7 @@ class CropReader(nn.Module):
         )
         self.gate = TreeEnsemble(*cfg.gate_shape) if cfg.gate_shape else None
         self.size = TreeEnsemble(*cfg.size_shape) if cfg.size_shape else None
+        self.malignancy = TreeEnsemble(*cfg.malignancy_shape) if cfg.malignancy_shape else None
 
     def reads(self, study: Study) -> bool:
         """Whether `study` was acquired finely enough for this reader (its early DCE
@@ -185,6 +188,16 @@ class CropReader(nn.Module):
         log_mm = regressed(self.size, torch.from_numpy(measures)).double().numpy()
         border = measures[:, self.cfg.measures.index("outline_reached_border")]
         return np.where(border < SIZE_BORDER_LIMIT, np.exp(log_mm), np.nan)
+
+    @torch.no_grad()
+    def malignancy_probability(self, measures: np.ndarray) -> np.ndarray | None:
+        """Each crop's probability that its lesion is malignant (None without the head):
+        read straight from the measures at the acquisition's own resolution, as a CAD
+        score is, rather than through the descriptors the category rules read."""
+        if self.malignancy is None:
+            return None
+        logits = self.malignancy(torch.from_numpy(np.asarray(measures, np.float64)))
+        return logits.softmax(-1)[:, 1].float().numpy()
 
     def confidence(self, field_id: str, probability: float) -> float:
         """How often a value read with `probability` was right on held-out lesions."""
@@ -258,6 +271,13 @@ def write_card(folder: Path) -> None:
                 if k not in ("out", "workers") and v is not None
             )
             + " --out DIR`."
+        )
+    if cfg.malignancy_shape and held and held.get("malignancy_auroc") is not None:
+        low, high = held["malignancy_auroc_95"]
+        facts.append(
+            "Malignancy: a boosted-tree classifier from the measures to the lesion's "
+            f"pathology (unweighted, so its probability keeps the phantoms' base rate): AUROC "
+            f"{held['malignancy_auroc']:.3f} [{low:.3f}, {high:.3f}] on the held-out lesions."
         )
     gate = summary.get("gate")
     if cfg.gate_shape and gate:

@@ -94,16 +94,15 @@ def _view_measures(job: tuple[SynthOptions, int, bool]) -> list[tuple[np.ndarray
     spacing = LESION_CROP.spacing[0]
     rows = []
     for view in lesion_views(options, index):
+        truth = {**view.fields, "pathology": view.pathology}
         crop, present = lesion_crop(view.study(), view.centroid_mm())
-        rows.append(
-            (crop_measures(crop, present, spacing), acquired_families(present), view.fields)
-        )
+        rows.append((crop_measures(crop, present, spacing), acquired_families(present), truth))
         if hiding:
             family = FAMILIES[int(draw.integers(len(FAMILIES)))]
             if family in acquired_families(present) and len(acquired_families(present)) > 1:
                 crop, present = hide(crop, present, family)
                 measures = crop_measures(crop, present, spacing)
-                rows.append((measures, acquired_families(present), view.fields))
+                rows.append((measures, acquired_families(present), truth))
     return rows
 
 
@@ -151,12 +150,36 @@ def fit_crop_reader(
     cfg.tree_shapes = {k: head.shape for k, head in zip(cfg.fields, heads, strict=True)}
     size = fit_size(x, truth, seed, iterations)
     cfg.size_shape = size.shape if size is not None else []
+    malignancy = fit_malignancy(x, truth, seed, iterations)
+    cfg.malignancy_shape = malignancy.shape if malignancy is not None else []
     model = CropReader(cfg)
     for mine, fitted in zip(model.heads, heads, strict=True):
         mine.load_state_dict(fitted.state_dict())
     if size is not None:
         model.size.load_state_dict(size.state_dict())
+    if malignancy is not None:
+        model.malignancy.load_state_dict(malignancy.state_dict())
     return model.eval()
+
+
+def _malignant(truth: list[dict]) -> tuple[list[int], np.ndarray]:
+    """Rows whose truth states a pathology, and whether each is malignant."""
+    rows = [i for i, t in enumerate(truth) if t.get("pathology") in ("benign", "malignant")]
+    return rows, np.array([truth[i]["pathology"] == "malignant" for i in rows], dtype=int)
+
+
+def fit_malignancy(measures: np.ndarray, truth: list[dict], seed: int = 0, iterations: int = 200):
+    """The malignancy head: boosted trees from the measures to benign / malignant, on the
+    rows that state a pathology (every lesion view; rows with a family hidden too, so a
+    study without contrast is scored from what it shows). Unweighted: the probability is
+    the one the draft states. None if too few rows, or one class only."""
+    rows, y = _malignant(truth)
+    if len(rows) < 40 or len(np.unique(y)) < 2:
+        return None
+    fitted = criterion_classifier(seed, iterations, balanced=False).fit(
+        np.asarray(measures, np.float64)[rows], y
+    )
+    return ensemble_from_sklearn(fitted, None, 2)
 
 
 def fit_size(measures: np.ndarray, truth: list[dict], seed: int = 0, iterations: int = 200):
@@ -251,6 +274,23 @@ def score_size(model: CropReader, measures: np.ndarray, truth: list[dict]) -> di
     }
 
 
+def score_malignancy(model: CropReader, measures: np.ndarray, truth: list[dict]) -> dict:
+    """The malignancy head's AUROC and its 95% bootstrap interval on held-out lesions."""
+    from reportgen.report.metrics import auroc, bootstrap_interval
+
+    rows, y = _malignant(truth)
+    p = model.malignancy_probability(np.asarray(measures)[rows]) if rows else None
+    if p is None or len(np.unique(y)) < 2:
+        return {}
+    pairs = list(zip(y.tolist(), p.tolist(), strict=True))
+    return {
+        "malignancy_auroc": round(auroc(y.tolist(), p.tolist()), 4),
+        "malignancy_auroc_95": bootstrap_interval(
+            pairs, lambda s: auroc([a for a, _ in s], [b for _, b in s])
+        ),
+    }
+
+
 def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
     """`reportgen train-crop-reader`: lesion views of `args.cases` cases measured, the
     reader fit on them, scored on views of another seed (as acquired), saved to `args.out`."""
@@ -293,6 +333,7 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
             "lesions": len(h[0]),
             "fields": score_reader(model, *h),
             "size": score_size(model, h[0], h[2]),
+            **score_malignancy(model, h[0], h[2]),
         }
     save_crop_reader(model, args.out, summary)
     log(f"crop reader written to {args.out}")

@@ -33,6 +33,7 @@ from reportgen.measure.breast import (
     BreastLandmarks,
     body_mask,
     breast_position,
+    depth_third,
     find_landmarks,
 )
 from reportgen.measure.morphology import lesion_form, lesion_pattern
@@ -121,6 +122,9 @@ class CandidateReading:
     # of its crop's outline, `native_candidates`): the crop reader reads it there, not at
     # this outline's centre on the model grid
     found_at_mm: np.ndarray | None = None
+    # probability that the lesion is malignant, read at the acquisition's own resolution
+    # (the crop reader's malignancy head; None: not read there)
+    malignancy: float | None = None
 
 
 def canonical_affine(spacing: tuple[float, ...]) -> np.ndarray:
@@ -194,6 +198,7 @@ def read_candidate(
             values[7] = position.depth_fraction
             pointers["laterality"] = position.laterality
             pointers["clock"] = f"clock_{position.clock_hour}"
+            pointers["depth"] = depth_third(position.depth_fraction)
     tissue = study.tissue
     signal = lesion_signal(
         mask,

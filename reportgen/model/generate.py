@@ -123,6 +123,11 @@ class ReportGenerator(LoadedModel):
             return Draft(None, None, drafted, None, error=str(exc))
         report = self._build(study_id, state, drafted, used, missing)
         probs = self._finding_malignancy(state, drafted)
+        if native and regions is not None:  # read at the acquisition's own resolution
+            for i, cand in enumerate(finding_candidates(report, regions.candidates[0])):
+                reading = cand.reading if cand is not None else None
+                if reading is not None and reading.malignancy is not None:
+                    probs[i] = reading.malignancy
         for finding, p in zip(report.findings, probs, strict=True):
             if p is not None:
                 finding.evidence = finding.evidence or Evidence()
@@ -336,8 +341,11 @@ def read_candidates(
     measures = reader.measure(np.stack(crops), np.stack(present))
     read = reader.read_measures(measures)
     sizes = reader.size_mm(measures.numpy()) if size_value is not None else None
+    malignancy = reader.malignancy_probability(measures.numpy())
     hidden, unseen = not_assessable(template, used), unseen_values(template, used)
     for k, (candidate, probs) in enumerate(zip(readable, read, strict=True)):
+        if malignancy is not None:
+            candidate.reading.malignancy = float(malignancy[k])
         if sizes is not None and np.isfinite(sizes[k]) and "size_mm" in candidate.reading.pointers:
             candidate.reading.pointers["size_mm"] = size_value(float(sizes[k]))
         values: dict[str, str] = {}

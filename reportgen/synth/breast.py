@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reportgen.measure.breast import DEPTH_THIRDS
 from reportgen.synth.acquisition import Acquisition
 from reportgen.synth.scene import (
     Canvas,
@@ -291,18 +292,74 @@ def _breast_centre(side: str) -> np.ndarray:
 
 
 BREAST_AXES = (58.0, 55.0)  # lateral and craniocaudal semi-axes (mm); depth is per case
+# The pectoralis (extruded along z): centre and anterior-posterior / left-right semi-axes
+# (mm). The torso's fat lies between its front and each breast's base, as the
+# retromammary fat does.
+MUSCLE_CENTRE = (0.0, -72.0, 0.0)
+MUSCLE_AXES = (108.0, 70.0)
+NIPPLE_LENGTH_MM, NIPPLE_RADIUS_MM = 7.0, 4.0
 
 
-def _place(rng: np.random.Generator, lesion: Lesion, depth: float, placed: list[Lesion]) -> bool:
-    """Choose a centre matching the lesion's side, clock face and depth third."""
+def nipple_retracted(case: BreastCase, side: str) -> bool:
+    """A retracted nipple: drawn for the case and a malignancy in that breast."""
+    return bool(case.fields.get("nipple_retraction")) and any(
+        les.fields["laterality"] == side and les.pathology == "malignant" for les in case.lesions
+    )
+
+
+def depth_axis(case: BreastCase, side: str) -> tuple[float, float]:
+    """Anterior-posterior positions (mm) of the chest wall behind the nipple (the
+    pectoralis's front) and of the nipple's apex (a retracted nipple's lies at the
+    breast's front): the line whose thirds the BI-RADS lexicon's depth names."""
+    x = abs(float(_breast_centre(side)[0]))
+    wall = MUSCLE_CENTRE[1] + MUSCLE_AXES[1] * np.sqrt(max(0.0, 1 - (x / MUSCLE_AXES[0]) ** 2))
+    front = float(_breast_centre(side)[1]) + case.breast_depth
+    apex = front if nipple_retracted(case, side) else front + NIPPLE_LENGTH_MM + NIPPLE_RADIUS_MM
+    return float(wall), apex
+
+
+def _depth_range(lesion: Lesion, case: BreastCase, rho_low: float) -> tuple[float, float] | None:
+    """Anterior-posterior span (mm) the lesion's centre may take in its depth third: on
+    the lexicon's line from the chest wall to the nipple (`depth_axis`), the part of the
+    third inside the breast with room for the lesion around the nipple's axis; None if
+    too little is left."""
+    base_y = float(_breast_centre(lesion.fields["laterality"])[1])
+    third = DEPTH_THIRDS.index(lesion.fields["depth"])
+    wall, apex = depth_axis(case, lesion.fields["laterality"])
+    widest = (rho_low + lesion.radius + 5.0) / min(BREAST_AXES)  # where room runs out
+    front = base_y + case.breast_depth * np.sqrt(max(0.0, 1 - widest**2))
+    lo = max(wall + third * (apex - wall) / 3, base_y + 3.0)
+    hi = min(wall + (third + 1) * (apex - wall) / 3, front)
+    return (lo, hi) if hi - lo >= 6.0 else None
+
+
+def _place(
+    rng: np.random.Generator,
+    lesion: Lesion,
+    case: BreastCase,
+    placed: list[Lesion],
+    lexicon: bool = True,
+) -> bool:
+    """Choose a centre matching the lesion's side, clock face and depth third, clear of
+    the lesions placed before it: in the middle of the third's span (`_depth_range`),
+    away from where measurement could not tell one third from the next. The legacy
+    placement (`lexicon=False`) counts thirds of the breast ellipsoid from its base."""
     base = _breast_centre(lesion.fields["laterality"])
-    third = {"depth_posterior": 0, "depth_middle": 1, "depth_anterior": 2}[lesion.fields["depth"]]
     theta = np.deg2rad(int(lesion.fields["clock"].split("_")[1]) * 30.0)
+    rho_low = 14.0
+    depth = case.breast_depth
+    span = _depth_range(lesion, case, rho_low) if lexicon else None
+    if lexicon and span is None:
+        return False
+    third = DEPTH_THIRDS.index(lesion.fields["depth"])
     for _ in range(40):
-        frac = (third + rng.uniform(0.25, 0.75)) / 3.0
-        y = base[1] + frac * depth
+        if span is not None:
+            y = span[0] + rng.uniform(0.2, 0.8) * (span[1] - span[0])
+            frac = (y - base[1]) / depth
+        else:
+            frac = (third + rng.uniform(0.25, 0.75)) / 3.0
+            y = base[1] + frac * depth
         room = min(BREAST_AXES) * np.sqrt(max(0.0, 1 - frac**2)) - lesion.radius - 5.0
-        rho_low = 14.0
         if room < rho_low:
             continue
         rho = rng.uniform(rho_low, room)
@@ -321,25 +378,35 @@ def _place(rng: np.random.Generator, lesion: Lesion, depth: float, placed: list[
 
 
 def place_lesion(
-    rng: np.random.Generator, lesion: Lesion, depth: float, placed: list[Lesion]
+    rng: np.random.Generator,
+    lesion: Lesion,
+    case: BreastCase,
+    placed: list[Lesion],
+    protocol: str = "clinical",
 ) -> bool:
     """Place a lesion where its fields say, else deeper, else smaller; False: nowhere fits
-    (not painted, so not part of the truth)."""
-    if _place(rng, lesion, depth, placed):
+    (not painted, so not part of the truth). The clinical protocol places depth as the
+    lexicon counts it; the low-resolution protocol keeps the legacy placement byte for
+    byte, the bundled model's training data, until that model is retrained on clinical
+    phantoms (issue 37)."""
+    lexicon = protocol == "clinical"
+    if _place(rng, lesion, case, placed, lexicon):
         return True
     lesion.fields["depth"] = "depth_posterior"
-    if _place(rng, lesion, depth, placed):
+    if _place(rng, lesion, case, placed, lexicon):
         return True
     lesion.radius *= 0.6
-    return _place(rng, lesion, depth, placed)
+    return _place(rng, lesion, case, placed, lexicon)
 
 
-def place_lesions(case: BreastCase, rng: np.random.Generator) -> list[Lesion]:
+def place_lesions(
+    case: BreastCase, rng: np.random.Generator, protocol: str = "clinical"
+) -> list[Lesion]:
     """Choose every lesion's centre before rendering (lesion views need it to aim the
     field of view); the lesions that fit, in order."""
     placed: list[Lesion] = []
     for lesion in case.lesions:
-        if place_lesion(rng, lesion, case.breast_depth, placed):
+        if place_lesion(rng, lesion, case, placed, protocol):
             placed.append(lesion)
     return placed
 
@@ -638,7 +705,7 @@ def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canv
     long = 400.0
     torso, torso_b = ellipsoid((0, -68, 0), (120, 78, long))
     canvas.paint(torso, torso_b, FAT, extruded=True)
-    muscle, muscle_b = ellipsoid((0, -72, 0), (108, 70, long))
+    muscle, muscle_b = ellipsoid(MUSCLE_CENTRE, (MUSCLE_AXES[0], MUSCLE_AXES[1], long))
     canvas.paint(muscle, muscle_b, MUSCLE, extruded=True)
     chest, chest_b = ellipsoid((0, -80, 0), (95, 56, long))
     canvas.paint(chest, chest_b, LUNG, extruded=True)
@@ -695,18 +762,16 @@ def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canv
             blur=0.7,
         )
         tip = base + np.array([0.0, case.breast_depth, 0.0], dtype=np.float32)
-        if case.fields.get("nipple_retraction") and any(
-            les.fields["laterality"] == side and les.pathology == "malignant"
-            for les in case.lesions
-        ):
+        if nipple_retracted(case, side):
             notch, notch_b = ellipsoid(tip, (6.0, 7.0, 6.0))
             canvas.paint(notch, notch_b, AIR)
         else:
-            nip, nip_b = capsule(tip, tip + np.array([0.0, 7.0, 0.0], dtype=np.float32), radius=4.0)
+            stalk = np.array([0.0, NIPPLE_LENGTH_MM, 0.0], dtype=np.float32)
+            nip, nip_b = capsule(tip, tip + stalk, radius=NIPPLE_RADIUS_MM)
             canvas.paint(nip, nip_b, SKIN)
     placed: list[Lesion] = []
     for lesion in case.lesions:
-        if not lesion.placed and not place_lesion(rng, lesion, case.breast_depth, placed):
+        if not lesion.placed and not place_lesion(rng, lesion, case, placed, acq.protocol):
             continue  # nowhere it fits: not painted, so not part of the truth
         placed.append(lesion)
         if lesion.fields["type"] == "non_mass_enhancement":

@@ -71,7 +71,7 @@ def lesion_views(
     rng = view_rng(options, index)
     case = breast.sample_case(rng, options.malignant_fraction)
     acq = sample_acquisition(rng, "breast", options.shift, False, options.protocol)
-    case.lesions = breast.place_lesions(case, rng)
+    case.lesions = breast.place_lesions(case, rng, acq.protocol)
     views = []
     for lesion in case.lesions:
         view = acq.around(lesion.centre, extent_mm)

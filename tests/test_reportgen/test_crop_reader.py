@@ -84,7 +84,8 @@ def test_crop_measures_outline_on_enhancement_or_without_it_on_t2_and_flag_what_
 
 def _lessons(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list, list[dict]]:
     """T2 signal shows as the lesion's T2W brightness; kinetics are as fast in every one;
-    the size is the ellipsoid's longest diameter (voxels of 0.9 mm)."""
+    the size is the ellipsoid's longest diameter (voxels of 0.9 mm); the T2-dark ones are
+    malignant."""
     t2 = {"t2_hyperintense": 0.9, "t2_isointense": 0.5, "t2_hypointense": 0.2}
     truth = [{"t2_signal": list(t2)[i % 3], "kinetics_initial": "initial_fast"} for i in range(n)]
     present = np.ones(len(PROTOCOL), bool)
@@ -92,6 +93,7 @@ def _lessons(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list, list[d
     for t in truth:
         axes = rng.uniform(4, 8, 3)
         t["size_mm"] = round(2 * float(axes.max()) * 0.9, 1)
+        t["pathology"] = "malignant" if t["t2_signal"] == "t2_hypointense" else "benign"
         crop = _crop(_ellipsoid(axes), t2[t["t2_signal"]], 1.0, rng)
         rows.append(crop_measures(crop, present, 0.9))
     return np.stack(rows), [acquired_families(present)] * n, truth
@@ -118,10 +120,15 @@ def test_the_reader_learns_what_its_measures_show_and_round_trips(tmp_path):
     # the size head reads the longest diameter from the outline's measures
     sizes = np.array([t["size_mm"] for t in truth])
     assert np.abs(model.size_mm(measures) - sizes).mean() < 1.2, (model.size_mm(measures), sizes)
+    # the malignancy head reads the pathology the measures show
+    malignant = np.array([t["pathology"] == "malignant" for t in truth])
+    p = model.malignancy_probability(measures)
+    assert p[malignant].min() > 0.5 > p[~malignant].max(), (p, malignant)
     save_crop_reader(model, tmp_path / "reader")
     again = load_crop_reader(tmp_path / "reader")
     assert again.cfg == model.cfg
     np.testing.assert_allclose(again.size_mm(measures), model.size_mm(measures))
+    np.testing.assert_allclose(again.malignancy_probability(measures), p)
     for a, b in zip(again.read_measures(torch.from_numpy(measures)), read, strict=True):
         assert torch.allclose(a["t2_signal"], b["t2_signal"])
 
@@ -152,7 +159,9 @@ def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_
     """With `crop_reader/` in the report model's folder, each finding's descriptors in a
     study acquired at clinical resolution are the ones read from its candidate's crop
     (here a reader made certain of one answer), with the reader's probability as their
-    confidence; a study acquired coarser than 1 mm in-plane keeps the model's own reading."""
+    confidence, and the finding's malignancy probability is the reader's (here certain of
+    benign, against descriptors the category rules call BI-RADS 5); a study acquired
+    coarser than 1 mm in-plane keeps the model's own reading."""
     import shutil
 
     from reportgen.io import load_study
@@ -176,9 +185,12 @@ def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_
         constant_ensemble(cfg.fields[k].index(certain[k]), len(v)) for k, v in cfg.fields.items()
     ]
     cfg.tree_shapes = {k: h.shape for k, h in zip(cfg.fields, heads, strict=True)}
+    benign = constant_ensemble(0, 2)
+    cfg.malignancy_shape = benign.shape
     reader = CropReader(cfg)
     for mine, head in zip(reader.heads, heads, strict=True):
         mine.load_state_dict(head.state_dict())
+    reader.malignancy.load_state_dict(benign.state_dict())
     save_crop_reader(reader, model / CROP_READER_FOLDER)
     generator = open_generator(model)
     options = GenerateOptions(explain=False)
@@ -189,6 +201,8 @@ def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_
         for name, value in certain.items():
             assert finding.fields[name].value == value
             assert finding.fields[name].confidence == pytest.approx(1.0, abs=1e-3)
+        assert finding.derived["category"].value == "birads_5"
+        assert finding.evidence.malignancy_probability == pytest.approx(0.0, abs=1e-3)
     coarse = load_study(tmp_path / "low" / "breast-s5-00000")
     assert generator.crop_reader.reads(study) and not generator.crop_reader.reads(coarse)
     own = open_generator(BUNDLED_MODEL).draft(coarse, options).report

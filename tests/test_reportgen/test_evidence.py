@@ -101,7 +101,7 @@ def prepared(tmp_path_factory):
     return out
 
 
-def test_side_clock_and_size_pointers_come_from_the_outline(prepared):
+def test_side_clock_depth_and_size_pointers_come_from_the_outline(prepared):
     seen = 0
     grid = [str(n) for n in range(2, 151)]
     for arrays, truth in prepared:
@@ -113,6 +113,7 @@ def test_side_clock_and_size_pointers_come_from_the_outline(prepared):
             reading = read_candidate(mask, 0.9, study, grid)
             assert reading.pointers["laterality"] == finding.fields["laterality"].value
             assert reading.pointers["clock"] == finding.fields["clock"].value
+            assert reading.pointers["depth"] == finding.fields["depth"].value
             assert abs(int(reading.pointers["size_mm"]) - finding.fields["size_mm"].value) <= 6
             seen += 1
     assert seen >= 2
