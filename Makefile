@@ -40,9 +40,10 @@ demo-model: $(STAMP)
 	$(BIN)/reportgen synth $(DEMO_WORK)/train --domain breast --n 600 --seed 11
 	$(BIN)/reportgen pretrain --data $(DEMO_WORK)/train --out $(DEMO_WORK)/mae --config base --masking lesion --steps 600 --batch-size 8 --seed 0
 	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 2000 --batch-size 16 --detector-steps 800 --segmenter-steps 600 --seed 0 --cache-dir $(DEMO_WORK)/cache2mm
-	$(BIN)/reportgen train-crop-reader --out $(DEMO_WORK)/model/crop_reader --cases 2000 --heldout-cases 400 --seed 9090 --heldout-seed 6161 --calibration-cases 1000 --calibration-seed 7171
+	$(BIN)/reportgen train-crop-reader --out $(DEMO_WORK)/model/crop_reader --cases 4000 --heldout-cases 400 --seed 9090 --heldout-seed 6161 --calibration-cases 1000 --calibration-seed 7171
 	$(BIN)/reportgen train-gate --reader $(DEMO_WORK)/model/crop_reader --studies 240 --seed 515 --threshold 0.5
 	printf -- '- Reads lesion descriptors of studies acquired at <= 1 mm in-plane with `crop_reader/` (outlined and measured at the acquisition'"'"'s own resolution, boosted trees per descriptor; its own card says how it was fit).\n' >> $(DEMO_WORK)/model/README.md
+	printf -- '- Writes each lesion'"'"'s depth third as measured between the chest wall behind the nipple and the nipple (at any resolution); a lesion read at <= 1 mm states the malignancy probability of the crop reader'"'"'s malignancy head (boosted trees on the crop'"'"'s measures).\n' >> $(DEMO_WORK)/model/README.md
 	printf -- '- Finds the lesions of such studies at that resolution: blobs of enhancement and of fluid inside the breast, each cut as a lesion crop, measured and accepted or refused by the crop reader'"'"'s gate, one finding per lesion (docs/report_model.md, "Finding lesions at the acquisition'"'"'s own resolution").\n' >> $(DEMO_WORK)/model/README.md
 	rm -rf reportgen/demo_model/birads_mri && mkdir -p reportgen/demo_model
 	cp -r $(DEMO_WORK)/model reportgen/demo_model/birads_mri && rm -rf reportgen/demo_model/birads_mri/tb

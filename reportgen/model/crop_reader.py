@@ -262,6 +262,13 @@ def write_card(folder: Path) -> None:
             f"[{low:.2f}, {high:.2f}] on the {size['lesions']} held-out lesions that fit "
             f"({size['larger_than_the_crop']} did not)."
         )
+    if cfg.malignancy_shape and held and held.get("malignancy_auroc") is not None:
+        low, high = held["malignancy_auroc_95"]
+        facts.append(
+            "Malignancy: a boosted-tree classifier from the measures to the lesion's "
+            f"pathology (unweighted, so its probability keeps the phantoms' base rate): AUROC "
+            f"{held['malignancy_auroc']:.3f} [{low:.3f}, {high:.3f}] on the held-out lesions."
+        )
     if args:
         facts.append(
             "Reproduce: `reportgen train-crop-reader "
@@ -271,13 +278,6 @@ def write_card(folder: Path) -> None:
                 if k not in ("out", "workers") and v is not None
             )
             + " --out DIR`."
-        )
-    if cfg.malignancy_shape and held and held.get("malignancy_auroc") is not None:
-        low, high = held["malignancy_auroc_95"]
-        facts.append(
-            "Malignancy: a boosted-tree classifier from the measures to the lesion's "
-            f"pathology (unweighted, so its probability keeps the phantoms' base rate): AUROC "
-            f"{held['malignancy_auroc']:.3f} [{low:.3f}, {high:.3f}] on the held-out lesions."
         )
     gate = summary.get("gate")
     if cfg.gate_shape and gate:
