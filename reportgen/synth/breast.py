@@ -382,7 +382,7 @@ def place_lesion(
     lesion: Lesion,
     case: BreastCase,
     placed: list[Lesion],
-    protocol: str = "clinical",
+    protocol: str,
 ) -> bool:
     """Place a lesion where its fields say, else deeper, else smaller; False: nowhere fits
     (not painted, so not part of the truth). The clinical protocol places depth as the
@@ -399,9 +399,7 @@ def place_lesion(
     return _place(rng, lesion, case, placed, lexicon)
 
 
-def place_lesions(
-    case: BreastCase, rng: np.random.Generator, protocol: str = "clinical"
-) -> list[Lesion]:
+def place_lesions(case: BreastCase, rng: np.random.Generator, protocol: str) -> list[Lesion]:
     """Choose every lesion's centre before rendering (lesion views need it to aim the
     field of view); the lesions that fit, in order."""
     placed: list[Lesion] = []

@@ -165,7 +165,7 @@ def test_breast_lesions_are_placed_in_the_lexicon_third_they_state():
     fractions = {third: [] for third in DEPTH_THIRDS}
     for _ in range(300):
         case = breast.sample_case(rng, 0.5)
-        for lesion in breast.place_lesions(case, rng):
+        for lesion in breast.place_lesions(case, rng, "clinical"):
             wall, apex = breast.depth_axis(case, lesion.fields["laterality"])
             fraction = (lesion.centre[1] - wall) / (apex - wall)
             fractions[lesion.fields["depth"]].append(fraction)
