@@ -9,7 +9,11 @@ absent, other than the template's own "not assessable" and "cannot be assessed" 
 The target (issues 37 and 38) is 0 of both in every template; an ovarian draft once said
 "Enhancing solid tissue is present." without DCE.
 
-python bench/no_contrast_statements.py [--n 50] [--seed 4141] [--out bench/results/no_contrast_statements.json]
+python bench/no_contrast_statements.py [--n 50] [--seed 4141] [--templates birads_mri,...]
+    [--breast-protocol low_resolution|clinical] [--out bench/results/no_contrast_statements.json]
+
+At `--breast-protocol clinical` the breast drafts go through the crop reader and its gate
+(lesions read at the acquisition's own resolution).
 """
 
 from __future__ import annotations
@@ -67,6 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=50, help="Phantoms per template.")
     parser.add_argument("--seed", type=int, default=4141)
+    parser.add_argument("--templates", default="", help="Comma-separated (default: all bundled).")
+    parser.add_argument(
+        "--breast-protocol", default="low_resolution", help="Breast phantoms' protocol."
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -74,12 +82,22 @@ def main() -> None:
     )
     args = parser.parse_args()
     work = scratch_dir("reportgen-no-contrast-")
-    result = {"benchmark": "no_contrast_statements", "n": args.n, "seed": args.seed}
+    result = {
+        "benchmark": "no_contrast_statements",
+        "n": args.n,
+        "seed": args.seed,
+        "breast_protocol": args.breast_protocol,
+    }
     templates = {}
-    for template_id in bundled_templates():
+    chosen = [t for t in args.templates.split(",") if t] or bundled_templates()
+    for template_id in chosen:
         start = time.perf_counter()
         folder = work / template_id
-        synth_dataset(folder, args.n, SynthOptions(domain=DOMAIN[template_id], seed=args.seed), 0)
+        domain = DOMAIN[template_id]
+        protocol = args.breast_protocol if domain == "breast" else "low_resolution"
+        synth_dataset(
+            folder, args.n, SynthOptions(domain=domain, seed=args.seed, protocol=protocol), 0
+        )
         generator = open_generator(template=template_id)
         values, sentences, examples = 0, 0, []
         for row in tqdm(read_manifest(folder / "manifest.jsonl"), desc=template_id):
