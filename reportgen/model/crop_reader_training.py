@@ -162,7 +162,7 @@ def fit_crop_reader(
     return model.eval()
 
 
-def _malignant(truth: list[dict]) -> tuple[list[int], np.ndarray]:
+def _pathology_rows(truth: list[dict]) -> tuple[list[int], np.ndarray]:
     """Rows whose truth states a pathology, and whether each is malignant."""
     rows = [i for i, t in enumerate(truth) if t.get("pathology") in ("benign", "malignant")]
     return rows, np.array([truth[i]["pathology"] == "malignant" for i in rows], dtype=int)
@@ -173,7 +173,7 @@ def fit_malignancy(measures: np.ndarray, truth: list[dict], seed: int = 0, itera
     rows that state a pathology (every lesion view; rows with a family hidden too, so a
     study without contrast is scored from what it shows). Unweighted: the probability is
     the one the draft states. None if too few rows, or one class only."""
-    rows, y = _malignant(truth)
+    rows, y = _pathology_rows(truth)
     if len(rows) < 40 or len(np.unique(y)) < 2:
         return None
     fitted = criterion_classifier(seed, iterations, balanced=False).fit(
@@ -278,7 +278,7 @@ def score_malignancy(model: CropReader, measures: np.ndarray, truth: list[dict])
     """The malignancy head's AUROC and its 95% bootstrap interval on held-out lesions."""
     from reportgen.report.metrics import auroc, bootstrap_interval
 
-    rows, y = _malignant(truth)
+    rows, y = _pathology_rows(truth)
     p = model.malignancy_probability(np.asarray(measures)[rows]) if rows else None
     if p is None or len(np.unique(y)) < 2:
         return {}

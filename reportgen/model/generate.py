@@ -123,19 +123,20 @@ class ReportGenerator(LoadedModel):
             return Draft(None, None, drafted, None, error=str(exc))
         report = self._build(study_id, state, drafted, used, missing)
         probs = self._finding_malignancy(state, drafted)
-        if native and regions is not None:  # read at the acquisition's own resolution
-            for i, cand in enumerate(finding_candidates(report, regions.candidates[0])):
-                reading = cand.reading if cand is not None else None
-                if reading is not None and reading.malignancy is not None:
-                    probs[i] = reading.malignancy
+        candidates = regions.candidates[0] if regions is not None else []
+        chosen = finding_candidates(report, candidates)
+        for i, cand in enumerate(chosen):  # read at the acquisition's own resolution
+            reading = cand.reading if cand is not None else None
+            if reading is not None and reading.malignancy is not None:
+                probs[i] = reading.malignancy
         for finding, p in zip(report.findings, probs, strict=True):
             if p is not None:
                 finding.evidence = finding.evidence or Evidence()
                 finding.evidence.malignancy_probability = round(p, 4)
         outlines: list[np.ndarray | None] = [None] * len(report.findings)
         if regions is not None and affine is not None:
-            outlines = outlined_boxes(report, regions.candidates[0], affine, image.shape[2:])
-            read_confidences(report, regions.candidates[0])
+            outlines = outlined_boxes(report, candidates, affine, image.shape[2:], chosen)
+            read_confidences(report, candidates, chosen)
         self.calibrated(report)
         study_p = max([p for p in probs if p is not None], default=None)
         if study_p is None:  # no finding (or no per-finding category): the study's headline
@@ -261,14 +262,21 @@ class ReportGenerator(LoadedModel):
 
 
 def outlined_boxes(
-    report: Report, candidates: list, affine: np.ndarray, shape: tuple[int, ...] | None = None
+    report: Report,
+    candidates: list,
+    affine: np.ndarray,
+    shape: tuple[int, ...] | None = None,
+    chosen: list | None = None,
 ) -> list[np.ndarray | None]:
-    """Where each finding is: the outline of its candidate (`finding_candidates`). Sets
-    each finding's box and returns its outline as a mask of `shape` (the input grid)."""
+    """Where each finding is: the outline of its candidate (`chosen`, else
+    `finding_candidates`). Sets each finding's box and returns its outline as a mask of
+    `shape` (the input grid)."""
     from reportgen.model.explain import region_box_mm
 
     masks: list[np.ndarray | None] = [None] * len(report.findings)
-    for i, cand in enumerate(finding_candidates(report, candidates)):
+    if chosen is None:
+        chosen = finding_candidates(report, candidates)
+    for i, cand in enumerate(chosen):
         if cand is None:
             continue
         finding = report.findings[i]
@@ -370,10 +378,12 @@ def _read_at(reading, affine: np.ndarray) -> np.ndarray:
     return affine[:3, :3] @ reading.centre_voxel + affine[:3, 3]
 
 
-def read_confidences(report: Report, candidates: list) -> None:
+def read_confidences(report: Report, candidates: list, chosen: list | None = None) -> None:
     """A finding's read descriptors carry the crop reader's probability as confidence
-    (the decoder only copied them)."""
-    for finding, cand in zip(report.findings, finding_candidates(report, candidates), strict=True):
+    (the decoder only copied them); `chosen`: each finding's candidate, if known."""
+    if chosen is None:
+        chosen = finding_candidates(report, candidates)
+    for finding, cand in zip(report.findings, chosen, strict=True):
         if cand is None or cand.reading is None:
             continue
         for field_id, p in cand.reading.read.items():

@@ -391,9 +391,9 @@ def test_a_breast_findings_side_size_and_box_are_one_outlines_measurement(
     seen: list = []
     real = generate.outlined_boxes
 
-    def spy(report, candidates, affine, shape=None):
+    def spy(report, candidates, affine, shape=None, chosen=None):
         seen.extend(c for c in candidates if c.outline is not None)
-        return real(report, candidates, affine, shape)
+        return real(report, candidates, affine, shape, chosen)
 
     monkeypatch.setattr(generate, "outlined_boxes", spy)
     folder = phantom if source == "phantom" else DATA / "prostatex" / source
