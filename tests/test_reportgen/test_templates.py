@@ -155,6 +155,7 @@ def test_quadrant_follows_the_clock_face_per_side():
 def test_figo_cervix_stages(size, changes, stage):
     report = _report("figo_cervix_2018", {**CERVIX, **changes}, [{"size_mm": size}])
     assert report.derived["stage"].value == stage
+    assert report.derived["management"].value == "figo_mgmt_mdt"  # every stage
     assert report.validation.valid
 
 
@@ -187,6 +188,8 @@ def test_figo_endometrium_stages(invasion, changes, stage):
         [{"size_mm": 30, "myometrial_invasion": invasion}],
     )
     assert report.derived["stage"].value == stage
+    # every stage, with FIGO 2023's caveat that histotype and molecular class complete it
+    assert report.derived["management"].value == "figo_mgmt_mdt_molecular"
     assert report.validation.valid
 
 
@@ -225,6 +228,32 @@ def test_orads_scores():
     report = _report("orads_mri", {"peritoneal_implants": False, "ascites": True}, [cyst, solid])
     assert [f.derived["score"].value for f in report.findings] == ["orads_2", "orads_5"]
     assert report.derived["risk_score"].value == "orads_5" and report.validation.valid
+
+
+@pytest.mark.parametrize(
+    ("tic", "score", "management"),
+    [
+        ("tic_low_risk", "orads_3", "orads_mgmt_gynaecology"),
+        ("tic_intermediate_risk", "orads_4", "orads_mgmt_oncology_consultation"),
+        ("tic_high_risk", "orads_5", "orads_mgmt_oncology_referral"),
+    ],
+)
+def test_orads_management_follows_the_risk(tic, score, management):
+    solid = {
+        "laterality": "right",
+        "size_mm": 60,
+        "composition": "composition_cystic_solid",
+        "fluid": "fluid_simple",
+        "lipid": False,
+        "solid_tissue": True,
+        "dark_t2_dwi": False,
+        "tic": tic,
+    }
+    report = _report("orads_mri", {"peritoneal_implants": False, "ascites": False}, [solid])
+    assert report.derived["risk_score"].value == score
+    assert report.derived["management"].value == management
+    normal = _report("orads_mri", {"peritoneal_implants": False, "ascites": False}, [])
+    assert normal.derived["management"].value == "orads_mgmt_none"
 
 
 def _problems(report):
