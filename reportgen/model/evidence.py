@@ -125,6 +125,11 @@ class CandidateReading:
     # probability that the lesion is malignant, read at the acquisition's own resolution
     # (the crop reader's malignancy head; None: not read there)
     malignancy: float | None = None
+    # the distance from the nipple of its side (mm), where the nipple was found
+    nipple_distance_mm: float | None = None
+    # the box (world mm: low corner, high corner) of the lesion's outline at the
+    # acquisition's own resolution (the crop reader's), where it was read there whole
+    native_box_mm: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def canonical_affine(spacing: tuple[float, ...]) -> np.ndarray:
@@ -182,6 +187,7 @@ def read_candidate(
     values[2] = np.log1p(geometry.volume_ml * 1000.0) / 10.0
     values[8] = score
     pointers: dict[str, str] = {}
+    position = None
     if size_grid:
         diameter = geometry.centre_diameter_mm
         pointers["size_mm"] = min(size_grid, key=lambda v: abs(float(v) - diameter))
@@ -210,7 +216,10 @@ def read_candidate(
     _put_form(values, mask, study.images)
     centre = np.argwhere(mask).mean(0)
     diagonal = float(np.linalg.norm(geometry.extent_mm))
-    return CandidateReading(values, pointers, centre, diagonal)
+    reading = CandidateReading(values, pointers, centre, diagonal)
+    if position is not None:
+        reading.nipple_distance_mm = float(position.nipple_distance_mm)
+    return reading
 
 
 def _put_signal(values: np.ndarray, signal: LesionSignal, images: dict) -> None:

@@ -284,7 +284,11 @@ def outlined_boxes(
         region = np.zeros(tuple(int(v) for v in size), dtype=bool)
         region[tuple(cand.outline.T)] = True
         low, high = region_box_mm(region, affine)
+        if cand.reading is not None and cand.reading.native_box_mm is not None:
+            low, high = cand.reading.native_box_mm  # outlined at the acquisition's resolution
         finding.evidence = finding.evidence or Evidence()
+        if cand.reading is not None and cand.reading.nipple_distance_mm is not None:
+            finding.evidence.nipple_distance_mm = round(cand.reading.nipple_distance_mm, 1)
         finding.evidence.box = Box(
             min_mm=tuple(low.round(2).tolist()), max_mm=tuple(high.round(2).tolist())
         )
@@ -334,6 +338,8 @@ def read_candidates(
     assessable with the study's series. Their probabilities go to `reading.read`. With a
     size head, the size is the one read at this resolution (`size_value` spells it as
     the template's size values)."""
+    from reportgen.model.crop_reader import SIZE_BORDER_LIMIT
+    from reportgen.model.native_candidates import crop_outline_mm
     from reportgen.preprocessing import GridSpec, lesion_crop
     from reportgen.report.assessable import not_assessable, unseen_values
     from reportgen.report.rules import Scope, evaluate
@@ -347,6 +353,14 @@ def read_candidates(
         strict=True,
     )
     measures = reader.measure(np.stack(crops), np.stack(present))
+    border = measures[:, reader.cfg.measures.index("outline_reached_border")].numpy()
+    for candidate, crop, seen, out in zip(readable, crops, present, border, strict=True):
+        if out < SIZE_BORDER_LIMIT:  # the whole lesion is inside its crop: its box is there
+            centre = _read_at(candidate.reading, affine)
+            points = crop_outline_mm(crop, seen, centre, grid, body=True)
+            if len(points):  # voxel centres: the box reaches half a voxel beyond them
+                half = 0.5 * np.asarray(grid.spacing)
+                candidate.reading.native_box_mm = (points.min(0) - half, points.max(0) + half)
     read = reader.read_measures(measures)
     sizes = reader.size_mm(measures.numpy()) if size_value is not None else None
     malignancy = reader.malignancy_probability(measures.numpy())

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from reportgen.io.study import Study
-from reportgen.measure.crop_measures import outline_crop
+from reportgen.measure.crop_measures import lesion_body, outline_crop
 from reportgen.measure.proposals import Inside, Proposal, inside_mask, propose
 from reportgen.preprocessing import GridSpec, lesion_crop, target_affine
 
@@ -69,10 +69,14 @@ def propose_for(study: Study, limits: dict[str, int] = PROPOSAL_LIMITS) -> list[
     return propose(study, inside, limits) if inside is not None else []
 
 
-def crop_outline_mm(crop: np.ndarray, present: np.ndarray, centre_mm, grid: GridSpec) -> np.ndarray:
-    """The crop's own outline of the lesion at its centre, as world points (mm)."""
+def crop_outline_mm(
+    crop: np.ndarray, present: np.ndarray, centre_mm, grid: GridSpec, body: bool = False
+) -> np.ndarray:
+    """The crop's own outline of the lesion at its centre, as world points (mm); with
+    `body`, without its thin rays (`lesion_body`: what its dimensions are measured on)."""
     outline, _ = outline_crop(crop, present)
-    voxels = np.argwhere(outline.mask(grid.shape))
+    mask = outline.mask(grid.shape)
+    voxels = np.argwhere(lesion_body(mask) if body else mask)
     affine = target_affine(grid, np.asarray(centre_mm, float))
     return voxels @ affine[:3, :3].T + affine[:3, 3]
 

@@ -30,7 +30,7 @@ from reportgen.io import Study
 from reportgen.io.write import replaced_privately
 from reportgen.render.key_images import canonical, enlarged, mark_sides, radiological, window
 from reportgen.render.notes import check_note, notice_text, problem_text, signed_problems
-from reportgen.render.text import render_text
+from reportgen.render.text import measured_text, render_text
 from reportgen.report.schema import Box, Finding, Report, Value
 from reportgen.report.template import FieldSpec, Template, load_template
 
@@ -38,11 +38,11 @@ WORDS = {
     "en": {"field": "Item", "value": "Value", "finding": "Finding", "yes": "yes", "no": "no",
            "problems": "Validation", "images": "Key images", "report": "Structured report",
            "narrative": "Report", "slice": "axial T2W through the finding; box: the outline",
-           "model": "Drafted by"},
+           "model": "Drafted by", "measured": "Measured on the images"},
     "zh": {"field": "项目", "value": "结果", "finding": "病灶", "yes": "是", "no": "否",
            "problems": "校验", "images": "关键图像", "report": "结构化报告",
            "narrative": "报告", "slice": "经病灶的轴位T2W；方框：勾画范围",
-           "model": "生成模型"},
+           "model": "生成模型", "measured": "图像测量"},
 }  # fmt: skip
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 52em; color: #111; }
@@ -166,6 +166,8 @@ def render_html(
             f'<tr class="finding"><th colspan="2">{_esc(words["finding"])} {_esc(finding.id)}</th></tr>'
         )
         rows += _rows(finding.fields, report, template, concepts, lang)
+        if measured := measured_text(finding, lang):
+            rows.append(f"<tr><td>{_esc(words['measured'])}</td><td>{_esc(measured)}</td></tr>")
         rows += _derived_rows(finding.derived, template, concepts, lang)
     problems = signed_problems(report)
     problem_items = "".join(

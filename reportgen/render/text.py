@@ -13,7 +13,7 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.render.notes import check_note, notice_text, problem_text, signed_problems
 from reportgen.report.assessable import acquired_families, not_assessable
 from reportgen.report.rules import Scope, evaluate
-from reportgen.report.schema import Report, SeriesTechnique, Value
+from reportgen.report.schema import Finding, Report, SeriesTechnique, Value
 from reportgen.report.technique import field_strength
 from reportgen.report.template import FieldSpec, Template, load_template
 from reportgen.report.values import plain
@@ -36,6 +36,8 @@ LABELS = {
         "since": {"injection": "injection", "first phase": "first phase"},
         "comparison": "Comparison: none available.",
         "signed": "Signed by {who} on {when} UTC.",
+        "dimensions": "Dimensions {a} x {b} x {c} mm (transverse x anteroposterior x craniocaudal)",
+        "from_nipple": "{d} mm from the nipple",
     },
     "zh": {
         "study": "检查",
@@ -54,6 +56,8 @@ LABELS = {
         "since": {"injection": "注射对比剂", "first phase": "首期"},
         "comparison": "对比：无既往检查可供对比。",
         "signed": "签署：{who}，{when} UTC。",
+        "dimensions": "三径 {a} × {b} × {c} mm（左右 × 前后 × 上下）",
+        "from_nipple": "距乳头 {d} mm",
     },
 }
 
@@ -162,6 +166,24 @@ def _no_findings(template: Template, report: Report) -> dict[str, str] | None:
     return template.finding_none
 
 
+def measured_text(finding: Finding, lang: str) -> str | None:
+    """What was measured on the images beyond the template's fields: the outline's three
+    orthogonal dimensions and, in the breast, the distance from the nipple (whole mm)."""
+    evidence = finding.evidence
+    if evidence is None:
+        return None
+    words, parts = LABELS[lang], []
+    if evidence.box is not None:
+        a, b, c = (int(v + 0.5) for v in evidence.box.dimensions_mm())  # half up, v >= 0
+        parts.append(words["dimensions"].format(a=a, b=b, c=c))
+    if evidence.nipple_distance_mm is not None:
+        distance = int(evidence.nipple_distance_mm + 0.5)
+        parts.append(words["from_nipple"].format(d=distance))
+    if not parts:
+        return None
+    return "; ".join(parts) + "." if lang == "en" else "；".join(parts) + "。"
+
+
 def render_text(
     report: Report,
     lang: str = "en",
@@ -226,6 +248,8 @@ def render_text(
                         lang,
                     )
                 ):
+                    rest.append(text)
+                if text := measured_text(finding, lang):
                     rest.append(text)
                 for d in template.derived_finding:
                     if d.id in finding.derived and d.phrase:

@@ -46,6 +46,12 @@ class Box(BaseModel):
     min_mm: tuple[float, float, float]
     max_mm: tuple[float, float, float]
 
+    def dimensions_mm(self) -> tuple[float, float, float]:
+        """The three orthogonal dimensions a report states: transverse (R-L),
+        anteroposterior and craniocaudal extent of the finding's outline (mm)."""
+        low, high = self.min_mm, self.max_mm
+        return (high[0] - low[0], high[1] - low[1], high[2] - low[2])
+
 
 class Evidence(BaseModel):
     """Why the model believes a finding: where it looked and which sequences mattered."""
@@ -56,6 +62,9 @@ class Evidence(BaseModel):
     key_slice_png: str | None = None
     sequence_contributions: dict[str, float] = Field(default_factory=dict)
     malignancy_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    # breast: the distance from the nipple of that side to the finding's centre (mm), as
+    # measured on the images (`measure.breast.breast_position`); None: not measured
+    nipple_distance_mm: float | None = Field(default=None, ge=0.0)
 
 
 class Finding(BaseModel):

@@ -50,7 +50,10 @@ def test_html_has_notice_table_and_one_key_image_per_finding(drafted):
     rows = page.count("<tr><td>")
     stated = len(report.fields) + len(report.derived)
     stated += sum(len(f.fields) + len(f.derived) for f in report.findings)
-    assert rows == stated  # every stated value, once
+    measured = sum(f.evidence is not None and f.evidence.box is not None for f in report.findings)
+    assert measured == len(report.findings)  # each finding's three dimensions, in its row
+    assert rows == stated + measured  # every stated value, once
+    assert page.count("(transverse x anteroposterior x craniocaudal)") == 2 * measured  # + text
     images = _images(page)
     assert report.findings and len(images) == len(report.findings)
     for image in images:  # a real slice (not blank) with the box drawn in yellow
