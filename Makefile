@@ -37,7 +37,7 @@ bench: $(STAMP)
 DEMO_WORK ?= /tmp/reportgen-demo-model
 demo-model: $(STAMP)
 	rm -rf $(DEMO_WORK) && mkdir -p $(DEMO_WORK)
-	$(BIN)/reportgen synth $(DEMO_WORK)/train --domain breast --n 600 --seed 11
+	$(BIN)/reportgen synth $(DEMO_WORK)/train --domain breast --protocol low_resolution --n 600 --seed 11
 	$(BIN)/reportgen pretrain --data $(DEMO_WORK)/train --out $(DEMO_WORK)/mae --config base --masking lesion --steps 600 --batch-size 8 --seed 0
 	$(BIN)/reportgen train --data $(DEMO_WORK)/train --encoder $(DEMO_WORK)/mae --out $(DEMO_WORK)/model --config base --steps 2000 --batch-size 16 --detector-steps 800 --segmenter-steps 600 --seed 0 --cache-dir $(DEMO_WORK)/cache2mm
 	$(BIN)/reportgen train-crop-reader --out $(DEMO_WORK)/model/crop_reader --cases 4000 --heldout-cases 400 --seed 9090 --heldout-seed 6161 --calibration-cases 1000 --calibration-seed 7171
@@ -73,10 +73,10 @@ region-model: $(STAMP)
 	rm -rf $(REGION_WORK) && mkdir -p $(REGION_WORK)
 	set -e; for spec in breast:301:303:1 cervix:101:401:2 endometrium:101:402:3 ovary:101:404:4; do \
 	  set -- $$(echo $$spec | tr : ' '); d=$$1; seed=$$2; sseed=$$3; k=$$4; \
-	  $(BIN)/reportgen synth $(REGION_WORK)/train-$$d --domain $$d --n 300 --seed $$seed; \
-	  $(BIN)/reportgen synth $(REGION_WORK)/train-$$d-shift --domain $$d --n 100 --seed $$sseed --shift scanner; \
-	  $(BIN)/reportgen synth $(REGION_WORK)/calib-$$d --domain $$d --n 50 --seed 700$$k; \
-	  $(BIN)/reportgen synth $(REGION_WORK)/calib-$$d-shift --domain $$d --n 50 --seed 710$$k --shift scanner; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/train-$$d --domain $$d --protocol low_resolution --n 300 --seed $$seed; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/train-$$d-shift --domain $$d --protocol low_resolution --n 100 --seed $$sseed --shift scanner; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/calib-$$d --domain $$d --protocol low_resolution --n 50 --seed 700$$k; \
+	  $(BIN)/reportgen synth $(REGION_WORK)/calib-$$d-shift --domain $$d --protocol low_resolution --n 50 --seed 710$$k --shift scanner; \
 	done
 	$(BIN)/reportgen train-region \
 	  $$(for d in $(REGION_WORK)/train-*; do printf -- '--data %s ' $$d; done) \

@@ -60,7 +60,11 @@ def main() -> None:
         for shift in (None, "scanner"):
             folder = root / f"{domain}-{shift or 'plain'}"
             seed = args.seed + 10 * k + (shift is not None)
-            synth_dataset(folder, args.n, SynthOptions(domain=domain, seed=seed, shift=shift))
+            synth_dataset(
+                folder,
+                args.n,
+                SynthOptions(protocol="low_resolution", domain=domain, seed=seed, shift=shift),
+            )
             readings = [
                 read_region(model, load_study(folder / r["dir"])) for r in read_manifest(folder)
             ]

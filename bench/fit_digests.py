@@ -62,9 +62,16 @@ def main() -> None:
     torch.set_num_threads(1)
     root = scratch_dir("reportgen-fit-digests-")
     quiet = lambda *_: None  # noqa: E731
-    breast = SynthOptions(domain="breast", seed=31, malignant_fraction=0.6)
+    breast = SynthOptions(
+        protocol="low_resolution", domain="breast", seed=31, malignant_fraction=0.6
+    )
     synth_dataset(root / "breast", 8, breast, workers=1)
-    synth_dataset(root / "cervix", 4, SynthOptions(domain="cervix", seed=4), workers=1)
+    synth_dataset(
+        root / "cervix",
+        4,
+        SynthOptions(protocol="low_resolution", domain="cervix", seed=4),
+        workers=1,
+    )
     mae = TrainArgs(out=root / "mae", config="tiny", steps=3, batch_size=2, checkpoint_every=3,
                     masking=MaskingOptions(strategy="random"), progress=False)  # fmt: skip
     train(mae, study_dataset(root / "breast", root / "cache"), log=quiet)

@@ -57,7 +57,9 @@ def _wall(cmd: list[str], runs: int) -> list[float]:
 def _batch(exe: str, folder: Path, n: int, model: Path | None) -> float:
     """Seconds for one `reportgen generate` over `n` breast phantoms (seed 2027)."""
     studies = folder / f"batch{n}"
-    synth_dataset(studies, n, SynthOptions(domain="breast", seed=2027), workers=0)
+    synth_dataset(
+        studies, n, SynthOptions(protocol="low_resolution", domain="breast", seed=2027), workers=0
+    )
     cmd = [exe, "generate", str(studies), "--no-explain", "--out", str(folder / f"out{n}")]
     return _wall(cmd + (["--model", str(model)] if model else []), 1)[0]
 
@@ -73,7 +75,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="reportgen-latency-") as tmp:
         folder = Path(tmp)
         synth_dataset(
-            folder, 1, SynthOptions(domain="breast", seed=2026, malignant_fraction=1.0), workers=1
+            folder,
+            1,
+            SynthOptions(
+                protocol="low_resolution", domain="breast", seed=2026, malignant_fraction=1.0
+            ),
+            workers=1,
         )
         study_dir = folder / read_manifest(folder / "manifest.jsonl")[0]["dir"]
         generator = ReportGenerator(args.model)

@@ -214,8 +214,16 @@ def main() -> None:
     started = time.perf_counter()
     cfg = preset("base")
     try:
-        synth_dataset(work / "pool", args.pool, SynthOptions(domain="breast", seed=101))
-        synth_dataset(work / "heldout", args.heldout, SynthOptions(domain="breast", seed=202))
+        synth_dataset(
+            work / "pool",
+            args.pool,
+            SynthOptions(protocol="low_resolution", domain="breast", seed=101),
+        )
+        synth_dataset(
+            work / "heldout",
+            args.heldout,
+            SynthOptions(protocol="low_resolution", domain="breast", seed=202),
+        )
         _without_masks(work / "pool", work / "unlabelled")
         pool_rows = read_manifest(work / "pool" / "manifest.jsonl")
         held_rows = read_manifest(work / "heldout" / "manifest.jsonl")

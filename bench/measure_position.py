@@ -36,7 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.time()
     folder = scratch_dir("reportgen-measure-") / "studies"
-    synth_dataset(folder, args.n, SynthOptions(domain="breast", seed=args.seed, shift=args.shift))
+    synth_dataset(
+        folder,
+        args.n,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=args.seed, shift=args.shift),
+    )
     side_ok = clock_ok = lesions = 0
     clock_off, size_error = [], []
     for row in read_manifest(folder):

@@ -33,7 +33,11 @@ def synthetic(n: int, seed: int) -> dict:
     try:
         for domain, template_id in DOMAINS.items():
             rows = read_manifest(
-                synth_dataset(tmp / domain, n, SynthOptions(domain=domain, seed=seed))
+                synth_dataset(
+                    tmp / domain,
+                    n,
+                    SynthOptions(protocol="low_resolution", domain=domain, seed=seed),
+                )
             )
             for lang in ("en", "zh"):
                 scores = FieldScores()

@@ -33,7 +33,9 @@ use_test_helpers()
 from helpers.simulate import correct_drafts_of  # noqa: E402
 
 # never corrected, never rolled out on: the guard's studies (bench/rl_headroom.py reads them too)
-HELDOUT = SynthOptions(domain="breast", seed=9001, malignant_fraction=0.5)
+HELDOUT = SynthOptions(
+    protocol="low_resolution", domain="breast", seed=9001, malignant_fraction=0.5
+)
 
 
 def main() -> None:
@@ -55,7 +57,7 @@ def main() -> None:
     synth_dataset(
         work / "studies",
         args.train,
-        SynthOptions(domain="breast", seed=5151, malignant_fraction=0.5),
+        SynthOptions(protocol="low_resolution", domain="breast", seed=5151, malignant_fraction=0.5),
         workers=1,
     )
     synth_dataset(
@@ -75,7 +77,9 @@ def main() -> None:
         synth_dataset(
             rollout_studies,
             args.train,
-            SynthOptions(domain="breast", seed=7171, malignant_fraction=0.5),
+            SynthOptions(
+                protocol="low_resolution", domain="breast", seed=7171, malignant_fraction=0.5
+            ),
             workers=1,
         )
     summary = refine(

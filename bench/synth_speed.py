@@ -32,7 +32,10 @@ def main() -> None:
     try:
         start = time.perf_counter()
         synth_dataset(
-            folder / "data", args.n, SynthOptions(domain=args.domain, seed=123), workers=workers
+            folder / "data",
+            args.n,
+            SynthOptions(protocol="low_resolution", domain=args.domain, seed=123),
+            workers=workers,
         )
         seconds = time.perf_counter() - start
         size = sum(p.stat().st_size for p in (folder / "data").rglob("*") if p.is_file())

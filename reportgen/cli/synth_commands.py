@@ -23,11 +23,12 @@ def synth(
     malignant_fraction: float = typer.Option(
         0.3, "--malignant-fraction", help="Breast: share of lesions that are malignant."
     ),
-    protocol: str = typer.Option(
-        "low_resolution",
+    protocol: str | None = typer.Option(
+        None,
         "--protocol",
-        help="low_resolution (every series on one 2.6 mm grid) | clinical (breast: each "
-        "series on its own grid, DCE 0.9 x 0.9 x 2 mm; docs/phantoms.md).",
+        help="clinical (breast's default: each series on its own grid, DCE 0.9 x 0.9 x 2 mm; "
+        "docs/phantoms.md) | low_resolution (every series on one 2.6 mm grid; the pelvic "
+        "domains' only protocol).",
     ),
     workers: int = typer.Option(0, "--workers", help="Processes (0: one per CPU core)."),
 ) -> None:

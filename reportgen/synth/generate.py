@@ -35,6 +35,9 @@ DOMAINS = {
     "ovary": "orads_mri",
 }
 SYNTH_NOTICE = "Synthetic phantom with known ground truth. " + NOT_FOR_CLINICAL_USE
+# Each domain's default acquisition: breast MRI as the ACR Breast MRI Accreditation
+# Program requires it (docs/phantoms.md); the pelvic phantoms have one protocol.
+PROTOCOL_OF = {"breast": "clinical"}
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,14 @@ class SynthOptions:
     malignant_fraction: float = 0.3
     inadequate_fraction: float = 0.01
     # `reportgen.synth.acquisition.PROTOCOLS`: "clinical" (breast only) writes each series
-    # on its own grid at clinical resolution. The default stays low-resolution until the
-    # bundled breast model is retrained on clinical phantoms (issue 37).
-    protocol: str = "low_resolution"
+    # on its own grid at clinical resolution, as an accredited breast protocol acquires it;
+    # "low_resolution" puts every series on one 2.6 mm grid (fast tests, a shift, what the
+    # bundled 2 mm report model was trained on). None: the domain's own (`PROTOCOL_OF`).
+    protocol: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol is None:
+            object.__setattr__(self, "protocol", PROTOCOL_OF.get(self.domain, "low_resolution"))
 
 
 def study_rng(options: SynthOptions, index: int) -> np.random.Generator:

@@ -52,7 +52,9 @@ def draft_records(work: Path) -> dict[str, str]:
     records: dict[str, str] = {}
     for domain, template, seed, n in CASES:
         root = work / domain
-        synth_dataset(root, n, SynthOptions(domain=domain, seed=seed), workers=1)
+        synth_dataset(
+            root, n, SynthOptions(protocol="low_resolution", domain=domain, seed=seed), workers=1
+        )
         choice = GeneratorChoice(None, template)
         studies = [load_study(root / row["dir"]) for row in read_manifest(root)]
         if domain == "breast":  # and a study without contrast: what the grammar hides

@@ -82,7 +82,7 @@ def phantom_as_dicom(root: Path, domain: str = "breast", seed: int = 5) -> Path:
     from reportgen.data import read_manifest
     from reportgen.synth import SynthOptions, synth_dataset
 
-    synth_dataset(root / "ph", 1, SynthOptions(domain=domain, seed=seed))
+    synth_dataset(root / "ph", 1, SynthOptions(protocol="low_resolution", domain=domain, seed=seed))
     row = read_manifest(root / "ph")[0]
     write_phantom_export(root / "ph" / row["dir"], row["text"]["en"], root / "dicom")
     return root / "dicom"

@@ -55,7 +55,10 @@ def studies_with_draft(root: Path, seed: int = 5) -> tuple[Path, Report, Report]
     from reportgen.synth import SynthOptions, synth_dataset
 
     manifest = synth_dataset(
-        root, 1, SynthOptions(domain="breast", seed=seed, malignant_fraction=1.0), workers=1
+        root,
+        1,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=seed, malignant_fraction=1.0),
+        workers=1,
     )
     row = json.loads(manifest.read_text().splitlines()[0])
     truth = Report.from_json((root / row["dir"] / "report.json").read_text())

@@ -178,7 +178,10 @@ def test_features_leave_out_missing_sequences_and_experts_and_multiscale_work():
 def studies(tmp_path_factory):
     root = tmp_path_factory.mktemp("mae")
     synth_dataset(
-        root / "data", 6, SynthOptions(domain="breast", seed=4, malignant_fraction=1.0), workers=2
+        root / "data",
+        6,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=4, malignant_fraction=1.0),
+        workers=2,
     )
     return root
 

@@ -26,8 +26,18 @@ PROSTATEX = DATA / "prostatex" / "ProstateX-0000"
 def tiny_region_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("region")
     for domain, seed in (("breast", 3), ("cervix", 4)):
-        synth_dataset(root / domain, 4, SynthOptions(domain=domain, seed=seed), workers=1)
-    synth_dataset(root / "calib", 2, SynthOptions(domain="ovary", seed=9), workers=1)
+        synth_dataset(
+            root / domain,
+            4,
+            SynthOptions(protocol="low_resolution", domain=domain, seed=seed),
+            workers=1,
+        )
+    synth_dataset(
+        root / "calib",
+        2,
+        SynthOptions(protocol="low_resolution", domain="ovary", seed=9),
+        workers=1,
+    )
     out = root / "model"
     summary = train_region_model(
         RegionTrainArgs(
@@ -118,7 +128,12 @@ def test_bundled_region_model_reads_phantoms_and_flags_a_real_prostate(tmp_path)
     model = fitness.bundled_region_model()
     assert model is not None, "the body-region reader is bundled"
     for domain, expected in (("breast", "breast"), ("endometrium", "pelvis")):
-        synth_dataset(tmp_path / domain, 1, SynthOptions(domain=domain, seed=31), workers=1)
+        synth_dataset(
+            tmp_path / domain,
+            1,
+            SynthOptions(protocol="low_resolution", domain=domain, seed=31),
+            workers=1,
+        )
         row = read_manifest(tmp_path / domain)[0]
         reading = read_region(model, load_study(tmp_path / domain / row["dir"]))
         assert reading.region == expected and not reading.unusual
@@ -132,7 +147,12 @@ def test_bundled_region_model_reads_phantoms_and_flags_a_real_prostate(tmp_path)
 
 
 def test_generate_refuses_an_untagged_pelvis_for_the_breast_model(tmp_path, cli):
-    synth_dataset(tmp_path / "d", 1, SynthOptions(domain="cervix", seed=32), workers=1)
+    synth_dataset(
+        tmp_path / "d",
+        1,
+        SynthOptions(protocol="low_resolution", domain="cervix", seed=32),
+        workers=1,
+    )
     study = tmp_path / "d" / read_manifest(tmp_path / "d")[0]["dir"]
     assert_refused(cli("generate", study, "--no-explain"), "pelvis", "--template")
     result = cli("generate", study, "--template", "birads_mri", "--no-explain")

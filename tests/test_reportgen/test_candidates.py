@@ -118,7 +118,9 @@ def test_the_detector_trainer_finds_a_planted_lesion():
 
 
 def test_findings_follow_the_candidates(tmp_path):
-    synth_dataset(tmp_path, 6, SynthOptions(domain="breast", seed=3), workers=1)
+    synth_dataset(
+        tmp_path, 6, SynthOptions(protocol="low_resolution", domain="breast", seed=3), workers=1
+    )
     from reportgen.report import Report
 
     one = next(

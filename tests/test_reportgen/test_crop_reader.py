@@ -175,7 +175,12 @@ def test_a_crop_reader_in_the_model_folder_decides_the_descriptors_it_reads(tmp_
     synth_dataset(
         tmp_path / "c", 1, SynthOptions(domain="breast", seed=5, protocol="clinical"), workers=1
     )
-    synth_dataset(tmp_path / "low", 1, SynthOptions(domain="breast", seed=5), workers=1)
+    synth_dataset(
+        tmp_path / "low",
+        1,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=5),
+        workers=1,
+    )
     model = tmp_path / "model"
     shutil.copytree(BUNDLED_MODEL, model)
     template = load_template("birads_mri")

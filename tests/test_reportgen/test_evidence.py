@@ -93,7 +93,12 @@ def test_the_time_intensity_curve_reads_wash_out_and_persistence():
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evidence")
-    synth_dataset(folder, 4, SynthOptions(domain="breast", seed=78, malignant_fraction=1.0), 1)
+    synth_dataset(
+        folder,
+        4,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=78, malignant_fraction=1.0),
+        1,
+    )
     out = []
     for row in read_manifest(folder):
         arrays = study_arrays(load_study(folder / row["dir"]), GRID)

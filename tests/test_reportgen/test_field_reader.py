@@ -33,7 +33,9 @@ def _tiny_reader(data, model, rare_share: float = 0.0) -> dict:
 def cervix(tmp_path_factory):
     root = tmp_path_factory.mktemp("reader")
     data = root / "data"
-    synth_dataset(data, 10, SynthOptions(domain="cervix", seed=21), workers=2)
+    synth_dataset(
+        data, 10, SynthOptions(protocol="low_resolution", domain="cervix", seed=21), workers=2
+    )
     model = root / "model"
     summary = _tiny_reader(data, model)
     return data, model, summary
@@ -146,7 +148,12 @@ def test_cli_generate_drafts_with_the_reader(cervix, cli, tmp_path):
 def adnexa(tmp_path_factory):
     root = tmp_path_factory.mktemp("adnexa")
     data = root / "data"
-    synth_dataset(data, 12, SynthOptions(domain="ovary", seed=5, malignant_fraction=0.5), workers=2)
+    synth_dataset(
+        data,
+        12,
+        SynthOptions(protocol="low_resolution", domain="ovary", seed=5, malignant_fraction=0.5),
+        workers=2,
+    )
     model = root / "model"
     _tiny_reader(data, model, rare_share=0.3)  # rare-class draws, as the O-RADS reader trains
     return data, model
@@ -259,7 +266,9 @@ def test_generate_picks_the_bundled_model_by_template(cli, tmp_path):
     if "figo_cervix_2018" not in generators.bundled_templates():
         pytest.fail("the cervix model is bundled")
     data = tmp_path / "study"
-    synth_dataset(data, 1, SynthOptions(domain="cervix", seed=77), workers=1)
+    synth_dataset(
+        data, 1, SynthOptions(protocol="low_resolution", domain="cervix", seed=77), workers=1
+    )
     row = read_manifest(data)[0]
     out = tmp_path / "draft.json"
     result = cli("generate", data / row["dir"], "--template", "figo_cervix_2018", "--out", out)

@@ -69,7 +69,12 @@ def test_an_empty_mask_is_refused():
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
     folder = tmp_path_factory.mktemp("measure")
-    synth_dataset(folder, 6, SynthOptions(domain="breast", seed=77, malignant_fraction=0.5), 1)
+    synth_dataset(
+        folder,
+        6,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=77, malignant_fraction=0.5),
+        1,
+    )
     return folder
 
 

@@ -78,7 +78,9 @@ def test_reconstruction_loss_counts_hidden_voxels_only():
 def pretrained(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     data = root / "data"
-    synth_dataset(data, 8, SynthOptions(domain="cervix", seed=31), workers=2)
+    synth_dataset(
+        data, 8, SynthOptions(protocol="low_resolution", domain="cervix", seed=31), workers=2
+    )
     out = root / "lesion"
     summary = pretrain_outline(
         OutlinePretrainArgs(

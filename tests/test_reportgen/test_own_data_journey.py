@@ -23,7 +23,9 @@ from reportgen.synth import SynthOptions, synth_dataset
 def export(tmp_path_factory):
     root = tmp_path_factory.mktemp("journey")
     synth_dataset(
-        root / "phantoms", 4, SynthOptions(domain="breast", seed=41, malignant_fraction=0.6)
+        root / "phantoms",
+        4,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=41, malignant_fraction=0.6),
     )
     rows = read_manifest(root / "phantoms")
     for i, row in enumerate(rows):  # folders named after the patient, as exports often are

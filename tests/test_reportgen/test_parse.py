@@ -127,7 +127,11 @@ def test_a_stated_assessment_that_contradicts_the_features_is_flagged():
 def small_sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("parse")
     return {
-        d: read_manifest(synth_dataset(root / d, 4, SynthOptions(domain=d, seed=2718), workers=1))
+        d: read_manifest(
+            synth_dataset(
+                root / d, 4, SynthOptions(protocol="low_resolution", domain=d, seed=2718), workers=1
+            )
+        )
         for d in ("breast", "cervix", "endometrium")
     }
 

@@ -27,7 +27,7 @@ from reportgen.synth import SynthOptions, synth_dataset
 @pytest.fixture(scope="module")
 def drafted(tmp_path_factory):
     root = tmp_path_factory.mktemp("printable")
-    synth_dataset(root / "ph", 1, SynthOptions(domain="breast", seed=5))
+    synth_dataset(root / "ph", 1, SynthOptions(protocol="low_resolution", domain="breast", seed=5))
     study = load_study(root / "ph" / read_manifest(root / "ph")[0]["dir"])
     generator = GeneratorChoice(None, "birads_mri")(None, None, False)
     report = generator.draft(study, GenerateOptions(explain=False)).report

@@ -33,7 +33,9 @@ PROSTATEX = DATA / "prostatex" / "ProstateX-0000"
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("phantom")
-    synth_dataset(root, 1, SynthOptions(domain="breast", seed=5), workers=1)
+    synth_dataset(
+        root, 1, SynthOptions(protocol="low_resolution", domain="breast", seed=5), workers=1
+    )
     return root / read_manifest(root)[0]["dir"]
 
 

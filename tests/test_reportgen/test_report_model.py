@@ -30,13 +30,13 @@ def bench(tmp_path_factory):
     synth_dataset(
         root / "train",
         12,
-        SynthOptions(domain="breast", seed=31, malignant_fraction=0.6),
+        SynthOptions(protocol="low_resolution", domain="breast", seed=31, malignant_fraction=0.6),
         workers=1,
     )
     synth_dataset(
         root / "heldout",
         3,
-        SynthOptions(domain="breast", seed=32, malignant_fraction=1.0),
+        SynthOptions(protocol="low_resolution", domain="breast", seed=32, malignant_fraction=1.0),
         workers=1,
     )
     train(

@@ -32,7 +32,10 @@ def datasets(tmp_path_factory):
     for domain, n in N.items():
         folder = root / domain
         synth_dataset(
-            folder, n, SynthOptions(domain=domain, seed=11, malignant_fraction=0.6), workers=2
+            folder,
+            n,
+            SynthOptions(protocol="low_resolution", domain=domain, seed=11, malignant_fraction=0.6),
+            workers=2,
         )
         out[domain] = (folder, read_manifest(folder))
     return out
@@ -48,9 +51,9 @@ def _digest(folder):
 
 def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    synth_dataset(a, 3, SynthOptions(domain="breast", seed=5), workers=1)
-    synth_dataset(b, 3, SynthOptions(domain="breast", seed=5), workers=2)
-    synth_dataset(c, 3, SynthOptions(domain="breast", seed=6), workers=1)
+    synth_dataset(a, 3, SynthOptions(protocol="low_resolution", domain="breast", seed=5), workers=1)
+    synth_dataset(b, 3, SynthOptions(protocol="low_resolution", domain="breast", seed=5), workers=2)
+    synth_dataset(c, 3, SynthOptions(protocol="low_resolution", domain="breast", seed=6), workers=1)
     assert _digest(a) == _digest(b)
     assert _digest(a) != _digest(c)
 
@@ -235,7 +238,10 @@ def test_endometrium_invasion_depth_is_geometry(datasets):
 
 def test_scanner_shift_changes_the_acquisition(tmp_path):
     synth_dataset(
-        tmp_path / "s", 2, SynthOptions(domain="cervix", seed=1, shift="scanner"), workers=1
+        tmp_path / "s",
+        2,
+        SynthOptions(protocol="low_resolution", domain="cervix", seed=1, shift="scanner"),
+        workers=1,
     )
     row = read_manifest(tmp_path / "s")[0]
     assert row["acquisition"]["storage"] == "LPS" and abs(row["acquisition"]["oblique_deg"]) >= 5
@@ -286,8 +292,18 @@ def test_a_lesion_that_fits_nowhere_is_left_out_not_painted_at_the_body_centre()
 
 def test_ovarian_phantoms_are_deterministic_and_valid_against_orads(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    synth_dataset(a, 10, SynthOptions(domain="ovary", seed=4, malignant_fraction=0.5), workers=1)
-    synth_dataset(b, 10, SynthOptions(domain="ovary", seed=4, malignant_fraction=0.5), workers=2)
+    synth_dataset(
+        a,
+        10,
+        SynthOptions(protocol="low_resolution", domain="ovary", seed=4, malignant_fraction=0.5),
+        workers=1,
+    )
+    synth_dataset(
+        b,
+        10,
+        SynthOptions(protocol="low_resolution", domain="ovary", seed=4, malignant_fraction=0.5),
+        workers=2,
+    )
     assert _digest(a) == _digest(b)
     rows = read_manifest(a)
     scores = set()
@@ -319,7 +335,11 @@ def test_ovarian_lesion_features_show_in_the_images(tmp_path):
     assert SOLID["tic_high_risk"].e1 > SOLID["tic_intermediate_risk"].e1 > SOLID["tic_low_risk"].e1
     assert LIPID.s0 < 0.1
     folder = tmp_path / "ov"
-    synth_dataset(folder, 16, SynthOptions(domain="ovary", seed=8, malignant_fraction=1.0))
+    synth_dataset(
+        folder,
+        16,
+        SynthOptions(protocol="low_resolution", domain="ovary", seed=8, malignant_fraction=1.0),
+    )
     rises = {}
     for row in read_manifest(folder):
         study = load_study(folder / row["dir"])
@@ -340,7 +360,7 @@ def test_reported_nodes_are_inside_the_field_of_view(tmp_path):
     from reportgen.synth.generate import _gynae, study_rng
     from reportgen.synth.gynae import NODES, PARAAORTIC_MIN_Z
 
-    options = SynthOptions(domain="cervix", seed=3, shift="scanner")
+    options = SynthOptions(protocol="low_resolution", domain="cervix", seed=3, shift="scanner")
     for index in range(40):
         _, canvas, fields, _, _ = _gynae(study_rng(options, index), options)
         index_z = np.argwhere(canvas.labels == NODES) @ canvas.grid.affine[2, :3]
@@ -355,7 +375,7 @@ def test_a_dilated_ureter_is_labelled_as_anatomy_only_with_hydronephrosis():
     from reportgen.synth.generate import _gynae, study_rng
     from reportgen.synth.gynae import DILATED_URETER
 
-    options = SynthOptions(domain="cervix", seed=3)
+    options = SynthOptions(protocol="low_resolution", domain="cervix", seed=3)
     seen = set()
     for index in range(40):
         _, canvas, fields, _, extra = _gynae(study_rng(options, index), options)
@@ -365,7 +385,7 @@ def test_a_dilated_ureter_is_labelled_as_anatomy_only_with_hydronephrosis():
         assert not np.any(lesion_mask(canvas.labels, extra) == DILATED_URETER)
         seen.add(labelled)
     assert seen == {False, True}
-    endometrium = SynthOptions(domain="endometrium", seed=3)
+    endometrium = SynthOptions(protocol="low_resolution", domain="endometrium", seed=3)
     assert _gynae(study_rng(endometrium, 0), endometrium)[4]["anatomy_labels"] == {}
 
 
@@ -424,6 +444,15 @@ def test_low_resolution_protocol_is_byte_for_byte_the_phantoms_models_were_train
     byte of the low-resolution phantoms (every bundled model's training data and the
     golden drafts' studies)."""
     a = tmp_path / "a"
-    synth_dataset(a, 1, SynthOptions(domain="breast", seed=5), workers=1)
+    synth_dataset(a, 1, SynthOptions(protocol="low_resolution", domain="breast", seed=5), workers=1)
     digest = _digest(a)["breast-s5-00000/DCE_1.nii.gz"]
     assert digest == EXPECTED_LOW_RESOLUTION_DCE_1
+
+
+def test_each_domain_has_its_own_default_protocol():
+    """Breast phantoms are acquired as an accredited clinical protocol unless the low-
+    resolution one is asked for by name; the pelvic phantoms have one protocol."""
+    assert SynthOptions(domain="breast").protocol == "clinical"
+    assert SynthOptions(domain="breast", protocol="low_resolution").protocol == "low_resolution"
+    for domain in ("cervix", "endometrium", "ovary"):
+        assert SynthOptions(domain=domain).protocol == "low_resolution"

@@ -50,7 +50,10 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
     executable = chromium_or_skip()
     studies = tmp_path / "studies"
     synth_dataset(
-        studies, 1, SynthOptions(domain="breast", seed=77, malignant_fraction=1.0), workers=1
+        studies,
+        1,
+        SynthOptions(protocol="low_resolution", domain="breast", seed=77, malignant_fraction=1.0),
+        workers=1,
     )
     study = next(p for p in studies.iterdir() if p.is_dir())
     result = cli("generate", study, "--out", studies / "draft.json")

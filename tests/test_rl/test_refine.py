@@ -43,13 +43,13 @@ def corrected(tmp_path_factory):
     synth_dataset(
         root / "studies",
         STUDIES,
-        SynthOptions(domain="breast", seed=404, malignant_fraction=0.5),
+        SynthOptions(protocol="low_resolution", domain="breast", seed=404, malignant_fraction=0.5),
         workers=1,
     )
     synth_dataset(
         root / "heldout",
         3,
-        SynthOptions(domain="breast", seed=9404, malignant_fraction=0.5),
+        SynthOptions(protocol="low_resolution", domain="breast", seed=9404, malignant_fraction=0.5),
         workers=1,
     )
     db = str(root / "log.db")
