@@ -28,6 +28,7 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import replaced_privately
+from reportgen.render.curves import curve_png, phase_seconds, relative_enhancement
 from reportgen.render.key_images import canonical, enlarged, mark_sides, radiological, window
 from reportgen.render.notes import check_note, notice_text, problem_text, signed_problems
 from reportgen.render.text import measured_text, render_text
@@ -38,11 +39,19 @@ WORDS = {
     "en": {"field": "Item", "value": "Value", "finding": "Finding", "yes": "yes", "no": "no",
            "problems": "Validation", "images": "Key images", "report": "Structured report",
            "narrative": "Report", "slice": "axial T2W through the finding; box: the outline",
-           "model": "Drafted by", "measured": "Measured on the images"},
+           "model": "Drafted by", "measured": "Measured on the images",
+           "subtraction": "early subtraction (first post-contrast minus pre-contrast) through "
+                          "the finding; box: the outline",
+           "curve": "time-intensity curve of the box's most-enhancing half",
+           "since": {"injection": "injection", "first phase": "first phase"},
+           "curve_axes": {"seconds": "seconds after the {since}", "phase": "DCE phase",
+                          "enhancement": "relative enhancement (%)"}},
     "zh": {"field": "项目", "value": "结果", "finding": "病灶", "yes": "是", "no": "否",
            "problems": "校验", "images": "关键图像", "report": "结构化报告",
            "narrative": "报告", "slice": "经病灶的轴位T2W；方框：勾画范围",
-           "model": "生成模型", "measured": "图像测量"},
+           "model": "生成模型", "measured": "图像测量",
+           "subtraction": "经病灶的早期减影（首个增强期减平扫）；方框：勾画范围",
+           "curve": "方框内强化最明显一半的时间-信号强度曲线"},
 }  # fmt: skip
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 52em; color: #111; }
@@ -103,13 +112,13 @@ def _derived_rows(values: dict[str, Value], template: Template, concepts, lang) 
     ]
 
 
-def key_image_png(study: Study, box: Box, sequence: str = "T2W") -> bytes | None:
-    """The axial slice of `sequence` through the box centre, box drawn, as PNG bytes (None
-    if the study has no such sequence or the box lies outside it)."""
-    volume = study.sequences.get(sequence)
-    if volume is None:
-        return None
-    data, affine = canonical(volume.data, volume.affine)
+def key_image_png(
+    data: np.ndarray, affine: np.ndarray, box: Box, signed: bool = False
+) -> bytes | None:
+    """The axial slice of a volume through the box centre, box drawn, R and L marked, as
+    PNG bytes (None if the box lies outside it); `signed`: a subtraction, black at no
+    enhancement and white at the box's brightest."""
+    data, affine = canonical(data, affine)
     data = data.astype(np.float32)
     inverse = np.linalg.inv(affine)
     corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
@@ -120,8 +129,16 @@ def key_image_png(study: Study, box: Box, sequence: str = "T2W") -> bytes | None
     z = int(np.rint(centre[2]))
     if not 0 <= z < data.shape[2]:
         return None
-    shown = (radiological(window(data[:, :, z])) * 255).astype(np.uint8)
     nx, ny = data.shape[:2]
+    if signed:  # windowed to the finding: the heart would otherwise set the level
+        lo_x, lo_y = np.clip(np.floor(voxels[:, :2].min(0)).astype(int), 0, [nx - 1, ny - 1])
+        hi_x, hi_y = np.clip(np.ceil(voxels[:, :2].max(0)).astype(int) + 1, 1, [nx, ny])
+        inside = data[lo_x:hi_x, lo_y:hi_y, z]
+        top = max(float(np.percentile(inside, 99)) if inside.size else 0.0, 1e-6)
+        grey = np.clip(data[:, :, z] / top, 0, 1)
+    else:
+        grey = window(data[:, :, z])
+    shown = (radiological(grey) * 255).astype(np.uint8)
     image, scale = enlarged(Image.fromarray(shown).convert("RGB"))
     x0, x1 = nx - 1 - voxels[:, 0].max(), nx - 1 - voxels[:, 0].min()
     y0, y1 = ny - 1 - voxels[:, 1].max(), ny - 1 - voxels[:, 1].min()
@@ -135,17 +152,45 @@ def key_image_png(study: Study, box: Box, sequence: str = "T2W") -> bytes | None
     return out.getvalue()
 
 
-def _figure(finding: Finding, study: Study | None, lang: str) -> str:
-    box = finding.evidence.box if finding.evidence else None
-    png = key_image_png(study, box) if (study is not None and box is not None) else None
-    if png is None:
-        return ""
+def key_views(study: Study) -> list[tuple[str, np.ndarray, np.ndarray, bool]]:
+    """What a finding is shown on: T2W and, with contrast, the early subtraction (first
+    post-contrast phase minus the pre-contrast one), where enhancement is what decides."""
+    views = []
+    if "T2W" in study.sequences:
+        t2 = study.sequences["T2W"]
+        views.append(("slice", t2.data, t2.affine, False))
+    pre, post = study.sequences.get("DCE_0"), study.sequences.get("DCE_1")
+    if pre is not None and post is not None and pre.data.shape == post.data.shape:
+        difference = np.asarray(post.data, np.float32) - np.asarray(pre.data, np.float32)
+        views.append(("subtraction", difference, post.affine, True))
+    return views
+
+
+def _img(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode()
-    caption = f"{WORDS[lang]['finding']} {finding.id}: {WORDS[lang]['slice']}"
     return (
         f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
         f"<figcaption>{_esc(caption)}</figcaption></figure>"
     )
+
+
+def _figure(finding: Finding, report: Report, study: Study | None, lang: str) -> str:
+    box = finding.evidence.box if finding.evidence else None
+    if study is None or box is None:
+        return ""
+    words, out = WORDS[lang], []
+    for key, data, affine, signed in key_views(study):
+        png = key_image_png(data, affine, box, signed)
+        if png is not None:
+            out.append(_img(png, f"{words['finding']} {finding.id}: {words[key]}"))
+    values = relative_enhancement(study, box)
+    if values is not None:
+        seconds, since = phase_seconds(report.study.technique)
+        axes = WORDS["en"]  # the plot's own labels stay in English (its fonts have no CJK)
+        since_text = axes["since"].get(since or "", since)
+        png = curve_png(values, seconds, since_text, axes["curve_axes"])
+        out.append(_img(png, f"{words['finding']} {finding.id}: {words['curve']}"))
+    return "".join(out)
 
 
 def render_html(
@@ -174,7 +219,7 @@ def render_html(
         f'<li class="{_esc(p.severity)}">{_esc(problem_text(p, lang, template))}</li>'
         for p in problems
     )
-    figures = "".join(_figure(f, study, lang) for f in report.findings)
+    figures = "".join(_figure(f, report, study, lang) for f in report.findings)
     model = f"{report.provenance.model_name or ''} {report.provenance.model_version or ''}".strip()
     return "\n".join(
         [

@@ -41,7 +41,7 @@ def _images(page: str) -> list[np.ndarray]:
     ]
 
 
-def test_html_has_notice_table_and_one_key_image_per_finding(drafted):
+def test_html_has_notice_table_and_key_images_and_curve_per_finding(drafted):
     _, study, report = drafted
     page = render_html(report, "en", study=study)
     assert report.notice in page and 'class="notice"' in page
@@ -55,11 +55,38 @@ def test_html_has_notice_table_and_one_key_image_per_finding(drafted):
     assert rows == stated + measured  # every stated value, once
     assert page.count("(transverse x anteroposterior x craniocaudal)") == 2 * measured  # + text
     images = _images(page)
-    assert report.findings and len(images) == len(report.findings)
-    for image in images:  # a real slice (not blank) with the box drawn in yellow
-        assert image.std() > 10
+    # per finding: T2W and the early subtraction through it, then its time-intensity curve
+    assert report.findings and len(images) == 3 * len(report.findings)
+    subtraction = "early subtraction (first post-contrast minus pre-contrast)"
+    assert page.count(subtraction) == 2 * len(report.findings)  # alt text and caption
+    for k, image in enumerate(images):
+        if k % 3 == 2:
+            continue  # the curve
+        assert image.std() > 10  # a real slice (not blank) with the box drawn in yellow
         assert ((image[..., 0] > 200) & (image[..., 1] > 180) & (image[..., 2] < 60)).sum() > 20
     assert 'src="http' not in page and "<script" not in page  # one file, no scripts
+
+
+def test_the_curve_is_the_relative_enhancement_of_the_box(drafted):
+    """An enhancing mass rises after contrast; the same box on the pre-contrast phase
+    repeated (no contrast arrived) stays flat at zero."""
+    from reportgen.io.study import Study
+    from reportgen.render.curves import relative_enhancement
+
+    _, study, report = drafted
+    box = report.findings[0].evidence.box
+    values = relative_enhancement(study, box)
+    assert values is not None and values[0] == 0.0 and values[1] > 30.0
+    flat = dict(study.sequences)
+    for phase in ("DCE_1", "DCE_2", "DCE_3"):
+        flat[phase] = study.sequences["DCE_0"]
+    same = Study(study_id="flat", sequences=flat, source=study.source, form=study.form)
+    assert np.allclose(relative_enhancement(same, box), 0.0)
+    del flat["DCE_2"]
+    assert (
+        relative_enhancement(Study(study_id="x", sequences=flat, source="", form="folder"), box)
+        is None
+    )
 
 
 def test_html_box_lies_on_the_side_of_the_reported_breast(drafted):
