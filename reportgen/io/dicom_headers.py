@@ -31,7 +31,22 @@ TECHNICAL_TAGS = (
     "FlipAngle",
     "SliceThickness",
     "SpacingBetweenSlices",
+    "ContrastBolusVolume",  # mL injected
+    "ContrastBolusTotalDose",  # mL
 )
+# Gadolinium agents by generic name, recognised in the free text of Contrast/Bolus Agent
+# (0018,0010), which PS3.15's Basic Profile blanks as free text: only the generic name of
+# an agent recognised here is kept ("ContrastAgent"), never the text itself.
+GADOLINIUM_AGENTS = {
+    "gadoterate meglumine": re.compile(r"gadoter|dotarem|clariscan|artirem"),
+    "gadobutrol": re.compile(r"gadobutrol|gadovist|gadavist"),
+    "gadoteridol": re.compile(r"gadoteridol|prohance"),
+    "gadobenate dimeglumine": re.compile(r"gadobenat|multihance"),
+    "gadoxetate disodium": re.compile(r"gadoxet|primovist|eovist"),
+    "gadopiclenol": re.compile(r"gadopiclenol|elucirem|vueway"),
+    "gadodiamide": re.compile(r"gadodiamid|omniscan"),
+    "gadopentetate dimeglumine": re.compile(r"gadopentet|magnevist"),
+}
 
 _CALCULATED = re.compile(r"calc.?bval|calculated")
 _KEYWORDS = {
@@ -163,9 +178,18 @@ def classify_series(group: SeriesGroup) -> tuple[str | None, str]:
     return None, "headers do not identify a protocol sequence"
 
 
+def contrast_agent(text: object) -> str | None:
+    """The generic name of the gadolinium agent a Contrast/Bolus Agent text names (None if
+    it names none recognised)."""
+    lowered = str(text or "").lower()
+    return next((name for name, rx in GADOLINIUM_AGENTS.items() if rx.search(lowered)), None)
+
+
 def technical_info(ds: Dataset) -> dict:
     """Non-identifying acquisition parameters for the sidecar."""
     info: dict = {}
+    if agent := contrast_agent(ds.get("ContrastBolusAgent")):
+        info["ContrastAgent"] = agent
     for key in TECHNICAL_TAGS:
         value = ds.get(key)
         if value in (None, ""):

@@ -32,6 +32,7 @@ LABELS = {
         "series": "{name}, {a:.1f} x {b:.1f} mm in-plane, {c:.1f} mm slices",
         "b_value": "b = {b:g} s/mm²",
         "phases": "pre-contrast and {n} post-contrast phases",
+        "contrast": "contrast",
         "timed": "at {times} s after the {since}",
         "since": {"injection": "injection", "first phase": "first phase"},
         "comparison": "Comparison: none available.",
@@ -52,6 +53,7 @@ LABELS = {
         "series": "{name}，层内 {a:.1f} × {b:.1f} mm，层厚 {c:.1f} mm",
         "b_value": "b = {b:g} s/mm²",
         "phases": "平扫及增强后{n}期",
+        "contrast": "对比剂",
         "timed": "于{since}后{times} s",
         "since": {"injection": "注射对比剂", "first phase": "首期"},
         "comparison": "对比：无既往检查可供对比。",
@@ -72,6 +74,10 @@ def _technique(technique: list[SeriesTechnique], lang: str) -> str:
         )
         extra = [words["b_value"].format(b=t.b_value)] if t.b_value is not None else []
         extra += [words["phases"].format(n=t.phases - 1)] if t.phases and t.phases > 1 else []
+        if t.contrast_agent or t.contrast_volume_ml:
+            agent = t.contrast_agent or words["contrast"]
+            volume = f" {t.contrast_volume_ml:g} ml" if t.contrast_volume_ml else ""
+            extra.append(f"{agent}{volume}")
         if t.phase_times_s and t.timed_from in words["since"]:
             times = "/".join(f"{s:.0f}" for s in t.phase_times_s[1:])
             extra.append(words["timed"].format(times=times, since=words["since"][t.timed_from]))

@@ -96,6 +96,10 @@ class SeriesTechnique(BaseModel):
     # the bolus start, else "first phase"), when the headers give acquisition times
     phase_times_s: list[float] | None = None
     timed_from: str | None = None
+    # DCE: the gadolinium agent (generic name) and the volume injected (mL), where the
+    # headers name them (`io.dicom_headers.contrast_agent`)
+    contrast_agent: str | None = None
+    contrast_volume_ml: float | None = Field(default=None, gt=0.0)
 
 
 class StudyRef(BaseModel):

@@ -35,6 +35,19 @@ def _field_strength(study: Study, name: str) -> float | None:
         return None
 
 
+def _contrast(study: Study, phases: list[str]) -> tuple[str | None, float | None]:
+    """The agent and the volume injected, from the first phase whose headers give each."""
+    agent, volume = None, None
+    for name in phases:
+        info = study.metadata.get("acquisition", {}).get(name, {})
+        agent = agent or info.get("ContrastAgent")
+        for key in ("ContrastBolusVolume", "ContrastBolusTotalDose"):
+            value = info.get(key)
+            if volume is None and isinstance(value, int | float) and value > 0:
+                volume = round(float(value), 1)
+    return agent, volume
+
+
 def study_technique(study: Study) -> list[SeriesTechnique]:
     """One entry per sequence the study holds, in protocol order; the DCE phases as one."""
     out: list[SeriesTechnique] = []
@@ -46,6 +59,7 @@ def study_technique(study: Study) -> list[SeriesTechnique]:
         is_dce = sequence_family(name) == "dce"
         timing = study.metadata.get("dce_timing") if is_dce else None
         timed = isinstance(timing, dict) and len(timing.get("seconds", [])) == len(dce)
+        agent, volume = _contrast(study, dce) if is_dce else (None, None)
         out.append(
             SeriesTechnique(
                 sequence="DCE" if is_dce else name,
@@ -56,6 +70,8 @@ def study_technique(study: Study) -> list[SeriesTechnique]:
                 phases=len(dce) if is_dce else None,
                 phase_times_s=[float(t) for t in timing["seconds"]] if timed else None,
                 timed_from=str(timing.get("after")) if timed else None,
+                contrast_agent=agent,
+                contrast_volume_ml=volume,
             )
         )
     return out

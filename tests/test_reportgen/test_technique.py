@@ -95,3 +95,33 @@ def test_drafts_with_their_technique_parse_back_to_the_same_values():
             assert [{k: v.value for k, v in f.fields.items()} for f in parsed.findings] == [
                 {k: v.value for k, v in f.fields.items()} for f in report.findings
             ], (path.name, lang)
+
+
+def test_the_contrast_agent_is_named_only_when_recognised_and_its_volume_stated():
+    """A DCE technique names the gadolinium agent by its generic name and the volume
+    injected, where the headers give them; the agent's free text itself is never kept (it
+    is a field de-identification blanks), so text naming no known agent states none."""
+    from pydicom.dataset import Dataset
+
+    from reportgen.io.dicom_headers import technical_info
+
+    named = Dataset()
+    named.ContrastBolusAgent = "DOTAREM 0.5 mmol/ml"
+    named.ContrastBolusVolume = 15
+    info = technical_info(named)
+    assert info["ContrastAgent"] == "gadoterate meglumine" and info["ContrastBolusVolume"] == 15
+    assert "DOTAREM" not in str(info)
+    other = Dataset()
+    other.ContrastBolusAgent = "Gd given by Dr Smith"
+    assert "ContrastAgent" not in technical_info(other)
+    study = _study()
+    for k in range(1, 4):
+        study.metadata["acquisition"][f"DCE_{k}"] |= {
+            "ContrastAgent": "gadobutrol",
+            "ContrastBolusVolume": 7.5,
+        }
+    dce = study_technique(study)[-1]
+    assert dce.contrast_agent == "gadobutrol" and dce.contrast_volume_ml == 7.5
+    assert "post-contrast phases, gadobutrol 7.5 ml, at 88/238/388 s" in render_text(
+        _report(study_technique(study)), "en"
+    )
