@@ -138,6 +138,9 @@ def generate(
     force: bool = typer.Option(
         False, "--force", help="Draft a study of another body region (with a warning)."
     ),
+    indication: str = typer.Option(
+        None, "--indication", help="Why the study was done (one study; stated in the report)."
+    ),
 ) -> None:
     """Draft a structured report for a study (template-constrained, valid by construction)."""
     from reportgen import NOT_FOR_CLINICAL_USE
@@ -150,8 +153,17 @@ def generate(
     check_output(fmt, lang, out)  # also refuses an `out` that cannot be written
     if beams < 1:
         raise ConfigError("--beams must be at least 1")
+    if indication is not None:
+        from reportgen.report.schema import clean_indication
+
+        try:
+            indication = clean_indication(indication)
+        except ValueError as exc:
+            raise ConfigError(f"--indication: {exc}") from exc
     choose = GeneratorChoice(model, template)  # named, else by each study's anatomy
     if is_batch(study):
+        if indication is not None:
+            raise ConfigError("--indication describes one study; draft a folder without it")
         if out is None:
             raise ConfigError("a folder of studies needs --out FOLDER for the drafts")
         options = GenerateOptions(num_beams=beams, explain=explain)
@@ -167,6 +179,8 @@ def generate(
         study, choose, options, force, sequence=sequence, with_headers=fmt in DICOM_FORMATS
     )
     draft, generator, report = checked.draft, checked.generator, checked.draft.report
+    if indication is not None:
+        report.study.indication = indication
     loaded, source = checked.study, checked.source
     for message in checked.warnings:
         typer.echo(f"warning: {message}", err=True)

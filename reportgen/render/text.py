@@ -36,6 +36,8 @@ LABELS = {
         "timed": "at {times} s after the {since}",
         "since": {"injection": "injection", "first phase": "first phase"},
         "comparison": "Comparison: none available.",
+        "indication": "Indication: {text}",
+        "not_provided": "not provided",
         "signed": "Signed by {who} on {when} UTC.",
         "dimensions": "Dimensions {a} x {b} x {c} mm (transverse x anteroposterior x craniocaudal)",
         "from_nipple": "{d} mm from the nipple",
@@ -57,6 +59,8 @@ LABELS = {
         "timed": "于{since}后{times} s",
         "since": {"injection": "注射对比剂", "first phase": "首期"},
         "comparison": "对比：无既往检查可供对比。",
+        "indication": "检查指征：{text}",
+        "not_provided": "未提供",
         "signed": "签署：{who}，{when} UTC。",
         "dimensions": "三径 {a} × {b} × {c} mm（左右 × 前后 × 上下）",
         "from_nipple": "距乳头 {d} mm",
@@ -212,6 +216,8 @@ def render_text(
     )
     if report.study.technique:  # a draft from images: how they were acquired, no priors
         out += [_technique(report.study.technique, lang), words["comparison"]]
+        indication = report.study.indication or words["not_provided"]
+        out.append(words["indication"].format(text=indication))
     hidden = not_assessable(template, report.study.sequences_used)
     report_values = plain(report.fields)
     for section_id, title in template.sections:

@@ -102,6 +102,22 @@ class SeriesTechnique(BaseModel):
     contrast_volume_ml: float | None = Field(default=None, gt=0.0)
 
 
+INDICATION_CHARS = 500
+
+
+def clean_indication(text: str) -> str:
+    """An indication as a report states it: one line, whitespace collapsed; ValueError if
+    it is empty, too long or holds control characters."""
+    line = " ".join(str(text).split())
+    if not line:
+        raise ValueError("the indication is empty")
+    if len(line) > INDICATION_CHARS:
+        raise ValueError(f"the indication is longer than {INDICATION_CHARS} characters")
+    if any(not ch.isprintable() for ch in line):
+        raise ValueError("the indication holds control characters")
+    return line
+
+
 class StudyRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     study_id: str
@@ -110,6 +126,9 @@ class StudyRef(BaseModel):
     # how the study was acquired, as the drafting model read it (a draft's technique
     # section); empty for a report that was not drafted from images
     technique: list[SeriesTechnique] = Field(default_factory=list)
+    # why the study was done, as the requesting clinician gave it (`--indication`): never
+    # read from DICOM free text, which de-identification blanks
+    indication: str | None = Field(default=None, min_length=1, max_length=INDICATION_CHARS)
 
 
 class Provenance(BaseModel):

@@ -351,6 +351,22 @@ def test_demo_drafts_a_valid_report_with_the_bundled_model(cli, tmp_path):
     assert "not for clinical use" in result.out
 
 
+def test_cli_generate_states_the_indication_given_and_refuses_a_bad_one(bench, cli, tmp_path):
+    row = read_manifest(bench / "heldout" / "manifest.jsonl")[0]
+    study = bench / "heldout" / row["dir"]
+    out = tmp_path / "draft.json"
+    args = ("generate", study, "--model", bench / "model", "--no-explain", "--out", out)
+    assert cli(*args, "--indication", "Screening, BRCA1 carrier").code == 0
+    assert Report.from_json(out.read_text()).study.indication == "Screening, BRCA1 carrier"
+    before = out.read_bytes()
+    assert_refused(cli(*args, "--indication", "x" * 600), "--indication")
+    assert_refused(
+        cli("generate", bench / "heldout", "--out", tmp_path / "many", "--indication", "a"),
+        "one study",
+    )
+    assert out.read_bytes() == before  # a refused call changed nothing
+
+
 def test_cli_generate_drafts_a_folder_of_studies_and_refuses_the_bad_one(bench, cli, tmp_path):
     import shutil
 

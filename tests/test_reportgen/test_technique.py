@@ -125,3 +125,22 @@ def test_the_contrast_agent_is_named_only_when_recognised_and_its_volume_stated(
     assert "post-contrast phases, gadobutrol 7.5 ml, at 88/238/388 s" in render_text(
         _report(study_technique(study)), "en"
     )
+
+
+def test_a_draft_states_its_indication_or_that_none_was_provided():
+    """The indication the requesting clinician gave is stated after the comparison, one
+    line; a draft without one says it was not provided; an empty, overlong or control-
+    character indication is refused."""
+    import pytest
+
+    from reportgen.report.schema import INDICATION_CHARS, clean_indication
+
+    report = _report(study_technique(_study()))
+    assert "Indication: not provided" in render_text(report, "en")
+    report.study.indication = clean_indication("  Palpable lump,\n right breast  ")
+    assert report.study.indication == "Palpable lump, right breast"
+    assert "Indication: Palpable lump, right breast" in render_text(report, "en")
+    assert "检查指征：Palpable lump, right breast" in render_text(report, "zh")
+    for bad in ("   ", "x" * (INDICATION_CHARS + 1), "lump\x1b[31m"):
+        with pytest.raises(ValueError):
+            clean_indication(bad)
