@@ -165,6 +165,9 @@ def normalise_text(text: str) -> str:
     return "".join(c for c in text if unicodedata.category(c) != "Cc")
 
 
+SPECIAL_PIECES = 8  # <unk> and the word-boundary piece, with room to spare
+
+
 def train_sentencepiece(texts: list[str], vocab_size: int = 256) -> bytes | None:
     """A small unigram model over the training reports' text (None when there is none).
 
@@ -178,11 +181,14 @@ def train_sentencepiece(texts: list[str], vocab_size: int = 256) -> bytes | None
     lines = [normalise_text(line) for text in texts for line in text.splitlines() if line.strip()]
     if not lines:
         return None
+    # every character must be a piece (character_coverage 1.0): a lexicon whose Chinese
+    # terms hold more distinct characters than `vocab_size` gets one piece per character
+    characters = len(set("".join(lines)))
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_writer=buffer,
-        vocab_size=vocab_size,
+        vocab_size=max(vocab_size, characters + SPECIAL_PIECES),
         hard_vocab_limit=False,  # small corpora have fewer pieces than asked for
         character_coverage=1.0,  # Chinese reports: keep every character
         model_type="unigram",

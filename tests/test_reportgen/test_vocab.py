@@ -22,3 +22,17 @@ def test_the_text_model_carries_no_normalisation_table_and_folds_full_width_form
     assert vocab.encode_text("ＢＩ－ＲＡＤＳ　４") == vocab.encode_text("BI-RADS 4")
     assert vocab.encode_text("right\tbreast\n") == vocab.encode_text("right breast ")
     assert normalise_text("a\x07b") == "ab"
+
+
+def test_a_lexicon_with_more_characters_than_pieces_still_trains():
+    """Every character of the training reports is a piece (Chinese terms are kept whole):
+    texts with 300 distinct characters train a 256-piece request into one that spells them
+    all, where sentencepiece alone refused (the breast lexicon's management terms once
+    passed 256)."""
+    import sentencepiece as spm
+
+    characters = [chr(0x4E00 + k) for k in range(300)]
+    texts = ["".join(characters[k : k + 12]) for k in range(0, 300, 3)]
+    model = spm.SentencePieceProcessor(model_proto=train_sentencepiece(texts, 256))
+    assert model.get_piece_size() >= 300
+    assert model.unk_id() not in model.encode("".join(characters))
