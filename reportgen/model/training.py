@@ -46,6 +46,7 @@ from reportgen.model.train_args import ReportTrainArgs
 from reportgen.model.vocab import ReportVocab, train_sentencepiece
 from reportgen.render.text import render_text
 from reportgen.report import load_template
+from reportgen.report.assessable import restrict_to_study
 
 # The detector trains on random windows of the encoder grid this size (voxels).
 DETECTOR_WINDOW = (48, 48, 32)
@@ -347,11 +348,14 @@ class TargetReports:
         self._encoded: dict[tuple[int, frozenset[str]], list[int]] = {}
 
     def encode(self, study: int, kept: list[bool]) -> list[int]:
+        """The report as the kept sequences can show it (`restrict_to_study`: without
+        contrast, a non-mass enhancement is no finding and BI-RADS is 0), as tokens."""
         used = [name for name, k in zip(self.names, kept, strict=True) if k]
         grammar = self.grammar.for_sequences(used)
-        key = (study, grammar.hidden)
+        key = (study, frozenset(used))
         if key not in self._encoded:
-            self._encoded[key] = grammar.encode(self.reports[study])
+            seen = restrict_to_study(self.reports[study], grammar.template, used)
+            self._encoded[key] = grammar.encode(seen)
         return self._encoded[key]
 
     def batch(self, idx: list[int], kept: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -147,6 +147,42 @@ def test_training_targets_leave_out_what_the_kept_sequences_cannot_show(bench):
     assert ids.shape[0] == 2 and int(attn[1].sum()) < int(attn[0].sum())
 
 
+def test_a_finding_only_contrast_shows_is_no_training_target_without_contrast():
+    """Hiding DCE from a study with a non-mass enhancement asks for the report those
+    sequences can show (no such finding: the grammar forbids it there, and asking for it
+    stopped `reportgen train`), as evaluation scores it (`restrict_to_study`)."""
+    from helpers.report_examples import BREAST, SPICULATED
+
+    from reportgen.model.training import TargetReports
+    from reportgen.report import build_report
+    from reportgen.report.assessable import restrict_to_study
+    from reportgen.report.schema import Provenance, StudyRef
+
+    template = load_template("birads_mri")
+    vocab = ReportVocab.for_template(template)
+    grammar = TemplateGrammar(template, vocab)
+    nme = {
+        "type": "non_mass_enhancement", "nme_distribution": "nme_segmental",
+        "nme_pattern": "nme_clumped", "kinetics_initial": "initial_fast",
+        "kinetics_delayed": "delayed_plateau", "t2_signal": "t2_isointense",
+        "diffusion": "diffusion_restricted", "laterality": "left", "clock": "clock_2",
+        "depth": "depth_middle", "size_mm": 40,
+    }  # fmt: skip
+    report = build_report(
+        template, BREAST, [SPICULATED, nme], study=StudyRef(study_id="s"),
+        provenance=Provenance(source="synthetic"),
+    )  # fmt: skip
+    names = ["T2W", "DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3"]
+    targets = TargetReports(grammar, [report], names, vocab.pad_id)
+    no_dce = [not n.startswith("DCE") for n in names]
+    hidden = targets.encode(0, no_dce)
+    kept = [n for n, k in zip(names, no_dce, strict=True) if k]
+    seen = restrict_to_study(report, template, kept)
+    assert len(seen.findings) == 1 and hidden == grammar.for_sequences(kept).encode(seen)
+    assert "<v:non_mass_enhancement>" not in {vocab.token(t) for t in hidden}
+    assert "<v:non_mass_enhancement>" in {vocab.token(t) for t in targets.encode(0, [True] * 7)}
+
+
 def test_every_decoding_strategy_respects_the_template(bench):
     generator = ReportGenerator(bench / "model")
     template = generator.template
