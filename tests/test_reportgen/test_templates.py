@@ -193,6 +193,18 @@ def test_figo_endometrium_stages(invasion, changes, stage):
     assert report.validation.valid
 
 
+CYSTIC_SOLID = {  # an adnexal lesion with enhancing solid tissue and a high-risk curve
+    "laterality": "right",
+    "size_mm": 60,
+    "composition": "composition_cystic_solid",
+    "fluid": "fluid_simple",
+    "lipid": False,
+    "solid_tissue": True,
+    "dark_t2_dwi": False,
+    "tic": "tic_high_risk",
+}
+
+
 def test_orads_scores():
     cyst = {
         "laterality": "left",
@@ -203,16 +215,7 @@ def test_orads_scores():
         "lipid": False,
         "solid_tissue": False,
     }
-    solid = {
-        "laterality": "right",
-        "size_mm": 60,
-        "composition": "composition_cystic_solid",
-        "fluid": "fluid_simple",
-        "lipid": False,
-        "solid_tissue": True,
-        "dark_t2_dwi": False,
-        "tic": "tic_high_risk",
-    }
+    solid = CYSTIC_SOLID
     assert (
         _report("orads_mri", {"peritoneal_implants": False, "ascites": False}, [])
         .derived["risk_score"]
@@ -239,16 +242,7 @@ def test_orads_scores():
     ],
 )
 def test_orads_management_follows_the_risk(tic, score, management):
-    solid = {
-        "laterality": "right",
-        "size_mm": 60,
-        "composition": "composition_cystic_solid",
-        "fluid": "fluid_simple",
-        "lipid": False,
-        "solid_tissue": True,
-        "dark_t2_dwi": False,
-        "tic": tic,
-    }
+    solid = {**CYSTIC_SOLID, "tic": tic}
     report = _report("orads_mri", {"peritoneal_implants": False, "ascites": False}, [solid])
     assert report.derived["risk_score"].value == score
     assert report.derived["management"].value == management
