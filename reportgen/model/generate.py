@@ -269,8 +269,9 @@ def outlined_boxes(
     chosen: list | None = None,
 ) -> list[np.ndarray | None]:
     """Where each finding is: the outline of its candidate (`chosen`, else
-    `finding_candidates`). Sets each finding's box and returns its outline as a mask of
-    `shape` (the input grid)."""
+    `finding_candidates`). Sets each finding's box (its outline at the acquisition's own
+    resolution where it was read there) and, in the breast, its distance from the nipple,
+    and returns its outline as a mask of `shape` (the input grid)."""
     from reportgen.model.explain import region_box_mm
 
     masks: list[np.ndarray | None] = [None] * len(report.findings)
