@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from reportgen.data.truth import lesion_mask
 from reportgen.io import load_study
@@ -50,14 +49,6 @@ SUBSETS: dict[str, tuple[str, ...]] = {  # sequences hidden from the model
     "no_diffusion": ("DWI", "ADC"),
     "t2_only": ("DWI", "ADC", "DCE_0", "DCE_1", "DCE_2", "DCE_3"),
 }
-
-
-def _truth_boxes(mask: np.ndarray, affine: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    boxes = []
-    for label in [v for v in np.unique(mask) if v > 0]:
-        comps, n = ndimage.label(mask == label)
-        boxes += [region_box_mm(comps == c, affine) for c in range(1, n + 1)]
-    return boxes
 
 
 def _iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
@@ -282,11 +273,13 @@ def _truth_lesions(truth: Report, sidecar: dict, mask: np.ndarray, affine) -> li
         # a finding keeps its id ("F3") when findings before it are not shown (assessable)
         k = int(finding.id[1:]) - 1 if finding.id[1:].isdigit() else k
         label = labels[k] if k < len(labels) else k + 1
-        voxels = np.argwhere(mask == label)
+        region = mask == label
+        voxels = np.argwhere(region)
         if not len(voxels):
             continue
         centre = affine[:3, :3] @ voxels.mean(0) + affine[:3, 3]
-        out.append(TruthLesion(tuple(float(v) for v in centre), finding))
+        box = region_box_mm(region, affine)
+        out.append(TruthLesion(tuple(float(v) for v in centre), finding, box))
     return out
 
 
@@ -389,7 +382,8 @@ def evaluate_model(
                     for f in draft.report.findings
                     if f.evidence is not None and f.evidence.box is not None
                 ]
-                boxes = (_truth_boxes(mask, affine), predicted_boxes)
+                truth_boxes = [les.box_mm for les in lesions if les.box_mm is not None]
+                boxes = (truth_boxes, predicted_boxes)
             systems[f"model[{subset}]"].add(
                 draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions,
                 study_id=examples.study_ids[i],

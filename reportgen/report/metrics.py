@@ -203,6 +203,9 @@ class TruthLesion:
 
     centre_mm: tuple[float, float, float]
     finding: Finding
+    # its label's box (world mm: low corner, high corner): what a drafted box is scored
+    # against, one per lesion however many parts its label has on the grid
+    box_mm: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _box_centre(finding: Finding) -> np.ndarray | None:

@@ -143,3 +143,20 @@ def test_paired_difference_compares_the_same_studies_only():
     assert result["difference"] == round(10 / 39, 4)
     low, high = result["interval_95"]
     assert 0.0 < low < result["difference"] < high
+
+
+def test_a_truth_lesion_is_one_box_however_many_parts_its_label_has():
+    """Box IoU scores each truth lesion's whole label: a lesion in two parts on the grid
+    (a spicule cut off, clumps of a non-mass enhancement) is one box, so a drafted box
+    that fits the lesion scores 1, not the mean over its parts."""
+    from reportgen.model.evaluate import _iou, _truth_lesions
+
+    mask = np.zeros((20, 20, 20), np.int16)
+    mask[2:8, 2:8, 2:8] = 1
+    mask[10:12, 2:4, 2:4] = 1  # a part apart from the body
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    truth = _report("birads_mri", BREAST, [SPICULATED])
+    (lesion,) = _truth_lesions(truth, {}, mask, affine)
+    low, high = lesion.box_mm
+    assert np.allclose(high - low, [20.0, 12.0, 12.0])  # voxels 2..11 in x, 2..7 in y, z
+    assert _iou(lesion.box_mm, (low.copy(), high.copy())) == 1.0
