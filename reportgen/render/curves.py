@@ -15,6 +15,7 @@ import io
 import numpy as np
 
 from reportgen.io.study import Study
+from reportgen.render.key_images import box_corner_voxels
 from reportgen.report.schema import Box, SeriesTechnique
 
 PHASES = ("DCE_0", "DCE_1", "DCE_2", "DCE_3")
@@ -22,10 +23,7 @@ PHASES = ("DCE_0", "DCE_1", "DCE_2", "DCE_3")
 
 def box_voxels(shape: tuple[int, ...], affine: np.ndarray, box: Box) -> tuple[slice, ...] | None:
     """The voxel block of a grid that a world box covers (None if it covers none)."""
-    inverse = np.linalg.inv(np.asarray(affine, np.float64))
-    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
-    lo, hi = np.asarray(box.min_mm), np.asarray(box.max_mm)
-    voxels = (lo + corners * (hi - lo)) @ inverse[:3, :3].T + inverse[:3, 3]
+    voxels = box_corner_voxels(box, affine)
     low = np.clip(np.floor(voxels.min(0) + 0.5).astype(int), 0, np.asarray(shape[:3]))
     high = np.clip(np.floor(voxels.max(0) + 0.5).astype(int) + 1, 0, np.asarray(shape[:3]))
     if (high <= low).any():

@@ -29,7 +29,14 @@ from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import replaced_privately
 from reportgen.render.curves import curve_png, phase_seconds, relative_enhancement
-from reportgen.render.key_images import canonical, enlarged, mark_sides, radiological, window
+from reportgen.render.key_images import (
+    box_corner_voxels,
+    canonical,
+    enlarged,
+    mark_sides,
+    radiological,
+    window,
+)
 from reportgen.render.notes import check_note, notice_text, problem_text, signed_problems
 from reportgen.render.text import measured_text, render_text
 from reportgen.report.schema import Box, Finding, Report, Value
@@ -120,11 +127,7 @@ def key_image_png(
     enhancement and white at the box's brightest."""
     data, affine = canonical(data, affine)
     data = data.astype(np.float32)
-    inverse = np.linalg.inv(affine)
-    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
-    lo, hi = np.asarray(box.min_mm), np.asarray(box.max_mm)
-    world = lo + corners * (hi - lo)
-    voxels = (inverse @ np.c_[world, np.ones(len(world))].T)[:3].T
+    voxels = box_corner_voxels(box, affine)
     centre = voxels.mean(axis=0)
     z = int(np.rint(centre[2]))
     if not 0 <= z < data.shape[2]:

@@ -23,6 +23,14 @@ def canonical(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.asarray(image.dataobj), image.affine
 
 
+def box_corner_voxels(box, affine: np.ndarray) -> np.ndarray:
+    """The eight corners of a world box (`Box`, mm) in a grid's voxel coordinates (8, 3)."""
+    inverse = np.linalg.inv(np.asarray(affine, np.float64))
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
+    lo, hi = np.asarray(box.min_mm), np.asarray(box.max_mm)
+    return (lo + corners * (hi - lo)) @ inverse[:3, :3].T + inverse[:3, 3]
+
+
 def radiological(plane: np.ndarray) -> np.ndarray:
     """An axial plane of a canonical volume (indexed [x, y]: in RAS+ x runs towards the
     patient's right, y towards anterior) as display rows and columns: rows anterior ->
