@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench demo-model pelvic-models region-model clean-venv
+.PHONY: demo test lint bench demo-model pelvic-models region-model viewer-assets clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,17 @@ region-model: $(STAMP)
 	  $$(for d in $(REGION_WORK)/calib-*; do printf -- '--calibration %s ' $$d; done) \
 	  --out $(REGION_WORK)/body_region
 	rm -rf reportgen/demo_model/body_region && cp -r $(REGION_WORK)/body_region reportgen/demo_model/body_region
+
+# Rebuilds the review page's bundled browser viewer (NiiVue, pinned in
+# reportgen/review/static/vendor/package-lock.json) from the npm registry. Its output is
+# committed, so installing and running reportgen never needs npm or the network.
+VENDOR := reportgen/review/static/vendor
+viewer-assets:
+	work=$$(mktemp -d) && cp $(VENDOR)/package.json $(VENDOR)/package-lock.json $$work/ \
+	  && npm ci --prefix $$work --ignore-scripts --no-audit --no-fund \
+	  && cp $$work/node_modules/@niivue/niivue/dist/niivue.umd.js $(VENDOR)/niivue.umd.js \
+	  && rm -rf $$work
+	sha256sum $(VENDOR)/niivue.umd.js
 
 clean-venv:
 	rm -rf $(VENV)

@@ -19,6 +19,7 @@ from pydicom.multival import MultiValue
 # free-text descriptions): PS3.15 Basic Profile keeps none of the identifying ones.
 TECHNICAL_TAGS = (
     "Modality",
+    "SeriesNumber",  # where the key images are on the PACS
     "Manufacturer",
     "ManufacturerModelName",
     "MagneticFieldStrength",

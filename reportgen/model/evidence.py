@@ -130,6 +130,9 @@ class CandidateReading:
     # the box (world mm: low corner, high corner) of the lesion's outline at the
     # acquisition's own resolution (the crop reader's), where it was read there whole
     native_box_mm: tuple[np.ndarray, np.ndarray] | None = None
+    # sequence family -> how much the crop reader's read values rest on it: the mean drop
+    # in their probability when the family is hidden from the reader (`read_candidates`)
+    contributions: dict[str, float] = field(default_factory=dict)
 
 
 def canonical_affine(spacing: tuple[float, ...]) -> np.ndarray:

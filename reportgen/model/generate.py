@@ -97,7 +97,14 @@ class ReportGenerator(LoadedModel):
             placed = [c for c in regions.candidates[0] if c.outline is not None]
             if native:
                 read_candidates(
-                    reader, study, placed, affine, self.template, used, self.model.size_value
+                    reader,
+                    study,
+                    placed,
+                    affine,
+                    self.template,
+                    used,
+                    self.model.size_value,
+                    occlude=options.explain,
                 )
             grammar = grammar.at_most(len(placed)).measured_by(
                 [c.reading.pointers for c in placed if c.reading is not None]
@@ -148,6 +155,11 @@ class ReportGenerator(LoadedModel):
             explain_findings(
                 self, report, state, drafted, image, present, affine, options.explain_dir
             )
+            for finding, cand in zip(report.findings, chosen, strict=True):
+                # a finding whose values a crop reader read rests on what that reader saw;
+                # the decoder only copied them (its own contributions are nil)
+                if cand is not None and cand.reading is not None and cand.reading.contributions:
+                    finding.evidence.sequence_contributions = dict(cand.reading.contributions)
         return Draft(report, state, drafted, study_p, outlines=outlines, grid_affine=affine)
 
     def report_of(
@@ -330,6 +342,7 @@ def read_candidates(
     template,
     used: list[str],
     size_value=None,
+    occlude: bool = False,
 ) -> None:
     """Read each placed candidate's crop with the crop reader (at the acquisition's own
     resolution, around its outline's centre in world mm) and add what it reads to the
@@ -338,7 +351,9 @@ def read_candidates(
     probable one the study can show, only for fields applicable to the type read and
     assessable with the study's series. Their probabilities go to `reading.read`. With a
     size head, the size is the one read at this resolution (`size_value` spells it as
-    the template's size values)."""
+    the template's size values). With `occlude`, each acquired sequence family is hidden
+    from the reader in turn and the drop in the read values' probability is what the
+    reading rests on (`CandidateReading.contributions`)."""
     from reportgen.model.crop_reader import SIZE_BORDER_LIMIT
     from reportgen.model.native_candidates import crop_outline_mm
     from reportgen.preprocessing import GridSpec, lesion_crop
@@ -363,6 +378,9 @@ def read_candidates(
                 half = 0.5 * np.asarray(grid.spacing)
                 candidate.reading.native_box_mm = (points.min(0) - half, points.max(0) + half)
     read = reader.read_measures(measures)
+    hidden_reads = (
+        _hidden_family_reads(reader, np.stack(crops), np.stack(present)) if occlude else {}
+    )
     sizes = reader.size_mm(measures.numpy()) if size_value is not None else None
     malignancy = reader.malignancy_probability(measures.numpy())
     hidden, unseen = not_assessable(template, used), unseen_values(template, used)
@@ -384,6 +402,39 @@ def read_candidates(
             values[field_id] = options[best]
             candidate.reading.read[field_id] = reader.confidence(field_id, float(p[best]))
         candidate.reading.pointers.update(values)
+        for family, hidden in hidden_reads.items():
+            drops = [
+                float(
+                    probs[f][reader.cfg.fields[f].index(v)]
+                    - hidden[k][f][reader.cfg.fields[f].index(v)]
+                )
+                for f, v in values.items()
+            ]
+            candidate.reading.contributions[family] = (
+                round(float(np.mean(drops)), 4) if drops else 0.0
+            )
+
+
+# What a crop reader's reading is occluded by: each sequence family as a reader uses it
+# (the diffusion pair and the dynamic phases each only mean something together).
+FAMILIES = {"T2W": ("T2W",), "DWI/ADC": ("DWI", "ADC"), "DCE": tuple(f"DCE_{k}" for k in range(4))}
+
+
+def _hidden_family_reads(reader, crops: np.ndarray, present: np.ndarray) -> dict[str, list[dict]]:
+    """The reader's reading of each crop with one acquired sequence family hidden (its
+    channels zero, its flags off, as if it had not been acquired)."""
+    from reportgen.io.sequences import PROTOCOL
+
+    out = {}
+    for family, names in FAMILIES.items():
+        channels = [PROTOCOL.index(n) for n in names if n in PROTOCOL]
+        if not present[:, channels].any():
+            continue
+        hidden_crops, hidden_present = crops.copy(), present.copy()
+        hidden_crops[:, channels] = 0.0
+        hidden_present[:, channels] = False
+        out[family] = reader.read_measures(reader.measure(hidden_crops, hidden_present))
+    return out
 
 
 def _read_at(reading, affine: np.ndarray) -> np.ndarray:

@@ -155,18 +155,40 @@ def key_image_png(
     return out.getvalue()
 
 
-def key_views(study: Study) -> list[tuple[str, np.ndarray, np.ndarray, bool]]:
-    """What a finding is shown on: T2W and, with contrast, the early subtraction (first
-    post-contrast phase minus the pre-contrast one), where enhancement is what decides."""
+def key_views(study: Study) -> list[tuple[str, str, np.ndarray, np.ndarray, bool]]:
+    """What a finding is shown on, with the sequence whose slices it is: T2W and, with
+    contrast, the early subtraction (first post-contrast phase minus the pre-contrast
+    one), where enhancement is what decides."""
     views = []
     if "T2W" in study.sequences:
         t2 = study.sequences["T2W"]
-        views.append(("slice", t2.data, t2.affine, False))
+        views.append(("slice", "T2W", t2.data, t2.affine, False))
     pre, post = study.sequences.get("DCE_0"), study.sequences.get("DCE_1")
     if pre is not None and post is not None and pre.data.shape == post.data.shape:
         difference = np.asarray(post.data, np.float32) - np.asarray(pre.data, np.float32)
-        views.append(("subtraction", difference, post.affine, True))
+        views.append(("subtraction", "DCE_1", difference, post.affine, True))
     return views
+
+
+def slice_reference(
+    shape: tuple[int, ...], affine: np.ndarray, box: Box, series: int | None, lang: str
+) -> str:
+    """Where a key image is in its series, as a reader finds it on the PACS: the slice's
+    number in the series' own order (along its voxel axis nearest foot-head), the
+    slice's position z (mm, patient coordinates) and the series number where the
+    headers gave it."""
+    affine = np.asarray(affine, np.float64)
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    axis = int(np.argmax(np.abs(affine[2, :3]) / spacing))
+    centre = (np.asarray(box.min_mm) + np.asarray(box.max_mm)) / 2
+    index = int(np.rint((np.linalg.inv(affine) @ [*centre, 1.0])[axis]))
+    number, total = index + 1, int(shape[axis])
+    z = float(affine[:3, :3][2, axis] * index + affine[2, 3])
+    if lang == "zh":
+        text = f"第{number}层（共{total}层），z = {z:+.1f} mm"
+        return text + (f"，序列{series}" if series is not None else "")
+    text = f"slice {number} of {total}, z = {z:+.1f} mm"
+    return text + (f", series {series}" if series is not None else "")
 
 
 def _img(png: bytes, caption: str) -> str:
@@ -182,10 +204,13 @@ def _figure(finding: Finding, report: Report, study: Study | None, lang: str) ->
     if study is None or box is None:
         return ""
     words, out = WORDS[lang], []
-    for key, data, affine, signed in key_views(study):
+    acquisition = study.metadata.get("acquisition", {})
+    for key, sequence, data, affine, signed in key_views(study):
         png = key_image_png(data, affine, box, signed)
         if png is not None:
-            out.append(_img(png, f"{words['finding']} {finding.id}: {words[key]}"))
+            series = acquisition.get(sequence, {}).get("SeriesNumber")
+            where = slice_reference(data.shape, affine, box, series, lang)
+            out.append(_img(png, f"{words['finding']} {finding.id} ({where}): {words[key]}"))
     values = relative_enhancement(study, box)
     if values is not None:
         seconds, since = phase_seconds(report.study.technique)

@@ -216,6 +216,7 @@ def render_text(
     )
     if report.study.technique:  # a draft from images: how they were acquired, no priors
         out += [_technique(report.study.technique, lang), words["comparison"]]
+    if report.study.technique or report.study.indication:
         indication = report.study.indication or words["not_provided"]
         out.append(words["indication"].format(text=indication))
     hidden = not_assessable(template, report.study.sequences_used)

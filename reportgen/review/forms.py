@@ -13,7 +13,7 @@ from ontology.concepts import default_concepts
 from ontology.normalise import Replacement, normalise_text
 from reportgen.errors import ReportgenError
 from reportgen.report import Report, Template, build_report
-from reportgen.report.schema import Provenance, Scalar
+from reportgen.report.schema import Provenance, Scalar, clean_indication
 from reportgen.report.template import FieldSpec
 
 
@@ -66,6 +66,7 @@ def form_values(report: Report) -> dict:
         "fields": {k: v.value for k, v in report.fields.items()},
         "findings": [{k: v.value for k, v in f.fields.items()} for f in report.findings],
         "comment": report.comment,
+        "indication": report.study.indication or "",
     }
 
 
@@ -136,8 +137,8 @@ def report_from_form(
     template: Template, draft: Report, form: object, clinician_id: int, lang: str = "en"
 ) -> tuple[Report, list[Replacement]]:
     """The edited report (derived results by the rules) and the comment's synonym swaps."""
-    if not isinstance(form, dict) or set(form) - {"fields", "findings", "comment"}:
-        raise FormError("an edit is an object with fields, findings and comment")
+    if not isinstance(form, dict) or set(form) - {"fields", "findings", "comment", "indication"}:
+        raise FormError("an edit is an object with fields, findings, comment and indication")
     fields = _values(template, form.get("fields", {}), "report", "fields")
     findings_raw = form.get("findings", [])
     if not isinstance(findings_raw, list):
@@ -151,12 +152,22 @@ def report_from_form(
     if not isinstance(comment, str) or len(comment) > 4000:
         raise FormError("comment: expected text of at most 4000 characters")
     comment, swaps = normalise_text(comment.strip(), comment_concepts(template), lang)
+    study = draft.study
+    if "indication" in form:  # the requesting clinician's reason, as the reader corrects it
+        indication = form["indication"]
+        if not isinstance(indication, str):
+            raise FormError("indication: expected text")
+        try:
+            cleaned = clean_indication(indication) if indication.strip() else None
+        except ValueError as exc:
+            raise FormError(f"indication: {exc}") from exc
+        study = study.model_copy(update={"indication": cleaned})
     try:
         report = build_report(
             template,
             fields,
             findings,
-            study=draft.study,
+            study=study,
             provenance=Provenance(
                 source="human",
                 clinician_id=str(clinician_id),

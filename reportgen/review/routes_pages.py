@@ -20,7 +20,23 @@ from reportgen.review import auth
 from reportgen.review.deps import DraftId, ReviewContext, clinician, context, draft_state, lang
 from reportgen.review.forms import check_notes, controls, form_values
 from reportgen.review.store.log import DraftState
-from reportgen.review.viewer import PathRefused, inside, load_heatmap, render_slice
+from reportgen.review.viewer import (
+    DisplayVolume,
+    PathRefused,
+    inside,
+    load_heatmap,
+    render_slice,
+)
+from reportgen.review.volumes import (
+    BOXES,
+    HEAT,
+    NAME,
+    available,
+    box_labels,
+    image_volume,
+    nifti_gz,
+    window_of,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -59,15 +75,31 @@ def worklist(request: Request, template: str | None = None, clinician_id: int = 
     )
 
 
-def _sequences_of(ctx: ReviewContext, state: DraftState) -> dict[str, int]:
+def _volumes_of(ctx: ReviewContext, state: DraftState) -> dict[str, DisplayVolume]:
+    """The draft's study as display volumes, or {} (logged) where it cannot be shown."""
     if ctx.studies_root is None or not state.study_path:
         return {}
     try:
-        volumes = ctx.cache.get(inside(ctx.studies_root, state.study_path))
+        return ctx.cache.get(inside(ctx.studies_root, state.study_path))
     except ReportgenError as exc:
         log.warning("draft %d: images not shown: %s", state.draft_id, exc)
         return {}
-    return {name: v.slices for name, v in volumes.items()}
+
+
+def _viewer_page(state: DraftState, volumes: dict[str, DisplayVolume]) -> dict:
+    """What the browser viewer may load, and where each finding's box is centred (the
+    viewer opens at the first)."""
+    findings = []
+    for number, finding in enumerate(state.draft.findings, start=1):
+        box = finding.evidence.box if finding.evidence is not None else None
+        if box is not None:
+            centre = (np.asarray(box.min_mm) + np.asarray(box.max_mm)) / 2
+            findings.append({"number": number, "centre_mm": [round(float(c), 2) for c in centre]})
+    heat = any(f.evidence is not None and f.evidence.heatmap for f in state.draft.findings)
+    return {
+        "volumes": [asdict(v) for v in available(volumes, heat, bool(findings))] if volumes else [],
+        "findings": findings,
+    }
 
 
 @router.get("/drafts/{draft_id}", response_class=HTMLResponse)
@@ -81,6 +113,7 @@ def review_page(
     ctx = context(request)
     template = load_template(state.template_id)
     claimant = ctx.store.open(draft_id, clinician_id)
+    volumes = _volumes_of(ctx, state)
     page = {
         "claimed_by": claimant.display_name if claimant else None,
         "claimed_by_me": claimant is not None and claimant.id == clinician_id,
@@ -99,7 +132,8 @@ def review_page(
             name=ctx.store.accounts.get(clinician_id).display_name
         ),
         "yes_no": ["yes", "no"] if lang == "en" else ["是", "否"],
-        "sequences": _sequences_of(ctx, state),
+        "sequences": {name: v.slices for name, v in volumes.items()},
+        "viewer": _viewer_page(state, volumes),
     }
     return ctx.pages.TemplateResponse(
         request,
@@ -145,6 +179,51 @@ def _overlay(ctx: ReviewContext, state: DraftState):
     return heat, boxes
 
 
+def _study_volumes(ctx: ReviewContext, state: DraftState) -> dict[str, DisplayVolume]:
+    """The draft's study as display volumes, or the HTTP refusal that says why not."""
+    if ctx.studies_root is None:
+        raise HTTPException(404, "no studies folder configured (--studies)")
+    try:
+        return ctx.cache.get(inside(ctx.studies_root, state.study_path))
+    except PathRefused as exc:
+        log.warning("draft %d: refused a study path outside the studies folder", state.draft_id)
+        raise HTTPException(403, "the study is outside the studies folder") from exc
+    except ReportgenError as exc:
+        raise HTTPException(404, "the study's images cannot be read") from exc
+
+
+@router.get("/drafts/{draft_id}/volumes/{name}.nii.gz")
+def volume_nifti(
+    request: Request,
+    draft_id: DraftId,
+    name: str,
+    _: int = Depends(clinician),
+    state: DraftState = Depends(draft_state),
+):
+    """One volume of the draft's study for the browser viewer, as gzipped NIfTI written
+    from voxels and affine only (`reportgen.review.volumes`)."""
+    if not NAME.match(name):
+        raise HTTPException(404, "no such volume")
+    ctx = context(request)
+    volumes = _study_volumes(ctx, state)
+    if name == HEAT:
+        heat, _ = _overlay(ctx, state)
+        if heat is None:
+            raise HTTPException(404, "this draft has no heat map")
+        body = nifti_gz(heat[0].astype(np.float32), heat[1], (0.0, 1.0))
+    elif name == BOXES:  # drawn on the study's first sequence's grid: crisp at its voxels
+        reference = next(iter(volumes.values()))
+        numbered = [f.evidence.box if f.evidence else None for f in state.draft.findings]
+        body = nifti_gz(box_labels(reference, numbered), reference.affine, (0.0, 1.0))
+    else:
+        try:
+            data, affine = image_volume(volumes, name)
+        except KeyError:
+            raise HTTPException(404, f"no volume {name!r} in this study") from None
+        body = nifti_gz(data, affine, window_of(data))
+    return Response(body, media_type="application/gzip")
+
+
 @router.get("/drafts/{draft_id}/slice.png")
 def slice_png(
     request: Request,
@@ -158,15 +237,7 @@ def slice_png(
     state: DraftState = Depends(draft_state),
 ):
     ctx = context(request)
-    if ctx.studies_root is None:
-        raise HTTPException(404, "no studies folder configured (--studies)")
-    try:
-        volumes = ctx.cache.get(inside(ctx.studies_root, state.study_path))
-    except PathRefused as exc:
-        log.warning("draft %d: refused a study path outside the studies folder", draft_id)
-        raise HTTPException(403, "the study is outside the studies folder") from exc
-    except ReportgenError as exc:
-        raise HTTPException(404, "the study's images cannot be read") from exc
+    volumes = _study_volumes(ctx, state)
     if seq not in volumes:
         raise HTTPException(404, f"no sequence {seq!r} in this study")
     heat, boxes = _overlay(ctx, state) if overlay else (None, [])

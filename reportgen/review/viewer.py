@@ -1,9 +1,9 @@
-"""Server-rendered slices: the study's own voxels, the model's heat map and boxes on top.
+"""The study as the review page shows it: display volumes from the loader the model reads
+(so what the clinician sees is what the model saw), and slices rendered on the server
+with the model's heat map and boxes on top.
 
-Why server-side rather than a browser viewer (NiiVue): the page needs no JavaScript
-build or bundled WebGL library, the slices come from the same loader that reads
-DICOM/NIfTI for the model (so what the clinician sees is what the model saw), and
-only PNGs of one slice leave the server, never whole volumes.
+The page's viewer is NiiVue in the browser (`reportgen.review.volumes` sends it the
+volumes); these server-rendered slices are its fallback where the browser has no WebGL2.
 """
 
 from __future__ import annotations

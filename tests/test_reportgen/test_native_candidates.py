@@ -231,7 +231,9 @@ def test_a_lesion_read_at_its_own_resolution_is_boxed_and_placed_there(tmp_path)
     """A clinical-resolution phantom drafted with the bundled model: the finding's box is
     its outline at the acquisition's own resolution (IoU with the true lesion's box over
     0.6, each of its three dimensions within 2 mm), and the finding states its distance
-    from the nipple, in the narrative too."""
+    from the nipple, in the narrative too. Its sequence contributions are what the crop
+    reader's reading rests on: hiding the dynamic series costs an enhancing mass's read
+    values more than hiding T2W does."""
     import json
 
     import nibabel as nib
@@ -262,3 +264,7 @@ def test_a_lesion_read_at_its_own_resolution_is_boxed_and_placed_there(tmp_path)
     distance = report.findings[0].evidence.nipple_distance_mm
     assert distance is not None and 10 < distance < 150
     assert f"{int(distance + 0.5)} mm from the nipple" in render_text(report, "en")
+    contributions = report.findings[0].evidence.sequence_contributions
+    assert set(contributions) == {"T2W", "DWI/ADC", "DCE"}
+    assert truth["findings"][0]["fields"]["type"]["value"] == "mass"
+    assert contributions["DCE"] > max(contributions["T2W"], 0.05)

@@ -67,6 +67,34 @@ def test_html_has_notice_table_and_key_images_and_curve_per_finding(drafted):
     assert 'src="http' not in page and "<script" not in page  # one file, no scripts
 
 
+def test_each_key_image_says_which_slice_of_its_series_it_is(drafted):
+    """The caption's slice number and z are those of the slice through the box centre,
+    counted in the series' own voxel order (here: a volume stored foot to head, and the
+    same volume stored head to foot, as scanners write either)."""
+    from reportgen.io.study import Study, Volume
+    from reportgen.render.html import slice_reference
+
+    _, study, report = drafted
+    box = report.findings[0].evidence.box
+    centre_z = (box.min_mm[2] + box.max_mm[2]) / 2
+    t2 = study.sequences["T2W"]
+    page = render_html(report, "en", study=study)
+    [caption] = re.findall(r"<figcaption>[^<(]*\(([^)]*)\): axial T2W through the finding", page)
+    number, total = map(int, re.match(r"slice (\d+) of (\d+)", caption).groups())
+    z = float(re.search(r"z = ([+-][\d.]+) mm", caption).group(1))
+    assert total == t2.data.shape[2] and abs(z - centre_z) <= t2.affine[2, 2] / 2 + 0.05
+    assert z == pytest.approx(t2.affine[2, 2] * (number - 1) + t2.affine[2, 3], abs=0.05)
+    flipped = t2.affine.copy()
+    flipped[:3, 2] *= -1
+    flipped[:3, 3] = t2.affine[:3, :3] @ [0, 0, total - 1] + t2.affine[:3, 3]
+    reversed_t2 = Volume(t2.data[:, :, ::-1].copy(), flipped)
+    reverse = slice_reference(reversed_t2.data.shape, flipped, box, 7, "en")
+    assert reverse.startswith(f"slice {total + 1 - number} of {total}, z = {z:+.1f} mm")
+    assert reverse.endswith(", series 7")
+    study_reversed = Study("r", {**study.sequences, "T2W": reversed_t2}, study.source, study.form)
+    assert "第" in render_html(report, "zh", study=study_reversed)
+
+
 def test_the_curve_is_the_relative_enhancement_of_the_box(drafted):
     """An enhancing mass rises after contrast; the same box on the pre-contrast phase
     repeated (no contrast arrived) stays flat at zero."""

@@ -108,8 +108,10 @@ def test_the_contrast_agent_is_named_only_when_recognised_and_its_volume_stated(
     named = Dataset()
     named.ContrastBolusAgent = "DOTAREM 0.5 mmol/ml"
     named.ContrastBolusVolume = 15
+    named.SeriesNumber = 7  # where a key image is on the PACS
     info = technical_info(named)
     assert info["ContrastAgent"] == "gadoterate meglumine" and info["ContrastBolusVolume"] == 15
+    assert info["SeriesNumber"] == 7 and isinstance(info["SeriesNumber"], int)
     assert "DOTAREM" not in str(info)
     other = Dataset()
     other.ContrastBolusAgent = "Gd given by Dr Smith"

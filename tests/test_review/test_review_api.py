@@ -35,7 +35,7 @@ def signed_in_page(client, draft_id=1):
 
 def test_signed_out_visitors_see_only_the_sign_in_page(app_env):
     client, store, *_ = app_env
-    for path in ("/", "/drafts/1", "/drafts/1/slice.png?seq=T2W"):
+    for path in ("/", "/drafts/1", "/drafts/1/slice.png?seq=T2W", "/drafts/1/volumes/T2W.nii.gz"):
         response = client.get(path, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/login"
     assert client.get("/api/drafts/1").status_code == 401
@@ -95,6 +95,80 @@ def test_slices_are_pngs_and_paths_outside_the_studies_folder_are_refused(app_en
     assert client.get("/drafts/999").status_code == 404
 
 
+def _nifti(response):
+    import gzip
+
+    import nibabel as nib
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/gzip"
+    return nib.Nifti1Image.from_bytes(gzip.decompress(response.content))
+
+
+def test_the_viewer_gets_each_volume_as_nifti_with_nothing_but_voxels(app_env):
+    import numpy as np
+
+    from reportgen.io import load_study
+    from reportgen.report.schema import Box, Evidence
+    from reportgen.review.viewer import DisplayVolume
+
+    client, store, root, draft, _ = app_env
+    boxed = draft.model_copy(deep=True)
+    boxed.study.study_id = "boxed"
+    box = Box(min_mm=(10.0, -20.0, -8.0), max_mm=(30.0, 0.0, 12.0))
+    boxed.findings[0].evidence = Evidence(box=box)
+    study_path = store.state(1).study_path
+    boxed_id, _ = store.add_draft(boxed, study_path=study_path, source_path="x.json")
+    _, page = signed_in_page(client, boxed_id)
+    names = {v["name"]: v["kind"] for v in page["viewer"]["volumes"]}
+    assert names["SUB"] == "image" and names["DCE"] == "dynamic" and names["boxes"] == "overlay"
+    assert "heat" not in names  # boxed, but with no heat map
+    [finding] = [f for f in page["viewer"]["findings"] if f["number"] == 1]
+    assert finding["centre_mm"] == [20.0, -10.0, 2.0]
+
+    study = load_study(root / study_path)
+    shown = {k: DisplayVolume.of(v.data, v.affine) for k, v in study.sequences.items()}
+    t2 = _nifti(client.get(f"/drafts/{boxed_id}/volumes/T2W.nii.gz"))
+    assert np.allclose(t2.affine, shown["T2W"].affine, atol=1e-4)
+    peak = np.abs(shown["T2W"].data).max()
+    assert np.abs(np.asarray(t2.dataobj) - shown["T2W"].data).max() <= peak / 32767
+    header = t2.header
+    assert header["descrip"].item() == b"" and header["db_name"].item() == b""
+    assert header["cal_max"] > header["cal_min"]
+
+    sub = np.asarray(_nifti(client.get(f"/drafts/{boxed_id}/volumes/SUB.nii.gz")).dataobj)
+    expected = shown["DCE_1"].data - shown["DCE_0"].data
+    assert np.abs(sub - expected).max() <= np.abs(expected).max() / 32767 + 1e-6
+    mip = _nifti(client.get(f"/drafts/{boxed_id}/volumes/MIP.nii.gz"))
+    assert mip.shape == (*expected.shape[:2], 1)
+    assert np.allclose(np.asarray(mip.dataobj)[..., 0], expected.max(axis=2), atol=1e-3)
+    dce = _nifti(client.get(f"/drafts/{boxed_id}/volumes/DCE.nii.gz"))
+    phases = sum(name.startswith("DCE_") for name in shown)
+    assert dce.shape == (*expected.shape, phases)
+
+    boxes = _nifti(client.get(f"/drafts/{boxed_id}/volumes/boxes.nii.gz"))
+    labels = np.asarray(boxes.dataobj)
+    assert boxes.get_data_dtype() == np.uint8 and set(np.unique(labels)) == {0, 1}
+    voxels = np.argwhere(labels == 1)
+    world = boxes.affine[:3, :3] @ voxels.T + boxes.affine[:3, 3:4]
+    spacing = np.abs(np.diag(boxes.affine)[:3])
+    assert np.all(np.abs(world.min(1) - box.min_mm) <= spacing)
+    assert np.all(np.abs(world.max(1) - box.max_mm) <= spacing)
+    centre = np.round(np.linalg.inv(boxes.affine) @ [20.0, -10.0, 2.0, 1.0])[:3].astype(int)
+    assert labels[tuple(centre)] == 0  # faces only: the lesion inside stays visible
+
+    assert client.get(f"/drafts/{boxed_id}/volumes/heat.nii.gz").status_code == 404
+    assert client.get(f"/drafts/{boxed_id}/volumes/NOPE.nii.gz").status_code == 404
+    assert client.get(f"/drafts/{boxed_id}/volumes/..%2Fx.nii.gz").status_code == 404
+    assert client.get("/drafts/1/volumes/SUB.nii.gz").status_code == 200
+    outside, _ = store.add_draft(
+        boxed.model_copy(update={"study": boxed.study.model_copy(update={"study_id": "o"})}),
+        study_path="../outside",
+        source_path="x.json",
+    )
+    assert client.get(f"/drafts/{outside}/volumes/T2W.nii.gz").status_code == 403
+
+
 def test_preview_recomputes_derived_results_and_normalises_the_comment(app_env):
     client, *_ = app_env
     csrf, page = signed_in_page(client)
@@ -150,6 +224,9 @@ def test_saves_and_signing_with_every_refusal_storing_nothing(app_env):
             422,
         ),
         ({"version": 0, "report": "not an object"}, headers, 422),
+        ({"version": 0, "report": {**form, "indication": "pain\x07"}}, headers, 422),
+        ({"version": 0, "report": {**form, "indication": "x" * 501}}, headers, 422),
+        ({"version": 0, "report": {**form, "indication": 3}}, headers, 422),
         ({"version": 3, "report": form}, headers, 409),  # a version that does not exist yet
     ]
     for body, hdrs, status in refusals:
@@ -172,6 +249,8 @@ def test_saves_and_signing_with_every_refusal_storing_nothing(app_env):
     assert tree_snapshot(root) == snapshot
 
     form["findings"][0]["size_mm"] = truth.findings[0].fields["size_mm"].value
+    assert form["indication"] == ""  # the draft gave none
+    form["indication"] = "  palpable lump,\n left breast  "
     saved = client.post(
         "/api/drafts/1/revisions", json={"version": 0, "report": form}, headers=headers
     )
@@ -193,6 +272,8 @@ def test_saves_and_signing_with_every_refusal_storing_nothing(app_env):
     signed_report = store.state(1).current
     assert signed_report.provenance.signed_by == "Dr Alice" and signed_report.provenance.signed_at
     assert "Signed by Dr Alice on " in render_text(signed_report, "en")
+    assert signed_report.study.indication == "palpable lump, left breast"
+    assert "Indication: palpable lump, left breast" in render_text(signed_report, "en")
     assert "Signed by" not in render_text(store.state(1).draft, "en")
 
 
@@ -233,7 +314,10 @@ def test_the_worklist_shows_each_headline_and_lists_suspicious_drafts_first(app_
             load_template("birads_mri"),
             BREAST,
             findings,
-            study=StudyRef(study_id=f"s-{name}"),
+            study=StudyRef(
+                study_id=f"s-{name}",
+                indication="screening, BRCA1 carrier" if findings else None,
+            ),
             provenance=Provenance(source="model", model_name="test"),
         )
         added[drafted.derived["assessment"].value], _ = store.add_draft(drafted)
@@ -247,6 +331,8 @@ def test_the_worklist_shows_each_headline_and_lists_suspicious_drafts_first(app_
     signed_in_page(client)
     page = client.get("/").text
     assert "BI-RADS 5: highly suggestive of malignancy" in page
+    assert {r.draft_id: r.indication for r in rows}[added["birads_5"]] == "screening, BRCA1 carrier"
+    assert "screening, BRCA1 carrier" in page and "not provided" in page
     assert page.index(f'href="/drafts/{added["birads_5"]}"') < page.index(
         f'href="/drafts/{added["birads_1"]}"'
     )

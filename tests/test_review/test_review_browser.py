@@ -70,6 +70,7 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
                     "--headless",
                     "--no-sandbox",
                     "--disable-gpu",
+                    "--disable-3d-apis",  # no WebGL: the page keeps its server-rendered slices
                     "--disable-quic",
                     "--no-first-run",
                     "--disable-background-networking",
@@ -117,6 +118,8 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
             assert (
                 page.locator("#slice-image").evaluate("img => img.complete && img.naturalWidth") > 0
             )
+            assert page.locator("#slice-image").is_visible()
+            assert not page.locator("#volume-viewer").is_visible()
             page.wait_for_timeout(600)  # live validation (debounced)
             shot = os.environ.get("REPORTGEN_SCREENSHOT")
             page.screenshot(path=shot or str(tmp_path / "review.png"), full_page=True)

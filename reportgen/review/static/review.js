@@ -125,12 +125,15 @@
   $("add-finding").addEventListener("click", () => { addFinding({}); schedulePreview(); });
   $("comment").value = page.values.comment || "";
   $("comment").addEventListener("change", schedulePreview);
+  $("indication").value = page.values.indication || "";
+  $("indication").addEventListener("change", schedulePreview);
 
   function formReport() {
     return {
       fields: readValues(reportFields),
       findings: [...$("findings").querySelectorAll("fieldset.finding")].map(readValues),
       comment: $("comment").value,
+      indication: $("indication").value,
     };
   }
 

@@ -58,10 +58,10 @@ class NotFound(ReportgenError):
     pass
 
 
-def _headline(report_json: str, headline: str) -> str | None:
+def _headline(report: dict, headline: str) -> str | None:
     """The value of the `headline` result (BI-RADS category, FIGO stage, O-RADS score) a
     stored report states."""
-    value = json.loads(report_json).get("derived", {}).get(headline, {}).get("value")
+    value = report.get("derived", {}).get(headline, {}).get("value")
     return str(value) if value is not None else None
 
 
@@ -76,6 +76,7 @@ class WorklistRow:
     created_at: datetime
     headline: str | None = None  # the current report's headline value (category, stage)
     first: bool = False  # the headline is one the template's worklist lists first
+    indication: str | None = None  # why the study was done, as the current report states
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,8 @@ class RewardLog:
             out = []
             for d, version, signed, revised in rows:
                 template = load_template(d.template_id)
-                headline = _headline(revised or d.report_json, template.headline)
+                current = json.loads(revised or d.report_json)
+                headline = _headline(current, template.headline)
                 out.append(
                     WorklistRow(
                         draft_id=d.id,
@@ -266,6 +268,7 @@ class RewardLog:
                         created_at=_utc(d.created_at),
                         headline=headline,
                         first=headline in template.derived(template.headline).triage,
+                        indication=current.get("study", {}).get("indication"),
                     )
                 )
             return sorted(out, key=lambda r: (not r.first, r.draft_id))  # triage first
