@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -32,3 +33,14 @@ def write_result(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def wilson(k: int, n: int) -> list[float]:
+    """The 95% Wilson score interval of k successes in n (a proportion near 0 or 1 on a
+    few studies, where the normal approximation fails)."""
+    if n == 0:
+        return [0.0, 1.0]
+    p, z = k / n, 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(centre - half, 3), round(centre + half, 3)]

@@ -13,11 +13,10 @@ interval; the unusual rate is what a radiologist would see as a warning.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
-from bench_io import scratch_dir, write_result
+from bench_io import scratch_dir, wilson, write_result
 
 from reportgen.data import read_manifest
 from reportgen.errors import ReportgenError
@@ -30,15 +29,6 @@ from reportgen.synth import SynthOptions, synth_dataset
 DOMAIN_REGION = {"breast": "breast", "cervix": "pelvis", "endometrium": "pelvis", "ovary": "pelvis"}
 FOREIGN = Path("tests/data/dicom2nifti")
 REAL = Path("tests/data/prostatex")
-
-
-def wilson(k: int, n: int) -> list[float]:
-    if n == 0:
-        return [0.0, 1.0]
-    p, z = k / n, 1.96
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(centre - half, 3), round(centre + half, 3)]
 
 
 def untagged(study: Study) -> Study:

@@ -8,17 +8,23 @@ by the decoder. Nothing here knows a template or a model.
 from reportgen.measure.geometry import (
     LesionGeometry,
     largest_component,
+    lateral_side,
     measure_lesion,
     midline_x_mm,
+    node_parts,
     side_of,
+    sides_of,
 )
 from reportgen.measure.signal import relative_curve
 
 __all__ = [
     "LesionGeometry",
     "largest_component",
+    "lateral_side",
     "measure_lesion",
     "midline_x_mm",
+    "node_parts",
     "relative_curve",
     "side_of",
+    "sides_of",
 ]

@@ -121,3 +121,65 @@ def midline_x_mm(t2: np.ndarray, affine: np.ndarray) -> float:
 def side_of(x_mm: float, midline_x_mm: float) -> str:
     """The patient's side a point lies on: RAS world x grows to the patient's right."""
     return "right" if x_mm > midline_x_mm else "left"
+
+
+LATERAL_BEYOND_MM = 12.0  # tissue this far from the primary's centre lies outside the cervix
+BOTH_SIDES_SHARE = 0.25  # each side holding this share of the lateral tissue: bilateral
+
+
+def lateral_side(mask: np.ndarray, affine: np.ndarray, centre_x_mm: float) -> str | None:
+    """Which side tissue spreads to from a central primary (right, left or bilateral):
+    the mask's voxels lying more than LATERAL_BEYOND_MM either side of the primary's
+    centre (a cervical tumour's parametrial extension, beyond its stroma), weighed by
+    count; None where none lies that far. A radiologist states the side of parametrial
+    invasion because it decides the radiotherapy field and the surgical plan."""
+    index = np.argwhere(mask)
+    if not len(index):
+        return None
+    offset = (index @ affine[:3, :3].T + affine[:3, 3])[:, 0] - centre_x_mm
+    right = int((offset > LATERAL_BEYOND_MM).sum())  # RAS: x grows to the patient's right
+    left = int((offset < -LATERAL_BEYOND_MM).sum())
+    if right + left == 0:
+        return None
+    if min(right, left) >= BOTH_SIDES_SHARE * (right + left):
+        return "bilateral"
+    return "right" if right > left else "left"
+
+
+NODE_MIN_DIAMETER_MM = 8.0  # smaller outlined parts are not read as metastatic nodes: 8 mm
+# in short axis is the smallest size pelvic MRI calls a round node suspicious (ESUR
+# guidelines for cervical cancer staging, Manganaro et al., Eur Radiol 2021;31:7802-16)
+NEAR_ROUND_SHORT_AXIS = 0.95  # short axis / equivalent-sphere diameter of a near-round
+# node (axes 1 : 0.9 : 0.95, as metastatic nodes tend to round up)
+
+
+@dataclass(frozen=True)
+class NodePart:
+    """One outlined node: its centre (world mm) and short axis (mm), estimated from its
+    volume (a 4 mm outline's own extent is too coarse to measure it directly)."""
+
+    centre_mm: tuple[float, float, float]
+    short_axis_mm: float
+
+
+def node_parts(mask: np.ndarray, affine: np.ndarray) -> list[NodePart]:
+    """The connected parts of a node outline at least NODE_MIN_DIAMETER_MM across."""
+    parts, count = ndimage.label(mask)
+    voxel_ml = abs(float(np.linalg.det(affine[:3, :3])))
+    out = []
+    for k in range(1, count + 1):
+        index = np.argwhere(parts == k)
+        diameter = (6.0 * len(index) * voxel_ml / np.pi) ** (1.0 / 3.0)
+        if diameter < NODE_MIN_DIAMETER_MM:
+            continue
+        centre = index.mean(0) @ affine[:3, :3].T + affine[:3, 3]
+        out.append(NodePart(tuple(float(c) for c in centre), NEAR_ROUND_SHORT_AXIS * diameter))
+    return out
+
+
+def sides_of(x_mm: list[float], midline_x_mm: float) -> str | None:
+    """right, left or bilateral: the sides points lie on (None: no point)."""
+    sides = {side_of(x, midline_x_mm) for x in x_mm}
+    if not sides:
+        return None
+    return sides.pop() if len(sides) == 1 else "bilateral"

@@ -18,10 +18,24 @@ from pretrain_mae.data import collate
 from reportgen import NOT_FOR_CLINICAL_USE
 from reportgen.errors import InputError
 from reportgen.io.study import Study
-from reportgen.measure import largest_component, measure_lesion, midline_x_mm, side_of
+from reportgen.measure import (
+    largest_component,
+    lateral_side,
+    measure_lesion,
+    midline_x_mm,
+    node_parts,
+    side_of,
+    sides_of,
+)
 from reportgen.model.explain import region_box_mm
 from reportgen.model.field_model import load_reader
-from reportgen.model.field_reader import PRIMARY, outlined_size_mm, predict_outline
+from reportgen.model.field_reader import (
+    EXTENSION,
+    NODE,
+    PRIMARY,
+    outlined_size_mm,
+    predict_outline,
+)
 from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
 from reportgen.model.lesion_reader import T2W, lesion_measures, outlined_lesions
 from reportgen.report import build_report
@@ -190,6 +204,7 @@ class FieldReaderGenerator(LoadedModel):
         }
         fields = {k: _value(cfg.study_fields[k], int(p.argmax())) for k, p in study_probs.items()}
         confidences = {k: round(float(p.max()), 4) for k, p in study_probs.items()}
+        fields.update(self._measured_study_fields(fields, labels, affine, image))
         if self.model.lesion is None:
             findings, finding_conf, outlines, problems = self._primary(out, labels, affine, hidden)
             probability = None
@@ -226,6 +241,37 @@ class FieldReaderGenerator(LoadedModel):
             report.validation.valid = False
         self.calibrated(report)
         return Draft(report, None, None, probability, outlines=outlines, grid_affine=affine)
+
+    def _measured_study_fields(self, fields, labels, affine, image) -> dict:
+        """Study fields the template asks and the outline measures rather than a head
+        reads: the side of parametrial invasion (where the outlined extension lies
+        beyond the primary, `measure.lateral_side`), and the side of the metastatic nodes
+        and the largest one's short axis (`measure.node_parts`), where the reader states
+        invasion or nodes. Not stated where the outline shows none: never guessed."""
+        asked = {spec.id for spec in self.template.fields} - set(self.model.cfg.study_fields)
+        out: dict = {}
+        if "parametrial_side" in asked and fields.get("parametrial_invasion") is True:
+            primary = largest_component(labels == PRIMARY)
+            if primary.any():
+                centre_x = measure_lesion(primary, affine).centre_mm[0]
+            else:
+                centre_x = midline_x_mm(image[0, T2W].cpu().numpy(), affine)
+            side = lateral_side(labels == EXTENSION, affine, centre_x)
+            if side is not None:
+                out["parametrial_side"] = side
+        nodes = fields.get("pelvic_nodes") is True or fields.get("paraaortic_nodes") is True
+        if nodes and asked & {"node_side", "node_short_axis_mm"}:
+            parts = node_parts(labels == NODE, affine)
+            midline = midline_x_mm(image[0, T2W].cpu().numpy(), affine)
+            side = sides_of([p.centre_mm[0] for p in parts], midline)
+            if side is not None and "node_side" in asked:
+                out["node_side"] = side
+            if parts and "node_short_axis_mm" in asked:
+                low, high = self.template.field("node_short_axis_mm").range
+                axis = round(max(p.short_axis_mm for p in parts))
+                if low <= axis <= high:
+                    out["node_short_axis_mm"] = axis
+        return out
 
     def _primary(self, out, labels, affine, hidden):
         """One primary tumour: the study-level finding heads, and the outline's size."""

@@ -39,6 +39,8 @@ from reportgen.model.unet import UNet3D, UNetSpec
 
 READER_TYPE = "reportgen-field-reader"  # config.json's model_type
 PRIMARY = 1  # mask label of the primary tumour (reportgen.synth.gynae)
+EXTENSION = 2  # ... of the tumour's extension beyond it (staging readers' outline class 2)
+NODE = 3  # ... of metastatic lymph nodes (class 3)
 SEGMENT_CLASSES = 4  # background, primary tumour, extension, metastatic node (mask labels)
 DILATED_URETER = 4  # the outline class of readers trained on phantoms that label it
 # per extension / node class: parts apart from the primary (count, voxels, lowest and

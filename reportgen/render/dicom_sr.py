@@ -1,8 +1,8 @@
 """A report as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report), built with highdicom.
 
 What a PACS viewer (OHIF, Weasis, a vendor's) shows of a draft: one measurement group per
-finding, tracked by the finding's id, with its size as a numeric measurement in UCUM
-units, its enumerated and yes/no fields as coded qualitative evaluations (the template's
+finding, tracked by the finding's id, with its size (and a breast finding's distance
+from the nipple, RadElement RDE1561) as numeric measurements in UCUM units, its enumerated and yes/no fields as coded qualitative evaluations (the template's
 concepts with their SNOMED CT / RadLex codes), where it is as an ellipsoid in the study's
 frame of reference (SCOORD3D, patient LPS mm), and its per-finding result (BI-RADS
 category, ...). Report-level fields and the assessment or stage are one group without a
@@ -161,6 +161,16 @@ def _finding_group(
         items.field(key, value)
     for key, value in finding.derived.items():
         items.derived(key, value)
+    distance = finding.evidence.nipple_distance_mm if finding.evidence else None
+    if distance is not None:  # breast: measured on the images, not a template field
+        items.measurements.append(
+            Measurement(
+                name=items.code("nipple_distance"),
+                value=round(float(distance), 1),
+                unit=ucum("mm"),
+                algorithm_id=items.algorithm,
+            )
+        )
     common = dict(
         tracking_identifier=TrackingIdentifier(
             uid=generate_uid(), identifier=f"finding {finding.id}"

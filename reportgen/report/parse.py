@@ -24,7 +24,7 @@ from ontology.parser import Mention, Sentence, detect_language, read_sentences
 from reportgen.errors import ConfigError
 from reportgen.report.anatomy import other_anatomy_problem
 from reportgen.report.build import build_report
-from reportgen.report.rules import Scope, evaluate
+from reportgen.report.rules import Scope, evaluate, referenced_fields
 from reportgen.report.schema import Provenance, Report, StudyRef
 from reportgen.report.template import FieldSpec, Template, load_template
 
@@ -45,6 +45,13 @@ class TemplateLexicon:
     phrases: dict[str, tuple[str, bool]] = field(
         default_factory=dict
     )  # sentence -> (field id, value)
+    # a value concept several enum fields offer (FIGO: the side of parametrial invasion and
+    # of the metastatic nodes) -> those fields, in template order
+    shared: dict[str, list[str]] = field(default_factory=dict)
+    # field id -> the concepts of the fields its condition names: a sentence naming one
+    # ("right parametrial invasion") says which field a shared value belongs to
+    anchors: dict[str, set[str]] = field(default_factory=dict)
+    numbers: dict[str, str] = field(default_factory=dict)  # concept -> report number field
 
     @classmethod
     def of(cls, template: Template) -> TemplateLexicon:
@@ -58,7 +65,17 @@ class TemplateLexicon:
             elif spec.type == "enum":
                 lex.field_concepts.setdefault(spec.concept, spec.id)
                 for value in spec.values:
-                    lex.values[value] = (spec.id, value)
+                    if value in lex.values:
+                        lex.shared.setdefault(value, [lex.values[value][0]]).append(spec.id)
+                    lex.values.setdefault(value, (spec.id, value))
+            elif spec.type == "number" and spec.level == "report":
+                lex.numbers[spec.concept] = spec.id
+            if spec.applicable_if is not None:
+                lex.anchors[spec.id] = {
+                    template.field(name).concept
+                    for name, _ in referenced_fields(spec.applicable_if)
+                    if template.has_field(name)
+                }
         for spec in template.derived_report:
             for value in spec.values:
                 lex.derived[value] = (spec.id, value)
@@ -71,6 +88,7 @@ class TemplateLexicon:
     def concepts(self) -> set[str]:
         return (
             set(self.values)
+            | set(self.numbers)
             | set(self.bools)
             | set(self.field_concepts)
             | set(self.derived)
@@ -196,6 +214,10 @@ class ReportParser:
         )
         if opens and state.findings and not self.single_finding and not located:
             opens = []  # "A mass is again noted." adds nothing new: keep describing the open finding
+        mentioned = {
+            cid for e in ents if e.label == "CONCEPT" for cid in e.concepts if cid in self.concepts
+        }
+        named_numbers = set(self.lexicon.numbers)
         head = False
         if opens and not in_impression:
             if self.single_finding:
@@ -217,6 +239,17 @@ class ReportParser:
                     )
                 continue
             if in_impression and ent.label != "CONCEPT":
+                continue
+            if ent.label == "SIZE" and (named := named_numbers & mentioned):
+                # "the largest node measures 15 mm in short axis": the field it names
+                self._set(
+                    state,
+                    None,
+                    self.lexicon.numbers[min(named)],
+                    round(ent.size_mm),
+                    confidence,
+                    False,
+                )
                 continue
             if ent.label == "SIZE":
                 size_field = next(
@@ -256,6 +289,8 @@ class ReportParser:
                 self._set(state, current, self.lexicon.bools[cid], not negated, confidence, head)
             elif cid in self.lexicon.values:
                 field_id, value = self.lexicon.values[cid]
+                if cid in self.lexicon.shared:
+                    field_id = self._shared_field(cid, mentioned, current, state)
                 spec = self._spec(field_id)
                 if negated:
                     if spec.negated and spec.negated != value:
@@ -269,6 +304,19 @@ class ReportParser:
                 if spec.negated:
                     state.negated_values.append((spec.id, spec.negated, current))
         return current
+
+    def _shared_field(self, cid: str, mentioned: set[str], finding, state: _State) -> str:
+        """The field a value several fields offer belongs to: the one whose condition's
+        concept the sentence names, else the first not yet stated that applies (given
+        what earlier sentences stated), else the first not yet stated."""
+        fields = self.lexicon.shared[cid]
+        for field_id in fields:
+            if self.lexicon.anchors.get(field_id, set()) & mentioned:
+                return field_id
+        stated = finding if finding is not None else {}
+        unstated = [f for f in fields if f not in state.fields and f not in stated]
+        applicable = [f for f in unstated if self._applicable(self._spec(f), finding, state.fields)]
+        return (applicable or unstated or fields)[0]
 
     def _phrase_lookup(self, text: str) -> tuple[str, bool]:
         key = text.rstrip("。.").strip().lower()

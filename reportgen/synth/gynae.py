@@ -64,9 +64,10 @@ def sample_cervix(rng: np.random.Generator) -> GynaeCase:
         fields["parametrial_invasion"] = (
             True  # the tumour crosses the parametrium to reach the wall
         )
-    return GynaeCase(
-        "cervix", fields, {"size_mm": size}, details={"side": str(rng.choice(["right", "left"]))}
-    )
+    side = str(rng.choice(["right", "left"]))
+    if fields["parametrial_invasion"]:  # the extension is painted towards this side
+        fields["parametrial_side"] = side
+    return GynaeCase("cervix", fields, {"size_mm": size}, details={"side": side})
 
 
 def sample_endometrium(rng: np.random.Generator) -> GynaeCase:
@@ -106,7 +107,7 @@ def _paint_nodes_and_pelvis(
     if f.get("hydronephrosis"):
         both = _p(rng, 0.4)
         dilated = (True, both) if case.details["side"] == "right" else (both, True)
-    paint_pelvis(
+    case.details["metastatic_nodes"] = paint_pelvis(
         canvas,
         layout,
         rng,
@@ -123,9 +124,13 @@ PARAAORTIC_MIN_Z = 32.0  # para-aortic node sites lie above this (mm); pelvic on
 
 def nodes_in_view(case: GynaeCase, canvas: Canvas) -> None:
     """Truth says only what the field of view shows: a metastatic node the slab misses
-    (para-aortic nodes sit at its top edge) is not reported as present."""
+    (para-aortic nodes sit at its top edge) is not reported as present, and the side and
+    largest short axis of the metastatic nodes are those of the ones it shows."""
     index = np.argwhere(canvas.labels == NODES)
-    z = index @ canvas.grid.affine[2, :3] + canvas.grid.affine[2, 3] if len(index) else index
+    world = (
+        index @ canvas.grid.affine[:3, :3].T + canvas.grid.affine[:3, 3] if len(index) else index
+    )
+    z = world[:, 2] if len(index) else index
     for key, seen in (
         ("pelvic_nodes", bool(np.any(z <= PARAAORTIC_MIN_Z))),
         ("paraaortic_nodes", bool(np.any(z > PARAAORTIC_MIN_Z))),
@@ -133,6 +138,15 @@ def nodes_in_view(case: GynaeCase, canvas: Canvas) -> None:
         if case.fields.get(key) and not seen:
             case.fields[key] = False
             case.details[f"{key}_outside_view"] = True
+    shown = [
+        (centre, short_axis)
+        for centre, short_axis in case.details.pop("metastatic_nodes", [])
+        if len(index) and np.min(np.linalg.norm(world - centre, axis=1)) < short_axis / 2
+    ]
+    if shown and (case.fields.get("pelvic_nodes") or case.fields.get("paraaortic_nodes")):
+        sides = {"right" if centre[0] > 0 else "left" for centre, _ in shown}
+        case.fields["node_side"] = sides.pop() if len(sides) == 1 else "bilateral"
+        case.fields["node_short_axis_mm"] = round(max(axis for _, axis in shown))
 
 
 def _extension(canvas: Canvas, start, end, radius: float, tissue: Tissue) -> None:

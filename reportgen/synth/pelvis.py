@@ -65,7 +65,8 @@ def paint_pelvis(
     metastatic_paraaortic_nodes: int = 0,
     node_label: int = 0,
     ureter_label: int = 0,
-) -> None:
+) -> list[tuple[np.ndarray, float]]:
+    """Paint the pelvis; returns each metastatic node painted: (centre mm, short axis mm)."""
     long = 400.0
     body, body_b = ellipsoid((0, 0, 0), (165, 118, long))
     canvas.paint(body, body_b, FAT, extruded=True)
@@ -119,6 +120,7 @@ def paint_pelvis(
             f_sdf, f_b = ellipsoid(centre + rng.uniform(-5, 5, 3), (2.5, 2.5, 2.5))
             canvas.paint(f_sdf, f_b, URINE)
     # Lymph nodes: normal small ovals everywhere, enlarged round nodes where metastatic.
+    metastatic: list[tuple[np.ndarray, float]] = []
     pelvic_sites = [(sx * 62, -2 + dy, z) for sx in (1.0, -1.0) for dy, z in ((0, -20), (-8, 15))]
     aortic_sites = [(-8, -35, 50), (24, -38, 56)]
     for sites, n_bad in (
@@ -132,6 +134,8 @@ def paint_pelvis(
                 r = rng.uniform(7.0, 11.0)
                 n_sdf, n_b = ellipsoid(centre, (r, r * 0.9, r * 0.95))
                 canvas.paint(n_sdf, n_b, NODE_METASTATIC, label=node_label)
+                metastatic.append((np.asarray(centre, float), 2 * 0.9 * r))  # its short axis
             else:
                 n_sdf, n_b = ellipsoid(centre, (3.5, 2.5, 3.0))
                 canvas.paint(n_sdf, n_b, NODE)
+    return metastatic

@@ -366,6 +366,52 @@ def _tumour_line(report: Report, w: Writer) -> list[str]:
     return lines
 
 
+SIDE_ZH = {"right": "右侧", "left": "左侧", "bilateral": "双侧"}
+
+
+def _side_word(w: Writer, side: str) -> str:
+    return SIDE_ZH[side] if w.lang == "zh" else w.term(side, p_pref=0.8)
+
+
+def _parametrial_side(w: Writer, f: dict, side: str) -> str:
+    term = w.term("parametrial_invasion")
+    if w.lang == "zh":
+        return f"{_side_word(w, side)}{term}。"
+    return w.pick([f"{w.cap(_side_word(w, side))} {term}.", f"The {term} is {side}."])
+
+
+def _node_side(w: Writer, f: dict, side: str) -> str:
+    concept = (
+        "pelvic_lymph_node_metastasis"
+        if f.get("pelvic_nodes")
+        else "paraaortic_lymph_node_metastasis"
+    )
+    term = w.term(concept)
+    if w.lang == "zh":
+        return f"{_side_word(w, side)}{term}。"
+    return f"{w.cap(_side_word(w, side))} {term}."
+
+
+def _node_short_axis(w: Writer, f: dict, mm: float) -> str:
+    if w.lang == "zh":
+        return f"最大转移淋巴结{w.term('node_short_axis')}约{round(mm)}mm。"
+    return w.pick(
+        [
+            f"The largest metastatic node measures {round(mm)} mm in short axis.",
+            f"Largest node {round(mm)} mm in short axis.",
+        ]
+    )
+
+
+# FIGO detail a radiologist writes as one phrase with its anchor ("right parametrial
+# invasion", "the largest node measures 15 mm in short axis")
+GYNAE_DETAIL = {
+    "parametrial_side": _parametrial_side,
+    "node_side": _node_side,
+    "node_short_axis_mm": _node_short_axis,
+}
+
+
 def write_gynae(report: Report, w: Writer, template: Template) -> str:
     en = w.lang == "en"
     f = {k: v.value for k, v in report.fields.items()}
@@ -386,6 +432,9 @@ def write_gynae(report: Report, w: Writer, template: Template) -> str:
     for key in keys:
         spec = template.field(key)
         value = f[key]
+        if key in GYNAE_DETAIL:
+            out.append(GYNAE_DETAIL[key](w, f, value))
+            continue
         if spec.type == "bool":
             if value or w.rng.random() < 0.85:
                 out.append(w.mention(spec.concept, bool(value)))

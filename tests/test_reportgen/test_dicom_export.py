@@ -128,6 +128,8 @@ def test_sr_reads_back_equal_to_the_json(drafted):
     assert sr.StudyInstanceUID == source_headers(study)[0].StudyInstanceUID
     groups = _groups_by_id(sr)
     assert report.findings and set(groups) == {"study", *(f.id for f in report.findings)}
+    distances = {f.id: f.evidence.nipple_distance_mm for f in report.findings if f.evidence}
+    assert any(d is not None for d in distances.values())  # a breast finding's, measured
     for key, values, derived in [("study", report.fields, report.derived)] + [
         (f.id, f.fields, f.derived) for f in report.findings
     ]:
@@ -148,7 +150,15 @@ def test_sr_reads_back_equal_to_the_json(drafted):
                 assert read[name] == expected, field_id
         for derived_id, value in derived.items():
             assert read[_code(template.derived(derived_id).concept)] == _code(str(value.value))
-        assert len(read) + len(sizes) == len(values) + len(derived)  # nothing more, nothing less
+        extra = 0
+        if distances.get(key) is not None:  # RadElement "distance from landmark" (nipple)
+            assert sizes[_code("nipple_distance")[0]] == (
+                pytest.approx(round(distances[key], 1)),
+                "mm",
+            )
+            extra = 1
+        # nothing more, nothing less
+        assert len(read) + len(sizes) == len(values) + len(derived) + extra
 
 
 def test_sr_locates_each_finding_in_patient_coordinates(drafted):

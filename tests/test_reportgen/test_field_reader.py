@@ -262,6 +262,39 @@ def test_bundled_pelvic_model_drafts_its_demo(template, cli, tmp_path):
     assert "not for clinical use" in result.out
 
 
+def test_the_cervix_draft_states_the_sides_and_node_size_it_outlines(tmp_path):
+    """The side of parametrial invasion is measured on the outlined extension, the side
+    of the metastatic nodes and the largest one's short axis on the outlined nodes (never
+    a head's guess): on phantoms painted with invasion towards either side and with
+    nodes, the bundled reader states what the phantom drew, in the text too."""
+    from reportgen.render.text import render_text
+
+    if "figo_cervix_2018" not in generators.bundled_templates():
+        pytest.fail("the cervix model is bundled")
+    generator = generators.open_generator(template="figo_cervix_2018")
+    synth_dataset(
+        tmp_path, 8, SynthOptions(protocol="low_resolution", domain="cervix", seed=4545), workers=1
+    )
+    read, nodes = {}, []
+    for row in read_manifest(tmp_path):
+        truth = Report.model_validate_json((tmp_path / row["dir"] / "report.json").read_text())
+        draft = generator.draft(load_study(tmp_path / row["dir"])).report
+        side = truth.fields.get("parametrial_side")
+        invaded = draft.fields["parametrial_invasion"].value
+        assert ("parametrial_side" in draft.fields) == invaded  # stated exactly where it applies
+        if side is not None and invaded:
+            assert draft.fields["parametrial_side"].value == side.value
+            read[side.value] = render_text(draft, "en")
+        node_side = truth.fields.get("node_side")
+        if node_side is not None:
+            assert draft.fields["node_side"].value == node_side.value
+            truth_axis = truth.fields["node_short_axis_mm"].value
+            assert abs(draft.fields["node_short_axis_mm"].value - truth_axis) <= 2
+            nodes.append(node_side.value)
+    assert set(read) == {"right", "left"} and nodes
+    assert "Parametrial invasion side: left." in read["left"]
+
+
 def test_generate_picks_the_bundled_model_by_template(cli, tmp_path):
     if "figo_cervix_2018" not in generators.bundled_templates():
         pytest.fail("the cervix model is bundled")

@@ -182,3 +182,44 @@ def test_enhancement_pattern_sees_a_rim_and_spicules():
     assert ringed.weak_fraction > 0.2 and plain.weak_fraction == 0
     assert spiculated.peri_enhancing > plain.peri_enhancing
     assert lesion_pattern(ball, [pre]) is None  # no post-contrast phase: nothing to say
+
+
+def test_lateral_side_is_where_tissue_lies_beyond_the_primary():
+    """A cervical tumour's extension beyond 12 mm of the primary's centre gives the side
+    of parametrial invasion (RAS: x grows to the patient's right); both sides with a
+    quarter each are bilateral; tissue only near the centre gives no side."""
+    from reportgen.measure import lateral_side
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-40.0, -40.0, -40.0)  # voxel 20 is x = 0
+    mask = np.zeros((41, 41, 41), bool)
+    mask[18:23, 18:23, 18:23] = True  # within 4 mm of the centre: no side
+    assert lateral_side(mask, affine, 0.0) is None
+    assert lateral_side(np.zeros_like(mask), affine, 0.0) is None
+    right = mask.copy()
+    right[27:33, 19:22, 19:22] = True  # x = 14..24 mm
+    assert lateral_side(right, affine, 0.0) == "right"
+    assert lateral_side(right, affine, 30.0) == "left"  # the primary sits further right
+    both = right.copy()
+    both[9:13, 19:22, 19:22] = True  # x = -22..-16 mm: 4 of 10 columns' worth
+    assert lateral_side(both, affine, 0.0) == "bilateral"
+    both[9:12, 19:22, 19:22] = False  # one column left: under a quarter
+    assert lateral_side(both, affine, 0.0) == "right"
+
+
+def test_node_parts_are_outlined_nodes_of_a_suspicious_size_with_their_short_axis():
+    """Parts under 8 mm across are not nodes; a node's short axis is 0.95 of its
+    equivalent-sphere diameter; sides are relative to the midline."""
+    from reportgen.measure import node_parts, sides_of
+
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-60.0, -60.0, -60.0)
+    grid = np.indices((61, 61, 61)).transpose(1, 2, 3, 0) * 2.0 - 60.0
+    node = np.linalg.norm(grid - (40.0, 0.0, 0.0), axis=-1) <= 8.0  # 16 mm, patient's right
+    speck = np.linalg.norm(grid - (-40.0, 0.0, 0.0), axis=-1) <= 2.0  # under 8 mm across
+    [part] = node_parts(node | speck, affine)
+    assert part.centre_mm[0] == pytest.approx(40.0, abs=0.5)
+    assert part.short_axis_mm == pytest.approx(0.95 * 16.0, abs=1.0)
+    assert sides_of([part.centre_mm[0]], 0.0) == "right"
+    assert sides_of([40.0, -35.0], 0.0) == "bilateral" and sides_of([], 0.0) is None
+    assert sides_of([40.0], 45.0) == "left"

@@ -284,3 +284,23 @@ def test_a_copula_inside_a_term_a_cystic_solid_mass_and_an_exam_title():
     [lesion] = ovary.findings  # the title's "adnexal mass" opens no lesion of its own
     assert lesion.fields["composition"].value == "composition_cystic_solid"
     assert lesion.fields["laterality"].value == "left" and lesion.fields["size_mm"].value == 51
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_a_side_two_fields_offer_goes_to_the_field_its_sentence_names(lang):
+    """FIGO cervix states two sides (parametrial invasion, metastatic nodes) from the same
+    right/left/bilateral values: each sentence's own anchor decides, and the short axis
+    of the largest node is read where the sentence names it, never as the tumour size."""
+    text = {
+        "en": "Cervical tumour measuring 32 mm. Left parametrial invasion. Right pelvic lymph "
+        "node metastasis. The largest metastatic node measures 16 mm in short axis. "
+        "No para-aortic lymph node metastasis.",
+        "zh": "宫颈肿瘤，大小约32mm。左侧宫旁浸润。右侧盆腔淋巴结转移。最大转移淋巴结短径约16mm。"
+        "未见腹主动脉旁淋巴结转移。",
+    }[lang]
+    report = parse_report(text, "figo_cervix_2018", lang)
+    values = {k: v.value for k, v in report.fields.items()}
+    assert values["parametrial_invasion"] is True and values["parametrial_side"] == "left"
+    assert values["pelvic_nodes"] is True and values["node_side"] == "right"
+    assert values["node_short_axis_mm"] == 16
+    assert report.findings[0].fields["size_mm"].value == 32

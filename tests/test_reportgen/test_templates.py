@@ -56,6 +56,13 @@ ENDOMETRIUM = {
 }
 
 
+def with_node_detail(fields: dict) -> dict:
+    """A staging report with metastatic nodes states their side and largest short axis."""
+    if fields.get("pelvic_nodes") or fields.get("paraaortic_nodes"):
+        return {"node_side": "right", "node_short_axis_mm": 14, **fields}
+    return fields
+
+
 def _report(template_id, fields, findings, **kw) -> Report:
     return build_report(
         load_template(template_id), fields, findings, study=STUDY, provenance=SYNTH, **kw
@@ -139,10 +146,14 @@ def test_quadrant_follows_the_clock_face_per_side():
         (45, {}, "figo2018_IB3"),
         (30, {"vaginal_involvement": "vagina_upper_two_thirds"}, "figo2018_IIA1"),
         (45, {"vaginal_involvement": "vagina_upper_two_thirds"}, "figo2018_IIA2"),
-        (30, {"parametrial_invasion": True}, "figo2018_IIB"),
+        (30, {"parametrial_invasion": True, "parametrial_side": "right"}, "figo2018_IIB"),
         (
             30,
-            {"vaginal_involvement": "vagina_lower_third", "parametrial_invasion": True},
+            {
+                "vaginal_involvement": "vagina_lower_third",
+                "parametrial_invasion": True,
+                "parametrial_side": "bilateral",
+            },
             "figo2018_IIIA",
         ),
         (30, {"hydronephrosis": True}, "figo2018_IIIB"),
@@ -153,10 +164,41 @@ def test_quadrant_follows_the_clock_face_per_side():
     ],
 )
 def test_figo_cervix_stages(size, changes, stage):
-    report = _report("figo_cervix_2018", {**CERVIX, **changes}, [{"size_mm": size}])
+    fields = with_node_detail({**CERVIX, **changes})
+    report = _report("figo_cervix_2018", fields, [{"size_mm": size}])
     assert report.derived["stage"].value == stage
     assert report.derived["management"].value == "figo_mgmt_mdt"  # every stage
     assert report.validation.valid
+
+
+def test_metastatic_nodes_state_their_side_and_short_axis_and_only_then():
+    nodes = {**CERVIX, "pelvic_nodes": True}
+    unsided = _report("figo_cervix_2018", nodes, [{"size_mm": 30}])
+    assert {p.where for p in unsided.validation.problems} == {
+        "fields.node_side",
+        "fields.node_short_axis_mm",
+    }
+    stated = _report("figo_cervix_2018", with_node_detail(nodes), [{"size_mm": 30}])
+    assert stated.validation.valid
+    from reportgen.render import render_text
+
+    assert "Largest metastatic lymph node: 14 mm in short axis." in render_text(stated, "en")
+    stray = _report("figo_cervix_2018", {**CERVIX, "node_side": "left"}, [{"size_mm": 30}])
+    assert not stray.validation.valid
+
+
+def test_parametrial_invasion_states_its_side_and_only_then():
+    unsided = _report(
+        "figo_cervix_2018", {**CERVIX, "parametrial_invasion": True}, [{"size_mm": 30}]
+    )
+    assert [(p.where, p.message) for p in unsided.validation.problems] == [
+        ("fields.parametrial_side", "required but missing")
+    ]
+    stray = _report("figo_cervix_2018", {**CERVIX, "parametrial_side": "left"}, [{"size_mm": 30}])
+    assert any(
+        p.where == "fields.parametrial_side" and "does not apply" in p.message
+        for p in stray.validation.problems
+    )
 
 
 @pytest.mark.parametrize(
@@ -184,7 +226,7 @@ def test_figo_cervix_stages(size, changes, stage):
 def test_figo_endometrium_stages(invasion, changes, stage):
     report = _report(
         "figo_endometrium_2023",
-        {**ENDOMETRIUM, **changes},
+        with_node_detail({**ENDOMETRIUM, **changes}),
         [{"size_mm": 30, "myometrial_invasion": invasion}],
     )
     assert report.derived["stage"].value == stage
