@@ -51,7 +51,7 @@ def controls(specs: list[FieldSpec], lang: str) -> list[Control]:
                 label=_label(spec, lang),
                 required=spec.required and spec.applicable_if is None,
                 options=tuple((v, concepts[v].pref(lang)) for v in spec.values),
-                unit=spec.unit,
+                unit=spec.unit if spec.unit != "1" else None,  # a count ("1", UCUM) shows none
                 minimum=spec.range[0] if spec.range else None,
                 maximum=spec.range[1] if spec.range else None,
                 step=10.0**-spec.decimals,

@@ -292,6 +292,45 @@ def test_orads_management_follows_the_risk(tic, score, management):
     assert normal.derived["management"].value == "orads_mgmt_none"
 
 
+def test_orads_states_the_lexicon_descriptors_a_reader_adds():
+    """Origin, the ipsilateral ovary, the loculi, T2 dark shading and the solid tissue's
+    morphology are the reader's to add (no score rule reads them, none is required): the
+    template says each in both languages and refuses one that does not apply."""
+    from reportgen.render import render_text
+
+    plain = {"peritoneal_implants": False, "ascites": False}
+    described = {
+        **CYSTIC_SOLID,
+        "origin": "origin_ovarian",
+        "ipsilateral_ovary": False,
+        "loculi": 3,
+        "t2_dark_shading": False,
+        "solid_morphology": "solid_papillary_projection",
+    }
+    report = _report("orads_mri", plain, [described])
+    assert report.validation.valid, report.validation.problems
+    assert (
+        report.derived["risk_score"].value
+        == _report("orads_mri", plain, [CYSTIC_SOLID]).derived["risk_score"].value
+    )  # no score rule reads them
+    text = render_text(report, "en")
+    for phrase in ("Origin: ovarian origin.", "3 loculi.", "Solid tissue: papillary projection."):
+        assert phrase in text
+    assert "实性成分：乳头状突起。" in render_text(report, "zh")
+    cyst = {
+        "laterality": "left",
+        "size_mm": 40,
+        "composition": "composition_unilocular_cyst",
+        "fluid": "fluid_endometriotic",
+        "wall": "wall_not_enhancing",
+        "lipid": False,
+        "solid_tissue": False,
+        "solid_morphology": "solid_mural_nodule",  # a cyst has no solid tissue to describe
+    }
+    wrong = _report("orads_mri", plain, [cyst])
+    assert [p.where for p in wrong.validation.problems] == ["findings[0].solid_morphology"]
+
+
 def _problems(report):
     return {(p.severity, p.where, p.rule) for p in validate_report(report).problems}
 
