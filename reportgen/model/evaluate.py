@@ -3,7 +3,9 @@
 Metrics: per-field accuracy and macro-F1 (findings aligned by the Hungarian method),
 headline derived result accuracy (BI-RADS assessment / FIGO stage) with a confusion
 matrix, lesion size MAE and relative error, malignancy AUROC (when the data carry
-pathology truth), detection IoU (evidence boxes vs lesion-mask boxes), BLEU-4 and
+pathology truth), detection IoU (evidence boxes vs lesion-mask boxes) and outline Dice
+(each truth lesion's label against the drafted outline that overlaps it most, on the
+study's grid), BLEU-4 and
 ROUGE-L of the rendered English text (sacrebleu, rouge-score), template compliance and
 terminology consistency; per missing-sequence subset. Lesion level
 (`reportgen.report.metrics.LesionScores`): recall by type and size, precision, and on
@@ -66,6 +68,7 @@ class Scorer:
         self.template = template
         self.scores = ReportScores(template)
         self.ious: list[float] = []
+        self.dices: list[float] = []  # each truth lesion's best overlapping drafted outline
         self.hyp: list[str] = []
         self.ref: list[str] = []
         self.valid = 0
@@ -170,6 +173,7 @@ class Scorer:
             "lesion": lesion,
             "intervals_95": self.intervals(),
             "detection_iou": round(float(np.mean(self.ious)), 4) if self.ious else None,
+            "outline_dice": round(float(np.mean(self.dices)), 4) if self.dices else None,
             "bleu4": round(sacrebleu.corpus_bleu(self.hyp, [self.ref]).score / 100, 4),
             "rougeL": round(float(np.mean(rouge)), 4),
             "template_compliance": round(self.valid / max(1, n), 4),
@@ -265,10 +269,13 @@ def _study_field(key: str):
     return statistic
 
 
-def _truth_lesions(truth: Report, sidecar: dict, mask: np.ndarray, affine) -> list[TruthLesion]:
-    """Truth findings with where their lesion is (centroid of its label, world mm)."""
+def _truth_lesions(
+    truth: Report, sidecar: dict, mask: np.ndarray, affine
+) -> tuple[list[TruthLesion], list[np.ndarray]]:
+    """Truth findings with where their lesion is (centroid of its label, world mm), and
+    each one's label region on the grid (what a drafted outline is scored against)."""
     labels = [les.get("label", k + 1) for k, les in enumerate(sidecar.get("lesions") or [])]
-    out = []
+    out, regions = [], []
     for k, finding in enumerate(truth.findings):
         # a finding keeps its id ("F3") when findings before it are not shown (assessable)
         k = int(finding.id[1:]) - 1 if finding.id[1:].isdigit() else k
@@ -280,7 +287,14 @@ def _truth_lesions(truth: Report, sidecar: dict, mask: np.ndarray, affine) -> li
         centre = affine[:3, :3] @ voxels.mean(0) + affine[:3, 3]
         box = region_box_mm(region, affine)
         out.append(TruthLesion(tuple(float(v) for v in centre), finding, box))
-    return out
+        regions.append(region)
+    return out, regions
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Overlap of two masks on one grid: 2|A and B| / (|A| + |B|)."""
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / total if total else 0.0
 
 
 def _malignant(truth: dict) -> int | None:
@@ -365,7 +379,7 @@ def evaluate_model(
             seen = restrict_to_study(
                 truth, template, [n for n, p in zip(names, present[0].tolist(), strict=True) if p]
             )
-            lesions = _truth_lesions(seen, examples.truth[i] or {}, mask, affine)
+            lesions, regions = _truth_lesions(seen, examples.truth[i] or {}, mask, affine)
             explain = subset == "all"
             draft = generator.draft_tensors(
                 examples.study_ids[i],
@@ -384,6 +398,12 @@ def evaluate_model(
                 ]
                 truth_boxes = [les.box_mm for les in lesions if les.box_mm is not None]
                 boxes = (truth_boxes, predicted_boxes)
+                drafted = [o for o in draft.outlines or [] if o is not None]
+                if drafted and drafted[0].shape == mask.shape:  # outlines on the study's grid
+                    systems[f"model[{subset}]"].dices += [
+                        max((dice(region, o.astype(bool)) for o in drafted), default=0.0)
+                        for region in regions
+                    ]
             systems[f"model[{subset}]"].add(
                 draft.report, seen, malignant, draft.malignancy_probability, boxes, lesions,
                 study_id=examples.study_ids[i],
@@ -464,6 +484,7 @@ def markdown_table(summary: dict) -> str:
         ("size MAE mm", "size_mae_mm"),
         ("AUROC", "malignancy_auroc"),
         ("IoU", "detection_iou"),
+        ("Dice", "outline_dice"),
         ("BLEU-4", "bleu4"),
         ("ROUGE-L", "rougeL"),
         ("valid", "template_compliance"),

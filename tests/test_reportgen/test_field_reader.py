@@ -438,6 +438,9 @@ def test_reader_evaluation_reports_the_unconstrained_baseline(cervix, cli, tmp_p
     metrics = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["results"]
     assert set(metrics) == {"model[all]", "baseline:retrieval", "baseline:unconstrained"}
     assert metrics["model[all]"]["rule_consistency"] == 1.0  # the model's stage is derived
+    # the primary's outline scored against its label, beside its box
+    assert 0.0 <= metrics["model[all]"]["outline_dice"] <= 1.0
+    assert "| Dice |" in (tmp_path / "eval" / "evaluation.md").read_text()
     free = metrics["baseline:unconstrained"]
     assert free["studies"] == 4 and 0.0 <= free["stage_accuracy"] <= 1.0
     assert 0.0 <= free["rule_consistency"] <= 1.0

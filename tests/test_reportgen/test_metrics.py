@@ -160,3 +160,14 @@ def test_a_truth_lesion_is_one_box_however_many_parts_its_label_has():
     low, high = lesion.box_mm
     assert np.allclose(high - low, [20.0, 12.0, 12.0])  # voxels 2..11 in x, 2..7 in y, z
     assert _iou(lesion.box_mm, (low.copy(), high.copy())) == 1.0
+
+
+def test_dice_is_the_overlap_of_two_masks():
+    from reportgen.model.evaluate import dice
+
+    a = np.zeros((10, 10, 10), bool)
+    b = a.copy()
+    a[2:6, 2:6, 2:6] = True  # 64 voxels
+    b[4:8, 2:6, 2:6] = True  # 64, half of them shared
+    assert dice(a, a) == 1.0 and dice(a, b) == 0.5 and dice(a, ~a) == 0.0
+    assert dice(np.zeros_like(a), np.zeros_like(a)) == 0.0
