@@ -11,6 +11,8 @@ each phase's seconds after the injection where the headers gave them.
 from __future__ import annotations
 
 import io
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -57,17 +59,48 @@ def phase_seconds(technique: list[SeriesTechnique]) -> tuple[list[float] | None,
     return None, None
 
 
+# Font files that draw Chinese, in the order a plot prefers them (Debian: fonts-noto-cjk,
+# fonts-wqy-zenhei, fonts-droid-fallback); none installed, a Chinese page's plot keeps
+# English labels rather than boxes where the characters should be.
+CJK_FONT_FILES = ("NotoSansCJK", "NotoSansSC", "SourceHanSans", "wqy-zenhei", "DroidSansFallback")
+
+
+@lru_cache(maxsize=1)
+def cjk_font() -> str | None:
+    """The family name of the first installed CJK_FONT_FILES font (registered with
+    matplotlib, whose own font list may predate it), else None."""
+    from matplotlib import font_manager
+
+    found = font_manager.findSystemFonts()
+    for stem in CJK_FONT_FILES:
+        path = next((f for f in sorted(found) if Path(f).name.startswith(stem)), None)
+        if path is not None:
+            font_manager.fontManager.addfont(path)
+            return font_manager.FontProperties(fname=path).get_name()
+    return None
+
+
 def curve_png(
-    values: np.ndarray, seconds: list[float] | None, since: str | None, labels: dict[str, str]
+    values: np.ndarray,
+    seconds: list[float] | None,
+    since: str | None,
+    labels: dict[str, str],
+    font: str | None = None,
 ) -> bytes:
     """The curve as a small PNG: relative enhancement (%) against the phase's seconds
-    (else its number)."""
+    (else its number); `font`: the family its labels need (a CJK font for Chinese)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = seconds if seconds is not None else list(range(len(values)))
+    family = [font, "DejaVu Sans"] if font else ["DejaVu Sans"]
+    with matplotlib.rc_context({"font.family": family}):
+        return _plot(plt, x, values, seconds, since, labels)
+
+
+def _plot(plt, x, values, seconds, since, labels) -> bytes:
     figure, axes = plt.subplots(figsize=(3.2, 2.4), dpi=100)
     axes.plot(x, values, marker="o", color="#b35900")
     axes.axhline(0.0, color="#888", linewidth=0.8)

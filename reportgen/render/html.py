@@ -28,7 +28,7 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.errors import ConfigError
 from reportgen.io import Study
 from reportgen.io.write import replaced_privately
-from reportgen.render.curves import curve_png, phase_seconds, relative_enhancement
+from reportgen.render.curves import cjk_font, curve_png, phase_seconds, relative_enhancement
 from reportgen.render.key_images import (
     box_corner_voxels,
     canonical,
@@ -58,7 +58,10 @@ WORDS = {
            "narrative": "报告", "slice": "经病灶的轴位T2W；方框：勾画范围",
            "model": "生成模型", "measured": "图像测量",
            "subtraction": "经病灶的早期减影（首个增强期减平扫）；方框：勾画范围",
-           "curve": "方框内强化最明显一半的时间-信号强度曲线"},
+           "curve": "方框内强化最明显一半的时间-信号强度曲线",
+           "since": {"injection": "注射", "first phase": "首个期相"},
+           "curve_axes": {"seconds": "{since}后秒数", "phase": "DCE期相",
+                          "enhancement": "相对强化率（%）"}},
 }  # fmt: skip
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 52em; color: #111; }
@@ -214,9 +217,10 @@ def _figure(finding: Finding, report: Report, study: Study | None, lang: str) ->
     values = relative_enhancement(study, box)
     if values is not None:
         seconds, since = phase_seconds(report.study.technique)
-        axes = WORDS["en"]  # the plot's own labels stay in English (its fonts have no CJK)
+        font = cjk_font() if lang == "zh" else None
+        axes = WORDS[lang] if lang == "en" or font else WORDS["en"]  # no CJK font: English
         since_text = axes["since"].get(since or "", since)
-        png = curve_png(values, seconds, since_text, axes["curve_axes"])
+        png = curve_png(values, seconds, since_text, axes["curve_axes"], font)
         out.append(_img(png, f"{words['finding']} {finding.id}: {words['curve']}"))
     return "".join(out)
 

@@ -172,3 +172,37 @@ def test_html_renders_in_chromium_and_prints_to_pdf(drafted, tmp_path, cli):
             ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True
         ).stdout
         assert "Structured report" not in printed and "Report" in printed
+
+
+@pytest.mark.parametrize("font", ["installed", "none"])
+def test_a_chinese_page_labels_its_curve_in_chinese_where_a_font_can_draw_it(
+    drafted, monkeypatch, font
+):
+    """With a CJK font installed the zh page's curve is labelled in Chinese; without one it
+    keeps English labels: never a plot of empty boxes where characters should be
+    (matplotlib warns of every glyph its font lacks)."""
+    import warnings
+
+    from reportgen.render import curves, html
+
+    _, study, report = drafted
+    if font == "none":
+        monkeypatch.setattr(html, "cjk_font", lambda: None)
+    elif curves.cjk_font() is None:
+        pytest.skip(
+            "no CJK font installed (fonts-noto-cjk, fonts-wqy-zenhei, fonts-droid-fallback)"
+        )
+    labels = []
+    original = curves.curve_png
+
+    def recording(values, seconds, since, axes, font=None):
+        labels.append(axes["enhancement"])
+        return original(values, seconds, since, axes, font)
+
+    monkeypatch.setattr(html, "curve_png", recording)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        render_html(report, "zh", study=study)
+    assert labels and not [w for w in caught if "missing from font" in str(w.message)]
+    expected = "相对强化率（%）" if font == "installed" else "relative enhancement (%)"
+    assert set(labels) == {expected}
