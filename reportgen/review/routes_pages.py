@@ -206,7 +206,7 @@ def volume_nifti(
         raise HTTPException(404, "no such volume")
     ctx = context(request)
     volumes = _study_volumes(ctx, state)
-    if name == HEAT:
+    if name == HEAT:  # the draft's own evidence: per draft, and small
         heat, _ = _overlay(ctx, state)
         if heat is None:
             raise HTTPException(404, "this draft has no heat map")
@@ -216,11 +216,15 @@ def volume_nifti(
         numbered = [f.evidence.box if f.evidence else None for f in state.draft.findings]
         body = nifti_gz(box_labels(reference, numbered), reference.affine, (0.0, 1.0))
     else:
+
+        def encode() -> bytes:
+            data, affine = image_volume(volumes, name)  # KeyError: not in this study
+            return nifti_gz(data, affine, window_of(data))
+
         try:
-            data, affine = image_volume(volumes, name)
+            body = ctx.cache.encoded(inside(ctx.studies_root, state.study_path), name, encode)
         except KeyError:
             raise HTTPException(404, f"no volume {name!r} in this study") from None
-        body = nifti_gz(data, affine, window_of(data))
     return Response(body, media_type="application/gzip")
 
 

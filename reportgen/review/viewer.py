@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Lock
@@ -66,10 +67,28 @@ class DisplayVolume:
 class StudyCache:
     """A few recently viewed studies in memory (loading a study takes about a second)."""
 
+    ENCODED_BYTES = 256 * 1024 * 1024  # the browser viewer's encoded volumes kept, at most
+
     def __init__(self, size: int = 4):
         self._items: OrderedDict[str, dict[str, DisplayVolume]] = OrderedDict()
         self._size = size
         self._lock = Lock()
+        self._encoded: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+
+    def encoded(self, path: Path, name: str, encode: Callable[[], bytes]) -> bytes:
+        """A volume of a study as the browser viewer gets it, encoded once: compressing a
+        dynamic series takes seconds, and a page reload or a second pane asks again."""
+        key = (str(path), name)
+        with self._lock:
+            if key in self._encoded:
+                self._encoded.move_to_end(key)
+                return self._encoded[key]
+        body = encode()
+        with self._lock:
+            self._encoded[key] = body
+            while sum(map(len, self._encoded.values())) > self.ENCODED_BYTES:
+                self._encoded.popitem(last=False)
+        return body
 
     def get(self, path: Path) -> dict[str, DisplayVolume]:
         key = str(path)

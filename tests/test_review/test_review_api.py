@@ -348,3 +348,26 @@ def test_the_form_marks_required_only_what_always_applies_and_signing_asks_to_at
     assert not required["nme_distribution"] and not required["shape"]  # only where they apply
     assert page["finding_min"] == load_template("birads_mri").finding_min
     assert page["attestation"].endswith("and I sign it as Dr Alice.")
+
+
+def test_the_viewer_s_volumes_are_encoded_once_and_the_cache_is_bounded(tmp_path):
+    from reportgen.review.viewer import StudyCache
+
+    cache = StudyCache()
+    calls = []
+
+    def encode(size):
+        def run():
+            calls.append(size)
+            return b"x" * size
+
+        return run
+
+    assert cache.encoded(tmp_path, "T2W", encode(10)) == b"x" * 10
+    assert cache.encoded(tmp_path, "T2W", encode(99)) == b"x" * 10  # encoded once
+    assert calls == [10]
+    cache.ENCODED_BYTES = 25
+    cache.encoded(tmp_path, "SUB", encode(10))
+    cache.encoded(tmp_path, "DCE", encode(10))  # 30 bytes: the oldest goes
+    cache.encoded(tmp_path, "T2W", encode(7))
+    assert calls == [10, 10, 10, 7]
