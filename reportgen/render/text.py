@@ -62,7 +62,7 @@ LABELS = {
         "indication": "检查指征：{text}",
         "not_provided": "未提供",
         "signed": "签署：{who}，{when} UTC。",
-        "dimensions": "三径 {a} × {b} × {c} mm（左右 × 前后 × 上下）",
+        "dimensions": "三径 {a} × {b} × {c} mm（横径 × 前后径 × 上下径）",
         "from_nipple": "距乳头 {d} mm",
     },
 }

@@ -291,6 +291,8 @@ class ReportParser:
                 field_id, value = self.lexicon.values[cid]
                 if cid in self.lexicon.shared:
                     field_id = self._shared_field(cid, mentioned, current, state)
+                    if field_id is None:
+                        continue
                 spec = self._spec(field_id)
                 if negated:
                     if spec.negated and spec.negated != value:
@@ -305,10 +307,11 @@ class ReportParser:
                     state.negated_values.append((spec.id, spec.negated, current))
         return current
 
-    def _shared_field(self, cid: str, mentioned: set[str], finding, state: _State) -> str:
+    def _shared_field(self, cid: str, mentioned: set[str], finding, state: _State) -> str | None:
         """The field a value several fields offer belongs to: the one whose condition's
         concept the sentence names, else the first not yet stated that applies (given
-        what earlier sentences stated), else the first not yet stated."""
+        what earlier sentences stated), else none: a bare "left" in a sentence about
+        something else is no side."""
         fields = self.lexicon.shared[cid]
         for field_id in fields:
             if self.lexicon.anchors.get(field_id, set()) & mentioned:
@@ -316,7 +319,7 @@ class ReportParser:
         stated = finding if finding is not None else {}
         unstated = [f for f in fields if f not in state.fields and f not in stated]
         applicable = [f for f in unstated if self._applicable(self._spec(f), finding, state.fields)]
-        return (applicable or unstated or fields)[0]
+        return applicable[0] if applicable else None
 
     def _phrase_lookup(self, text: str) -> tuple[str, bool]:
         key = text.rstrip("。.").strip().lower()
