@@ -8,11 +8,10 @@ import re
 import shutil
 
 import pytest
-from helpers.browser import chromium_or_skip
+from helpers.browser import chromium_or_skip, drafted_breast_study, open_first_draft
 from helpers.review import PASSWORD
 from helpers.server import ReviewServer
 
-from reportgen.report import Report
 from reportgen.review.store import RewardLog
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,20 +44,15 @@ def complete_added_finding(page, rounds: int = 6) -> None:
 def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from reportgen.synth import SynthOptions, synth_dataset
+    from reportgen.synth import SynthOptions
 
     executable = chromium_or_skip()
     studies = tmp_path / "studies"
-    synth_dataset(
+    draft = drafted_breast_study(
+        cli,
         studies,
-        1,
         SynthOptions(protocol="low_resolution", domain="breast", seed=77, malignant_fraction=1.0),
-        workers=1,
     )
-    study = next(p for p in studies.iterdir() if p.is_dir())
-    result = cli("generate", study, "--out", studies / "draft.json")
-    assert result.code == 0, result.err
-    draft = Report.from_json((studies / "draft.json").read_text())
     db = str(tmp_path / "log.db")
     RewardLog(db).accounts.add("alice", "Dr Alice", PASSWORD)
     server = ReviewServer(db, studies, tmp_path / "server.log")
@@ -81,11 +75,7 @@ def test_clinician_corrects_and_signs_a_generated_draft_in_chromium(cli, tmp_pat
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.set_default_timeout(60_000)  # CI machines are shared; generous, not timed
             expect.set_options(timeout=60_000)
-            page.goto(f"{server.url}/")
-            page.fill("#username", "alice")
-            page.fill("#password", PASSWORD)
-            page.click("#sign-in")
-            page.click("a.open-draft")
+            open_first_draft(page, server.url, "alice", PASSWORD)
             expect(page.locator("#problems li").first).to_be_visible()
             # two corrections: the first finding's size and the breast composition
             old_size = draft.findings[0].fields["size_mm"].value if draft.findings else None

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.browser import chromium_or_skip
+from helpers.browser import chromium_or_skip, drafted_breast_study, open_first_draft
 from helpers.review import PASSWORD
 from helpers.server import ReviewServer
 from PIL import Image
 
-from reportgen.report import Report
 from reportgen.review.store import RewardLog
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -58,20 +57,13 @@ def wait_until(page, condition: str, seconds: float = 60.0) -> None:
 def test_the_viewer_shows_the_study_as_a_radiologist_reads_it(cli, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from reportgen.synth import SynthOptions, synth_dataset
+    from reportgen.synth import SynthOptions
 
     executable = chromium_or_skip()
     studies = tmp_path / "studies"
-    synth_dataset(
-        studies,
-        1,
-        SynthOptions(domain="breast", seed=12, malignant_fraction=1.0),  # a left breast mass
-        workers=1,
+    draft = drafted_breast_study(  # a left breast mass, at the clinical protocol
+        cli, studies, SynthOptions(domain="breast", seed=12, malignant_fraction=1.0)
     )
-    study = next(p for p in studies.iterdir() if p.is_dir())
-    result = cli("generate", study, "--out", studies / "draft.json")
-    assert result.code == 0, result.err
-    draft = Report.from_json((studies / "draft.json").read_text())
     boxed = [f for f in draft.findings if f.evidence is not None and f.evidence.box is not None]
     assert boxed, "the generated draft has no finding with a box to show"
     box = boxed[0].evidence.box
@@ -87,11 +79,7 @@ def test_the_viewer_shows_the_study_as_a_radiologist_reads_it(cli, tmp_path):
             page.set_default_timeout(60_000)
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{server.url}/")
-            page.fill("#username", "alice")
-            page.fill("#password", PASSWORD)
-            page.click("#sign-in")
-            page.click("a.open-draft")
+            open_first_draft(page, server.url, "alice", PASSWORD)
             page.wait_for_load_state("load")  # every script has run
             assert page.evaluate("window.reportgenViewer.ready.then(() => true)")
             assert page.locator("#volume-viewer").is_visible()
