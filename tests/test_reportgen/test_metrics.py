@@ -156,7 +156,8 @@ def test_a_truth_lesion_is_one_box_however_many_parts_its_label_has():
     mask[10:12, 2:4, 2:4] = 1  # a part apart from the body
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     truth = _report("birads_mri", BREAST, [SPICULATED])
-    (lesion,) = _truth_lesions(truth, {}, mask, affine)
+    (lesion,), (region,) = _truth_lesions(truth, {}, mask, affine)
+    assert (region == (mask == 1)).all()  # what its drafted outline's Dice is scored on
     low, high = lesion.box_mm
     assert np.allclose(high - low, [20.0, 12.0, 12.0])  # voxels 2..11 in x, 2..7 in y, z
     assert _iou(lesion.box_mm, (low.copy(), high.copy())) == 1.0
