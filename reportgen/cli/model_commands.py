@@ -141,6 +141,12 @@ def generate(
     indication: str = typer.Option(
         None, "--indication", help="Why the study was done (one study; stated in the report)."
     ),
+    study_date: str = typer.Option(
+        None,
+        "--study-date",
+        help="The day the study was done, YYYY-MM-DD (one study; a DICOM study's own "
+        "StudyDate otherwise).",
+    ),
 ) -> None:
     """Draft a structured report for a study (template-constrained, valid by construction)."""
     from reportgen import NOT_FOR_CLINICAL_USE
@@ -160,10 +166,19 @@ def generate(
             indication = clean_indication(indication)
         except ValueError as exc:
             raise ConfigError(f"--indication: {exc}") from exc
+    if study_date is not None:
+        from reportgen.report.schema import clean_study_date
+
+        try:
+            study_date = clean_study_date(study_date)
+        except ValueError as exc:
+            raise ConfigError(f"--study-date: {exc}") from exc
     choose = GeneratorChoice(model, template)  # named, else by each study's anatomy
     if is_batch(study):
-        if indication is not None:
-            raise ConfigError("--indication describes one study; draft a folder without it")
+        if indication is not None or study_date is not None:
+            raise ConfigError(
+                "--indication and --study-date describe one study; draft a folder without them"
+            )
         if out is None:
             raise ConfigError("a folder of studies needs --out FOLDER for the drafts")
         options = GenerateOptions(num_beams=beams, explain=explain)
@@ -181,6 +196,8 @@ def generate(
     draft, generator, report = checked.draft, checked.generator, checked.draft.report
     if indication is not None:
         report.study.indication = indication
+    if study_date is not None:
+        report.study.study_date = study_date
     loaded, source = checked.study, checked.source
     for message in checked.warnings:
         typer.echo(f"warning: {message}", err=True)

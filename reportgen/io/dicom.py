@@ -654,6 +654,8 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
         metadata["dce_phases"] = choice
     if part:  # a region, not an identifier: what the fitness check reads
         metadata["body_part"] = part
+    if day := study_date(conversion.groups):  # what the report and the worklist date it by
+        metadata["study_date"] = day
     timing = dce_timing(conversion.converted)
     if timing:  # seconds after the injection: a draft's technique
         metadata["dce_timing"] = timing
@@ -695,6 +697,23 @@ def body_part(groups: list[SeriesGroup]) -> str | None:
         for h in group.headers[:1]
     } - {""}
     return "+".join(sorted(parts)) if parts else None
+
+
+def study_date(groups: list[SeriesGroup]) -> str | None:
+    """The day the study was done (ISO 8601) from its StudyDate, else the first series'
+    SeriesDate or AcquisitionDate; None when none holds a real date (an anonymiser blanks
+    them, or shifts them under PS3.15's Retain Longitudinal Temporal Information option).
+    Read into the loaded study only: ingest's de-identified folders keep no date."""
+    from datetime import date
+
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate"):
+        for group in groups:
+            text = str(group.first.get(keyword, "") or "").strip()
+            try:
+                return date(int(text[:4]), int(text[4:6]), int(text[6:8])).isoformat()
+            except ValueError:
+                continue
+    return None
 
 
 def header_anatomy(folder: Path) -> tuple[str, str | None] | None:

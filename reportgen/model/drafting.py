@@ -36,6 +36,8 @@ def draft_checked(
     generator = choose(anatomy.tag, anatomy.region, force)
     unfit = check_fitness(study.study_id, anatomy, generator.template, force)
     draft = generator.draft(study, options or GenerateOptions())
+    if draft.report is not None and study.metadata.get("study_date"):
+        draft.report.study.study_date = study.metadata["study_date"]
     return CheckedDraft(draft, generator, add_fitness_warnings(draft.report, unfit, anatomy))
 
 

@@ -135,6 +135,8 @@ def to_fhir_bundle(
         ],
         "code": _coding(template.procedure, concepts),
         "subject": subject,
+        # the clinically relevant time: the day the study was done, where it is known
+        **({"effectiveDateTime": report.study.study_date} if report.study.study_date else {}),
         "result": refs,
         "conclusion": " ".join(
             [

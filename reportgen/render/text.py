@@ -37,6 +37,7 @@ LABELS = {
         "since": {"injection": "injection", "first phase": "first phase"},
         "comparison": "Comparison: none available.",
         "indication": "Indication: {text}",
+        "study_date": "Study date: {date}",
         "not_provided": "not provided",
         "signed": "Signed by {who} on {when} UTC.",
         "dimensions": "Dimensions {a} x {b} x {c} mm (transverse x anteroposterior x craniocaudal)",
@@ -60,6 +61,7 @@ LABELS = {
         "since": {"injection": "注射对比剂", "first phase": "首期"},
         "comparison": "对比：无既往检查可供对比。",
         "indication": "检查指征：{text}",
+        "study_date": "检查日期：{date}",
         "not_provided": "未提供",
         "signed": "签署：{who}，{when} UTC。",
         "dimensions": "三径 {a} × {b} × {c} mm（横径 × 前后径 × 上下径）",
@@ -214,6 +216,8 @@ def render_text(
         f"{words['study']}: {report.study.study_id}"
         + (f"; {words['sequences']}: {used}; {words['missing']}: {missing}" if used else "")
     )
+    if report.study.study_date:
+        out.append(words["study_date"].format(date=report.study.study_date))
     if report.study.technique:  # a draft from images: how they were acquired, no priors
         out += [_technique(report.study.technique, lang), words["comparison"]]
     if report.study.technique or report.study.indication:

@@ -9,7 +9,7 @@ and carry their code (system, code, display) so a report is self-describing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -105,6 +105,18 @@ class SeriesTechnique(BaseModel):
 INDICATION_CHARS = 500
 
 
+STUDY_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def clean_study_date(text: str) -> str:
+    """A study date as a report states it (YYYY-MM-DD); ValueError if it is not a real
+    calendar day."""
+    try:
+        return date.fromisoformat(str(text).strip()).isoformat()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def clean_indication(text: str) -> str:
     """An indication as a report states it: one line, whitespace collapsed; ValueError if
     it is empty, too long or holds control characters."""
@@ -129,6 +141,9 @@ class StudyRef(BaseModel):
     # why the study was done, as the requesting clinician gave it (`--indication`): never
     # read from DICOM free text, which de-identification blanks
     indication: str | None = Field(default=None, min_length=1, max_length=INDICATION_CHARS)
+    # the day the study was done (ISO 8601), as the PACS dates it (DICOM StudyDate) or the
+    # requesting side gives it (`--study-date`): what a reading room sorts and compares by
+    study_date: str | None = Field(default=None, pattern=STUDY_DATE_PATTERN)
 
 
 class Provenance(BaseModel):

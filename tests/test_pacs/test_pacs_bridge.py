@@ -104,6 +104,9 @@ def test_watch_drafts_a_new_study_once_and_retries_after_a_restart(
     assert result.code == 0, result.err
     assert "drafted (birads_mri SR stored)" in result.err
     assert IDENTIFIERS["PatientID"] not in result.err and uid not in result.err
+    assert IDENTIFIERS["StudyDate"] not in result.err  # nor the day, in any form
+    day = IDENTIFIERS["StudyDate"]
+    assert f"{day[:4]}-{day[4:6]}-{day[6:]}" not in result.err
     assert [s["Modality"] for s in orthanc.series_of(uid)].count("SR") == 1
     again = cli(
         "pacs", "watch", "--template", "birads_mri", "--state", state_file, "--polls", "1",

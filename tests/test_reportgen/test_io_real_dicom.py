@@ -30,6 +30,7 @@ def test_real_study_t2w_is_the_axial_tse_and_dwi_the_acquired_b800_of_the_adcs_a
     assert any("b=1000" in w and "not read" in w for w in study.warnings)
     assert not any("cannot be converted" in w for w in study.warnings)
     assert study.study_id.startswith("study-") and "ProstateX" not in study.study_id
+    assert study.metadata["study_date"] == "2011-07-07"  # its StudyDate, as ISO 8601
 
 
 def test_real_study_ingests_and_reads_back(tmp_path, cli):
@@ -42,6 +43,7 @@ def test_real_study_ingests_and_reads_back(tmp_path, cli):
     assert cli("inspect", out).code == 0
     # the region survives ingest, so the ingested folder is refused as the DICOM was
     assert again.metadata["body_part"] == "PROSTATE"
+    assert "study_date" not in again.metadata  # ingest writes a de-identified folder
     refused = cli("generate", out, "--template", "birads_mri", "--no-explain")
     assert refused.code == 2 and "BodyPartExamined is PROSTATE" in refused.err
 

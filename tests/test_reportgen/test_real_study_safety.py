@@ -167,6 +167,11 @@ def test_the_draft_states_the_technique_its_headers_give(forced_prostate):
     assert "DWI, 2.0 x 2.0 mm in-plane, 3.0 mm slices, b = 800 s/mm²" in technique
     assert "Comparison: none available." in text
     assert {t.sequence for t in report.study.technique} == {"T2W", "DWI", "ADC"}
+    # dated as its StudyDate says, in every format that carries a date
+    assert report.study.study_date == "2011-07-07" and "Study date: 2011-07-07" in text
+    fhir = json.loads((out / "r.fhir.json").read_text())
+    assert fhir["entry"][0]["resource"]["effectiveDateTime"] == "2011-07-07"
+    assert pydicom.dcmread(out / "r.sr.dcm").StudyDate == "20110707"
 
 
 def test_a_chinese_draft_says_its_notice_and_warnings_in_chinese(forced_prostate):

@@ -403,6 +403,32 @@ def test_cli_generate_states_the_indication_given_and_refuses_a_bad_one(bench, c
     assert out.read_bytes() == before  # a refused call changed nothing
 
 
+def test_cli_generate_dates_a_study_as_given_and_refuses_a_day_that_is_not_one(
+    bench, cli, tmp_path
+):
+    """A NIfTI study carries no date: `--study-date` gives it; the text, the FHIR report's
+    effective time and the JSON state it; a date that is no calendar day is refused."""
+    row = read_manifest(bench / "heldout" / "manifest.jsonl")[0]
+    study = bench / "heldout" / row["dir"]
+    out = tmp_path / "draft.json"
+    args = ("generate", study, "--model", bench / "model", "--no-explain")
+    assert cli(*args, "--out", out).code == 0
+    assert Report.from_json(out.read_text()).study.study_date is None  # none in NIfTI
+    assert cli(*args, "--out", out, "--study-date", "2026-11-30").code == 0
+    assert Report.from_json(out.read_text()).study.study_date == "2026-11-30"
+    text = tmp_path / "draft.txt"
+    assert cli(*args, "--out", text, "--format", "text", "--study-date", "2026-11-30").code == 0
+    assert "Study date: 2026-11-30" in text.read_text()
+    fhir = tmp_path / "draft.fhir.json"
+    assert cli(*args, "--out", fhir, "--format", "fhir", "--study-date", "20261130").code == 0
+    bundle = json.loads(fhir.read_text())
+    assert bundle["entry"][0]["resource"]["effectiveDateTime"] == "2026-11-30"
+    before = out.read_bytes()
+    for bad in ("2026-02-30", "yesterday", "2026-13-01"):
+        assert_refused(cli(*args, "--out", out, "--study-date", bad), "--study-date")
+    assert out.read_bytes() == before
+
+
 def test_cli_generate_drafts_a_folder_of_studies_and_refuses_the_bad_one(bench, cli, tmp_path):
     import shutil
 

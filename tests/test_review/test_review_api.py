@@ -317,6 +317,7 @@ def test_the_worklist_shows_each_headline_and_lists_suspicious_drafts_first(app_
             study=StudyRef(
                 study_id=f"s-{name}",
                 indication="screening, BRCA1 carrier" if findings else None,
+                study_date="2026-11-30" if findings else None,
             ),
             provenance=Provenance(source="model", model_name="test"),
         )
@@ -333,6 +334,8 @@ def test_the_worklist_shows_each_headline_and_lists_suspicious_drafts_first(app_
     assert "BI-RADS 5: highly suggestive of malignancy" in page
     assert {r.draft_id: r.indication for r in rows}[added["birads_5"]] == "screening, BRCA1 carrier"
     assert "screening, BRCA1 carrier" in page and "not provided" in page
+    assert '<td class="study-date">2026-11-30</td>' in page
+    assert '<td class="study-date">not recorded</td>' in page
     assert page.index(f'href="/drafts/{added["birads_5"]}"') < page.index(
         f'href="/drafts/{added["birads_1"]}"'
     )

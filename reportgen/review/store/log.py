@@ -77,6 +77,7 @@ class WorklistRow:
     headline: str | None = None  # the current report's headline value (category, stage)
     first: bool = False  # the headline is one the template's worklist lists first
     indication: str | None = None  # why the study was done, as the current report states
+    study_date: str | None = None  # the day the study was done (ISO), as the report dates it
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,7 @@ class RewardLog:
                         headline=headline,
                         first=headline in template.derived(template.headline).triage,
                         indication=current.get("study", {}).get("indication"),
+                        study_date=current.get("study", {}).get("study_date"),
                     )
                 )
             return sorted(out, key=lambda r: (not r.first, r.draft_id))  # triage first
