@@ -84,35 +84,50 @@ def acquired_families(present: np.ndarray) -> frozenset[str]:
     return frozenset(sequence_family(n) for n, p in zip(PROTOCOL, present, strict=True) if p)
 
 
-def _view_measures(job: tuple[SynthOptions, int, bool]) -> list[tuple[np.ndarray, frozenset, dict]]:
+def _view_measures(
+    job: tuple[SynthOptions, int, bool, float],
+) -> list[tuple[np.ndarray, frozenset, dict]]:
     """Rows of one case's lesion views: (measures, acquired families, truth); with
-    `hiding`, each lesion again with one family hidden (a worker's unit)."""
-    options, index, hiding = job
+    `hiding`, each lesion again with one family hidden (a worker's unit). Each row's crop
+    is cut `jitter_mm` (standard deviation per axis) from the lesion's centroid."""
+    options, index, hiding, jitter_mm = job
     if multiprocessing.parent_process() is not None:  # one thread per worker process; the
         torch.set_num_threads(1)  # caller's own threads are left alone when run in-process
     draw = np.random.default_rng([options.seed, index, 7])
+    offsets = np.random.default_rng([options.seed, index, 13])  # apart: hiding stays as drawn
     spacing = LESION_CROP.spacing[0]
     rows = []
+
+    def cut(study, centre):
+        return lesion_crop(study, centre + jitter_mm * offsets.standard_normal(3))
+
     for view in lesion_views(options, index):
         truth = {**view.fields, "pathology": view.pathology}
-        crop, present = lesion_crop(view.study(), view.centroid_mm())
+        study, centre = view.study(), view.centroid_mm()
+        crop, present = cut(study, centre)
         rows.append((crop_measures(crop, present, spacing), acquired_families(present), truth))
         if hiding:
             family = FAMILIES[int(draw.integers(len(FAMILIES)))]
             if family in acquired_families(present) and len(acquired_families(present)) > 1:
-                crop, present = hide(crop, present, family)
+                crop, present = hide(*cut(study, centre), family)
                 measures = crop_measures(crop, present, spacing)
                 rows.append((measures, acquired_families(present), truth))
     return rows
 
 
 def view_measures(
-    options: SynthOptions, cases: int, hiding: bool, workers: int | None = None, progress=None
+    options: SynthOptions,
+    cases: int,
+    hiding: bool,
+    workers: int | None = None,
+    progress=None,
+    jitter_mm: float = 0.0,
 ) -> tuple[np.ndarray, list[frozenset[str]], list[dict]]:
     """(measures, acquired families, truth) of every lesion of `cases` lesion views
-    (`reportgen.synth.views`), drawn and measured in parallel."""
+    (`reportgen.synth.views`), drawn and measured in parallel, each crop cut `jitter_mm`
+    (per axis) from its lesion's centroid."""
     measures, acquired, truth = [], [], []
-    jobs = [(options, i, hiding) for i in range(cases)]
+    jobs = [(options, i, hiding, jitter_mm) for i in range(cases)]
     for found in parallel_map(_view_measures, jobs, workers):
         for row, families, fields in found:
             measures.append(row)
@@ -304,7 +319,7 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
     options = SynthOptions(domain="breast", seed=args.seed, protocol=args.protocol)
     with tqdm(total=args.cases, desc="lesion views", unit="case") as bar:
         measures, acquired, truth = view_measures(
-            options, args.cases, True, args.workers, bar.update
+            options, args.cases, True, args.workers, bar.update, args.centre_jitter_mm
         )
     log(f"{len(measures)} rows from {args.cases} cases in {time.time() - start:.0f} s")
     model = fit_crop_reader(measures, acquired, truth, cfg, args.seed, args.iterations)
@@ -312,7 +327,9 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
         calibrating = SynthOptions(
             domain="breast", seed=args.calibration_seed, protocol=args.protocol
         )
-        rows = view_measures(calibrating, args.calibration_cases, True, args.workers)
+        rows = view_measures(
+            calibrating, args.calibration_cases, True, args.workers, None, args.centre_jitter_mm
+        )
         model.calibration = fit_reader_calibration(model, *rows)
         log(f"calibrated on {len(rows[0])} rows of seed {args.calibration_seed}")
     summary: dict = {
@@ -327,7 +344,9 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
         }
     if args.heldout_cases:
         held = SynthOptions(domain="breast", seed=args.heldout_seed, protocol=args.protocol)
-        h = view_measures(held, args.heldout_cases, False, args.workers)
+        h = view_measures(
+            held, args.heldout_cases, False, args.workers, None, args.centre_jitter_mm
+        )
         summary["heldout"] = {
             "seed": args.heldout_seed,
             "lesions": len(h[0]),

@@ -232,6 +232,14 @@ class CropReaderTrainArgs(ArgsRecord):
         metadata=option("Cases of a third seed its confidence is calibrated on (0: none)."),
     )
     calibration_seed: int = field(default=2, metadata=option("Seed of the calibration cases."))
+    centre_jitter_mm: float = field(
+        default=0.0,
+        metadata=option(
+            "Cut each crop this far (standard deviation per axis, mm) from the lesion's "
+            "centroid, as drafting cuts it where it found the lesion (0: at the centroid; "
+            "1.0 was measured and not kept, docs/report_model.md)."
+        ),
+    )
     workers: int | None = field(default=None, metadata=option("Processes drawing the views."))
 
 
