@@ -20,6 +20,7 @@ OUT = HERE / "images"
 CHROMIUM = "/usr/bin/chromium"
 WEBGL = ["--headless", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 PASSWORD = "correct horse battery"
+STUDY_DATE = "2026-11-30"  # fixed, so the pictures change only when the product does
 # domain -> (phantom seed, template, synth options): a pelvis is reported on the
 # clinical question's template, which names it; the breast shows a malignant mass
 PHANTOMS = {
@@ -46,7 +47,8 @@ def draft_all(root: Path) -> dict[str, Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         study.rename(target)
         draft = ("generate", target, "--template", template)
-        reportgen(*draft, "--out", studies / f"{study.name}.json")
+        # a phantom's NIfTI carries no date: the worklist shows one as a DICOM study's would
+        reportgen(*draft, "--out", studies / f"{study.name}.json", "--study-date", STUDY_DATE)
         reportgen(*draft, "--format", "html", "--out", root / f"{domain}.html")
         folders[domain] = target
     return folders
