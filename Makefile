@@ -45,6 +45,7 @@ demo-model: $(STAMP)
 	printf -- '- Reads lesion descriptors of studies acquired at <= 1 mm in-plane with `crop_reader/` (outlined and measured at the acquisition'"'"'s own resolution, boosted trees per descriptor; its own card says how it was fit).\n' >> $(DEMO_WORK)/model/README.md
 	printf -- '- Writes each lesion'"'"'s depth third as measured between the chest wall behind the nipple and the nipple (at any resolution); a lesion read at <= 1 mm states the malignancy probability of the crop reader'"'"'s malignancy head (boosted trees on the crop'"'"'s measures).\n' >> $(DEMO_WORK)/model/README.md
 	printf -- '- Finds the lesions of such studies at that resolution: blobs of enhancement and of fluid inside the breast, each cut as a lesion crop, measured and accepted or refused by the crop reader'"'"'s gate, one finding per lesion (docs/report_model.md, "Finding lesions at the acquisition'"'"'s own resolution").\n' >> $(DEMO_WORK)/model/README.md
+	printf -- '- States skin thickening and axillary adenopathy of such studies as measured on their own grids: skin thickness on the pre-contrast T1 (over 5 mm: thickened), the largest axillary node'"'"'s short axis (over 10 mm: adenopathy) (docs/report_model.md, "Skin and axillary nodes, measured").\n' >> $(DEMO_WORK)/model/README.md
 	rm -rf reportgen/demo_model/birads_mri && mkdir -p reportgen/demo_model
 	cp -r $(DEMO_WORK)/model reportgen/demo_model/birads_mri && rm -rf reportgen/demo_model/birads_mri/tb
 

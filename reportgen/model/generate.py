@@ -17,6 +17,7 @@ from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
 from reportgen.model.grammar import GrammarError, ParseState, TemplateGrammar
 from reportgen.model.modeling import load_model
 from reportgen.model.native_candidates import lesion_chooser
+from reportgen.model.study_findings import StudyFindings, measure_study_findings
 from reportgen.report import Report, build_report
 from reportgen.report.schema import Box, Evidence, Problem, Provenance, StudyRef
 from reportgen.report.technique import study_technique
@@ -89,6 +90,10 @@ class ReportGenerator(LoadedModel):
             reader is not None and study is not None and affine is not None and reader.reads(study)
         )
         choose = None
+        measured = StudyFindings()
+        if native:  # report-level findings the acquisition's own grid shows
+            measured = measure_study_findings(study, {f.id for f in self.template.fields})
+            grammar = grammar.study_measured_as(measured.values)
         if native and reader.gate is not None and self.model.has_evidence:
             choose = lesion_chooser(self.model, reader, study, affine)
         with torch.no_grad():
@@ -129,6 +134,8 @@ class ReportGenerator(LoadedModel):
                 raise RuntimeError(f"constrained draft broke the template: {exc}") from exc
             return Draft(None, None, drafted, None, error=str(exc))
         report = self._build(study_id, state, drafted, used, missing)
+        if measured.measurements:
+            report.study.measurements = dict(measured.measurements)
         probs = self._finding_malignancy(state, drafted)
         candidates = regions.candidates[0] if regions is not None else []
         chosen = finding_candidates(report, candidates)

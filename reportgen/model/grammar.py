@@ -81,6 +81,7 @@ class TemplateGrammar:
         self.finding_cap: int | None = None  # at most this many findings (see `at_most`)
         self.finding_floor: int = 0  # at least this many findings (see `at_least`)
         self.measured: tuple[dict[str, str], ...] = ()  # see `measured_by`
+        self.study_measured: dict[str, object] = {}  # see `study_measured_as`
 
     def measured_by(self, candidates: list[dict[str, str]]) -> TemplateGrammar:
         """This automaton for a study whose outlined candidates measured these finding
@@ -100,6 +101,32 @@ class TemplateGrammar:
         other = copy.copy(self)
         other.measured = measured
         return other
+
+    def study_measured_as(self, values: dict[str, object]) -> TemplateGrammar:
+        """This automaton for a study whose report-level fields were measured (field id ->
+        value, e.g. skin thickening from the skin's measured thickness): each such field
+        may only state its measured value, as a finding's side and size may only state
+        what its candidate measured. A value the field cannot take leaves it free."""
+        values = dict(values)
+        if values == self.study_measured:
+            return self
+        other = copy.copy(self)
+        other.study_measured = values
+        return other
+
+    def _study_value(self, spec: FieldSpec) -> frozenset[int] | None:
+        """The value id a measured report-level field must take (None: unrestricted)."""
+        if spec.id not in self.study_measured:
+            return None
+        value = self.study_measured[spec.id]
+        if spec.type == "bool":
+            token = V.TRUE if value else V.FALSE
+        elif spec.type == "number":
+            token = V.number_token(str(value))
+        else:
+            token = V.value_token(str(value))
+        ids = frozenset({self.vocab.id(token)}) if token in self.vocab.tokens else frozenset()
+        return (ids & self._value_sets[spec.id]) or None
 
     def _unclaimed(self, earlier: list[dict]) -> list[dict[str, str]]:
         """The measured candidates no earlier finding stated in full (each claims one)."""
@@ -233,6 +260,8 @@ class TemplateGrammar:
                 if parent is not None and self.measured:
                     earlier = state.findings[:-1]
                     allowed = self._measured_values(spec, values, earlier) or allowed
+                if parent is None and self.study_measured:
+                    allowed = self._study_value(spec) or allowed
                 if spec.id in self.unseen:
                     allowed = allowed - self.unseen[spec.id]
                 token = expect(allowed)

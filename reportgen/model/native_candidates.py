@@ -20,6 +20,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from reportgen.io.study import Study
+from reportgen.measure.axilla import in_axilla
 from reportgen.measure.crop_measures import lesion_body, outline_crop
 from reportgen.measure.proposals import Inside, Proposal, inside_mask, propose
 from reportgen.preprocessing import GridSpec, lesion_crop, target_affine
@@ -45,12 +46,30 @@ class NativeCandidate:
 
 def breast_inside(reading, affine: np.ndarray) -> Inside | None:
     """Where the breast is, from a prepared study's tissue measures (`StudyReading`):
-    its confident fat and fibroglandular tissue, grown a little; None without T2W."""
+    its confident fat and fibroglandular tissue, grown a little, less the axillae
+    (`reportgen.measure.axilla.in_axilla`: the tissue measures' breast reaches into the
+    lateral torso's fat, where clinical phantoms' normal axillary nodes were accepted as
+    masses); None without T2W."""
     tissue = reading.tissue if reading is not None else None
     if tissue is None or tissue.fgt_mask is None:
         return None
     breast = tissue.fgt_mask | tissue.fat_mask
-    return inside_mask(breast, affine) if breast.any() else None
+    if not breast.any():
+        return None
+    grown = inside_mask(breast, affine)
+    marks = reading.marks
+    if marks is None:
+        return grown
+    # the reading's landmarks are in its own grid's millimetres (`StudyReading.affine`)
+    to_marks = np.asarray(reading.affine, np.float64) @ np.linalg.inv(
+        np.asarray(affine, np.float64)
+    )
+
+    def inside(points: np.ndarray) -> np.ndarray:
+        local = np.asarray(points, np.float64) @ to_marks[:3, :3].T + to_marks[:3, 3]
+        return grown(points) & ~in_axilla(local, marks)
+
+    return inside
 
 
 BREAST_GRID = GridSpec((128, 128, 64), (2.0, 2.0, 2.0))  # the bundled model's input grid

@@ -42,6 +42,9 @@ LABELS = {
         "signed": "Signed by {who} on {when} UTC.",
         "dimensions": "Dimensions {a} x {b} x {c} mm (transverse x anteroposterior x craniocaudal)",
         "from_nipple": "{d} mm from the nipple",
+        "measured": "{label} (measured): {values}.",
+        "side_mm": "{side} {mm:.1f} mm",
+        "sides": {"right": "right", "left": "left"},
     },
     "zh": {
         "study": "检查",
@@ -66,6 +69,9 @@ LABELS = {
         "signed": "签署：{who}，{when} UTC。",
         "dimensions": "三径 {a} × {b} × {c} mm（横径 × 前后径 × 上下径）",
         "from_nipple": "距乳头 {d} mm",
+        "measured": "{label}（测量）：{values}。",
+        "side_mm": "{side} {mm:.1f} mm",
+        "sides": {"right": "右侧", "left": "左侧"},
     },
 }
 
@@ -196,6 +202,24 @@ def measured_text(finding: Finding, lang: str) -> str | None:
     return "; ".join(parts) + "." if lang == "en" else "；".join(parts) + "。"
 
 
+def study_measured_text(spec: FieldSpec, report: Report, lang: str) -> str | None:
+    """The measurement behind a report-level field, per side ("Skin thickness (measured):
+    right 2.2 mm, left 2.3 mm."), where the draft measured it."""
+    measured = report.study.measurements or {}
+    if spec.measurement is None or spec.measurement_label is None:
+        return None
+    words = LABELS[lang]
+    values = [
+        words["side_mm"].format(side=words["sides"][side], mm=measured[key])
+        for side in ("right", "left")
+        if (key := f"{spec.measurement}_{side}_mm") in measured
+    ]
+    if not values:
+        return None
+    joined = ", ".join(values) if lang == "en" else "，".join(values)
+    return words["measured"].format(label=spec.measurement_label[lang], values=joined)
+
+
 def render_text(
     report: Report,
     lang: str = "en",
@@ -235,6 +259,8 @@ def render_text(
                 )
                 if text:
                     lines.append(text)
+                if measured := study_measured_text(spec, report, lang):
+                    lines.append(measured)
         section_specs = [s for s in template.fields if s.section == section_id]
         if hidden and (
             text := _not_assessable(section_specs, hidden, report_values, None, concepts, lang)

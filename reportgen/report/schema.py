@@ -144,6 +144,9 @@ class StudyRef(BaseModel):
     # the day the study was done (ISO 8601), as the PACS dates it (DICOM StudyDate) or the
     # requesting side gives it (`--study-date`): what a reading room sorts and compares by
     study_date: str | None = Field(default=None, pattern=STUDY_DATE_PATTERN)
+    # report-level values measured in the images (name -> mm, e.g. "skin_thickness_left_mm"),
+    # behind the fields the draft states from them
+    measurements: dict[str, float] | None = None
 
 
 class Provenance(BaseModel):

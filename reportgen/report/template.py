@@ -50,6 +50,10 @@ class FieldSpec:
     phrase: Text | None = None
     phrase_true: Text | None = None
     phrase_false: Text | None = None
+    # what the images measure behind a report-level field (`study.measurements` holds
+    # NAME_right_mm / NAME_left_mm) and how the text names it
+    measurement: str | None = None
+    measurement_label: Text | None = None
 
     def values_unseen(self, acquired: set[str] | frozenset[str]) -> frozenset[str]:
         """The values of this field a study with only the `acquired` families cannot show."""
@@ -170,6 +174,8 @@ def _field(spec: dict, level: str) -> FieldSpec:
         phrase=spec.get("phrase"),
         phrase_true=spec.get("phrase_true"),
         phrase_false=spec.get("phrase_false"),
+        measurement=(spec.get("measurement") or {}).get("name"),
+        measurement_label=(spec.get("measurement") or {}).get("label"),
     )
 
 

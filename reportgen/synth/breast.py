@@ -292,7 +292,9 @@ def _breast_centre(side: str) -> np.ndarray:
 
 
 BREAST_AXES = (58.0, 55.0)  # lateral and craniocaudal semi-axes (mm); depth is per case
-# The pectoralis (extruded along z): centre and anterior-posterior / left-right semi-axes
+TORSO_CENTRE = (0.0, -68.0, 0.0)  # the torso (extruded along z): its fat and skin line
+TORSO_AXES = (120.0, 78.0)  # left-right / anterior-posterior semi-axes (mm)
+# The pectoralis (extruded along z): centre and left-right / anterior-posterior semi-axes
 # (mm). The torso's fat lies between its front and each breast's base, as the
 # retromammary fat does.
 MUSCLE_CENTRE = (0.0, -72.0, 0.0)
@@ -696,12 +698,33 @@ def _paint_nme(canvas: Canvas, lesion: Lesion, case: BreastCase, rng: np.random.
     lesion.size_mm = float(size)
 
 
+def _axillary_node_centre(drawn: np.ndarray) -> np.ndarray:
+    """Where a clinical phantom's axillary node lies: in the axillary fat between the
+    pectoralis and the torso's surface, lateral to the breast's base, as level I nodes do.
+
+    The low-resolution protocol keeps its legacy nodes (`drawn`: at the breast's base,
+    where the breast, painted after them, covered most of each node with fat: on 120
+    clinical development phantoms of seed 3131 the enlarged node of 7 studies whose truth
+    states axillary adenopathy was a sliver or nothing). The draw is mapped, not redrawn,
+    so every later draw of the phantom is unchanged."""
+    side = float(np.sign(drawn[0]))
+    x = 98.0 + (abs(float(drawn[0])) - 100.0) * 0.6  # 98-104 mm from the midline
+    muscle_front = MUSCLE_CENTRE[1] + MUSCLE_AXES[1] * np.sqrt(
+        max(1.0 - (x / MUSCLE_AXES[0]) ** 2, 0.0)
+    )
+    torso_front = TORSO_CENTRE[1] + TORSO_AXES[1] * np.sqrt(
+        max(1.0 - (x / TORSO_AXES[0]) ** 2, 0.0)
+    )
+    y = (muscle_front + torso_front) / 2 + (float(drawn[1]) - 2.5) * 0.4  # +-3 mm
+    return np.array([side * x, y, drawn[2]], dtype=np.float32)
+
+
 def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canvas:
     """Paint the anatomy and the lesions onto the acquisition's grid."""
     canvas = Canvas(acq.grid(), AIR)
     canvas.texture_scale = acq.texture_scale
     long = 400.0
-    torso, torso_b = ellipsoid((0, -68, 0), (120, 78, long))
+    torso, torso_b = ellipsoid(TORSO_CENTRE, (*TORSO_AXES, long))
     canvas.paint(torso, torso_b, FAT, extruded=True)
     muscle, muscle_b = ellipsoid(MUSCLE_CENTRE, (MUSCLE_AXES[0], MUSCLE_AXES[1], long))
     canvas.paint(muscle, muscle_b, MUSCLE, extruded=True)
@@ -716,6 +739,8 @@ def render(case: BreastCase, acq: Acquisition, rng: np.random.Generator) -> Canv
             centre = np.array(
                 [sx * rng.uniform(100, 110), rng.uniform(-5, 10), 25.0 + 12 * k], dtype=np.float32
             )
+            if acq.protocol == "clinical":
+                centre = _axillary_node_centre(centre)
             if case.adenopathy_side == side and k == 0:
                 r = rng.uniform(7.5, 11)
                 n_sdf, n_b = ellipsoid(centre, (r, r * 0.9, r * 0.95))
