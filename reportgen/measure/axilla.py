@@ -66,14 +66,19 @@ def in_axilla(
     points: np.ndarray, landmarks: BreastLandmarks, side: str | None = None
 ) -> np.ndarray:
     """Which world points (N, 3) lie in an axilla (either, or `side`'s): further from the
-    midline than that side's nipple by AXILLA_LATERAL_MM, and behind the chest wall found
-    behind the nipple plus AXILLA_FRONT_MM. The breast's lesion search stops there
+    midline than that side's nipple by AXILLA_LATERAL_MM, and behind the chest wall (the
+    more anterior of those found behind the nipples) plus AXILLA_FRONT_MM. The breast's lesion search stops there
     (`reportgen.model.native_candidates`): its nodes are read here, not as masses."""
     points = np.asarray(points, dtype=np.float64)
     out = np.zeros(len(points), dtype=bool)
+    if not landmarks.chest_wall_y_mm:
+        return out
+    # the breasts lie on one chest: the more anterior of the two walls found (a walk
+    # back from one nipple can overshoot the pectoralis: 52 mm behind the nipple's base
+    # on one side of a development phantom, 28 mm on the other)
+    wall = max(landmarks.chest_wall_y_mm.values())
     for name, nipple in landmarks.nipples_mm.items():
-        wall = landmarks.chest_wall_y_mm.get(name)
-        if wall is None or (side is not None and name != side):
+        if side is not None and name != side:
             continue
         sign = 1.0 if nipple[0] > landmarks.midline_x_mm else -1.0
         away = sign * (points[:, 0] - landmarks.midline_x_mm)
