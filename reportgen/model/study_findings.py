@@ -1,10 +1,12 @@
 """Report-level breast findings measured at the acquisition's own resolution.
 
-The decoder writes the report-level booleans (skin thickening, axillary adenopathy)
+The decoder writes the report-level booleans (skin thickening, axillary adenopathy,
+technical adequacy)
 from the whole-study tokens of the 2 mm model grid, where 1.6 mm skin and 5 mm skin look
 alike: on 120 clinical development phantoms (seed 3131) it stated none of 8 skin
-thickenings and none of 7 adenopathies (and one that was not there), and a thickening
-alone makes a study BI-RADS 2, adenopathy alone BI-RADS 4. Where the study was
+thickenings, none of 7 adenopathies (and one that was not there) and neither of 2
+studies too ghosted by motion to read; a thickening alone makes a study BI-RADS 2,
+adenopathy alone BI-RADS 4, an inadequate study BI-RADS 0. Where the study was
 acquired at clinical resolution, these are measured instead (`reportgen.measure`) and
 the draft states what was measured (`TemplateGrammar.study_measured_as`), as it states
 a lesion's measured side and size.
@@ -15,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from reportgen.io.study import Study
+from reportgen.measure.artefacts import GHOSTING_INADEQUATE, ghosting
 from reportgen.measure.axilla import axillary_nodes
 from reportgen.measure.breast import find_landmarks
 from reportgen.measure.skin import skin_thickness
@@ -40,6 +43,10 @@ def measure_study_findings(study: Study, field_ids: set[str]) -> StudyFindings:
     t1 = study.sequences.get(PRE_CONTRAST)
     if t2 is None:
         return out
+    if "technically_adequate" in field_ids:
+        ghosts = max(ghosting(v) for v in (t2, t1) if v is not None)
+        if ghosts > GHOSTING_INADEQUATE:  # only the failure is stated: adequate is silent
+            out.values["technically_adequate"] = False
     landmarks = find_landmarks(t2.data, t2.affine)
     if "skin_thickening" in field_ids and t1 is not None:
         skin = skin_thickness(t1, t2, landmarks)

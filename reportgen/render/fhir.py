@@ -87,9 +87,26 @@ def to_fhir_bundle(
     def spec_of(field_id: str) -> FieldSpec:
         return template.field(field_id)
 
+    measured = report.study.measurements or {}
     for key, value in report.fields.items():
         spec = spec_of(key)
-        observation(spec.concept, _value(spec.type, spec.unit, value, concepts))
+        body = _value(spec.type, spec.unit, value, concepts)
+        components = [
+            {  # what the images measured behind the value, per side (no public code)
+                "code": {"text": f"{spec.measurement_label['en']}, {side}"},
+                "valueQuantity": {
+                    "value": measured[name],
+                    "unit": "mm",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mm",
+                },
+            }
+            for side in ("right", "left")
+            if spec.measurement
+            and spec.measurement_label
+            and (name := f"{spec.measurement}_{side}_mm") in measured
+        ]
+        observation(spec.concept, {**body, **({"component": components} if components else {})})
     for finding in report.findings:
         components = []
         for key, value in finding.fields.items():

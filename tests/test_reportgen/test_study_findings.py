@@ -209,3 +209,53 @@ def test_the_axilla_is_lateral_to_the_nipple_and_behind_the_chest_wall():
     )
     assert in_axilla(points, landmarks).tolist() == [True, True, False, False]
     assert in_axilla(points, landmarks, "left").tolist() == [False, True, False, False]
+
+
+def test_fhir_carries_the_measurement_behind_a_report_level_field():
+    from reportgen.render import to_fhir_bundle
+
+    report = build_report(
+        load_template("birads_mri"),
+        {**BREAST, "skin_thickening": True},
+        [],
+        study=StudyRef(study_id="s", measurements={"skin_thickness_left_mm": 8.4}),
+        provenance=Provenance(source="model"),
+    )
+    bundle = to_fhir_bundle(report).model_dump(mode="json", exclude_none=True)
+    skin = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+        and e["resource"].get("valueBoolean") is True
+        and e["resource"].get("component")
+    ]
+    assert len(skin) == 1
+    (component,) = skin[0]["component"]
+    assert component["code"]["text"] == "Skin thickness, left"
+    assert component["valueQuantity"] == {
+        "value": 8.4,
+        "unit": "mm",
+        "system": "http://unitsofmeasure.org",
+        "code": "mm",
+    }
+
+
+def test_a_ghosted_series_scores_as_ghosted_and_a_clean_one_does_not():
+    """Motion ghosts are copies of the body along the phase-encoding direction: a copy at
+    a third of the signal, a quarter of the field of view away (anterior-posterior),
+    scores far above the same body without it; a study that ghosted is drafted
+    technically inadequate."""
+    from reportgen.measure.artefacts import GHOSTING_INADEQUATE, ghosting
+
+    t1, t2, _ = _breast(1.6)
+    clean = ghosting(t1)
+    rolled = t1.data + 0.35 * np.roll(t1.data, t1.shape[1] // 4, axis=1)
+    ghosted = ghosting(Volume(rolled.astype(np.float32), t1.affine))
+    assert clean < GHOSTING_INADEQUATE < ghosted
+    study = Study("g", {"T2W": t2, "DCE_0": Volume(rolled.astype(np.float32), t1.affine)}, "t", "f")
+    found = measure_study_findings(study, {"technically_adequate"})
+    assert found.values == {"technically_adequate": False}
+    fine = measure_study_findings(
+        Study("c", {"T2W": t2, "DCE_0": t1}, "t", "f"), {"technically_adequate"}
+    )
+    assert "technically_adequate" not in fine.values  # adequate is not stated
