@@ -390,7 +390,8 @@ def test_a_breast_findings_side_size_and_box_are_one_outlines_measurement(
 ):
     """Forced on ProstateX-0001 the breast model drafted two findings with one candidate's
     side, clock face and size (83 mm, from a 12 x 42 x 18 mm outline) and gave the second
-    the other candidate's box."""
+    the other candidate's box. Whatever findings a forced draft states, each is one
+    outline's measurement."""
     import numpy as np
 
     import reportgen.model.generate as generate
@@ -411,7 +412,10 @@ def test_a_breast_findings_side_size_and_box_are_one_outlines_measurement(
         force=True,
     )
     draft = checked.draft
-    assert draft.report.findings and len(seen) >= len(draft.report.findings)
+    # since the breast's lesion search stops at the axilla (stop 53) ProstateX-0001 forced
+    # drafts no finding at all; the other two still draft some, each one outline's
+    assert draft.report.findings or source == "ProstateX-0001"
+    assert len(seen) >= len(draft.report.findings)
     for finding, outline in zip(draft.report.findings, draft.outlines, strict=True):
         [own] = [
             c
