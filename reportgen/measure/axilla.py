@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from reportgen.io.study import Volume
-from reportgen.measure.breast import BreastLandmarks, body_mask
+from reportgen.measure.breast import BreastLandmarks, body_mask, fat_level
 from reportgen.measure.proposals import resampled_onto, world_points
 
 ADENOPATHY_SHORT_AXIS_MM = 10.0
@@ -95,12 +95,15 @@ def short_axis_mm(points: np.ndarray) -> float:
     return float(2.0 * np.sqrt(5.0 * max(variances[0], 0.0)))
 
 
-def axillary_nodes(pre: Volume, post: list[Volume], landmarks: BreastLandmarks) -> AxillaryNodes:
+def axillary_nodes(
+    pre: Volume, post: list[Volume], landmarks: BreastLandmarks, body: np.ndarray | None = None
+) -> AxillaryNodes:
     """Each axilla's largest node short axis from the pre-contrast T1 and the
-    post-contrast phases (any grid: they are read on the pre-contrast's)."""
+    post-contrast phases (any grid: they are read on the pre-contrast's); `body`: the
+    pre-contrast's body mask (`body_mask`) where the caller has it."""
     data = pre.data.astype(np.float32)
-    body = body_mask(data)
-    fat = float(np.percentile(data[body], 95))
+    body = body_mask(data) if body is None else body
+    fat = fat_level(data, body)
     mean_post = np.mean([_on_grid(v, pre) for v in post], axis=0)
     sigma = NOISE_SMOOTHING_MM / np.asarray(pre.spacing)
     enhancement = ndimage.gaussian_filter((mean_post - data) / fat, sigma)

@@ -83,6 +83,13 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(sizes))
 
 
+def fat_level(image: np.ndarray, body: np.ndarray | None = None) -> float:
+    """Fat's signal level: the 95th percentile of the body (fat is the brightest tissue of
+    a breast study on T2W and on a T1 without fat suppression)."""
+    inside = body_mask(image) if body is None else body
+    return float(np.percentile(image[inside], 95))
+
+
 def find_landmarks(
     image: np.ndarray, affine: np.ndarray, body: np.ndarray | None = None
 ) -> BreastLandmarks:

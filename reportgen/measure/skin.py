@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from reportgen.io.study import Volume
-from reportgen.measure.breast import BreastLandmarks, body_mask
+from reportgen.measure.breast import BreastLandmarks, fat_level
 
 SKIN_THICKENING_MM = 5.0
 SURFACE_LEVEL = 0.2  # of fat's T1: brighter than air
@@ -68,13 +68,6 @@ class SkinThickness:
         return None if thickest is None else thickest > SKIN_THICKENING_MM
 
 
-def _bright_level(volume: Volume) -> float:
-    """Fat's level: the 95th percentile of the body (fat is the brightest breast tissue
-    on a T1 without fat suppression and on T2W)."""
-    data = volume.data
-    return float(np.percentile(data[body_mask(data)], 95))
-
-
 def _sample(volume: Volume, points: np.ndarray) -> np.ndarray:
     """Trilinear samples of a volume at world points (N, 3); air (0) outside it."""
     inverse = np.linalg.inv(volume.affine)
@@ -101,11 +94,16 @@ def _surface_normals(t1: Volume, fat: float):
 
 
 def skin_thickness(
-    t1: Volume, t2: Volume, landmarks: BreastLandmarks, seed: int = 0
+    t1: Volume,
+    t2: Volume,
+    landmarks: BreastLandmarks,
+    fat_levels: tuple[float, float] | None = None,
+    seed: int = 0,
 ) -> SkinThickness:
     """Each breast's skin thickness from the pre-contrast T1 (`t1`) and T2W (`t2`), each
-    on its own grid, at the nipples and chest wall of `landmarks` (world mm)."""
-    fat_t1, fat_t2 = _bright_level(t1), _bright_level(t2)
+    on its own grid, at the nipples and chest wall of `landmarks` (world mm); `fat_levels`
+    (T1, T2W: `fat_level`) where the caller has them."""
+    fat_t1, fat_t2 = fat_levels or (fat_level(t1.data), fat_level(t2.data))
     normal_at = _surface_normals(t1, fat_t1)
     inverse = np.linalg.inv(t1.affine)
     steps = np.arange(0.0, RAY_LENGTH_MM, RAY_STEP_MM)

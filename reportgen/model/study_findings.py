@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from reportgen.io.study import Study
 from reportgen.measure.artefacts import GHOSTING_INADEQUATE, ghosting
 from reportgen.measure.axilla import axillary_nodes
-from reportgen.measure.breast import find_landmarks
+from reportgen.measure.breast import body_mask, fat_level, find_landmarks
 from reportgen.measure.skin import skin_thickness
 
 PRE_CONTRAST = "DCE_0"
@@ -47,16 +47,19 @@ def measure_study_findings(study: Study, field_ids: set[str]) -> StudyFindings:
         ghosts = max(ghosting(v) for v in (t2, t1) if v is not None)
         if ghosts > GHOSTING_INADEQUATE:  # only the failure is stated: adequate is silent
             out.values["technically_adequate"] = False
-    landmarks = find_landmarks(t2.data, t2.affine)
+    t2_body = body_mask(t2.data)  # each series' body found once, for every measure
+    t1_body = body_mask(t1.data) if t1 is not None else None
+    landmarks = find_landmarks(t2.data, t2.affine, t2_body)
     if "skin_thickening" in field_ids and t1 is not None:
-        skin = skin_thickness(t1, t2, landmarks)
+        fat = (fat_level(t1.data, t1_body), fat_level(t2.data, t2_body))
+        skin = skin_thickness(t1, t2, landmarks, fat)
         if skin.thickened is not None:
             out.values["skin_thickening"] = skin.thickened
             for side, mm in skin.by_side.items():
                 out.measurements[f"skin_thickness_{side}_mm"] = mm
     post = [v for k, v in study.sequences.items() if k.startswith("DCE_") and k != PRE_CONTRAST]
     if "axillary_adenopathy" in field_ids and t1 is not None and post:
-        nodes = axillary_nodes(t1, post, landmarks)
+        nodes = axillary_nodes(t1, post, landmarks, t1_body)
         if nodes.adenopathy is not None:
             out.values["axillary_adenopathy"] = nodes.adenopathy
             for side, mm in nodes.short_axis_mm.items():
