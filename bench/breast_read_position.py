@@ -48,7 +48,9 @@ def read_places(study, generator) -> list[np.ndarray]:
     def recording(reader, study, placed, affine, *args, **kwargs):
         original(reader, study, placed, affine, *args, **kwargs)
         places.extend(
-            generate_module._read_at(c.reading, affine) for c in placed if c.reading is not None
+            generate_module._read_places(c.reading, affine)[0]
+            for c in placed
+            if c.reading is not None
         )
 
     generate_module.read_candidates = recording

@@ -119,8 +119,9 @@ class CandidateReading:
     # field -> probability of the value a crop reader read (`generate.read_candidates`)
     read: dict[str, float] = field(default_factory=dict)
     # where the lesion was found at the acquisition's own resolution (world mm; the centre
-    # of its crop's outline, `native_candidates`): the crop reader reads it there, not at
-    # this outline's centre on the model grid
+    # of its crop's outline, `native_candidates`): the crop reader reads it there, and at
+    # this outline's centre on the model grid where that is another place
+    # (`generate._read_places`)
     found_at_mm: np.ndarray | None = None
     # probability that the lesion is malignant, read at the acquisition's own resolution
     # (the crop reader's malignancy head; None: not read there)

@@ -194,18 +194,24 @@ def test_touching_outlines_of_one_lesion_become_their_union():
     assert len(band) == 48 * 5 * 5
 
 
-def test_the_crop_reader_reads_a_lesion_where_it_was_found():
+def test_the_crop_reader_reads_a_lesion_where_it_was_found_and_at_the_model_outline():
     """A model outline claimed by a native proposal is read at the proposal's centre (its
-    crop outline's), not at the outline's centre on the 2 mm grid."""
+    crop outline's) and at the outline's centre on the 2 mm grid, once where the two are
+    one place; an outline no proposal claimed is read at its own centre."""
     from reportgen.model.evidence import CandidateReading
-    from reportgen.model.generate import _read_at
+    from reportgen.model.generate import _read_places
 
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     affine[:3, 3] = (-10.0, -20.0, -30.0)
     reading = CandidateReading(np.zeros(1), {}, np.array([5.0, 5.0, 5.0]))
-    assert np.allclose(_read_at(reading, affine), (0.0, -10.0, -20.0))
+    (only,) = _read_places(reading, affine)
+    assert np.allclose(only, (0.0, -10.0, -20.0))
     reading.found_at_mm = np.array([1.5, -9.0, -21.0])
-    assert np.allclose(_read_at(reading, affine), (1.5, -9.0, -21.0))
+    found, centre = _read_places(reading, affine)
+    assert np.allclose(found, (1.5, -9.0, -21.0)) and np.allclose(centre, (0.0, -10.0, -20.0))
+    reading.found_at_mm = np.array([0.5, -10.0, -20.0])
+    (only,) = _read_places(reading, affine)
+    assert np.allclose(only, (0.5, -10.0, -20.0))
 
 
 def test_lesion_body_drops_thin_rays_and_keeps_a_focus():
