@@ -195,9 +195,11 @@ class ReportGenerator(LoadedModel):
 
     # -- pieces ----------------------------------------------------------------------------
     def _prob(self, drafted: Drafted, position: int) -> float | None:
+        """The drafted token's probability, stated to 4 decimals as every confidence is
+        (its 7th decimal varies with the CPU's float kernels)."""
         if position >= len(drafted.probs):
             return None
-        return float(drafted.probs[position][drafted.ids[position]])
+        return round(float(drafted.probs[position][drafted.ids[position]]), 4)
 
     def _suspicious(
         self, key: str, derived_id: str, state: ParseState, drafted: Drafted

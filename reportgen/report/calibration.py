@@ -46,7 +46,7 @@ class Calibration:
 
     def confidence(self, field_id: str, raw: float) -> float:
         curve = self.curves.get(field_id) or self.curves.get(POOLED)
-        return round(curve(raw), 4) if curve else raw
+        return round(curve(raw) if curve else raw, 4)
 
     def apply(self, report: Report) -> Report:
         """Replace every raw confidence of `report` by its calibrated one, in place, and
