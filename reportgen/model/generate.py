@@ -403,7 +403,7 @@ def read_candidates(
         sizes = _mean_finite(sizes, owner)
     malignancy = reader.malignancy_probability(measures.numpy())
     if malignancy is not None:
-        malignancy = np.array([malignancy[owner == k].mean() for k in range(len(readable))])
+        malignancy = _mean_finite(malignancy, owner)
     hidden, unseen = not_assessable(template, used), unseen_values(template, used)
     for k, (candidate, probs) in enumerate(zip(readable, read, strict=True)):
         if malignancy is not None:
