@@ -63,10 +63,14 @@ def train_crop_reader(args: CropReaderTrainArgs) -> None:
     from reportgen.model.crop_reader_training import train_crop_reader_from_views
     from reportgen.synth.acquisition import PROTOCOLS
 
-    if args.cases < 1 or args.iterations < 1 or min(args.heldout_cases, args.calibration_cases) < 0:
+    if (
+        args.cases < 1
+        or args.iterations < 1
+        or min(args.heldout_cases, args.calibration_cases, args.nme_cases) < 0
+    ):
         raise ConfigError(
-            "--cases and --iterations must be at least 1, --heldout-cases and "
-            "--calibration-cases at least 0"
+            "--cases and --iterations must be at least 1, --heldout-cases, "
+            "--calibration-cases and --nme-cases at least 0"
         )
     if args.protocol not in PROTOCOLS:
         raise ConfigError(

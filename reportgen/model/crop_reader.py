@@ -234,7 +234,12 @@ def write_card(folder: Path) -> None:
         facts.append(
             f"Fit on {summary['train_rows']} rows (lesions as acquired and with one sequence "
             f"family hidden) of {args.get('cases')} {args.get('protocol')} phantom cases "
-            f"(seed {args.get('seed')}), {args.get('iterations')} boosting rounds per field."
+            f"(seed {args.get('seed')}), {args.get('iterations')} boosting rounds per field"
+            + (
+                f"; with the non-mass enhancement views of {args['nme_cases']} more cases."
+                if args.get("nme_cases")
+                else "."
+            )
         )
     calibrated = summary.get("calibration")
     if calibrated and (folder / CALIBRATION_FILE).is_file():

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from reportgen.io.sequences import PROTOCOL, sequence_family
-from reportgen.measure.crop_measures import crop_measures
+from reportgen.measure.crop_measures import MEASURES, crop_measures
 from reportgen.model.calibration_fit import fit_calibration
 from reportgen.model.crop_reader import CropReader, CropReaderConfig
 from reportgen.model.field_training import criterion_classifier
@@ -41,6 +41,7 @@ from reportgen.synth import SynthOptions
 from reportgen.synth.views import lesion_views
 
 FAMILIES = ("dce", "diffusion", "t2")
+NME = frozenset({"non_mass_enhancement"})
 ALL = frozenset(FAMILIES)
 
 
@@ -84,13 +85,15 @@ def acquired_families(present: np.ndarray) -> frozenset[str]:
     return frozenset(sequence_family(n) for n, p in zip(PROTOCOL, present, strict=True) if p)
 
 
-def _view_measures(
-    job: tuple[SynthOptions, int, bool, float],
-) -> list[tuple[np.ndarray, frozenset, dict]]:
+ViewJob = tuple[SynthOptions, int, bool, float, frozenset[str] | None]
+
+
+def _view_measures(job: ViewJob) -> list[tuple[np.ndarray, frozenset, dict]]:
     """Rows of one case's lesion views: (measures, acquired families, truth); with
     `hiding`, each lesion again with one family hidden (a worker's unit). Each row's crop
-    is cut `jitter_mm` (standard deviation per axis) from the lesion's centroid."""
-    options, index, hiding, jitter_mm = job
+    is cut `jitter_mm` (standard deviation per axis) from the lesion's centroid; with
+    `types`, only lesions of those types are drawn."""
+    options, index, hiding, jitter_mm, types = job
     if multiprocessing.parent_process() is not None:  # one thread per worker process; the
         torch.set_num_threads(1)  # caller's own threads are left alone when run in-process
     draw = np.random.default_rng([options.seed, index, 7])
@@ -101,7 +104,7 @@ def _view_measures(
     def cut(study, centre):
         return lesion_crop(study, centre + jitter_mm * offsets.standard_normal(3))
 
-    for view in lesion_views(options, index):
+    for view in lesion_views(options, index, types=types):
         truth = {**view.fields, "pathology": view.pathology}
         study, centre = view.study(), view.centroid_mm()
         crop, present = cut(study, centre)
@@ -122,12 +125,14 @@ def view_measures(
     workers: int | None = None,
     progress=None,
     jitter_mm: float = 0.0,
+    first: int = 0,
+    types: frozenset[str] | None = None,
 ) -> tuple[np.ndarray, list[frozenset[str]], list[dict]]:
-    """(measures, acquired families, truth) of every lesion of `cases` lesion views
-    (`reportgen.synth.views`), drawn and measured in parallel, each crop cut `jitter_mm`
-    (per axis) from its lesion's centroid."""
+    """(measures, acquired families, truth) of every lesion (of `types`, if given) of the
+    lesion views (`reportgen.synth.views`) of cases `first` to `first + cases`, drawn and
+    measured in parallel, each crop cut `jitter_mm` (per axis) from its lesion's centroid."""
     measures, acquired, truth = [], [], []
-    jobs = [(options, i, hiding, jitter_mm) for i in range(cases)]
+    jobs = [(options, i, hiding, jitter_mm, types) for i in range(first, first + cases)]
     for found in parallel_map(_view_measures, jobs, workers):
         for row, families, fields in found:
             measures.append(row)
@@ -136,6 +141,8 @@ def view_measures(
         if progress:
             progress(1)
     if not measures:
+        if types is not None:  # a rare type may be absent from a few cases
+            return np.empty((0, len(MEASURES))), [], []
         raise ValueError("the views drew no lesion")
     return np.stack(measures), acquired, truth
 
@@ -322,6 +329,15 @@ def train_crop_reader_from_views(args: CropReaderTrainArgs, log=print) -> Path:
             options, args.cases, True, args.workers, bar.update, args.centre_jitter_mm
         )
     log(f"{len(measures)} rows from {args.cases} cases in {time.time() - start:.0f} s")
+    if args.nme_cases:
+        with tqdm(total=args.nme_cases, desc="non-mass enhancement views", unit="case") as bar:
+            extra = view_measures(
+                options, args.nme_cases, True, args.workers, bar.update,
+                args.centre_jitter_mm, first=args.cases, types=NME,
+            )  # fmt: skip
+        log(f"{len(extra[0])} non-mass enhancement rows from {args.nme_cases} more cases")
+        measures = np.concatenate([measures, extra[0]])
+        acquired, truth = acquired + extra[1], truth + extra[2]
     model = fit_crop_reader(measures, acquired, truth, cfg, args.seed, args.iterations)
     if args.calibration_cases:
         calibrating = SynthOptions(

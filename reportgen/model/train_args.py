@@ -220,6 +220,13 @@ class CropReaderTrainArgs(ArgsRecord):
         default=2000,
         metadata=option("Phantom cases whose lesion views train it (about 1.45 lesions each)."),
     )
+    nme_cases: int = field(
+        default=0,
+        metadata=option(
+            "Further cases of the same seed whose non-mass enhancement views alone are "
+            "added (the rarer type read from more lesions, at a fraction of their cost)."
+        ),
+    )
     heldout_cases: int = field(
         default=400, metadata=option("Cases of another seed it is scored on (0: none).")
     )

@@ -63,9 +63,14 @@ def view_rng(options: SynthOptions, index: int) -> np.random.Generator:
 
 
 def lesion_views(
-    options: SynthOptions, index: int, extent_mm: float = VIEW_EXTENT_MM
+    options: SynthOptions,
+    index: int,
+    extent_mm: float = VIEW_EXTENT_MM,
+    types: frozenset[str] | None = None,
 ) -> list[LesionView]:
-    """The views of case `index` of `options` (breast), one per lesion that fits."""
+    """The views of case `index` of `options` (breast), one per lesion that fits; with
+    `types`, only of lesions of those types (the others are not rendered: a rare type's
+    views from many cases at a fraction of their cost)."""
     if options.domain != "breast":
         raise ValueError("lesion views are drawn for the breast domain")
     rng = view_rng(options, index)
@@ -74,6 +79,8 @@ def lesion_views(
     case.lesions = breast.place_lesions(case, rng, acq.protocol)
     views = []
     for lesion in case.lesions:
+        if types is not None and lesion.fields.get("type") not in types:
+            continue
         view = acq.around(lesion.centre, extent_mm)
         canvas = breast.render(case, view, rng)
         if not np.any(canvas.labels == lesion.label):

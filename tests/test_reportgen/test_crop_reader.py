@@ -4,6 +4,8 @@ cannot show, and saved and loaded through safetensors unchanged."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -223,7 +225,7 @@ def test_train_crop_reader_from_lesion_views_end_to_end(cli, tmp_path):
 
     out = tmp_path / "reader"
     args = ["--out", out, "--cases", "4", "--heldout-cases", "3", "--iterations", "5"]
-    args += ["--calibration-cases", "4"]
+    args += ["--calibration-cases", "4", "--nme-cases", "12"]
     result = cli("train-crop-reader", *args, "--workers", "1")
     assert result.code == 0, result.err
     reader = load_crop_reader(out)
@@ -236,7 +238,13 @@ def test_train_crop_reader_from_lesion_views_end_to_end(cli, tmp_path):
     assert summary["heldout"]["fields"]["type"]["ece"] is not None
     card = (out / "README.md").read_text()
     assert "not for clinical use" in card.lower() and "reportgen train-crop-reader" in card
+    assert "non-mass enhancement views of 12 more cases" in card and "--nme-cases 12" in card
+    # case 8 of the default seed draws a non-mass enhancement: its rows are added
+    extra = re.search(r"(\d+) non-mass enhancement rows from 12 more cases", result.out)
+    assert extra and int(extra.group(1)) >= 1, result.out
     assert_refused(cli("train-crop-reader", "--out", tmp_path / "x", "--cases", "0"), "--cases")
+    refused = cli("train-crop-reader", "--out", tmp_path / "y", "--nme-cases", "-1")
+    assert_refused(refused, "--nme-cases")
 
 
 def test_views_are_cut_where_a_found_lesion_would_be_and_at_the_centroid_without_jitter():
@@ -254,8 +262,8 @@ def test_views_are_cut_where_a_found_lesion_would_be_and_at_the_centroid_without
     view = lesion_views(options, index)[0]
     crop, present = lesion_crop(view.study(), view.centroid_mm())
     centred = crop_measures(crop, present, LESION_CROP.spacing[0])
-    still = _view_measures((options, index, False, 0.0))[0][0]
+    still = _view_measures((options, index, False, 0.0, None))[0][0]
     np.testing.assert_array_equal(still, centred)
-    moved = [_view_measures((options, index, False, 1.5))[0][0] for _ in range(2)]
+    moved = [_view_measures((options, index, False, 1.5, None))[0][0] for _ in range(2)]
     np.testing.assert_array_equal(moved[0], moved[1])  # the offset is drawn from the seed
     assert not np.array_equal(moved[0], centred)

@@ -105,3 +105,22 @@ def test_clinical_margins_are_drawn_at_a_scale_the_acquisition_resolves():
             jagged.setdefault(margin, []).append(radial_form(outline).jagged)
     assert all(len(v) >= 4 for v in jagged.values()) and len(jagged) >= 2, jagged
     assert np.median(jagged["margin_irregular"]) > 1.5 * np.median(jagged["margin_circumscribed"])
+
+
+def test_views_of_chosen_types_render_only_those_lesions():
+    """The crop reader's extra non-mass enhancement rows come from views asked for that
+    type alone: every view returned is of it, and a case without one renders nothing."""
+    from reportgen.synth import breast
+
+    options = SynthOptions(domain="breast", seed=3, protocol="clinical")
+    wanted = frozenset({"non_mass_enhancement"})
+    kinds = {}
+    for i in range(40):
+        case = breast.sample_case(view_rng(options, i), options.malignant_fraction)
+        kinds[i] = {lesion.fields["type"] for lesion in case.lesions}
+    with_nme = [i for i, k in kinds.items() if wanted & k]
+    without = [i for i, k in kinds.items() if k and not wanted & k]
+    assert with_nme and without, "40 cases should draw both kinds"
+    views = lesion_views(options, with_nme[0], types=wanted)
+    assert views and all(v.fields["type"] == "non_mass_enhancement" for v in views)
+    assert lesion_views(options, without[0], types=wanted) == []
