@@ -224,7 +224,8 @@ class CropReaderTrainArgs(ArgsRecord):
         default=0,
         metadata=option(
             "Further cases of the same seed whose non-mass enhancement views alone are "
-            "added (the rarer type read from more lesions, at a fraction of their cost)."
+            "added (the rarer type read from more lesions, at a fraction of their cost; "
+            "4000 was measured and not kept, docs/report_model.md)."
         ),
     )
     heldout_cases: int = field(
