@@ -9,7 +9,8 @@ A report is written as
 
 A value is `<v:concept>` (enum: only the field's allowed concepts), `<true>`/`<false>`,
 `<n:…>` (numbers on the field's grid, inside its range) or `<absent>` (optional fields
-only). A field whose condition does not hold is skipped, so it can never be written;
+only). A field whose condition does not hold, or that only a reader states (`drafted:
+false`), is skipped, so it can never be written;
 `<findings_end>` is allowed only once the template's minimum number of findings is
 reached, `<finding>` only below its maximum, and `<eos>` only after the comment.
 """
@@ -59,6 +60,8 @@ class TemplateGrammar:
         ids = vocab.id
         self._value_sets: dict[str, frozenset[int]] = {}
         for spec in [*template.fields, *template.finding_fields]:
+            if not spec.drafted:  # a reader's field: never written, no token
+                continue
             if spec.type == "enum":
                 allowed = {ids(V.value_token(v)) for v in spec.values}
             elif spec.type == "bool":
@@ -185,6 +188,7 @@ class TemplateGrammar:
         unseen = {
             field_id: frozenset(self.vocab.id(V.value_token(v)) for v in values)
             for field_id, values in unseen_values(self.template, sequences).items()
+            if field_id in self._value_sets
         }
         if hidden == self.hidden and unseen == self.unseen:
             return self
@@ -215,7 +219,7 @@ class TemplateGrammar:
         return other
 
     def _applicable(self, spec: FieldSpec, values: dict, parent: dict | None) -> bool:
-        if spec.id in self.hidden:
+        if spec.id in self.hidden or not spec.drafted:
             return False
         if not spec.applicable_if:
             return True

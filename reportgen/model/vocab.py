@@ -47,9 +47,10 @@ def number_grid(spec: FieldSpec) -> list[str]:
 
 
 def template_tokens(template: Template) -> list[str]:
-    """The template's tokens in a stable order (structure, fields, values, numbers)."""
+    """The template's tokens in a stable order (structure, fields, values, numbers); a
+    field only a reader states (`FieldSpec.drafted` false) has none."""
     tokens: list[str] = list(STRUCTURE)
-    specs = [*template.fields, *template.finding_fields]
+    specs = [f for f in [*template.fields, *template.finding_fields] if f.drafted]
     tokens += [field_token(f.id) for f in specs if f.type != "text"]
     derived = [*template.derived_finding, *template.derived_report]
     tokens += [field_token(d.id) for d in derived]

@@ -54,6 +54,10 @@ class FieldSpec:
     # NAME_right_mm / NAME_left_mm) and how the text names it
     measurement: str | None = None
     measurement_label: Text | None = None
+    # False: only a reader states it (the review form); no report model drafts it, so it
+    # is no token of a model's vocabulary (`reportgen.model.vocab`) and a model fit
+    # before the field was added still reads
+    drafted: bool = True
 
     def values_unseen(self, acquired: set[str] | frozenset[str]) -> frozenset[str]:
         """The values of this field a study with only the `acquired` families cannot show."""
@@ -176,6 +180,7 @@ def _field(spec: dict, level: str) -> FieldSpec:
         phrase_false=spec.get("phrase_false"),
         measurement=(spec.get("measurement") or {}).get("name"),
         measurement_label=(spec.get("measurement") or {}).get("label"),
+        drafted=bool(spec.get("drafted", True)),
     )
 
 
@@ -271,6 +276,7 @@ def _check_meaning(t: Template, concepts: ConceptTable, path: str) -> None:
             if name not in visible:
                 fail(f"{where}: condition names unknown field {name!r}")
 
+    reader_only = {f.id for f in [*t.fields, *t.finding_fields] if not f.drafted}
     for spec in [*t.fields, *t.finding_fields]:
         where = f"field {spec.id}"
         if spec.concept not in concepts:
@@ -288,6 +294,14 @@ def _check_meaning(t: Template, concepts: ConceptTable, path: str) -> None:
             fail(f"{where}: range must be [min, max] with min < max")
         if spec.applicable_if:
             check_cond(spec.applicable_if, where, spec.level == "finding")
+        if not spec.drafted and spec.required:
+            fail(f"{where}: a field only a reader states (drafted: false) cannot be required")
+        if spec.drafted and any(
+            n in reader_only for n, _ in referenced_fields(spec.applicable_if or {})
+        ):
+            fail(
+                f"{where}: its condition names a field no model drafts, so no draft could state it"
+            )
     for d in [*t.derived_finding, *t.derived_report]:
         where = f"derived {d.id}"
         if d.concept not in concepts:

@@ -307,6 +307,11 @@ def test_cli_generate_evaluate_similar(bench, cli, tmp_path):
     matched = sum("lesion" in d and not d.get("missed") for d in described)
     drafted = matched + sum(bool(d.get("false")) for d in described)
     assert lesion["lesion_precision"] == (matched / drafted if drafted else None)
+    # each truth lesion's box IoU is there, and the study-level IoU is their mean
+    ious = [d["box_iou"] for d in described if "lesion" in d]
+    assert len(ious) == lesion["lesions"] and all(0.0 <= v <= 1.0 for v in ious)
+    if ious:
+        assert abs(sum(ious) / len(ious) - metrics["model[all]"]["detection_iou"]) < 2e-3
     sim = cli(
         "similar", study, "--library", bench / "train", "--model", bench / "model", "--top", "2"
     )

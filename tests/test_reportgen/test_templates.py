@@ -331,6 +331,48 @@ def test_orads_states_the_lexicon_descriptors_a_reader_adds():
     assert [p.where for p in wrong.validation.problems] == ["findings[0].solid_morphology"]
 
 
+@pytest.mark.parametrize(
+    ("findings", "extra", "assessment"),
+    [
+        ([], {"implant_material": "implant_silicone"}, "birads_2"),
+        ([], {"intramammary_lymph_node": True}, "birads_2"),
+        ([], {"signal_void": True, "postoperative_collection": True}, "birads_2"),
+        ([], {"architectural_distortion": True}, "birads_1"),  # the reader's judgement
+        ([], {"intramammary_lymph_node": False}, "birads_1"),
+        ([SPICULATED], {"implant_material": "implant_saline"}, "birads_5"),
+    ],
+)
+def test_birads_states_the_lexicon_findings_a_reader_adds(findings, extra, assessment):
+    """The intramammary node, non-enhancing findings and implants are the reader's to add
+    (no model drafts them): the benign ones make an otherwise negative study benign
+    (category 2); a suspicious finding still decides. Both languages say them, each in
+    its own section."""
+    from reportgen.render import render_text
+
+    report = _report("birads_mri", {**BREAST, **extra}, findings)
+    assert report.validation.valid, report.validation.problems
+    assert report.derived["assessment"].value == assessment
+    if "implant_material" in extra:
+        implants = _report(
+            "birads_mri",
+            {
+                **BREAST,
+                **extra,
+                "implant_location": "implant_retropectoral",
+                "implant_integrity": "implant_intracapsular_rupture",
+            },
+            findings,
+        )
+        text = render_text(implants, "en")
+        assert "Implants:" in text and "Implant integrity: intracapsular rupture." in text
+        assert "假体完整性：囊内破裂。" in render_text(implants, "zh")
+
+
+def test_an_implant_location_without_an_implant_is_refused():
+    report = _report("birads_mri", {**BREAST, "implant_location": "implant_retroglandular"}, [])
+    assert [p.where for p in report.validation.problems] == ["fields.implant_location"]
+
+
 def _problems(report):
     return {(p.severity, p.where, p.rule) for p in validate_report(report).problems}
 
@@ -397,6 +439,10 @@ def test_report_json_round_trip_keeps_schema_id():
 # Template files: shape and meaning are checked; a new template is just a new file --------
 
 
+def _field_named(raw: dict, field_id: str) -> dict:
+    return next(f for f in raw["fields"] if f["id"] == field_id)
+
+
 def _birads_raw() -> dict:
     return yaml.safe_load((TEMPLATE_DIR / "birads_mri.yaml").read_text())
 
@@ -428,6 +474,16 @@ def _birads_raw() -> dict:
         (
             lambda t: t["derived"]["report"][0].update(suspicious=["birads_9"]),
             "suspicious values",
+        ),
+        (
+            lambda t: _field_named(t, "implant_material").update(required=True),
+            "cannot be required",
+        ),
+        (
+            lambda t: t["fields"][0].update(
+                applicable_if={"field": "implant_material", "is": "implant_saline"}
+            ),
+            "no draft could state it",
         ),
     ],
 )

@@ -36,3 +36,44 @@ def test_a_lexicon_with_more_characters_than_pieces_still_trains():
     model = spm.SentencePieceProcessor(model_proto=train_sentencepiece(texts, 256))
     assert model.get_piece_size() >= 300
     assert model.unk_id() not in model.encode("".join(characters))
+
+
+def test_fields_only_a_reader_states_are_no_tokens_and_never_drafted():
+    """A lexicon field a reader adds in the review form (`drafted: false`) is no token of
+    the report model's vocabulary, so the bundled breast model, fit before those fields
+    were added, keeps its vocabulary; the automaton never offers them and encodes a
+    report that states them as if it did not."""
+    import json
+
+    from helpers.report_examples import BREAST, SPICULATED
+
+    from reportgen.model.generate import BUNDLED_MODEL
+    from reportgen.model.grammar import TemplateGrammar
+    from reportgen.model.vocab import template_tokens
+    from reportgen.report import build_report
+    from reportgen.report.schema import Provenance, StudyRef
+
+    template = load_template("birads_mri")
+    reader_only = [f.id for f in template.fields if not f.drafted]
+    assert {"intramammary_lymph_node", "implant_material", "non_enhancing_mass"} <= set(reader_only)
+    tokens = template_tokens(template)
+    assert not any(f"<f:{k}>" in tokens for k in reader_only)
+    assert "<v:implant_silicone>" not in tokens
+    bundled = json.loads((BUNDLED_MODEL / "vocab.json").read_text())["tokens"]
+    assert tokens == bundled
+
+    grammar = TemplateGrammar(template, ReportVocab.for_template(template))
+
+    def report(extra: dict):
+        return build_report(
+            template,
+            {**BREAST, **extra},
+            [SPICULATED],
+            study=StudyRef(study_id="s"),
+            provenance=Provenance(source="synthetic"),
+        )
+
+    plain = grammar.encode(report({}))
+    assert grammar.encode(report({"implant_material": "implant_silicone"})) == plain
+    state = grammar.parse(plain[1:])
+    assert state.done and "implant_material" not in state.fields

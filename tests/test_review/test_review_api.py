@@ -195,6 +195,25 @@ def test_preview_recomputes_derived_results_and_normalises_the_comment(app_env):
     assert not bad["valid"] and any("range" in p["message"] for p in bad["problems"])
 
 
+def test_a_reader_adds_the_lexicon_findings_no_model_drafts(app_env):
+    """The form offers the BI-RADS fields only a reader states (implants, an
+    intramammary node, non-enhancing findings) and the preview says what they are."""
+    client, *_ = app_env
+    csrf, page = signed_in_page(client)
+    offered = {c["id"]: c for c in page["report_controls"]}
+    assert {"implant_material", "implant_integrity", "intramammary_lymph_node"} <= set(offered)
+    assert ["implant_silicone", "silicone implant"] in offered["implant_material"]["options"]
+    form = page["values"]
+    form["fields"]["implant_material"] = "implant_silicone"
+    form["fields"]["implant_integrity"] = "implant_extracapsular_rupture"
+    response = client.post(
+        "/api/drafts/1/preview", json={"report": form}, headers={"X-CSRF-Token": csrf}
+    )
+    data = response.json()
+    assert response.status_code == 200 and data["valid"], data
+    assert "Implant integrity: extracapsular rupture." in data["narrative"]
+
+
 def test_saves_and_signing_with_every_refusal_storing_nothing(app_env):
     client, store, root, _, truth = app_env
     csrf, page = signed_in_page(client)
