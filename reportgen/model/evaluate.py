@@ -68,6 +68,7 @@ class Scorer:
         self.template = template
         self.scores = ReportScores(template)
         self.ious: list[float] = []
+        self.study_ious: list[list[float]] = []  # per study, each truth lesion's box IoU
         self.dices: list[float] = []  # each truth lesion's best overlapping drafted outline
         self.hyp: list[str] = []
         self.ref: list[str] = []
@@ -121,8 +122,11 @@ class Scorer:
                     self.confidences.append((key, float(value.confidence), right))
         if boxes is not None:
             truth_boxes, predicted_boxes = boxes
-            for tb in truth_boxes:
-                self.ious.append(max((_iou(tb, pb) for pb in predicted_boxes), default=0.0))
+            ious = [
+                max((_iou(tb, pb) for pb in predicted_boxes), default=0.0) for tb in truth_boxes
+            ]
+            self.ious += ious
+            self.study_ious.append(ious)
         self.ref.append(render_text(truth, "en", template))
         if predicted is not None:
             self.hyp.append(render_text(predicted, "en", template))
@@ -467,11 +471,18 @@ def evaluate_model(
 
 def _write_lesions(scorer: Scorer, path: Path) -> None:
     """Per study (by its place in the run, never its id), what each truth lesion was
-    drafted as and which findings matched no lesion: where the lesion metrics come from."""
-    rows = [
-        json.dumps({"study": k, "described": study.described}, default=str)
-        for k, study in enumerate(scorer.lesions.studies)
-    ]
+    drafted as (with its box IoU against the best-fitting drafted box) and which findings
+    matched no lesion: where the lesion metrics come from."""
+    rows = []
+    for k, study in enumerate(scorer.lesions.studies):
+        ious = scorer.study_ious[k] if len(scorer.study_ious) == len(scorer.lesions.studies) else []
+        described = [
+            {**row, "box_iou": round(ious[row["lesion"]], 3)}
+            if "lesion" in row and row["lesion"] < len(ious)
+            else row
+            for row in study.described
+        ]
+        rows.append(json.dumps({"study": k, "described": described}, default=str))
     path.write_text("\n".join(rows) + ("\n" if rows else ""))
 
 
