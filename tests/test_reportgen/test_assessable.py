@@ -24,6 +24,9 @@ DCE_FIELDS = {
     "internal_enhancement",
     "nme_distribution",
     "nme_pattern",
+    # a reader's (not drafted): a mass that does not enhance, the ducts before contrast
+    "non_enhancing_mass",
+    "ductal_precontrast_high_signal",
 }
 
 
