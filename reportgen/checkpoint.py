@@ -227,6 +227,28 @@ PHANTOM_ONLY = (
 )
 
 
+def refined_facts(refined: dict | None) -> list[str]:
+    """A refined model's lineage as model-card facts: its parent, the reward log it learned
+    from (chain head, corrections, clinicians), the method, and the guard's verdict."""
+    if not refined:
+        return []
+    head = refined.get("log_chain_head") or {}
+    guard = refined.get("guard") or {}
+    verdict = (
+        "not compared on held-out studies (not recommended)"
+        if "recommended" not in guard
+        else "RECOMMENDED"
+        if guard["recommended"]
+        else f"NOT RECOMMENDED (worse on held-out {', '.join(guard.get('worse_on', []))})"
+    )
+    return [
+        f"""Refined from clinicians' corrections ({refined.get("method", "?")}): parent sha256
+  {refined.get("parent_sha256", "?")}; reward log chain head {head.get("sha256", "?")} at link
+  {head.get("links", "?")}; {refined.get("corrections_used", "?")} of {refined.get("corrections", "?")}
+  corrections used, from {refined.get("clinicians", "?")} clinicians; guard: {verdict}.""",
+    ]
+
+
 def write_model_card(folder: Path, title: str, facts: list[str]) -> Path:
     """A model folder's README.md, the same shape for every model: its name, the notice,
     what it is (one bullet per fact: what it reads and answers, how it was trained, how

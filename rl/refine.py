@@ -30,11 +30,14 @@ from reportgen.checkpoint import (
     read_config,
     read_state,
     read_weights,
+    refined_facts,
     write_checkpoint,
+    write_model_card,
 )
 from reportgen.errors import ConfigError, InputError
 from reportgen.io import load_study
 from reportgen.model.generate import GenerateOptions, ReportGenerator
+from reportgen.model.generator import Generator
 from reportgen.model.modeling import TIED, save_model
 from reportgen.report import Report
 from reportgen.report.correction import CorrectionRecord
@@ -56,10 +59,8 @@ class Target:
     signed: Report | None  # None: uncorrected (a learned reward model scores it)
 
 
-def corrected_targets(
-    records: list[CorrectionRecord], studies: Path, template_id: str, generator: ReportGenerator
-) -> list[Target]:
-    """The corrected studies' images and signed reports; refuses what PPO cannot use."""
+def check_template(records: list[CorrectionRecord], template_id: str) -> None:
+    """Refuses a log of another template's corrections, or too few to learn from."""
     templates = {r.template_id for r in records}
     if templates - {template_id}:
         raise ConfigError(
@@ -71,6 +72,13 @@ def corrected_targets(
             f"the reward log holds {len(records)} corrections of {template_id}; refine needs at "
             f"least {MIN_CORRECTIONS}"
         )
+
+
+def corrected_targets(
+    records: list[CorrectionRecord], studies: Path, template_id: str, generator: ReportGenerator
+) -> list[Target]:
+    """The corrected studies' images and signed reports; refuses what PPO cannot use."""
+    check_template(records, template_id)
     root = studies.resolve()
     targets = []
     for record in tqdm(records, desc="loading corrected studies", leave=False):
@@ -129,7 +137,7 @@ def learned_reward(scorer):
     return score
 
 
-def heldout_metrics(generator: ReportGenerator, folder: Path, limit: int | None = None) -> dict:
+def heldout_metrics(generator: Generator, folder: Path, limit: int | None = None) -> dict:
     """Greedy drafts of held-out studies vs their truth: the guard's metrics, defined once
     in `reportgen.report.metrics` (the same numbers `reportgen evaluate` reports)."""
     from reportgen.data import read_manifest
@@ -151,6 +159,36 @@ def heldout_metrics(generator: ReportGenerator, folder: Path, limit: int | None 
         "headline_accuracy": summary[f"{scores.headline}_accuracy"],
         "mean_reward": float(np.mean(rewards)) if rewards else 0.0,
         "size_mae_mm": summary["size_mae_mm"],
+    }
+
+
+def guard(
+    parent: Path, refined: Path, heldout: Path | None, limit: int | None = None, log=print
+) -> dict:
+    """Parent and refined model side by side on held-out studies no one corrected; a
+    refined model worse by a point on a guarded metric is marked NOT RECOMMENDED in its
+    folder, never presented as the better model. Without held-out studies: not compared,
+    not recommended."""
+    from reportgen.model.generators import open_generator
+
+    if heldout is None:
+        return {
+            "recommended": False,
+            "note": "no --heldout set: the refined model was not compared; not recommended",
+        }
+    log("evaluating reference and refined model on held-out studies ...")
+    new = heldout_metrics(open_generator(refined), heldout, limit)
+    reference = heldout_metrics(open_generator(parent), heldout, limit)
+    worse = [m for m in GUARDED if new[m] < reference[m] - WORSE_BY]
+    if worse:
+        (refined / "NOT_RECOMMENDED").write_text(
+            f"Worse than the reference on held-out {', '.join(worse)} (see refine_summary.json).\n"
+        )
+    return {
+        "reference_metrics": reference,
+        "refined_metrics": new,
+        "worse_on": worse,
+        "recommended": not worse,
     }
 
 
@@ -190,9 +228,11 @@ def refine(
     resume: bool = False,
     checkpoint_every: int = 50,
     reward_model: Path | None = None,
+    lineage: dict | None = None,
     log=print,
 ) -> dict:
     generator = ReportGenerator(model_dir)
+    parent_sha256 = generator.checkpoint
     if reward_model is None:
         targets = corrected_targets(records, studies, generator.template.id, generator)
         by_id = {t.study_id: t for t in targets}
@@ -254,7 +294,10 @@ def refine(
     generator.model.cfg.version = f"{generator.model.cfg.version}+ppo{config.steps}"
     sha = save_model(generator.model, generator.vocab, out / "model")
     summary = {
+        "method": "ppo",
         "reference": str(model_dir),
+        "parent_sha256": parent_sha256,
+        **(lineage or {}),
         "reward": "learned" if reward_model else "corrections",
         "reward_model": str(reward_model) if reward_model else None,
         "corrections": len(records),
@@ -263,20 +306,17 @@ def refine(
         "checkpoint_sha256": sha,
         "final": history[-1] if history else None,
     }
-    if heldout is not None:
-        log("evaluating reference and refined model on held-out studies ...")
-        refined = heldout_metrics(ReportGenerator(out / "model"), heldout, heldout_limit)
-        reference = heldout_metrics(ReportGenerator(model_dir), heldout, heldout_limit)
-        worse = [m for m in GUARDED if refined[m] < reference[m] - WORSE_BY]
-        summary.update(reference_metrics=reference, refined_metrics=refined, worse_on=worse)
-        summary["recommended"] = not worse
-        if worse:
-            (out / "model" / "NOT_RECOMMENDED").write_text(
-                f"Worse than the reference on held-out {', '.join(worse)} (see refine_summary.json).\n"
-            )
-    else:
-        summary["recommended"] = False
-        summary["note"] = "no --heldout set: the refined model was not compared; not recommended"
+    summary["corrections_used"] = len(targets) if reward_model is None else 0
+    summary.update(guard(model_dir, out / "model", heldout, heldout_limit, log))
+    summary["guard"] = {k: summary[k] for k in ("recommended", "worse_on") if k in summary}
+    write_model_card(
+        out / "model",
+        f"{generator.model.cfg.name} refined ({generator.template.id})",
+        [
+            f"Template: `{generator.template.id}`; the parent's card says what it reads and how.",
+            *refined_facts(summary),
+        ],
+    )
     (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     (out / "refine_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -52,10 +52,21 @@ def refine(
         help="Score rollouts of every study in --studies with this reward model "
         "(`reportgen reward-model`) instead of the log's corrections; --db is not read.",
     ),
+    method: str = typer.Option(
+        None,
+        "--method",
+        help="How the model learns: a report decoder by ppo; a reader (staging, O-RADS) by "
+        "supervised (default), dpo or grpo (docs/refine.md compares them).",
+    ),
+    rounds: int = typer.Option(
+        20, "--rounds", help="Reader: boosting rounds appended to each tree-read criterion."
+    ),
 ) -> None:
-    """Refine the report decoder with PPO against clinicians' corrections."""
+    """Refine a model against clinicians' corrections: the report decoder with PPO, a
+    reader by continuing its trees and heads on the signed values."""
     import torch
 
+    from reportgen.model.field_reader import is_field_reader
     from reportgen.model.generate import BUNDLED_MODEL
     from reportgen.review.store import RewardLog
     from rl.ppo import PPOConfig
@@ -72,7 +83,42 @@ def refine(
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if reward_model is not None and not (reward_model / "reward_model.json").is_file():
         raise InputError(reward_model, "not a reward model (no reward_model.json)")
-    records = [] if reward_model is not None else list(RewardLog(db).corrections())
+    model = model or BUNDLED_MODEL
+    reader = is_field_reader(model)
+    if method is not None and (method == "ppo") == reader:
+        raise ConfigError(
+            f"--method {method} does not refine this model: a reader takes supervised, dpo or "
+            "grpo; a report decoder takes ppo"
+        )
+    records, lineage = [], {}
+    if reward_model is None:
+        log = RewardLog(db)
+        log.check_chain()  # never learn from a log someone rewrote
+        records = list(log.corrections())
+        links, head = log.chain_head()
+        lineage = {
+            "log_chain_head": {"links": links, "sha256": head},
+            "corrections": len(records),
+            "clinicians": len({r.clinician for r in records}),
+        }
+    if reader:
+        from rl.reader_refine import ReaderRefineConfig, refine_reader
+
+        if reward_model is not None:
+            raise ConfigError("--reward-model scores decoder rollouts; a reader learns from --db")
+        result = refine_reader(
+            model,
+            records,
+            studies,
+            out,
+            ReaderRefineConfig(method=method or "supervised", rounds=rounds, seed=seed),
+            lineage,
+            heldout=heldout,
+            heldout_limit=heldout_limit,
+            log=typer.echo,
+        )
+        _print_guard(result["guard"], out)
+        return
     config = PPOConfig(
         steps=steps,
         batch_size=batch_size,
@@ -84,7 +130,7 @@ def refine(
         seed=seed,
     )
     summary = run_refine(
-        model or BUNDLED_MODEL,
+        model,
         records,
         studies,
         out,
@@ -94,8 +140,14 @@ def refine(
         resume=resume,
         checkpoint_every=checkpoint_every,
         reward_model=reward_model,
+        lineage=lineage,
         log=typer.echo,
     )
+    _print_guard(summary, out)
+
+
+def _print_guard(summary: dict, out: Path) -> None:
+    """The guard's comparison, metric by metric, and its verdict."""
     if "refined_metrics" in summary:
         for name in ("field_accuracy", "headline_accuracy", "mean_reward", "size_mae_mm"):
             ref, new = summary["reference_metrics"][name], summary["refined_metrics"][name]

@@ -9,6 +9,7 @@ report without a size and says so in its validation, rather than an invented siz
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -304,18 +305,25 @@ class FieldReaderGenerator(LoadedModel):
         primary = largest_component(labels == PRIMARY)  # the part the size was measured on
         return [finding], [finding_conf], [primary if primary.any() else None], problems
 
+    def lesion_candidates(
+        self, image: torch.Tensor, present: torch.Tensor, labels: np.ndarray, affine: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Each outlined component and its measures (1, n_measures), in reading order: what
+        the lesion heads read, here and when a reader learns from corrections."""
+        arrays = image[0].float().cpu().numpy()
+        kept = present[0].cpu().numpy()
+        for region, solid in outlined_lesions(labels, self.model.cfg.solid_tissue):
+            measures = lesion_measures(arrays, kept, region, affine, solid)
+            yield region, torch.from_numpy(measures)[None]
+
     def _lesions(self, image, present, labels, affine, fields, hidden):
         """Each outlined component the lesion heads call a lesion, read on its own."""
         template, cfg = self.template, self.model.cfg
-        arrays = image[0].float().cpu().numpy()
-        kept = present[0].cpu().numpy()
-        midline = midline_x_mm(arrays[T2W], affine)
+        midline = midline_x_mm(image[0, T2W].float().cpu().numpy(), affine)
         side = next((s.id for s in template.finding_fields if s.concept == "laterality"), None)
         low, high = template.field("size_mm").range or (0, float("inf"))
         findings, confs, outlines, problems, probs_out = [], [], [], [], []
-        for region, solid in outlined_lesions(labels, cfg.solid_tissue):
-            measures = lesion_measures(arrays, kept, region, affine, solid)
-            measures = torch.from_numpy(measures)[None]
+        for region, measures in self.lesion_candidates(image, present, labels, affine):
             probs = {k: v[0].softmax(0) for k, v in self.model.lesion(measures).items()}
             if float(probs["is_lesion"][1]) < 0.5:
                 continue

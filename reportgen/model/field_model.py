@@ -7,6 +7,7 @@ from pathlib import Path
 from reportgen.checkpoint import (
     load_model_folder,
     read_model_folder,
+    refined_facts,
     save_model_folder,
     write_model_card,
 )
@@ -109,6 +110,7 @@ def write_card(folder: Path) -> None:
             f"""Reproduce: `reportgen train-reader --data DIR --out DIR --epochs {args.get("epochs", "?")}
   --seed {args.get("seed", "?")}{flags}` on `reportgen synth` phantoms (`make pelvic-models`; see
   docs/pelvic_models.md){refit}.""",
+            *refined_facts(summary.get("refined")),
         ],
     )
 
