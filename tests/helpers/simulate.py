@@ -59,6 +59,7 @@ def corrected_form(
     d, t = form_values(draft), form_values(truth)
     template = load_template(draft.template.id)
     headline = template.headline
+
     def stated(report: Report):
         value = report.derived.get(headline)
         return value.value if value is not None else None
