@@ -125,7 +125,7 @@ def main() -> None:
         log = RewardLog(str(folder / "log.db"), log_key=folder / "log.key")
         correct_drafts_of(log, folder, parent, random.Random(k))
         records = list(log.corrections())
-        trees, lesions, used = collect_feedback(parent, records, folder)
+        feedback = collect_feedback(parent, records, folder)
         changed = sum(
             1 for r in records if r.diff.changes or r.diff.added_findings or r.diff.removed_findings
         )
@@ -133,10 +133,12 @@ def main() -> None:
             cfg = ReaderRefineConfig(
                 method=method, rounds=args.rounds, step=args.step, epochs=args.epochs, seed=k
             )
-            model, _ = refit(parent.model, trees, lesions, cfg)
+            model, _ = refit(parent.model, feedback, cfg)
             refined = FieldReaderGenerator(save_reader(model, work / f"{method}{k}"))
             result = {name: scores(refined, studies) for name, studies in heldout.items()}
-            runs[method].append({"seed": k, "corrections": used, "changed": changed, **result})
+            runs[method].append(
+                {"seed": k, "corrections": feedback.used, "changed": changed, **result}
+            )
             print(method, k, result, flush=True)
     drop = {
         m: parent_scores["original"][m] - parent_scores["site"][m]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,8 +42,8 @@ from reportgen.errors import ConfigError, InputError
 from reportgen.io import load_study
 from reportgen.model.field_generate import FieldReaderGenerator
 from reportgen.model.field_model import save_reader
-from reportgen.model.field_reader import FieldReader, predict_outline
-from reportgen.model.field_training import report_targets
+from reportgen.model.field_reader import FieldReader, outlined_size_mm, predict_outline
+from reportgen.model.field_training import answer_index, report_targets
 from reportgen.model.tree_heads import TreeEnsemble
 from reportgen.report import Report
 from reportgen.report.compare import align_findings
@@ -68,6 +69,7 @@ class ReaderRefineConfig:
     anchor: float = 1e-2  # L2 pull of the lesion heads' weights towards the parent's
     beta: float = 0.5  # DPO's temperature; GRPO's KL coefficient
     group: int = 8  # GRPO's samples per field and study
+    size_prior: float = 10.0  # the parent's size bias counts as this many corrections (< 0: kept)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -103,77 +105,86 @@ class Rows:
         )
 
 
+@dataclass
+class Feedback:
+    """What the corrected studies teach: per tree-read field and per lesion field its rows,
+    each drafted lesion's outlined diameter with the size signed for it, and how many
+    records were read."""
+
+    trees: dict[str, Rows]
+    lesions: dict[str, Rows]
+    sizes: list[tuple[float, float, float]] = field(default_factory=list)  # outlined, signed, w
+    used: int = 0
+
+
 def record_weight(record: CorrectionRecord) -> float:
     """A signature the signer made without opening the draft (through the API) is no
     reading of it: dropped. Every other record counts once."""
     return 0.0 if record.opened_by_signer is False else 1.0
 
 
-def _index(values: list[str], value) -> int:
-    key = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return values.index(key) if key in values else -1
-
-
 def collect_feedback(
     generator: FieldReaderGenerator, records: list[CorrectionRecord], studies: Path
-) -> tuple[dict[str, Rows], dict[str, Rows], int]:
-    """Per tree-read field and per lesion field, the reader's features of each corrected
-    study with the signed and drafted answers; and how many records were used.
+) -> Feedback:
+    """The reader's features of each corrected study with the signed and drafted answers.
 
     The draft is made again by the parent (the log's draft may come from another model);
-    its lesions are aligned to the signed report's as the correction's diff aligns them,
-    and a drafted lesion the clinician removed teaches `is_lesion` false."""
+    its lesions are aligned to the signed report's as the correction's diff aligns them
+    (`align_findings`), and a drafted lesion the clinician removed teaches `is_lesion`
+    false."""
     model: FieldReader = generator.model
     cfg = model.cfg
     names = [*cfg.study_fields, *cfg.finding_fields]
-    trees: dict[str, Rows] = {k: Rows() for k in names}
-    lesions: dict[str, Rows] = {k: Rows() for k in [*cfg.lesion_fields, IS_LESION]}
-    root, used = studies.resolve(), 0
+    out = Feedback({k: Rows() for k in names}, {k: Rows() for k in [*cfg.lesion_fields, IS_LESION]})
+    root = studies.resolve()
     for record in tqdm(records, desc="reading corrected studies", leave=False):
         weight = record_weight(record)
         path = (root / record.study_path).resolve() if record.study_path else None
         if not weight or path is None or root not in path.parents:
             continue
-        study = load_study(path)
-        image, present, affine = generator.tensors(study)
+        image, present, affine = generator.tensors(load_study(path))
         with torch.no_grad():
             summary = model.summary(image, present)[0]
             drafted = generator.draft_tensors(record.study_id, image, present, affine)
-        draft, used = drafted.report, used + 1
-        signed_answers, _ = report_targets(cfg, record.corrected)
+        draft, signed = drafted.report, record.corrected
+        out.used += 1
+        signed_answers, _ = report_targets(cfg, signed)
         drafted_answers, _ = report_targets(cfg, draft)
         for j, name in enumerate(names):
-            trees[name].add(summary, signed_answers[j], drafted_answers[j], weight)
+            out.trees[name].add(summary, signed_answers[j], drafted_answers[j], weight)
+        pairs = dict(align_findings(draft.findings, signed.findings))
+        for i, outline in enumerate(drafted.outlines or []):
+            size = signed.findings[pairs[i]].fields.get("size_mm") if i in pairs else None
+            if outline is not None and size is not None and float(size.value) > 0:
+                outlined = outlined_size_mm(outline.astype(np.int64), affine)
+                if outlined > 0:
+                    out.sizes.append((outlined, float(size.value), weight))
         if model.lesion is not None:
-            outlines = drafted.outlines or []
             _lesion_feedback(
-                generator,
-                (image, present, affine),
-                draft,
-                outlines,
-                record.corrected,
-                lesions,
-                weight,
+                generator, (image, present, affine), drafted, signed, pairs, out, weight
             )
-    return trees, lesions, used
+    return out
 
 
 def _lesion_feedback(
-    generator, inputs, draft: Report, outlines, signed: Report, rows, weight
+    generator, inputs, drafted, signed: Report, pairs, out: Feedback, weight
 ) -> None:
     """Each drafted lesion's measures with the signed lesion's values (and is_lesion)."""
     image, present, affine = inputs
     with torch.no_grad():
         _, labels = predict_outline(generator.model, image, present)
     candidates = list(generator.lesion_candidates(image, present, labels[0].numpy(), affine))
-    measures_of = [
-        next((m for r, m in candidates if np.array_equal(r.astype(bool), outline)), None)
-        for outline in outlines
-    ]
-    model = generator.model
-    pairs = dict(align_findings(draft.findings, signed.findings))
-    for i, finding in enumerate(draft.findings):
-        measures = measures_of[i] if i < len(measures_of) else None
+    rows = out.lesions
+    for i, finding in enumerate(drafted.report.findings):
+        outline = drafted.outlines[i] if i < len(drafted.outlines) else None
+        measures = next(
+            (
+                m
+                for r, m in candidates
+                if outline is not None and np.array_equal(r.astype(bool), outline)
+            ),
+            None,
+        )
         if measures is None:
             continue
         kept = i in pairs
@@ -181,11 +192,14 @@ def _lesion_feedback(
         if not kept:
             continue
         truth = {k: v.value for k, v in signed.findings[pairs[i]].fields.items()}
-        drafted = {k: v.value for k, v in finding.fields.items()}
-        for name, values in model.cfg.lesion_fields.items():
+        values_drafted = {k: v.value for k, v in finding.fields.items()}
+        for name, values in generator.model.cfg.lesion_fields.items():
             if name in truth:
                 rows[name].add(
-                    measures, _index(values, truth[name]), _index(values, drafted.get(name)), weight
+                    measures,
+                    answer_index(values, truth[name]),
+                    answer_index(values, values_drafted.get(name)),
+                    weight,
                 )
 
 
@@ -355,11 +369,29 @@ def tune_lesion_heads(
     return sum(len(r.x) for r in usable.values())
 
 
+def shifted_size_intercept(
+    coef: torch.Tensor, sizes: list[tuple[float, float, float]], prior: float
+) -> torch.Tensor:
+    """The size correction's intercept moved by the signed sizes' mean log residual,
+    shrunk towards the parent as if it had `prior` agreeing corrections: a site's outline
+    that reads lesions larger or smaller than its clinicians measure them. The slope is
+    kept (a hundred corrections fix a bias, not a curve)."""
+    if not sizes:
+        return coef
+    a, b = (float(v) for v in coef)
+    residual = [
+        w * (math.log(signed) - (a + b * math.log(outlined))) for outlined, signed, w in sizes
+    ]
+    weight = sum(w for _, _, w in sizes)
+    return torch.tensor([a + sum(residual) / (weight + prior), b], dtype=coef.dtype)
+
+
 def refit(
-    parent: FieldReader, trees: dict[str, Rows], lesions: dict[str, Rows], cfg: ReaderRefineConfig
+    parent: FieldReader, feedback: Feedback, cfg: ReaderRefineConfig
 ) -> tuple[FieldReader, int]:
     """A copy of `parent` moved towards the feedback by `cfg.method`: trees boosted on,
-    lesion heads fine-tuned; and how many lesion rows it learned from."""
+    lesion heads fine-tuned, the size correction's bias moved; and how many lesion rows
+    it learned from."""
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed)
     model = copy.deepcopy(parent)
@@ -367,10 +399,14 @@ def refit(
     if model.trees is not None:
         for name in tqdm(list(model.trees.fields), desc=f"boosting ({cfg.method})", leave=False):
             model.trees.fields[name] = boost_on(
-                model.trees.fields[name], trees[name], columns, cfg, rng
+                model.trees.fields[name], feedback.trees[name], columns, cfg, rng
             )
         model.cfg.tree_shapes = model.trees.shapes
-    return model, tune_lesion_heads(model, lesions, cfg, rng)
+    if cfg.size_prior >= 0:
+        model.size_coef.copy_(
+            shifted_size_intercept(model.size_coef, feedback.sizes, cfg.size_prior)
+        )
+    return model, tune_lesion_heads(model, feedback.lesions, cfg, rng)
 
 
 def refine_reader(
@@ -391,14 +427,15 @@ def refine_reader(
     check_template(records, generator.template.id)
     if out.exists() and any(out.iterdir()):
         raise InputError(out, "exists and is not empty")
-    trees, lesions, used = collect_feedback(generator, records, studies)
+    feedback = collect_feedback(generator, records, studies)
+    used = feedback.used
     if used < MIN_CORRECTIONS:
         raise InputError(
             studies,
             f"only {used} corrected studies could be read here (opened by their signer, under "
             f"this folder); refine needs at least {MIN_CORRECTIONS}",
         )
-    model, lesion_rows = refit(generator.model, trees, lesions, cfg)
+    model, lesion_rows = refit(generator.model, feedback, cfg)
     model.cfg.version = f"{model.cfg.version}+{cfg.method}{used}"
     summary = {
         "refined": {
@@ -417,6 +454,6 @@ def refine_reader(
     save_reader(model, out / "model", {**parent_summary, **summary})  # the card says the verdict
     (out / "refine_summary.json").write_text(json.dumps(summary["refined"], indent=2) + "\n")
     log(
-        f"refined reader: {used} corrections, {sum(len(r.x) for r in trees.values())} criterion rows, {lesion_rows} lesion rows"
+        f"refined reader: {used} corrections, {sum(len(r.x) for r in feedback.trees.values())} criterion rows, {lesion_rows} lesion rows"
     )
     return summary["refined"]

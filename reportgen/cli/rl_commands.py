@@ -56,7 +56,7 @@ def refine(
         None,
         "--method",
         help="How the model learns: a report decoder by ppo; a reader (staging, O-RADS) by "
-        "supervised (default), dpo or grpo (docs/refine.md compares them).",
+        "supervised (default), dpo or grpo (docs/learning.md compares them).",
     ),
     rounds: int = typer.Option(
         20, "--rounds", help="Reader: boosting rounds appended to each tree-read criterion."

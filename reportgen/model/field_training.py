@@ -94,7 +94,8 @@ def reader_config(
     )
 
 
-def _index(values: list[str], value) -> int:
+def answer_index(values: list[str], value) -> int:
+    """The index of a stated value among a field's answers (-1: not one of them)."""
     key = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return values.index(key) if key in values else -1
 
@@ -103,9 +104,12 @@ def report_targets(cfg: FieldReaderConfig, report: Report) -> tuple[list[int], f
     """Each head's answer index (-1 where the report does not state it) and the size."""
     study = {k: v.value for k, v in report.fields.items()}
     finding = {k: v.value for k, v in report.findings[0].fields.items()} if report.findings else {}
-    answers = [_index(vals, study[k]) if k in study else -1 for k, vals in cfg.study_fields.items()]
+    answers = [
+        answer_index(vals, study[k]) if k in study else -1 for k, vals in cfg.study_fields.items()
+    ]
     answers += [
-        _index(vals, finding[k]) if k in finding else -1 for k, vals in cfg.finding_fields.items()
+        answer_index(vals, finding[k]) if k in finding else -1
+        for k, vals in cfg.finding_fields.items()
     ]
     size = float(finding.get("size_mm") or float("nan"))
     return answers, size

@@ -4,6 +4,7 @@ API into a SQLite log, then refined, compared, and given a card that names their
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from pathlib import Path
 
@@ -28,7 +29,13 @@ from reportgen.review.drafts import import_drafts
 from reportgen.review.forms import form_values
 from reportgen.review.store import RewardLog
 from reportgen.synth import SynthOptions, synth_dataset
-from rl.reader_refine import ReaderRefineConfig, Rows, boost_on, field_loss
+from rl.reader_refine import (
+    ReaderRefineConfig,
+    Rows,
+    boost_on,
+    field_loss,
+    shifted_size_intercept,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -227,3 +234,16 @@ def test_dpo_learns_nothing_from_a_confirmed_value():
         torch.Generator(),
     )  # fmt: skip
     assert float(loss.detach()) == 0.0
+
+
+def test_the_size_bias_moves_towards_what_clinicians_measure_and_no_further():
+    """Clinicians sign sizes 10% above the outline's: the intercept moves by that log ratio,
+    shrunk by the parent's pseudo-corrections; the slope stays; no sizes, no change."""
+    coef = torch.tensor([0.2, 0.9])
+    sizes = [
+        (d, 1.1 * float(torch.tensor(0.2 + 0.9 * math.log(d)).exp()), 1.0) for d in range(5, 45)
+    ]
+    moved = shifted_size_intercept(coef, sizes, prior=10.0)
+    assert float(moved[1]) == pytest.approx(0.9)
+    assert float(moved[0]) - 0.2 == pytest.approx(math.log(1.1) * 40 / 50, rel=1e-4)
+    assert torch.equal(shifted_size_intercept(coef, [], prior=10.0), coef)
