@@ -14,6 +14,20 @@ from reportgen.cli.review_commands import DB_HELP
 from reportgen.errors import ConfigError, InputError
 
 
+def existing_log(db: str):
+    """The reward log a learner reads: a SQLite file that is not there is refused, never
+    created empty as a side effect of reading it."""
+    from sqlalchemy.engine import make_url
+
+    from reportgen.review.store import RewardLog, database_url
+
+    url = make_url(database_url(db))
+    local = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if local and not Path(url.database).is_file():
+        raise InputError(Path(db), "no reward log here (`reportgen review` creates one)")
+    return RewardLog(db)
+
+
 @app.command()
 def refine(
     model: Path = typer.Option(
@@ -68,8 +82,8 @@ def refine(
 
     from reportgen.model.field_reader import is_field_reader
     from reportgen.model.generate import BUNDLED_MODEL
-    from reportgen.review.store import RewardLog
     from rl.ppo import PPOConfig
+    from rl.reader_refine import METHODS
     from rl.refine import refine as run_refine
 
     if steps < 1 or batch_size < 1 or samples_per_study < 1:
@@ -85,6 +99,8 @@ def refine(
         raise InputError(reward_model, "not a reward model (no reward_model.json)")
     model = model or BUNDLED_MODEL
     reader = is_field_reader(model)
+    if method is not None and method not in ("ppo", *METHODS):
+        raise ConfigError(f"unknown method {method!r}; choose one of ppo, {', '.join(METHODS)}")
     if method is not None and (method == "ppo") == reader:
         raise ConfigError(
             f"--method {method} does not refine this model: a reader takes supervised, dpo or "
@@ -92,7 +108,7 @@ def refine(
         )
     records, lineage = [], {}
     if reward_model is None:
-        log = RewardLog(db)
+        log = existing_log(db)
         log.check_chain()  # never learn from a log someone rewrote
         records = list(log.corrections())
         links, head = log.chain_head()
@@ -164,13 +180,12 @@ def rewards(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Reward statistics of the log's corrections, per field and per clinician."""
-    from reportgen.review.store import RewardLog
     from rl.rewards import correction_reward
 
     per_field: dict[str, int] = defaultdict(int)
     per_clinician: dict[str, list[float]] = defaultdict(list)
     n = 0
-    for record in RewardLog(db).corrections():
+    for record in existing_log(db).corrections():
         n += 1
         for change in record.diff.changes:
             per_field[change.field] += 1
@@ -214,12 +229,11 @@ def reward_model(
     seed: int = seed_option(),
 ) -> None:
     """Train the learned reward model (trl RewardTrainer) on the log's (signed, draft) pairs."""
-    from reportgen.review.store import RewardLog
     from rl.reward_model import train_reward_model
 
     if not 0.05 <= heldout_fraction <= 0.5:
         raise ConfigError("--heldout-fraction must be between 0.05 and 0.5")
     result = train_reward_model(
-        list(RewardLog(db).corrections()), out, heldout_fraction, epochs, seed
+        list(existing_log(db).corrections()), out, heldout_fraction, epochs, seed
     )
     typer.echo(json.dumps(result, indent=2))

@@ -143,6 +143,13 @@ def test_a_method_the_model_cannot_take_is_refused(site, cli, tmp_path):
         "--out", str(tmp_path / "out"), "--method", "ppo",
     )  # fmt: skip
     assert_refused(result, "--method ppo", "supervised, dpo or")
+    missing = tmp_path / "no.db"
+    result = cli(
+        "refine", "--model", str(model), "--db", str(missing), "--studies", str(root / "studies"),
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert_refused(result, "no reward log here")
+    assert not missing.exists()  # reading a log never creates one
 
 
 def _contradicting(truth: Report) -> Report:
