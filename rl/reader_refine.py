@@ -40,6 +40,7 @@ from tqdm import tqdm
 from reportgen.checkpoint import read_summary
 from reportgen.errors import ConfigError, InputError
 from reportgen.io import load_study
+from reportgen.model.engine import Optimiser, adamw
 from reportgen.model.field_generate import FieldReaderGenerator
 from reportgen.model.field_model import save_reader
 from reportgen.model.field_reader import FieldReader, outlined_size_mm, predict_outline
@@ -242,8 +243,9 @@ def field_loss(
 def _logit_gradient(ensemble, x, rows_y, rows_d, w, parent, cfg, method, generator):
     """d loss / d logits of the ensemble's current reading of `x` (n, values)."""
     logits = ensemble(x).detach().requires_grad_(True)
-    field_loss(method, logits, parent, rows_y, rows_d, w, cfg, generator).backward()
-    return logits.grad, logits.detach().softmax(1)
+    loss = field_loss(method, logits, parent, rows_y, rows_d, w, cfg, generator)
+    (grad,) = torch.autograd.grad(loss, logits)
+    return grad, logits.detach().softmax(1)
 
 
 def _regression_tree(x: np.ndarray, target: np.ndarray, weight: np.ndarray, cfg, seed: int):
@@ -350,7 +352,7 @@ def tune_lesion_heads(
     data = {k: r.tensors() for k, r in usable.items()}
     with torch.no_grad():
         parents = {k: parent_heads(d[0])[k] for k, d in data.items()}
-    optimiser = torch.optim.AdamW(heads.parameters(), lr=cfg.lr, weight_decay=0.0)
+    optimiser = Optimiser(adamw(list(heads.parameters()), cfg.lr, 0.0))
     heads.eval()  # no dropout: a few hundred rows, full batch
     for _ in range(cfg.epochs):
         loss = torch.zeros(())
@@ -362,9 +364,7 @@ def tune_lesion_heads(
         loss = loss + cfg.anchor * sum(
             ((p - s) ** 2).sum() for p, s in zip(heads.parameters(), start, strict=True)
         )
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+        optimiser.step(loss)
     heads.eval()
     return sum(len(r.x) for r in usable.values())
 

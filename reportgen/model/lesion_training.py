@@ -18,7 +18,7 @@ import torch
 from reportgen.data.truth import fold_parts
 from reportgen.model.augment import varied_copy
 from reportgen.model.field_reader import outlined_size_mm, predict_outline
-from reportgen.model.field_training import _index, fit_classifiers
+from reportgen.model.field_training import answer_index, fit_classifiers
 from reportgen.model.lesion_reader import lesion_measures, outlined_lesions
 from reportgen.report import load_template
 from reportgen.report.assessable import not_assessable
@@ -74,7 +74,7 @@ def lesion_rows(model, images, present, masks, affines, examples, idx, varied=No
                 stated = {k: v.value for k, v in report.findings[j].fields.items()}
                 targets.append(
                     [
-                        _index(vals, stated[k]) if k in stated and k not in hidden else -1
+                        answer_index(vals, stated[k]) if k in stated and k not in hidden else -1
                         for k, vals in fields.items()
                     ]
                     + [1]
