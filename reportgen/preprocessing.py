@@ -247,3 +247,78 @@ def lesion_crop(
         image[PROTOCOL.index(n)] = torch.nan_to_num(ready[n].data[0].float()).numpy()
         present[PROTOCOL.index(n)] = True
     return image, present
+
+
+# --- CT -------------------------------------------------------------------------------
+# Channels of a CT reader: a CT of unknown phase ("CT") is read in the non-contrast
+# channel, as what it must be taken for. Every channel is scaled by one abdominal window
+# (level 60 HU, width 500): Hounsfield units are physical, so no per-study scaling.
+CT_CHANNELS = ("CT_NC", "CT_PANC", "CT_PV")
+CT_WINDOW_HU = (-190.0, 310.0)
+CT_GRID = GridSpec((160, 128, 80), (2.0, 2.0, 2.0))  # 320 x 256 x 160 mm of abdomen
+
+
+@dataclass
+class PreparedCT:
+    """A CT study on a reader's grid: a channel per `CT_CHANNELS` phase (zeros where the
+    study lacks it), scaled to [0, 1] by `CT_WINDOW_HU`."""
+
+    study_id: str
+    image: np.ndarray  # (len(CT_CHANNELS), X, Y, Z) float32
+    present: np.ndarray  # (len(CT_CHANNELS),) bool
+    mask: np.ndarray | None
+    affine: np.ndarray
+    grid: GridSpec
+
+
+def ct_channel(name: str) -> int:
+    """The channel a CT phase is read in."""
+    return CT_CHANNELS.index("CT_NC" if name == "CT" else name)
+
+
+def prepare_ct(study: Study, grid: GridSpec = CT_GRID, with_mask: bool = True) -> PreparedCT:
+    """Resample each phase once onto a RAS grid centred on the body (air is below -500
+    HU) and window it; the mask with nearest-neighbour labels."""
+    names = [n for n in study.sequences if n in (*CT_CHANNELS, "CT")]
+    if not names:
+        raise ValueError(f"{study.study_id}: no CT phase to prepare")
+    reference = study.sequences[names[0]]
+    body = np.where(reference.data > -500.0, 1.0, 0.0)
+    affine = target_affine(grid, _foreground_centre(body, reference.affine))
+    images: dict[str, tio.Image] = {
+        name: tio.ScalarImage(
+            tensor=torch.from_numpy(study.sequences[name].data)[None],
+            affine=study.sequences[name].affine,
+        )
+        for name in names
+    }
+    if with_mask and study.lesion_mask is not None:
+        images[MASK_KEY] = tio.LabelMap(
+            tensor=torch.from_numpy(study.lesion_mask.data)[None], affine=study.lesion_mask.affine
+        )
+    transform = tio.Compose(
+        [
+            tio.Resample(
+                target=(grid.shape, affine),
+                image_interpolation="linear",
+                label_interpolation="nearest",
+                antialias=True,
+            ),
+            tio.Clamp(out_min=CT_WINDOW_HU[0], out_max=CT_WINDOW_HU[1], exclude=[MASK_KEY]),
+            tio.RescaleIntensity(
+                out_min_max=(0.0, 1.0), in_min_max=CT_WINDOW_HU, exclude=[MASK_KEY]
+            ),
+        ]
+    )
+    subject = transform(tio.Subject(images))
+    image = np.zeros((len(CT_CHANNELS), *grid.shape), dtype=np.float32)
+    present = np.zeros(len(CT_CHANNELS), dtype=bool)
+    for name in names:
+        channel = ct_channel(name)
+        image[channel] = torch.nan_to_num(subject[name].data[0].float()).numpy()
+        present[channel] = True
+    mask = None
+    if MASK_KEY in subject:
+        mask = np.rint(subject[MASK_KEY].data[0].numpy()).astype(np.int16)
+    return PreparedCT(study.study_id, image, present, mask, affine, grid)
+

@@ -16,19 +16,26 @@ def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"Study {summary['study_id']} ({summary['form']})")
-    for col in ("sequence", "shape", "spacing (mm)", "orientation", "intensity range"):
+    from reportgen.io.dicom_headers import CT_PHASE_WORDS
+
+    ct = summary.get("modality") == "CT"
+    table = Table(title=f"Study {summary['study_id']} ({summary['form']}, {summary['modality']})")
+    named = any(info.get("named_because") for info in summary["sequences"].values())
+    columns = ["phase" if ct else "sequence", "shape", "spacing (mm)", "orientation"]
+    columns += ["range (HU)" if ct else "intensity range"] + (["named because"] if named else [])
+    for col in columns:
         table.add_column(col)
     for name, info in summary["sequences"].items():
         orient = info["orientation"] + (" oblique" if info["oblique"] else "")
         lo, hi = info["range"]
-        table.add_row(
-            name,
+        row = [
+            f"{name} ({CT_PHASE_WORDS[name]})" if ct else name,
             "x".join(map(str, info["shape"])),
             " x ".join(f"{s:g}" for s in info["spacing_mm"]),
             orient,
             f"{lo:.4g} .. {hi:.4g}",
-        )
+        ]
+        table.add_row(*row, *([info.get("named_because") or ""] if named else []))
     console.print(table)
     console.print(f"missing: {', '.join(summary['missing']) or 'none'}")
     mask = summary["lesion_mask"]

@@ -14,7 +14,9 @@ from reportgen.cli.options import seed_option
 @app.command()
 def synth(
     out: Path = typer.Argument(..., help="Folder to write (new, or empty)."),
-    domain: str = typer.Option("breast", "--domain", help="breast | cervix | endometrium | ovary"),
+    domain: str = typer.Option(
+        "breast", "--domain", help="breast | cervix | endometrium | ovary | pancreas (CT)"
+    ),
     n: int = typer.Option(10, "--n", help="Number of studies."),
     seed: int = seed_option(help="Random seed: the same seed writes the same bytes."),
     shift: str = typer.Option(

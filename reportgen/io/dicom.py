@@ -31,11 +31,14 @@ from reportgen.io.dicom_headers import (
     classify_series,
     is_calculated,
     pseudonymous_study_id,
+    series_key,
+    sop_class,
     technical_info,
     temporal_key,
+    time_of_day,
 )
 from reportgen.io.nifti import as_volume, select_diffusion_volume
-from reportgen.io.sequences import TARGET_B
+from reportgen.io.sequences import CT_NAMES, TARGET_B
 from reportgen.io.study import Study, Volume
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,9 @@ def _study_uid_of_first(files: list[Path]) -> str | None:
             continue
         if ds.get("StudyInstanceUID"):
             return str(ds.StudyInstanceUID)
+        if series_key(ds) and sop_class(ds):  # an anonymiser blanked the study's UID:
+            # its frame of reference, else its folder, so two such studies never merge
+            return f"unnamed-study:{ds.get('FrameOfReferenceUID') or path.parent}"
     return None
 
 
@@ -155,8 +161,8 @@ def _scan(folder: Path, files: list[Path]) -> list[SeriesGroup]:
             ds = read_dicom(path, headers_only=True)
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError):
             continue
-        uid = str(ds.get("SeriesInstanceUID", "") or "")
-        if not uid or "SOPClassUID" not in ds:
+        uid = series_key(ds)
+        if not uid or not sop_class(ds):
             continue
         group = groups.setdefault(uid, SeriesGroup(uid=uid))
         group.files.append(path)
@@ -257,7 +263,7 @@ def _convert_group(group: SeriesGroup, kind: str | None, reason: str) -> list[Co
     """Convert one series into one or more volumes (several for dynamic series), each
     knowing when the contrast was injected if the headers say."""
     volumes = _convert_group_volumes(group, kind, reason)
-    bolus = _time_of_day(group.first.get("ContrastBolusStartTime"))
+    bolus = time_of_day(group.first.get("ContrastBolusStartTime"))
     for vol in volumes:
         vol.bolus_start_s = bolus
         vol.series_uid = group.uid
@@ -368,6 +374,10 @@ def acquisition_normal(ds: pydicom.Dataset) -> tuple[float, float, float] | None
     return tuple(float(v) for v in normal / (np.linalg.norm(normal) or 1.0))
 
 
+def _axial(vol: ConvertedSeries) -> bool:
+    return vol.normal is None or abs(vol.normal[2]) > 0.9
+
+
 def _same_plane(a: ConvertedSeries, b: ConvertedSeries) -> bool:
     if a.normal is None or b.normal is None:
         return True
@@ -427,6 +437,8 @@ def _assign_names(converted: list[ConvertedSeries], warnings: list[str]) -> None
             v.series_number,
         ),
     )
+    for phase in CT_NAMES:  # CT: the axial reconstruction with the most voxels
+        pick(phase, lambda v: (not _axial(v), -int(np.prod(v.data.shape[:3])), v.series_number))
     dynamic = _dynamic_series(by_kind.get("DCE", []), warnings)
     for phase, vol in enumerate(_model_phases(dynamic, warnings)):
         vol.name = f"DCE_{phase}"
@@ -459,18 +471,9 @@ def _dynamic_series(volumes: list[ConvertedSeries], warnings: list[str]) -> list
     return [v for v in volumes if id(v) in in_main or v.forced]
 
 
-def _time_of_day(value) -> float | None:
-    """A DICOM TM value (HHMMSS.frac) in seconds of the day; None if absent or malformed."""
-    text = str(value or "").strip()
-    try:
-        return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:] or 0)
-    except ValueError:
-        return None
-
-
 def _seconds(vol: ConvertedSeries) -> float | None:
     """Acquisition time of a phase in seconds of the day, if known."""
-    return _time_of_day(vol.order[1]) if len(vol.order) > 1 else None
+    return time_of_day(vol.order[1]) if len(vol.order) > 1 else None
 
 
 def _phase_times(ordered: list[ConvertedSeries]) -> tuple[list[float], int, str]:
@@ -647,7 +650,9 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
             else f"series {number}: {len(reasons)} volumes not read (the first: {reasons[0]})"
         )
     if not sequences:
-        raise InputError(folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence")
+        raise InputError(
+            folder, "no series in this folder is a T2W, DWI, ADC or DCE sequence or a CT phase"
+        )
     part = body_part(conversion.groups)
     choice = next((w for w in conversion.warnings if w.startswith(DCE_CHOICE_PREFIX)), None)
     if choice:  # the report says which phases of a long dynamic it read
@@ -716,10 +721,11 @@ def study_date(groups: list[SeriesGroup]) -> str | None:
     return None
 
 
-def header_anatomy(folder: Path) -> tuple[str, str | None] | None:
-    """(pseudonymous study id, BodyPartExamined) from a DICOM folder's headers alone, for
-    refusing a study of another region before any series is converted; None when the
-    folder holds no DICOM study (or several)."""
+def header_anatomy(folder: Path) -> tuple[str, str | None, str] | None:
+    """(pseudonymous study id, BodyPartExamined, modality "CT" or "MR") from a DICOM
+    folder's headers alone, for refusing a study of another region or modality before
+    any series is converted; None when the folder holds no DICOM study (or several).
+    A folder whose images are all CT is a CT study; any MR image makes it MR."""
     try:
         groups = scan_dicom_folder(folder)
     except InputError:
@@ -727,4 +733,5 @@ def header_anatomy(folder: Path) -> tuple[str, str | None] | None:
     studies = {str(g.first.get("StudyInstanceUID", "") or "") for g in groups} - {""}
     if len(studies) > 1:
         return None
-    return pseudonymous_study_id(groups), body_part(groups)
+    modalities = {str(g.first.get("Modality", "") or "").upper() for g in groups}
+    return pseudonymous_study_id(groups), body_part(groups), "CT" if modalities == {"CT"} else "MR"

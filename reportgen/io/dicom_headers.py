@@ -34,6 +34,9 @@ TECHNICAL_TAGS = (
     "SpacingBetweenSlices",
     "ContrastBolusVolume",  # mL injected
     "ContrastBolusTotalDose",  # mL
+    "KVP",  # CT tube voltage
+    "ConvolutionKernel",  # CT reconstruction kernel
+    "CTDIvol",  # mGy
 )
 # Gadolinium agents by generic name, recognised in the free text of Contrast/Bolus Agent
 # (0018,0010), which PS3.15's Basic Profile blanks as free text: only the generic name of
@@ -48,6 +51,30 @@ GADOLINIUM_AGENTS = {
     "gadodiamide": re.compile(r"gadodiamid|omniscan"),
     "gadopentetate dimeglumine": re.compile(r"gadopentet|magnevist"),
 }
+# Iodinated CT agents, kept the same way (generic name only)
+IODINATED_AGENTS = {
+    "iohexol": re.compile(r"iohexol|omnipa(?:q|c)ue"),
+    "iopamidol": re.compile(r"iopamidol|isovue|iopamiro|solutrast|scanlux"),
+    "iodixanol": re.compile(r"iodixanol|visipaque"),
+    "iopromide": re.compile(r"iopromid|ultravist"),
+    "ioversol": re.compile(r"ioversol|optiray"),
+    "iomeprol": re.compile(r"iomeprol|iomeron|imeron"),
+    "iobitridol": re.compile(r"iobitridol|xenetix"),
+}
+# Pancreas protocol timing after the start of injection (SAR/APA 2014 consensus: the
+# pancreatic phase at 40-50 s, the portal venous phase at 65-70 s); acquisitions are
+# placed by the nearer window, with a margin for bolus tracking's variable start.
+CT_PHASE_WINDOWS_S = {"CT_PANC": (30.0, 58.0), "CT_PV": (58.0, 110.0)}
+_CT_WORDS = (  # series description or protocol name -> phase, first match wins
+    ("delayed", re.compile(r"delay|equilibri|excret|urogra|spät")),
+    ("CT_PV", re.compile(r"portal|venous|\bpv\b|\bpvp\b|venös|venoes|\bven\b")),
+    ("CT_PANC", re.compile(r"pancrea|arteri|\bart\b|\bpa\b|\bpancreatic\b")),
+    (
+        "CT_NC",
+        re.compile(r"nativ|non.?contrast|unenhanced|plain|\bnc\b|ohne.?km|pre.?contrast|w/?o\b"),
+    ),
+)
+_NO_AGENT = re.compile(r"^(?:none|no|nil|native|nativ|0)$")  # said, not left empty
 
 _CALCULATED = re.compile(r"calc.?bval|calculated")
 _KEYWORDS = {
@@ -148,9 +175,71 @@ def temporal_key(ds: Dataset) -> tuple:
     )
 
 
-def classify_series(group: SeriesGroup) -> tuple[str | None, str]:
-    """Which protocol sequence a series is ("T2W", "DWI", "ADC", "DCE" or None) and why."""
+def ct_phase(group: SeriesGroup) -> tuple[str | None, str]:
+    """Which phase a CT series is ("CT_NC", "CT_PANC", "CT_PV", "CT" when nothing
+    establishes it, None for what is not read: localizers, delayed phases) and why.
+
+    The series description or protocol name first (what the technologist chose), then
+    the contrast headers: a named agent with the acquisition's seconds after the bolus
+    start. Headers that contradict themselves (an agent "APPLIED" with a volume and dose
+    of 0, as PET/CT exports write) establish nothing: the series is read as a CT of
+    unknown phase, which no draft calls enhanced."""
     ds = group.first
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "LOCALIZER" in image_type or _named_in(ds, re.compile(r"topogram|scout|surview|localizer")):
+        return None, "a localizer (topogram), not a volume"
+    for phase, pattern in _CT_WORDS:
+        if where := _named_in(ds, pattern):
+            if phase == "delayed":
+                return None, f"{where} names a delayed phase, not one a pancreas protocol reads"
+            return phase, f"{where} names the {CT_PHASE_WORDS[phase]} phase"
+    agent = str(ds.get("ContrastBolusAgent", "") or "").strip()
+    if _NO_AGENT.match(agent.lower()):
+        return "CT_NC", "Contrast/Bolus Agent says none"
+    if not agent:
+        return "CT", "no contrast agent in the headers and no phase in the series name"
+    amounts = [_float(ds.get(k)) for k in ("ContrastBolusVolume", "ContrastBolusTotalDose")]
+    if any(a is not None for a in amounts) and not any(a for a in amounts if a is not None):
+        return "CT", "the headers name a contrast agent but a volume and dose of 0"
+    start, acquired = (
+        time_of_day(ds.get(k)) for k in ("ContrastBolusStartTime", "AcquisitionTime")
+    )
+    if start is None or acquired is None:
+        return "CT", "a contrast agent, but no injection and acquisition times to place the phase"
+    after = acquired - start
+    for phase, (low, high) in CT_PHASE_WINDOWS_S.items():
+        if low <= after < high:
+            return phase, f"acquired {after:.0f} s after the bolus start"
+    return (
+        None if after >= 110 else "CT",
+        f"acquired {after:.0f} s after the bolus start, outside the pancreatic and "
+        "portal venous windows",
+    )
+
+
+CT_PHASE_WORDS = {
+    "CT_NC": "non-contrast",
+    "CT_PANC": "pancreatic",
+    "CT_PV": "portal venous",
+    "CT": "unknown",
+}
+
+
+def time_of_day(value: object) -> float | None:
+    """A DICOM TM value (HHMMSS.frac) in seconds of the day; None if absent or malformed."""
+    text = str(value or "").strip()
+    try:
+        return int(text[:2]) * 3600 + int(text[2:4]) * 60 + float(text[4:] or 0)
+    except ValueError:
+        return None
+
+
+def classify_series(group: SeriesGroup) -> tuple[str | None, str]:
+    """Which protocol series it is ("T2W", "DWI", "ADC", "DCE", a CT phase, or None)
+    and why."""
+    ds = group.first
+    if str(ds.get("Modality", "") or "").upper() == "CT":
+        return ct_phase(group)
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     if "ADC" in image_type:
         return "ADC", "ImageType contains ADC"
@@ -180,10 +269,11 @@ def classify_series(group: SeriesGroup) -> tuple[str | None, str]:
 
 
 def contrast_agent(text: object) -> str | None:
-    """The generic name of the gadolinium agent a Contrast/Bolus Agent text names (None if
-    it names none recognised)."""
+    """The generic name of the gadolinium or iodinated agent a Contrast/Bolus Agent text
+    names (None if it names none recognised)."""
     lowered = str(text or "").lower()
-    return next((name for name, rx in GADOLINIUM_AGENTS.items() if rx.search(lowered)), None)
+    agents = {**GADOLINIUM_AGENTS, **IODINATED_AGENTS}
+    return next((name for name, rx in agents.items() if rx.search(lowered)), None)
 
 
 def technical_info(ds: Dataset) -> dict:
@@ -204,6 +294,31 @@ def technical_info(ds: Dataset) -> dict:
             value = number if number is not None else str(value)
         info[key] = value
     return info
+
+
+def sop_class(ds: Dataset) -> str:
+    """The SOP class of an image (from its file meta where an anonymiser blanked the
+    dataset's own), "" when neither names one."""
+    found = str(ds.get("SOPClassUID", "") or "")
+    meta = getattr(ds, "file_meta", None)
+    return found or str(getattr(meta, "MediaStorageSOPClassUID", "") or "") if meta else found
+
+
+def series_key(ds: Dataset) -> str:
+    """What groups an image with its series: the SeriesInstanceUID, or where an anonymiser
+    blanked it (public CT collections do), the series' own geometry and naming: frame of
+    reference, modality, number, description, matrix and orientation. "" for a file that
+    names no series and has no image geometry."""
+    uid = str(ds.get("SeriesInstanceUID", "") or "")
+    if uid or "ImagePositionPatient" not in ds or "Rows" not in ds:
+        return uid
+    orientation = [round(float(v), 3) for v in (ds.get("ImageOrientationPatient") or [])]
+    parts = [
+        str(ds.get(k, "") or "")
+        for k in ("FrameOfReferenceUID", "StudyInstanceUID", "Modality", "SeriesNumber")
+    ] + [str(ds.get("SeriesDescription", "") or ""), str(ds.Rows), str(ds.get("Columns"))]
+    text = "\n".join([*parts, str(orientation)])
+    return "unnamed-series-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def pseudonymous_study_id(groups: list[SeriesGroup]) -> str:

@@ -136,6 +136,13 @@ def read_study_folder(folder: Path, study_id: str | None = None) -> Study:
     )
 
 
+def looks_like_hounsfield(data: np.ndarray) -> bool:
+    """Whether an unnamed volume's values are a CT's (a tenth of it at or below -500 HU,
+    air and lung, which no MRI magnitude has): only said in a hint, never used to name."""
+    sample = np.asarray(data[::4, ::4, ::4], dtype=np.float32)
+    return bool(sample.size) and float((sample <= -500).mean()) > 0.1
+
+
 def read_nifti_file(
     path: Path, sequence: str | None = None, sequences: list[str] | None = None
 ) -> Study:
@@ -153,6 +160,13 @@ def read_nifti_file(
             else _sidecar_sequence(path, sidecar) or sequence_from_filename(path.name)
         )
         if name is None:
+            if looks_like_hounsfield(data):
+                raise InputError(
+                    path,
+                    "values look like a CT in Hounsfield units (air near -1000): name its "
+                    "phase with --sequence CT_PV, CT_PANC, CT_NC or CT (phase unknown), or a "
+                    'JSON sidecar {"sequence": "CT_PV"}',
+                )
             raise InputError(
                 path,
                 'cannot tell which sequence this 3D file holds; name it with --sequence T2W or a JSON sidecar {"sequence": "T2W"}',

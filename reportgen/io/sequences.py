@@ -1,8 +1,10 @@
-"""Canonical MRI sequence names and the aliases real files use for them.
+"""Canonical series names (MRI sequences, CT phases) and the aliases real files use.
 
-A study's sequences are named by one vocabulary everywhere (loader, model, reports):
-T2W, DWI, ADC and DCE_0..DCE_n (DCE_0 is pre-contrast). File names, BIDS-like
-suffixes and sidecars map onto it here and nowhere else.
+A study's series are named by one vocabulary everywhere (loader, model, reports):
+MRI T2W, DWI, ADC and DCE_0..DCE_n (DCE_0 is pre-contrast); CT by contrast phase,
+CT_NC (non-contrast), CT_PANC (pancreatic, late arterial), CT_PV (portal venous) and
+CT (a CT whose phase nothing establishes: read as if without contrast, never assumed
+enhanced). File names, BIDS-like suffixes and sidecars map onto it here and nowhere else.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ from pretrain_mae.config import DEFAULT_SEQUENCES
 TARGET_B = 800.0
 PROTOCOL: tuple[str, ...] = DEFAULT_SEQUENCES  # one list: the models read these, in this order
 MAX_DCE_PHASES = 10
+# CT phases of a pancreas protocol (SAR/APA 2014: pancreatic phase 40-50 s, portal venous
+# 65-70 s after injection); "missing" for a CT study is counted against this list
+CT_PROTOCOL: tuple[str, ...] = ("CT_PANC", "CT_PV")
+CT_NAMES: tuple[str, ...] = ("CT_NC", "CT_PANC", "CT_PV", "CT")
 
 _ALIASES = {
     "T2W": {"t2w", "t2", "t2wi", "t2tse", "t2fse", "t2weighted", "t2ax", "axt2", "t2space"},
     "DWI": {"dwi", "dw", "diffusion", "trace", "dwitrace", "b800", "b1000", "dwib800", "dwib1000"},
     "ADC": {"adc", "adcmap", "apparentdiffusioncoefficient"},
+    "CT_NC": {"ctnc", "ctnative", "ctplain", "ctnoncontrast", "ctunenhanced", "ctpre"},
+    "CT_PANC": {"ctpanc", "ctpancreatic", "ctart", "ctarterial", "ctlatearterial", "ctpa"},
+    "CT_PV": {"ctpv", "ctportal", "ctportalvenous", "ctvenous", "ctpvp"},
+    "CT": {"ct"},
 }
 _DCE_RE = re.compile(r"^(?:dce|dyn|dynamic|t1dce|t1dyn)(?:phase|ph|run|t)?(\d{1,2})$")
 _MASK_TOKENS = ("lesionmask", "mask", "dseg", "seg", "label", "roi")
@@ -94,19 +104,22 @@ def sequence_from_filename(filename: str) -> str | None:
 
 
 def protocol_order(names: list[str]) -> list[str]:
-    """Sort canonical names in token order (extra DCE phases after DCE_3)."""
+    """Sort canonical names in token order (extra DCE phases after DCE_3, CT phases by
+    time after injection)."""
 
     def key(name: str) -> tuple[int, int]:
         if name in PROTOCOL:
             return (PROTOCOL.index(name), 0)
         if name.startswith("DCE_"):
             return (len(PROTOCOL), int(name[4:]))
-        return (len(PROTOCOL) + 1, 0)
+        if name in CT_NAMES:
+            return (len(PROTOCOL) + 1, CT_NAMES.index(name))
+        return (len(PROTOCOL) + 2, 0)
 
     return sorted(names, key=key)
 
 
-SEQUENCE_FAMILIES = ("t2", "diffusion", "dce")
+SEQUENCE_FAMILIES = ("t2", "diffusion", "dce", "ct", "ct_contrast")
 
 
 def family_groups(names: list[str] | tuple[str, ...]) -> list[list[int]]:
@@ -128,4 +141,15 @@ def sequence_family(name: str) -> str | None:
         return "diffusion"
     if name.startswith("DCE_"):
         return "dce"
+    if name in ("CT_PANC", "CT_PV"):
+        return "ct_contrast"  # (`acquired_families` adds "ct" for every CT phase)
+    if name in ("CT_NC", "CT"):
+        return "ct"
     return None
+
+
+def modality_of(names) -> str:
+    """ "CT" when a study's series are CT phases, else "MR": models, gates and reports are
+    per modality, and no MRI reader is ever given a CT."""
+    names = list(names)
+    return "CT" if names and all(n in CT_NAMES for n in names) else "MR"

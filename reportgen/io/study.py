@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 
-from reportgen.io.sequences import PROTOCOL, protocol_order
+from reportgen.io.sequences import CT_PROTOCOL, PROTOCOL, modality_of, protocol_order
 
 
 def pseudonymous_name_id(name: str) -> str:
@@ -66,15 +66,23 @@ class Study:
         }
 
     @property
+    def modality(self) -> str:
+        """ "CT" or "MR", from the series' canonical names."""
+        return modality_of(self.sequences)
+
+    @property
     def missing(self) -> list[str]:
-        """Protocol sequences this study does not have; nothing is fabricated for them."""
-        return [name for name in PROTOCOL if name not in self.sequences]
+        """Protocol series this study does not have (its modality's protocol); nothing is
+        fabricated for them."""
+        protocol = CT_PROTOCOL if self.modality == "CT" else PROTOCOL
+        return [name for name in protocol if name not in self.sequences]
 
     def summary(self) -> dict:
         """A JSON-ready description of what was read (no voxel data, no identifiers)."""
         return {
             "study_id": self.study_id,
             "form": self.form,
+            "modality": self.modality,
             "source": self.source,
             "sequences": {
                 name: {
@@ -84,6 +92,7 @@ class Study:
                     "oblique": vol.is_oblique,
                     "range": [float(np.min(vol.data)), float(np.max(vol.data))],
                     "file": vol.source,
+                    "named_because": self.metadata.get("series", {}).get(name, {}).get("reason"),
                 }
                 for name, vol in self.sequences.items()
             },

@@ -33,7 +33,7 @@ def draft_checked(
 ) -> CheckedDraft:
     """Anatomy -> model -> fitness -> draft -> the fitness warnings in the report."""
     anatomy = study_anatomy(study)
-    generator = choose(anatomy.tag, anatomy.region, force)
+    generator = choose(anatomy.tag, anatomy.region, force, anatomy.modality)
     unfit = check_fitness(study.study_id, anatomy, generator.template, force)
     draft = generator.draft(study, options or GenerateOptions())
     if draft.report is not None and study.metadata.get("study_date"):
@@ -74,17 +74,18 @@ def draft_study(
 
 
 def refuse_from_headers(path: Path, choose: GeneratorChoice, force: bool = False) -> None:
-    """Refuse a DICOM study whose BodyPartExamined the model does not cover from its headers
-    alone, before any series is converted (a 90-series study: seconds, not minutes). The
-    full check still runs on the loaded study (`draft_checked`): this only comes first."""
-    if force or not path.is_dir() or any(is_image_file(p) for p in path.iterdir()):
+    """Refuse a DICOM study whose BodyPartExamined the model does not cover (unless
+    `force`), or whose modality it does not read (whatever `force` says), from its
+    headers alone, before any series is converted (a 90-series study: seconds, not
+    minutes). The full check still runs on the loaded study (`draft_checked`)."""
+    if not path.is_dir() or any(is_image_file(p) for p in path.iterdir()):
         return
     from reportgen.io.dicom import header_anatomy  # imported lazily: pydicom + dicom2nifti
 
     found = header_anatomy(path)
-    if found is None or found[1] is None:
+    if found is None or (found[1] is None and found[2] == "MR"):
         return
-    study_id, tag = found
-    anatomy = Anatomy(tag, None)
-    generator = choose(anatomy.tag, anatomy.region, force)
+    study_id, tag, modality = found
+    anatomy = Anatomy(tag, None, modality)
+    generator = choose(anatomy.tag, anatomy.region, force, modality)
     check_fitness(study_id, anatomy, generator.template, force)

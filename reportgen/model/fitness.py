@@ -46,12 +46,19 @@ class StudyMismatch(ReportgenError):
         self.reason = reason
 
 
+class ModalityMismatch(ReportgenError):
+    """A study of another modality than the model reads (a CT given to an MRI reader):
+    never drafted, `--force` or not, because no value such a draft states means anything."""
+
+
 @dataclass(frozen=True)
 class Anatomy:
-    """What a study shows: its BodyPartExamined tag, and what its T2W image looks like."""
+    """What a study shows: its BodyPartExamined tag, what its T2W image looks like, and
+    its modality."""
 
     tag: str | None
     reading: RegionReading | None
+    modality: str = "MR"
 
     @property
     def region(self) -> str | None:
@@ -79,7 +86,7 @@ def study_anatomy(study: Study, model: BodyRegionNet | None = None) -> Anatomy:
     an unusual study is flagged even when its tag is right)."""
     model = model or bundled_region_model()
     reading = read_region(model, study) if model is not None and "T2W" in study.sequences else None
-    return Anatomy(study.metadata.get("body_part"), reading)
+    return Anatomy(study.metadata.get("body_part"), reading, study.modality)
 
 
 def fitness_problems(anatomy: Anatomy, template: Template) -> list[str]:
@@ -130,8 +137,19 @@ def unusual_problem(anatomy: Anatomy) -> Problem | None:
     )
 
 
+def check_modality(study_id: str, modality: str, template: Template) -> None:
+    """Refuse a study of another modality than the template's, whatever `--force` says."""
+    if modality != template.modality:
+        raise ModalityMismatch(
+            f"{study_id}: a {modality} study, but this model reads {template.modality} "
+            f"({template.title['en']}); no option drafts it"
+        )
+
+
 def check_fitness(study_id: str, anatomy: Anatomy, template: Template, force: bool) -> list[str]:
-    """The problems, raised as one line unless `force` (then returned, to be reported)."""
+    """The problems, raised as one line unless `force` (then returned, to be reported); a
+    study of another modality is refused even with `force`."""
+    check_modality(study_id, anatomy.modality, template)
     problems = fitness_problems(anatomy, template)
     if problems and not force:
         raise StudyMismatch(f"{study_id}: {problems[0]}")

@@ -67,14 +67,23 @@ def open_generator(model_dir: Path | None = None, template: str | None = None) -
     return generator
 
 
-def template_for(tag: str | None, region: str | None, force: bool = False) -> str:
+def template_for(
+    tag: str | None, region: str | None, force: bool = False, modality: str = "MR"
+) -> str:
     """The bundled template a study's anatomy calls for (no --model, no --template). A
     pelvis fits three templates and the clinical question, not the image, chooses, so it
     must be named; a region no bundled model reads is refused (`--force`: the default
-    model, whose report then carries the mismatch)."""
-    from reportgen.model.fitness import StudyMismatch
+    model, whose report then carries the mismatch); a modality none reads is refused
+    whatever `force` says."""
+    from reportgen.model.fitness import ModalityMismatch, StudyMismatch
+    from reportgen.report.template import load_template
 
-    bundled = bundled_templates()
+    bundled = [t for t in bundled_templates() if load_template(t).modality == modality]
+    if not bundled:
+        raise ModalityMismatch(
+            f"a {modality} study ({tag or 'no BodyPartExamined'}), and no bundled model reads "
+            f"{modality} (bundled: {', '.join(bundled_templates())}); no option drafts it"
+        )
     if tag in TAG_TEMPLATE and TAG_TEMPLATE[tag] in bundled:
         return TAG_TEMPLATE[tag]
     if region is None:
@@ -103,9 +112,11 @@ class GeneratorChoice:
         self.model_dir, self.template = model_dir, template
         self._open: dict[str, Generator] = {}
 
-    def __call__(self, tag: str | None, region: str | None, force: bool = False) -> Generator:
+    def __call__(
+        self, tag: str | None, region: str | None, force: bool = False, modality: str = "MR"
+    ) -> Generator:
         named = self.model_dir is not None or self.template is not None
-        template = self.template if named else template_for(tag, region, force)
+        template = self.template if named else template_for(tag, region, force, modality)
         key = template or ""
         if key not in self._open:
             self._open[key] = open_generator(self.model_dir, template)

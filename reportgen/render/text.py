@@ -126,8 +126,20 @@ def _phrase(spec: FieldSpec, value: Value, concepts: ConceptTable, lang: str) ->
 
 
 FAMILY_NAMES = {
-    "en": {"dce": "DCE", "diffusion": "diffusion-weighted", "t2": "T2-weighted"},
-    "zh": {"dce": "动态增强", "diffusion": "弥散加权", "t2": "T2加权"},
+    "en": {
+        "dce": "DCE",
+        "diffusion": "diffusion-weighted",
+        "t2": "T2-weighted",
+        "ct": "CT",
+        "ct_contrast": "contrast-enhanced CT (pancreatic or portal venous phase)",
+    },
+    "zh": {
+        "dce": "动态增强",
+        "diffusion": "弥散加权",
+        "t2": "T2加权",
+        "ct": "CT",
+        "ct_contrast": "增强CT（胰腺期或门静脉期）",
+    },
 }
 
 

@@ -20,9 +20,13 @@ from reportgen.report.template import FieldSpec, Template
 def acquired_families(sequences: Iterable[str]) -> set[str]:
     """The families a study's sequences give. Enhancement is a change from before contrast
     to after it, so "dce" needs the pre-contrast phase and at least one post-contrast
-    phase: a lone post-contrast volume shows no enhancement, kinetics or BPE."""
+    phase: a lone post-contrast volume shows no enhancement, kinetics or BPE. A CT
+    phase of any kind gives "ct"; an enhanced one (pancreatic, portal venous) also
+    "ct_contrast": vessel contact and a tumour's attenuation against enhanced pancreas."""
     names = set(sequences)
     families = {f for name in names if (f := sequence_family(name)) not in (None, "dce")}
+    if "ct_contrast" in families:
+        families.add("ct")
     phases = {name for name in names if sequence_family(name) == "dce"}
     if "DCE_0" in phases and len(phases) >= 2:
         families.add("dce")

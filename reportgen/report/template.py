@@ -125,6 +125,12 @@ class Template:
     def field(self, field_id: str) -> FieldSpec:
         return self._by_id[field_id]
 
+    @property
+    def modality(self) -> str:
+        """ "CT" or "MR", as the procedure names it (ct_pancreas, mri_breast): a model reads
+        studies of its template's modality only."""
+        return "CT" if self.procedure.startswith("ct_") else "MR"
+
     def finding_type(self, fields: Mapping[str, Value]) -> str:
         """A finding's own type concept (its `type_field`'s value: a non-mass enhancement
         is coded as one, never as a mass), else the template's finding concept."""

@@ -23,8 +23,9 @@ from reportgen.io.write import nifti_image, save_nifti
 from reportgen.parallel import parallel_map
 from reportgen.report import build_report, load_template
 from reportgen.report.schema import Provenance, StudyRef
-from reportgen.synth import breast, gynae, ovary
+from reportgen.synth import breast, gynae, ovary, pancreas
 from reportgen.synth.acquisition import PROTOCOLS, sample_acquisition
+from reportgen.synth.ct import image_phases, sample_ct_acquisition
 from reportgen.synth.mri import acquire_series, save_int16, synthesise_sequences
 from reportgen.synth.text import free_text
 
@@ -33,11 +34,13 @@ DOMAINS = {
     "cervix": "figo_cervix_2018",
     "endometrium": "figo_endometrium_2023",
     "ovary": "orads_mri",
+    "pancreas": "pancreas_ct",
 }
+CT_DOMAINS = frozenset({"pancreas"})
 SYNTH_NOTICE = "Synthetic phantom with known ground truth. " + NOT_FOR_CLINICAL_USE
 # Each domain's default acquisition: breast MRI as the ACR Breast MRI Accreditation
 # Program requires it (docs/phantoms.md); the pelvic phantoms have one protocol.
-PROTOCOL_OF = {"breast": "clinical"}
+PROTOCOL_OF = {"breast": "clinical", "pancreas": "ct"}
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,43 @@ def _ovary(rng: np.random.Generator, options: SynthOptions):
     return acq, canvas, dict(case.fields), findings, {"lesions": lesions, "labels": labels}
 
 
+def _pancreas(rng: np.random.Generator, options: SynthOptions):
+    case = pancreas.sample_case(rng)
+    acq = sample_ct_acquisition(rng, options.shift)
+    canvas = pancreas.render(case, acq.grid())
+    findings, lesions = [], []
+    for lesion in case.lesions:
+        if not np.any(canvas.labels == lesion.label):
+            continue  # outside this field of view: not part of the truth
+        findings.append({**lesion.fields, "size_mm": round(lesion.size_mm)})
+        lesions.append(
+            {
+                "label": lesion.label,
+                "pathology": "malignant" if lesion.kind == "pdac" else "benign",
+                "subtype": "ductal_adenocarcinoma" if lesion.kind == "pdac" else "cystic_lesion",
+                "size_mm_exact": round(lesion.size_mm, 2),
+                "centre_mm": [
+                    round(float(c), 2) for c in lesion.centre * case.scale + case.shift_mm
+                ],
+                "contact_degrees": {k: round(v, 1) for k, v in lesion.contact_deg.items()},
+            }
+        )
+    labels = {str(les["label"]): f"finding {i + 1}" for i, les in enumerate(lesions)}
+    extra = {
+        "lesions": lesions,
+        "labels": labels,
+        "anatomy_labels": dict(pancreas.ANATOMY_LABELS),
+        "details": case.details,
+    }
+    return acq, canvas, dict(case.fields), findings, extra
+
+
 SAMPLERS: dict[str, Callable] = {
     "breast": _breast,
     "cervix": _gynae,
     "endometrium": _gynae,
     "ovary": _ovary,
+    "pancreas": _pancreas,
 }
 
 
@@ -159,7 +194,14 @@ def synth_one(options: SynthOptions, index: int, out_dir: Path) -> dict:
     """Make, write and describe one study."""
     rng = study_rng(options, index)
     acq, canvas, fields, findings, extra = SAMPLERS[options.domain](rng, options)
-    series = acquire_series(synthesise_sequences(canvas, acq, rng), canvas.grid, acq)
+    if options.domain in CT_DOMAINS:  # one grid, every phase in HU
+        phases = {name: k for k, name in enumerate(pancreas.PHASES)}
+        series = {
+            name: (image, canvas.grid.affine)
+            for name, image in image_phases(canvas, acq, rng, phases).items()
+        }
+    else:
+        series = acquire_series(synthesise_sequences(canvas, acq, rng), canvas.grid, acq)
     images = {name: image for name, (image, _) in series.items()}
     template = load_template(DOMAINS[options.domain])
     study_id = f"{options.domain}-s{options.seed}-{index:05d}"
@@ -178,7 +220,8 @@ def synth_one(options: SynthOptions, index: int, out_dir: Path) -> dict:
     folder = out_dir / study_id
     folder.mkdir(parents=True, exist_ok=True)
     for name, (image, affine) in series.items():
-        save_int16(image, affine, folder / f"{name}.nii.gz", physical=(name == "ADC"))
+        physical = name == "ADC" or options.domain in CT_DOMAINS  # ADC and HU as they are
+        save_int16(image, affine, folder / f"{name}.nii.gz", physical=physical)
     mask = nifti_image(canvas.labels.astype(np.uint8), canvas.grid.affine)
     save_nifti(mask, folder / "lesion_mask.nii.gz")
     (folder / "study.json").write_text(
@@ -224,7 +267,13 @@ def synth_dataset(
         raise ConfigError("--n must be at least 1")
     if options.shift not in (None, "scanner"):
         raise ConfigError(f"unknown --shift {options.shift!r}; the only shift is 'scanner'")
-    if options.protocol not in PROTOCOLS:
+    if (options.domain in CT_DOMAINS) != (options.protocol == "ct"):
+        raise ConfigError(
+            "--protocol names an MRI acquisition; the pancreas phantoms are CT"
+            if options.domain in CT_DOMAINS
+            else "--protocol ct is the pancreas phantoms' CT acquisition"
+        )
+    if options.protocol not in (*PROTOCOLS, "ct"):
         raise ConfigError(
             f"unknown --protocol {options.protocol!r}; choose from {', '.join(PROTOCOLS)}"
         )

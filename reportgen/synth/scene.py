@@ -92,12 +92,15 @@ class Grid:
 
 
 class Canvas:
-    """Property maps being painted, plus an integer label map for lesion masks."""
+    """Property maps being painted, plus an integer label map for lesion masks. The
+    properties are the background tissue's (`Tissue` for MRI, a CT tissue's attenuation
+    per phase for CT): anything with a `vector()` paints."""
 
     def __init__(self, grid: Grid, background: Tissue):
         self.grid = grid
-        self.props = np.empty((N_PROPS, *grid.shape), dtype=np.float32)
-        self.props[:] = background.vector()[:, None, None, None]
+        vector = background.vector()
+        self.props = np.empty((len(vector), *grid.shape), dtype=np.float32)
+        self.props[:] = vector[:, None, None, None]
         self.labels = np.zeros(grid.shape, dtype=np.int16)
         self.pv_width = float(np.min(grid.spacing))
         # Voxels per low-resolution voxel (`Acquisition.texture_scale`): texture sizes given
@@ -136,7 +139,7 @@ class Canvas:
         frac = np.clip(0.5 - dist / (self.pv_width * blur), 0.0, 1.0).astype(np.float32)
         if not frac.any():
             return frac
-        if isinstance(tissue, Tissue):
+        if hasattr(tissue, "vector"):
             values = tissue.vector()[:, None, None, None]
         else:
             values = tissue(self.grid.points(box) if pts is None else pts, dist)

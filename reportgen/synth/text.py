@@ -505,10 +505,107 @@ def write_adnexa(report: Report, w: Writer, template: Template) -> str:
     return "\n".join(out)
 
 
+VESSEL_WORDS = {  # the template's vessel fields as radiologists name the vessel
+    "sma_contact": ("superior_mesenteric_artery", "SMA", "肠系膜上动脉"),
+    "celiac_contact": ("celiac_axis", "celiac axis", "腹腔干"),
+    "cha_contact": ("common_hepatic_artery", "CHA", "肝总动脉"),
+    "smv_contact": ("superior_mesenteric_vein", "SMV", "肠系膜上静脉"),
+    "pv_contact": ("portal_vein", "portal vein", "门静脉"),
+}
+
+
+def _vessel_line(w: Writer, field_id: str, value: str) -> str:
+    """One vessel's contact as a radiologist dictates it."""
+    concept, short, zh = VESSEL_WORDS[field_id]
+    name = w.pick([w.term(concept, p_pref=0.6), short]) if w.lang == "en" else zh
+    kind = value.rsplit("_", 1)[1]
+    if w.lang == "en":
+        return w.pick(
+            {
+                "none": [
+                    f"No tumour contact with the {name}.",
+                    f"The {name} is clear.",
+                    f"{w.cap(name)}: no contact.",
+                ],
+                "le180": [
+                    f"Tumour contact with the {name} of 180 degrees or less.",
+                    f"{w.cap(name)}: abutment (<= 180 degrees).",
+                ],
+                "gt180": [
+                    f"Tumour encases the {name} (more than 180 degrees).",
+                    f"{w.cap(name)}: contact > 180 degrees.",
+                ],
+                "occlusion": [f"The {name} is occluded by tumour.", f"{w.cap(name)}: occluded."],
+            }[kind]
+        )
+    return {
+        "none": f"{name}未受累。",
+        "le180": f"肿瘤与{name}接触≤180°。",
+        "gt180": f"肿瘤包绕{name}>180°。",
+        "occlusion": f"{name}闭塞。",
+    }[kind]
+
+
+def write_pancreas(report: Report, w: Writer, template: Template) -> str:
+    en = w.lang == "en"
+    f = {k: v.value for k, v in report.fields.items()}
+    out = [
+        w.pick(["Clinical history: jaundice, weight loss.", "Indication: pancreatic mass?"])
+        if en
+        else w.pick(["临床资料：黄疸、消瘦。", "病史：胰腺占位待查。"]),
+        "Technique: pancreatic protocol CT, pancreatic and portal venous phases."
+        if en
+        else "检查方法：胰腺期及门静脉期增强CT。",
+        "FINDINGS:" if en else "影像所见：",
+    ]
+    if not report.findings and template.finding_none is not None:
+        out.append(template.finding_none[w.lang])
+    for finding in report.findings:
+        v = {k: x.value for k, x in finding.fields.items()}
+        kind, where, size = w.term(str(v["type"])), w.term(str(v["location"])), w.size(v["size_mm"])
+        out.append(
+            w.pick(
+                [f"A {kind} in the {where} measuring {size}.", f"{w.cap(where)}: {kind}, {size}."]
+            )
+            if en
+            else w.pick([f"{where}见{kind}，大小约{size}。", f"{where}{kind}，约{size}。"])
+        )
+        if "attenuation" in v:
+            out.append(w.mention(str(v["attenuation"]), True))
+        if "duct_cutoff" in v and (v["duct_cutoff"] or w.rng.random() < 0.7):
+            out.append(w.mention("duct_cutoff", bool(v["duct_cutoff"])))
+        for field_id in VESSEL_WORDS:
+            if field_id in v:
+                out.append(_vessel_line(w, field_id, str(v[field_id])))
+        if "vein_irregularity" in v:
+            out.append(w.mention("venous_contour_irregularity", bool(v["vein_irregularity"])))
+    for key in (
+        "duct_dilatation",
+        "biliary_dilatation",
+        "liver_metastases",
+        "peritoneal_nodules",
+        "ascites",
+        "regional_nodes",
+        "nonregional_nodes",
+    ):
+        if key in f and (f[key] or w.rng.random() < 0.85):
+            out.append(w.mention(template.field(key).concept, bool(f[key])))
+    out.append("IMPRESSION:" if en else "诊断意见：")
+    status = w.term(str(report.derived["resectability"].value), p_pref=0.7)
+    out.append(
+        w.pick([f"NCCN resectability: {status}.", f"Resectability status: {status}."])
+        if en
+        else f"NCCN可切除性：{status}。"
+    )
+    return "\n".join(out)
+
+
 def free_text(report: Report, template: Template, lang: str, rng: np.random.Generator) -> str:
     writer = Writer(lang, rng)
     if template.id == "birads_mri":
         return write_breast(report, writer)
     if template.id == "orads_mri":
         return write_adnexa(report, writer, template)
+    if template.id == "pancreas_ct":
+        return write_pancreas(report, writer, template)
     return write_gynae(report, writer, template)

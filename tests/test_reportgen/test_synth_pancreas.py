@@ -1,0 +1,117 @@
+"""Pancreas CT phantoms: truth measured from the painted geometry, images in HU, read as CT."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from reportgen.errors import ConfigError
+from reportgen.io import load_study
+from reportgen.report.assessable import acquired_families
+from reportgen.synth import SynthOptions, synth_dataset
+from reportgen.synth.generate import study_rng, synth_one
+from reportgen.synth.pancreas import (
+    CONTACT_MIN_DEG,
+    FINDING_LABEL,
+    Tube,
+    contact_category,
+    contact_degrees,
+    sample_case,
+)
+from reportgen.synth.scene import ellipsoid
+
+VESSEL = Tube("v", np.array([[0.0, 0.0, -40.0], [0.0, 0.0, 40.0]]), 5.0)
+
+
+def _sphere(centre, radius):
+    return ellipsoid(centre, (radius, radius, radius))[0]
+
+
+def test_contact_is_measured_around_the_vessel():
+    assert contact_degrees(VESSEL, _sphere((0, 0, 0), 15)) == pytest.approx(360.0)
+    assert contact_degrees(VESSEL, _sphere((30, 0, 0), 15)) == 0.0
+    # a large tumour whose surface passes through the vessel's axis covers about half of it
+    half = contact_degrees(VESSEL, _sphere((60, 0, 0), 60))
+    assert 160.0 < half < 200.0
+    # a fat plane of 1 mm is no contact; a tumour 1 mm into the wall's surroundings is
+    assert contact_degrees(VESSEL, _sphere((5.0 + 1.0 + 15.0, 0, 0), 15)) < CONTACT_MIN_DEG
+    assert 40.0 < contact_degrees(VESSEL, _sphere((5.0 + 0.75 + 15.0 - 1.0, 0, 0), 15)) < 80.0
+
+
+@pytest.mark.parametrize(
+    ("degrees", "occluded", "value"),
+    [
+        (0.0, False, "sma_contact_none"),
+        (120.0, False, "sma_contact_le180"),
+        (180.0, False, "sma_contact_le180"),
+        (185.0, False, "sma_contact_gt180"),
+        (360.0, True, "sma_contact_occlusion"),
+    ],
+)
+def test_contact_categories_follow_the_sar_apa_degrees(degrees, occluded, value):
+    assert contact_category("sma_contact", degrees, occluded) == value
+
+
+def _first_with_tumour(options: SynthOptions) -> int:
+    for index in range(30):
+        case = sample_case(study_rng(options, index))
+        if any(lesion.kind == "pdac" for lesion in case.lesions):
+            return index
+    raise AssertionError("no tumour in 30 draws")
+
+
+def test_a_phantom_with_a_tumour_is_valid_truth_in_hounsfield_units(tmp_path, cli):
+    options = SynthOptions(domain="pancreas", seed=61)
+    index = _first_with_tumour(options)
+    row = synth_one(options, index, tmp_path)
+    folder = tmp_path / row["dir"]
+    report = row["report"]
+    assert report["template"]["id"] == "pancreas_ct"
+    tumour = next(
+        f for f in report["findings"] if f["fields"]["type"]["value"] == "pancreatic_solid_mass"
+    )
+    degrees = row["truth"]["lesions"][0]["contact_degrees"]
+    for field_id, measured in degrees.items():  # each vessel's value is its measured contact
+        value = tumour["fields"][field_id]["value"]
+        if not value.endswith("occlusion"):
+            assert value == contact_category(field_id, measured, False)
+    study = load_study(folder)
+    assert study.modality == "CT" and list(study.sequences) == ["CT_NC", "CT_PANC", "CT_PV"]
+    assert acquired_families(study.sequences) == {"ct", "ct_contrast"}
+    panc = nib.load(folder / "CT_PANC.nii.gz")
+    assert panc.get_data_dtype() == np.int16 and float(panc.dataobj.slope or 1) == 1.0
+    image = np.asarray(panc.dataobj)
+    mask = np.asarray(nib.load(folder / "lesion_mask.nii.gz").dataobj)
+    assert image.min() == -1024  # air, in HU
+    tumour_hu = image[mask == FINDING_LABEL + 1].mean()
+    pancreas_hu = image[mask == 1].mean()
+    if tumour["fields"]["attenuation"]["value"] == "hypoattenuating":
+        assert pancreas_hu - tumour_hu > 25, (pancreas_hu, tumour_hu)
+    refused = cli("generate", folder, "--out", tmp_path / "draft", "--no-explain")
+    assert refused.code == 2 and "no bundled model reads CT" in refused.err
+
+
+def test_the_same_seed_writes_the_same_truth_and_a_scanner_shift_another_grid(tmp_path):
+    options = SynthOptions(domain="pancreas", seed=62)
+    first = synth_one(options, 0, tmp_path / "a")
+    again = synth_one(options, 0, tmp_path / "b")
+    assert first["report"] == again["report"]
+    assert (tmp_path / "a" / first["dir"] / "CT_PV.nii.gz").read_bytes() == (
+        tmp_path / "b" / again["dir"] / "CT_PV.nii.gz"
+    ).read_bytes()
+    shifted = synth_one(
+        SynthOptions(domain="pancreas", seed=62, shift="scanner"), 0, tmp_path / "c"
+    )
+    assert shifted["acquisition"]["storage"] == "LPS"
+    assert shifted["acquisition"]["spacing"] != first["acquisition"]["spacing"]
+    json.dumps(shifted["truth"])  # the manifest's truth is plain JSON
+
+
+def test_pancreas_phantoms_refuse_an_mri_protocol(tmp_path):
+    with pytest.raises(ConfigError, match="pancreas phantoms are CT"):
+        synth_dataset(tmp_path / "x", 1, SynthOptions(domain="pancreas", protocol="low_resolution"))
+    with pytest.raises(ConfigError, match="protocol ct"):
+        synth_dataset(tmp_path / "y", 1, SynthOptions(domain="ovary", protocol="ct"))
