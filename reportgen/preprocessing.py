@@ -321,4 +321,3 @@ def prepare_ct(study: Study, grid: GridSpec = CT_GRID, with_mask: bool = True) -
     if MASK_KEY in subject:
         mask = np.rint(subject[MASK_KEY].data[0].numpy()).astype(np.int16)
     return PreparedCT(study.study_id, image, present, mask, affine, grid)
-

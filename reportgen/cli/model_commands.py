@@ -227,6 +227,64 @@ def generate(
 
 
 @app.command()
+def ask(
+    study: Path = typer.Argument(
+        ..., help="Study (as for generate), or a report JSON a model drafted before."
+    ),
+    question: str = typer.Argument(
+        ..., help='A closed-ended question, e.g. "Is the SMA involved?"'
+    ),
+    lang: str = typer.Option(None, "--lang", help="en | zh (default: the question's language)."),
+    model: Path = typer.Option(None, "--model", help="Model directory (as for generate)."),
+    template: str = template_option("Draft with the bundled model for this template."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
+    force: bool = typer.Option(
+        False, "--force", help="Draft a study of another body region (with a warning)."
+    ),
+) -> None:
+    """Answer a closed-ended question from the model's reading of a study: the answer, its
+    probability, the template field it rests on and the finding's evidence. A question
+    outside what the template reads is refused (exit 2) with what can be asked."""
+    import json
+
+    from ontology.parser import detect_language
+    from reportgen import NOT_FOR_CLINICAL_USE
+    from reportgen.report.ask import Asker
+
+    if not question.strip():
+        raise ConfigError("the question is empty")
+    lang = lang or detect_language(question)
+    if lang not in ("en", "zh"):
+        raise ConfigError(f"unknown --lang {lang!r}; use en or zh")
+    if study.is_file() and study.suffix == ".json":
+        from reportgen.report.io import read_report
+
+        report = read_report(study)
+    else:
+        from reportgen.model.drafting import draft_study
+        from reportgen.model.generate import GenerateOptions
+        from reportgen.model.generators import GeneratorChoice
+
+        checked = draft_study(
+            study, GeneratorChoice(model, template), GenerateOptions(explain=False), force
+        )
+        for message in checked.warnings:
+            typer.echo(f"warning: {message}", err=True)
+        report = checked.draft.report
+    answer = Asker(report).answer(question, lang)
+    if as_json:
+        typer.echo(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        extra = [f"probability {answer.probability:.2f}"] if answer.probability is not None else []
+        extra += [f"field {answer.field_id}"] if answer.field_id else []
+        extra += [f"finding {e['finding']}" for e in answer.evidence]
+        typer.echo(answer.text + (f"  [{'; '.join(extra)}]" if extra else ""))
+    typer.echo(NOT_FOR_CLINICAL_USE, err=True)
+    if answer.status == "refused":
+        raise typer.Exit(2)
+
+
+@app.command()
 def evaluate(
     data: Path = typer.Option(..., "--data", help="Held-out studies with report.json."),
     model: Path = typer.Option(

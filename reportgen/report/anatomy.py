@@ -13,7 +13,13 @@ from collections import Counter
 from reportgen.report.schema import Problem
 from reportgen.report.template import Template
 
-PROCEDURE_REGION = {"mri_breast": "breast", "mri_pelvis": "pelvis"}
+PROCEDURE_REGION = {
+    "mri_breast": "breast",
+    "mri_pelvis": "pelvis",
+    "ct_abdomen_pancreas": "abdomen",
+}
+# regions another region's report speaks of as its own (a pancreas CT reports the liver)
+REGION_INCLUDES = {"abdomen": frozenset({"liver"})}
 
 # words that name a region's organs or its reporting system (English and Chinese)
 REGION_WORDS: dict[str, tuple[str, ...]] = {
@@ -42,8 +48,19 @@ REGION_WORDS: dict[str, tuple[str, ...]] = {
         "附件",
     ),
     "prostate": (r"\bprostat", r"\bseminal vesicles?\b", r"\bpi-?rads\b", "前列腺", "精囊"),
-    "brain": (r"\bbrain\b", r"\bcerebr", r"\bventricles?\b", "颅脑", "脑实质"),
+    "brain": (r"\bbrain\b", r"\bcerebr", r"\bventricles?\b", "颅脑", "脑实质", "脑肿瘤", "脑出血"),
     "liver": (r"\bliver\b", r"\bhepat", r"\bli-?rads\b", "肝脏"),
+    "abdomen": (
+        r"\bpancrea",
+        r"\bmesenteric\b",
+        r"\bportal vein\b",
+        r"\bceliac\b",
+        r"\bcoeliac\b",
+        r"\bresectab",
+        "胰",
+        "门静脉",
+        "肠系膜",
+    ),
 }
 _PATTERNS = {
     region: [re.compile(w, re.IGNORECASE) for w in words] for region, words in REGION_WORDS.items()
@@ -58,6 +75,13 @@ def mentioned_regions(text: str) -> Counter:
             for region, patterns in _PATTERNS.items()
         }
     )
+
+
+def foreign_regions(text: str, template: Template) -> set[str]:
+    """Regions a text (a question) names that the template's does not cover."""
+    own = PROCEDURE_REGION.get(template.procedure)
+    allowed = {own, *REGION_INCLUDES.get(own or "", ())}
+    return {region for region, n in mentioned_regions(text).items() if n and region not in allowed}
 
 
 def other_anatomy_problem(text: str, template: Template) -> Problem | None:

@@ -111,8 +111,8 @@ class _State:
 
 # words that name a lesion in a sentence (a size there is the lesion's, not an organ's)
 LESION_WORDS = re.compile(
-    r"\b(?:mass|masses|tumou?rs?|lesions?|carcinomas?|cancers?|neoplasms?|nodules?)\b"
-    r"|肿块|肿瘤|病灶|癌|结节",
+    r"\b(?:mass|masses|tumou?rs?|lesions?|carcinomas?|cancers?|neoplasms?|nodules?|cysts?)\b"
+    r"|肿块|肿瘤|病灶|癌|结节|囊肿",
     re.IGNORECASE,
 )
 

@@ -45,6 +45,29 @@ def read_draft(
     }
 
 
+MAX_QUESTION_CHARS = 300
+
+
+@router.get("/drafts/{draft_id}/ask")
+def ask_draft(
+    draft_id: DraftId,
+    q: str = "",
+    _: int = Depends(clinician),
+    state: DraftState = Depends(draft_state),
+    lang: str = Depends(lang),
+):
+    """A closed-ended question answered from the draft as it stands (the model's, or the
+    last saved revision): read-only, for a signed-in clinician."""
+    from reportgen.report.ask import Asker
+
+    question = q.strip()
+    if not question or len(question) > MAX_QUESTION_CHARS:
+        raise HTTPException(422, f"q: a question of 1 to {MAX_QUESTION_CHARS} characters")
+    answer = Asker(state.current).answer(question, lang)
+    source = "the model's draft" if state.version == 0 else f"revision {state.version}"
+    return {**answer.to_dict(), "answered_from": source}
+
+
 @dataclass
 class Edit:
     """A clinician's edit of a draft, checked in order: sign-in and CSRF, body, draft."""

@@ -189,3 +189,18 @@ def test_two_anonymised_studies_are_never_taken_for_one(tmp_path):
     _copy_as_phase(CT_DICOM, second, "Body", generate_uid(), frame=generate_uid())
     assert first_study_uid(first) != first_study_uid(second)
     assert first_study_uid(first).startswith("unnamed-study")
+
+
+def test_a_ct_of_unknown_phase_is_prepared_in_the_non_contrast_channel_in_one_window():
+    from reportgen.preprocessing import CT_CHANNELS, CT_WINDOW_HU, prepare_ct
+
+    ready = prepare_ct(load_study(CT_NIFTI))
+    assert ready.present.tolist() == [True, False, False] and CT_CHANNELS[0] == "CT_NC"
+    assert ready.image.min() >= 0.0 and ready.image.max() <= 1.0
+    assert not ready.image[1:].any()
+    # HU are physical: fat (-100 HU) lands where the window puts it, not at a percentile
+    fat = (-100.0 - CT_WINDOW_HU[0]) / (CT_WINDOW_HU[1] - CT_WINDOW_HU[0])
+    body = ready.image[0][(ready.image[0] > 0.02) & (ready.image[0] < 0.98)]
+    assert abs(float(np.percentile(body, 25)) - fat) < 0.05  # a quarter of this abdomen is fat
+    assert (ready.image[0] == 0.0).mean() > 0.1 and (ready.image[0] == 1.0).any()  # air, bone
+    assert np.allclose(np.diag(ready.affine)[:3], ready.grid.spacing)

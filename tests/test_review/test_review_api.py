@@ -393,3 +393,27 @@ def test_the_viewer_s_volumes_are_encoded_once_and_the_cache_is_bounded(tmp_path
     cache.encoded(tmp_path, "DCE", encode(10))  # 30 bytes: the oldest goes
     cache.encoded(tmp_path, "T2W", encode(7))
     assert calls == [10, 10, 10, 7]
+
+
+def test_a_signed_in_clinician_asks_the_draft_and_nothing_is_stored(app_env):
+    client, store, _, draft, _ = app_env
+    assert (
+        client.get("/api/drafts/1/ask", params={"q": "How many masses are there?"}).status_code
+        == 401
+    )
+    signed_in_page(client)
+    before = store.audit_trail()
+    got = client.get("/api/drafts/1/ask", params={"q": "How many masses are there?"})
+    assert got.status_code == 200
+    data = got.json()
+    assert data["answer"] == len(draft.findings) and data["answered_from"] == "the model's draft"
+    side = draft.findings[0].fields["laterality"].value
+    yes = client.get("/api/drafts/1/ask", params={"q": f"Is there a mass in the {side} breast?"})
+    assert yes.json()["answer"] is True and yes.json()["evidence"][0]["finding"] == 1
+    refused = client.get("/api/drafts/1/ask", params={"q": "<script>alert(1)</script> weather?"})
+    assert refused.status_code == 200 and refused.json()["status"] == "refused"
+    assert client.get("/api/drafts/1/ask", params={"q": "x" * 301}).status_code == 422
+    assert client.get("/api/drafts/1/ask", params={"q": " "}).status_code == 422
+    assert store.audit_trail() == before and store.revision_numbers(1) == []
+    page = client.get("/drafts/1")
+    assert 'id="ask-question"' in page.text

@@ -150,6 +150,26 @@
     return { ok: response.ok, status: response.status, data };
   }
 
+  // -- asking the draft a closed-ended question (answered from the stored draft) --------
+  $("ask-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const question = $("ask-question").value.trim();
+    if (!question) return;
+    const response = await fetch(
+      `/api/drafts/${page.draft_id}/ask?lang=${lang}&q=${encodeURIComponent(question)}`,
+      { credentials: "same-origin" },
+    );
+    let data = {};
+    try { data = await response.json(); } catch (e) { data = { error: `HTTP ${response.status}` }; }
+    if (!response.ok) { $("ask-answer").textContent = data.error || data.detail || "question refused"; return; }
+    const parts = [data.text];
+    if (data.probability !== null) parts.push(`probability ${data.probability.toFixed(2)}`);
+    if (data.field_id) parts.push(`field ${data.field_id}`);
+    for (const e of data.evidence) parts.push(`finding ${e.finding}`);
+    parts.push(`from ${data.answered_from}`);
+    $("ask-answer").textContent = parts.join(" · ");  // text, never HTML
+  });
+
   function say(text, kind) {
     $("message").textContent = text;
     $("message").className = kind || "";

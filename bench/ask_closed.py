@@ -1,0 +1,342 @@
+"""Closed-ended questions about phantom studies, answered from each bundled model's draft.
+
+Questions are generated from each study's ground truth: for a field and (for yes/no) a
+value, a frame ("Is there {x}?", "有{x}吗？") is filled with the concept's preferred term
+or one of its synonyms, in English or Chinese, and the answer key is computed from the
+truth report directly (never through the question reader). Frames are split: the even
+ones were looked at while building `reportgen ask`, the odd ones never were and are the
+held-out set. Reported per template, with 95% bootstrap intervals over studies:
+- accuracy on held-out questions, answered from the model's draft (end to end);
+- accuracy of the same questions answered from the truth report (the reader of
+  questions alone: 1.0 means every question went to the right field and value);
+- the model's own field accuracy on those studies (`ReportScores`), which bounds what
+  any answer from its reading can reach;
+- refusals of 50 out-of-scope questions.
+A template without a bundled model (pancreas_ct, until issue 40's reader) is measured on
+the question reader alone.
+
+    python bench/ask_closed.py [--templates T,...] [--studies 100] [--per-study 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_io import scratch_dir, write_result
+
+from ontology.concepts import default_concepts
+from reportgen.data import read_manifest
+from reportgen.io import load_study
+from reportgen.model.generate import GenerateOptions
+from reportgen.model.generators import bundled_templates, open_generator
+from reportgen.report import load_template
+from reportgen.report.ask import Asker
+from reportgen.report.io import read_report
+from reportgen.report.metrics import ReportScores
+from reportgen.report.schema import Report
+from reportgen.synth import SynthOptions, synth_dataset
+from reportgen.synth.generate import DOMAINS
+from reportgen.synth.text import VERBS
+
+SEED = 40301  # never used for anything else
+TEMPLATE_DOMAIN = {t: d for d, t in DOMAINS.items()}
+FRAMES: dict[str, dict[str, list[str]]] = {
+    "bool": {
+        "en": ["Is there {x}?", "Does the study show {x}?", "Any {x}?", "Is {x} present?",
+               "Can you see {x}?", "Is there evidence of {x}?", "Do you see {x}?", "Is {x} seen?"],
+        "zh": ["有{x}吗？", "是否有{x}？", "可见{x}吗？", "是否存在{x}？", "有没有{x}？", "能看到{x}吗？"],
+    },
+    "bool_negated": {
+        "en": ["Is there no {x}?", "Is there an absence of {x}?", "Is it free of {x}?",
+               "Is there no evidence of {x}?"],
+        "zh": ["没有{x}吗？", "是否未见{x}？", "无{x}吗？", "未见{x}吗？"],
+    },
+    "value": {
+        "en": ["What is the {f}?", "Which {f} is it?", "What {f} is reported?", "What is the {f} here?"],
+        "zh": ["{f}是什么？", "{f}是哪一种？", "是什么{f}？", "{f}属于哪种？"],
+    },
+    "value_of": {  # a value several fields share, named by what it belongs to
+        "en": ["What is the {f} of the {a}?", "Which {f} is the {a}?", "What {f} is the {a} on?",
+               "What is the {f} of the {a} here?"],
+        "zh": ["{a}的{f}是什么？", "{a}是哪种{f}？", "{a}的{f}是哪一种？", "{a}属于什么{f}？"],
+    },
+    "finding_value": {
+        "en": ["Is there a {n} with {v}?", "Does any {n} show {v}?", "Is a {n} with {v} seen?",
+               "Does the {n} have {v}?"],
+        "zh": ["有{v}的{n}吗？", "{n}是否有{v}？", "是否见{v}的{n}？", "{n}有{v}吗？"],
+    },
+    "headline": {
+        "en": ["Is this {v}?", "Is it {v}?", "Would you call it {v}?", "Is the result {v}?"],
+        "zh": ["是否为{v}？", "是{v}吗？", "结果是{v}吗？", "属于{v}吗？"],
+    },
+    "count": {
+        "en": ["How many {ns} are there?", "What is the number of {ns}?", "How many {ns} are seen?",
+               "How many {ns} does the study show?"],
+        "zh": ["有几个{n}？", "{n}有几个？", "{n}的数目是多少？", "共有几处{n}？"],
+    },
+    "size": {
+        "en": ["How large is the {n}?", "What is the size of the {n}?", "How big is the {n}?",
+               "What size is the {n}?"],
+        "zh": ["{n}多大？", "{n}的大小是多少？", "{n}尺寸多少？", "{n}有多大？"],
+    },
+    "side": {
+        "en": ["Which side is the {n} on?", "On which side is the {n}?", "What side is the {n} on?",
+               "Which side has the {n}?"],
+        "zh": ["{n}位于哪一侧？", "{n}在哪侧？", "哪一侧有{n}？", "{n}是哪侧的？"],
+    },
+    "site": {  # anatomy a field is about: "Is the SMA involved?"
+        "en": ["Is the {x} involved?", "Is there involvement of the {x}?", "Does the tumour involve the {x}?",
+               "Is the {x} affected?"],
+        "zh": ["{x}是否受累？", "{x}受侵吗？", "肿瘤是否累及{x}？", "{x}有无受累？"],
+    },
+}  # fmt: skip
+OUT_OF_SCOPE = [
+    "What is the weather today?", "Who referred the patient?", "What is the patient's name?",
+    "How old is the patient?", "Is the prostate enlarged?", "Is there a brain tumour?",
+    "Should the patient stop smoking?", "What time is the appointment?", "Is the liver cirrhotic?",
+    "Does the patient have diabetes?", "Is there a fracture of the femur?", "What is the heart rate?",
+    "Is the thyroid normal?", "Are the lungs clear?", "Is there pneumonia?", "What medication should she take?",
+    "When was the previous scan?", "Who read this study?", "Is the knee meniscus torn?",
+    "Is there a kidney stone?", "What is the blood pressure?", "Is the appendix inflamed?",
+    "Is the spleen enlarged?", "Does the patient have COVID?", "What is the PSA level?",
+    "Is there a herniated disc?", "How much does the MRI cost?", "Is the gallbladder inflamed?",
+    "What is the cholesterol level?", "Is the aorta aneurysmal?", "Can the patient drive home?",
+    "Is there a pulmonary embolism?", "Is the carotid stenosed?", "What is the eGFR?",
+    "Is there a brain haemorrhage?", "Is the hip dislocated?", "What is the diagnosis of the skin rash?",
+    "今天天气怎么样？", "患者叫什么名字？", "患者多大年纪？", "前列腺增大吗？", "有脑肿瘤吗？",
+    "检查费用是多少？", "肺部清楚吗？", "有肾结石吗？", "甲状腺正常吗？", "血压是多少？",
+    "有骨折吗？", "患者需要吃什么药？", "下次复查什么时候？",
+]  # fmt: skip
+
+
+def _frame(form: str, lang: str, held_out: bool, rng: random.Random) -> str:
+    frames = FRAMES[form][lang]
+    return rng.choice(frames[1::2] if held_out else frames[0::2])
+
+
+class Writer:
+    """Terms for concepts: the preferred one or a synonym (as a clinician might say it)."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.concepts = rng, default_concepts()
+        meanings: dict[str, set[str]] = {}
+        for cid in self.concepts:
+            c = self.concepts[cid]
+            for term in (c.en, c.zh, *c.syn_en, *c.syn_zh):
+                meanings.setdefault(term.lower(), set()).add(cid)
+        # a term several concepts share makes an ambiguous question: never written
+        self.ambiguous = {t for t, ids in meanings.items() if len(ids) > 1}
+
+    def term(self, cid: str, lang: str) -> str:
+        concept = self.concepts[cid]
+        options = [concept.pref(lang), *(concept.syn_zh if lang == "zh" else concept.syn_en)]
+        options = [
+            o for o in options if o.split()[0] not in VERBS and o.lower() not in self.ambiguous
+        ] or [concept.pref(lang)]  # noun phrases that mean one concept
+        return self.rng.choice(options)
+
+
+def parse_anchors(template) -> dict[str, set[str]]:
+    from reportgen.report.parse import TemplateLexicon
+
+    return TemplateLexicon.of(template).anchors
+
+
+def _plural(word: str) -> str:
+    return word + ("es" if word.endswith(("s", "x", "sh", "ch")) else "s")
+
+
+def _any(findings, field_id, test) -> bool:
+    return any(field_id in f.fields and test(f.fields[field_id].value) for f in findings)
+
+
+def questions_for(truth: Report, rng: random.Random, per_study: int, held_out: bool) -> list[dict]:
+    """Questions about one study with their answer keys, from its truth report."""
+    template = load_template(truth.template.id)
+    words = Writer(rng)
+    concepts = words.concepts
+    findings = truth.findings
+    options: list[dict] = []
+    finding_name = template.finding_concept
+    for spec in template.fields:
+        if spec.id not in truth.fields:
+            continue
+        value = truth.fields[spec.id].value
+        if spec.type == "bool":
+            options.append({"form": "bool", "x": spec.concept, "answer": bool(value)})
+            options.append({"form": "bool_negated", "x": spec.concept, "answer": not bool(value)})
+            site = concepts[spec.concept].relations.get("finding_site")
+            if site in concepts:
+                options.append({"form": "site", "x": site, "answer": bool(value)})
+        elif spec.type == "enum":
+            shared = sum(f.concept == spec.concept for f in template.fields) > 1
+            anchor = next(iter(sorted(parse_anchors(template).get(spec.id, ()))), None)
+            if not shared:
+                options.append({"form": "value", "f": spec.concept, "answer": value})
+            elif anchor is not None:
+                options.append(
+                    {"form": "value_of", "f": spec.concept, "a": anchor, "answer": value}
+                )
+    for spec in template.derived_report:
+        if spec.id in truth.derived:
+            value = truth.derived[spec.id].value
+            options.append({"form": "value", "f": spec.concept, "answer": value})
+            if spec.id == template.headline:
+                other = rng.choice(spec.values)
+                options.append({"form": "headline", "v": other, "answer": other == value})
+    for spec in template.finding_fields:
+        if spec.type == "enum" and spec.id != template.finding_type_field:
+            value = rng.choice(spec.values)
+            if spec.negated and value == spec.negated:
+                continue
+            answer = _any(findings, spec.id, lambda v, value=value: v == value)
+            options.append(
+                {"form": "finding_value", "v": value, "n": finding_name, "answer": answer}
+            )
+            site = concepts[spec.concept].relations.get("finding_site")
+            if spec.negated and site in concepts:
+                positive = _any(findings, spec.id, lambda v, neg=spec.negated: v != neg)
+                options.append({"form": "site", "x": site, "answer": positive})
+        elif spec.type == "bool":
+            answer = _any(findings, spec.id, bool)
+            options.append({"form": "bool", "x": spec.concept, "answer": answer})
+    if template.finding_max > 1:
+        options.append({"form": "count", "n": finding_name, "answer": len(findings)})
+        if any(f.id == "laterality" for f in template.finding_fields) and findings:
+            sides = sorted({str(f.fields["laterality"].value) for f in findings})
+            options.append({"form": "side", "n": finding_name, "answer": sides})
+    if findings:
+        largest = max(float(f.fields["size_mm"].value) for f in findings if "size_mm" in f.fields)
+        options.append({"form": "size", "n": finding_name, "answer": largest})
+    rng.shuffle(options)
+    out = []
+    for option in options[:per_study]:
+        lang = rng.choice(["en", "zh"])
+        frame = _frame(option["form"], lang, held_out, rng)
+        filled = {
+            k: words.term(str(option[k]), lang) for k in ("x", "f", "v", "n", "a") if k in option
+        }
+        if "n" in option:
+            filled["ns"] = _plural(filled["n"])
+        out.append({**option, "lang": lang, "question": frame.format(**filled)})
+    return out
+
+
+def correct(item: dict, answer) -> bool:
+    """Whether an `Answer` matches the key: sizes within 3 mm, sides as sets."""
+    if answer.status != "answered" or answer.answer is None:
+        return item["answer"] is None or (item["form"] == "count" and item["answer"] == 0)
+    if item["form"] == "size":
+        return abs(float(answer.answer) - float(item["answer"])) <= 3.0
+    if item["form"] == "side":
+        got = answer.answer if isinstance(answer.answer, list) else [answer.answer]
+        return sorted(map(str, got)) == item["answer"]
+    return answer.answer == item["answer"]
+
+
+def _interval(per_study: list[list[bool]], rng: np.random.Generator) -> list[float]:
+    """Accuracy and its 95% bootstrap interval, resampling studies."""
+    flat = [x for xs in per_study for x in xs]
+    if not flat:
+        return [float("nan")] * 3
+    means = []
+    for _ in range(1000):
+        pick = rng.integers(len(per_study), size=len(per_study))
+        sample = [x for i in pick for x in per_study[i]]
+        means.append(np.mean(sample) if sample else np.nan)
+    return [
+        round(float(np.mean(flat)), 4),
+        *(round(float(v), 4) for v in np.nanpercentile(means, [2.5, 97.5])),
+    ]
+
+
+def run_template(template_id: str, args, work: Path) -> dict:
+    domain = TEMPLATE_DOMAIN[template_id]
+    folder = work / domain
+    synth_dataset(folder, args.studies, SynthOptions(domain=domain, seed=SEED), workers=2)
+    rows = read_manifest(folder / "manifest.jsonl")
+    generator = open_generator(template=template_id) if template_id in bundled_templates() else None
+    scores = ReportScores(load_template(template_id)) if generator else None
+    rng = random.Random(SEED)
+    held, tuned, mapped = [], [], []
+    by_form: dict[str, list[bool]] = {}
+    refusals = []
+    t0 = time.time()
+    for k, row in enumerate(rows):
+        truth = read_report(folder / row["dir"] / "report.json")
+        draft = None
+        if generator is not None:
+            draft = generator.draft(
+                load_study(folder / row["dir"]), GenerateOptions(explain=False)
+            ).report
+            scores.add(draft, truth)
+        study_held, study_tuned, study_mapped = [], [], []
+        for held_out in (True, False):
+            for item in questions_for(truth, rng, args.per_study, held_out):
+                from_truth = correct(item, Asker(truth).answer(item["question"], item["lang"]))
+                if held_out:
+                    study_mapped.append(from_truth)
+                if draft is not None:
+                    ok = correct(item, Asker(draft).answer(item["question"], item["lang"]))
+                    (study_held if held_out else study_tuned).append(ok)
+                    if held_out:
+                        by_form.setdefault(item["form"], []).append(ok)
+        held.append(study_held)
+        tuned.append(study_tuned)
+        mapped.append(study_mapped)
+        if k == 0:
+            asker = Asker(truth)
+            refusals = [
+                asker.answer(q, "zh" if any("\u4e00" <= c <= "\u9fff" for c in q) else "en").status
+                == "refused"
+                for q in OUT_OF_SCOPE
+            ]
+    boot = np.random.default_rng(SEED)
+    result = {
+        "studies": len(rows),
+        "questions_held_out": sum(map(len, mapped)),
+        "question_reader_accuracy_held_out": _interval(mapped, boot),
+        "out_of_scope_refused": f"{sum(refusals)}/{len(refusals)}",
+        "seconds": round(time.time() - t0, 1),
+    }
+    if generator is not None:
+        summary = scores.summary()
+        result |= {
+            "answer_accuracy_held_out": _interval(held, boot),
+            "answer_accuracy_tuning_frames": _interval(tuned, boot),
+            "answer_accuracy_by_form": {
+                f: round(float(np.mean(v)), 4) for f, v in sorted(by_form.items())
+            },
+            "model_field_accuracy": summary.get("field_accuracy"),
+        }
+    else:
+        result["note"] = "no bundled model for this template: only the question reader is measured"
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--templates",
+        default="figo_cervix_2018,figo_endometrium_2023,orads_mri,birads_mri,pancreas_ct",
+    )
+    parser.add_argument("--studies", type=int, default=100)
+    parser.add_argument("--per-study", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ask_closed.json"))
+    args = parser.parse_args()
+    work = scratch_dir("reportgen-ask-")
+    results = {}
+    for template_id in args.templates.split(","):
+        results[template_id] = run_template(template_id, args, work)
+        print(template_id, results[template_id], flush=True)
+    write_result(
+        args.out, {"command": "python bench/ask_closed.py", "seed": SEED, "results": results}
+    )
+
+
+if __name__ == "__main__":
+    main()
