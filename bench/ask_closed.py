@@ -238,6 +238,102 @@ def correct(item: dict, answer) -> bool:
     return answer.answer == item["answer"]
 
 
+HANDWRITTEN = Path(__file__).parent / "data" / "ask_handwritten.yaml"
+
+
+def _stated(truth: Report, field_id: str) -> list:
+    """A field's values in the truth: the report's (or derived) value, else each finding's."""
+    for source in (truth.fields, truth.derived):
+        if field_id in source:
+            return [source[field_id].value]
+    return [f.fields[field_id].value for f in truth.findings if field_id in f.fields]
+
+
+def _positive(template, field_id: str, value) -> bool:
+    spec = template.field(field_id) if template.has_field(field_id) else None
+    negative = spec.negated if spec is not None and spec.type == "enum" else False
+    return value not in (negative, False, None)
+
+
+def _matches(finding, wanted: dict) -> bool:
+    return all(f in finding.fields and finding.fields[f].value == v for f, v in wanted.items())
+
+
+def handwritten_key(truth: Report, key: dict):
+    """The expected answer of a hand-written question, from the truth report."""
+    template = load_template(truth.template.id)
+    suspicious = template.suspicious_finding_result
+
+    def holds(rule: dict) -> bool:
+        if "finding" in rule or "finding_positive" in rule:
+            found = [f for f in truth.findings if _matches(f, rule.get("finding", {}))]
+            if "finding_positive" in rule:
+                name = rule["finding_positive"]
+                found = [
+                    f
+                    for f in found
+                    if name in f.fields and _positive(template, name, f.fields[name].value)
+                ]
+            if rule.get("suspicious") and suspicious is not None:
+                found = [
+                    f for f in found if str(f.derived[suspicious.id].value) in suspicious.suspicious
+                ]
+            return bool(found)
+        values = _stated(truth, rule["field"])
+        if "is" in rule:
+            return rule["is"] in values
+        if "in" in rule:
+            return any(v in rule["in"] for v in values)
+        return any(_positive(template, rule["field"], v) for v in values)
+
+    if "true_if" in key:
+        return holds(key["true_if"])
+    if "false_if" in key:
+        return not holds(key["false_if"])
+    if "value" in key:
+        values = _stated(truth, key["value"])
+        return values[0] if values else None
+    if "values" in key:
+        return sorted({str(v) for v in _stated(truth, key["values"])})
+    if "count" in key:
+        return sum(_matches(f, key["count"]) for f in truth.findings)
+    sizes = [
+        float(f.fields["size_mm"].value)
+        for f in truth.findings
+        if "size_mm" in f.fields and _matches(f, key.get("size", {}))
+    ]
+    if "size" in key:
+        return max(sizes) if sizes else None
+    if "size_gt" in key:
+        return bool(sizes) and max(sizes) > key["size_gt"]
+    if "size_lt" in key:
+        return bool(sizes) and max(sizes) < key["size_lt"]
+    if "vessels" in key:
+        from reportgen.synth.pancreas import CONTACT_VESSELS
+
+        return sorted(
+            fid
+            for fid in CONTACT_VESSELS
+            if any(
+                fid in f.fields and _positive(template, fid, f.fields[fid].value)
+                for f in truth.findings
+            )
+        )
+    raise ValueError(f"unknown answer key {key}")
+
+
+def handwritten_correct(expected, answer) -> bool:
+    if answer.status != "answered":
+        return False
+    got = answer.answer
+    if isinstance(expected, list):
+        got = got if isinstance(got, list) else ([] if got is None else [got])
+        return sorted(map(str, got)) == expected
+    if isinstance(expected, float) and got is not None and not isinstance(got, bool):
+        return abs(float(got) - expected) <= 3.0
+    return got == expected
+
+
 def _interval(per_study: list[list[bool]], rng: np.random.Generator) -> list[float]:
     """Accuracy and its 95% bootstrap interval, resampling studies."""
     flat = [x for xs in per_study for x in xs]
@@ -262,6 +358,10 @@ def run_template(template_id: str, args, work: Path) -> dict:
     generator = open_generator(template=template_id) if template_id in bundled_templates() else None
     scores = ReportScores(load_template(template_id)) if generator else None
     rng = random.Random(SEED)
+    import yaml
+
+    written = yaml.safe_load(HANDWRITTEN.read_text(encoding="utf-8")).get(template_id, [])
+    handwritten, handwritten_reader = [], []
     held, tuned, mapped = [], [], []
     by_form: dict[str, list[bool]] = {}
     refusals = []
@@ -285,6 +385,16 @@ def run_template(template_id: str, args, work: Path) -> dict:
                     (study_held if held_out else study_tuned).append(ok)
                     if held_out:
                         by_form.setdefault(item["form"], []).append(ok)
+        if written:  # every study: a tenth of the hand-written questions, in turn
+            picked = written[k % 10 :: 10]
+            hw, hw_reader = [], []
+            for question, lang, key in picked:
+                expected = handwritten_key(truth, key)
+                hw_reader.append(handwritten_correct(expected, Asker(truth).answer(question, lang)))
+                if draft is not None:
+                    hw.append(handwritten_correct(expected, Asker(draft).answer(question, lang)))
+            handwritten.append(hw)
+            handwritten_reader.append(hw_reader)
         held.append(study_held)
         tuned.append(study_tuned)
         mapped.append(study_mapped)
@@ -301,6 +411,8 @@ def run_template(template_id: str, args, work: Path) -> dict:
         "questions_held_out": sum(map(len, mapped)),
         "question_reader_accuracy_held_out": _interval(mapped, boot),
         "out_of_scope_refused": f"{sum(refusals)}/{len(refusals)}",
+        "handwritten_questions": len(written),
+        "handwritten_reader_accuracy": _interval(handwritten_reader, boot),
         "seconds": round(time.time() - t0, 1),
     }
     if generator is not None:
@@ -308,6 +420,7 @@ def run_template(template_id: str, args, work: Path) -> dict:
         result |= {
             "answer_accuracy_held_out": _interval(held, boot),
             "answer_accuracy_tuning_frames": _interval(tuned, boot),
+            "handwritten_answer_accuracy": _interval(handwritten, boot),
             "answer_accuracy_by_form": {
                 f: round(float(np.mean(v)), 4) for f, v in sorted(by_form.items())
             },

@@ -54,3 +54,16 @@ def lesion_mask(mask: np.ndarray, truth: dict) -> np.ndarray:
     cleared = folded.copy() if folded is mask else folded
     cleared[np.isin(mask, anatomy)] = 0
     return cleared
+
+
+def named_outlines(mask: np.ndarray, truth: dict, kinds: dict[str, str]) -> dict[str, np.ndarray]:
+    """Name -> boolean outline from a truth mask: every anatomy label by its name, and
+    each lesion under the outline its subtype belongs to (`kinds`: subtype -> outline
+    name, e.g. a ductal adenocarcinoma's "tumour"), so a study's outlines read the same
+    whether a phantom painted them or a reader drew them."""
+    out = {name: mask == int(label) for name, label in truth.get("anatomy_labels", {}).items()}
+    for lesion in truth.get("lesions", []):
+        kind = kinds[lesion["subtype"]]
+        inside = np.isin(mask, lesion_labels(lesion))
+        out[kind] = out[kind] | inside if kind in out else inside
+    return out

@@ -27,6 +27,9 @@ class VesselContact:
     vessel_parts: int  # connected parts of the vessel's outline (an occlusion splits it)
     gap_mm: float  # the largest gap between those parts (0 with one part)
     radius_mm: float  # the vessel's median radius
+    # the narrowest radius where the tumour is, over the median (a tear-drop vein's
+    # indentation makes it small; 1.0 without contact)
+    narrowest_ratio: float = 1.0
 
 
 def _spacing(affine: np.ndarray) -> np.ndarray:
@@ -109,10 +112,13 @@ def vessel_contact(
         arcs.append(hit.mean() * 360.0)
     arcs_arr = np.asarray(arcs)
     step = float(np.min(spacing))
+    touching = radii[near_tumour][arcs_arr > 0]
+    narrowest = float(touching.min() / median_radius) if len(touching) and median_radius else 1.0
     return VesselContact(
         degrees=float(arcs_arr.max()),
         touched_mm=float((arcs_arr > 0).sum() * step),
         vessel_parts=parts,
         gap_mm=gap,
         radius_mm=median_radius,
+        narrowest_ratio=narrowest,
     )

@@ -266,7 +266,7 @@ class Asker:
     def _holds(self, field_id: str, drafted: Value, asked: object) -> bool:
         if asked == POSITIVE:
             spec = self._spec(field_id)
-            negative = spec.negated if spec is not None and spec.type == "enum" else False
+            negative = getattr(spec, "negated", None) or False  # derived results have none
             return drafted.value not in (negative, False, None)
         return drafted.value == asked
 

@@ -31,6 +31,7 @@ from itertools import pairwise
 
 import numpy as np
 
+from reportgen.measure.pancreas import pancreas_part
 from reportgen.synth.scene import (
     SDF,
     Canvas,
@@ -235,8 +236,9 @@ def _anatomy(rng: np.random.Generator) -> tuple[dict[str, Tube], dict[str, np.nd
         "head": np.array([-22, 10, -12.0]) + rng.normal(0, 2, 3),
         "uncinate": np.array([0, -6, -26.0]) + rng.normal(0, 1.5, 3),  # behind the SMV
         "neck": confluence + np.array([2.0, 12.0, 2.0]),
-        "body": np.array([30, 14, 20.0]) + rng.normal(0, 2, 3),
-        "tail": np.array([72, -2, 30.0]) + rng.normal(0, 2, 3),
+        "body": np.array([14, 15, 18.0]) + rng.normal(0, 2, 3),  # over the SMA and aorta
+        "tail": np.array([62, 2, 28.0]) + rng.normal(0, 2, 3),
+        "tail_tip": np.array([82, -10, 32.0]) + rng.normal(0, 2, 3),  # at the splenic hilum
         "papilla": np.array([-34, 4, -24.0]) + rng.normal(0, 1.5, 3),
         "hilum": np.array([-45, 2, 44.0]),
     }
@@ -251,9 +253,10 @@ def _pancreas_sdf(landmarks: dict[str, np.ndarray]) -> tuple[SDF, tuple[np.ndarr
     uncinate, unc_bounds = capsule(landmarks["head"], landmarks["uncinate"], 7.0)
     neck, neck_bounds = capsule(landmarks["head"], landmarks["neck"], 9.0)
     body, body_bounds = capsule(landmarks["neck"], landmarks["body"], 9.5)
-    tail, tail_bounds = capsule(landmarks["body"], landmarks["tail"], 8.0)
-    sdf = smooth_union([head, uncinate, neck, body, tail], k=4.0)
-    parts = [head_bounds, unc_bounds, neck_bounds, body_bounds, tail_bounds]
+    tail, tail_bounds = capsule(landmarks["body"], landmarks["tail"], 8.5)
+    tip, tip_bounds = capsule(landmarks["tail"], landmarks["tail_tip"], 7.0)
+    sdf = smooth_union([head, uncinate, neck, body, tail, tip], k=4.0)
+    parts = [head_bounds, unc_bounds, neck_bounds, body_bounds, tail_bounds, tip_bounds]
     lo = np.min([b[0] for b in parts], axis=0) - 4
     hi = np.max([b[1] for b in parts], axis=0) + 4
     return sdf, (lo, hi)
@@ -264,13 +267,7 @@ def _ducts(landmarks: dict[str, np.ndarray], duct_mm: float, cbd_mm: float) -> d
         "pancreatic_duct": Tube(
             "pancreatic_duct",
             np.array(
-                [
-                    landmarks["tail"],
-                    landmarks["body"],
-                    landmarks["neck"],
-                    landmarks["head"],
-                    landmarks["papilla"],
-                ]
+                [landmarks[k] for k in ("tail_tip", "tail", "body", "neck", "head", "papilla")]
             ),
             duct_mm / 2,
         ),
@@ -357,6 +354,18 @@ TARGET_VESSELS = {
 }
 
 
+def location_of(centre: np.ndarray, vessels: dict[str, Tube]) -> str:
+    """The part of the pancreas a lesion centred at `centre` is in, by the landmarks
+    (`reportgen.measure.pancreas.pancreas_part`): the SMV where it passes the lesion's
+    level, the aorta's left border."""
+    smv = vessels["superior_mesenteric_vein"]
+    points, _ = smv.samples(1.0)
+    level = points[np.argmin(np.abs(points[:, 2] - centre[2]))]
+    aorta = vessels["aorta"]
+    aorta_left = float(np.max(aorta.points[:, 0])) + aorta.radius
+    return pancreas_part(float(centre[0]), float(level[0]), smv.radius, aorta_left)
+
+
 def _closest_on(tube: Tube, point: np.ndarray) -> np.ndarray:
     samples, _ = tube.samples(1.0)
     return samples[np.argmin(np.linalg.norm(samples - point, axis=1))]
@@ -404,8 +413,9 @@ def sample_case(rng: np.random.Generator, tumour_fraction: float = 0.6) -> Pancr
     }
     extras: list[tuple[str, np.ndarray, float]] = []
     if has_pdac:
-        location = str(rng.choice(list(LOCATION_WEIGHTS), p=list(LOCATION_WEIGHTS.values())))
-        centre, radius = _place_tumour(rng, location, landmarks, vessels)
+        aim = str(rng.choice(list(LOCATION_WEIGHTS), p=list(LOCATION_WEIGHTS.values())))
+        centre, radius = _place_tumour(rng, aim, landmarks, vessels)
+        location = location_of(centre, vessels)  # where it is, by the landmarks, not the aim
         semi = radius * rng.uniform(0.8, 1.1, size=3)
         shape = Harmonics(rng, amplitude=0.18, n_terms=6, max_freq=3.0)
         sdf, bounds, longest = blob(centre, semi, rotation(rng), shape)
@@ -459,8 +469,9 @@ def sample_case(rng: np.random.Generator, tumour_fraction: float = 0.6) -> Pancr
             cbd_mm = float(rng.uniform(11, 15))
         _distant(rng, fields, extras, vessels)
     if has_cyst:
-        location = str(rng.choice(list(LOCATION_WEIGHTS)))
-        centre = landmarks[LOCATION_LANDMARK[location]] + rng.normal(0, 3, 3)
+        aim = str(rng.choice(list(LOCATION_WEIGHTS)))
+        centre = landmarks[LOCATION_LANDMARK[aim]] + rng.normal(0, 3, 3)
+        location = location_of(centre, vessels)
         semi = float(rng.uniform(4, 16)) * rng.uniform(0.85, 1.1, size=3)
         sdf, bounds = ellipsoid(centre, semi, rotation(rng))
         overlaps = any(les.sdf(centre[None])[0] < 4.0 for les in lesions)

@@ -169,6 +169,7 @@ def test_pancreas_answers_name_the_vessels_and_follow_the_rules():
     assert which.text == "superior mesenteric artery; main portal vein"
     assert asker.answer("Is the tumour resectable?").answer is False
     assert asker.answer("What is the resectability?").answer == "resectability_borderline"
+    assert asker.answer("Is the resectability status stated?").status == "answered"  # derived
     assert asker.answer("Is the pancreatic mass larger than 2 cm?").answer is True
     plain = Asker(_report("pancreas_ct", {"duct_dilatation": True, "biliary_dilatation": False,
                                           "ascites": False, "regional_nodes": False,

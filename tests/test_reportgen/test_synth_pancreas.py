@@ -115,3 +115,81 @@ def test_pancreas_phantoms_refuse_an_mri_protocol(tmp_path):
         synth_dataset(tmp_path / "x", 1, SynthOptions(domain="pancreas", protocol="low_resolution"))
     with pytest.raises(ConfigError, match="protocol ct"):
         synth_dataset(tmp_path / "y", 1, SynthOptions(domain="ovary", protocol="ct"))
+
+
+@pytest.mark.parametrize(
+    ("x", "part"),
+    [
+        (-30.0, "pancreas_head"),
+        (-6.0, "pancreas_neck"),
+        (10.0, "pancreas_body"),
+        (40.0, "pancreas_tail"),
+    ],
+)
+def test_the_part_of_the_pancreas_follows_the_smv_and_the_aorta(x, part):
+    from reportgen.measure.pancreas import pancreas_part
+
+    assert pancreas_part(x, smv_x_mm=-5.0, smv_radius_mm=5.0, aorta_left_x_mm=23.0) == part
+
+
+def test_perfect_outlines_measure_and_read_into_a_valid_report_that_matches_the_truth(tmp_path):
+    """The measurement layer on the phantom's own label map (on the reader's 2 mm grid):
+    the lesion's type, part, attenuation and the ducts as the truth states them."""
+    from reportgen.data.truth import named_outlines
+    from reportgen.measure.pancreas import measure_pancreas_study
+    from reportgen.model.pancreas_reading import read_pancreas
+    from reportgen.preprocessing import CT_CHANNELS, CT_WINDOW_HU, prepare_ct
+    from reportgen.report import build_report, load_template
+    from reportgen.report.schema import Provenance, StudyRef
+
+    options = SynthOptions(domain="pancreas", seed=63)
+    row = synth_one(options, _first_with_tumour(options), tmp_path)
+    study = load_study(tmp_path / row["dir"])
+    ready = prepare_ct(study)
+    low, high = CT_WINDOW_HU
+    hu = {n: ready.image[k] * (high - low) + low for k, n in enumerate(CT_CHANNELS)}
+    kinds = {"ductal_adenocarcinoma": "tumour", "cystic_lesion": "cyst"}
+    outlines = named_outlines(ready.mask, row["truth"], kinds)
+    measures = measure_pancreas_study(outlines, hu, ready.affine)
+    fields, findings = read_pancreas(measures)
+    truth = row["report"]
+    tumour = next(
+        f for f in truth["findings"] if f["fields"]["type"]["value"] == "pancreatic_solid_mass"
+    )
+    read = next(f for f in findings if f["type"] == "pancreatic_solid_mass")
+    assert read["location"] == tumour["fields"]["location"]["value"]
+    assert read["attenuation"] == tumour["fields"]["attenuation"]["value"]
+    assert abs(read["size_mm"] - tumour["fields"]["size_mm"]["value"]) <= 6
+    for key in ("duct_dilatation", "biliary_dilatation"):
+        assert fields[key] == truth["fields"][key]["value"], key
+    report = build_report(
+        load_template("pancreas_ct"),
+        fields,
+        findings,
+        study=StudyRef(study_id="t", sequences_used=list(study.sequences)),
+        provenance=Provenance(source="model"),
+    )
+    assert report.validation.valid, report.validation.problems
+
+
+def test_an_occlusion_needs_the_tumour_around_the_gap():
+    from reportgen.measure.pancreas import PancreasMeasures, PancreaticLesion
+    from reportgen.measure.vessels import VesselContact
+    from reportgen.model.pancreas_reading import read_pancreas
+
+    def lesion(smv: VesselContact) -> PancreaticLesion:
+        clear = VesselContact(0.0, 0.0, 1, 0.0, 3.0)
+        contacts = {name: clear for name in ("superior_mesenteric_artery", "celiac_axis",
+                                              "common_hepatic_artery", "portal_vein")}  # fmt: skip
+        contacts["superior_mesenteric_vein"] = smv
+        return PancreaticLesion("tumour", 30.0, (0.0, 0.0, 0.0), "pancreas_head",
+                                {"CT_PANC": -50.0}, 1.0, contacts)  # fmt: skip
+
+    def read(smv: VesselContact) -> str:
+        measures = PancreasMeasures([lesion(smv)], 5.0, 4.0, 0, 0, 0.0, [], 10.0, 20.0, 5.0)
+        return read_pancreas(measures)[1][0]["smv_contact"]
+
+    assert read(VesselContact(300.0, 20.0, 2, 12.0, 5.0)) == "smv_contact_occlusion"
+    assert read(VesselContact(90.0, 20.0, 2, 12.0, 5.0)) == "smv_contact_le180"  # a gap elsewhere
+    assert read(VesselContact(300.0, 20.0, 1, 0.0, 5.0)) == "smv_contact_gt180"
+    assert read(VesselContact(5.0, 2.0, 1, 0.0, 5.0)) == "smv_contact_none"

@@ -1,0 +1,170 @@
+"""A pancreas CT measured from its outlines: each lesion's size, part of the pancreas,
+attenuation against the pancreas and contact with each vessel; duct widths; deposits,
+nodes and ascites. What a SAR/APA report states, before any words.
+
+Where in the pancreas a lesion is follows the landmarks the SAR/APA template uses
+(Al-Hawary et al., Radiology 2014): the head (with the uncinate process) lies to the
+right of the superior mesenteric vein's right border, the neck in front of the SMV and
+portal confluence, the body from the SMV's left border to the aorta's left border, the
+tail beyond it toward the splenic hilum. Model-free: outlines and positions in world
+millimetres (RAS: x grows to the patient's left), whoever drew them (a phantom's painted
+shapes, a reader's outlines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from reportgen.measure.geometry import measure_lesion
+from reportgen.measure.vessels import VesselContact, vessel_contact
+
+PARTS = ("pancreas_head", "pancreas_neck", "pancreas_body", "pancreas_tail")
+
+
+def pancreas_part(
+    x_mm: float, smv_x_mm: float, smv_radius_mm: float, aorta_left_x_mm: float
+) -> str:
+    """The part of the pancreas at left-right position `x_mm` (a lesion's centre)."""
+    if x_mm < smv_x_mm - smv_radius_mm:
+        return "pancreas_head"
+    if x_mm <= smv_x_mm + smv_radius_mm:
+        return "pancreas_neck"
+    if x_mm <= aorta_left_x_mm:
+        return "pancreas_body"
+    return "pancreas_tail"
+
+
+# --- a pancreas CT study measured from its outlines --------------------------------------
+
+
+CONTACT_VESSEL_NAMES = (
+    "superior_mesenteric_artery",
+    "celiac_axis",
+    "common_hepatic_artery",
+    "superior_mesenteric_vein",
+    "portal_vein",
+)
+MIN_LESION_MM3 = 100.0  # a tumour or cyst outline smaller than this is noise
+MIN_DEPOSIT_MM3 = 30.0  # a metastasis, node or nodule
+
+
+@dataclass(frozen=True)
+class PancreaticLesion:
+    kind: str  # "tumour" | "cyst"
+    size_mm: float
+    centre_mm: tuple[float, float, float]
+    part: str  # `pancreas_part`
+    attenuation_delta_hu: dict[str, float]  # per phase: lesion mean minus pancreas mean
+    duct_distance_mm: float  # from the lesion to the main duct's outline
+    contacts: dict[str, VesselContact]  # vessel name -> contact
+
+
+@dataclass(frozen=True)
+class PancreasMeasures:
+    lesions: list[PancreaticLesion]
+    duct_diameter_mm: float  # the main pancreatic duct's widest
+    cbd_diameter_mm: float  # the common bile duct's widest
+    liver_deposits: int
+    peritoneal_nodules: int
+    ascites_ml: float
+    nodes: list[tuple[float, float, float, float]]  # (x, y, z, short axis mm) per node
+    aorta_x_mm: float | None
+    aorta_left_x_mm: float | None
+    smv_radius_mm: float
+
+
+def _components(mask: np.ndarray, voxel_mm3: float, minimum: float) -> list[np.ndarray]:
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return []
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1)) * voxel_mm3
+    return [labels == k + 1 for k in np.flatnonzero(sizes >= minimum)]
+
+
+def _widest_mm(mask: np.ndarray, spacing: np.ndarray) -> float:
+    """A tube's widest diameter: twice its largest inside distance, less one voxel (the
+    distance runs from a voxel's centre to the centre of the first one outside, half a
+    voxel past the wall on each side), so a duct one voxel wide reads one voxel, not two."""
+    if not mask.any():
+        return 0.0
+    inside = float(ndimage.distance_transform_edt(mask, sampling=spacing).max())
+    return max(float(np.min(spacing)), 2.0 * inside - float(np.min(spacing)))
+
+
+def _world(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def measure_pancreas_study(
+    outline: dict[str, np.ndarray], hu: dict[str, np.ndarray], affine: np.ndarray
+) -> PancreasMeasures:
+    """Measure what a pancreas CT's report states, from outlines (name -> boolean mask:
+    pancreas, tumour, cyst, the vessels, ducts, liver, liver_metastasis, lymph_node,
+    peritoneal_nodule, ascites) and the phases' HU images on the same grid."""
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    voxel = float(np.prod(spacing))
+    empty = np.zeros(next(iter(outline.values())).shape, bool)
+    get = lambda name: outline.get(name, empty)  # noqa: E731
+    smv, aorta = get("superior_mesenteric_vein"), get("aorta")
+    smv_points = _world(smv, affine)
+    aorta_points = _world(aorta, affine)
+    smv_radius = (
+        float(ndimage.distance_transform_edt(smv, sampling=spacing).max()) if smv.any() else 5.0
+    )
+    duct = get("pancreatic_duct")
+    duct_distance = ndimage.distance_transform_edt(~duct, sampling=spacing) if duct.any() else None
+    lesions = []
+    for kind in ("tumour", "cyst"):
+        for part_mask in _components(get(kind), voxel, MIN_LESION_MM3):
+            geometry = measure_lesion(part_mask, affine)
+            centre = np.asarray(geometry.centre_mm)
+            if len(smv_points):
+                level = smv_points[np.abs(smv_points[:, 2] - centre[2]) <= 3.0]
+                smv_x = float(np.median((level if len(level) else smv_points)[:, 0]))
+            else:
+                smv_x = 0.0
+            aorta_left = float(aorta_points[:, 0].max()) if len(aorta_points) else 25.0
+            pancreas = get("pancreas") & ~part_mask
+            delta = {
+                phase: float(image[part_mask].mean() - image[pancreas].mean())
+                if pancreas.any()
+                else 0.0
+                for phase, image in hu.items()
+            }
+            lesions.append(
+                PancreaticLesion(
+                    kind,
+                    geometry.longest_diameter_mm,
+                    geometry.centre_mm,
+                    pancreas_part(float(centre[0]), smv_x, smv_radius, aorta_left),
+                    delta,
+                    float(duct_distance[part_mask].min()) if duct_distance is not None else 99.0,
+                    {
+                        name: vessel_contact(get(name), part_mask, affine)
+                        for name in CONTACT_VESSEL_NAMES
+                    }
+                    if kind == "tumour"
+                    else {},
+                )
+            )
+    nodes = []
+    for node in _components(get("lymph_node"), voxel, MIN_DEPOSIT_MM3):
+        x, y, z = _world(node, affine).mean(0)
+        short = _widest_mm(node, spacing)
+        nodes.append((float(x), float(y), float(z), short))
+    liver = get("liver") | get("liver_metastasis")
+    return PancreasMeasures(
+        lesions=sorted(lesions, key=lambda les: (les.kind != "tumour", -les.size_mm)),
+        duct_diameter_mm=_widest_mm(duct, spacing),
+        cbd_diameter_mm=_widest_mm(get("common_bile_duct"), spacing),
+        liver_deposits=len(_components(get("liver_metastasis") & liver, voxel, MIN_DEPOSIT_MM3)),
+        peritoneal_nodules=len(_components(get("peritoneal_nodule"), voxel, MIN_DEPOSIT_MM3)),
+        ascites_ml=float(get("ascites").sum() * voxel / 1000.0),
+        nodes=nodes,
+        aorta_x_mm=float(np.median(aorta_points[:, 0])) if len(aorta_points) else None,
+        aorta_left_x_mm=float(aorta_points[:, 0].max()) if len(aorta_points) else None,
+        smv_radius_mm=smv_radius,
+    )
