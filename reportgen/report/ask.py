@@ -29,7 +29,16 @@ from reportgen.report.template import FieldSpec, Template, load_template
 
 # the form of the answer, from interrogative words (any template, any question)
 COUNT_WORDS = re.compile(r"\bhow many\b|\bnumber of\b|多少个|几个|几处|几枚|数目|数量", re.I)
-WHICH_WORDS = re.compile(r"\b(?:which|what)\b|哪|什么|几期|几类|几级|多少分", re.I)
+WHICH_WORDS = re.compile(
+    r"\b(?:which|what|how (?:deep|far|extensive|much))\b|哪|什么|几期|几类|几级|多少|如何|怎样",
+    re.I,
+)
+# a question that opens with none of these and names a field asks for its value
+# ("myometrial invasion depth?", "肌层浸润深度？")
+YES_NO_WORDS = re.compile(
+    r"^\s*(?:is|are|does|do|did|has|have|any|can|was|were|will|should|could)\b|吗|是否|有没有|有无|是不是",
+    re.I,
+)
 LARGER_WORDS = re.compile(
     r"\b(?:larger|bigger|greater|more|over|above|exceed\w*)\b|大于|超过|>", re.I
 )
@@ -189,8 +198,11 @@ def read_question(question: str, template: Template, lang: str = "en") -> Query 
         )
     if SIZE_CONCEPT in names and (about_findings or conditions or suspicious):
         return Query("size", ("size_mm",), conditions=tuple(conditions), suspicious=suspicious)
-    if WHICH_WORDS.search(question) and targets:
-        return Query("value", tuple(targets), conditions=tuple(conditions), suspicious=suspicious)
+    asks_value = WHICH_WORDS.search(question) or not YES_NO_WORDS.search(question)
+    if asks_value and targets:
+        valued_targets = [f for f in targets if _kind(template, f) != "bool"]
+        fields = tuple(valued_targets or targets)  # "which side is the invasion": its side
+        return Query("value", fields, conditions=tuple(conditions), suspicious=suspicious)
     if report_value is not None:
         return Query("yes_no", (report_value[0],), report_value[1], negated=negated)
     conditions += [(f, POSITIVE) for f in finding_targets]
@@ -209,6 +221,10 @@ def _narrowed(targets: list[str], names: set[str], lex: TemplateLexicon) -> list
     parametrial invasion"), where it names any."""
     anchored = [f for f in targets if lex.anchors.get(f, set()) & names]
     return anchored if len(targets) > 1 and anchored else targets
+
+
+def _kind(template: Template, field_id: str) -> str:
+    return template.field(field_id).type if template.has_field(field_id) else "enum"
 
 
 def _level(template: Template, field_id: str) -> str:
