@@ -138,6 +138,22 @@ def preprocessing_transform(grid: GridSpec, affine: np.ndarray) -> tio.Compose:
     )
 
 
+def _subject(study: Study, names: list[str], with_mask: bool) -> tio.Subject:
+    """The named series (and the lesion mask) as TorchIO images on their own affines."""
+    images: dict[str, tio.Image] = {
+        name: tio.ScalarImage(
+            tensor=torch.from_numpy(study.sequences[name].data)[None],
+            affine=study.sequences[name].affine,
+        )
+        for name in names
+    }
+    if with_mask and study.lesion_mask is not None:
+        images[MASK_KEY] = tio.LabelMap(
+            tensor=torch.from_numpy(study.lesion_mask.data)[None], affine=study.lesion_mask.affine
+        )
+    return tio.Subject(images)
+
+
 def prepare_study(
     study: Study,
     grid: GridSpec | None = None,
@@ -160,18 +176,7 @@ def prepare_study(
             wanted.add(DCE_KEYS[0])
         names = [n for n in names if n in wanted]
     affine = target_affine(grid, _foreground_centre(reference.data, reference.affine))
-    images: dict[str, tio.Image] = {
-        name: tio.ScalarImage(
-            tensor=torch.from_numpy(study.sequences[name].data)[None],
-            affine=study.sequences[name].affine,
-        )
-        for name in names
-    }
-    if with_mask and study.lesion_mask is not None:
-        images[MASK_KEY] = tio.LabelMap(
-            tensor=torch.from_numpy(study.lesion_mask.data)[None], affine=study.lesion_mask.affine
-        )
-    subject = preprocessing_transform(grid, affine)(tio.Subject(images))
+    subject = preprocessing_transform(grid, affine)(_subject(study, names, with_mask))
     image = np.zeros((len(PROTOCOL), *grid.shape), dtype=np.float32)
     present = np.zeros(len(PROTOCOL), dtype=bool)
     for name in names:
@@ -285,17 +290,6 @@ def prepare_ct(study: Study, grid: GridSpec = CT_GRID, with_mask: bool = True) -
     reference = study.sequences[names[0]]
     body = np.where(reference.data > -500.0, 1.0, 0.0)
     affine = target_affine(grid, _foreground_centre(body, reference.affine))
-    images: dict[str, tio.Image] = {
-        name: tio.ScalarImage(
-            tensor=torch.from_numpy(study.sequences[name].data)[None],
-            affine=study.sequences[name].affine,
-        )
-        for name in names
-    }
-    if with_mask and study.lesion_mask is not None:
-        images[MASK_KEY] = tio.LabelMap(
-            tensor=torch.from_numpy(study.lesion_mask.data)[None], affine=study.lesion_mask.affine
-        )
     transform = tio.Compose(
         [
             tio.Resample(
@@ -310,7 +304,7 @@ def prepare_ct(study: Study, grid: GridSpec = CT_GRID, with_mask: bool = True) -
             ),
         ]
     )
-    subject = transform(tio.Subject(images))
+    subject = transform(_subject(study, names, with_mask))
     image = np.zeros((len(CT_CHANNELS), *grid.shape), dtype=np.float32)
     present = np.zeros(len(CT_CHANNELS), dtype=bool)
     for name in names:

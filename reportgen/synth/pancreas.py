@@ -576,32 +576,17 @@ def _distant(
         fields["ascites"] = bool(rng.random() < 0.7)
     elif rng.random() < 0.05:
         fields["ascites"] = True
-    if rng.random() < 0.07:
-        placed = [
-            _add_clear(
-                rng,
-                extras,
-                vessels,
-                "lymph_node",
-                NONREGIONAL_STATIONS[int(rng.integers(2))],
-                (5.0, 7.0),
-            )
-            for _ in range(int(rng.integers(1, 3)))
-        ]
-        fields["nonregional_nodes"] = any(placed)
-    if rng.random() < 0.3:
-        placed = [
-            _add_clear(
-                rng,
-                extras,
-                vessels,
-                "lymph_node",
-                REGIONAL_STATIONS[int(rng.integers(3))],
-                (5.0, 7.5),
-            )
-            for _ in range(int(rng.integers(1, 3)))
-        ]
-        fields["regional_nodes"] = any(placed)
+    for key, chance, stations, sizes in (
+        ("nonregional_nodes", 0.07, NONREGIONAL_STATIONS, (5.0, 7.0)),
+        ("regional_nodes", 0.3, REGIONAL_STATIONS, (5.0, 7.5)),
+    ):
+        if rng.random() < chance:
+            station = stations[int(rng.integers(len(stations)))]
+            placed = [
+                _add_clear(rng, extras, vessels, "lymph_node", station, sizes)
+                for _ in range(int(rng.integers(1, 3)))
+            ]
+            fields[key] = any(placed)
 
 
 def _moved(case: PancreasCase, p: np.ndarray) -> np.ndarray:
