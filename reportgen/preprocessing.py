@@ -154,6 +154,23 @@ def _subject(study: Study, names: list[str], with_mask: bool) -> tio.Subject:
     return tio.Subject(images)
 
 
+def _channels(
+    subject: tio.Subject, names: list[str], count: int, channel_of, grid: GridSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The prepared series as model channels (zeros where absent), which are present, and
+    the lesion mask's labels (None without one)."""
+    image = np.zeros((count, *grid.shape), dtype=np.float32)
+    present = np.zeros(count, dtype=bool)
+    for name in names:
+        channel = channel_of(name)
+        image[channel] = torch.nan_to_num(subject[name].data[0].float()).numpy()
+        present[channel] = True
+    mask = None
+    if MASK_KEY in subject:
+        mask = np.rint(subject[MASK_KEY].data[0].numpy()).astype(np.int16)
+    return image, present, mask
+
+
 def prepare_study(
     study: Study,
     grid: GridSpec | None = None,
@@ -177,15 +194,7 @@ def prepare_study(
         names = [n for n in names if n in wanted]
     affine = target_affine(grid, _foreground_centre(reference.data, reference.affine))
     subject = preprocessing_transform(grid, affine)(_subject(study, names, with_mask))
-    image = np.zeros((len(PROTOCOL), *grid.shape), dtype=np.float32)
-    present = np.zeros(len(PROTOCOL), dtype=bool)
-    for name in names:
-        channel = PROTOCOL.index(name)
-        image[channel] = torch.nan_to_num(subject[name].data[0].float()).numpy()
-        present[channel] = True
-    mask = None
-    if MASK_KEY in subject:
-        mask = np.rint(subject[MASK_KEY].data[0].numpy()).astype(np.int16)
+    image, present, mask = _channels(subject, names, len(PROTOCOL), PROTOCOL.index, grid)
     return PreparedStudy(study.study_id, image, present, mask, affine, grid)
 
 
@@ -305,13 +314,5 @@ def prepare_ct(study: Study, grid: GridSpec = CT_GRID, with_mask: bool = True) -
         ]
     )
     subject = transform(_subject(study, names, with_mask))
-    image = np.zeros((len(CT_CHANNELS), *grid.shape), dtype=np.float32)
-    present = np.zeros(len(CT_CHANNELS), dtype=bool)
-    for name in names:
-        channel = ct_channel(name)
-        image[channel] = torch.nan_to_num(subject[name].data[0].float()).numpy()
-        present[channel] = True
-    mask = None
-    if MASK_KEY in subject:
-        mask = np.rint(subject[MASK_KEY].data[0].numpy()).astype(np.int16)
+    image, present, mask = _channels(subject, names, len(CT_CHANNELS), ct_channel, grid)
     return PreparedCT(study.study_id, image, present, mask, affine, grid)
