@@ -23,6 +23,7 @@ from reportgen.data import read_manifest
 from reportgen.data.truth import named_outlines
 from reportgen.io import load_study
 from reportgen.measure.pancreas import measure_pancreas_study
+from reportgen.model.pancreas_reader import FINE_LESIONS
 from reportgen.model.pancreas_reading import read_pancreas
 from reportgen.preprocessing import CT_CHANNELS, CT_WINDOW_HU, prepare_ct
 from reportgen.report import build_report, load_template
@@ -31,12 +32,10 @@ from reportgen.report.metrics import ReportScores
 from reportgen.report.schema import Provenance, StudyRef
 from reportgen.synth import SynthOptions, synth_dataset
 
-LESION_OUTLINES = {"ductal_adenocarcinoma": "tumour", "cystic_lesion": "cyst"}
-
 
 def outlines_of(mask: np.ndarray, row: dict) -> dict[str, np.ndarray]:
     """Name -> boolean outline, from a phantom's label map and its sidecar."""
-    return named_outlines(mask, row["truth"], LESION_OUTLINES)
+    return named_outlines(mask, row["truth"], FINE_LESIONS)
 
 
 def main() -> None:
@@ -44,6 +43,12 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=60)
     parser.add_argument("--seed", type=int, default=40400)
     parser.add_argument("--shift", default=None)
+    parser.add_argument(
+        "--grid",
+        choices=("2mm", "native"),
+        default="2mm",
+        help="measure on the reader's 2 mm grid or on the acquisition's own grid",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/pancreas_oracle.json"))
     args = parser.parse_args()
     folder = scratch_dir("reportgen-pancreas-oracle-") / "studies"
@@ -55,14 +60,19 @@ def main() -> None:
     t0 = time.time()
     for row in read_manifest(folder / "manifest.jsonl"):
         study = load_study(folder / row["dir"])
-        ready = prepare_ct(study)
-        low, high = CT_WINDOW_HU
-        hu = {
-            name: ready.image[k] * (high - low) + low
-            for k, name in enumerate(CT_CHANNELS)
-            if ready.present[k]
-        }
-        measures = measure_pancreas_study(outlines_of(ready.mask, row), hu, ready.affine)
+        if args.grid == "native":
+            mask, affine = study.lesion_mask.data, study.lesion_mask.affine
+            hu = {name: study.sequences[name].data for name in CT_CHANNELS}
+        else:
+            ready = prepare_ct(study)
+            low, high = CT_WINDOW_HU
+            mask, affine = ready.mask, ready.affine
+            hu = {
+                name: ready.image[k] * (high - low) + low
+                for k, name in enumerate(CT_CHANNELS)
+                if ready.present[k]
+            }
+        measures = measure_pancreas_study(outlines_of(mask, row), hu, affine)
         fields, findings = read_pancreas(measures)
         draft = build_report(
             template,
@@ -76,8 +86,10 @@ def main() -> None:
     result = {
         "command": "python bench/pancreas_oracle.py "
         + f"--studies {args.studies} --seed {args.seed}"
-        + (f" --shift {args.shift}" if args.shift else ""),
-        "outlines": "the phantom's own label map on the reader's 2 mm grid",
+        + (f" --shift {args.shift}" if args.shift else "")
+        + (f" --grid {args.grid}" if args.grid != "2mm" else ""),
+        "outlines": "the phantom's own label map on "
+        + ("the acquisition's own grid" if args.grid == "native" else "the reader's 2 mm grid"),
         "seconds": round(time.time() - t0, 1),
         **{
             k: summary[k]

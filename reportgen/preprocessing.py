@@ -290,15 +290,23 @@ def ct_channel(name: str) -> int:
     return CT_CHANNELS.index("CT_NC" if name == "CT" else name)
 
 
-def prepare_ct(study: Study, grid: GridSpec = CT_GRID, with_mask: bool = True) -> PreparedCT:
-    """Resample each phase once onto a RAS grid centred on the body (air is below -500
-    HU) and window it; the mask with nearest-neighbour labels."""
+def prepare_ct(
+    study: Study,
+    grid: GridSpec = CT_GRID,
+    with_mask: bool = True,
+    centre_mm: np.ndarray | None = None,
+) -> PreparedCT:
+    """Resample each phase once onto a RAS grid centred on `centre_mm` (world RAS), else
+    on the body (air is below -500 HU), and window it; the mask with nearest-neighbour
+    labels."""
     names = [n for n in study.sequences if n in (*CT_CHANNELS, "CT")]
     if not names:
         raise ValueError(f"{study.study_id}: no CT phase to prepare")
-    reference = study.sequences[names[0]]
-    body = np.where(reference.data > -500.0, 1.0, 0.0)
-    affine = target_affine(grid, _foreground_centre(body, reference.affine))
+    if centre_mm is None:
+        reference = study.sequences[names[0]]
+        body = np.where(reference.data > -500.0, 1.0, 0.0)
+        centre_mm = _foreground_centre(body, reference.affine)
+    affine = target_affine(grid, np.asarray(centre_mm, dtype=np.float64))
     transform = tio.Compose(
         [
             tio.Resample(

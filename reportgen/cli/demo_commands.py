@@ -20,7 +20,7 @@ def demo(
     domain: str = typer.Option(
         "breast",
         "--domain",
-        help="breast | cervix | endometrium | ovary (the bundled model for it).",
+        help="breast | cervix | endometrium | ovary | pancreas (the bundled model for it).",
     ),
 ) -> None:
     """Run the main job on the bundled example: draft a report with the bundled demo model."""

@@ -1,4 +1,4 @@
-"""`reportgen train | train-reader | train-crop-reader | train-gate | train-region |
+"""`reportgen train | train-reader | train-pancreas-reader | train-crop-reader | train-gate | train-region |
 generate | evaluate | calibrate | similar`: the models' commands."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from reportgen.model.train_args import (
     FieldTrainArgs,
     GateTrainArgs,
     OutlinePretrainArgs,
+    PancreasTrainArgs,
     RegionTrainArgs,
     ReportTrainArgs,
 )
@@ -51,6 +52,25 @@ def train_reader(args: FieldTrainArgs) -> None:
     typer.echo(
         f"reader for {summary['template']} written to {args.out} "
         f"(held-back field accuracy {summary['best_val_field_acc']:.3f})"
+    )
+
+
+@app.command("train-pancreas-reader")
+@command_from(PancreasTrainArgs)
+def train_pancreas_reader(args: PancreasTrainArgs) -> None:
+    """Train the pancreas CT reader: a coarse outline of the abdomen and a fine one of the
+    pancreas and its vessels, read by the template's stated rules."""
+    from reportgen.model.pancreas_training import train_pancreas_reader as fit
+
+    if min(args.coarse_epochs, args.fine_steps, args.batch_size) < 1 or args.limit < 0:
+        raise ConfigError(
+            "--coarse-epochs, --fine-steps and --batch-size must be at least 1, --limit at least 0"
+        )
+    if not 0.0 <= args.lesion_share <= 1.0 or not 0.0 <= args.phase_dropout < 1.0:
+        raise ConfigError("--lesion-share must be in [0, 1] and --phase-dropout in [0, 1)")
+    summary = fit(args, log=typer.echo)
+    typer.echo(
+        f"pancreas reader written to {args.out} (held-back Dice {summary['held_back_dice']})"
     )
 
 

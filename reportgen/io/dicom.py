@@ -674,9 +674,15 @@ def read_dicom_study(folder: Path, study_id: str | None = None) -> Study:
     )
 
 
+# the series a SEG's frames are, in order of preference: the anatomy the boxes are drawn on
+REFERENCE_SERIES = ("T2W", "CT_PANC", "CT_PV", "CT_NC", "CT")
+
+
 def source_headers(study: Study) -> list[pydicom.Dataset]:
     """The headers (no pixels) of every DICOM image the study's sequences were read from,
-    the T2W series first: what a DICOM SR or SEG of its report references."""
+    the series findings are outlined on first (`REFERENCE_SERIES`: T2W; a CT's
+    pancreatic phase, else another phase): what a DICOM SR or SEG of its report
+    references."""
     if study.form != "dicom":
         raise InputError(
             study.source,
@@ -684,7 +690,8 @@ def source_headers(study: Study) -> list[pydicom.Dataset]:
             "images it describes, so generate from the study's DICOM folder",
         )
     series = study.metadata.get("series", {})
-    names = sorted(series, key=lambda name: name != "T2W")  # the anatomy the boxes are drawn on
+    first = {name: k for k, name in enumerate(REFERENCE_SERIES)}
+    names = sorted(series, key=lambda name: first.get(name, len(first)))
     order = {series[name]["series_uid"]: i for i, name in enumerate(names)}
     groups = [g for g in scan_dicom_folder(Path(study.source)) if g.uid in order]
     groups.sort(key=lambda g: order[g.uid])

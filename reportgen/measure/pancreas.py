@@ -13,7 +13,7 @@ shapes, a reader's outlines).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -49,6 +49,7 @@ CONTACT_VESSEL_NAMES = (
 )
 MIN_LESION_MM3 = 100.0  # a tumour or cyst outline smaller than this is noise
 MIN_DEPOSIT_MM3 = 30.0  # a metastasis, node or nodule
+MAX_LESIONS = 4  # of each kind, the largest measured (a report states at most two)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class PancreaticLesion:
     attenuation_delta_hu: dict[str, float]  # per phase: lesion mean minus pancreas mean
     duct_distance_mm: float  # from the lesion to the main duct's outline
     contacts: dict[str, VesselContact]  # vessel name -> contact
+    # the lesion's outline on the measured grid (what a key image and a SEG show)
+    outline: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,16 @@ class PancreasMeasures:
     smv_radius_mm: float
 
 
-def _components(mask: np.ndarray, voxel_mm3: float, minimum: float) -> list[np.ndarray]:
+def _components(
+    mask: np.ndarray, voxel_mm3: float, minimum: float, largest: int | None = None
+) -> list[np.ndarray]:
+    """Connected parts of at least `minimum` mm3, largest first (the `largest` of them)."""
     labels, n = ndimage.label(mask)
     if n == 0:
         return []
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1)) * voxel_mm3
-    return [labels == k + 1 for k in np.flatnonzero(sizes >= minimum)]
+    order = [k for k in np.argsort(-sizes, kind="stable") if sizes[k] >= minimum]
+    return [labels == k + 1 for k in order[:largest]]
 
 
 def _widest_mm(mask: np.ndarray, spacing: np.ndarray) -> float:
@@ -99,18 +106,32 @@ def _world(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def measure_pancreas_study(
-    outline: dict[str, np.ndarray], hu: dict[str, np.ndarray], affine: np.ndarray
+    outline: dict[str, np.ndarray],
+    hu: dict[str, np.ndarray],
+    affine: np.ndarray,
+    distant: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
 ) -> PancreasMeasures:
     """Measure what a pancreas CT's report states, from outlines (name -> boolean mask:
     pancreas, tumour, cyst, the vessels, ducts, liver, liver_metastasis, lymph_node,
-    peritoneal_nodule, ascites) and the phases' HU images on the same grid."""
+    peritoneal_nodule, ascites) and the phases' HU images on the same grid. `distant`:
+    the outlines (and their grid's affine) the deposits, nodes and ascites are measured
+    on (and the aorta, where `outline` lacks it), where a reader draws them on another grid than the
+    pancreas (a coarse one of the whole abdomen); by default `outline` itself."""
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     voxel = float(np.prod(spacing))
     empty = np.zeros(next(iter(outline.values())).shape, bool)
     get = lambda name: outline.get(name, empty)  # noqa: E731
-    smv, aorta = get("superior_mesenteric_vein"), get("aorta")
+    far, far_affine = distant if distant is not None else (outline, affine)
+    far_spacing = np.sqrt((far_affine[:3, :3] ** 2).sum(axis=0))
+    far_voxel = float(np.prod(far_spacing))
+    far_empty = np.zeros(next(iter(far.values())).shape, bool)
+    get_far = lambda name: far.get(name, far_empty)  # noqa: E731
+    smv = get("superior_mesenteric_vein")
     smv_points = _world(smv, affine)
-    aorta_points = _world(aorta, affine)
+    # the aorta on the finer grid that has it (the body's left border is one of its edges)
+    aorta_points = _world(get("aorta"), affine)
+    if not len(aorta_points):
+        aorta_points = _world(get_far("aorta"), far_affine)
     smv_radius = (
         float(ndimage.distance_transform_edt(smv, sampling=spacing).max()) if smv.any() else 5.0
     )
@@ -118,7 +139,7 @@ def measure_pancreas_study(
     duct_distance = ndimage.distance_transform_edt(~duct, sampling=spacing) if duct.any() else None
     lesions = []
     for kind in ("tumour", "cyst"):
-        for part_mask in _components(get(kind), voxel, MIN_LESION_MM3):
+        for part_mask in _components(get(kind), voxel, MIN_LESION_MM3, MAX_LESIONS):
             geometry = measure_lesion(part_mask, affine)
             centre = np.asarray(geometry.centre_mm)
             if len(smv_points):
@@ -148,21 +169,26 @@ def measure_pancreas_study(
                     }
                     if kind == "tumour"
                     else {},
+                    part_mask,
                 )
             )
     nodes = []
-    for node in _components(get("lymph_node"), voxel, MIN_DEPOSIT_MM3):
-        x, y, z = _world(node, affine).mean(0)
-        short = _widest_mm(node, spacing)
+    for node in _components(get_far("lymph_node"), far_voxel, MIN_DEPOSIT_MM3):
+        x, y, z = _world(node, far_affine).mean(0)
+        short = _widest_mm(node, far_spacing)
         nodes.append((float(x), float(y), float(z), short))
-    liver = get("liver") | get("liver_metastasis")
+    liver = get_far("liver") | get_far("liver_metastasis")
     return PancreasMeasures(
         lesions=sorted(lesions, key=lambda les: (les.kind != "tumour", -les.size_mm)),
         duct_diameter_mm=_widest_mm(duct, spacing),
         cbd_diameter_mm=_widest_mm(get("common_bile_duct"), spacing),
-        liver_deposits=len(_components(get("liver_metastasis") & liver, voxel, MIN_DEPOSIT_MM3)),
-        peritoneal_nodules=len(_components(get("peritoneal_nodule"), voxel, MIN_DEPOSIT_MM3)),
-        ascites_ml=float(get("ascites").sum() * voxel / 1000.0),
+        liver_deposits=len(
+            _components(get_far("liver_metastasis") & liver, far_voxel, MIN_DEPOSIT_MM3)
+        ),
+        peritoneal_nodules=len(
+            _components(get_far("peritoneal_nodule"), far_voxel, MIN_DEPOSIT_MM3)
+        ),
+        ascites_ml=float(get_far("ascites").sum() * far_voxel / 1000.0),
         nodes=nodes,
         aorta_x_mm=float(np.median(aorta_points[:, 0])) if len(aorta_points) else None,
         aorta_left_x_mm=float(aorta_points[:, 0].max()) if len(aorta_points) else None,

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 RING_POINTS = 36
+MAX_PARTS = 4  # parts of a vessel's outline whose gaps are measured
 NEIGHBOURHOOD_MM = 5.0
 
 
@@ -46,27 +48,32 @@ def centreline(vessel: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.n
     return world, inside[ridge]
 
 
-def _tangents(points: np.ndarray) -> np.ndarray:
-    tangents = np.zeros_like(points)
-    for i, p in enumerate(points):
-        near = points[np.linalg.norm(points - p, axis=1) <= NEIGHBOURHOOD_MM]
+def _tangents(points: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The centreline's local direction at each of `at` (indices into `points`): the
+    principal axis of the centreline points within `NEIGHBOURHOOD_MM`."""
+    tree = cKDTree(points)
+    tangents = np.zeros((len(at), 3))
+    for row, i in enumerate(at):
+        near = points[tree.query_ball_point(points[i], NEIGHBOURHOOD_MM)]
         if len(near) < 3:
-            tangents[i] = (0.0, 0.0, 1.0)
+            tangents[row] = (0.0, 0.0, 1.0)
             continue
         _, _, vt = np.linalg.svd(near - near.mean(axis=0), full_matrices=False)
-        tangents[i] = vt[0]
+        tangents[row] = vt[0]
     return tangents
 
 
 def _parts(vessel: np.ndarray, affine: np.ndarray, min_mm3: float = 20.0) -> tuple[int, float]:
-    """Connected parts of a vessel outline larger than `min_mm3`, and the widest gap (mm,
-    voxel centre to voxel centre) between a part and its nearest other part."""
+    """Connected parts of a vessel outline larger than `min_mm3` (the `MAX_PARTS` largest),
+    and the widest gap (mm, voxel centre to voxel centre) between a part and its nearest
+    other part."""
     labels, n = ndimage.label(vessel)
     if n == 0:
         return 0, 0.0
     spacing = _spacing(affine)
     sizes = ndimage.sum_labels(vessel, labels, index=np.arange(1, n + 1)) * float(np.prod(spacing))
-    kept = [k + 1 for k in np.flatnonzero(sizes >= min_mm3)]
+    # the largest parts (an outline broken into dust is not a vessel cut in two)
+    kept = [k + 1 for k in np.argsort(-sizes)[:MAX_PARTS] if sizes[k] >= min_mm3]
     if len(kept) < 2:
         return len(kept), 0.0
     gaps = []
@@ -96,10 +103,10 @@ def vessel_contact(
     near_tumour = outside_tumour[tuple(voxel_of(points).T)] <= radii + margin_mm + spacing.max()
     if not near_tumour.any():
         return VesselContact(0.0, 0.0, parts, gap, median_radius)
-    tangents = _tangents(points)
+    tangents = _tangents(points, np.flatnonzero(near_tumour))
     angles = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
     arcs = []
-    for p, t, r in zip(points[near_tumour], tangents[near_tumour], radii[near_tumour], strict=True):
+    for p, t, r in zip(points[near_tumour], tangents, radii[near_tumour], strict=True):
         helper = np.array([0.0, 0.0, 1.0]) if abs(t[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
         u = np.cross(t, helper)
         u /= np.linalg.norm(u)

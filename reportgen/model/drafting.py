@@ -11,7 +11,13 @@ from pathlib import Path
 
 from reportgen.io import Study, load_study
 from reportgen.io.sequences import is_image_file
-from reportgen.model.fitness import Anatomy, add_fitness_warnings, check_fitness, study_anatomy
+from reportgen.model.fitness import (
+    Anatomy,
+    add_fitness_warnings,
+    check_fitness,
+    check_modality,
+    study_anatomy,
+)
 from reportgen.model.generate import Draft, GenerateOptions
 from reportgen.model.generators import Generator, GeneratorChoice
 
@@ -83,9 +89,13 @@ def refuse_from_headers(path: Path, choose: GeneratorChoice, force: bool = False
     from reportgen.io.dicom import header_anatomy  # imported lazily: pydicom + dicom2nifti
 
     found = header_anatomy(path)
-    if found is None or (found[1] is None and found[2] == "MR"):
+    if found is None:
         return
     study_id, tag, modality = found
     anatomy = Anatomy(tag, None, modality)
+    if anatomy.specific_tag is None:  # the image decides the region, once it is loaded
+        if modality != "MR":  # but a modality no model reads is refused now
+            check_modality(study_id, modality, choose(None, None, force, modality).template)
+        return
     generator = choose(anatomy.tag, anatomy.region, force, modality)
     check_fitness(study_id, anatomy, generator.template, force)

@@ -53,7 +53,8 @@ SUBSETS: dict[str, tuple[str, ...]] = {  # sequences hidden from the model
 }
 
 
-def _iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+def box_iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    """Intersection over union of two world boxes (low corner, high corner)."""
     lo, hi = np.maximum(a[0], b[0]), np.minimum(a[1], b[1])
     inter = float(np.prod(np.clip(hi - lo, 0, None)))
     union = float(np.prod(a[1] - a[0]) + np.prod(b[1] - b[0]) - inter)
@@ -123,7 +124,7 @@ class Scorer:
         if boxes is not None:
             truth_boxes, predicted_boxes = boxes
             ious = [
-                max((_iou(tb, pb) for pb in predicted_boxes), default=0.0) for tb in truth_boxes
+                max((box_iou(tb, pb) for pb in predicted_boxes), default=0.0) for tb in truth_boxes
             ]
             self.ious += ious
             self.study_ious.append(ious)

@@ -34,7 +34,18 @@ BUNDLED_REGION_MODEL = BUNDLED_MODELS / REGION_FOLDER
 BODY_PARTS = {
     "mri_breast": {"BREAST"},
     "mri_pelvis": {"PELVIS", "UTERUS", "CERVIX", "OVARY", "ADNEXA", "ABDOMENPELVIS"},
+    "ct_abdomen_pancreas": {
+        "ABDOMEN",
+        "PANCREAS",
+        "ABDOMENPELVIS",
+        "CHESTABDOMEN",
+        "CHESTABDOMENPELVIS",
+    },
 }
+# the modality each procedure is read in (a tag covers a procedure of the study's own)
+PROCEDURE_MODALITY = {"mri_breast": "MR", "mri_pelvis": "MR", "ct_abdomen_pancreas": "CT"}
+# tags that name no region (a PET/CT export writes PARTIALBODY): the image decides
+GENERIC_BODY_PARTS = frozenset({"PARTIALBODY", "WHOLEBODY", "BODY"})
 
 
 class StudyMismatch(ReportgenError):
@@ -61,12 +72,21 @@ class Anatomy:
     modality: str = "MR"
 
     @property
+    def specific_tag(self) -> str | None:
+        """The BodyPartExamined tag where it names a region (not PARTIALBODY)."""
+        return self.tag if self.tag and self.tag not in GENERIC_BODY_PARTS else None
+
+    @property
     def region(self) -> str | None:
-        """breast, pelvis, another region's tag (lower case), or None when nothing says.
-        The image speaks only when it resembles the training studies: on an unusual one
-        (every real study measured so far) its breast-or-pelvis answer means nothing."""
-        if self.tag:
-            covering = [PROCEDURE_REGION[p] for p, tags in BODY_PARTS.items() if self.tag in tags]
+        """breast, pelvis, abdomen, another region's tag (lower case), or None when nothing
+        says. The image speaks only when it resembles the training studies: on an unusual
+        one (every real MRI measured so far) its breast-or-pelvis answer means nothing."""
+        if self.specific_tag:
+            covering = [
+                PROCEDURE_REGION[p]
+                for p, tags in BODY_PARTS.items()
+                if self.tag in tags and PROCEDURE_MODALITY[p] == self.modality
+            ]
             return covering[0] if covering else self.tag.lower()
         if self.reading is None or self.reading.unusual:
             return None
@@ -81,12 +101,30 @@ def bundled_region_model() -> BodyRegionNet | None:
     return load_region_model(BUNDLED_REGION_MODEL)
 
 
+@lru_cache(maxsize=1)
+def bundled_ct_reader():
+    """The bundled pancreas CT reader, whose coarse outline reads a CT's region (None if
+    this install has none)."""
+    from reportgen.model.pancreas_reader import load_pancreas_reader
+
+    folder = BUNDLED_MODELS / "pancreas_ct"
+    return load_pancreas_reader(folder) if (folder / "config.json").is_file() else None
+
+
 def study_anatomy(study: Study, model: BodyRegionNet | None = None) -> Anatomy:
-    """The study's tag and its image's region (the image is read whenever it has T2W, so
-    an unusual study is flagged even when its tag is right)."""
+    """The study's tag and its image's region (an MRI's read from T2W whenever it has
+    one, so an unusual study is flagged even when its tag is right; a CT's by the CT
+    reader's coarse outline where the tag names no region)."""
+    tag = study.metadata.get("body_part")
+    if study.modality == "CT":
+        from reportgen.model.pancreas_reader import read_ct_region
+
+        anatomy = Anatomy(tag, None, "CT")
+        reader = bundled_ct_reader() if anatomy.specific_tag is None else None
+        return Anatomy(tag, read_ct_region(reader, study), "CT") if reader else anatomy
     model = model or bundled_region_model()
     reading = read_region(model, study) if model is not None and "T2W" in study.sequences else None
-    return Anatomy(study.metadata.get("body_part"), reading, study.modality)
+    return Anatomy(tag, reading, study.modality)
 
 
 def fitness_problems(anatomy: Anatomy, template: Template) -> list[str]:
@@ -94,32 +132,39 @@ def fitness_problems(anatomy: Anatomy, template: Template) -> list[str]:
     covered = BODY_PARTS.get(template.procedure)
     if covered is None:
         return []
-    if anatomy.tag:
+    if anatomy.specific_tag:
         if anatomy.tag in covered:
             return []
         return [
             f"the study's BodyPartExamined is {anatomy.tag}, but this model drafts "
             f"{template.title['en']} reports ({', '.join(sorted(covered))})"
         ]
+    untagged = (
+        f"its BodyPartExamined is {anatomy.tag}, which names no region"
+        if anatomy.tag
+        else "it has no BodyPartExamined tag"
+    )
+    ct = anatomy.modality == "CT"
+    image = "CT" if ct else "T2W image"
     reading = anatomy.reading
-    if reading is None:  # no tag, and no T2W for the region reader: nothing can place it
-        return [
-            "the study has no BodyPartExamined tag and no T2W series, the image its body "
-            "region is read from, so its body region cannot be checked"
-        ]
+    if reading is None:  # no tag, and no image a region reader reads: nothing can place it
+        reader = "no CT region reader is installed" if ct else "it has no T2W series"
+        return [f"{untagged} and {reader}, so the study's body region cannot be checked"]
     if reading.unusual:
         return [
-            f"the study has no BodyPartExamined tag and its T2W image is unlike every study "
-            f"the models were trained on (distance {reading.distance:.1f}, above "
-            f"{reading.threshold:.1f}), so its body region cannot be checked"
+            f"{untagged} and its {image} is unlike every study the models were trained on "
+            f"(distance {reading.distance:.1f}, above {reading.threshold:.1f}), so its body "
+            "region cannot be checked"
         ]
     if reading.region == PROCEDURE_REGION.get(template.procedure):
         return []
-    return [
-        f"the study's T2W image looks like a {reading.region} study (probability "
-        f"{reading.probability:.2f}; it has no BodyPartExamined tag), but this model drafts "
-        f"{template.title['en']} reports"
-    ]
+    shows = (
+        "shows too little liver and pancreas to be an abdominal CT"
+        if ct
+        else f"looks like a {reading.region} study (probability {reading.probability:.2f})"
+    )
+    return [f"the study's {image} {shows} ({untagged}), but this model drafts "
+            f"{template.title['en']} reports"]  # fmt: skip
 
 
 def unusual_problem(anatomy: Anatomy) -> Problem | None:

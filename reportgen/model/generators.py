@@ -1,8 +1,9 @@
 """Which model drafts a study: a named folder, or the bundled model for a template.
 
-Two kinds of model folder exist: the report model (encoder + template-constrained
-decoder, `ReportGenerator`) and the staging reader (`FieldReaderGenerator`); both draft
-with `draft(study, options)`, and their config.json says which one a folder holds.
+Three kinds of model folder exist: the report model (encoder + template-constrained
+decoder, `ReportGenerator`), the staging reader (`FieldReaderGenerator`) and the
+pancreas CT reader (`PancreasReaderGenerator`); each drafts with `draft(study,
+options)`, and their config.json says which one a folder holds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from reportgen.model.field_generate import FieldReaderGenerator
 from reportgen.model.field_reader import is_field_reader
 from reportgen.model.generate import BUNDLED_MODEL, BUNDLED_MODELS, ReportGenerator
 from reportgen.model.generator import Generator
+from reportgen.model.pancreas_generate import PancreasReaderGenerator
+from reportgen.model.pancreas_reader import is_pancreas_reader
 
 DEFAULT_TEMPLATE = "birads_mri"
 # BodyPartExamined values that name the question, not only the region
@@ -25,10 +28,12 @@ TAG_TEMPLATE = {
     "ENDOMETRIUM": "figo_endometrium_2023",
     "OVARY": "orads_mri",
     "ADNEXA": "orads_mri",
+    "PANCREAS": "pancreas_ct",
 }
 REGION_TEMPLATES = {
     "breast": ("birads_mri",),
     "pelvis": ("figo_cervix_2018", "figo_endometrium_2023", "orads_mri"),
+    "abdomen": ("pancreas_ct",),
 }
 
 
@@ -58,7 +63,13 @@ def open_generator(model_dir: Path | None = None, template: str | None = None) -
     )
     if not folder.is_dir():
         raise InputError(folder, "is not a model folder")
-    generator = FieldReaderGenerator(folder) if is_field_reader(folder) else ReportGenerator(folder)
+    generator: Generator
+    if is_pancreas_reader(folder):
+        generator = PancreasReaderGenerator(folder)
+    elif is_field_reader(folder):
+        generator = FieldReaderGenerator(folder)
+    else:
+        generator = ReportGenerator(folder)
     if template and generator.template.id != template:
         raise ConfigError(
             f"the model in {folder} drafts {generator.template.id}, not {template}; "
@@ -74,7 +85,8 @@ def template_for(
     pelvis fits three templates and the clinical question, not the image, chooses, so it
     must be named; a region no bundled model reads is refused (`--force`: the default
     model, whose report then carries the mismatch); a modality none reads is refused
-    whatever `force` says."""
+    whatever `force` says; a modality one model reads (CT) goes to that model, and the
+    fitness check refuses it there if the study does not show its anatomy."""
     from reportgen.model.fitness import ModalityMismatch, StudyMismatch
     from reportgen.report.template import load_template
 
@@ -86,6 +98,8 @@ def template_for(
         )
     if tag in TAG_TEMPLATE and TAG_TEMPLATE[tag] in bundled:
         return TAG_TEMPLATE[tag]
+    if modality != "MR" and len(bundled) == 1:
+        return bundled[0]  # the one model of this modality; the fitness check says if it fits
     if region is None:
         return DEFAULT_TEMPLATE  # nothing says otherwise
     choices = [t for t in REGION_TEMPLATES.get(region, ()) if t in bundled]

@@ -266,3 +266,37 @@ class GateTrainArgs(ArgsRecord):
     )
     seed: int = field(default=0, metadata=option())
     workers: int | None = field(default=None, metadata=option("Processes drawing the studies."))
+
+
+@dataclass
+class PancreasTrainArgs(ArgsRecord):
+    data: Path = field(
+        metadata=option(
+            "Pancreas CT studies with report.json and lesion_mask (synth --domain pancreas)."
+        )
+    )
+    out: Path = field(metadata=option("Model directory to write."))
+    coarse_epochs: int = field(
+        default=8, metadata=option("Epochs of the coarse (4 mm, whole abdomen) outline.")
+    )
+    fine_steps: int = field(
+        default=2500, metadata=option("Steps of the fine (1 x 1 x 2 mm, pancreas) outline.")
+    )
+    batch_size: int = field(default=2, metadata=option())
+    lr: float = field(default=2e-3, metadata=option())
+    weight_decay: float = 1e-4
+    lesion_share: float = field(
+        default=0.6,
+        metadata=option("Share of fine patches centred on a lesion or a contact vessel."),
+    )
+    phase_dropout: float = field(
+        default=0.15,
+        metadata=option("Chance a training study is shown with its non-contrast phase only."),
+    )
+    val_fraction: float = 0.1
+    limit: int = field(default=0, metadata=option("Use the first N studies only (0: all)."))
+    seed: int = field(default=0, metadata=option())
+    workers: int = field(default=2, metadata=option("Processes preparing studies."))
+    cache_dir: Path | None = field(
+        default=None, metadata=option("Prepared-study cache, reused across runs.")
+    )

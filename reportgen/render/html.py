@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from reportgen.io import Study
 from reportgen.io.write import replaced_privately
 from reportgen.render.curves import cjk_font, curve_png, phase_seconds, relative_enhancement
 from reportgen.render.key_images import (
+    CT_PRESETS,
     box_corner_voxels,
     canonical,
     enlarged,
@@ -49,6 +51,12 @@ WORDS = {
            "model": "Drafted by", "measured": "Measured on the images",
            "subtraction": "early subtraction (first post-contrast minus pre-contrast) through "
                           "the finding; box: the outline",
+           "ct_pancreatic": "axial pancreatic phase through the finding, pancreas window "
+                            "(W 300, L 80); box: the outline",
+           "ct_portal": "axial portal venous phase through the finding, abdominal window "
+                        "(W 400, L 40); box: the outline",
+           "ct_plain": "axial CT through the finding, abdominal window (W 400, L 40); box: "
+                       "the outline",
            "curve": "time-intensity curve of the box's most-enhancing half",
            "since": {"injection": "injection", "first phase": "first phase"},
            "curve_axes": {"seconds": "seconds after the {since}", "phase": "DCE phase",
@@ -58,6 +66,9 @@ WORDS = {
            "narrative": "报告", "slice": "经病灶的轴位T2W；方框：勾画范围",
            "model": "生成模型", "measured": "图像测量",
            "subtraction": "经病灶的早期减影（首个增强期减平扫）；方框：勾画范围",
+           "ct_pancreatic": "经病灶的轴位胰腺期，胰腺窗（窗宽300，窗位80）；方框：勾画范围",
+           "ct_portal": "经病灶的轴位门静脉期，腹部窗（窗宽400，窗位40）；方框：勾画范围",
+           "ct_plain": "经病灶的轴位CT，腹部窗（窗宽400，窗位40）；方框：勾画范围",
            "curve": "方框内强化最明显一半的时间-信号强度曲线",
            "since": {"injection": "注射", "first phase": "首个期相"},
            "curve_axes": {"seconds": "{since}后秒数", "phase": "DCE期相",
@@ -123,11 +134,15 @@ def _derived_rows(values: dict[str, Value], template: Template, concepts, lang) 
 
 
 def key_image_png(
-    data: np.ndarray, affine: np.ndarray, box: Box, signed: bool = False
+    data: np.ndarray,
+    affine: np.ndarray,
+    box: Box,
+    signed: bool = False,
+    preset: str | None = None,
 ) -> bytes | None:
     """The axial slice of a volume through the box centre, box drawn, R and L marked, as
     PNG bytes (None if the box lies outside it); `signed`: a subtraction, black at no
-    enhancement and white at the box's brightest."""
+    enhancement and white at the box's brightest; `preset`: a CT window (`CT_WINDOWS`)."""
     data, affine = canonical(data, affine)
     data = data.astype(np.float32)
     voxels = box_corner_voxels(box, affine)
@@ -143,7 +158,7 @@ def key_image_png(
         top = max(float(np.percentile(inside, 99)) if inside.size else 0.0, 1e-6)
         grey = np.clip(data[:, :, z] / top, 0, 1)
     else:
-        grey = window(data[:, :, z])
+        grey = window(data[:, :, z], preset)
     shown = (radiological(grey) * 255).astype(np.uint8)
     image, scale = enlarged(Image.fromarray(shown).convert("RGB"))
     x0, x1 = nx - 1 - voxels[:, 0].max(), nx - 1 - voxels[:, 0].min()
@@ -158,18 +173,47 @@ def key_image_png(
     return out.getvalue()
 
 
-def key_views(study: Study) -> list[tuple[str, str, np.ndarray, np.ndarray, bool]]:
+@dataclass(frozen=True)
+class KeyView:
+    """A series a finding is shown on: what the caption calls it (a `WORDS` key), the
+    series, its voxels and affine, and how it is windowed."""
+
+    kind: str
+    sequence: str
+    data: np.ndarray
+    affine: np.ndarray
+    signed: bool = False  # a subtraction
+    preset: str | None = None  # a CT window (`CT_WINDOWS`)
+
+
+# a CT's phases as shown (caption, phase), each in its window (`CT_PRESETS`); a plain
+# phase only where the study has no enhanced one
+CT_VIEWS = (
+    ("ct_pancreatic", "CT_PANC"),
+    ("ct_portal", "CT_PV"),
+    ("ct_plain", "CT_NC"),
+    ("ct_plain", "CT"),
+)
+
+
+def key_views(study: Study) -> list[KeyView]:
     """What a finding is shown on, with the sequence whose slices it is: T2W and, with
     contrast, the early subtraction (first post-contrast phase minus the pre-contrast
-    one), where enhancement is what decides."""
+    one), where enhancement is what decides; a CT's enhanced phases in their windows
+    (its plain phase only when it has no enhanced one)."""
     views = []
     if "T2W" in study.sequences:
         t2 = study.sequences["T2W"]
-        views.append(("slice", "T2W", t2.data, t2.affine, False))
+        views.append(KeyView("slice", "T2W", t2.data, t2.affine))
     pre, post = study.sequences.get("DCE_0"), study.sequences.get("DCE_1")
     if pre is not None and post is not None and pre.data.shape == post.data.shape:
         difference = np.asarray(post.data, np.float32) - np.asarray(pre.data, np.float32)
-        views.append(("subtraction", "DCE_1", difference, post.affine, True))
+        views.append(KeyView("subtraction", "DCE_1", difference, post.affine, signed=True))
+    for kind, name in CT_VIEWS:
+        enhanced = any(v.kind in ("ct_pancreatic", "ct_portal") for v in views)
+        if name in study.sequences and not (kind == "ct_plain" and enhanced):
+            volume = study.sequences[name]
+            views.append(KeyView(kind, name, volume.data, volume.affine, preset=CT_PRESETS[name]))
     return views
 
 
@@ -208,12 +252,13 @@ def _figure(finding: Finding, report: Report, study: Study | None, lang: str) ->
         return ""
     words, out = WORDS[lang], []
     acquisition = study.metadata.get("acquisition", {})
-    for key, sequence, data, affine, signed in key_views(study):
-        png = key_image_png(data, affine, box, signed)
+    for view in key_views(study):
+        png = key_image_png(view.data, view.affine, box, view.signed, view.preset)
         if png is not None:
-            series = acquisition.get(sequence, {}).get("SeriesNumber")
-            where = slice_reference(data.shape, affine, box, series, lang)
-            out.append(_img(png, f"{words['finding']} {finding.id} ({where}): {words[key]}"))
+            series = acquisition.get(view.sequence, {}).get("SeriesNumber")
+            where = slice_reference(view.data.shape, view.affine, box, series, lang)
+            caption = f"{words['finding']} {finding.id} ({where}): {words[view.kind]}"
+            out.append(_img(png, caption))
     values = relative_enhancement(study, box)
     if values is not None:
         seconds, since = phase_seconds(report.study.technique)

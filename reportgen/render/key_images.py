@@ -38,9 +38,25 @@ def radiological(plane: np.ndarray) -> np.ndarray:
     return np.swapaxes(np.asarray(plane), 0, 1)[::-1, ::-1]  # (a colour axis may follow)
 
 
-def window(plane: np.ndarray) -> np.ndarray:
-    """Grey levels 0-1 over the plane's 1st to 99.5th percentile."""
-    low, high = np.percentile(plane, [1, 99.5])
+# CT window presets, (level, width) in HU, as reading stations name them: the abdominal
+# soft-tissue window (W 400, L 40), and a narrower pancreas window centred between the
+# pancreatic-phase parenchyma (about 100-130 HU) and a hypoattenuating tumour (about
+# 40-70 HU), so the tumour's edge against the gland and its vessels is what shows
+CT_WINDOWS: dict[str, tuple[float, float]] = {"abdomen": (40.0, 400.0), "pancreas": (80.0, 300.0)}
+# each CT phase's window: the pancreatic phase in the pancreas window (the tumour against
+# the gland, the arteries), the others in the abdominal window (veins, liver)
+CT_PRESETS = {"CT_PANC": "pancreas", "CT_PV": "abdomen", "CT_NC": "abdomen", "CT": "abdomen"}
+
+
+def window(plane: np.ndarray, preset: str | None = None) -> np.ndarray:
+    """Grey levels 0-1: a CT plane (HU) through a named `CT_WINDOWS` preset, which keeps
+    HU meaning the same grey on every image; otherwise (MRI, arbitrary units) over the
+    plane's 1st to 99.5th percentile."""
+    if preset is not None:
+        level, width = CT_WINDOWS[preset]
+        low, high = level - width / 2, level + width / 2
+    else:
+        low, high = np.percentile(plane, [1, 99.5])
     return np.clip((plane - low) / max(float(high - low), 1e-6), 0, 1)
 
 

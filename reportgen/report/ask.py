@@ -46,7 +46,8 @@ SMALLER_WORDS = re.compile(r"\b(?:smaller|less|under|below)\b|小于|不足|<", 
 # a question about an organ or vessel asks whether disease reaches it only with such a word
 INVOLVE_WORDS = re.compile(
     r"\b(?:involv\w*|affect\w*|invad\w*|invasion|infiltrat\w*|encas\w*|abut\w*|contact\w*|"
-    r"touch\w*|reach\w*|extend\w*|extension|spread\w*|metasta\w*|dilat\w*|enlarged)\b"
+    r"touch\w*|reach\w*|extend\w*|extension|spread\w*|metasta\w*|dilat\w*|enlarged|"
+    r"breach\w*|penetrat\w*|through|beyond)\b"
     r"|受累|累及|受侵|侵犯|浸润|包绕|接触|转移|扩张|增大",
     re.I,
 )
@@ -103,11 +104,15 @@ class QuestionLexicon:
     # anatomy -> fields about it (their concept's finding site: "the SMA" -> SMA contact),
     # asked only with a word of involvement ("is the liver cirrhotic?" is not about metastases)
     sites: dict[str, tuple[str, ...]]
+    # a concept grouping several values of one report-level field -> (field, those values):
+    # "stage III" asks whether the stage is any of IIIA1 ... IIIC2
+    groups: dict[str, tuple[str, frozenset[str]]]
 
     @property
     def concepts(self) -> frozenset[str]:
         extra = {SIZE_CONCEPT, SUSPICIOUS_CONCEPT, self.template.finding_concept}
-        return frozenset(self.parse.concepts | set(self.about) | set(self.sites) | extra)
+        named = set(self.about) | set(self.sites) | set(self.groups)
+        return frozenset(self.parse.concepts | named | extra)
 
 
 @lru_cache(maxsize=16)
@@ -121,17 +126,29 @@ def question_lexicon(template_id: str) -> QuestionLexicon:
     for spec in specs:
         if concepts.is_a(spec.concept, SIZE_CONCEPT):
             continue  # size has its own form
-        names = {spec.concept, *(a for a in concepts.ancestors(spec.concept) if a not in top)}
+        # a kind of what the field asks is asked by it ("parametrial invasion" of a field
+        # on vaginal or parametrial involvement), and so are its grouping ancestors
+        kinds = [c for c in concepts if concepts.is_a(c, spec.concept)]
+        names = {*kinds, *(a for a in concepts.ancestors(spec.concept) if a not in top)}
         for name in names:
             about.setdefault(name, []).append(spec.id)
-        if site := concepts[spec.concept].relations.get("finding_site"):
-            sites.setdefault(site, []).append(spec.id)
+        for kind in kinds:  # the sites of the field's kinds: "the vagina", "the parametrium"
+            if site := concepts[kind].relations.get("finding_site"):
+                sites.setdefault(site, []).append(spec.id)
     about.pop(template.finding_concept, None)
+    groups: dict[str, tuple[str, frozenset[str]]] = {}
+    for spec in [*template.fields, *template.derived_report]:
+        values = [str(v) for v in (spec.values or [])]
+        for group in {a for v in values for a in concepts.ancestors(v)} - top - {spec.concept}:
+            members = frozenset(v for v in values if concepts.is_a(v, group))
+            if len(members) >= 2 and group not in values:
+                groups[group] = (spec.id, members)
     return QuestionLexicon(
         template,
         TemplateLexicon.of(template),
         {k: tuple(v) for k, v in about.items()},
         {k: tuple(v) for k, v in sites.items()},
+        groups,
     )
 
 
@@ -171,12 +188,14 @@ def read_question(question: str, template: Template, lang: str = "en") -> Query 
                 report_value = (field_id, value)
         elif cid in lex.derived:
             report_value = lex.derived[cid]
+        elif cid in lexicon.groups:  # "stage III": any of its substages
+            report_value = lexicon.groups[cid]
     for m in mentions:  # "BI-RADS 4", "O-RADS 3": the headline's category
         if m.label in CATEGORY_LABELS and m.number is not None:
             report_value = (template.headline, f"{CATEGORY_LABELS[m.label]}{m.number}")
     conditions.sort(key=lambda c: c[0] == template.finding_type_field)  # the type says least
     valued = {f for f, _ in conditions} | ({report_value[0]} if report_value else set())
-    ignored = lex.finding_starts | set(lex.values) | set(lex.derived)
+    ignored = lex.finding_starts | set(lex.values) | set(lex.derived) | set(lexicon.groups)
     involved = bool(INVOLVE_WORDS.search(question))
     targets = [
         f
@@ -284,6 +303,8 @@ class Asker:
             spec = self._spec(field_id)
             negative = getattr(spec, "negated", None) or False  # derived results have none
             return drafted.value not in (negative, False, None)
+        if isinstance(asked, frozenset):  # a group of values ("stage III")
+            return drafted.value in asked
         return drafted.value == asked
 
     def _probability(self, field_id: str, drafted: Value, asked: object) -> float | None:
@@ -297,7 +318,8 @@ class Asker:
             return drafted.confidence
         if asked == POSITIVE:  # every other value but the negative one is positive
             return 1.0 - drafted.confidence
-        return (1.0 - drafted.confidence) / max(options - 1, 1)
+        share = len(asked) if isinstance(asked, frozenset) else 1
+        return (1.0 - drafted.confidence) * share / max(options - 1, 1)
 
     def _cannot_show(self, query: Query) -> FieldSpec | None:
         """The field a question rests on that the study cannot show, if any."""

@@ -10,7 +10,7 @@ only, never a time of day). A value no header gave is left out, never guessed.
 
 from __future__ import annotations
 
-from reportgen.io.sequences import PROTOCOL, sequence_family
+from reportgen.io.sequences import CT_NAMES, PROTOCOL, sequence_family
 from reportgen.io.study import Study
 from reportgen.report.schema import SeriesTechnique
 
@@ -49,8 +49,24 @@ def _contrast(study: Study, phases: list[str]) -> tuple[str | None, float | None
 
 
 def study_technique(study: Study) -> list[SeriesTechnique]:
-    """One entry per sequence the study holds, in protocol order; the DCE phases as one."""
+    """One entry per sequence the study holds, in protocol order; the DCE phases as one;
+    a CT's phases each its own (an enhanced phase with the agent and volume its headers
+    give)."""
     out: list[SeriesTechnique] = []
+    for name in CT_NAMES:
+        if name in study.sequences:
+            in_plane, slice_mm = _geometry(study.sequences[name].spacing)
+            enhanced = name in ("CT_PANC", "CT_PV")
+            agent, volume = _contrast(study, [name]) if enhanced else (None, None)
+            out.append(
+                SeriesTechnique(
+                    sequence=name,
+                    in_plane_mm=in_plane,
+                    slice_mm=slice_mm,
+                    contrast_agent=agent,
+                    contrast_volume_ml=volume,
+                )
+            )
     dce = [n for n in study.sequences if sequence_family(n) == "dce"]
     for name in PROTOCOL:
         if name not in study.sequences or (sequence_family(name) == "dce" and name != dce[0]):

@@ -21,7 +21,13 @@ from PIL import Image, ImageDraw
 from scipy.ndimage import map_coordinates
 
 from reportgen.errors import InputError
-from reportgen.render.key_images import mark_sides, radiological, with_heat
+from reportgen.render.key_images import (
+    CT_PRESETS,
+    CT_WINDOWS,
+    mark_sides,
+    radiological,
+    with_heat,
+)
 from reportgen.report.schema import Box
 
 DISPLAY_SIZE = 384
@@ -50,11 +56,16 @@ class DisplayVolume:
     affine: np.ndarray
     level: float
     width: float
+    preset: str | None = None  # the CT window the level and width come from
 
     @classmethod
-    def of(cls, data: np.ndarray, affine: np.ndarray) -> DisplayVolume:
+    def of(cls, data: np.ndarray, affine: np.ndarray, preset: str | None = None) -> DisplayVolume:
+        """`preset`: a CT window (`CT_WINDOWS`, HU), else the 1st-99th percentile."""
         image = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(data, np.float32), affine))
         volume = np.asarray(image.dataobj, dtype=np.float32)
+        if preset is not None:
+            level, width = CT_WINDOWS[preset]
+            return cls(volume, image.affine, level, width, preset)
         finite = volume[np.isfinite(volume)]
         low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
         return cls(volume, image.affine, float((low + high) / 2), float(max(high - low, 1e-6)))
@@ -99,7 +110,10 @@ class StudyCache:
         from reportgen.io import load_study
 
         study = load_study(path)
-        volumes = {name: DisplayVolume.of(v.data, v.affine) for name, v in study.sequences.items()}
+        volumes = {
+            name: DisplayVolume.of(v.data, v.affine, CT_PRESETS.get(name))
+            for name, v in study.sequences.items()
+        }
         with self._lock:
             self._items[key] = volumes
             while len(self._items) > self._size:

@@ -34,6 +34,9 @@ class ViewerVolume:
     name: str
     label: str
     kind: str
+    # the grey range (low, high) a CT phase is shown in (its `CT_WINDOWS` preset); None:
+    # the viewer's own range of the image's values
+    window: tuple[float, float] | None = None
 
 
 def _phases(volumes: dict[str, DisplayVolume]) -> list[DisplayVolume]:
@@ -56,7 +59,15 @@ def available(volumes: dict[str, DisplayVolume], heat: bool, boxes: bool) -> lis
     """What the viewer may load for a study: its sequences, what the dynamic series
     gives (with a pre- and a post-contrast phase on one grid) and the draft's evidence
     (its heat maps, its boxes) where the draft has it."""
-    out = [ViewerVolume(name, name, "image") for name in volumes]
+    out = [
+        ViewerVolume(
+            name,
+            f"{name} ({v.preset} window)" if v.preset else name,
+            "image",
+            (v.level - v.width / 2, v.level + v.width / 2) if v.preset else None,
+        )
+        for name, v in volumes.items()
+    ]
     phases = _phases(volumes)
     if len(phases) >= 2:
         out += [

@@ -1,4 +1,4 @@
-"""Write small classic MR DICOM series with known geometry, for loader tests.
+"""Write small classic MR (or CT) DICOM series with known geometry, for loader tests.
 
 Volumes are given as numpy arrays indexed [column, row, slice] in DICOM patient (LPS)
 axes: column i runs along +x (patient left), row j along +y (posterior), slice k along
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 IDENTIFIERS = {
     "PatientName": "Doe^Jane",
@@ -38,27 +38,30 @@ def write_series(
     per_slice_extra: list[dict] | None = None,
     series_uid: str | None = None,
     instance_offset: int = 0,
+    modality: str = "MR",
 ) -> str:
-    """Write `volume` (int16-able) as one axial series; returns its SeriesInstanceUID."""
+    """Write `volume` (int16-able) as one axial series; returns its SeriesInstanceUID. A
+    CT (`modality="CT"`) stores HU as they are (rescale slope 1, intercept 0)."""
+    sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
     study_uid = study_uid or "1.2.826.0.1.3680043.8.498.1"
     cols, rows, slices = volume.shape
     for k in range(slices):
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPClassUID = sop_class
         meta.MediaStorageSOPInstanceUID = generate_uid()
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = Dataset()
         ds.file_meta = meta
-        ds.SOPClassUID = MRImageStorage
+        ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         for key, value in IDENTIFIERS.items():
             setattr(ds, key, value)
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[study_uid])  # one per study
-        ds.Modality = "MR"
+        ds.Modality = modality
         ds.Manufacturer = "ACME Imaging"
         ds.SeriesDescription = description
         ds.SeriesNumber = series_number
@@ -73,8 +76,13 @@ def write_series(
         ds.BitsAllocated = ds.BitsStored = 16
         ds.HighBit = 15
         ds.PixelRepresentation = 1
-        ds.RepetitionTime = 4000
-        ds.EchoTime = 90
+        if modality == "CT":
+            ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "HU"
+            ds.KVP = 120
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        else:
+            ds.RepetitionTime = 4000
+            ds.EchoTime = 90
         for key, value in (extra or {}).items():
             setattr(ds, key, value)
         for key, value in (per_slice_extra[k] if per_slice_extra else {}).items():

@@ -86,3 +86,36 @@ def phantom_as_dicom(root: Path, domain: str = "breast", seed: int = 5) -> Path:
     row = read_manifest(root / "ph")[0]
     write_phantom_export(root / "ph" / row["dir"], row["text"]["en"], root / "dicom")
     return root / "dicom"
+
+
+CT_SERIES = {  # phase -> (description, number)
+    "CT_PANC": ("Pancreas phase 1.0", 3),
+    "CT_PV": ("Portal venous 1.0", 4),
+}
+
+
+def ct_phantom_as_dicom(root: Path, seed: int = 5) -> Path:
+    """One pancreas CT phantom (under `root`/ph) with its two enhanced phases exported as
+    CT DICOM series in HU to `root`/dicom (tagged ABDOMEN); returns that folder."""
+    from reportgen.data import read_manifest
+    from reportgen.synth import SynthOptions, synth_dataset
+
+    synth_dataset(root / "ph", 1, SynthOptions(domain="pancreas", seed=seed))
+    row = read_manifest(root / "ph")[0]
+    study = load_study(root / "ph" / row["dir"])
+    study_uid = generate_uid()
+    for name, (description, number) in CT_SERIES.items():
+        volume = study.sequences[name]
+        data, spacing, origin = _lps(volume.data, volume.affine)
+        write_series(
+            root / "dicom" / name.lower(),
+            np.rint(data).astype(np.int16),
+            spacing=spacing,
+            origin_lps=origin,
+            description=description,
+            series_number=number,
+            study_uid=study_uid,
+            extra={"BodyPartExamined": "ABDOMEN"},
+            modality="CT",
+        )
+    return root / "dicom"

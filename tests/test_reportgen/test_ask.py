@@ -153,6 +153,29 @@ def test_pelvic_and_pancreas_questions_map_to_their_criteria():
     assert vessels.form == "value" and len(vessels.fields) == 5
 
 
+def test_a_kind_of_what_a_field_asks_and_a_group_of_its_values_are_asked_by_it():
+    """ "The parametrium" asks the endometrium template's vaginal-or-parametrial field (the
+    parametrium is the site of one of its kinds), "the rectum" its bowel field, and
+    "stage III" whether the stage is any of its substages."""
+    endometrium = load_template("figo_endometrium_2023")
+    asks = lambda q: read_question(q, endometrium)  # noqa: E731
+    assert asks("Does the tumour reach the parametrium?").fields == (
+        "vaginal_or_parametrial_involvement",
+    )
+    assert asks("Is the rectum involved?").fields == ("bowel_mucosa",)
+    assert asks("Is the serosa breached?").fields == ("serosal_involvement",)
+    assert asks("Is the cervical stroma invaded?").fields == ("cervical_stromal_invasion",)
+    stage_three = asks("Is it stage III?")
+    assert stage_three.fields == ("stage",) and "figo2023_IIIC1" in stage_three.value
+    fields = {"pelvic_nodes": True, "cervical_stromal_invasion": False}
+    report = _report("figo_endometrium_2023", fields, [{"size_mm": 30}], ["T2W", "DWI", "ADC"])
+    assert report.derived["stage"].value == "figo2023_IIIC1"
+    asker = Asker(report)
+    assert asker.answer("Is it stage III?").answer is True
+    assert asker.answer("Is it confined to the uterus, stage I?").answer is False
+    assert asker.answer("Is this IIIC1?").answer is True
+
+
 def test_pancreas_answers_name_the_vessels_and_follow_the_rules():
     from test_pancreas_template import MASS, NO_SPREAD
 

@@ -53,3 +53,28 @@ def test_the_heat_map_png_is_radiological_with_side_markers(tmp_path, flip_x):
     # "R" drawn at the top left, "L" at the top right: white text pixels in both corners
     white = (rgb > 240).all(-1)
     assert white[:16, :16].any() and white[:16, -16:].any()
+
+
+def test_a_ct_is_shown_in_its_phase_window_in_hounsfield_units():
+    """HU mean the same grey on every CT image: the abdominal window (W 400, L 40) puts
+    water-like 40 HU at mid-grey whatever else the slice holds; the pancreatic phase is
+    shown in the narrower pancreas window."""
+    from reportgen.render.key_images import CT_PRESETS, CT_WINDOWS, window
+    from reportgen.review.viewer import DisplayVolume
+    from reportgen.review.volumes import available
+
+    plane = np.array([[-1000.0, -160.0], [40.0, 240.0]])
+    assert window(plane, "abdomen").tolist() == [[0.0, 0.0], [0.5, 1.0]]
+    bright = np.array([[-1000.0, 40.0], [1000.0, 3000.0]])  # bone sets no level
+    assert window(bright, "abdomen")[0, 1] == 0.5
+    assert CT_PRESETS["CT_PANC"] == "pancreas" and CT_WINDOWS["pancreas"][1] < 400
+    volume = np.zeros((4, 4, 3), np.float32)
+    shown = {
+        "CT_PANC": DisplayVolume.of(volume, np.eye(4), CT_PRESETS["CT_PANC"]),
+        "T2W": DisplayVolume.of(volume + np.arange(3), np.eye(4)),
+    }
+    listed = {v.name: v for v in available(shown, heat=False, boxes=False)}
+    level, width = CT_WINDOWS["pancreas"]
+    assert listed["CT_PANC"].window == (level - width / 2, level + width / 2)
+    assert "pancreas window" in listed["CT_PANC"].label
+    assert listed["T2W"].window is None  # an MRI keeps the viewer's own range

@@ -149,7 +149,7 @@ def test_a_truth_lesion_is_one_box_however_many_parts_its_label_has():
     """Box IoU scores each truth lesion's whole label: a lesion in two parts on the grid
     (a spicule cut off, clumps of a non-mass enhancement) is one box, so a drafted box
     that fits the lesion scores 1, not the mean over its parts."""
-    from reportgen.model.evaluate import _iou, _truth_lesions
+    from reportgen.model.evaluate import _truth_lesions, box_iou
 
     mask = np.zeros((20, 20, 20), np.int16)
     mask[2:8, 2:8, 2:8] = 1
@@ -160,7 +160,7 @@ def test_a_truth_lesion_is_one_box_however_many_parts_its_label_has():
     assert (region == (mask == 1)).all()  # what its drafted outline's Dice is scored on
     low, high = lesion.box_mm
     assert np.allclose(high - low, [20.0, 12.0, 12.0])  # voxels 2..11 in x, 2..7 in y, z
-    assert _iou(lesion.box_mm, (low.copy(), high.copy())) == 1.0
+    assert box_iou(lesion.box_mm, (low.copy(), high.copy())) == 1.0
 
 
 def test_dice_is_the_overlap_of_two_masks():

@@ -55,7 +55,10 @@ window.reportgenViewer = (function () {
   async function load(side) {
     const nv = panes[side];
     const name = $(`viewer-${side}`).value;
-    const list = [{ url: url(name), name: `${name}.nii.gz` }];
+    const shown = images.find((v) => v.name === name);
+    const base = { url: url(name), name: `${name}.nii.gz` };
+    if (shown && shown.window) [base.cal_min, base.cal_max] = shown.window; // a CT window (HU)
+    const list = [base];
     if ($("viewer-evidence").checked && name !== "MIP") {
       if (overlays.has("heat")) {
         list.push({ url: url("heat"), name: "heat.nii.gz", colormap: "warm", opacity: 0.45, cal_min: 0.5, cal_max: 1 });
@@ -64,7 +67,7 @@ window.reportgenViewer = (function () {
         list.push({ url: url("boxes"), name: "boxes.nii.gz", colormap: "green", opacity: 1, cal_min: 0.5, cal_max: 1 });
       }
     }
-    const dynamic = images.find((v) => v.name === name)?.kind === "dynamic";
+    const dynamic = shown?.kind === "dynamic";
     nv.graph.opacity = dynamic ? 1 : 0;
     nv.graph.autoSizeMultiplanar = true;
     await nv.loadVolumes(list);
