@@ -126,9 +126,13 @@ def question_lexicon(template_id: str) -> QuestionLexicon:
     for spec in specs:
         if concepts.is_a(spec.concept, SIZE_CONCEPT):
             continue  # size has its own form
-        # a kind of what the field asks is asked by it ("parametrial invasion" of a field
-        # on vaginal or parametrial involvement), and so are its grouping ancestors
-        kinds = [c for c in concepts if concepts.is_a(c, spec.concept)]
+        # a kind of finding the field asks about is asked by it ("parametrial invasion" of
+        # a field on vaginal or parametrial involvement), and so are its grouping ancestors
+        kinds = [spec.concept] + [
+            c
+            for c in concepts
+            if c != spec.concept and concepts.is_a(c, spec.concept) and concepts.is_a(c, "finding")
+        ]
         names = {*kinds, *(a for a in concepts.ancestors(spec.concept) if a not in top)}
         for name in names:
             about.setdefault(name, []).append(spec.id)
@@ -139,7 +143,8 @@ def question_lexicon(template_id: str) -> QuestionLexicon:
     groups: dict[str, tuple[str, frozenset[str]]] = {}
     for spec in [*template.fields, *template.derived_report]:
         values = [str(v) for v in (spec.values or [])]
-        for group in {a for v in values for a in concepts.ancestors(v)} - top - {spec.concept}:
+        above = {spec.concept, *concepts.ancestors(spec.concept)}  # the field's own kind
+        for group in {a for v in values for a in concepts.ancestors(v)} - top - above:
             members = frozenset(v for v in values if concepts.is_a(v, group))
             if len(members) >= 2 and group not in values:
                 groups[group] = (spec.id, members)
