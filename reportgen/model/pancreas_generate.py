@@ -17,7 +17,9 @@ from reportgen.io.study import Study
 from reportgen.model.explain import region_box_mm
 from reportgen.model.generator import Draft, GenerateOptions, LoadedModel
 from reportgen.model.pancreas_reader import (
+    MIN_CRANIOCAUDAL_MM,
     PancreasOutlines,
+    craniocaudal_mm,
     load_pancreas_reader,
     measure_outlines,
     read_outlines,
@@ -46,6 +48,13 @@ class PancreasReaderGenerator(LoadedModel):
     def draft(self, study: Study, options: GenerateOptions | None = None) -> Draft:
         if not any(name in CT_NAMES for name in study.sequences):
             raise InputError(study.source, "has no CT phase (CT_NC, CT_PANC, CT_PV or CT)")
+        reach = craniocaudal_mm(study)
+        if reach < MIN_CRANIOCAUDAL_MM:  # a slab: nothing outside it would be read, only guessed
+            raise InputError(
+                study.source,
+                f"covers {reach:.0f} mm craniocaudally; a pancreas CT must cover at least "
+                f"{MIN_CRANIOCAUDAL_MM:.0f} mm (the pancreas and its vessels)",
+            )
         return self.draft_outlines(study, read_outlines(self.model, study))
 
     def draft_outlines(self, study: Study, outlines: PancreasOutlines) -> Draft:

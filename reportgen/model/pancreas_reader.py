@@ -105,12 +105,20 @@ class PancreasReaderConfig(StrictConfig):
     name: str = "reportgen-pancreas-reader"
     version: str = "0.1.0"
     sequences: tuple[str, ...] = CT_CHANNELS
+    # how typical a CT is of the training studies (`typicality`): the mean and inverse
+    # covariance of `region_features` over the training studies, and the distance 99% of
+    # held-back studies stay under; empty: not fitted
+    typical_mean: tuple[float, ...] = ()
+    typical_precision: tuple[tuple[float, ...], ...] = ()
+    typical_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("coarse_shape", "coarse_spacing", "fine_shape", "fine_spacing"):
             setattr(self, key, tuple(getattr(self, key)))
         for key in ("coarse_classes", "fine_classes", "coarse_widths", "fine_widths", "sequences"):
             setattr(self, key, tuple(getattr(self, key)))
+        self.typical_mean = tuple(self.typical_mean)
+        self.typical_precision = tuple(tuple(row) for row in self.typical_precision)
 
     @property
     def coarse_grid(self) -> GridSpec:
@@ -244,23 +252,80 @@ def measure_outlines(outlines: PancreasOutlines) -> PancreasMeasures:
 # 60-90 mL; a chest, a pelvis or a slab of a few slices holds far less of either
 ABDOMEN_LIVER_ML = 200.0
 ABDOMEN_PANCREAS_ML = 15.0
+# a pancreas CT covers the pancreas and its vessels, from the celiac axis to below the
+# uncinate process: fewer millimetres craniocaudally than this cannot show them
+MIN_CRANIOCAUDAL_MM = 100.0
+REGION_ORGANS = ("liver", "pancreas", "aorta")  # `region_features`' volumes
+
+
+def craniocaudal_mm(study: Study) -> float:
+    """How far the study's first CT phase reaches along the body's long axis (mm)."""
+    name = next(n for n in study.sequences if n in (*CT_CHANNELS, "CT"))
+    volume = study.sequences[name]
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    corners *= np.asarray(volume.data.shape[:3], float) - 1
+    z = corners @ volume.affine[:3, :3].T[:, 2] + volume.affine[2, 3]
+    return float(z.max() - z.min())
 
 
 @torch.no_grad()
+def coarse_reading(reader: PancreasReader, prepared: PreparedCT) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse outline's classes and its confidence (max softmax) per voxel."""
+    image = torch.from_numpy(prepared.image)[None]
+    present = torch.from_numpy(prepared.present)[None]
+    probs = reader.coarse(image, present)[0].softmax(0)
+    best = probs.max(0)
+    return best.indices.numpy(), best.values.numpy()
+
+
+def region_features(
+    cfg: PancreasReaderConfig, labels: np.ndarray, confidence: np.ndarray
+) -> np.ndarray:
+    """What says how phantom-like a CT looks to the coarse outline: the log volumes (mL)
+    of its liver, pancreas (with lesions) and aorta, and its mean confidence inside the
+    body (log odds)."""
+    voxel_ml = float(np.prod(cfg.coarse_spacing)) / 1000.0
+    organs = {
+        "liver": labels == cfg.coarse_classes.index("liver"),
+        "pancreas": np.isin(labels, [cfg.coarse_classes.index(n) for n in ("pancreas", "lesion")]),
+        "aorta": labels == cfg.coarse_classes.index("aorta"),
+    }
+    volumes = [np.log1p(organs[name].sum() * voxel_ml) for name in REGION_ORGANS]
+    inside = labels > 0
+    mean = float(confidence[inside].mean()) if inside.any() else 0.5
+    mean = min(max(mean, 1e-4), 1 - 1e-4)
+    return np.array([*volumes, np.log(mean / (1 - mean))], np.float64)
+
+
+def typicality(cfg: PancreasReaderConfig, features: np.ndarray) -> float:
+    """Mahalanobis distance of `region_features` from the training studies' (0 when the
+    reader has no fitted statistics)."""
+    if not cfg.typical_mean:
+        return 0.0
+    delta = features - np.asarray(cfg.typical_mean)
+    return float(np.sqrt(max(delta @ np.asarray(cfg.typical_precision) @ delta, 0.0)))
+
+
 def read_ct_region(reader: PancreasReader, study: Study) -> RegionReading:
     """The body region a CT shows, read by the reader's coarse outline: "abdomen" when it
-    outlines enough liver and pancreas (`ABDOMEN_LIVER_ML`, `ABDOMEN_PANCREAS_ML`), else
-    "other". Its probability is the outline's mean confidence over the pancreas it
-    found. No typicality is measured for CT (distance 0): it is never called unusual."""
+    outlines enough liver and pancreas (`ABDOMEN_LIVER_ML`, `ABDOMEN_PANCREAS_ML`) in a
+    field of view long enough to hold them (`MIN_CRANIOCAUDAL_MM`), else "other"; its
+    probability is the outline's mean confidence over the pancreas it found, and its
+    distance how unlike the training studies the study looks (`typicality`)."""
     cfg = reader.cfg
     coarse = prepare_ct(study, cfg.coarse_grid, with_mask=False)
-    image = torch.from_numpy(coarse.image)[None]
-    present = torch.from_numpy(coarse.present)[None]
-    probs = reader.coarse(image, present)[0].softmax(0)
-    labels = probs.argmax(0).numpy()
+    labels, confidence = coarse_reading(reader, coarse)
     voxel_ml = float(np.prod(cfg.coarse_spacing)) / 1000.0
     organ = np.isin(labels, [cfg.coarse_classes.index(n) for n in ("pancreas", "lesion")])
     liver_ml = float((labels == cfg.coarse_classes.index("liver")).sum()) * voxel_ml
-    abdomen = liver_ml >= ABDOMEN_LIVER_ML and organ.sum() * voxel_ml >= ABDOMEN_PANCREAS_ML
-    confidence = float(probs.max(0).values.numpy()[organ].mean()) if organ.any() else 0.0
-    return RegionReading("abdomen" if abdomen else "other", round(confidence, 4), 0.0, 1.0)
+    abdomen = (
+        liver_ml >= ABDOMEN_LIVER_ML
+        and organ.sum() * voxel_ml >= ABDOMEN_PANCREAS_ML
+        and craniocaudal_mm(study) >= MIN_CRANIOCAUDAL_MM
+    )
+    probability = float(confidence[organ].mean()) if organ.any() else 0.0
+    distance = typicality(cfg, region_features(cfg, labels, confidence))
+    threshold = cfg.typical_threshold if cfg.typical_mean else 1.0
+    return RegionReading(
+        "abdomen" if abdomen else "other", round(probability, 4), distance, threshold
+    )

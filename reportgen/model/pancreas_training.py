@@ -38,6 +38,8 @@ from reportgen.model.pancreas_reader import (
     PancreasReaderConfig,
     box_centre,
     class_lookup,
+    region_features,
+    typicality,
 )
 from reportgen.model.train_args import PancreasTrainArgs
 from reportgen.parallel import parallel_map
@@ -254,6 +256,36 @@ def validation_dice(model: PancreasReader, pairs: list[PreparedPair], held: list
     return result
 
 
+@torch.no_grad()
+def fit_typicality(
+    model: PancreasReader, pairs: list[PreparedPair], train: list[int], held: list[int]
+) -> dict:
+    """How typical a CT is of these studies (`pancreas_reader.typicality`): the
+    training studies' `region_features` mean and (Ledoit-Wolf) precision, and the 99th
+    percentile of the held-back studies' distances as the threshold, written into the
+    model's config."""
+    from sklearn.covariance import LedoitWolf
+
+    from reportgen.model.pancreas_reader import coarse_reading
+    from reportgen.preprocessing import PreparedCT
+
+    model.eval()
+    cfg = model.cfg
+
+    def features(i: int) -> np.ndarray:
+        pair = pairs[i]
+        prepared = PreparedCT("", pair.coarse_image.astype(np.float32), pair.present, None,
+                              np.eye(4), cfg.coarse_grid)  # fmt: skip
+        return region_features(cfg, *coarse_reading(model, prepared))
+
+    fitted = LedoitWolf().fit(np.stack([features(i) for i in train]))
+    cfg.typical_mean = tuple(float(v) for v in fitted.location_)
+    cfg.typical_precision = tuple(tuple(float(v) for v in row) for row in fitted.precision_)
+    distances = [typicality(cfg, features(i)) for i in (held or train)]
+    cfg.typical_threshold = float(np.percentile(distances, 99))
+    return {"typical_threshold": round(cfg.typical_threshold, 3), "studies": len(train)}
+
+
 def train_pancreas_reader(args: PancreasTrainArgs, log=print) -> dict:
     """Fit both outlines on `args.data`, write the reader to `args.out`."""
     start = time.time()
@@ -275,6 +307,8 @@ def train_pancreas_reader(args: PancreasTrainArgs, log=print) -> dict:
     fine_losses = _train_fine(model, pairs, train, args, generator, rng, log)
     dice = validation_dice(model, pairs, held) if held else {}
     log(f"held-back Dice: {dice}")
+    typical = fit_typicality(model, pairs, train, held)
+    log(f"typicality: distance threshold {typical['typical_threshold']} (99% of held-back)")
     summary = {
         "template": cfg.template,
         "studies": len(rows),
@@ -283,6 +317,7 @@ def train_pancreas_reader(args: PancreasTrainArgs, log=print) -> dict:
         "coarse_loss": coarse_losses,
         "fine_loss": fine_losses,
         "held_back_dice": dice,
+        "typicality": typical,
         "seconds": round(time.time() - start),
         "args": args.to_dict(),
     }
@@ -305,6 +340,11 @@ def _card(folder: Path, summary: dict) -> None:
             f"coarse epochs, {args['fine_steps']} fine steps of {args['batch_size']}, seed "
             f"{args['seed']}) in {summary['seconds']} s; held-back Dice "
             f"{json_compact(summary['held_back_dice'])}.",
+            "Reads a CT's body region from the coarse outline (enough liver and pancreas in a "
+            "field of view of at least 100 mm craniocaudally) and how unlike the training "
+            "studies it looks (Mahalanobis distance of its organ volumes and confidence; "
+            f"threshold {summary['typicality']['typical_threshold']}: 99% of held-back "
+            "studies).",
             "Reproduce: `make pancreas-model`.",
         ],
     )

@@ -281,6 +281,10 @@ def render_text(
         if section_id == template.finding_section:
             if not report.findings and (none := _no_findings(template, report)):
                 lines.append(none[lang])
+            elif report.findings and template.finding_none_otherwise_with_findings:
+                limited = _no_findings(template, report)  # the limitation, where it applies
+                if limited is not None and limited is template.finding_none_otherwise:
+                    lines.append(limited[lang])
             for n, finding in enumerate(report.findings, start=1):
                 head, rest = [], []
                 for spec in template.finding_fields:

@@ -115,6 +115,9 @@ class Template:
     derived_finding: list[DerivedSpec]
     derived_report: list[DerivedSpec]
     consistency: list[ConsistencyRule]
+    # `finding_none_otherwise` is a limitation that holds whatever was found ("a
+    # non-contrast CT cannot show or exclude a mass"): said with findings too
+    finding_none_otherwise_with_findings: bool = False
     notes: str = ""
     path: str = ""
     _by_id: dict[str, FieldSpec] = field(default_factory=dict, repr=False)
@@ -237,6 +240,9 @@ def parse_template(
         finding_none=_text_only(fnd.get("none")),
         finding_none_requires=tuple((fnd.get("none") or {}).get("requires", ())),
         finding_none_otherwise=(fnd.get("none") or {}).get("otherwise"),
+        finding_none_otherwise_with_findings=bool(
+            (fnd.get("none") or {}).get("otherwise_with_findings", False)
+        ),
         finding_opened_by=list(fnd.get("opened_by", [])),
         finding_implies=[
             (i["when"], i["set"]["field"], i["set"]["value"]) for i in fnd.get("implies", [])

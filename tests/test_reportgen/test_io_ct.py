@@ -57,14 +57,42 @@ def test_real_ct_reads_in_hounsfield_units_as_a_ct_of_unknown_phase():
 
 
 def test_real_ct_is_refused_by_every_mri_model_even_with_force(tmp_path, cli):
-    for extra in ((), ("--force",), ("--template", "birads_mri", "--force")):
-        refused = cli("generate", CT_DICOM, "--out", tmp_path / "out", "--no-explain", *extra)
-        assert refused.code == 2, refused.err
-        assert "CT" in refused.err and "no option drafts it" in refused.err
-        assert len(refused.err.strip().splitlines()) == 1
-    nifti = cli("generate", CT_NIFTI, "--out", tmp_path / "out", "--no-explain", "--force")
-    assert nifti.code == 2 and "no bundled model reads CT" in nifti.err
+    for extra in (("--template", "birads_mri"), ("--template", "orads_mri", "--force")):
+        for study in (CT_DICOM, CT_NIFTI):
+            refused = cli("generate", study, "--out", tmp_path / "out", "--no-explain", *extra)
+            assert refused.code == 2, refused.err
+            assert "CT" in refused.err and "no option drafts it" in refused.err
+            assert len(refused.err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_real_ct_goes_to_the_pancreas_reader_which_states_what_a_plain_ct_cannot_show(
+    tmp_path, cli
+):
+    """The real CT (no contrast) is routed to the pancreas reader, whose coarse outline
+    reads it as an abdomen unlike every phantom: refused in one line unless forced, then
+    drafted with that warning and the plain statement that a non-contrast CT cannot
+    show or exclude a pancreatic mass or assess vessel contact. The 20-slice DICOM
+    export (38 mm) cannot hold the pancreas: refused, forced or not."""
+    refused = cli("generate", CT_NIFTI, "--no-explain")
+    assert refused.code == 2 and "CT is unlike every study" in refused.err
+    assert len(refused.err.strip().splitlines()) == 1
+    out = tmp_path / "ct.json"
+    forced = cli("generate", CT_NIFTI, "--no-explain", "--force", "--out", out)
+    assert forced.code == 0, forced.err
+    report = json.loads(out.read_text())
+    assert report["template"]["id"] == "pancreas_ct"
+    assert report["derived"]["resectability"]["value"] == "resectability_not_assessable"
+    assert all(f["fields"]["type"]["value"] != "pancreatic_solid_mass" for f in report["findings"])
+    assert not {"liver_metastases", "peritoneal_nodules"} & set(report["fields"])
+    text = cli("render", out, "--format", "text").out
+    assert "A non-contrast CT cannot show or exclude a pancreatic mass" in text
+    assert "trained on synthetic phantoms" in text
+    assert any("not meaningful" in p["message"] for p in report["validation"]["problems"])
+    for extra in ((), ("--force",)):
+        slab = cli("generate", CT_DICOM, "--no-explain", *extra)
+        assert slab.code == 2 and len(slab.err.strip().splitlines()) == 1
+    assert "covers 38 mm craniocaudally" in slab.err
 
 
 def test_real_ct_nifti_is_read_by_its_name_and_an_unnamed_one_gets_a_ct_hint(tmp_path, cli):

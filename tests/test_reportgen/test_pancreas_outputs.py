@@ -71,6 +71,6 @@ def test_the_page_shows_each_finding_on_both_phases_in_their_windows(ct_drafted)
     _, study, draft = ct_drafted
     page = render_html(draft.report, "en", study=study)
     for finding in draft.report.findings:
-        assert page.count(f"Finding {finding.id} (") == 2  # pancreatic and portal venous
+        assert page.count(f"<figcaption>Finding {finding.id} (") == 2  # both phases
     assert "pancreas window (W 300, L 80)" in page and "abdominal window (W 400, L 40)" in page
     assert "trained on synthetic phantoms" in page
