@@ -48,6 +48,9 @@ CONTACT_VESSEL_NAMES = (
     "portal_vein",
 )
 MIN_LESION_MM3 = 100.0  # a tumour or cyst outline smaller than this is noise
+# ... and one thinner than this (the largest distance from inside it to its edge, mm): a
+# sliver along an edge is partial volume, not a lesion (a lesion 7 mm across is 3.5)
+MIN_LESION_THICKNESS_MM = 3.5
 MIN_DEPOSIT_MM3 = 30.0  # a metastasis, node or nodule
 MAX_LESIONS = 4  # of each kind, the largest measured (a report states at most two)
 
@@ -59,6 +62,7 @@ class PancreaticLesion:
     centre_mm: tuple[float, float, float]
     part: str  # `pancreas_part`
     attenuation_delta_hu: dict[str, float]  # per phase: lesion mean minus pancreas mean
+    attenuation_hu: dict[str, float]  # per phase: the lesion's median (HU)
     duct_distance_mm: float  # from the lesion to the main duct's outline
     contacts: dict[str, VesselContact]  # vessel name -> contact
     # the lesion's outline on the measured grid (what a key image and a SEG show)
@@ -139,7 +143,13 @@ def measure_pancreas_study(
     duct_distance = ndimage.distance_transform_edt(~duct, sampling=spacing) if duct.any() else None
     lesions = []
     for kind in ("tumour", "cyst"):
-        for part_mask in _components(get(kind), voxel, MIN_LESION_MM3, MAX_LESIONS):
+        parts = [
+            part
+            for part in _components(get(kind), voxel, MIN_LESION_MM3)
+            if ndimage.distance_transform_edt(part, sampling=spacing).max()
+            >= MIN_LESION_THICKNESS_MM
+        ]
+        for part_mask in parts[:MAX_LESIONS]:
             geometry = measure_lesion(part_mask, affine)
             centre = np.asarray(geometry.centre_mm)
             if len(smv_points):
@@ -162,6 +172,7 @@ def measure_pancreas_study(
                     geometry.centre_mm,
                     pancreas_part(float(centre[0]), smv_x, smv_radius, aorta_left),
                     delta,
+                    {phase: float(np.median(image[part_mask])) for phase, image in hu.items()},
                     float(duct_distance[part_mask].min()) if duct_distance is not None else 99.0,
                     {
                         name: vessel_contact(get(name), part_mask, affine)

@@ -33,6 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from reportgen.checkpoint import StrictConfig, load_model_folder
@@ -217,6 +218,27 @@ class PancreasOutlines:
     pancreas_found: bool
 
 
+ORGAN = ("pancreas", "tumour", "cyst", "pancreatic_duct")  # one organ, lesions included
+
+
+def one_organ(named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The fine outline as anatomy has it: one pancreas (the largest connected part of
+    parenchyma, lesions and duct; specks elsewhere are not pancreas), and each lesion
+    one thing (a connected part outlined partly as tumour and partly as cyst is the
+    kind most of its voxels are), so a lesion is never reported twice or in halves."""
+    organ = largest_component(np.logical_or.reduce([named[n] for n in ORGAN]))
+    out = {name: mask & organ if name in ORGAN else mask for name, mask in named.items()}
+    lesions, count = ndimage.label(out["tumour"] | out["cyst"])
+    if count:
+        index = np.arange(1, count + 1)
+        solid = ndimage.sum_labels(out["tumour"], lesions, index)
+        fluid = ndimage.sum_labels(out["cyst"], lesions, index)
+        tumour_parts = index[solid >= fluid]
+        out["tumour"] = np.isin(lesions, tumour_parts)
+        out["cyst"] = (lesions > 0) & ~out["tumour"]
+    return out
+
+
 def read_outlines(reader: PancreasReader, study: Study) -> PancreasOutlines:
     """Coarse outline of the abdomen, then the fine outline around its pancreas."""
     cfg = reader.cfg
@@ -229,7 +251,7 @@ def read_outlines(reader: PancreasReader, study: Study) -> PancreasOutlines:
     fine = prepare_ct(study, cfg.fine_grid, with_mask=False, centre_mm=centre)
     fine_labels = outline(reader.fine, fine)
     return PancreasOutlines(
-        fine={name: fine_labels == k for k, name in enumerate(cfg.fine_classes) if k},
+        fine=one_organ({name: fine_labels == k for k, name in enumerate(cfg.fine_classes) if k}),
         fine_affine=fine.affine,
         fine_hu=hounsfield(fine),
         coarse=named,

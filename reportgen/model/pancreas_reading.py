@@ -11,6 +11,9 @@ in the template's words, by thresholds a radiologist uses.
 - Main pancreatic duct dilated above 3 mm, common bile duct above 8 mm (the usual
   thresholds; the SAR/APA template asks dilated or not); a duct cut-off where a tumour
   meets a dilated duct.
+- A lesion of fluid attenuation (median at most `FLUID_HU` in every phase) is cystic,
+  whatever its outline's class: a ductal adenocarcinoma is soft tissue (about 40 HU
+  without contrast, more with it), a cyst is fluid (0-20 HU).
 - Liver metastases, peritoneal nodules: any outlined deposit; ascites: more than
   `ASCITES_ML`; a suspicious node beside the aorta below the pancreas is non-regional
   (para-aortic, aortocaval), else regional.
@@ -28,6 +31,7 @@ ATTENUATION_HU = 20.0
 DUCT_DILATED_MM = 3.0
 CBD_DILATED_MM = 8.0
 ASCITES_ML = 10.0
+FLUID_HU = 20.0
 NARROWED_RATIO = 0.6
 NONREGIONAL_FROM_AORTA_MM = 30.0  # a node this close to the aorta's axis, below the pancreas
 CONTACT_FIELDS = {
@@ -64,14 +68,14 @@ def read_pancreas(
     findings = []
     below_pancreas = min((les.centre_mm[2] for les in measures.lesions), default=0.0) - 10.0
     for lesion in measures.lesions:
+        fluid = bool(lesion.attenuation_hu) and max(lesion.attenuation_hu.values()) <= FLUID_HU
+        solid = lesion.kind == "tumour" and not fluid
         finding: dict = {
-            "type": "pancreatic_solid_mass"
-            if lesion.kind == "tumour"
-            else "pancreatic_cystic_lesion",
+            "type": "pancreatic_solid_mass" if solid else "pancreatic_cystic_lesion",
             "location": lesion.part,
             "size_mm": max(3, round(lesion.size_mm)),
         }
-        if lesion.kind == "tumour":
+        if solid:
             delta = lesion.attenuation_delta_hu.get(contrast_phase, 0.0)
             finding["attenuation"] = (
                 "hypoattenuating"

@@ -185,7 +185,7 @@ def test_an_occlusion_needs_the_tumour_around_the_gap():
                                               "common_hepatic_artery", "portal_vein")}  # fmt: skip
         contacts["superior_mesenteric_vein"] = smv
         return PancreaticLesion("tumour", 30.0, (0.0, 0.0, 0.0), "pancreas_head",
-                                {"CT_PANC": -50.0}, 1.0, contacts)  # fmt: skip
+                                {"CT_PANC": -50.0}, {"CT_PANC": 60.0}, 1.0, contacts)  # fmt: skip
 
     def read(smv: VesselContact) -> str:
         measures = PancreasMeasures([lesion(smv)], 5.0, 4.0, 0, 0, 0.0, [], 10.0, 20.0, 5.0)
