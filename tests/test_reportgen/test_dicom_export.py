@@ -41,6 +41,20 @@ def dciodvfy_errors(path) -> list[str]:
     return [line for line in (run.stdout + run.stderr).splitlines() if line.startswith("Error")]
 
 
+def write_sr_and_seg(root, study, draft) -> None:
+    """A DICOM study's draft as root/report.sr.dcm and root/report.seg.dcm."""
+    source = source_headers(study)
+    write_report(root / "report.sr.dcm", draft.report, "dicom-sr", source=source)
+    write_report(
+        root / "report.seg.dcm",
+        draft.report,
+        "dicom-seg",
+        source=source,
+        outlines=draft.outlines,
+        grid_affine=draft.grid_affine,
+    )
+
+
 @pytest.fixture(scope="module")
 def drafted(tmp_path_factory):
     """A breast phantom exported as DICOM, drafted once, written as SR and as SEG."""
@@ -48,17 +62,8 @@ def drafted(tmp_path_factory):
     study = load_study(phantom_as_dicom(root))
     generator = GeneratorChoice(None, "birads_mri")(None, None, False)
     draft = generator.draft(study, GenerateOptions(explain=False))
-    report, source = draft.report, source_headers(study)
-    write_report(root / "report.sr.dcm", report, "dicom-sr", source=source)
-    write_report(
-        root / "report.seg.dcm",
-        report,
-        "dicom-seg",
-        source=source,
-        outlines=draft.outlines,
-        grid_affine=draft.grid_affine,
-    )
-    return root, study, report
+    write_sr_and_seg(root, study, draft)
+    return root, study, draft.report
 
 
 @pytest.mark.parametrize("name", ["report.sr.dcm", "report.seg.dcm"])

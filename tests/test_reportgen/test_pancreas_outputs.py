@@ -8,14 +8,12 @@ import highdicom as hd
 import numpy as np
 import pytest
 from helpers.phantom_dicom import ct_phantom_as_dicom
-from test_dicom_export import dciodvfy_errors, seg_points_ras
+from test_dicom_export import dciodvfy_errors, seg_points_ras, write_sr_and_seg
 
 from reportgen.io import load_study
-from reportgen.io.dicom import source_headers
 from reportgen.model.generate import GenerateOptions
 from reportgen.model.generators import GeneratorChoice
 from reportgen.render.html import render_html
-from reportgen.render.output import write_report
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +28,7 @@ def ct_drafted(tmp_path_factory):
     generator = GeneratorChoice()("ABDOMEN", "abdomen", False, "CT")
     assert generator.template.id == "pancreas_ct"
     draft = generator.draft(study, GenerateOptions(explain=False))
-    source = source_headers(study)
-    write_report(root / "report.sr.dcm", draft.report, "dicom-sr", source=source)
-    write_report(
-        root / "report.seg.dcm",
-        draft.report,
-        "dicom-seg",
-        source=source,
-        outlines=draft.outlines,
-        grid_affine=draft.grid_affine,
-    )
+    write_sr_and_seg(root, study, draft)
     return root, study, draft
 
 
