@@ -198,11 +198,18 @@ def box_centre(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def outline(net: UNet3D, prepared: PreparedCT) -> np.ndarray:
-    """Class index per voxel of a prepared grid."""
+def classes_and_confidence(net: UNet3D, prepared: PreparedCT) -> tuple[np.ndarray, np.ndarray]:
+    """Class index per voxel of a prepared grid, and the outline's confidence there (its
+    largest softmax probability)."""
     image = torch.from_numpy(prepared.image)[None]
     present = torch.from_numpy(prepared.present)[None]
-    return net(image, present)[0].argmax(0).numpy().astype(np.int16)
+    best = net(image, present)[0].softmax(0).max(0)
+    return best.indices.numpy().astype(np.int16), best.values.numpy()
+
+
+def outline(net: UNet3D, prepared: PreparedCT) -> np.ndarray:
+    """Class index per voxel of a prepared grid."""
+    return classes_and_confidence(net, prepared)[0]
 
 
 @dataclass
@@ -292,12 +299,8 @@ def craniocaudal_mm(study: Study) -> float:
 
 @torch.no_grad()
 def coarse_reading(reader: PancreasReader, prepared: PreparedCT) -> tuple[np.ndarray, np.ndarray]:
-    """The coarse outline's classes and its confidence (max softmax) per voxel."""
-    image = torch.from_numpy(prepared.image)[None]
-    present = torch.from_numpy(prepared.present)[None]
-    probs = reader.coarse(image, present)[0].softmax(0)
-    best = probs.max(0)
-    return best.indices.numpy(), best.values.numpy()
+    """The coarse outline's classes and its confidence per voxel."""
+    return classes_and_confidence(reader.coarse, prepared)
 
 
 def region_features(
