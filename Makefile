@@ -73,7 +73,7 @@ PANCREAS_WORK ?= /tmp/reportgen-pancreas-model
 pancreas-model: $(STAMP)
 	rm -rf $(PANCREAS_WORK) && mkdir -p $(PANCREAS_WORK)
 	$(BIN)/reportgen synth $(PANCREAS_WORK)/train --domain pancreas --n 360 --seed 40500
-	$(BIN)/reportgen train-pancreas-reader --data $(PANCREAS_WORK)/train --out $(PANCREAS_WORK)/model --coarse-epochs 8 --fine-steps 2500 --seed 0 --cache-dir $(PANCREAS_WORK)/cache
+	$(BIN)/reportgen train-pancreas-reader --data $(PANCREAS_WORK)/train --out $(PANCREAS_WORK)/model --coarse-epochs 16 --fine-steps 5000 --seed 0 --cache-dir $(PANCREAS_WORK)/cache
 	rm -rf reportgen/demo_model/pancreas_ct && cp -r $(PANCREAS_WORK)/model reportgen/demo_model/pancreas_ct
 
 # The body-region reader (breast or pelvis, and how unusual): phantoms of every domain,

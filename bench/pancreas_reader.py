@@ -131,12 +131,14 @@ def main() -> None:
     from reportgen.report.schema import Report
 
     template = load_template("pancreas_ct")
+    pooled = ReportScores(template)
     per_study = []
     for record, row in zip(records, rows, strict=True):
         draft = Report.model_validate_json(record.pop("report"))
         truth = read_report(folder / row["dir"] / "report.json")
         one = ReportScores(template)
         one.add(draft, truth)
+        pooled.add(draft, truth)
         summary = one.summary()
         record["valid"] = bool(draft.validation.valid)
         record["correct"] = sum(one.correct.values())
@@ -186,6 +188,9 @@ def main() -> None:
             "value": round(value, 4) if value is not None else None,
             "ci95": bootstrap_interval(per_study, statistic),
         }
+    pooled_summary = pooled.summary()
+    result["per_field_accuracy"] = pooled_summary["per_field_accuracy"]
+    result["per_field_balanced_accuracy"] = pooled_summary["per_field_balanced_accuracy"]
     write_result(args.out, result)
 
 

@@ -296,9 +296,11 @@ def prepare_ct(
     with_mask: bool = True,
     centre_mm: np.ndarray | None = None,
 ) -> PreparedCT:
-    """Resample each phase once onto a RAS grid centred on `centre_mm` (world RAS), else
-    on the body (air is below -500 HU), and window it; the mask with nearest-neighbour
-    labels."""
+    """Window each phase, then resample it once onto a RAS grid centred on `centre_mm`
+    (world RAS), else on the body (air is below -500 HU); the mask with nearest-neighbour
+    labels. Windowing first makes what lies beyond the series' field of view read as the
+    window's floor, as air does: the resampler fills it with 0, which in HU is water, and
+    a partial-coverage CT looked like soft tissue past its edges."""
     names = [n for n in study.sequences if n in (*CT_CHANNELS, "CT")]
     if not names:
         raise ValueError(f"{study.study_id}: no CT phase to prepare")
@@ -309,15 +311,15 @@ def prepare_ct(
     affine = target_affine(grid, np.asarray(centre_mm, dtype=np.float64))
     transform = tio.Compose(
         [
+            tio.Clamp(out_min=CT_WINDOW_HU[0], out_max=CT_WINDOW_HU[1], exclude=[MASK_KEY]),
+            tio.RescaleIntensity(
+                out_min_max=(0.0, 1.0), in_min_max=CT_WINDOW_HU, exclude=[MASK_KEY]
+            ),
             tio.Resample(
                 target=(grid.shape, affine),
                 image_interpolation="linear",
                 label_interpolation="nearest",
                 antialias=True,
-            ),
-            tio.Clamp(out_min=CT_WINDOW_HU[0], out_max=CT_WINDOW_HU[1], exclude=[MASK_KEY]),
-            tio.RescaleIntensity(
-                out_min_max=(0.0, 1.0), in_min_max=CT_WINDOW_HU, exclude=[MASK_KEY]
             ),
         ]
     )

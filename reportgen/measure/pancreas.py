@@ -13,13 +13,13 @@ shapes, a reader's outlines).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
 
 from reportgen.measure.geometry import measure_lesion
-from reportgen.measure.vessels import VesselContact, vessel_contact
+from reportgen.measure.vessels import VesselContact, channel_cut, vessel_contact
 
 PARTS = ("pancreas_head", "pancreas_neck", "pancreas_body", "pancreas_tail")
 
@@ -47,9 +47,13 @@ CONTACT_VESSEL_NAMES = (
     "superior_mesenteric_vein",
     "portal_vein",
 )
+# one venous channel: an occlusion cuts it, wherever along it the tumour sits
+PORTAL_AXIS = ("superior_mesenteric_vein", "portal_vein")
+OCCLUSION_GAP_MM = 5.0  # a cut in the channel at least this wide, filled by the tumour
 MIN_LESION_MM3 = 100.0  # a tumour or cyst outline smaller than this is noise
 # ... and one thinner than this (the largest distance from inside it to its edge, mm): a
 # sliver along an edge is partial volume, not a lesion (a lesion 7 mm across is 3.5)
+ORGAN = ("pancreas", "tumour", "cyst", "pancreatic_duct")  # the gland, lesions included
 MIN_LESION_THICKNESS_MM = 3.5
 MIN_DEPOSIT_MM3 = 30.0  # a metastasis, node or nodule
 MAX_LESIONS = 4  # of each kind, the largest measured (a report states at most two)
@@ -81,6 +85,9 @@ class PancreasMeasures:
     aorta_x_mm: float | None
     aorta_left_x_mm: float | None
     smv_radius_mm: float
+    # the pancreas's lowest point (world z, mm; its lesions included): a node beside the
+    # aorta below it is para-aortic, non-regional; None when no pancreas is outlined
+    pancreas_lowest_z_mm: float | None = None
 
 
 def _components(
@@ -107,6 +114,52 @@ def _widest_mm(mask: np.ndarray, spacing: np.ndarray) -> float:
 
 def _world(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def occluded_vein(
+    outline: dict[str, np.ndarray], empty: np.ndarray, tumour: np.ndarray, affine: np.ndarray
+) -> str | None:
+    """Which of the `PORTAL_AXIS` veins a tumour occludes, if any. The two are one
+    channel: a tumour at their confluence cuts the channel while leaving each vein's own
+    outline whole, so the cut is found on both together (`channel_cut`) and belongs to
+    the vein whose outline ends there; where one ends on each side (a cut across the
+    confluence), to the one that stops farther from the confluence (where the splenic
+    vein joins): its missing stretch is the longer."""
+    smv, pv = (outline.get(name, empty) for name in PORTAL_AXIS)
+    cut = channel_cut(smv | pv, tumour, affine, OCCLUSION_GAP_MM)
+    if cut is None:
+        return None
+    to_voxel = np.linalg.inv(affine)
+    owners = []
+    for end in cut:
+        index = tuple(np.rint(end @ to_voxel[:3, :3].T + to_voxel[:3, 3]).astype(int))
+        owners.append(PORTAL_AXIS[0] if smv[index] else PORTAL_AXIS[1])
+    if owners[0] == owners[1]:
+        return owners[0]
+    splenic = _world(outline.get("splenic_vein", empty), affine)
+    if not len(splenic):
+        return PORTAL_AXIS[0]
+    middle = (cut[0] + cut[1]) / 2.0
+    confluence = splenic[np.argmin(np.linalg.norm(splenic - middle, axis=1))]
+    missing = {
+        owner: float(np.linalg.norm(end - confluence))
+        for owner, end in zip(owners, cut, strict=True)
+    }
+    return max(missing, key=missing.get)
+
+
+def _contacts(
+    outline: dict[str, np.ndarray], empty: np.ndarray, tumour: np.ndarray, affine: np.ndarray
+) -> dict[str, VesselContact]:
+    """Each contact vessel's `VesselContact` with one tumour, the occluded vein marked."""
+    occluded = occluded_vein(outline, empty, tumour, affine)
+    return {
+        name: replace(
+            vessel_contact(outline.get(name, empty), tumour, affine),
+            occluded=name == occluded,
+        )
+        for name in CONTACT_VESSEL_NAMES
+    }
 
 
 def measure_pancreas_study(
@@ -174,12 +227,7 @@ def measure_pancreas_study(
                     delta,
                     {phase: float(np.median(image[part_mask])) for phase, image in hu.items()},
                     float(duct_distance[part_mask].min()) if duct_distance is not None else 99.0,
-                    {
-                        name: vessel_contact(get(name), part_mask, affine)
-                        for name in CONTACT_VESSEL_NAMES
-                    }
-                    if kind == "tumour"
-                    else {},
+                    _contacts(outline, empty, part_mask, affine) if kind == "tumour" else {},
                     part_mask,
                 )
             )
@@ -189,6 +237,7 @@ def measure_pancreas_study(
         short = _widest_mm(node, far_spacing)
         nodes.append((float(x), float(y), float(z), short))
     liver = get_far("liver") | get_far("liver_metastasis")
+    organ_points = _world(np.logical_or.reduce([get(n) for n in ORGAN]), affine)
     return PancreasMeasures(
         lesions=sorted(lesions, key=lambda les: (les.kind != "tumour", -les.size_mm)),
         duct_diameter_mm=_widest_mm(duct, spacing),
@@ -204,4 +253,5 @@ def measure_pancreas_study(
         aorta_x_mm=float(np.median(aorta_points[:, 0])) if len(aorta_points) else None,
         aorta_left_x_mm=float(aorta_points[:, 0].max()) if len(aorta_points) else None,
         smv_radius_mm=smv_radius,
+        pancreas_lowest_z_mm=float(organ_points[:, 2].min()) if len(organ_points) else None,
     )

@@ -4,7 +4,7 @@ greatest (SAR/APA 2014: none, 180 degrees or less, more than 180, occlusion).
 
 The vessel's centreline is the ridge of its inside distance map (voxels where the
 distance to the wall is a local maximum); at each centreline point near the tumour the
-local direction is the principal axis of the centreline within 5 mm, and a ring just
+local direction is the principal axis of the vessel's voxels around it, and a ring just
 outside the wall (the local radius plus `margin_mm`) is sampled in the tumour's
 outline. Model-free: outlines and an affine in, degrees out.
 """
@@ -32,6 +32,7 @@ class VesselContact:
     # the narrowest radius where the tumour is, over the median (a tear-drop vein's
     # indentation makes it small; 1.0 without contact)
     narrowest_ratio: float = 1.0
+    occluded: bool = False  # the tumour fills a cut in the vessel's channel (`channel_cut`)
 
 
 def _spacing(affine: np.ndarray) -> np.ndarray:
@@ -48,13 +49,21 @@ def centreline(vessel: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.n
     return world, inside[ridge]
 
 
-def _tangents(points: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The centreline's local direction at each of `at` (indices into `points`): the
-    principal axis of the centreline points within `NEIGHBOURHOOD_MM`."""
-    tree = cKDTree(points)
+def _tangents(
+    points: np.ndarray, radii: np.ndarray, at: np.ndarray, wall: np.ndarray
+) -> np.ndarray:
+    """The vessel's local direction at each of `at` (indices into its centreline
+    `points`): the principal axis of the vessel's own voxels (`wall`, world mm) within
+    twice the local radius (at least `NEIGHBOURHOOD_MM`). The ridge of the distance map
+    is sparse where a vessel runs across an anisotropic grid's slices (the SMA leaving
+    the aorta: a few points, 5 mm apart), and a direction from it tilted the ring into
+    the vessel itself; the voxels always hold the direction (measured on perfect
+    outlines of 29 phantom tumours: contact category 0.958 -> 0.972, an encased SMA
+    read 180 degrees before and 360 now)."""
+    tree = cKDTree(wall)
     tangents = np.zeros((len(at), 3))
     for row, i in enumerate(at):
-        near = points[tree.query_ball_point(points[i], NEIGHBOURHOOD_MM)]
+        near = wall[tree.query_ball_point(points[i], max(NEIGHBOURHOOD_MM, 2.0 * radii[i]))]
         if len(near) < 3:
             tangents[row] = (0.0, 0.0, 1.0)
             continue
@@ -103,7 +112,8 @@ def vessel_contact(
     near_tumour = outside_tumour[tuple(voxel_of(points).T)] <= radii + margin_mm + spacing.max()
     if not near_tumour.any():
         return VesselContact(0.0, 0.0, parts, gap, median_radius)
-    tangents = _tangents(points, np.flatnonzero(near_tumour))
+    wall = np.argwhere(vessel) @ affine[:3, :3].T + affine[:3, 3]
+    tangents = _tangents(points, radii, np.flatnonzero(near_tumour), wall)
     angles = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
     arcs = []
     for p, t, r in zip(points[near_tumour], tangents, radii[near_tumour], strict=True):
@@ -129,3 +139,36 @@ def vessel_contact(
         radius_mm=median_radius,
         narrowest_ratio=narrowest,
     )
+
+
+def channel_cut(
+    channel: np.ndarray, tumour: np.ndarray, affine: np.ndarray, min_gap_mm: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where a tumour cuts a vessel channel (one boolean outline, e.g. the superior
+    mesenteric and portal veins together): the two ends (world mm) facing each other
+    across the gap between the channel's two largest parts, when the gap is at least
+    `min_gap_mm` wide and its middle lies in the tumour, as an occlusion's does (the
+    tumour has replaced the lumen there); else None. A gap elsewhere (an outline broken
+    away from the tumour) is no occlusion."""
+    labels, n = ndimage.label(channel)
+    if n < 2 or not tumour.any():
+        return None
+    spacing = _spacing(affine)
+    sizes = ndimage.sum_labels(channel, labels, index=np.arange(1, n + 1)) * float(np.prod(spacing))
+    first, second = (int(k) + 1 for k in np.argsort(-sizes)[:2])
+    if sizes[second - 1] < 20.0:
+        return None
+    world = lambda mask: np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]  # noqa: E731
+    a, b = world(labels == first), world(labels == second)
+    distance, nearest = cKDTree(a).query(b)
+    k = int(np.argmin(distance))
+    end_a, end_b = a[nearest[k]], b[k]
+    if float(distance[k]) < min_gap_mm:
+        return None
+    middle = (end_a + end_b) / 2.0
+    to_voxel = np.linalg.inv(affine)
+    index = np.rint(middle @ to_voxel[:3, :3].T + to_voxel[:3, 3]).astype(int)
+    if np.any(index < 0) or np.any(index >= np.asarray(tumour.shape)):
+        return None
+    near = ndimage.distance_transform_edt(~tumour, sampling=spacing)[tuple(index)]
+    return (end_a, end_b) if near <= float(spacing.max()) else None

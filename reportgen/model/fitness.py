@@ -27,7 +27,7 @@ from reportgen.model.body_region import (
 from reportgen.model.generate import BUNDLED_MODELS
 from reportgen.report import Report, Template
 from reportgen.report.anatomy import PROCEDURE_REGION
-from reportgen.report.schema import Problem
+from reportgen.report.schema import STUDY_NOTE, Problem
 
 BUNDLED_REGION_MODEL = BUNDLED_MODELS / REGION_FOLDER
 # BodyPartExamined values (DICOM PS3.16 CID 4031, upper case) each procedure covers
@@ -174,7 +174,7 @@ def unusual_problem(anatomy: Anatomy) -> Problem | None:
         return None
     return Problem(
         severity="warning",
-        where="study",
+        where=STUDY_NOTE,
         rule="unusual_study",
         message=f"the study's images are unlike the phantoms the model was trained on "
         f"(distance {reading.distance:.1f}, above {reading.threshold:.1f} for 99% of "
@@ -215,7 +215,7 @@ def add_fitness_warnings(report: Report, problems: list[str], anatomy: Anatomy) 
             0,
             Problem(
                 severity="warning",
-                where="study",
+                where=STUDY_NOTE,
                 rule="fitness",
                 message=f"drafted with --force: {message}; this report is not meaningful",
             ),

@@ -39,7 +39,7 @@ from torch import nn
 from reportgen.checkpoint import StrictConfig, load_model_folder
 from reportgen.io.study import Study
 from reportgen.measure import largest_component
-from reportgen.measure.pancreas import PancreasMeasures, measure_pancreas_study
+from reportgen.measure.pancreas import ORGAN, PancreasMeasures, measure_pancreas_study
 from reportgen.model.body_region import RegionReading
 from reportgen.model.unet import UNet3D, UNetSpec
 from reportgen.preprocessing import (
@@ -223,9 +223,6 @@ class PancreasOutlines:
     coarse: dict[str, np.ndarray]
     coarse_affine: np.ndarray
     pancreas_found: bool
-
-
-ORGAN = ("pancreas", "tumour", "cyst", "pancreatic_duct")  # one organ, lesions included
 
 
 def one_organ(named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -2,9 +2,9 @@
 in the template's words, by thresholds a radiologist uses.
 
 - Vessel contact: the SAR/APA categories from the measured arc (less than
-  `CONTACT_MIN_DEG`, 180 or less, more than 180); a vein whose outline is cut in two
-  parts with a gap of `OCCLUSION_GAP_MM` or more, with the tumour around it (more than
-  180 degrees), occluded; a vein of 180 degrees or less narrowed to under
+  `CONTACT_MIN_DEG`, 180 or less, more than 180); a vein whose channel (the superior
+  mesenteric and portal veins together) is cut where the tumour fills the gap
+  (`reportgen.measure.pancreas.occluded_vein`), occluded; a vein of 180 degrees or less narrowed to under
   `NARROWED_RATIO` of its radius where the tumour touches it, irregular (tear-drop).
 - Attenuation in the pancreatic phase: more than `ATTENUATION_HU` below the pancreas,
   hypoattenuating; more than that above, hyperattenuating; else isoattenuating.
@@ -15,8 +15,8 @@ in the template's words, by thresholds a radiologist uses.
   whatever its outline's class: a ductal adenocarcinoma is soft tissue (about 40 HU
   without contrast, more with it), a cyst is fluid (0-20 HU).
 - Liver metastases, peritoneal nodules: any outlined deposit; ascites: more than
-  `ASCITES_ML`; a suspicious node beside the aorta below the pancreas is non-regional
-  (para-aortic, aortocaval), else regional.
+  `ASCITES_ML`; a suspicious node beside the aorta below the pancreas's lowest point is
+  non-regional (para-aortic, aortocaval), else regional.
 Nothing is stated that needs contrast when the study has no enhanced phase: the
 template's `requires` decides, and the draft leaves those fields out.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 from reportgen.measure.pancreas import PancreasMeasures, PancreaticLesion
 
 CONTACT_MIN_DEG = 10.0
-OCCLUSION_GAP_MM = 5.0
 ATTENUATION_HU = 20.0
 DUCT_DILATED_MM = 3.0
 CBD_DILATED_MM = 8.0
@@ -49,12 +48,7 @@ def contact_value(field_id: str, vessel: str, lesion: PancreaticLesion) -> str:
     contact = lesion.contacts.get(vessel)
     if contact is None:
         return f"{prefix}_contact_none"
-    if (
-        vessel in VEINS
-        and contact.vessel_parts >= 2
-        and contact.gap_mm >= OCCLUSION_GAP_MM
-        and contact.degrees > 180.0  # the tumour around the ends: not a gap elsewhere
-    ):
+    if vessel in VEINS and contact.occluded:
         return f"{prefix}_contact_occlusion"
     if contact.degrees < CONTACT_MIN_DEG:
         return f"{prefix}_contact_none"
@@ -66,7 +60,6 @@ def read_pancreas(
 ) -> tuple[dict, list[dict]]:
     """(report-level values, one dict per lesion) for `pancreas_ct`."""
     findings = []
-    below_pancreas = min((les.centre_mm[2] for les in measures.lesions), default=0.0) - 10.0
     for lesion in measures.lesions:
         fluid = bool(lesion.attenuation_hu) and max(lesion.attenuation_hu.values()) <= FLUID_HU
         solid = lesion.kind == "tumour" and not fluid
@@ -99,8 +92,9 @@ def read_pancreas(
         node
         for node in measures.nodes
         if measures.aorta_x_mm is not None
+        and measures.pancreas_lowest_z_mm is not None
         and abs(node[0] - measures.aorta_x_mm) <= NONREGIONAL_FROM_AORTA_MM
-        and node[2] < below_pancreas
+        and node[2] < measures.pancreas_lowest_z_mm
     ]
     fields = {
         "duct_dilatation": measures.duct_diameter_mm > DUCT_DILATED_MM,

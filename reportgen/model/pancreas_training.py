@@ -6,7 +6,10 @@ moved by a few millimetres drawn per study, as the coarse outline's own error wi
 it when drafting. The coarse outline trains on whole studies, its small parts (deposits,
 nodes) weighted up as the staging readers' are; the fine one on 64 x 64 x 64 mm patches,
 most of them centred on a lesion or a vessel whose contact the report states (what the
-report depends on is a small share of the crop). Augmentation draws what another scanner
+report depends on is a small share of the crop). Studies holding what is rare are drawn
+`rare_weight` times as often (distant disease for the coarse outline, a cyst for the
+fine one): in 8 epochs of uniform draws the coarse outline learned no deposit (held-back
+Dice 0.00) and the fine one outlined cysts at 0.27. Augmentation draws what another scanner
 changes (`synth.ct`'s shift): bolus timing (enhancement scaled), dose noise, slice
 thickness (a blur along z); and a share of studies is shown with the non-contrast phase
 only, as a plain CT arrives. No flips: the anatomy is lateralised (the SMV lies right of
@@ -26,7 +29,7 @@ import torch.nn.functional as F
 
 from reportgen.checkpoint import save_model_folder, write_model_card
 from reportgen.data import read_manifest
-from reportgen.errors import InputError
+from reportgen.errors import ConfigError, InputError
 from reportgen.io import load_study
 from reportgen.model.engine import Optimiser, adamw, one_cycle
 from reportgen.model.losses import OUTLINE_WEIGHTING, part_size_weights, segmentation_loss
@@ -58,6 +61,9 @@ FOCUS = (
     "superior_mesenteric_vein",
     "portal_vein",
 )
+COARSE_RARE = ("liver_metastasis", "lymph_node", "peritoneal_nodule")
+FINE_RARE = ("cyst",)
+PRECISIONS = ("bf16", "fp32")
 WINDOW_WIDTH = CT_WINDOW_HU[1] - CT_WINDOW_HU[0]
 NC, PANC, PV = (CT_CHANNELS.index(n) for n in ("CT_NC", "CT_PANC", "CT_PV"))
 
@@ -164,6 +170,20 @@ def _fine_patch(
     return pair.fine_image[(slice(None), *box)], labels[box]
 
 
+def draw_weights(
+    labels: list[np.ndarray], classes: tuple[str, ...], rare: tuple[str, ...], rare_weight: float
+) -> np.ndarray:
+    """How often each study is drawn (summing to 1): `rare_weight` for one whose labels
+    hold a `rare` class, 1 otherwise."""  # fmt: skip
+    ids = [classes.index(n) for n in rare]
+    weights = np.array([rare_weight if np.isin(ids, y).any() else 1.0 for y in labels])
+    return weights / weights.sum()
+
+
+def _autocast(precision: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     order = np.random.default_rng(seed).permutation(n).tolist()
     held = max(1, round(n * fraction)) if n > 4 else 0
@@ -176,9 +196,14 @@ def _train_coarse(model, pairs, train, args, generator, log) -> list[float]:
     adam = adamw(net.parameters(), args.lr, args.weight_decay)
     opt = Optimiser(adam, one_cycle(adam, args.lr, steps_per_epoch * args.coarse_epochs))
     classes, losses, start = len(model.cfg.coarse_classes), [], time.time()
+    weights = torch.from_numpy(
+        draw_weights([pairs[i].coarse_labels for i in train], model.cfg.coarse_classes,
+                     COARSE_RARE, args.rare_weight)
+    )  # fmt: skip
     for epoch in range(args.coarse_epochs):
         net.train()
-        order = [train[i] for i in torch.randperm(len(train), generator=generator).tolist()]
+        draws = torch.multinomial(weights, len(train), replacement=True, generator=generator)
+        order = [train[i] for i in draws.tolist()]
         running = 0.0
         for b in range(0, len(order), args.batch_size):
             chosen = [pairs[i] for i in order[b : b + args.batch_size]]
@@ -186,8 +211,10 @@ def _train_coarse(model, pairs, train, args, generator, log) -> list[float]:
             p = torch.from_numpy(np.stack([p.present for p in chosen]))
             y = torch.from_numpy(np.stack([p.coarse_labels for p in chosen]).astype(np.int64))
             x, p = augment(x, p, generator, args.phase_dropout)
-            weights = part_size_weights(y, classes, OUTLINE_WEIGHTING)
-            loss = segmentation_loss(net(x, p), y, weights, "present")
+            voxel_weights = part_size_weights(y, classes, OUTLINE_WEIGHTING)
+            with _autocast(args.precision):
+                logits = net(x, p)
+            loss = segmentation_loss(logits.float(), y, voxel_weights, "present")
             opt.step(loss)
             running += float(loss.detach())
         losses.append(round(running / steps_per_epoch, 4))
@@ -203,15 +230,19 @@ def _train_fine(model, pairs, train, args, generator, rng, log) -> list[float]:
     adam = adamw(net.parameters(), args.lr, args.weight_decay)
     opt = Optimiser(adam, one_cycle(adam, args.lr, args.fine_steps))
     losses, running, start = [], 0.0, time.time()
+    weights = draw_weights([pairs[i].fine_labels for i in train], model.cfg.fine_classes,
+                           FINE_RARE, args.rare_weight)  # fmt: skip
     for step in range(1, args.fine_steps + 1):
         net.train()
-        chosen = [pairs[train[i]] for i in rng.integers(0, len(train), args.batch_size)]
+        chosen = [pairs[train[i]] for i in rng.choice(len(train), args.batch_size, p=weights)]
         patches = [_fine_patch(p, model.cfg, args.lesion_share, rng) for p in chosen]
         x = torch.from_numpy(np.stack([image for image, _ in patches])).float()
         p = torch.from_numpy(np.stack([pair.present for pair in chosen]))
         y = torch.from_numpy(np.stack([labels for _, labels in patches]).astype(np.int64))
         x, p = augment(x, p, generator, args.phase_dropout)
-        loss = segmentation_loss(net(x, p), y, None, "present")
+        with _autocast(args.precision):
+            logits = net(x, p)
+        loss = segmentation_loss(logits.float(), y, None, "present")
         opt.step(loss)
         running += float(loss.detach())
         if step % 100 == 0 or step == args.fine_steps:
@@ -288,6 +319,10 @@ def fit_typicality(
 
 def train_pancreas_reader(args: PancreasTrainArgs, log=print) -> dict:
     """Fit both outlines on `args.data`, write the reader to `args.out`."""
+    if args.precision not in PRECISIONS:
+        raise ConfigError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, not {args.precision!r}"
+        )
     start = time.time()
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)

@@ -293,6 +293,17 @@ class PancreasTrainArgs(ArgsRecord):
         default=0.15,
         metadata=option("Chance a training study is shown with its non-contrast phase only."),
     )
+    rare_weight: float = field(
+        default=3.0,
+        metadata=option(
+            "How much more often a study with a rare finding is drawn: distant disease for "
+            "the coarse outline, a cyst for the fine one."
+        ),
+    )
+    precision: str = field(
+        default="bf16",
+        metadata=option("bf16 (autocast: CPUs with AMX run the 3D convolutions faster) | fp32."),
+    )
     val_fraction: float = 0.1
     limit: int = field(default=0, metadata=option("Use the first N studies only (0: all)."))
     seed: int = field(default=0, metadata=option())

@@ -3,7 +3,7 @@
 from reportgen.report.build import build_report
 from reportgen.report.schema import SCHEMA_ID, Report
 from reportgen.report.template import Template, available_templates, load_template
-from reportgen.report.validate import validate_report
+from reportgen.report.validate import revalidate, validate_report
 
 __all__ = [
     "SCHEMA_ID",
@@ -12,5 +12,6 @@ __all__ = [
     "available_templates",
     "build_report",
     "load_template",
+    "revalidate",
     "validate_report",
 ]

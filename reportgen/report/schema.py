@@ -168,10 +168,15 @@ class Provenance(BaseModel):
     signed_at: str | None = None
 
 
+# a Problem's `where` for a note on the study itself (drafted with --force, unlike the
+# training studies), which only drafting can judge: checking the report again keeps it
+STUDY_NOTE = "study"
+
+
 class Problem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     severity: Literal["error", "warning"]
-    where: str  # e.g. "fields.fgt_amount", "findings[1].margin", "derived.assessment"
+    where: str  # e.g. "fields.fgt_amount", "findings[1].margin", "derived.assessment", STUDY_NOTE
     message: str
     rule: str | None = None
 

@@ -13,7 +13,7 @@ from ontology.concepts import ConceptTable, default_concepts
 from reportgen.report.assessable import not_assessable, unseen_values
 from reportgen.report.derive import derive
 from reportgen.report.rules import Scope, evaluate
-from reportgen.report.schema import Problem, Report, Validation, Value
+from reportgen.report.schema import STUDY_NOTE, Problem, Report, Validation, Value
 from reportgen.report.template import FieldSpec, Template, load_template
 from reportgen.report.values import plain
 
@@ -260,3 +260,19 @@ def validate_report(
                 )
             )
     return Validation(valid=not any(p.severity == "error" for p in problems), problems=problems)
+
+
+def revalidate(
+    report: Report, template: Template | None = None, drafted: Report | None = None
+) -> Validation:
+    """A stored or edited report checked again, keeping the notes drafting made on its
+    study (`STUDY_NOTE`: drafted with --force, unlike the training studies) from the
+    `drafted` report (default: this one): nothing after drafting can judge them again,
+    and no later output or edit may lose them."""
+    fresh = validate_report(report, template)
+    notes = [
+        p
+        for p in (drafted or report).validation.problems
+        if p.where == STUDY_NOTE and p not in fresh.problems
+    ]
+    return Validation(valid=fresh.valid, problems=notes + fresh.problems)

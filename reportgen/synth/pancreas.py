@@ -366,35 +366,79 @@ def location_of(centre: np.ndarray, vessels: dict[str, Tube]) -> str:
     return pancreas_part(float(centre[0]), float(level[0]), smv.radius, aorta_left)
 
 
+OCCLUDED_DEPTH_MM = 1.5  # an occluded vein's axis runs this deep in the tumour where cut
+
+
+def _cut_axis(tube: Tube, tumour: SDF) -> np.ndarray:
+    """Which of the vein's axis samples (every millimetre) the tumour occludes."""
+    samples, _ = tube.samples(1.0)
+    return tumour(samples) < -OCCLUDED_DEPTH_MM
+
+
+def _occluded(tube: Tube, tumour: SDF) -> tuple[SDF, tuple[np.ndarray, np.ndarray]]:
+    """The vein with no lumen across every cross-section whose axis runs inside the
+    tumour: an occlusion leaves no channel, so the outline is cut in two (removing only
+    the lumen deep in the tumour had left a crescent of patent vein beside it)."""
+    from scipy.spatial import cKDTree
+
+    sdf, bounds = tube.sdf()
+    samples, _ = tube.samples(1.0)
+    cut = _cut_axis(tube, tumour)
+    nearest = cKDTree(samples)
+
+    def shape(points: np.ndarray) -> np.ndarray:
+        inside = sdf(points)
+        _, index = nearest.query(points)
+        return np.where(cut[index], np.maximum(inside, 1.0), inside)
+
+    return shape, bounds
+
+
 def _closest_on(tube: Tube, point: np.ndarray) -> np.ndarray:
     samples, _ = tube.samples(1.0)
     return samples[np.argmin(np.linalg.norm(samples - point, axis=1))]
 
 
+# a ductal adenocarcinoma arises in the gland: its centre lies at most this share of its
+# radius outside the gland's surface, so a good part of it is pancreas (pulled toward a
+# distant vessel, 3 in 20 phantom tumours had come loose from the gland)
+MAX_OUTSIDE_GLAND = 0.3
+
+
 def _place_tumour(
-    rng: np.random.Generator, location: str, landmarks: dict, vessels: dict[str, Tube]
+    rng: np.random.Generator,
+    location: str,
+    landmarks: dict,
+    vessels: dict[str, Tube],
+    gland: SDF,
 ) -> tuple[np.ndarray, float]:
     """A tumour centre and radius: in its part of the pancreas, and, for most, pulled
     toward one of the vessels that part lies on, to a drawn depth (clear of it, touching,
-    or around it)."""
+    or around it), but never off the gland (`MAX_OUTSIDE_GLAND`): pulled too far, it is
+    moved back toward where it started until it is in the gland."""
     radius = float(rng.uniform(7, 22))
-    centre = landmarks[LOCATION_LANDMARK[location]] + rng.normal(0, 2.5, 3)
+    home = landmarks[LOCATION_LANDMARK[location]] + rng.normal(0, 2.5, 3)
+    centre = home
     if rng.random() < 0.75:
         target = vessels[str(rng.choice(TARGET_VESSELS[location]))]
-        near = _closest_on(target, centre)
-        direction = centre - near
+        near = _closest_on(target, home)
+        direction = home - near
         direction /= max(float(np.linalg.norm(direction)), 1e-6)
         # distance from the vessel axis: beyond radius + vessel radius is clear of it;
         # below radius - vessel radius the vessel is inside the tumour
         depth = float(rng.uniform(-0.6, 1.15))  # < 0: a gap; 1: the vessel well inside
         distance = radius + target.radius + 3.0 - depth * (2.0 * target.radius + radius * 0.8)
-        centre = near + direction * max(distance, 0.0)
+        pulled = near + direction * max(distance, 0.0)
+        steps = pulled + np.linspace(0.0, 1.0, 21)[:, None] * (home - pulled)
+        inside = gland(steps) <= MAX_OUTSIDE_GLAND * radius
+        centre = steps[int(np.argmax(inside))] if inside.any() else home
     return centre.astype(np.float32), radius
 
 
 def sample_case(rng: np.random.Generator, tumour_fraction: float = 0.6) -> PancreasCase:
     """One study's truth: anatomy, lesions, extrapancreatic findings."""
     vessels, landmarks = _anatomy(rng)
+    gland = _pancreas_sdf(landmarks)
     draw = rng.random()
     has_pdac = draw < tumour_fraction
     has_cyst = (not has_pdac and draw < tumour_fraction + 0.18) or (
@@ -414,7 +458,7 @@ def sample_case(rng: np.random.Generator, tumour_fraction: float = 0.6) -> Pancr
     extras: list[tuple[str, np.ndarray, float]] = []
     if has_pdac:
         aim = str(rng.choice(list(LOCATION_WEIGHTS), p=list(LOCATION_WEIGHTS.values())))
-        centre, radius = _place_tumour(rng, aim, landmarks, vessels)
+        centre, radius = _place_tumour(rng, aim, landmarks, vessels, gland[0])
         location = location_of(centre, vessels)  # where it is, by the landmarks, not the aim
         semi = radius * rng.uniform(0.8, 1.1, size=3)
         shape = Harmonics(rng, amplitude=0.18, n_terms=6, max_freq=3.0)
@@ -444,7 +488,13 @@ def sample_case(rng: np.random.Generator, tumour_fraction: float = 0.6) -> Pancr
             pdac.contact_deg[field_id] = contact_degrees(vessels[vessel], sdf)
         for field_id, (vessel, vein) in CONTACT_VESSELS.items():
             degrees = pdac.contact_deg[field_id]
-            if vein and degrees >= 300 and pdac.occluded is None and rng.random() < 0.5:
+            if (
+                vein
+                and degrees >= 300
+                and pdac.occluded is None
+                and rng.random() < 0.5
+                and _cut_axis(vessels[vessel], sdf).any()
+            ):
                 pdac.occluded = vessel
             occluded = pdac.occluded == vessel
             pdac.fields[field_id] = contact_category(field_id, degrees, occluded)
@@ -499,7 +549,7 @@ def sample_case(rng: np.random.Generator, tumour_fraction: float = 0.6) -> Pancr
         lesions,
         vessels,
         _ducts(landmarks, duct_mm, cbd_mm),
-        _pancreas_sdf(landmarks),
+        gland,
         shift_mm=rng.uniform(-8, 8, size=3).astype(np.float32),
         scale=float(rng.uniform(0.93, 1.07)),
         extras=extras,
@@ -659,9 +709,8 @@ def render(case: PancreasCase, grid: Grid) -> Canvas:
     for name, tube in case.vessels.items():
         tissue = ARTERY if name in arteries else IVC if name == "ivc" else VEIN
         shape = tube.sdf()
-        if pdac is not None and pdac.occluded == name:  # the lumen stops inside the tumour
-            inner = pdac.sdf
-            shape = (lambda p, f=shape[0], g=inner: np.maximum(f(p), -g(p) - 1.5), shape[1])
+        if pdac is not None and pdac.occluded == name:
+            shape = _occluded(tube, pdac.sdf)
         paint(shape, tissue, label=ANATOMY_LABELS[name], blur=0.8)
     if pdac is not None and pdac.bite is not None:
         paint(ellipsoid(pdac.bite[0], (pdac.bite[1],) * 3), pdac.tissue, label=pdac.label)

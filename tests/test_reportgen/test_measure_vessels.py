@@ -39,3 +39,40 @@ def test_an_occluded_vessel_is_two_parts_with_the_gap_between():
     contact = vessel_contact(vessel, tumour, affine)
     assert contact.vessel_parts == 2
     assert contact.gap_mm == pytest.approx(20.0, abs=2.5)
+
+
+def _portal_channel(world: np.ndarray, cut: tuple[float, float]) -> dict[str, np.ndarray]:
+    """A vertical SMV up to the confluence at z = 0, the portal vein on above it, the
+    splenic vein joining from the patient's left there; the channel missing over `cut`."""
+    tube = np.hypot(world[..., 0], world[..., 1]) <= 5.0
+    gone = (world[..., 2] > cut[0]) & (world[..., 2] < cut[1])
+    splenic = (np.hypot(world[..., 1], world[..., 2]) <= 4.0) & (world[..., 0] > 5.0)
+    return {
+        "superior_mesenteric_vein": tube & (world[..., 2] < 0.0) & ~gone,
+        "portal_vein": tube & (world[..., 2] >= 0.0) & ~gone,
+        "splenic_vein": splenic,
+    }
+
+
+@pytest.mark.parametrize(
+    ("cut", "occluded"),
+    [
+        ((-22.0, -8.0), "superior_mesenteric_vein"),  # within the SMV
+        ((-20.0, 3.0), "superior_mesenteric_vein"),  # mostly SMV, across the confluence
+        ((-3.0, 18.0), "portal_vein"),  # mostly portal vein
+    ],
+)
+def test_an_occlusion_belongs_to_the_vein_whose_stretch_the_tumour_replaced(cut, occluded):
+    """The SMV and portal vein are one channel: a tumour across their confluence leaves
+    each vein's own outline whole, yet the channel is cut, and the vein that lost the
+    longer stretch is the occluded one."""
+    from reportgen.measure.pancreas import occluded_vein
+
+    world, affine = _grid(1.0)
+    outline = _portal_channel(world, cut)
+    middle = (cut[0] + cut[1]) / 2.0
+    tumour = np.linalg.norm(world - [0.0, 0.0, middle], axis=-1) <= (cut[1] - cut[0]) / 2 + 6.0
+    empty = np.zeros(SHAPE, bool)
+    assert occluded_vein(outline, empty, tumour, affine) == occluded
+    elsewhere = np.linalg.norm(world - [20.0, 20.0, 20.0], axis=-1) <= 5.0  # beside no gap
+    assert occluded_vein(outline, empty, elsewhere, affine) is None

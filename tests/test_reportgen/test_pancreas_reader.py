@@ -64,6 +64,15 @@ def test_a_crop_is_centred_where_asked(pancreas_studies):
     assert np.diag(ready.affine)[:3] == pytest.approx(grid.spacing)
 
 
+def test_beyond_the_field_of_view_reads_as_air_not_water(pancreas_studies):
+    """A grid reaching past the series' edge is filled with the window's floor (below
+    fat), not with 0 HU: a partial-coverage CT must not look like soft tissue there."""
+    study = load_study(pancreas_studies / "pancreas-s61-00000")
+    grid = GridSpec((8, 8, 8), (4.0, 4.0, 4.0))
+    far = prepare_ct(study, grid, centre_mm=np.array([0.0, 0.0, 2000.0]))
+    assert far.image[far.present].max() == 0.0
+
+
 def test_a_tiny_reader_trains_and_drafts_what_each_study_can_show(pancreas_studies, tmp_path, cli):
     """Trained for a few steps it reads little, but every draft is a pancreas_ct report
     from this model, and a non-contrast copy states no solid mass, vessel contact or

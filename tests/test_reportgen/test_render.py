@@ -120,3 +120,27 @@ def test_validate_and_render_commands(tmp_path, cli, parsed):
     assert fhir["resourceType"] == "Bundle"
     assert_refused(cli("render", good, "--format", "pdf"), "--format")
     assert_refused(cli("render", tmp_path / "broken.json"), "not valid JSON")
+
+
+def test_rendering_a_stored_draft_keeps_what_drafting_said_of_its_study(tmp_path, cli, parsed):
+    """Checking a report again cannot judge its study (drafted with --force, unlike the
+    training studies), so those notes stay in every output, and fresh problems join them."""
+    from reportgen.report import revalidate
+    from reportgen.report.schema import STUDY_NOTE, Problem
+
+    note = Problem(
+        severity="warning",
+        where=STUDY_NOTE,
+        rule="fitness",
+        message="drafted with --force: a pelvis study; this report is not meaningful",
+    )
+    forced = parsed.model_copy(deep=True)
+    forced.validation.problems.insert(0, note)
+    stored = tmp_path / "forced.json"
+    stored.write_text(forced.to_json())
+    assert "this report is not meaningful" in cli("render", stored).out
+    edited = parsed.model_copy(deep=True)  # an edit carries no notes of its own
+    del edited.fields["fgt_amount"]
+    again = revalidate(edited, drafted=forced)
+    assert again.problems[0] == note and not again.valid
+    assert any(p.where == "fields.fgt_amount" for p in again.problems)

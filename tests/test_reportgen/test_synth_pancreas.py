@@ -63,6 +63,23 @@ def _first_with_tumour(options: SynthOptions) -> int:
     raise AssertionError("no tumour in 30 draws")
 
 
+def test_a_ductal_adenocarcinoma_lies_in_the_gland():
+    """Pulled toward a vessel it may reach beyond the pancreas, but never leaves it: part
+    of every tumour is gland (MAX_OUTSIDE_GLAND)."""
+    tumours = 0
+    for index in range(40):
+        case = sample_case(study_rng(SynthOptions("pancreas", seed=5), index))
+        gland = case.pancreas[0]
+        for lesion in (les for les in case.lesions if les.kind == "pdac"):
+            tumours += 1
+            axes = np.linspace(-1.0, 1.0, 9)
+            grid = np.stack(np.meshgrid(axes, axes, axes), -1).reshape(-1, 3)
+            points = lesion.centre + grid * lesion.size_mm / 2
+            inside = points[lesion.sdf(points) < 0]
+            assert (gland(inside) < 0).any(), index
+    assert tumours >= 15
+
+
 def test_a_phantom_with_a_tumour_is_valid_truth_in_hounsfield_units(tmp_path, cli):
     options = SynthOptions(domain="pancreas", seed=61)
     index = _first_with_tumour(options)
@@ -174,7 +191,7 @@ def test_perfect_outlines_measure_and_read_into_a_valid_report_that_matches_the_
     assert report.validation.valid, report.validation.problems
 
 
-def test_an_occlusion_needs_the_tumour_around_the_gap():
+def test_a_vein_reads_occluded_when_measured_so_whatever_its_arc():
     from reportgen.measure.pancreas import PancreasMeasures, PancreaticLesion
     from reportgen.measure.vessels import VesselContact
     from reportgen.model.pancreas_reading import read_pancreas
@@ -191,7 +208,22 @@ def test_an_occlusion_needs_the_tumour_around_the_gap():
         measures = PancreasMeasures([lesion(smv)], 5.0, 4.0, 0, 0, 0.0, [], 10.0, 20.0, 5.0)
         return read_pancreas(measures)[1][0]["smv_contact"]
 
-    assert read(VesselContact(300.0, 20.0, 2, 12.0, 5.0)) == "smv_contact_occlusion"
+    assert read(VesselContact(300.0, 20.0, 2, 12.0, 5.0, occluded=True)) == "smv_contact_occlusion"
     assert read(VesselContact(90.0, 20.0, 2, 12.0, 5.0)) == "smv_contact_le180"  # a gap elsewhere
     assert read(VesselContact(300.0, 20.0, 1, 0.0, 5.0)) == "smv_contact_gt180"
     assert read(VesselContact(5.0, 2.0, 1, 0.0, 5.0)) == "smv_contact_none"
+
+
+@pytest.mark.parametrize(("index", "vein"), [(9, "portal_vein"), (19, "superior_mesenteric_vein")])
+def test_a_painted_occlusion_cuts_the_vein_where_the_measurement_finds_it(tmp_path, index, vein):
+    """An occluded vein has no lumen across the tumour (not a crescent of patent vein
+    beside it), so the measurement finds the cut and gives it to the right vein."""
+    from reportgen.data.truth import named_outlines
+    from reportgen.measure.pancreas import occluded_vein
+    from reportgen.model.pancreas_reader import FINE_LESIONS
+
+    row = synth_one(SynthOptions("pancreas", seed=5), index, tmp_path)
+    study = load_study(tmp_path / row["dir"])
+    outline = named_outlines(study.lesion_mask.data, row["truth"], FINE_LESIONS)
+    empty = np.zeros(study.lesion_mask.data.shape, bool)
+    assert occluded_vein(outline, empty, outline["tumour"], study.lesion_mask.affine) == vein

@@ -188,3 +188,24 @@ def test_cli_users_add_and_corrections_export(cli, tmp_path, monkeypatch):
         ),
         "cannot open",
     )
+
+
+def test_an_edit_keeps_what_drafting_said_of_the_study(tmp_path):
+    """A draft made with --force says so; a clinician's edit, checked again on save,
+    must not lose that note (no later output may show the report without it)."""
+    from reportgen.report.schema import STUDY_NOTE, Problem
+
+    store = RewardLog(make_db("sqlite", tmp_path))
+    _root, draft, truth = studies_with_draft(tmp_path / "studies")
+    note = Problem(
+        severity="warning",
+        where=STUDY_NOTE,
+        rule="fitness",
+        message="drafted with --force: a pelvis study; this report is not meaningful",
+    )
+    draft.validation.problems.insert(0, note)
+    draft_id, _ = store.add_draft(draft, study_path=truth.study.study_id)
+    alice = store.accounts.add("alice", "Dr Alice", PASSWORD)
+    assert store.save(draft_id, alice, 0, edit(draft, alice, size_mm=30)) == 1
+    assert note in store.state(draft_id).current.validation.problems
+    store.close()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from reportgen.errors import ConfigError, InputError, ReportgenError
 from reportgen.io.write import replaced_privately
-from reportgen.report import Report, load_template, validate_report
+from reportgen.report import Report, load_template, revalidate, validate_report
 from reportgen.report.compare import diff_reports
 from reportgen.report.correction import CorrectionDiff, CorrectionRecord
 from reportgen.review.store import chain
@@ -318,7 +318,8 @@ class RewardLog:
             raise RefusedEdit("an edit must carry the signed-in clinician as its author")
         if report.provenance.signed_by or report.provenance.signed_at:
             raise RefusedEdit("an edit cannot carry a signature: signing adds it")
-        validation = validate_report(report, load_template(draft.template_id))
+        drafted = Report.from_json(draft.report_json)
+        validation = revalidate(report, load_template(draft.template_id), drafted)
         errors = [p for p in validation.problems if p.severity == "error"]
         if errors:
             raise RefusedEdit(f"{errors[0].where}: {errors[0].message}")
