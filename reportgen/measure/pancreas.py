@@ -116,9 +116,15 @@ def _world(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
 
 
+@dataclass(frozen=True)
+class Occlusion:
+    vein: str  # the `PORTAL_AXIS` vein occluded
+    ends: tuple[np.ndarray, np.ndarray]  # where the channel stops on each side (world mm)
+
+
 def occluded_vein(
     outline: dict[str, np.ndarray], empty: np.ndarray, tumour: np.ndarray, affine: np.ndarray
-) -> str | None:
+) -> Occlusion | None:
     """Which of the `PORTAL_AXIS` veins a tumour occludes, if any. The two are one
     channel: a tumour at their confluence cuts the channel while leaving each vein's own
     outline whole, so the cut is found on both together (`channel_cut`) and belongs to
@@ -135,28 +141,36 @@ def occluded_vein(
         index = tuple(np.rint(end @ to_voxel[:3, :3].T + to_voxel[:3, 3]).astype(int))
         owners.append(PORTAL_AXIS[0] if smv[index] else PORTAL_AXIS[1])
     if owners[0] == owners[1]:
-        return owners[0]
+        return Occlusion(owners[0], cut)
     splenic = _world(outline.get("splenic_vein", empty), affine)
     if not len(splenic):
-        return PORTAL_AXIS[0]
+        return Occlusion(PORTAL_AXIS[0], cut)
     middle = (cut[0] + cut[1]) / 2.0
     confluence = splenic[np.argmin(np.linalg.norm(splenic - middle, axis=1))]
     missing = {
         owner: float(np.linalg.norm(end - confluence))
         for owner, end in zip(owners, cut, strict=True)
     }
-    return max(missing, key=missing.get)
+    return Occlusion(max(missing, key=missing.get), cut)
 
 
 def _contacts(
     outline: dict[str, np.ndarray], empty: np.ndarray, tumour: np.ndarray, affine: np.ndarray
 ) -> dict[str, VesselContact]:
-    """Each contact vessel's `VesselContact` with one tumour, the occluded vein marked."""
-    occluded = occluded_vein(outline, empty, tumour, affine)
+    """Each contact vessel's `VesselContact` with one tumour, the occluded vein marked;
+    the other vein's stump at the cut is no cross-section of it (`vessel_contact`'s
+    `stumps`)."""
+    occlusion = occluded_vein(outline, empty, tumour, affine)
+    stumps = occlusion.ends if occlusion is not None else ()
     return {
         name: replace(
-            vessel_contact(outline.get(name, empty), tumour, affine),
-            occluded=name == occluded,
+            vessel_contact(
+                outline.get(name, empty),
+                tumour,
+                affine,
+                stumps=stumps if name in PORTAL_AXIS else (),
+            ),
+            occluded=occlusion is not None and name == occlusion.vein,
         )
         for name in CONTACT_VESSEL_NAMES
     }

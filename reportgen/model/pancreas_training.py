@@ -63,7 +63,7 @@ FOCUS = (
 )
 COARSE_RARE = ("liver_metastasis", "lymph_node", "peritoneal_nodule")
 FINE_RARE = ("cyst",)
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp32")
 WINDOW_WIDTH = CT_WINDOW_HU[1] - CT_WINDOW_HU[0]
 NC, PANC, PV = (CT_CHANNELS.index(n) for n in ("CT_NC", "CT_PANC", "CT_PV"))
 
@@ -180,8 +180,17 @@ def draw_weights(
     return weights / weights.sum()
 
 
+def cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX tiles): there bf16 autocast runs
+    the 3D convolutions about twice as fast (measured on 2 cores: a fine step 0.76 ->
+    0.41 s, a coarse one 0.70 -> 0.31 s); without it, emulated bf16 is slower than fp32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
+
+
 def _autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    bf16 = precision == "bf16" or (precision == "auto" and cpu_bf16())
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
 
 def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

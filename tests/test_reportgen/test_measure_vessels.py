@@ -73,6 +73,19 @@ def test_an_occlusion_belongs_to_the_vein_whose_stretch_the_tumour_replaced(cut,
     middle = (cut[0] + cut[1]) / 2.0
     tumour = np.linalg.norm(world - [0.0, 0.0, middle], axis=-1) <= (cut[1] - cut[0]) / 2 + 6.0
     empty = np.zeros(SHAPE, bool)
-    assert occluded_vein(outline, empty, tumour, affine) == occluded
+    assert occluded_vein(outline, empty, tumour, affine).vein == occluded
     elsewhere = np.linalg.norm(world - [20.0, 20.0, 20.0], axis=-1) <= 5.0  # beside no gap
     assert occluded_vein(outline, empty, elsewhere, affine) is None
+
+
+def test_a_stump_buried_in_the_tumour_is_no_cross_section():
+    """A vein stopping inside a tumour (beside an occlusion) is ringed by tumour at its
+    end cap, which no radiologist reads as encasement: given its stump, only its own
+    cross-sections are read."""
+    world, affine = _grid(1.0)
+    vein = (np.hypot(world[..., 0], world[..., 1]) <= 5.0) & (world[..., 2] < 0.0)
+    cap = (np.hypot(world[..., 0], world[..., 1]) <= 12.0) & (np.abs(world[..., 2] + 1.0) < 7.0)
+    cap &= ~vein
+    assert vessel_contact(vein, cap, affine).degrees > 300
+    stump = np.array([0.0, 0.0, 0.0])
+    assert vessel_contact(vein, cap, affine, stumps=(stump,)).degrees == 0.0
