@@ -181,7 +181,5 @@ def channel_cut(
     middle = (end_a + end_b) / 2.0
     to_voxel = np.linalg.inv(affine)
     index = np.rint(middle @ to_voxel[:3, :3].T + to_voxel[:3, 3]).astype(int)
-    if np.any(index < 0) or np.any(index >= np.asarray(tumour.shape)):
-        return None
-    near = ndimage.distance_transform_edt(~tumour, sampling=spacing)[tuple(index)]
-    return (end_a, end_b) if near <= float(spacing.max()) else None
+    around = tuple(slice(max(0, i - 1), i + 2) for i in index)  # the voxel and its neighbours
+    return (end_a, end_b) if tumour[around].any() else None
