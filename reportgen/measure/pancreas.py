@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from reportgen.measure.geometry import measure_lesion
-from reportgen.measure.vessels import VesselContact, channel_cut, vessel_contact
+from reportgen.measure.vessels import VesselContact, channel_cut, vessel_contact, world_points
 
 PARTS = ("pancreas_head", "pancreas_neck", "pancreas_body", "pancreas_tail")
 
@@ -112,10 +112,6 @@ def _widest_mm(mask: np.ndarray, spacing: np.ndarray) -> float:
     return max(float(np.min(spacing)), 2.0 * inside - float(np.min(spacing)))
 
 
-def _world(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
-
-
 @dataclass(frozen=True)
 class Occlusion:
     vein: str  # the `PORTAL_AXIS` vein occluded
@@ -142,7 +138,7 @@ def occluded_vein(
         owners.append(PORTAL_AXIS[0] if smv[index] else PORTAL_AXIS[1])
     if owners[0] == owners[1]:
         return Occlusion(owners[0], cut)
-    splenic = _world(outline.get("splenic_vein", empty), affine)
+    splenic = world_points(outline.get("splenic_vein", empty), affine)
     if not len(splenic):
         return Occlusion(PORTAL_AXIS[0], cut)
     middle = (cut[0] + cut[1]) / 2.0
@@ -198,11 +194,11 @@ def measure_pancreas_study(
     far_empty = np.zeros(next(iter(far.values())).shape, bool)
     get_far = lambda name: far.get(name, far_empty)  # noqa: E731
     smv = get("superior_mesenteric_vein")
-    smv_points = _world(smv, affine)
+    smv_points = world_points(smv, affine)
     # the aorta on the finer grid that has it (the body's left border is one of its edges)
-    aorta_points = _world(get("aorta"), affine)
+    aorta_points = world_points(get("aorta"), affine)
     if not len(aorta_points):
-        aorta_points = _world(get_far("aorta"), far_affine)
+        aorta_points = world_points(get_far("aorta"), far_affine)
     smv_radius = (
         float(ndimage.distance_transform_edt(smv, sampling=spacing).max()) if smv.any() else 5.0
     )
@@ -247,11 +243,11 @@ def measure_pancreas_study(
             )
     nodes = []
     for node in _components(get_far("lymph_node"), far_voxel, MIN_DEPOSIT_MM3):
-        x, y, z = _world(node, far_affine).mean(0)
+        x, y, z = world_points(node, far_affine).mean(0)
         short = _widest_mm(node, far_spacing)
         nodes.append((float(x), float(y), float(z), short))
     liver = get_far("liver") | get_far("liver_metastasis")
-    organ_points = _world(np.logical_or.reduce([get(n) for n in ORGAN]), affine)
+    organ_points = world_points(np.logical_or.reduce([get(n) for n in ORGAN]), affine)
     return PancreasMeasures(
         lesions=sorted(lesions, key=lambda les: (les.kind != "tumour", -les.size_mm)),
         duct_diameter_mm=_widest_mm(duct, spacing),

@@ -35,6 +35,11 @@ class VesselContact:
     occluded: bool = False  # the tumour fills a cut in the vessel's channel (`channel_cut`)
 
 
+def world_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """The world positions (n, 3; mm) of a mask's voxels."""
+    return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
+
+
 def _spacing(affine: np.ndarray) -> np.ndarray:
     return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
 
@@ -125,7 +130,7 @@ def vessel_contact(
         near_tumour &= np.linalg.norm(points - stump, axis=1) > radii + STUMP_MARGIN_MM
     if not near_tumour.any():
         return VesselContact(0.0, 0.0, parts, gap, median_radius)
-    wall = np.argwhere(vessel) @ affine[:3, :3].T + affine[:3, 3]
+    wall = world_points(vessel, affine)
     tangents = _tangents(points, radii, np.flatnonzero(near_tumour), wall)
     angles = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
     arcs = []
@@ -171,8 +176,7 @@ def channel_cut(
     first, second = (int(k) + 1 for k in np.argsort(-sizes)[:2])
     if sizes[second - 1] < 20.0:
         return None
-    world = lambda mask: np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]  # noqa: E731
-    a, b = world(labels == first), world(labels == second)
+    a, b = world_points(labels == first, affine), world_points(labels == second, affine)
     distance, nearest = cKDTree(a).query(b)
     k = int(np.argmin(distance))
     end_a, end_b = a[nearest[k]], b[k]
