@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from reportgen.io.sequences import PROTOCOL
-from reportgen.measure.geometry import largest_component
+from reportgen.measure.geometry import ball
 from reportgen.measure.morphology import lesion_form, lesion_pattern
 from reportgen.measure.radial import RadialOutline, core_level, radial_form, radial_outline
 
@@ -77,11 +77,6 @@ MEASURES: tuple[str, ...] = (
 )
 
 
-def _ball(radius: int) -> np.ndarray:
-    g = np.mgrid[(slice(-radius, radius + 1),) * 3]
-    return (g**2).sum(0) <= radius * radius
-
-
 def _outline_contrast(crop: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, str]:
     """The image the outline follows and its name: early relative enhancement where the
     lesion enhances; else T2W (or DWI) contrast against the crop, signed so the lesion
@@ -105,16 +100,6 @@ def _outline_contrast(crop: np.ndarray, present: np.ndarray) -> tuple[np.ndarray
         contrast = contrast - against_crop(DCE[0])  # fat is bright on both
     sign = 1.0 if float(ndimage.uniform_filter(contrast, 5)[centre]) >= 0 else -1.0
     return sign * contrast, "t2" if channel == T2W else "dwi"
-
-
-def lesion_body(mask: np.ndarray, radius: int = 3) -> np.ndarray:
-    """The outlined lesion without its thin rays (a few rays that run into neighbouring
-    enhancing tissue, or spicules): the largest part left by opening with a ball of
-    `radius` voxels, where that keeps most of it, else the outline as it is (a focus is
-    thinner than the ball). A lesion's three dimensions are measured on it, as a
-    radiologist measures the mass itself."""
-    opened = largest_component(ndimage.binary_opening(mask, _ball(radius)))
-    return opened if opened.sum() >= 0.5 * mask.sum() else mask
 
 
 def outline_crop(crop: np.ndarray, present: np.ndarray) -> tuple[RadialOutline, str]:
@@ -148,7 +133,7 @@ def crop_measures(
     mf = lesion_form(mask)
     out += [mf.elongation, mf.flatness, mf.solidity, mf.sphericity]
     for radius in (2, 3):
-        kept = ndimage.binary_opening(mask, _ball(radius)).sum()
+        kept = ndimage.binary_opening(mask, ball(radius)).sum()
         out.append(1.0 - float(kept) / float(mask.sum()))
     has_dce = bool(present[DCE].all())
     pattern = lesion_pattern(mask, [crop[k] for k in DCE]) if has_dce else None

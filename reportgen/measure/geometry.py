@@ -11,6 +11,7 @@ centres), so a lesion of one voxel measures that voxel's diagonal, not 0.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
 
@@ -84,6 +85,29 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         return mask.astype(bool)
     biggest = 1 + int(np.argmax(ndimage.sum(mask, parts, range(1, n + 1))))
     return parts == biggest
+
+
+def ball(radius: float, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """The voxels within `radius` of the centre one on a grid of `spacing` (both in the
+    same unit: voxels by default, millimetres for an anisotropic grid)."""
+    reach = [int(radius // step) for step in spacing]
+    offsets = np.meshgrid(
+        *[np.arange(-k, k + 1) * step for k, step in zip(reach, spacing, strict=True)],
+        indexing="ij",
+    )
+    return sum(axis**2 for axis in offsets) <= radius**2
+
+
+def lesion_body(
+    mask: np.ndarray, radius: float = 3.0, spacing: Sequence[float] = (1.0, 1.0, 1.0)
+) -> np.ndarray:
+    """The outlined lesion without its thin rays (outline leaks along a vessel or duct,
+    partial volume with enhancing neighbours, spicules): the largest part left by opening
+    with a ball of `radius` (in `spacing`'s unit), where that keeps at least half of it,
+    else the outline as it is (a focus is thinner than the ball). A lesion's dimensions
+    are measured on it, as a radiologist's callipers span the mass itself."""
+    opened = largest_component(ndimage.binary_opening(mask, ball(radius, spacing)))
+    return opened if opened.sum() >= 0.5 * mask.sum() else mask
 
 
 def measure_lesion(mask: np.ndarray, affine: np.ndarray) -> LesionGeometry:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
-from reportgen.measure.geometry import measure_lesion
+from reportgen.measure.geometry import lesion_body, measure_lesion
 from reportgen.measure.vessels import VesselContact, channel_cut, vessel_contact, world_points
 
 PARTS = ("pancreas_head", "pancreas_neck", "pancreas_body", "pancreas_tail")
@@ -56,7 +57,18 @@ MIN_LESION_MM3 = 100.0  # a tumour or cyst outline smaller than this is noise
 ORGAN = ("pancreas", "tumour", "cyst", "pancreatic_duct")  # the gland, lesions included
 MIN_LESION_THICKNESS_MM = 3.5
 MIN_DEPOSIT_MM3 = 30.0  # a metastasis, node or nodule
+BODY_RADIUS_MM = 3.0  # a lesion is sized without its outline's rays thinner than 6 mm
 MAX_LESIONS = 4  # of each kind, the largest measured (a report states at most two)
+# a liver deposit of a ductal adenocarcinoma is hypoattenuating in the portal venous phase
+# (hypovascular metastases: Al-Hawary 2014): a focus at least this far below the liver's
+# median, above fluid (a cyst), wholly surrounded by liver at parenchymal attenuation
+DEPOSIT_CONTRAST_HU = 30.0
+FLUID_HU = 20.0
+RIM_TOLERANCE_HU = 15.0
+# the bile duct and portal vein run into the liver at its hilum: a dark focus beside their
+# outline (on the fine grid) is the duct's partial volume, not a deposit
+HILUM = ("common_bile_duct", "portal_vein")
+HILUM_MARGIN_MM = 8.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,48 @@ def _widest_mm(mask: np.ndarray, spacing: np.ndarray) -> float:
         return 0.0
     inside = float(ndimage.distance_transform_edt(mask, sampling=spacing).max())
     return max(float(np.min(spacing)), 2.0 * inside - float(np.min(spacing)))
+
+
+def hypoattenuating_liver_foci(portal_venous_hu: np.ndarray, liver: np.ndarray) -> np.ndarray:
+    """Foci in the liver darker than its parenchyma in the portal venous phase, read from
+    the pixels whatever an outline called them (a deposit a few voxels across is the rarest
+    thing an outline learns). A focus counts where its rim (the voxels touching it) lies
+    wholly in the liver at parenchymal attenuation: what is darker at the liver's edge is
+    partial volume with fat, and at the hilum partial volume with the bile ducts."""
+    liver = ndimage.binary_fill_holes(liver)
+    parenchyma = ndimage.binary_erosion(liver)
+    if not parenchyma.any():
+        return np.zeros_like(liver)
+    median = float(np.median(portal_venous_hu[parenchyma]))
+    dark = liver & (portal_venous_hu < median - DEPOSIT_CONTRAST_HU)
+    dark &= portal_venous_hu > FLUID_HU
+    parts, n = ndimage.label(dark)
+    touching = ndimage.generate_binary_structure(3, 3)
+    kept = np.zeros_like(liver)
+    for part in (parts == k for k in range(1, n + 1)):
+        rim = ndimage.binary_dilation(part, touching) & ~part
+        enclosed = bool(liver[rim].all())
+        if enclosed and np.median(portal_venous_hu[rim]) >= median - RIM_TOLERANCE_HU:
+            kept |= part
+    return kept
+
+
+def _clear_of(
+    mask: np.ndarray, affine: np.ndarray, points: np.ndarray, margin_mm: float
+) -> np.ndarray:
+    """The connected parts of `mask` none of whose voxels lies within `margin_mm` of any of
+    `points` (world mm)."""
+    if not len(points) or not mask.any():
+        return mask
+    tree = cKDTree(points)
+    parts, n = ndimage.label(mask)
+    kept = np.zeros_like(mask)
+    for k in range(1, n + 1):
+        part = parts == k
+        near, _ = tree.query(world_points(part, affine), distance_upper_bound=margin_mm)
+        if np.isinf(near).all():
+            kept |= part
+    return kept
 
 
 @dataclass(frozen=True)
@@ -177,13 +231,17 @@ def measure_pancreas_study(
     hu: dict[str, np.ndarray],
     affine: np.ndarray,
     distant: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
+    distant_pv_hu: np.ndarray | None = None,
 ) -> PancreasMeasures:
     """Measure what a pancreas CT's report states, from outlines (name -> boolean mask:
     pancreas, tumour, cyst, the vessels, ducts, liver, liver_metastasis, lymph_node,
     peritoneal_nodule, ascites) and the phases' HU images on the same grid. `distant`:
     the outlines (and their grid's affine) the deposits, nodes and ascites are measured
     on (and the aorta, where `outline` lacks it), where a reader draws them on another grid than the
-    pancreas (a coarse one of the whole abdomen); by default `outline` itself."""
+    pancreas (a coarse one of the whole abdomen); by default `outline` itself. `distant_pv_hu`:
+    the portal venous phase on that grid (HU), where the study has one: the liver's
+    hypoattenuating foci there count as deposits beside those outlined
+    (`hypoattenuating_liver_foci`)."""
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     voxel = float(np.prod(spacing))
     empty = np.zeros(next(iter(outline.values())).shape, bool)
@@ -214,6 +272,7 @@ def measure_pancreas_study(
         ]
         for part_mask in parts[:MAX_LESIONS]:
             geometry = measure_lesion(part_mask, affine)
+            body = measure_lesion(lesion_body(part_mask, BODY_RADIUS_MM, spacing), affine)
             centre = np.asarray(geometry.centre_mm)
             if len(smv_points):
                 level = smv_points[np.abs(smv_points[:, 2] - centre[2]) <= 3.0]
@@ -231,7 +290,7 @@ def measure_pancreas_study(
             lesions.append(
                 PancreaticLesion(
                     kind,
-                    geometry.longest_diameter_mm,
+                    body.longest_diameter_mm,
                     geometry.centre_mm,
                     pancreas_part(float(centre[0]), smv_x, smv_radius, aorta_left),
                     delta,
@@ -247,13 +306,18 @@ def measure_pancreas_study(
         short = _widest_mm(node, far_spacing)
         nodes.append((float(x), float(y), float(z), short))
     liver = get_far("liver") | get_far("liver_metastasis")
+    deposits = get_far("liver_metastasis")
+    if distant_pv_hu is not None:
+        foci = hypoattenuating_liver_foci(distant_pv_hu, liver)
+        hilum = world_points(np.logical_or.reduce([get(n) for n in HILUM]), affine)
+        deposits = deposits | _clear_of(foci, far_affine, hilum, HILUM_MARGIN_MM)
     organ_points = world_points(np.logical_or.reduce([get(n) for n in ORGAN]), affine)
     return PancreasMeasures(
         lesions=sorted(lesions, key=lambda les: (les.kind != "tumour", -les.size_mm)),
         duct_diameter_mm=_widest_mm(duct, spacing),
         cbd_diameter_mm=_widest_mm(get("common_bile_duct"), spacing),
         liver_deposits=len(
-            _components(get_far("liver_metastasis") & liver, far_voxel, MIN_DEPOSIT_MM3)
+            _components(deposits & ndimage.binary_fill_holes(liver), far_voxel, MIN_DEPOSIT_MM3)
         ),
         peritoneal_nodules=len(
             _components(get_far("peritoneal_nodule"), far_voxel, MIN_DEPOSIT_MM3)

@@ -21,7 +21,8 @@ from scipy.spatial import cKDTree
 
 from reportgen.io.study import Study
 from reportgen.measure.axilla import in_axilla
-from reportgen.measure.crop_measures import lesion_body, outline_crop
+from reportgen.measure.crop_measures import outline_crop
+from reportgen.measure.geometry import lesion_body
 from reportgen.measure.proposals import Inside, Proposal, inside_mask, propose
 from reportgen.preprocessing import GridSpec, lesion_crop, target_affine
 

@@ -18,6 +18,8 @@ the SMA), and a flip would teach the wrong side.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -79,10 +81,19 @@ class PreparedPair:
     present: np.ndarray
 
 
+def _grids_digest(cfg: PancreasReaderConfig) -> str:
+    """What a cached study's arrays depend on (grids and classes): a cache written for
+    other classes is never read as this one's labels."""
+    keys = ("coarse_shape", "coarse_spacing", "fine_shape", "fine_spacing")
+    keys += ("coarse_classes", "fine_classes", "sequences")
+    text = json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def _prepare(job: tuple[str, dict, int, str | None, PancreasReaderConfig]) -> PreparedPair:
     """Prepare (or read from the cache) one training study."""
     folder, row, seed, cache, cfg = job
-    path = Path(cache) / f"{row['id']}-{seed}.npz" if cache else None
+    path = Path(cache) / f"{row['id']}-{seed}-{_grids_digest(cfg)}.npz" if cache else None
     if path is not None and path.is_file():
         with np.load(path) as data:
             return PreparedPair(**{k: data[k] for k in data.files})

@@ -218,7 +218,7 @@ def test_lesion_body_drops_thin_rays_and_keeps_a_focus():
     """Three dimensions are measured on the lesion's body: a 20 mm ball with two thin
     strands running out of it measures as the ball, and a focus thinner than the opening
     is kept whole."""
-    from reportgen.measure.crop_measures import lesion_body
+    from reportgen.measure.geometry import lesion_body
 
     shape = (48, 48, 48)
     affine = _affine((0.9, 0.9, 0.9), shape)
