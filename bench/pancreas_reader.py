@@ -114,16 +114,24 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/results/pancreas_reader.json"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="phantoms of this seed (and shift) already written here: read them, or write "
+        "them here first (two readers compared on the same studies)",
+    )
     args = parser.parse_args()
     model = args.model or bundled_model("pancreas_ct")
-    folder = scratch_dir("reportgen-pancreas-reader-") / "studies"
-    synth_dataset(
-        folder,
-        args.studies,
-        SynthOptions("pancreas", seed=args.seed, shift=args.shift),
-        workers=args.workers,
-    )
-    rows = read_manifest(folder / "manifest.jsonl")
+    folder = args.data or scratch_dir("reportgen-pancreas-reader-") / "studies"
+    if not (folder / "manifest.jsonl").is_file():
+        synth_dataset(
+            folder,
+            args.studies,
+            SynthOptions("pancreas", seed=args.seed, shift=args.shift),
+            workers=args.workers,
+        )
+    rows = read_manifest(folder / "manifest.jsonl")[: args.studies]
     t0 = time.time()
     jobs = [(str(model), str(folder), row) for row in rows]
     records = list(parallel_map(read_one, jobs, args.workers))
@@ -148,6 +156,7 @@ def main() -> None:
             k: (one.correct[k], one.counted[k]) for k in CONTACTS if one.counted.get(k)
         }
         record["sizes"] = one.size_errors
+        record["wrong"] = sorted(k for k in one.counted if one.correct.get(k, 0) < one.counted[k])
         per_study.append(record)
 
     def ratio(field: str):
@@ -191,6 +200,11 @@ def main() -> None:
     pooled_summary = pooled.summary()
     result["per_field_accuracy"] = pooled_summary["per_field_accuracy"]
     result["per_field_balanced_accuracy"] = pooled_summary["per_field_balanced_accuracy"]
+    keys = ("id", "class", "predicted_class", "resectability", "pancreas_iou", "lesion_iou")
+    result["per_study"] = [
+        {**{k: r[k] for k in keys}, "size_errors_mm": r["sizes"], "wrong": r["wrong"]}
+        for r in per_study
+    ]
     write_result(args.out, result)
 
 

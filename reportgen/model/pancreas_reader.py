@@ -81,6 +81,13 @@ FINE_CLASSES = (
     "splenic_artery",
     "pancreatic_duct",
     "common_bile_duct",
+    # the pancreas's neighbours, named so the outline learns where it ends (without them
+    # the tail ran on into the spleen and the head into the duodenal wall)
+    "spleen",
+    "duodenum",
+    "kidney",
+    "ivc",
+    "lymph_node",
 )
 # a phantom lesion's subtype -> the outline class it is drawn as, on each grid
 FINE_LESIONS = {"ductal_adenocarcinoma": "tumour", "cystic_lesion": "cyst"}
@@ -223,6 +230,7 @@ class PancreasOutlines:
     coarse: dict[str, np.ndarray]
     coarse_affine: np.ndarray
     pancreas_found: bool
+    coarse_pv_hu: np.ndarray | None = None  # the portal venous phase on the coarse grid
 
 
 def one_organ(named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -261,6 +269,7 @@ def read_outlines(reader: PancreasReader, study: Study) -> PancreasOutlines:
         coarse=named,
         coarse_affine=coarse.affine,
         pancreas_found=found,
+        coarse_pv_hu=hounsfield(coarse).get("CT_PV"),
     )
 
 
@@ -269,7 +278,11 @@ def measure_outlines(outlines: PancreasOutlines) -> PancreasMeasures:
     and vessels on the fine grid; distant disease on the coarse one."""
     distant = {name: outlines.coarse[name] for name in DISTANT if name in outlines.coarse}
     return measure_pancreas_study(
-        outlines.fine, outlines.fine_hu, outlines.fine_affine, (distant, outlines.coarse_affine)
+        outlines.fine,
+        outlines.fine_hu,
+        outlines.fine_affine,
+        (distant, outlines.coarse_affine),
+        outlines.coarse_pv_hu,
     )
 
 

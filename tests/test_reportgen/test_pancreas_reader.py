@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reportgen.io import load_study
-from reportgen.measure.pancreas import measure_pancreas_study
+from reportgen.measure.pancreas import hypoattenuating_liver_foci, measure_pancreas_study
 from reportgen.preprocessing import GridSpec, prepare_ct
 from reportgen.synth import SynthOptions, synth_dataset
 
@@ -46,6 +46,46 @@ def test_distant_disease_is_counted_on_its_own_grid():
     # and without a coarse outline nothing distant is found on the fine grid
     alone = measure_pancreas_study(fine, hu, fine_affine)
     assert alone.liver_deposits == 0 and not alone.nodes and alone.ascites_ml == 0
+
+
+def test_liver_deposits_are_read_from_the_portal_venous_pixels():
+    """A dark focus wholly inside the liver is a deposit though no outline drew it; the
+    same darkness at the liver's edge (partial volume with fat) or at water's attenuation
+    (a cyst) is not."""
+    shape = (30, 30, 20)
+    liver = _ball(shape, (15, 15, 10), 10)
+    hu = np.where(liver, 115.0, -100.0).astype(np.float32)
+    deposit = _ball(shape, (12, 15, 10), 1.5)
+    cyst = _ball(shape, (18, 15, 10), 1.5)
+    edge = liver & ~_ball(shape, (15, 15, 10), 9) & (np.indices(shape)[0] <= 8)
+    hu[deposit], hu[cyst], hu[edge] = 60.0, 8.0, 60.0
+    found = hypoattenuating_liver_foci(hu, liver)
+    assert found[deposit].all()
+    assert not found[cyst].any() and not found[edge].any()
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    fine = {"pancreas": _ball((40, 40, 20), (20, 20, 10), 8)}
+    ct = {"CT_PV": np.zeros((40, 40, 20), np.float32)}
+    read = measure_pancreas_study(fine, ct, affine, ({"liver": liver}, affine), hu)
+    assert read.liver_deposits == 1
+    assert measure_pancreas_study(fine, ct, affine, ({"liver": liver}, affine)).liver_deposits == 0
+    # beside the bile duct at the hilum the same focus is the duct's partial volume
+    fine["common_bile_duct"] = _ball((40, 40, 20), (12, 17, 10), 1)
+    hilum = measure_pancreas_study(fine, ct, affine, ({"liver": liver}, affine), hu)
+    assert hilum.liver_deposits == 0
+
+
+def test_a_lesion_is_sized_without_its_outline_s_thin_rays():
+    """A 16 mm tumour whose outline leaks 20 mm along a 2 mm-wide strand (a vessel, a
+    duct) measures about 16 mm, not the strand's reach."""
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    shape = (60, 40, 20)
+    world = np.indices(shape).transpose(1, 2, 3, 0) * np.array([1.0, 1.0, 2.0])
+    tumour = np.linalg.norm(world - (20.0, 20.0, 20.0), axis=-1) <= 8.0
+    tumour[28:48, 19:21, 10] = True  # the ray
+    pancreas = np.linalg.norm(world - (20.0, 20.0, 20.0), axis=-1) <= 14.0
+    outline = {"pancreas": pancreas & ~tumour, "tumour": tumour}
+    measures = measure_pancreas_study(outline, {"CT_PV": np.zeros(shape, np.float32)}, affine)
+    assert measures.lesions[0].size_mm == pytest.approx(17.0, abs=1.5)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +145,15 @@ def test_a_tiny_reader_trains_and_drafts_what_each_study_can_show(pancreas_studi
     assert all(f.fields["type"].value != "pancreatic_solid_mass" for f in draft.findings)
     assert not {"liver_metastases", "peritoneal_nodules"} & set(draft.fields)
     assert [t.sequence for t in draft.study.technique] == ["CT"]
+
+
+def test_a_prepared_study_cached_for_other_classes_is_not_read_as_these():
+    """The training cache holds labels already mapped to classes: a cache written before
+    the classes changed must miss, not hand the new outline the old labels."""
+    from reportgen.model.pancreas_reader import PancreasReaderConfig
+    from reportgen.model.pancreas_training import _grids_digest
+
+    now = PancreasReaderConfig()
+    before = PancreasReaderConfig(fine_classes=now.fine_classes[:-1])
+    assert _grids_digest(now) == _grids_digest(PancreasReaderConfig())
+    assert _grids_digest(now) != _grids_digest(before)
