@@ -137,14 +137,18 @@ def hypoattenuating_liver_foci(portal_venous_hu: np.ndarray, liver: np.ndarray) 
     median = float(np.median(portal_venous_hu[parenchyma]))
     dark = liver & (portal_venous_hu < median - DEPOSIT_CONTRAST_HU)
     dark &= portal_venous_hu > FLUID_HU
-    parts, n = ndimage.label(dark)
+    parts, _ = ndimage.label(dark)
     touching = ndimage.generate_binary_structure(3, 3)
     kept = np.zeros_like(liver)
-    for part in (parts == k for k in range(1, n + 1)):
+    for k, box in enumerate(ndimage.find_objects(parts), start=1):
+        # each focus's rim within its box grown by one voxel (the liver's edge holds
+        # hundreds of dark specks: dilating each over the whole grid cost seconds)
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)
+        part = parts[box] == k
         rim = ndimage.binary_dilation(part, touching) & ~part
-        enclosed = bool(liver[rim].all())
-        if enclosed and np.median(portal_venous_hu[rim]) >= median - RIM_TOLERANCE_HU:
-            kept |= part
+        rim_hu = portal_venous_hu[box][rim]
+        if liver[box][rim].all() and np.median(rim_hu) >= median - RIM_TOLERANCE_HU:
+            kept[box] |= part
     return kept
 
 
