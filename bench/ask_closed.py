@@ -21,6 +21,7 @@ the question reader alone.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 from pathlib import Path
@@ -446,8 +447,13 @@ def main() -> None:
     for template_id in args.templates.split(","):
         results[template_id] = run_template(template_id, args, work)
         print(template_id, results[template_id], flush=True)
+    # a run over some templates keeps the others' last results (each names its command)
+    kept = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
+    for template_id, result in results.items():
+        result["command"] = f"python bench/ask_closed.py --templates {template_id}"
     write_result(
-        args.out, {"command": "python bench/ask_closed.py", "seed": SEED, "results": results}
+        args.out,
+        {"command": "python bench/ask_closed.py", "seed": SEED, "results": kept | results},
     )
 
 

@@ -7,6 +7,12 @@ distance to the wall is a local maximum); at each centreline point near the tumo
 local direction is the principal axis of the vessel's voxels around it, and a ring just
 outside the wall (the local radius plus `margin_mm`) is sampled in the tumour's
 outline. Model-free: outlines and an affine in, degrees out.
+
+A vein whose contour the tumour indents (the tear-drop that makes 180 degrees or less of
+contact borderline, NCCN) is read on the same cross-sections, in the image: the share of
+the vein's convex cross-section (the hull of its outline in the plane across it) that is
+far darker than its lumen (`lumen_intrusion`). The outline alone does not show it: a
+learned outline draws the indentation as vein or as tumour about equally.
 """
 
 from __future__ import annotations
@@ -15,9 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, cKDTree
 
 RING_POINTS = 36
+SECTION_STEP_MM = 0.5  # pixel of a sampled cross-section
+SECTION_RIM_MM = 1.0  # a section's edge left out of the intrusion (partial volume at the wall)
+INTRUSION_CONTRAST_HU = 60.0  # this far below the lumen's median is not lumen
+# where, along the vessel from each centreline point, its contour is read: the ridge of
+# the distance map skips a narrowed stretch (its distance is no local maximum there)
+SECTION_OFFSETS_MM = (-2.0, -1.0, 0.0, 1.0, 2.0)
 MAX_PARTS = 4  # parts of a vessel's outline whose gaps are measured
 NEIGHBOURHOOD_MM = 5.0
 
@@ -29,9 +41,9 @@ class VesselContact:
     vessel_parts: int  # connected parts of the vessel's outline (an occlusion splits it)
     gap_mm: float  # the largest gap between those parts (0 with one part)
     radius_mm: float  # the vessel's median radius
-    # the narrowest radius where the tumour is, over the median (a tear-drop vein's
-    # indentation makes it small; 1.0 without contact)
-    narrowest_ratio: float = 1.0
+    # the largest share of a contact cross-section's convex lumen far darker than the
+    # lumen (`lumen_intrusion`; 0.0 without contact or without an image)
+    intrusion: float = 0.0
     occluded: bool = False  # the tumour fills a cut in the vessel's channel (`channel_cut`)
 
 
@@ -52,6 +64,66 @@ def centreline(vessel: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.n
     voxels = np.argwhere(ridge)
     world = voxels @ affine[:3, :3].T + affine[:3, 3]
     return world, inside[ridge]
+
+
+def _plane(tangent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors spanning the plane across `tangent`."""
+    helper = np.array([0.0, 0.0, 1.0]) if abs(tangent[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    u = np.cross(tangent, helper)
+    u /= np.linalg.norm(u)
+    return u, np.cross(tangent, u)
+
+
+def _section(
+    volume: np.ndarray, affine: np.ndarray, centre: np.ndarray, plane, half_mm: float
+) -> np.ndarray:
+    """`volume` sampled (linearly) on a square of side 2 `half_mm` centred on `centre` in
+    `plane` (two unit vectors), `SECTION_STEP_MM` apart."""
+    u, v = plane
+    steps = np.arange(-half_mm, half_mm + SECTION_STEP_MM / 2, SECTION_STEP_MM)
+    a, b = np.meshgrid(steps, steps, indexing="ij")
+    world = centre + a[..., None] * u + b[..., None] * v
+    to_voxel = np.linalg.inv(affine)
+    index = world.reshape(-1, 3) @ to_voxel[:3, :3].T + to_voxel[:3, 3]
+    values = ndimage.map_coordinates(volume.astype(np.float32), index.T, order=1, mode="nearest")
+    return values.reshape(a.shape)
+
+
+def lumen_intrusion(
+    vessel: np.ndarray,
+    image: np.ndarray,
+    affine: np.ndarray,
+    centre: np.ndarray,
+    plane,
+    half_mm: float,
+) -> float:
+    """The share of a vessel's convex cross-section at `centre` (the hull of its outline's
+    part there, in `plane`), away from its edge, whose attenuation is
+    `INTRUSION_CONTRAST_HU` or more below the lumen's median: tumour inside the vessel's
+    contour, whichever outline its voxels were given. On the reader's own outlines of
+    development phantoms: round veins a tumour touches 0.01-0.12 (median 0.04), tear-drop
+    veins 0.0-0.42 (median 0.10)."""
+    inside = _section(vessel, affine, centre, plane, half_mm) > 0.5
+    parts, count = ndimage.label(inside)
+    if not count:
+        return 0.0
+    pixels = np.argwhere(parts > 0)
+    middle = (np.asarray(inside.shape) - 1) / 2.0
+    own = parts == parts[tuple(pixels[np.argmin(((pixels - middle) ** 2).sum(axis=1))])]
+    points = np.argwhere(own)
+    if len(points) < 6 or np.linalg.matrix_rank(points - points.mean(axis=0)) < 2:
+        return 0.0
+    facets = ConvexHull(points).equations  # inside: every facet's a . x + b <= 0
+    grid = np.argwhere(np.ones_like(inside))
+    hull = (grid @ facets[:, :2].T + facets[:, 2] <= 1e-9).all(axis=1).reshape(inside.shape)
+    rim = max(1, round(SECTION_RIM_MM / SECTION_STEP_MM))
+    hull = ndimage.binary_erosion(hull, iterations=rim)
+    lumen = ndimage.binary_erosion(own, iterations=rim)
+    if not hull.any() or not lumen.any():
+        return 0.0
+    values = _section(image, affine, centre, plane, half_mm)
+    dark = values[hull] < float(np.median(values[lumen])) - INTRUSION_CONTRAST_HU
+    return float(dark.mean())
 
 
 def _tangents(
@@ -108,8 +180,11 @@ def vessel_contact(
     affine: np.ndarray,
     margin_mm: float = 1.0,
     stumps: tuple[np.ndarray, ...] = (),
+    image: np.ndarray | None = None,
 ) -> VesselContact:
     """How a tumour outline touches a vessel outline (both boolean, on one grid).
+    `image`: the phase (HU, same grid) in which the vessel is brightest, where its contour
+    is read (`lumen_intrusion`); without it the intrusion is 0.
     `stumps`: world points where the vessel's channel stops at an occlusion; the ring
     around a stump's end is no cross-section (the end buried in the tumour read as
     encased: a portal vein touched over 70 degrees read 230 beside an occluded SMV), so
@@ -133,12 +208,15 @@ def vessel_contact(
     wall = world_points(vessel, affine)
     tangents = _tangents(points, radii, np.flatnonzero(near_tumour), wall)
     angles = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
-    arcs = []
+    arcs, intrusions = [], [0.0]
+    half_mm = 2.5 * median_radius + 4.0  # the section holds the vessel and its neighbours
     for p, t, r in zip(points[near_tumour], tangents, radii[near_tumour], strict=True):
-        helper = np.array([0.0, 0.0, 1.0]) if abs(t[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
-        u = np.cross(t, helper)
-        u /= np.linalg.norm(u)
-        v = np.cross(t, u)
+        u, v = _plane(t)
+        if image is not None:  # also between ridge points: a narrowing holds none
+            intrusions += [
+                lumen_intrusion(vessel, image, affine, p + k * t, (u, v), half_mm)
+                for k in SECTION_OFFSETS_MM
+            ]
         ring = p + (r + margin_mm) * (np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v)
         idx = voxel_of(ring)
         valid = np.all((idx >= 0) & (idx < np.asarray(tumour.shape)), axis=1)
@@ -147,15 +225,13 @@ def vessel_contact(
         arcs.append(hit.mean() * 360.0)
     arcs_arr = np.asarray(arcs)
     step = float(np.min(spacing))
-    touching = radii[near_tumour][arcs_arr > 0]
-    narrowest = float(touching.min() / median_radius) if len(touching) and median_radius else 1.0
     return VesselContact(
         degrees=float(arcs_arr.max()),
         touched_mm=float((arcs_arr > 0).sum() * step),
         vessel_parts=parts,
         gap_mm=gap,
         radius_mm=median_radius,
-        narrowest_ratio=narrowest,
+        intrusion=max(intrusions),
     )
 
 

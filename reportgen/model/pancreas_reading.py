@@ -4,8 +4,10 @@ in the template's words, by thresholds a radiologist uses.
 - Vessel contact: the SAR/APA categories from the measured arc (less than
   `CONTACT_MIN_DEG`, 180 or less, more than 180); a vein whose channel (the superior
   mesenteric and portal veins together) is cut where the tumour fills the gap
-  (`reportgen.measure.pancreas.occluded_vein`), occluded; a vein of 180 degrees or less narrowed to under
-  `NARROWED_RATIO` of its radius where the tumour touches it, irregular (tear-drop).
+  (`reportgen.measure.pancreas.occluded_vein`), occluded; a vein of 180 degrees or less
+  whose convex cross-section where the tumour touches it is `INTRUDED_SHARE` or more
+  tumour-dark in the portal venous phase, irregular (tear-drop;
+  `reportgen.measure.vessels.lumen_intrusion`).
 - Attenuation in the pancreatic phase: more than `ATTENUATION_HU` below the pancreas,
   hypoattenuating; more than that above, hyperattenuating; else isoattenuating.
 - Main pancreatic duct dilated above 3 mm, common bile duct above 8 mm (the usual
@@ -31,7 +33,7 @@ DUCT_DILATED_MM = 3.0
 CBD_DILATED_MM = 8.0
 ASCITES_ML = 10.0
 FLUID_HU = 20.0
-NARROWED_RATIO = 0.6
+INTRUDED_SHARE = 0.08  # development phantoms (seeds 41000-41001): round veins mostly below
 NONREGIONAL_FROM_AORTA_MM = 30.0  # a node this close to the aorta's axis, below the pancreas
 CONTACT_FIELDS = {
     "superior_mesenteric_artery": "sma_contact",
@@ -85,7 +87,7 @@ def read_pancreas(
             touched = [v for v in VEINS if finding[CONTACT_FIELDS[v]].endswith("_le180")]
             if touched:
                 finding["vein_irregularity"] = any(
-                    lesion.contacts[v].narrowest_ratio < NARROWED_RATIO for v in touched
+                    lesion.contacts[v].intrusion >= INTRUDED_SHARE for v in touched
                 )
         findings.append(finding)
     nonregional = [

@@ -89,3 +89,26 @@ def test_a_stump_buried_in_the_tumour_is_no_cross_section():
     assert vessel_contact(vein, cap, affine).degrees > 300
     stump = np.array([0.0, 0.0, 0.0])
     assert vessel_contact(vein, cap, affine, stumps=(stump,)).degrees == 0.0
+
+
+@pytest.mark.parametrize("indentation_outlined_as", ["tumour", "vein"])
+def test_a_tumour_indenting_a_vein_is_read_in_the_image_whatever_the_outline_says(
+    indentation_outlined_as,
+):
+    """A tear-drop vein (tumour inside its round contour) is told from a round vein a
+    tumour only touches by the dark share of its convex cross-section, in the portal
+    venous image: whether the outline gave the indentation to the tumour or to the vein."""
+    world, affine = _grid(1.0)
+    radial = np.hypot(world[..., 0], world[..., 1])
+    vein = radial <= 5.0
+    touching = np.linalg.norm(world - [12.0, 0.0, 0.0], axis=-1) <= 7.5
+    bite = np.linalg.norm(world - [3.5, 0.0, 0.0], axis=-1) <= 3.0
+    image = np.where(vein, 180.0, -80.0)  # a bright vein in fat
+    round_vein = vessel_contact(
+        vein, touching & ~vein, affine, image=np.where(touching & ~vein, 75.0, image)
+    )
+    tumour = (touching & ~vein) | bite
+    outlined = vein & ~bite if indentation_outlined_as == "tumour" else vein
+    indented = vessel_contact(outlined, tumour, affine, image=np.where(tumour, 75.0, image))
+    assert round_vein.intrusion < 0.05 <= 0.1 <= indented.intrusion, (round_vein, indented)
+    assert vessel_contact(outlined, tumour, affine).intrusion == 0.0  # no image, not read

@@ -76,7 +76,8 @@ def test_liver_deposits_are_read_from_the_portal_venous_pixels():
 
 def test_a_lesion_is_sized_without_its_outline_s_thin_rays():
     """A 16 mm tumour whose outline leaks 20 mm along a 2 mm-wide strand (a vessel, a
-    duct) measures about 16 mm, not the strand's reach."""
+    duct) measures about 16 mm, not the strand's reach; between its edge voxels' centres,
+    not their outer corners (a voxel more)."""
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
     shape = (60, 40, 20)
     world = np.indices(shape).transpose(1, 2, 3, 0) * np.array([1.0, 1.0, 2.0])
@@ -85,7 +86,7 @@ def test_a_lesion_is_sized_without_its_outline_s_thin_rays():
     pancreas = np.linalg.norm(world - (20.0, 20.0, 20.0), axis=-1) <= 14.0
     outline = {"pancreas": pancreas & ~tumour, "tumour": tumour}
     measures = measure_pancreas_study(outline, {"CT_PV": np.zeros(shape, np.float32)}, affine)
-    assert measures.lesions[0].size_mm == pytest.approx(17.0, abs=1.5)
+    assert measures.lesions[0].size_mm == pytest.approx(16.0, abs=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +158,27 @@ def test_a_prepared_study_cached_for_other_classes_is_not_read_as_these():
     before = PancreasReaderConfig(fine_classes=now.fine_classes[:-1])
     assert _grids_digest(now) == _grids_digest(PancreasReaderConfig())
     assert _grids_digest(now) != _grids_digest(before)
+
+
+@pytest.mark.parametrize("indented", [False, True])
+def test_a_vein_the_tumour_indents_is_read_as_irregular(indented):
+    """180 degrees or less of SMV contact with a tear-drop vein (tumour inside its round
+    contour) makes a tumour borderline (NCCN), a smooth one does not: the indentation is
+    read in the portal venous phase."""
+    from reportgen.model.pancreas_reading import read_pancreas
+
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    shape = (50, 50, 20)
+    world = np.indices(shape).transpose(1, 2, 3, 0) * np.array([1.0, 1.0, 2.0])
+    vein = np.hypot(world[..., 0] - 25.0, world[..., 1] - 25.0) <= 5.0
+    tumour = (np.linalg.norm(world - (37.5, 25.0, 20.0), axis=-1) <= 7.5) & ~vein
+    if indented:
+        tumour |= np.linalg.norm(world - (28.5, 25.0, 20.0), axis=-1) <= 3.0
+    pancreas = (np.linalg.norm(world - (37.5, 25.0, 20.0), axis=-1) <= 14.0) & ~vein & ~tumour
+    image = np.where(vein, 180.0, -80.0)
+    image[pancreas], image[tumour] = 100.0, 60.0
+    outline = {"pancreas": pancreas, "tumour": tumour, "superior_mesenteric_vein": vein}
+    hu = {"CT_PANC": image, "CT_PV": image.astype(np.float32)}
+    _, findings = read_pancreas(measure_pancreas_study(outline, hu, affine))
+    assert findings[0]["smv_contact"] == "smv_contact_le180"
+    assert findings[0]["vein_irregularity"] is indented
