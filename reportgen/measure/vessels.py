@@ -12,7 +12,7 @@ A vein whose contour the tumour indents (the tear-drop that makes 180 degrees or
 contact borderline, NCCN) is read on the same cross-sections, in the image: the share of
 the vein's convex cross-section (the hull of its outline in the plane across it) that is
 far darker than its lumen (`lumen_intrusion`). The outline alone does not show it: a
-learned outline draws the indentation as vein or as tumour about equally.
+learned outline mostly gives the indentation to the vein (docs/pancreas_ct.md).
 """
 
 from __future__ import annotations
