@@ -85,7 +85,9 @@ def _section(
     world = centre + a[..., None] * u + b[..., None] * v
     to_voxel = np.linalg.inv(affine)
     index = world.reshape(-1, 3) @ to_voxel[:3, :3].T + to_voxel[:3, 3]
-    values = ndimage.map_coordinates(volume.astype(np.float32), index.T, order=1, mode="nearest")
+    values = ndimage.map_coordinates(
+        volume.astype(np.float32, copy=False), index.T, order=1, mode="nearest"
+    )
     return values.reshape(a.shape)
 
 
@@ -98,7 +100,7 @@ def lumen_intrusion(
     half_mm: float,
 ) -> float:
     """The share of a vessel's convex cross-section at `centre` (the hull of its outline's
-    part there, in `plane`), away from its edge, whose attenuation is
+    part there, in `plane`; `vessel` boolean or 0/1), away from its edge, whose attenuation is
     `INTRUSION_CONTRAST_HU` or more below the lumen's median: tumour inside the vessel's
     contour, whichever outline its voxels were given. On the reader's own outlines of
     development phantoms: round veins a tumour touches 0.01-0.12 (median 0.04), tear-drop
@@ -210,11 +212,13 @@ def vessel_contact(
     angles = np.linspace(0, 2 * np.pi, RING_POINTS, endpoint=False)
     arcs, intrusions = [], [0.0]
     half_mm = 2.5 * median_radius + 4.0  # the section holds the vessel and its neighbours
+    if image is not None:  # cast once, not for each of the sections
+        vessel_values, image = vessel.astype(np.float32), image.astype(np.float32, copy=False)
     for p, t, r in zip(points[near_tumour], tangents, radii[near_tumour], strict=True):
         u, v = _plane(t)
         if image is not None:  # also between ridge points: a narrowing holds none
             intrusions += [
-                lumen_intrusion(vessel, image, affine, p + k * t, (u, v), half_mm)
+                lumen_intrusion(vessel_values, image, affine, p + k * t, (u, v), half_mm)
                 for k in SECTION_OFFSETS_MM
             ]
         ring = p + (r + margin_mm) * (np.cos(angles)[:, None] * u + np.sin(angles)[:, None] * v)
