@@ -50,6 +50,7 @@ CONTACT_VESSEL_NAMES = (
 )
 # one venous channel: an occlusion cuts it, wherever along it the tumour sits
 PORTAL_AXIS = ("superior_mesenteric_vein", "portal_vein")
+PORTAL_CHANNEL = (*PORTAL_AXIS, "splenic_vein")  # the lumen the two share at the confluence
 OCCLUSION_GAP_MM = 5.0  # a cut in the channel at least this wide, filled by the tumour
 MIN_LESION_MM3 = 100.0  # a tumour or cyst outline smaller than this is noise
 # ... and one thinner than this (the largest distance from inside it to its edge, mm): a
@@ -152,6 +153,54 @@ def hypoattenuating_liver_foci(portal_venous_hu: np.ndarray, liver: np.ndarray) 
     return kept
 
 
+# a peritoneal nodule is read in the portal venous phase as a solid soft-tissue nodule in
+# the fat in front of the pancreas (omentum, mesentery), free of bowel and organs
+NODULE_SMOOTHING_MM = 1.0  # noise suppressed before the threshold
+NODULE_SOFT_TISSUE_HU = 0.0  # above this is soft tissue (fat is about -100)
+NODULE_FAT_HU = -40.0  # below this is fat
+NODULE_MM3 = (100.0, 4000.0)  # a nodule 6 to 20 mm across
+# thicker than this (the largest distance from inside it to its edge): a normal mesenteric
+# node (at most 6 mm across, 2.4 mm here) and the bowel's wall (3 mm thick) are thinner
+NODULE_CORE_MM = 2.5
+NODULE_IN_FAT = 0.6  # at least this share of the shell around it (2 voxels) is fat
+
+
+def soft_tissue_nodules(
+    portal_venous_hu: np.ndarray, affine: np.ndarray, in_front_of_mm: float
+) -> list[np.ndarray]:
+    """The world centres (mm) of solid soft-tissue nodules in fat anterior to
+    `in_front_of_mm` (the pancreas's anterior edge, world y), read from the pixels of a
+    grid of about 2 mm: peritoneal deposits (6-12 mm) are one to three voxels of the
+    coarse outline's 4 mm grid, where partial volume with fat leaves them no class
+    (development phantoms: the outline found none). A nodule is a connected part above
+    `NODULE_SOFT_TISSUE_HU` of `NODULE_MM3`, thicker than `NODULE_CORE_MM`, whose shell
+    is mostly fat; bowel, muscle and organs are far larger or thinner, and the
+    retroperitoneal nodes lie behind the pancreas's front."""
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    voxel = float(np.prod(spacing))
+    smooth = ndimage.gaussian_filter(
+        portal_venous_hu.astype(np.float32), sigma=NODULE_SMOOTHING_MM / spacing
+    )
+    parts, _ = ndimage.label(smooth > NODULE_SOFT_TISSUE_HU)
+    sizes = np.bincount(parts.ravel())[1:] * voxel
+    centres = []
+    for k, box in enumerate(ndimage.find_objects(parts), start=1):
+        if box is None or not NODULE_MM3[0] <= sizes[k - 1] <= NODULE_MM3[1]:
+            continue
+        box = tuple(slice(max(b.start - 3, 0), b.stop + 3) for b in box)
+        part = parts[box] == k
+        if ndimage.distance_transform_edt(part, sampling=spacing).max() < NODULE_CORE_MM:
+            continue
+        shell = ndimage.binary_dilation(part, iterations=2) & ~part
+        if (smooth[box][shell] < NODULE_FAT_HU).mean() < NODULE_IN_FAT:
+            continue
+        index = np.argwhere(part).mean(axis=0) + [b.start for b in box]
+        centre = affine[:3, :3] @ index + affine[:3, 3]
+        if centre[1] > in_front_of_mm:
+            centres.append(centre)
+    return centres
+
+
 def _clear_of(
     mask: np.ndarray, affine: np.ndarray, points: np.ndarray, margin_mm: float
 ) -> np.ndarray:
@@ -221,6 +270,7 @@ def _contacts(
     brightest (else in the pancreatic phase)."""
     occlusion = occluded_vein(outline, empty, tumour, affine)
     stumps = occlusion.ends if occlusion is not None else ()
+    portal_channel = np.logical_or.reduce([outline.get(name, empty) for name in PORTAL_CHANNEL])
     return {
         name: replace(
             vessel_contact(
@@ -229,6 +279,7 @@ def _contacts(
                 affine,
                 stumps=stumps if name in PORTAL_AXIS else (),
                 image=vein_hu if name in PORTAL_AXIS else None,
+                lumen=portal_channel if name in PORTAL_AXIS else None,
             ),
             occluded=occlusion is not None and name == occlusion.vein,
         )
@@ -242,6 +293,7 @@ def measure_pancreas_study(
     affine: np.ndarray,
     distant: tuple[dict[str, np.ndarray], np.ndarray] | None = None,
     distant_pv_hu: np.ndarray | None = None,
+    nodule_pv: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PancreasMeasures:
     """Measure what a pancreas CT's report states, from outlines (name -> boolean mask:
     pancreas, tumour, cyst, the vessels, ducts, liver, liver_metastasis, lymph_node,
@@ -251,7 +303,9 @@ def measure_pancreas_study(
     pancreas (a coarse one of the whole abdomen); by default `outline` itself. `distant_pv_hu`:
     the portal venous phase on that grid (HU), where the study has one: the liver's
     hypoattenuating foci there count as deposits beside those outlined
-    (`hypoattenuating_liver_foci`)."""
+    (`hypoattenuating_liver_foci`). `nodule_pv`: the portal venous phase (HU) on a grid of
+    about 2 mm over the abdomen and its affine, where peritoneal nodules are read in the
+    pixels (`soft_tissue_nodules`) beside those outlined."""
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     voxel = float(np.prod(spacing))
     empty = np.zeros(next(iter(outline.values())).shape, bool)
@@ -327,6 +381,12 @@ def measure_pancreas_study(
         hilum = world_points(np.logical_or.reduce([get(n) for n in HILUM]), affine)
         deposits = deposits | _clear_of(foci, far_affine, hilum, HILUM_MARGIN_MM)
     organ_points = world_points(np.logical_or.reduce([get(n) for n in ORGAN]), affine)
+    outlined_nodules = len(_components(get_far("peritoneal_nodule"), far_voxel, MIN_DEPOSIT_MM3))
+    read_nodules = (
+        soft_tissue_nodules(*nodule_pv, in_front_of_mm=float(organ_points[:, 1].max()))
+        if nodule_pv is not None and len(organ_points)
+        else []
+    )
     return PancreasMeasures(
         lesions=sorted(lesions, key=lambda les: (les.kind != "tumour", -les.size_mm)),
         duct_diameter_mm=_widest_mm(duct, spacing),
@@ -334,9 +394,7 @@ def measure_pancreas_study(
         liver_deposits=len(
             _components(deposits & ndimage.binary_fill_holes(liver), far_voxel, MIN_DEPOSIT_MM3)
         ),
-        peritoneal_nodules=len(
-            _components(get_far("peritoneal_nodule"), far_voxel, MIN_DEPOSIT_MM3)
-        ),
+        peritoneal_nodules=max(outlined_nodules, len(read_nodules)),
         ascites_ml=float(get_far("ascites").sum() * far_voxel / 1000.0),
         nodes=nodes,
         aorta_x_mm=float(np.median(aorta_points[:, 0])) if len(aorta_points) else None,

@@ -27,7 +27,7 @@ an outline.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -53,6 +53,7 @@ from reportgen.preprocessing import (
 READER_TYPE = "reportgen-pancreas-reader"  # config.json's model_type
 COARSE_GRID = GridSpec((80, 64, 40), (4.0, 4.0, 4.0))
 FINE_GRID = GridSpec((176, 112, 56), (1.0, 1.0, 2.0))
+NODULE_GRID = GridSpec((176, 144, 96), (2.0, 2.0, 2.0))  # the abdomen, for small deposits
 # outline classes (index = class; 0 is background). "lesion" is a tumour or a cyst: the
 # coarse outline only needs to know the pancreas's extent, the fine one tells them apart
 COARSE_CLASSES = (
@@ -231,6 +232,8 @@ class PancreasOutlines:
     coarse_affine: np.ndarray
     pancreas_found: bool
     coarse_pv_hu: np.ndarray | None = None  # the portal venous phase on the coarse grid
+    # the portal venous phase on `NODULE_GRID` and its affine (peritoneal nodules)
+    nodule_pv: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def one_organ(named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -249,6 +252,17 @@ def one_organ(named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out["tumour"] = np.isin(lesions, tumour_parts)
         out["cyst"] = (lesions > 0) & ~out["tumour"]
     return out
+
+
+def nodule_phase(study: Study) -> tuple[np.ndarray, np.ndarray] | None:
+    """The portal venous phase (HU) on `NODULE_GRID` over the body, and its affine, where
+    the study has one: peritoneal nodules are read there
+    (`reportgen.measure.pancreas.soft_tissue_nodules`)."""
+    if "CT_PV" not in study.sequences:
+        return None
+    portal_venous = replace(study, sequences={"CT_PV": study.sequences["CT_PV"]}, lesion_mask=None)
+    prepared = prepare_ct(portal_venous, NODULE_GRID, with_mask=False)
+    return hounsfield(prepared)["CT_PV"], prepared.affine
 
 
 def read_outlines(reader: PancreasReader, study: Study) -> PancreasOutlines:
@@ -270,6 +284,7 @@ def read_outlines(reader: PancreasReader, study: Study) -> PancreasOutlines:
         coarse_affine=coarse.affine,
         pancreas_found=found,
         coarse_pv_hu=hounsfield(coarse).get("CT_PV"),
+        nodule_pv=nodule_phase(study),
     )
 
 
@@ -283,6 +298,7 @@ def measure_outlines(outlines: PancreasOutlines) -> PancreasMeasures:
         outlines.fine_affine,
         (distant, outlines.coarse_affine),
         outlines.coarse_pv_hu,
+        outlines.nodule_pv,
     )
 
 

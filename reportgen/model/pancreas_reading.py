@@ -16,7 +16,8 @@ in the template's words, by thresholds a radiologist uses.
 - A lesion of fluid attenuation (median at most `FLUID_HU` in every phase) is cystic,
   whatever its outline's class: a ductal adenocarcinoma is soft tissue (about 40 HU
   without contrast, more with it), a cyst is fluid (0-20 HU).
-- Liver metastases, peritoneal nodules: any outlined deposit; ascites: more than
+- Liver metastases, peritoneal nodules: any outlined deposit, or one read in the portal
+  venous pixels (`hypoattenuating_liver_foci`, `soft_tissue_nodules`); ascites: more than
   `ASCITES_ML`; a suspicious node beside the aorta below the pancreas's lowest point is
   non-regional (para-aortic, aortocaval), else regional.
 Nothing is stated that needs contrast when the study has no enhanced phase: the

@@ -112,3 +112,22 @@ def test_a_tumour_indenting_a_vein_is_read_in_the_image_whatever_the_outline_say
     indented = vessel_contact(outlined, tumour, affine, image=np.where(tumour, 75.0, image))
     assert round_vein.intrusion < 0.05 <= 0.1 <= indented.intrusion, (round_vein, indented)
     assert vessel_contact(outlined, tumour, affine).intrusion == 0.0  # no image, not read
+
+
+def test_a_vein_touched_where_its_outline_gives_way_to_its_neighbour_s_is_read_in_the_channel():
+    """Where the SMV joins the portal vein its outline stops at a label's edge, not at a
+    wall: measured in its own outline the radius shrinks toward that edge and a tumour
+    touching the vein's side there is missed; measured in the channel the two veins
+    share, the vein keeps its radius up to the junction and the contact is read."""
+    world, affine = _grid(1.0)
+    outline = _portal_channel(world, (99.0, 99.0))  # nothing cut
+    smv = outline["superior_mesenteric_vein"]
+    channel = smv | outline["portal_vein"] | outline["splenic_vein"]
+    beside_end = np.linalg.norm(world - [0.0, -10.0, -1.0], axis=-1) <= 5.5
+    tumour = beside_end & ~channel
+    assert vessel_contact(smv, tumour, affine).degrees < 10.0
+    assert 30.0 <= vessel_contact(smv, tumour, affine, lumen=channel).degrees <= 180.0
+    # a vessel that is the whole channel reads as it did
+    away = np.linalg.norm(world - [0.0, -10.0, -20.0], axis=-1) <= 5.5
+    alone = vessel_contact(smv, away & ~channel, affine)
+    assert vessel_contact(smv, away & ~channel, affine, lumen=channel).degrees == alone.degrees

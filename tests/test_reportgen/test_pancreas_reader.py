@@ -74,6 +74,34 @@ def test_liver_deposits_are_read_from_the_portal_venous_pixels():
     assert hilum.liver_deposits == 0
 
 
+def test_peritoneal_nodules_are_read_from_the_portal_venous_pixels():
+    """A solid soft-tissue nodule in the fat in front of the pancreas is a peritoneal
+    nodule though no outline drew it; a normal-sized node, the bowel's thin wall and a
+    nodule behind the pancreas's front (a retroperitoneal node) are not."""
+    from reportgen.measure.pancreas import soft_tissue_nodules
+
+    shape = (60, 60, 40)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])  # world y = 2 * index
+    hu = np.full(shape, -100.0, np.float32)  # fat
+    nodule = _ball(shape, (15, 40, 20), 2.5)  # 10 mm across, y = 80 mm
+    small_node = _ball(shape, (30, 40, 20), 1.2)  # 5 mm across
+    bowel = _ball(shape, (45, 40, 20), 7) & ~_ball(shape, (45, 40, 20), 5.5)  # 3 mm wall
+    behind = _ball(shape, (15, 12, 20), 2.5)  # y = 24 mm
+    hu[nodule | small_node | bowel | behind] = 70.0
+    hu[_ball(shape, (45, 40, 20), 5.5)] = 10.0  # the bowel's fluid
+    found = soft_tissue_nodules(hu, affine, in_front_of_mm=40.0)
+    assert len(found) == 1
+    assert found[0] == pytest.approx([30.0, 80.0, 40.0], abs=1.0)
+    fine = {"pancreas": _ball((40, 40, 20), (20, 15, 10), 5)}  # front at y = 20 mm
+    ct = {"CT_PV": np.zeros((40, 40, 20), np.float32)}
+    fine_affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    assert (
+        measure_pancreas_study(fine, ct, fine_affine, nodule_pv=(hu, affine)).peritoneal_nodules
+        == 2
+    )
+    assert measure_pancreas_study(fine, ct, fine_affine).peritoneal_nodules == 0
+
+
 def test_a_lesion_is_sized_without_its_outline_s_thin_rays():
     """A 16 mm tumour whose outline leaks 20 mm along a 2 mm-wide strand (a vessel, a
     duct) measures about 16 mm, not the strand's reach; between its edge voxels' centres,
