@@ -224,7 +224,7 @@ def vessel_contact(
         return points[near], _tangents(points, radii, np.flatnonzero(near), wall), radii[near]
 
     # the arc on the channel's sections (`lumen`); the contour, below, on the vessel's own
-    # (read on the channel's, 4 of 35 irregular development veins were lost)
+    # (read on the channel's, 4 development tear-drops, 4 studies' resectability, were lost)
     ring_sections = sections(
         *(centreline(vessel, affine, lumen) if lumen is not None else (own_points, own_radii))
     )
