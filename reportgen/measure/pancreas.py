@@ -20,7 +20,13 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from reportgen.measure.geometry import lesion_body, measure_lesion
-from reportgen.measure.vessels import VesselContact, channel_cut, vessel_contact, world_points
+from reportgen.measure.vessels import (
+    VesselContact,
+    channel_cut,
+    vessel_contact,
+    voxel_spacing,
+    world_points,
+)
 
 PARTS = ("pancreas_head", "pancreas_neck", "pancreas_body", "pancreas_tail")
 
@@ -176,7 +182,7 @@ def soft_tissue_nodules(
     `NODULE_SOFT_TISSUE_HU` of `NODULE_MM3`, thicker than `NODULE_CORE_MM`, whose shell
     is mostly fat; bowel, muscle and organs are far larger or thinner, and the
     retroperitoneal nodes lie behind the pancreas's front."""
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    spacing = voxel_spacing(affine)
     voxel = float(np.prod(spacing))
     smooth = ndimage.gaussian_filter(
         portal_venous_hu.astype(np.float32), sigma=NODULE_SMOOTHING_MM / spacing
@@ -306,12 +312,12 @@ def measure_pancreas_study(
     (`hypoattenuating_liver_foci`). `nodule_pv`: the portal venous phase (HU) on a grid of
     about 2 mm over the abdomen and its affine, where peritoneal nodules are read in the
     pixels (`soft_tissue_nodules`) beside those outlined."""
-    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    spacing = voxel_spacing(affine)
     voxel = float(np.prod(spacing))
     empty = np.zeros(next(iter(outline.values())).shape, bool)
     get = lambda name: outline.get(name, empty)  # noqa: E731
     far, far_affine = distant if distant is not None else (outline, affine)
-    far_spacing = np.sqrt((far_affine[:3, :3] ** 2).sum(axis=0))
+    far_spacing = voxel_spacing(far_affine)
     far_voxel = float(np.prod(far_spacing))
     far_empty = np.zeros(next(iter(far.values())).shape, bool)
     get_far = lambda name: far.get(name, far_empty)  # noqa: E731

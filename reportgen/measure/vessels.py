@@ -52,7 +52,8 @@ def world_points(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return np.argwhere(mask) @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _spacing(affine: np.ndarray) -> np.ndarray:
+def voxel_spacing(affine: np.ndarray) -> np.ndarray:
+    """The grid's voxel size (mm) along each array axis."""
     return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
 
 
@@ -65,7 +66,7 @@ def centreline(
     to its neighbour's: measured to that cut, it falls toward it, no point of the vessel's
     last stretch before the junction is a local maximum, and a tumour touching the vessel
     there lay beside no cross-section."""
-    spacing = _spacing(affine)
+    spacing = voxel_spacing(affine)
     inside = ndimage.distance_transform_edt(vessel if lumen is None else lumen, sampling=spacing)
     ridge = vessel & (inside >= ndimage.maximum_filter(inside, size=3) - 1e-6)
     voxels = np.argwhere(ridge)
@@ -167,7 +168,7 @@ def _parts(vessel: np.ndarray, affine: np.ndarray, min_mm3: float = 20.0) -> tup
     labels, n = ndimage.label(vessel)
     if n == 0:
         return 0, 0.0
-    spacing = _spacing(affine)
+    spacing = voxel_spacing(affine)
     sizes = ndimage.sum_labels(vessel, labels, index=np.arange(1, n + 1)) * float(np.prod(spacing))
     # the largest parts (an outline broken into dust is not a vessel cut in two)
     kept = [k + 1 for k in np.argsort(-sizes)[:MAX_PARTS] if sizes[k] >= min_mm3]
@@ -210,7 +211,7 @@ def vessel_contact(
     median_radius = float(np.median(own_radii)) if len(own_radii) else 0.0
     if not tumour.any() or not len(own_points):
         return VesselContact(0.0, 0.0, parts, gap, median_radius)
-    spacing = _spacing(affine)
+    spacing = voxel_spacing(affine)
     outside_tumour = ndimage.distance_transform_edt(~tumour, sampling=spacing)
     to_voxel = np.linalg.inv(affine)
     voxel_of = lambda w: np.rint(w @ to_voxel[:3, :3].T + to_voxel[:3, 3]).astype(int)  # noqa: E731
@@ -274,7 +275,7 @@ def channel_cut(
     labels, n = ndimage.label(channel)
     if n < 2 or not tumour.any():
         return None
-    spacing = _spacing(affine)
+    spacing = voxel_spacing(affine)
     sizes = ndimage.sum_labels(channel, labels, index=np.arange(1, n + 1)) * float(np.prod(spacing))
     first, second = (int(k) + 1 for k in np.argsort(-sizes)[:2])
     if sizes[second - 1] < 20.0:
