@@ -286,11 +286,29 @@ def _ducts(landmarks: dict[str, np.ndarray], duct_mm: float, cbd_mm: float) -> d
     }
 
 
-def contact_degrees(tube: Tube, tumour: SDF, margin_mm: float = 0.75) -> float:
+def painted_over(vessels: dict[str, Tube], name: str) -> list[SDF]:
+    """The vessels `render` paints after `name` (in `vessels`' order), whose label covers
+    its centreline where the two meet: the SMV's last stretch before the confluence lies
+    in the portal vein's, and the portal vein's first in the splenic vein's."""
+    names = list(vessels)
+    return [vessels[other].sdf()[0] for other in names[names.index(name) + 1 :]]
+
+
+def contact_degrees(
+    tube: Tube, tumour: SDF, margin_mm: float = 0.75, covered_by: list[SDF] | None = None
+) -> float:
     """The largest arc of the vessel's circumference (degrees) the tumour touches, over
     cross-sections every millimetre: points `margin_mm` outside the vessel wall inside the
-    tumour, as a radiologist reads contact on the cross-section where it is greatest."""
+    tumour, as a radiologist reads contact on the cross-section where it is greatest.
+    Cross-sections whose centre lies in a vessel of `covered_by` (`painted_over`) are
+    that vessel's, as the image and the labels show it: the SMV's tube runs on 6.5 mm
+    into the portal vein's, and a tumour touching the portal vein there had been read
+    as touching the SMV as well (development phantoms: 7 of 75 SMV contacts of 15-135
+    degrees lay wholly there, more than 2 mm from any voxel painted SMV)."""
     points, tangents = tube.samples(1.0)
+    for other in covered_by or ():
+        shown = other(points) >= 0
+        points, tangents = points[shown], tangents[shown]
     helper = np.where(np.abs(tangents[:, 2:3]) < 0.9, [[0, 0, 1.0]], [[1.0, 0, 0]])
     u = np.cross(tangents, helper)
     u /= np.linalg.norm(u, axis=1, keepdims=True)
@@ -485,7 +503,9 @@ def sample_case(rng: np.random.Generator, tumour_fraction: float = 0.6) -> Pancr
             centre,
         )
         for field_id, (vessel, _) in CONTACT_VESSELS.items():
-            pdac.contact_deg[field_id] = contact_degrees(vessels[vessel], sdf)
+            pdac.contact_deg[field_id] = contact_degrees(
+                vessels[vessel], sdf, covered_by=painted_over(vessels, vessel)
+            )
         for field_id, (vessel, vein) in CONTACT_VESSELS.items():
             degrees = pdac.contact_deg[field_id]
             if (
@@ -706,6 +726,7 @@ def render(case: PancreasCase, grid: Grid) -> Canvas:
         "superior_mesenteric_artery",
     )
     pdac = next((les for les in case.lesions if les.kind == "pdac"), None)
+    # in order: a vessel painted later covers an earlier one where they meet (`painted_over`)
     for name, tube in case.vessels.items():
         tissue = ARTERY if name in arteries else IVC if name == "ivc" else VEIN
         shape = tube.sdf()

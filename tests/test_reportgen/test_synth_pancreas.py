@@ -19,6 +19,7 @@ from reportgen.synth.pancreas import (
     Tube,
     contact_category,
     contact_degrees,
+    painted_over,
     sample_case,
 )
 from reportgen.synth.scene import ellipsoid
@@ -39,6 +40,28 @@ def test_contact_is_measured_around_the_vessel():
     # a fat plane of 1 mm is no contact; a tumour 1 mm into the wall's surroundings is
     assert contact_degrees(VESSEL, _sphere((5.0 + 1.0 + 15.0, 0, 0), 15)) < CONTACT_MIN_DEG
     assert 40.0 < contact_degrees(VESSEL, _sphere((5.0 + 0.75 + 15.0 - 1.0, 0, 0), 15)) < 80.0
+
+
+def test_a_vessel_s_contact_is_read_where_it_is_painted_not_inside_the_vessel_covering_it():
+    # a vein running on into a wider one painted over it (the SMV into the portal vein's
+    # cap at the confluence): a tumour beside that stretch touches the wider vein only
+    smv = Tube("smv", np.array([[0.0, 0.0, -40.0], [0.0, 0.0, 0.0]]), 5.0)
+    portal = Tube("portal", np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 40.0]]), 6.5)
+    beside_the_cap = _sphere((12.0, 0.0, -3.0), 7.0)
+    assert contact_degrees(smv, beside_the_cap) > CONTACT_MIN_DEG
+    assert contact_degrees(smv, beside_the_cap, covered_by=[portal.sdf()[0]]) < CONTACT_MIN_DEG
+    assert contact_degrees(portal, beside_the_cap) > CONTACT_MIN_DEG
+    # below the cap the SMV is itself, covered or not
+    below = _sphere((12.0, 0.0, -20.0), 7.0)
+    assert contact_degrees(smv, below, covered_by=[portal.sdf()[0]]) == pytest.approx(
+        contact_degrees(smv, below)
+    )
+    # the phantom's own order: the portal vein covers the SMV, not the other way round
+    vessels = sample_case(np.random.default_rng(0)).vessels
+    covering = painted_over(vessels, "superior_mesenteric_vein")
+    confluence = vessels["portal_vein"].points[:1].astype(np.float32)
+    assert any(sdf(confluence)[0] < 0 for sdf in covering)
+    assert not painted_over(vessels, list(vessels)[-1])
 
 
 @pytest.mark.parametrize(
