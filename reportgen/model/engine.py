@@ -35,11 +35,21 @@ def adamw(
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, fused=fused)
 
 
+ONE_CYCLE_WARMUP = 0.1  # share of the steps spent warming up
+
+
 def one_cycle(optimizer: torch.optim.Optimizer, lr: float, total_steps: int) -> LRScheduler:
     """One-cycle schedule with a 10% warm-up (the staging readers' outline and its
-    pretraining)."""
+    pretraining). OneCycleLR divides by its warm-up's length less one step, so a run of 10
+    steps or fewer (a quick check: `--fine-steps 10`) stopped with ZeroDivisionError; such
+    a run peaks after its first step instead, and one of 1 or 2 steps keeps `lr` throughout."""
+    if total_steps < 3:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    warmup = ONE_CYCLE_WARMUP if ONE_CYCLE_WARMUP * total_steps > 1 else 2.0 / total_steps
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, lr, total_steps=total_steps, pct_start=0.1
+        optimizer, lr, total_steps=total_steps, pct_start=warmup
     )
 
 
