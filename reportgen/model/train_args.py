@@ -297,8 +297,7 @@ class PancreasTrainArgs(ArgsRecord):
         default=3.0,
         metadata=option(
             "How much more often a study with a rare finding is drawn: distant disease for "
-            "the coarse outline; a cyst, or an isoattenuating or small (< 20 mm) tumour, for "
-            "the fine one."
+            "the coarse outline, a cyst for the fine one."
         ),
     )
     precision: str = field(

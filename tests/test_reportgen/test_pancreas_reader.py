@@ -210,35 +210,3 @@ def test_a_vein_the_tumour_indents_is_read_as_irregular(indented):
     _, findings = read_pancreas(measure_pancreas_study(outline, hu, affine))
     assert findings[0]["smv_contact"] == "smv_contact_le180"
     assert findings[0]["vein_irregularity"] is indented
-
-
-def _solid(attenuation: str, size_mm: float) -> dict:
-    fields = {
-        "type": {"value": "pancreatic_solid_mass"},
-        "attenuation": {"value": attenuation},
-        "size_mm": {"value": size_mm, "unit": "mm"},
-    }
-    return {"report": {"findings": [{"id": "F1", "fields": fields}]}}
-
-
-def test_tumours_the_fine_outline_misses_most_are_drawn_more_often():
-    """Isoattenuating and small tumours (the held-out misses) count as rare studies for
-    the fine outline; a large hypoattenuating one, a cyst's report or no finding do not,
-    and a rare study is drawn `rare_weight` times as often as any other."""
-    from reportgen.model.pancreas_training import SMALL_TUMOUR_MM, draw_weights, hard_to_see
-
-    cyst = {"report": {"findings": [{"fields": {"type": {"value": "pancreatic_cystic_lesion"},
-                                                "size_mm": {"value": 12}}}]}}  # fmt: skip
-    rows = [
-        _solid("isoattenuating", 35),
-        _solid("hypoattenuating", SMALL_TUMOUR_MM - 1),
-        _solid("hypoattenuating", SMALL_TUMOUR_MM),
-        cyst,
-        {"report": {"findings": []}},
-    ]
-    hard = [hard_to_see(row) for row in rows]
-    assert hard == [True, True, False, False, False]
-    weights = draw_weights(hard, 3.0)
-    assert weights.sum() == pytest.approx(1.0)
-    assert weights[0] == pytest.approx(3 * weights[2])
-    assert weights[1] == weights[0] and weights[3] == weights[4] == weights[2]
