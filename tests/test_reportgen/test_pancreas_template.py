@@ -135,3 +135,24 @@ def test_every_vessel_contact_is_coded_with_its_own_vessel():
     text = render_text(report)
     assert "Superior mesenteric artery: contact of 180 degrees or less." in text
     assert "NCCN resectability: borderline resectable." in text
+
+
+@pytest.mark.parametrize(
+    ("duct", "bile_duct", "management"),
+    [
+        (True, False, "pancreas_mgmt_duct_workup"),
+        (False, True, "pancreas_mgmt_duct_workup"),
+        (False, False, "pancreas_mgmt_none"),
+    ],
+)
+def test_a_dilated_duct_without_a_mass_is_worked_up_not_dismissed(duct, bile_duct, management):
+    """The secondary sign of an isoattenuating tumour (SAR/APA 2014): no mass is seen, so
+    there is no resectability, but the draft must not close the pathway."""
+    fields = {**NO_SPREAD, "duct_dilatation": duct, "biliary_dilatation": bile_duct}
+    report = _report(fields, [])
+    assert _status(report) == "resectability_not_applicable"
+    assert report.derived["management"].value == management
+    assert report.validation.valid, report.validation.problems
+    if management == "pancreas_mgmt_duct_workup":
+        assert "endoscopic ultrasound" in render_text(report)
+        assert "超声内镜" in render_text(report, lang="zh")
