@@ -226,20 +226,24 @@ def test_node_parts_are_outlined_nodes_of_a_suspicious_size_with_their_short_axi
 
 
 def _duct_along_x(radius_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """A straight duct of this radius on the pancreas reader's 1 x 1 x 2 mm grid."""
+    """A straight duct of this radius on the pancreas reader's 1 x 1 x 2 mm grid, and
+    the grid's affine."""
     spacing = np.array([1.0, 1.0, 2.0])
     world = np.indices((60, 30, 15)).transpose(1, 2, 3, 0) * spacing
-    return np.hypot(world[..., 1] - 15.0, world[..., 2] - 14.0) <= radius_mm, spacing
+    return np.hypot(world[..., 1] - 15.0, world[..., 2] - 14.0) <= radius_mm, np.diag(
+        [*spacing, 1.0]
+    )
 
 
 def test_a_normal_duct_with_one_wide_voxel_is_not_read_dilated():
     from reportgen.measure.pancreas import _duct_width_mm, _widest_mm
     from reportgen.model.pancreas_reading import DUCT_DILATED_MM
 
-    normal, spacing = _duct_along_x(1.5)
+    normal, affine = _duct_along_x(1.5)
+    spacing = np.diag(affine)[:3]
     bulge = normal.copy()
     bulge[30:32, 13:18, 6:9] = True  # one spot where a voxel's diagonal lies across it
     assert _widest_mm(bulge, spacing) > DUCT_DILATED_MM  # the single widest point
-    assert _duct_width_mm(bulge, spacing) <= DUCT_DILATED_MM  # the duct along its course
+    assert _duct_width_mm(bulge, affine) <= DUCT_DILATED_MM  # the duct along its course
     dilated, _ = _duct_along_x(3.0)
-    assert _duct_width_mm(dilated, spacing) > 5.0
+    assert _duct_width_mm(dilated, affine) > 5.0
